@@ -1,0 +1,11 @@
+#ifndef UNROLL_SUPPORT_H
+#define UNROLL_SUPPORT_H
+#include <stdbool.h>
+
+/// Sets flush-to-zero and denormals-are-zero on the calling thread; returns the previous state.
+/// Denormals make the unrolled backward pass many times slower on x86.
+bool unroll_set_flush_denormals(bool on);
+/// Whether the calling thread flushes denormals.
+bool unroll_flush_denormals_enabled(void);
+
+#endif

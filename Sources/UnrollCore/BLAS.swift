@@ -1,0 +1,102 @@
+#if canImport(Accelerate)
+import Accelerate
+#elseif canImport(COpenBLAS)
+import COpenBLAS
+#endif
+
+/// The single seam to the system BLAS (OpenBLAS on Linux, Accelerate on Apple platforms).
+/// Matrices are row-major; `lda` etc. are row strides in elements.
+public enum BLAS {
+    /// C = alpha·op(A)·op(B) + beta·C with op(A) m×k, op(B) k×n, C m×n.
+    @inlinable
+    public static func sgemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// y = alpha·op(A)·x + beta·y with A rows×cols.
+    @inlinable
+    public static func sgemv(
+        trans: Bool, rows: Int, cols: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>
+    ) {
+        if rows == 0 || cols == 0 { return }
+        cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(rows), Int32(cols),
+                    alpha, a, Int32(lda), x, 1, beta, y, 1)
+    }
+
+    /// y += alpha·x
+    @inlinable
+    public static func saxpy(_ n: Int, _ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        cblas_saxpy(Int32(n), alpha, x, 1, y, 1)
+    }
+
+    @inlinable
+    public static func sdot(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>) -> Float {
+        cblas_sdot(Int32(n), x, 1, y, 1)
+    }
+
+    /// Threads BLAS may use (OpenBLAS only; Accelerate manages its own).
+    public static var threads: Int {
+        get {
+            #if canImport(COpenBLAS)
+            return Int(openblas_get_num_threads())
+            #else
+            return 1
+            #endif
+        }
+        set {
+            #if canImport(COpenBLAS)
+            openblas_set_num_threads(Int32(max(1, newValue)))
+            #endif
+        }
+    }
+}
+
+extension Tensor {
+    /// op(self) · op(other) for matrices.
+    public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false) -> Tensor {
+        precondition(rank == 2 && other.rank == 2, "matmul needs matrices, got \(shape) and \(other.shape)")
+        let m = transposeSelf ? shape[1] : shape[0]
+        let k = transposeSelf ? shape[0] : shape[1]
+        let k2 = transposeOther ? other.shape[1] : other.shape[0]
+        let n = transposeOther ? other.shape[0] : other.shape[1]
+        precondition(k == k2, "matmul inner dimensions differ: \(shape)\(transposeSelf ? "ᵀ" : "") · \(other.shape)\(transposeOther ? "ᵀ" : "")")
+        var out = Tensor(zeros: [m, n])
+        if k == 0 { return out }
+        data.withUnsafeBufferPointer { a in
+            other.data.withUnsafeBufferPointer { b in
+                out.data.withUnsafeMutableBufferPointer { c in
+                    BLAS.sgemm(transA: transposeSelf, transB: transposeOther, m: m, n: n, k: k,
+                               alpha: 1, a: a.baseAddress!, lda: shape[1],
+                               b: b.baseAddress!, ldb: other.shape[1],
+                               beta: 0, c: c.baseAddress!, ldc: n)
+                }
+            }
+        }
+        return out
+    }
+
+    /// op(self) · x for a matrix and a vector (rank 1).
+    public func matvec(_ x: Tensor, transposeSelf: Bool = false) -> Tensor {
+        precondition(rank == 2, "matvec needs a matrix, got \(shape)")
+        let (r, c) = (shape[0], shape[1])
+        precondition(x.count == (transposeSelf ? r : c), "matvec: \(shape)\(transposeSelf ? "ᵀ" : "") · vector of \(x.count)")
+        var y = Tensor(zeros: [transposeSelf ? c : r])
+        data.withUnsafeBufferPointer { a in
+            x.data.withUnsafeBufferPointer { xv in
+                y.data.withUnsafeMutableBufferPointer { yv in
+                    BLAS.sgemv(trans: transposeSelf, rows: r, cols: c, alpha: 1, a: a.baseAddress!, lda: c,
+                               x: xv.baseAddress!, beta: 0, y: yv.baseAddress!)
+                }
+            }
+        }
+        return y
+    }
+}

@@ -1,0 +1,12 @@
+import ArgumentParser
+import UnrollCore
+
+@main
+struct UnrollCLI: ParsableCommand {
+    static let version = "0.1.0"
+    static let configuration = CommandConfiguration(
+        commandName: "unroll",
+        abstract: "Sparse coding and dictionary learning by algorithm unrolling.",
+        version: version,
+        subcommands: [])
+}
