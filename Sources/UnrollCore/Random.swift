@@ -22,6 +22,17 @@ public struct Random: RandomNumberGenerator, Sendable {
         s = (splitmix(), splitmix(), splitmix(), splitmix())
     }
 
+    /// The full generator state, for checkpoints: `Random(state:)` continues the exact stream.
+    public var state: [UInt64] {
+        [s.0, s.1, s.2, s.3, spareNormal.map { $0.bitPattern } ?? 0, spareNormal == nil ? 0 : 1]
+    }
+
+    public init?(state: [UInt64]) {
+        guard state.count == 6, state[0] | state[1] | state[2] | state[3] != 0 else { return nil }
+        s = (state[0], state[1], state[2], state[3])
+        spareNormal = state[5] == 1 ? Double(bitPattern: state[4]) : nil
+    }
+
     @inline(__always)
     private static func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 
