@@ -1,0 +1,118 @@
+/// im2col / col2im and the batch ↔ channel-major permutes behind the convolutions.
+///
+/// Column matrix layout for a chunk of `nb` samples: `[Cin·Kh·Kw, nb·Ho·Wo]` row-major, row
+/// `(c·Kh + ki)·Kw + kj`, column `(b·Ho + oy)·Wo + ox`, holding `x[b, c, oy·sh + ki − ph, ox·sw + kj − pw]`
+/// (zero outside the image). A convolution is then one GEMM for the whole chunk.
+enum Im2col {
+    /// Range of output columns `ox` whose input column `ox·s + k − p` lies inside `0..<n`.
+    @inline(__always)
+    static func validRange(n: Int, outCount: Int, k: Int, stride s: Int, pad p: Int) -> Range<Int> {
+        let lo = p - k <= 0 ? 0 : (p - k + s - 1) / s
+        let last = n - 1 - k + p
+        let hi = last < 0 ? 0 : Swift.min(outCount, last / s + 1)
+        return lo < hi ? lo..<hi : 0..<0
+    }
+
+    /// Writes the `Kh·Kw` rows of one input plane (one sample, one channel) into `dst`, whose rows
+    /// are `ld` floats apart and whose first column is this sample's first output position.
+    static func im2colPlane(_ g: ConvGeometry, src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>, ld: Int) {
+        let (h, w, ho, wo) = (g.inputHeight, g.inputWidth, g.outputHeight, g.outputWidth)
+        let (sh, sw) = (g.strideHeight, g.strideWidth)
+        for ki in 0..<g.kernelHeight {
+            for kj in 0..<g.kernelWidth {
+                let row = dst + (ki * g.kernelWidth + kj) * ld
+                let xs = validRange(n: w, outCount: wo, k: kj, stride: sw, pad: g.paddingWidth)
+                let ys = validRange(n: h, outCount: ho, k: ki, stride: sh, pad: g.paddingHeight)
+                for oy in 0..<ho {
+                    let out = row + oy * wo
+                    guard ys.contains(oy), !xs.isEmpty else {
+                        out.update(repeating: 0, count: wo)
+                        continue
+                    }
+                    if xs.lowerBound > 0 { out.update(repeating: 0, count: xs.lowerBound) }
+                    if xs.upperBound < wo { (out + xs.upperBound).update(repeating: 0, count: wo - xs.upperBound) }
+                    let srcRow = src + (oy * sh + ki - g.paddingHeight) * w + (kj - g.paddingWidth)
+                    if sw == 1 {
+                        (out + xs.lowerBound).update(from: srcRow + xs.lowerBound, count: xs.count)
+                    } else {
+                        for ox in xs { out[ox] = srcRow[ox * sw] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of `im2colPlane`: adds the `Kh·Kw` rows back into one input plane.
+    static func col2imPlane(_ g: ConvGeometry, src: UnsafePointer<Float>, ld: Int, dst: UnsafeMutablePointer<Float>) {
+        let (h, w, ho, wo) = (g.inputHeight, g.inputWidth, g.outputHeight, g.outputWidth)
+        let (sh, sw) = (g.strideHeight, g.strideWidth)
+        for ki in 0..<g.kernelHeight {
+            for kj in 0..<g.kernelWidth {
+                let row = src + (ki * g.kernelWidth + kj) * ld
+                let xs = validRange(n: w, outCount: wo, k: kj, stride: sw, pad: g.paddingWidth)
+                let ys = validRange(n: h, outCount: ho, k: ki, stride: sh, pad: g.paddingHeight)
+                if xs.isEmpty { continue }
+                for oy in ys {
+                    let inp = row + oy * wo
+                    let dstRow = dst + (oy * sh + ki - g.paddingHeight) * w + (kj - g.paddingWidth)
+                    if sw == 1 {
+                        for ox in xs { dstRow[ox] += inp[ox] }
+                    } else {
+                        for ox in xs { dstRow[ox * sw] += inp[ox] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Column matrix of samples `0..<nb` of `input` (which points at the chunk's first sample).
+    static func im2col(_ g: ConvGeometry, samples nb: Int, input: UnsafePointer<Float>, cols: UnsafeMutablePointer<Float>) {
+        let kk = g.kernelHeight * g.kernelWidth, plane = g.inputHeight * g.inputWidth
+        let hw = g.outputHeight * g.outputWidth, ld = nb * hw, cin = g.inChannels
+        Parallel.forEachChunk(nb * cin, minPerPart: Swift.max(1, 32_768 / Swift.max(1, kk * hw))) { units in
+            for u in units {
+                let (b, c) = u.quotientAndRemainder(dividingBy: cin)
+                im2colPlane(g, src: input + u * plane, dst: cols + c * kk * ld + b * hw, ld: ld)
+            }
+        }
+    }
+
+    /// Adds the column matrix back into samples `0..<nb` of `output` (col2im); each worker owns whole planes.
+    static func col2im(_ g: ConvGeometry, samples nb: Int, cols: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        let kk = g.kernelHeight * g.kernelWidth, plane = g.inputHeight * g.inputWidth
+        let hw = g.outputHeight * g.outputWidth, ld = nb * hw, cin = g.inChannels
+        Parallel.forEachChunk(nb * cin, minPerPart: Swift.max(1, 32_768 / Swift.max(1, kk * hw))) { units in
+            for u in units {
+                let (b, c) = u.quotientAndRemainder(dividingBy: cin)
+                col2imPlane(g, src: cols + c * kk * ld + b * hw, ld: ld, dst: output + u * plane)
+            }
+        }
+    }
+
+    /// `[C, nb·HW]` (channel-major, as a GEMM leaves it) → `[nb, C, HW]` (NCHW); adds when `accumulate`.
+    static func channelMajorToBatch(channels: Int, samples nb: Int, planeSize hw: Int,
+                                    src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        Parallel.forEachChunk(nb * channels, minPerPart: Swift.max(1, 65_536 / Swift.max(1, hw))) { units in
+            for u in units {
+                let (b, c) = u.quotientAndRemainder(dividingBy: channels)
+                let s = src + (c * nb + b) * hw, d = dst + u * hw
+                if accumulate {
+                    for q in 0..<hw { d[q] += s[q] }
+                } else {
+                    d.update(from: s, count: hw)
+                }
+            }
+        }
+    }
+
+    /// `[nb, C, HW]` (NCHW) → `[C, nb·HW]` (channel-major, as a GEMM operand).
+    static func batchToChannelMajor(channels: Int, samples nb: Int, planeSize hw: Int,
+                                    src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>) {
+        Parallel.forEachChunk(nb * channels, minPerPart: Swift.max(1, 65_536 / Swift.max(1, hw))) { units in
+            for u in units {
+                let (b, c) = u.quotientAndRemainder(dividingBy: channels)
+                (dst + (c * nb + b) * hw).update(from: src + u * hw, count: hw)
+            }
+        }
+    }
+}

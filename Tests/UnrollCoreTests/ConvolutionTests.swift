@@ -1,0 +1,290 @@
+import Testing
+import UnrollCore
+
+/// Direct-loop references (PyTorch semantics) in Double.
+enum NaiveConv {
+    /// y[b,o,oy,ox] = Σ_c,ki,kj w[o,c,ki,kj] · x[b,c,oy·s+ki−p, ox·s+kj−p]
+    static func conv2d(_ x: Tensor, _ w: Tensor, stride s: Int, padding p: Int) -> [Double] {
+        let (nb, cin, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (cout, kh, kw) = (w.shape[0], w.shape[2], w.shape[3])
+        let ho = (h + 2 * p - kh) / s + 1, wo = (wd + 2 * p - kw) / s + 1
+        var y = [Double](repeating: 0, count: nb * cout * ho * wo)
+        for b in 0..<nb { for o in 0..<cout { for oy in 0..<ho { for ox in 0..<wo {
+            var acc = 0.0
+            for c in 0..<cin { for ki in 0..<kh { for kj in 0..<kw {
+                let iy = oy * s + ki - p, ix = ox * s + kj - p
+                if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                    acc += Double(w.data[((o * cin + c) * kh + ki) * kw + kj]) * Double(x.data[((b * cin + c) * h + iy) * wd + ix])
+                }
+            } } }
+            y[((b * cout + o) * ho + oy) * wo + ox] = acc
+        } } } }
+        return y
+    }
+
+    /// The scatter form: x[b,c,oy·s+ki−p, ox·s+kj−p] += w[o,c,ki,kj] · y[b,o,oy,ox].
+    static func convTranspose2d(_ y: Tensor, _ w: Tensor, stride s: Int, padding p: Int, height h: Int, width wd: Int) -> [Double] {
+        let (nb, cout, ho, wo) = (y.shape[0], y.shape[1], y.shape[2], y.shape[3])
+        let (cin, kh, kw) = (w.shape[1], w.shape[2], w.shape[3])
+        var x = [Double](repeating: 0, count: nb * cin * h * wd)
+        for b in 0..<nb { for o in 0..<cout { for oy in 0..<ho { for ox in 0..<wo {
+            let v = Double(y.data[((b * cout + o) * ho + oy) * wo + ox])
+            for c in 0..<cin { for ki in 0..<kh { for kj in 0..<kw {
+                let iy = oy * s + ki - p, ix = ox * s + kj - p
+                if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                    x[((b * cin + c) * h + iy) * wd + ix] += v * Double(w.data[((o * cin + c) * kh + ki) * kw + kj])
+                }
+            } } }
+        } } } }
+        return x
+    }
+
+    /// gw[o,c,ki,kj] = Σ_b,oy,ox g[b,o,oy,ox] · x[b,c,oy·s+ki−p, ox·s+kj−p]
+    static func filterGradient2d(_ x: Tensor, _ g: Tensor, kh: Int, kw: Int, stride s: Int, padding p: Int) -> [Double] {
+        let (nb, cin, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (cout, ho, wo) = (g.shape[1], g.shape[2], g.shape[3])
+        var gw = [Double](repeating: 0, count: cout * cin * kh * kw)
+        for o in 0..<cout { for c in 0..<cin { for ki in 0..<kh { for kj in 0..<kw {
+            var acc = 0.0
+            for b in 0..<nb { for oy in 0..<ho { for ox in 0..<wo {
+                let iy = oy * s + ki - p, ix = ox * s + kj - p
+                if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                    acc += Double(g.data[((b * cout + o) * ho + oy) * wo + ox]) * Double(x.data[((b * cin + c) * h + iy) * wd + ix])
+                }
+            } } }
+            gw[((o * cin + c) * kh + ki) * kw + kj] = acc
+        } } } }
+        return gw
+    }
+}
+
+@Suite struct ConvolutionTests {
+    /// (batch, Cin, Cout, H, W, Kh, Kw, stride, padding): strides 1…4, padding 0…2, non-square kernels.
+    static let cases2d: [(Int, Int, Int, Int, Int, Int, Int, Int, Int)] = [
+        (1, 1, 1, 5, 5, 3, 3, 1, 0),
+        (2, 1, 4, 12, 11, 7, 7, 5, 0),
+        (3, 2, 3, 9, 10, 3, 2, 2, 1),
+        (2, 3, 2, 13, 8, 4, 3, 3, 2),
+        (1, 2, 5, 11, 11, 2, 5, 4, 1),
+        (2, 1, 2, 6, 7, 6, 7, 1, 0),   // kernel covers the whole input: 1×1 output
+        (5, 2, 3, 8, 8, 3, 3, 1, 2),   // padding larger than needed
+    ]
+
+    @Test func conv2dMatchesDirectLoop() {
+        var rng = Random(seed: 11)
+        for (b, cin, cout, h, w, kh, kw, s, p) in Self.cases2d {
+            let x = Tensor.normal([b, cin, h, w], rng: &rng)
+            let f = Tensor.normal([cout, cin, kh, kw], rng: &rng)
+            let y = x.conv2d(f, stride: s, padding: p)
+            #expect(y.shape == [b, cout, (h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1])
+            #expect(maxRelativeError(y.data, NaiveConv.conv2d(x, f, stride: s, padding: p)) < 1e-5, "case \((b, cin, cout, h, w, kh, kw, s, p))")
+        }
+    }
+
+    @Test func convTranspose2dMatchesScatterLoopAndIsTheAdjoint() {
+        var rng = Random(seed: 12)
+        for (b, cin, cout, h, w, kh, kw, s, p) in Self.cases2d {
+            let g = ConvGeometry(inChannels: cin, outChannels: cout, inputHeight: h, inputWidth: w,
+                                 kernelHeight: kh, kernelWidth: kw, stride: s, padding: p)
+            let f = Tensor.normal([cout, cin, kh, kw], rng: &rng)
+            let x = Tensor.normal([b, cin, h, w], rng: &rng)
+            // y = Ax + noise keeps ⟨Ax, y⟩ far from zero, so the relative test is meaningful.
+            let ax = x.conv2d(f, stride: s, padding: p)
+            let y = ax + Tensor.normal(ax.shape, rng: &rng)
+            let aty = y.convTranspose2d(f, stride: s, padding: p, outputSize: (h, w))
+            #expect(aty.shape == [b, cin, h, w])
+            #expect(maxRelativeError(aty.data, NaiveConv.convTranspose2d(y, f, stride: s, padding: p, height: h, width: w)) < 1e-5)
+            let lhs = dot(ax, y), rhs = dot(x, aty)
+            #expect(abs(lhs - rhs) <= 1e-5 * abs(lhs), "⟨Ax,y⟩ = \(lhs), ⟨x,Aᵀy⟩ = \(rhs) for \(g)")
+        }
+    }
+
+    @Test func convTransposeOutputSizeResolvesStrideAmbiguity() {
+        // With stride 3 and kernel 2, widths 11, 12 and 13 all convolve to 4 columns. As with PyTorch's
+        // output_padding, the caller's output size decides; each must be accepted and be the exact adjoint.
+        var rng = Random(seed: 13)
+        let f = Tensor.normal([2, 1, 2, 2], rng: &rng)
+        for w in [11, 12, 13] {
+            let x = Tensor.normal([1, 1, 5, w], rng: &rng)
+            let ax = x.conv2d(f, stride: 3)
+            #expect(ax.shape == [1, 2, 2, 4])
+            let y = Tensor.normal(ax.shape, rng: &rng)
+            let aty = y.convTranspose2d(f, stride: 3, outputSize: (5, w))
+            #expect(aty.shape == [1, 1, 5, w])
+            #expect(abs(dot(ax, y) - dot(x, aty)) <= 1e-5 * max(1, abs(dot(ax, y))))
+        }
+    }
+
+    @Test func filterGradient2dMatchesDirectFormula() {
+        var rng = Random(seed: 14)
+        for (b, cin, cout, h, w, kh, kw, s, p) in Self.cases2d {
+            let x = Tensor.normal([b, cin, h, w], rng: &rng)
+            let ho = (h + 2 * p - kh) / s + 1, wo = (w + 2 * p - kw) / s + 1
+            let gy = Tensor.normal([b, cout, ho, wo], rng: &rng)
+            let gw = Tensor.conv2dFilterGradient(input: x, outputGradient: gy, kernelSize: (kh, kw), stride: s, padding: p)
+            #expect(gw.shape == [cout, cin, kh, kw])
+            #expect(maxRelativeError(gw.data, NaiveConv.filterGradient2d(x, gy, kh: kh, kw: kw, stride: s, padding: p)) < 1e-5)
+        }
+    }
+
+    @Test func filterGradientMatchesFiniteDifferences() {
+        // f(w) = ⟨g, conv2d(x, w)⟩ is linear in w, so a central difference is exact up to rounding.
+        var rng = Random(seed: 15)
+        let x = Tensor.normal([2, 2, 9, 8], rng: &rng)
+        var f = Tensor.normal([3, 2, 3, 2], rng: &rng)
+        let g = Tensor.normal([2, 3, 5, 5], rng: &rng)
+        let grad = Tensor.conv2dFilterGradient(input: x, outputGradient: g, kernelSize: (3, 2), stride: 2, padding: 1)
+        let h: Float = 0.25
+        for i in stride(from: 0, to: f.count, by: 5) {
+            let w0 = f.data[i]
+            f.data[i] = w0 + h
+            let plus = dot(g, x.conv2d(f, stride: 2, padding: 1))
+            f.data[i] = w0 - h
+            let minus = dot(g, x.conv2d(f, stride: 2, padding: 1))
+            f.data[i] = w0
+            let fd = (plus - minus) / (2 * Double(h))
+            #expect(abs(fd - Double(grad.data[i])) <= 1e-4 * max(1, abs(fd)), "element \(i): fd \(fd), kernel \(grad.data[i])")
+        }
+    }
+
+    @Test func conv1dMatchesDirectLoopForStridesPaddingChannelsBatch() {
+        var rng = Random(seed: 16)
+        for (b, cin, cout, n, k, s, p) in [(1, 1, 1, 20, 5, 1, 0), (3, 1, 4, 100, 18, 1, 0), (2, 2, 3, 31, 4, 2, 0),
+                                           (2, 3, 2, 40, 7, 3, 2), (4, 1, 3, 17, 3, 4, 1), (1, 2, 2, 9, 9, 1, 0)] {
+            let x = Tensor.normal([b, cin, n], rng: &rng)
+            let f = Tensor.normal([cout, cin, k], rng: &rng)
+            let y = x.conv1d(f, stride: s, padding: p)
+            let l = (n + 2 * p - k) / s + 1
+            #expect(y.shape == [b, cout, l])
+            // The 1-D case is the 2-D reference with height 1.
+            let ref = NaiveConv.conv2d(x.reshaped([b, cin, 1, n]), f.reshaped([cout, cin, 1, k]), stride: 1, padding: 0, strideW: s, padW: p)
+            #expect(maxRelativeError(y.data, ref) < 1e-5)
+
+            // Its transpose: exact adjoint, and equal to the scatter loop.
+            let yy = y + Tensor.normal(y.shape, rng: &rng)
+            let aty = yy.convTranspose1d(f, stride: s, padding: p, outputLength: n)
+            #expect(aty.shape == [b, cin, n])
+            var direct = [Double](repeating: 0, count: b * cin * n)
+            for bb in 0..<b { for o in 0..<cout { for t in 0..<l { for c in 0..<cin { for kk in 0..<k {
+                let i = t * s + kk - p
+                if i >= 0 && i < n { direct[(bb * cin + c) * n + i] += Double(yy.data[(bb * cout + o) * l + t]) * Double(f.data[(o * cin + c) * k + kk]) }
+            } } } } }
+            #expect(maxRelativeError(aty.data, direct) < 1e-5)
+            #expect(abs(dot(y, yy) - dot(x, aty)) <= 1e-5 * abs(dot(y, yy)))
+
+            // Filter gradient: correlation of the input with the output gradient.
+            let gw = Tensor.conv1dFilterGradient(input: x, outputGradient: yy, kernelSize: k, stride: s, padding: p)
+            var gref = [Double](repeating: 0, count: cout * cin * k)
+            for bb in 0..<b { for o in 0..<cout { for t in 0..<l { for c in 0..<cin { for kk in 0..<k {
+                let i = t * s + kk - p
+                if i >= 0 && i < n { gref[(o * cin + c) * k + kk] += Double(yy.data[(bb * cout + o) * l + t]) * Double(x.data[(bb * cin + c) * n + i]) }
+            } } } } }
+            #expect(gw.shape == [cout, cin, k])
+            #expect(maxRelativeError(gw.data, gref) < 1e-5)
+        }
+    }
+
+    @Test func convTranspose1dWithStrideOneIsTheFullConvolution() {
+        // CRsAE's H: length-L codes and length-K filters give a length L + K − 1 signal, Σ_k z[n − k] h[k].
+        var rng = Random(seed: 17)
+        let z = Tensor.normal([1, 1, 30], rng: &rng)
+        let h = Tensor.normal([1, 1, 6], rng: &rng)
+        let y = z.convTranspose1d(h, outputLength: 35)
+        for n in 0..<35 {
+            var s = 0.0
+            for k in 0..<6 where n - k >= 0 && n - k < 30 { s += Double(z.data[n - k]) * Double(h.data[k]) }
+            #expect(abs(Double(y.data[n]) - s) < 1e-5 * max(1, abs(s)))
+        }
+    }
+
+    @Test func batchedChunksEqualSampleBySample() {
+        // 30 samples of a 1-channel 100×100 image with 8 3×3 filters: more than one GEMM chunk.
+        var rng = Random(seed: 18)
+        let x = Tensor.normal([30, 1, 100, 100], rng: &rng)
+        let f = Tensor.normal([8, 1, 3, 3], rng: &rng)
+        let y = x.conv2d(f, stride: 1, padding: 1)
+        let yt = y.convTranspose2d(f, stride: 1, padding: 1, outputSize: (100, 100))
+        let gw = Tensor.conv2dFilterGradient(input: x, outputGradient: y, kernelSize: (3, 3), stride: 1, padding: 1)
+        var gsum = [Double](repeating: 0, count: gw.count)
+        for b in [0, 7, 19, 29] {
+            let xb = x.rows(b..<(b + 1)), yb = y.rows(b..<(b + 1))
+            #expect(maxRelativeError(xb.conv2d(f, stride: 1, padding: 1), yb) < 1e-5)
+            #expect(maxRelativeError(yb.convTranspose2d(f, stride: 1, padding: 1, outputSize: (100, 100)), yt.rows(b..<(b + 1))) < 1e-5)
+        }
+        for b in 0..<30 {
+            let gb = Tensor.conv2dFilterGradient(input: x.rows(b..<(b + 1)), outputGradient: y.rows(b..<(b + 1)),
+                                                 kernelSize: (3, 3), stride: 1, padding: 1)
+            for i in 0..<gb.count { gsum[i] += Double(gb.data[i]) }
+        }
+        #expect(maxRelativeError(gw.data, gsum) < 1e-4)
+    }
+
+    @Test func intoVariantsAccumulateAndReuseTheWorkspace() {
+        var rng = Random(seed: 19)
+        var ws = ConvWorkspace()
+        var out = Tensor(zeros: [])
+        for (h, s) in [(10, 1), (23, 3), (7, 2)] {
+            let x = Tensor.normal([2, 2, h, h], rng: &rng)
+            let f = Tensor.normal([3, 2, 3, 3], rng: &rng)
+            x.conv2d(f, stride: s, into: &out, workspace: &ws)
+            let once = out
+            #expect(maxRelativeError(once, x.conv2d(f, stride: s)) == 0)
+            x.conv2d(f, stride: s, into: &out, accumulate: true, workspace: &ws)
+            #expect(maxRelativeError(out, 2 * once) < 1e-6)
+
+            var back = Tensor.normal([2, 2, h, h], rng: &rng)
+            let start = back
+            once.convTranspose2d(f, stride: s, outputSize: (h, h), into: &back, accumulate: true, workspace: &ws)
+            #expect(maxRelativeError(back, start + once.convTranspose2d(f, stride: s, outputSize: (h, h))) < 1e-5)
+
+            var gw = Tensor.normal([3, 2, 3, 3], rng: &rng)
+            let g0 = gw
+            Tensor.conv2dFilterGradient(input: x, outputGradient: once, kernelSize: (3, 3), stride: s, into: &gw, accumulate: true, workspace: &ws)
+            #expect(maxRelativeError(gw, g0 + Tensor.conv2dFilterGradient(input: x, outputGradient: once, kernelSize: (3, 3), stride: s)) < 1e-5)
+        }
+        #expect(ws.capacity > 0)
+    }
+
+    @Test func pointerLevelApiMatchesTensorApi() {
+        var rng = Random(seed: 20)
+        let g = ConvGeometry(inChannels: 2, outChannels: 3, inputHeight: 9, inputWidth: 12, kernelHeight: 3, kernelWidth: 4,
+                             strideHeight: 2, strideWidth: 3, paddingHeight: 1, paddingWidth: 0)
+        #expect(g.problem == nil && g.outputHeight == 5 && g.outputWidth == 3)
+        let x = Tensor.normal([4] + g.inputShape, rng: &rng)
+        let f = Tensor.normal(g.filterShape, rng: &rng)
+        var y = [Float](repeating: 0, count: 4 * g.outputCount)
+        var ws = ConvWorkspace()
+        x.data.withUnsafeBufferPointer { xp in
+            f.data.withUnsafeBufferPointer { fp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    Convolution.forward(g, batch: 4, input: xp.baseAddress!, filters: fp.baseAddress!, output: yp.baseAddress!, workspace: &ws)
+                }
+            }
+        }
+        // Different strides per axis: the reference loop with separate strides.
+        let ref = NaiveConv.conv2d(x, f, stride: 2, padding: 1, strideW: 3, padW: 0)
+        #expect(maxRelativeError(y, ref) < 1e-5)
+        #expect(ConvGeometry.oneD(inChannels: 1, outChannels: 1, length: 4, kernel: 5).problem != nil)
+    }
+}
+
+extension NaiveConv {
+    /// conv2d with separate strides / paddings per axis.
+    static func conv2d(_ x: Tensor, _ w: Tensor, stride sh: Int, padding ph: Int, strideW sw: Int, padW pw: Int) -> [Double] {
+        let (nb, cin, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (cout, kh, kw) = (w.shape[0], w.shape[2], w.shape[3])
+        let ho = (h + 2 * ph - kh) / sh + 1, wo = (wd + 2 * pw - kw) / sw + 1
+        var y = [Double](repeating: 0, count: nb * cout * ho * wo)
+        for b in 0..<nb { for o in 0..<cout { for oy in 0..<ho { for ox in 0..<wo {
+            var acc = 0.0
+            for c in 0..<cin { for ki in 0..<kh { for kj in 0..<kw {
+                let iy = oy * sh + ki - ph, ix = ox * sw + kj - pw
+                if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                    acc += Double(w.data[((o * cin + c) * kh + ki) * kw + kj]) * Double(x.data[((b * cin + c) * h + iy) * wd + ix])
+                }
+            } } }
+            y[((b * cout + o) * ho + oy) * wo + ox] = acc
+        } } } }
+        return y
+    }
+}
