@@ -91,6 +91,25 @@ public struct ConvWorkspace: Sendable {
     }
 }
 
+/// How `Convolution` computes: `automatic` picks direct loops for 1-D layers with few filters, else im2col.
+public enum ConvolutionMethod: Sendable {
+    case automatic
+    /// im2col + one GEMM per chunk of samples.
+    case im2col
+    /// Direct loops; 1-D geometries only.
+    case direct
+
+    func useDirect(_ g: ConvGeometry) -> Bool {
+        switch self {
+        case .automatic: return DirectConvolution1D.preferred(g)
+        case .im2col: return false
+        case .direct:
+            precondition(g.inputHeight == 1 && g.kernelHeight == 1, "direct convolution is implemented for 1-D geometries only")
+            return true
+        }
+    }
+}
+
 /// Pointer-level convolutions (NCHW, contiguous). `accumulate` adds into the destination instead
 /// of overwriting it. Samples are processed in chunks that share one GEMM, so the BLAS threads get
 /// large products; the workspace holds one chunk's column matrix (at most ~16 MB, at least one sample).
@@ -107,9 +126,12 @@ public enum Convolution {
     /// output = conv(input, filters): `[batch, Cin, H, W]` ⋆ `[Cout, Cin, Kh, Kw]` → `[batch, Cout, Ho, Wo]`.
     public static func forward(_ g: ConvGeometry, batch: Int, input: UnsafePointer<Float>,
                                filters: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                               accumulate: Bool = false, workspace: inout ConvWorkspace) {
+                               accumulate: Bool = false, workspace: inout ConvWorkspace, method: ConvolutionMethod = .automatic) {
         precondition(g.problem == nil, "convolution: \(g.problem ?? "")")
         guard batch > 0 else { return }
+        if method.useDirect(g) {
+            return DirectConvolution1D.forward(g, batch: batch, input: input, filters: filters, output: output, accumulate: accumulate)
+        }
         let kk = g.inChannels * g.kernelHeight * g.kernelWidth, hw = g.outputHeight * g.outputWidth
         let nb = samplesPerChunk(g, batch: batch)
         workspace.withBuffer(count: (kk + (nb > 1 ? g.outChannels : 0)) * nb * hw) { buf in
@@ -139,9 +161,12 @@ public enum Convolution {
     /// `[batch, Cout, Ho, Wo]` → `[batch, Cin, H, W]` (H, W from the geometry).
     public static func transposed(_ g: ConvGeometry, batch: Int, input: UnsafePointer<Float>,
                                   filters: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                                  accumulate: Bool = false, workspace: inout ConvWorkspace) {
+                                  accumulate: Bool = false, workspace: inout ConvWorkspace, method: ConvolutionMethod = .automatic) {
         precondition(g.problem == nil, "transposed convolution: \(g.problem ?? "")")
         guard batch > 0 else { return }
+        if method.useDirect(g) {
+            return DirectConvolution1D.transposed(g, batch: batch, input: input, filters: filters, output: output, accumulate: accumulate)
+        }
         let kk = g.inChannels * g.kernelHeight * g.kernelWidth, hw = g.outputHeight * g.outputWidth
         let nb = samplesPerChunk(g, batch: batch)
         if !accumulate { output.update(repeating: 0, count: batch * g.inputCount) }
@@ -168,8 +193,12 @@ public enum Convolution {
     /// shaped `[Cout, Cin, Kh, Kw]`.
     public static func filterGradient(_ g: ConvGeometry, batch: Int, input: UnsafePointer<Float>,
                                       outputGradient: UnsafePointer<Float>, filterGradient: UnsafeMutablePointer<Float>,
-                                      accumulate: Bool = false, workspace: inout ConvWorkspace) {
+                                      accumulate: Bool = false, workspace: inout ConvWorkspace, method: ConvolutionMethod = .automatic) {
         precondition(g.problem == nil, "convolution filter gradient: \(g.problem ?? "")")
+        if method.useDirect(g) {
+            return DirectConvolution1D.filterGradient(g, batch: batch, input: input, outputGradient: outputGradient,
+                                                      filterGradient: filterGradient, accumulate: accumulate)
+        }
         let kk = g.inChannels * g.kernelHeight * g.kernelWidth, hw = g.outputHeight * g.outputWidth
         if !accumulate { filterGradient.update(repeating: 0, count: g.filterCount) }
         guard batch > 0 else { return }

@@ -184,6 +184,39 @@ enum NaiveConv {
         }
     }
 
+    @Test func directAndIm2colPathsAgreeIn1D() {
+        // Both methods, forced through the pointer API, against the direct-loop reference and each other.
+        var rng = Random(seed: 21)
+        for (b, cin, cout, n, k, s, p) in [(3, 1, 3, 200, 45, 1, 0), (2, 2, 5, 60, 7, 2, 3), (2, 3, 9, 33, 4, 3, 1), (1, 1, 1, 5, 5, 1, 0)] {
+            let g = ConvGeometry.oneD(inChannels: cin, outChannels: cout, length: n, kernel: k, stride: s, padding: p)
+            let x = Tensor.normal([b, cin, n], rng: &rng)
+            let f = Tensor.normal([cout, cin, k], rng: &rng)
+            let y = Tensor.normal([b, cout, g.outputWidth], rng: &rng)
+            let ref = NaiveConv.conv2d(x.reshaped([b, cin, 1, n]), f.reshaped([cout, cin, 1, k]), stride: 1, padding: 0, strideW: s, padW: p)
+            let refT = NaiveConv.convTranspose1d(y, f, stride: s, padding: p, length: n)
+            let refG = NaiveConv.filterGradient1d(x, y, kernel: k, stride: s, padding: p)
+            var ws = ConvWorkspace()
+            for method in [ConvolutionMethod.direct, .im2col] {
+                var out = [Float](repeating: 7, count: b * g.outputCount)
+                var back = [Float](repeating: 7, count: b * g.inputCount)
+                var gw = [Float](repeating: 7, count: g.filterCount)
+                Convolution.forward(g, batch: b, input: x.data, filters: f.data, output: &out, workspace: &ws, method: method)
+                Convolution.transposed(g, batch: b, input: y.data, filters: f.data, output: &back, workspace: &ws, method: method)
+                Convolution.filterGradient(g, batch: b, input: x.data, outputGradient: y.data, filterGradient: &gw, workspace: &ws, method: method)
+                #expect(maxRelativeError(out, ref) < 1e-5, "\(method) forward \(g)")
+                #expect(maxRelativeError(back, refT) < 1e-5, "\(method) transposed \(g)")
+                #expect(maxRelativeError(gw, refG) < 1e-5, "\(method) filter gradient \(g)")
+                // accumulate adds onto what is there
+                Convolution.forward(g, batch: b, input: x.data, filters: f.data, output: &out, accumulate: true, workspace: &ws, method: method)
+                Convolution.transposed(g, batch: b, input: y.data, filters: f.data, output: &back, accumulate: true, workspace: &ws, method: method)
+                Convolution.filterGradient(g, batch: b, input: x.data, outputGradient: y.data, filterGradient: &gw, accumulate: true, workspace: &ws, method: method)
+                #expect(maxRelativeError(out, ref.map { 2 * $0 }) < 1e-5)
+                #expect(maxRelativeError(back, refT.map { 2 * $0 }) < 1e-5)
+                #expect(maxRelativeError(gw, refG.map { 2 * $0 }) < 3e-5)   // two Float sums of ~500 terms
+            }
+        }
+    }
+
     @Test func convTranspose1dWithStrideOneIsTheFullConvolution() {
         // CRsAE's H: length-L codes and length-K filters give a length L + K − 1 signal, Σ_k z[n − k] h[k].
         var rng = Random(seed: 17)
@@ -269,6 +302,28 @@ enum NaiveConv {
 }
 
 extension NaiveConv {
+    /// x[b,c,t·s+k−p] += w[o,c,k] · y[b,o,t]
+    static func convTranspose1d(_ y: Tensor, _ w: Tensor, stride s: Int, padding p: Int, length n: Int) -> [Double] {
+        let (nb, cout, l) = (y.shape[0], y.shape[1], y.shape[2]), (cin, k) = (w.shape[1], w.shape[2])
+        var x = [Double](repeating: 0, count: nb * cin * n)
+        for b in 0..<nb { for o in 0..<cout { for t in 0..<l { for c in 0..<cin { for kk in 0..<k {
+            let i = t * s + kk - p
+            if i >= 0 && i < n { x[(b * cin + c) * n + i] += Double(y.data[(b * cout + o) * l + t]) * Double(w.data[(o * cin + c) * k + kk]) }
+        } } } } }
+        return x
+    }
+
+    /// gw[o,c,k] = Σ_b,t g[b,o,t] · x[b,c,t·s+k−p]
+    static func filterGradient1d(_ x: Tensor, _ g: Tensor, kernel k: Int, stride s: Int, padding p: Int) -> [Double] {
+        let (nb, cin, n) = (x.shape[0], x.shape[1], x.shape[2]), (cout, l) = (g.shape[1], g.shape[2])
+        var gw = [Double](repeating: 0, count: cout * cin * k)
+        for b in 0..<nb { for o in 0..<cout { for t in 0..<l { for c in 0..<cin { for kk in 0..<k {
+            let i = t * s + kk - p
+            if i >= 0 && i < n { gw[(o * cin + c) * k + kk] += Double(g.data[(b * cout + o) * l + t]) * Double(x.data[(b * cin + c) * n + i]) }
+        } } } } }
+        return gw
+    }
+
     /// conv2d with separate strides / paddings per axis.
     static func conv2d(_ x: Tensor, _ w: Tensor, stride sh: Int, padding ph: Int, strideW sw: Int, padW pw: Int) -> [Double] {
         let (nb, cin, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])

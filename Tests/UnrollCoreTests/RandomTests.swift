@@ -51,6 +51,15 @@ import UnrollCore
         #expect((0..<100).map { _ in f.next() } != (0..<100).map { _ in g.next() })
     }
 
+    @Test func stateRoundTripContinuesTheStream() {
+        var a = Random(seed: 10)
+        _ = a.normal()   // leaves a cached Box–Muller value in the state
+        var b = Random(state: a.state)!
+        #expect((0..<50).map { _ in a.normal() } == (0..<50).map { _ in b.normal() })
+        #expect((0..<50).map { _ in a.next() } == (0..<50).map { _ in b.next() })
+        #expect(Random(state: [0, 0, 0, 0, 0, 0]) == nil && Random(state: [1, 2]) == nil)
+    }
+
     @Test func uniformMomentsAndRange() {
         var rng = Random(seed: 1)
         let xs = (0..<Self.n).map { _ in rng.uniform() }

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import UnrollBenchmarks
+
+/// `unroll bench <case>`: timings of our kernels beside their peers (NumPy, later PyTorch) in the same run.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure kernels against their Python peers (bench/*.py).",
+        discussion: "Cases:\n" + Benchmarks.all.map { "  \($0.name): \($0.summary)" }.joined(separator: "\n")
+            + "\n  all: every case above")
+
+    @Argument(help: "Benchmark case (\(Benchmarks.all.map(\.name).joined(separator: ", ")), or all).")
+    var name: String
+
+    @Option(help: "Threads for BLAS, our workers and the peer.")
+    var threads: Int = 2
+
+    @Option(help: "Timed repetitions; numbers are medians.")
+    var repeats: Int = 5
+
+    @Option(help: "Problem size where the case has one (gemm: n of an n×n×n product, default 2000; ftz: values, default 65536).")
+    var size: Int?
+
+    @Option(help: "Python interpreter for the peer scripts.")
+    var python: String = "python3"
+
+    @Option(help: "Folder with the peer scripts (default: bench/ in the working directory or the package).")
+    var scripts: String?
+
+    @Flag(help: "Print one JSON object instead of tables.")
+    var json = false
+
+    func validate() throws {
+        guard name == "all" || Benchmarks.named(name) != nil else {
+            throw ValidationError("unknown benchmark '\(name)'; expected one of: \(Benchmarks.all.map(\.name).joined(separator: ", ")), all")
+        }
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
+        guard repeats >= 1 else { throw ValidationError("--repeats must be ≥ 1, got \(repeats)") }
+        if let s = size, s < 1 { throw ValidationError("--size must be ≥ 1, got \(s)") }
+    }
+
+    func run() throws {
+        let options = BenchOptions(threads: threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts)
+        let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
+        var reports: [BenchReport] = []
+        for n in names {
+            do {
+                reports.append(try Benchmarks.run(n, options: options))
+            } catch let e as BenchError {
+                throw ValidationError(e.description)
+            }
+            if !json {
+                if reports.count > 1 { print("") }
+                print(reports.last!.table())
+            }
+        }
+        if json {
+            print(try Benchmarks.json(reports))
+        } else {
+            print("")
+            for (k, v) in MachineInfo.summary().sorted(by: { $0.key < $1.key }) { print("\(k): \(v)") }
+        }
+    }
+}
