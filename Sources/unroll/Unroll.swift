@@ -8,5 +8,5 @@ struct UnrollCLI: ParsableCommand {
         commandName: "unroll",
         abstract: "Sparse coding and dictionary learning by algorithm unrolling.",
         version: version,
-        subcommands: [])
+        subcommands: [Info.self])
 }
