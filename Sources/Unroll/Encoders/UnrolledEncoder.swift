@@ -1,0 +1,204 @@
+import Foundation
+import UnrollCore
+
+/// How the step α of the unrolled layers is chosen.
+public enum StepSize: Equatable, Sendable {
+    /// A fixed α > 0 (PUDLE: 0.2 on the synthetic problems, 0.1 for images, 1 for MNIST).
+    case fixed(Float)
+    /// α = 1/L with L = ‖D‖₂² estimated by `iterations` power iterations from `seed`, recomputed
+    /// for the current weights on every call (deterministic: the same weights give the same α).
+    /// α is treated as a constant in the backward pass (no gradient through L).
+    case inverseLipschitz(iterations: Int = 100, seed: UInt64 = 0)
+}
+
+/// Unrolled ISTA or FISTA: T layers from z₀ = 0, each a gradient step on ½‖x − Dz‖² followed by a
+/// threshold (layer 3 of the design). The dictionary operator is the only weight.
+///
+///     ISTA   z_t = θ_t(z_{t−1} − α Dᵀ(D z_{t−1} − x))
+///     FISTA  z_t = θ_t(y_t − α Dᵀ(D y_t − x)),  y_1 = 0,
+///            y_{t+1} = z_t + μ_t (z_t − z_{t−1}),  μ_t = (s_t − 1)/s_{t+1},  s_1 = 1, s_{t+1} = (1 + √(1 + 4s_t²))/2
+///
+/// with θ_t the `threshold` at b_t = λ·β^(t−1)·α (soft kinds) or τ·β^(t−1) (hard). β = 1 (the
+/// default of every call) is a constant λ; a trainer can lower β over training (PUDLE's AEdecay).
+///
+/// `forward` also returns an `EncoderTrace`, which `backward` consumes to give ∂L/∂W for a loss L of the
+/// final codes. See docs/gradients.md for the derivation.
+public struct UnrolledEncoder: Equatable, Sendable {
+    public enum Algorithm: String, CaseIterable, Equatable, Sendable { case ista, fista }
+
+    /// T, the number of layers (the iteration cap when `tolerance` is set).
+    public var layers: Int
+    public var algorithm: Algorithm
+    public var threshold: Threshold
+    /// λ of the soft thresholds (threshold λα), or τ of the hard threshold; scalar or per atom.
+    public var lambda: Lambda
+    public var step: StepSize
+    /// When set, stop early once ‖z_t − z_{t−1}‖_F ≤ tolerance·‖z_t‖_F over the batch (an iterative
+    /// solver rather than a fixed network; used by the alternating-minimisation baseline).
+    public var tolerance: Float?
+
+    public init(layers: Int, algorithm: Algorithm = .ista, threshold: Threshold = .soft,
+                lambda: Lambda, step: StepSize, tolerance: Float? = nil) {
+        self.layers = layers
+        self.algorithm = algorithm
+        self.threshold = threshold
+        self.lambda = lambda
+        self.step = step
+        self.tolerance = tolerance
+    }
+
+    /// Checks the settings that do not depend on an operator.
+    public func validate() throws {
+        if layers < 1 { throw UnrollError.invalidArgument("encoder layers T must be ≥ 1, got \(layers)") }
+        let name = threshold == .hard ? "hard threshold τ" : "encoder λ"
+        for v in lambda.allValues where !(v.isFinite && v >= 0) {
+            throw UnrollError.invalidArgument("\(name) must be finite and ≥ 0, got \(v)")
+        }
+        if case let .perAtom(v) = lambda, v.isEmpty {
+            throw UnrollError.invalidArgument("per-atom \(name) needs one value per atom, got none")
+        }
+        switch step {
+        case let .fixed(a):
+            if !(a.isFinite && a > 0) { throw UnrollError.invalidArgument("encoder step α must be finite and > 0, got \(a)") }
+        case let .inverseLipschitz(iterations, _):
+            if iterations < 1 {
+                throw UnrollError.invalidArgument("power iterations for α = 1/L must be ≥ 1, got \(iterations)")
+            }
+        }
+        if let tol = tolerance, !(tol.isFinite && tol >= 0) {
+            throw UnrollError.invalidArgument("encoder tolerance must be finite and ≥ 0, got \(tol)")
+        }
+    }
+
+    /// Checks the settings against an operator (per-atom λ length).
+    public func validate<Op: DictionaryOperator>(for op: Op) throws {
+        try validate()
+        if case let .perAtom(v) = lambda, v.count != op.atoms {
+            throw UnrollError.shapeMismatch("per-atom λ has \(v.count) values but the dictionary has \(op.atoms) atoms")
+        }
+    }
+
+    /// The step α these settings give for `op` (throws if 1/L is requested for a zero dictionary).
+    public func stepSize<Op: DictionaryOperator>(for op: Op) throws -> Float {
+        switch step {
+        case let .fixed(a): return a
+        case let .inverseLipschitz(iterations, seed):
+            var rng = Random(seed: seed)
+            let l = op.lipschitz(iterations: iterations, rng: &rng)
+            guard l.isFinite, l > 0 else {
+                throw UnrollError.invalidArgument("cannot set α = 1/L: the dictionary's ‖D‖₂² estimate is \(l)")
+            }
+            return 1 / l
+        }
+    }
+
+    /// The codes z_T for a batch of signals (no trace kept).
+    public func encode<Op: DictionaryOperator>(_ signals: Tensor, with op: Op, beta: Float = 1) throws -> Tensor {
+        try run(signals, op, beta: beta, record: false).codes
+    }
+
+    /// The codes z_T and the trace `backward` needs.
+    public func forward<Op: DictionaryOperator>(_ signals: Tensor, with op: Op, beta: Float = 1) throws
+        -> (codes: Tensor, trace: EncoderTrace)
+    {
+        let r = try run(signals, op, beta: beta, record: true)
+        return (r.codes, r.trace!)
+    }
+
+    /// ∂L/∂W through all layers, for ∂L/∂z_T = `codeGradient` (the gradient of the loss with respect to
+    /// the returned codes). The decoder's own direct term is not included: the caller adds it
+    /// (see `GradientMode.evaluate`).
+    public func backward(_ trace: EncoderTrace, codeGradient: Tensor) -> Tensor {
+        trace.backward(codeGradient: codeGradient)
+    }
+
+    // MARK: the layer loop
+
+    func run<Op: DictionaryOperator>(_ signals: Tensor, _ op: Op, beta: Float, record: Bool) throws
+        -> (codes: Tensor, trace: EncoderTrace?, alpha: Float)
+    {
+        try FlushDenormals.with(true) { try layerLoop(signals, op, beta: beta, record: record) }
+    }
+
+    private func layerLoop<Op: DictionaryOperator>(_ signals: Tensor, _ op: Op, beta: Float, record: Bool) throws
+        -> (codes: Tensor, trace: EncoderTrace?, alpha: Float)
+    {
+        try validate(for: op)
+        guard beta.isFinite, beta >= 0 else {
+            throw UnrollError.invalidArgument("λ decay β must be finite and ≥ 0, got \(beta)")
+        }
+        let codeShape = try op.codeShape(signalShape: signals.shape)
+        let alpha = try stepSize(for: op)
+        let positions = op.positions(codeShape: codeShape)
+        let base = lambda.values(atoms: op.atoms)
+        let scale = threshold.scalesWithStep ? alpha : 1
+        let kernel = op.makeLayerKernel(signals: signals)
+        let count = codeShape.reduce(1, *)
+        let fista = algorithm == .fista
+
+        var v = Tensor(zeros: codeShape)
+        var z = Tensor(zeros: codeShape)
+        var zPrev = Tensor(zeros: codeShape)
+        var y = Tensor(zeros: fista ? codeShape : [0])
+        var b = [Float](repeating: 0, count: base.count)
+        var stored: [Float] = []
+        if record { stored.reserveCapacity(layers * count) }
+        var momentum: [Float] = []
+        var s = 1.0   // FISTA's s_t
+        var used = 0
+
+        for t in 1...layers {
+            let decay = Float(pow(Double(beta), Double(t - 1)))
+            for j in 0..<b.count { b[j] = base[j] * decay * scale }
+            if t == 1 {
+                kernel.gradientStep(from: nil, alpha: alpha, into: &v)
+            } else {
+                kernel.gradientStep(from: fista ? y : z, alpha: alpha, into: &v)
+            }
+            swap(&z, &zPrev)   // zPrev = z_{t−1}
+            threshold.apply(v, thresholds: b, positions: positions, into: &z)
+            if record { stored.append(contentsOf: z.data) }
+            used = t
+            if fista {
+                let sNext = (1 + (1 + 4 * s * s).squareRoot()) / 2
+                let mu = Float((s - 1) / sNext)
+                s = sNext
+                momentum.append(mu)
+                Self.extrapolate(z, zPrev, mu, into: &y)
+            }
+            if let tol = tolerance, Self.relativeChange(z, zPrev) <= Double(tol) { break }
+        }
+        let trace = record
+            ? EncoderTrace(layers: used, codeShape: codeShape, alpha: alpha, algorithm: algorithm,
+                           momentum: momentum, codes: stored, kernel: kernel)
+            : nil
+        return (z, trace, alpha)
+    }
+
+    /// y = z + μ(z − zPrev)
+    private static func extrapolate(_ z: Tensor, _ zPrev: Tensor, _ mu: Float, into y: inout Tensor) {
+        z.data.withUnsafeBufferPointer { pz in
+            zPrev.data.withUnsafeBufferPointer { pp in
+                y.data.withUnsafeMutableBufferPointer { py in
+                    for i in 0..<pz.count { py[i] = pz[i] + mu * (pz[i] - pp[i]) }
+                }
+            }
+        }
+    }
+
+    /// ‖z − zPrev‖ / ‖z‖ (0 when both are zero).
+    private static func relativeChange(_ z: Tensor, _ zPrev: Tensor) -> Double {
+        z.data.withUnsafeBufferPointer { pz in
+            zPrev.data.withUnsafeBufferPointer { pp in
+                var d = 0.0, n = 0.0
+                for i in 0..<pz.count {
+                    let a = Double(pz[i]), e = a - Double(pp[i])
+                    d += e * e
+                    n += a * a
+                }
+                if d == 0 { return 0 }
+                return n > 0 ? (d / n).squareRoot() : .infinity
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+import UnrollCore
+
+/// A first-order optimizer for one weight tensor: SGD (optionally with momentum) or Adam, with the
+/// same update rules as PyTorch's `torch.optim.SGD` (dampening 0, no Nesterov) and `torch.optim.Adam`.
+///
+/// Its state (moment buffers and step count) is exported as named tensors plus string metadata for
+/// checkpoints, and restored bit-exactly.
+public struct Optimizer: Equatable, Sendable {
+    public enum Kind: Equatable, Sendable {
+        /// buf ← μ·buf + g (buf = g on the first step); w ← w − lr·buf. μ = 0 is plain SGD.
+        case sgd(momentum: Float)
+        /// m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²;
+        /// w ← w − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + ε).
+        /// PUDLE uses ε = 1e-8 for the theory runs and 1e-3 for the baselines and denoising.
+        case adam(beta1: Float, beta2: Float, epsilon: Float)
+    }
+
+    public var kind: Kind
+    public var learningRate: Float
+    /// Updates taken so far (Adam's t).
+    public private(set) var steps: Int = 0
+    /// SGD momentum buffer, or Adam's first moment m.
+    public private(set) var first: Tensor?
+    /// Adam's second moment v.
+    public private(set) var second: Tensor?
+
+    public init(_ kind: Kind, learningRate: Float) {
+        self.kind = kind
+        self.learningRate = learningRate
+    }
+
+    public static func sgd(learningRate: Float, momentum: Float = 0) -> Optimizer {
+        Optimizer(.sgd(momentum: momentum), learningRate: learningRate)
+    }
+
+    public static func adam(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
+                            epsilon: Float = 1e-8) -> Optimizer {
+        Optimizer(.adam(beta1: beta1, beta2: beta2, epsilon: epsilon), learningRate: learningRate)
+    }
+
+    /// Checks the hyper-parameters (thrown `UnrollError.invalidArgument`).
+    public func validate() throws {
+        guard learningRate.isFinite, learningRate > 0 else {
+            throw UnrollError.invalidArgument("learning rate must be finite and > 0, got \(learningRate)")
+        }
+        switch kind {
+        case let .sgd(momentum):
+            guard momentum.isFinite, momentum >= 0, momentum < 1 else {
+                throw UnrollError.invalidArgument("SGD momentum must be in [0, 1), got \(momentum)")
+            }
+        case let .adam(b1, b2, eps):
+            guard b1.isFinite, b1 >= 0, b1 < 1 else {
+                throw UnrollError.invalidArgument("Adam β1 must be in [0, 1), got \(b1)")
+            }
+            guard b2.isFinite, b2 >= 0, b2 < 1 else {
+                throw UnrollError.invalidArgument("Adam β2 must be in [0, 1), got \(b2)")
+            }
+            guard eps.isFinite, eps > 0 else {
+                throw UnrollError.invalidArgument("Adam ε must be finite and > 0, got \(eps)")
+            }
+        }
+    }
+
+    /// Whether the moment buffers hold only finite values (an overflowing gradient makes Adam's v infinite).
+    public var isFinite: Bool {
+        !(first?.hasNonFinite ?? false) && !(second?.hasNonFinite ?? false)
+    }
+
+    /// Forgets the moments and the step count.
+    public mutating func reset() {
+        steps = 0
+        first = nil
+        second = nil
+    }
+
+    /// One update of `weights` along `gradient` (same shape).
+    public mutating func step(_ weights: inout Tensor, gradient: Tensor) {
+        precondition(weights.shape == gradient.shape, "optimizer: weights \(weights.shape) vs gradient \(gradient.shape)")
+        steps += 1
+        let lr = learningRate
+        switch kind {
+        case let .sgd(momentum):
+            if momentum == 0 {
+                weights.add(gradient, scaledBy: -lr)
+                return
+            }
+            if first == nil {
+                first = gradient
+            } else {
+                first!.mapInPlace { momentum * $0 }
+                first!.add(gradient)
+            }
+            weights.add(first!, scaledBy: -lr)
+        case let .adam(b1, b2, eps):
+            if first == nil { first = Tensor(zeros: weights.shape) }
+            if second == nil { second = Tensor(zeros: weights.shape) }
+            let t = Double(steps)
+            let bc1 = 1 - pow(Double(b1), t), bc2 = 1 - pow(Double(b2), t)
+            let stepSize = Float(Double(lr) / bc1), bc2Sqrt = Float(bc2.squareRoot())
+            let (c1, c2) = (1 - b1, 1 - b2)
+            gradient.data.withUnsafeBufferPointer { g in
+                first!.data.withUnsafeMutableBufferPointer { m in
+                    second!.data.withUnsafeMutableBufferPointer { v in
+                        weights.data.withUnsafeMutableBufferPointer { w in
+                            for i in 0..<g.count {
+                                m[i] = b1 * m[i] + c1 * g[i]
+                                v[i] = b2 * v[i] + c2 * g[i] * g[i]
+                                w[i] -= stepSize * m[i] / (v[i].squareRoot() / bc2Sqrt + eps)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: checkpoint state
+
+    /// The state as named tensors (`<prefix>first`, `<prefix>second` when present) and metadata
+    /// (`<prefix>kind`, `<prefix>steps`, `<prefix>learning_rate`, and the kind's hyper-parameters).
+    public func exportState(prefix: String = "optimizer.") -> (tensors: [String: Tensor], metadata: [String: String]) {
+        var tensors: [String: Tensor] = [:]
+        if let first { tensors[prefix + "first"] = first }
+        if let second { tensors[prefix + "second"] = second }
+        var meta: [String: String] = [prefix + "steps": String(steps), prefix + "learning_rate": learningRate.description]
+        switch kind {
+        case let .sgd(momentum):
+            meta[prefix + "kind"] = "sgd"
+            meta[prefix + "momentum"] = momentum.description
+        case let .adam(b1, b2, eps):
+            meta[prefix + "kind"] = "adam"
+            meta[prefix + "beta1"] = b1.description
+            meta[prefix + "beta2"] = b2.description
+            meta[prefix + "epsilon"] = eps.description
+        }
+        return (tensors, meta)
+    }
+
+    /// Restores the moments and step count written by `exportState` into an optimizer of the same kind
+    /// (hyper-parameters stay as configured). Throws `UnrollError.invalidCheckpoint` on a mismatch.
+    public mutating func restoreState(tensors: [String: Tensor], metadata: [String: String],
+                                      weightShape: [Int], prefix: String = "optimizer.") throws {
+        let kindName: String
+        switch kind {
+        case .sgd: kindName = "sgd"
+        case .adam: kindName = "adam"
+        }
+        guard let saved = metadata[prefix + "kind"], saved == kindName else {
+            throw UnrollError.invalidCheckpoint("\(prefix)kind is \(metadata[prefix + "kind"] ?? "missing"), expected \(kindName)")
+        }
+        guard let s = metadata[prefix + "steps"].flatMap({ Int($0) }), s >= 0 else {
+            throw UnrollError.invalidCheckpoint("\(prefix)steps is missing or not a non-negative integer")
+        }
+        func tensor(_ name: String) throws -> Tensor? {
+            guard let t = tensors[prefix + name] else { return nil }
+            guard t.shape == weightShape else {
+                throw UnrollError.invalidCheckpoint("\(prefix)\(name) has shape \(t.shape), expected \(weightShape)")
+            }
+            return t
+        }
+        let f = try tensor("first"), sec = try tensor("second")
+        if case .adam = kind, s > 0, f == nil || sec == nil {
+            throw UnrollError.invalidCheckpoint("Adam state after \(s) steps needs \(prefix)first and \(prefix)second")
+        }
+        steps = s
+        first = f
+        second = sec
+    }
+}
