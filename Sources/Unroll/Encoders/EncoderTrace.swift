@@ -66,10 +66,13 @@ public struct EncoderTrace {
         codes.withUnsafeBufferPointer { zs in
             for t in stride(from: layers, through: 1, by: -1) {
                 let zt = zs.baseAddress! + (t - 1) * n
-                // g_t = mask_t ⊙ a_t
+                // g_t = mask_t ⊙ a_t (bit select: branch-free, so it vectorises)
                 a.data.withUnsafeBufferPointer { pa in
                     g.data.withUnsafeMutableBufferPointer { pg in
-                        for i in 0..<n { pg[i] = zt[i] != 0 ? pa[i] : 0 }
+                        for i in 0..<n {
+                            let keep: UInt32 = zt[i] != 0 ? .max : 0
+                            pg[i] = Float(bitPattern: pa[i].bitPattern & keep)
+                        }
                     }
                 }
                 if t == 1 {
