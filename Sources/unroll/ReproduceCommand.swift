@@ -1,0 +1,178 @@
+import ArgumentParser
+import Foundation
+import Unroll
+import UnrollCore
+import UnrollIO
+
+/// `unroll reproduce <experiment>`: runs a paper experiment, prints our table beside the paper's numbers,
+/// and writes the table (JSON and text) and the curves (CSV + PNG) to the output folder. The folder is
+/// rewritten after every finished configuration, so a long run that is stopped keeps its finished part.
+struct Reproduce: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a paper experiment and print our numbers beside the paper's.",
+        discussion: """
+        Experiments (PUDLE, Tolooshams & Ba 2022):
+          theory     §3: g_dec vs g_ae-lasso vs g_ae-ls learning D (T ∈ {25, 50, 100}, 600 full-batch epochs)
+          gradients  §3: distances of the three gradients to the converged-lasso and true-code gradients, t = 1…100
+          fig5       §4: g_ae-ls (soft, λ decay, hard threshold) vs NOODL on m 1000, p 1500, n 50 000
+        Scales: tiny (seconds), small (minutes), paper (the published setting; theory and fig5 take hours).
+        Progress goes to stderr; with --json stdout holds exactly one JSON object.
+        """)
+
+    enum Experiment: String, ExpressibleByArgument, CaseIterable {
+        case theory, gradients, fig5
+    }
+
+    @Argument(help: "Experiment: theory, gradients or fig5.")
+    var experiment: Experiment
+
+    @Option(help: "Scale: tiny, small or paper.")
+    var scale: String = "small"
+
+    @Flag(help: "Print one JSON object {experiment, scale, rows, notes, info} instead of the table.")
+    var json = false
+
+    @Option(help: "Folder for table.json, table.txt and the curves (CSV + PNG); default reproduce-<experiment>-<scale>.")
+    var output: String?
+
+    @Option(help: "Threads for BLAS and our workers.")
+    var threads: Int = 2
+
+    @Option(help: "Seed of the data and the shuffling.")
+    var seed: UInt64 = 0
+
+    @Option(help: "theory: only these T (comma-separated), e.g. 100.")
+    var layers: String?
+
+    @Option(help: "fig5: only these sparsities s (comma-separated), e.g. 10,20.")
+    var sparsity: String?
+
+    @Option(help: "Only these methods (comma-separated). theory: dec, ae-lasso, ae-ls; fig5: ae-ls, ae-ls-decay, ae-ls-ht, noodl.")
+    var methods: String?
+
+    @Option(help: "Override the length: epochs (theory), iterations (fig5), largest t (gradients).")
+    var steps: Int?
+
+    @Flag(help: "No progress lines on stderr.")
+    var quiet = false
+
+    func validate() throws {
+        guard ReproductionScale(rawValue: scale) != nil else {
+            throw ValidationError("--scale must be one of tiny, small, paper; got '\(scale)'")
+        }
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
+        if let s = steps, s < 1 { throw ValidationError("--steps must be ≥ 1, got \(s)") }
+        if layers != nil && experiment != .theory { throw ValidationError("--layers applies to theory only") }
+        if sparsity != nil && experiment != .fig5 { throw ValidationError("--sparsity applies to fig5 only") }
+        if methods != nil && experiment == .gradients { throw ValidationError("--methods applies to theory and fig5 only") }
+        _ = try parseInts(layers, "--layers")
+        _ = try parseInts(sparsity, "--sparsity")
+    }
+
+    func run() throws {
+        BLAS.threads = threads
+        Parallel.workers = threads
+        let scaleValue = ReproductionScale(rawValue: scale)!
+        let folder = output ?? "reproduce-\(experiment.rawValue)-\(scale)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let quiet = self.quiet
+        let callbacks = ReproductionCallbacks(
+            progress: quiet ? nil : { line in Self.stderr("[\(Self.clock())] " + line) },
+            partial: { partial in
+                do { try Self.write(partial, to: folder) } catch { Self.stderr("warning: could not write partial results: \(error)") }
+            })
+
+        let result: ReproductionResult
+        do {
+            switch experiment {
+            case .theory:
+                var s = TheoryExperiment.settings(scaleValue)
+                s.seed = seed
+                if let t = try parseInts(layers, "--layers") { s.layers = t }
+                if let e = steps { s.epochs = e }
+                if let names = methods {
+                    s.modes = try names.split(separator: ",").map { name in
+                        let n = name.trimmingCharacters(in: .whitespaces)
+                        guard let mode = [GradientMode.decoder, .lasso, .leastSquares].first(where: { $0.paperName == n }) else {
+                            throw ValidationError("--methods: unknown theory gradient '\(n)'; expected dec, ae-lasso, ae-ls")
+                        }
+                        return mode
+                    }
+                }
+                result = try TheoryExperiment.run(s, scale: scale, callbacks: callbacks)
+            case .gradients:
+                var s = GradientsExperiment.settings(scaleValue)
+                s.seed = seed
+                if let t = steps {
+                    s.maxLayers = t
+                    s.reportedLayers = s.reportedLayers.filter { $0 <= t }
+                    if !s.reportedLayers.contains(t) { s.reportedLayers.append(t) }
+                }
+                result = try GradientsExperiment.run(s, scale: scale, callbacks: callbacks)
+            case .fig5:
+                var s = Fig5Experiment.settings(scaleValue)
+                s.seed = seed
+                if let v = try parseInts(sparsity, "--sparsity") { s.sparsities = v }
+                if let i = steps { s.iterations = i }
+                if let names = methods {
+                    s.methods = try names.split(separator: ",").map { name in
+                        let n = name.trimmingCharacters(in: .whitespaces)
+                        guard let m = Fig5Experiment.Method(rawValue: n) else {
+                            throw ValidationError("--methods: unknown fig5 method '\(n)'; expected "
+                                                  + Fig5Experiment.Method.allCases.map(\.rawValue).joined(separator: ", "))
+                        }
+                        return m
+                    }
+                }
+                result = try Fig5Experiment.run(s, scale: scale, callbacks: callbacks)
+            }
+        } catch let e as UnrollError {
+            throw ValidationError(e.description)
+        } catch let e as SyntheticDataError {
+            throw ValidationError(e.description)
+        }
+        try Self.write(result, to: folder)
+        if json {
+            print(result.table.json())
+        } else {
+            print(result.table.text())
+            print("wrote \(folder)/table.json, table.txt, " + result.curves.map { "\($0.name).csv/.png" }.joined(separator: ", "))
+        }
+    }
+
+    /// table.json, table.txt, and `<curve>.csv` + `<curve>.png` per curve set.
+    static func write(_ result: ReproductionResult, to folder: String) throws {
+        try AtomicFile.write(result.table.json() + "\n", to: folder + "/table.json")
+        try AtomicFile.write(result.table.text() + "\n", to: folder + "/table.txt")
+        for curve in result.curves {
+            let header = [curve.xLabel] + curve.series.map(\.name)
+            let rows = curve.x.indices.map { i in [curve.x[i]] + curve.series.map { $0.y[i] } }
+            try CSV.write(header: header, rows: rows, to: "\(folder)/\(curve.name).csv")
+            var plot = LinePlot(title: curve.title, xLabel: curve.xLabel, yLabel: curve.yLabel,
+                                yScale: curve.logY ? .log10 : .linear)
+            for s in curve.series { plot.add(s.name, x: curve.x, y: s.y) }
+            try PNG.write(plot.render(), to: "\(folder)/\(curve.name).png")
+        }
+    }
+
+    static func stderr(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    static func clock() -> String {
+        let f = DateFormatter()
+        f.dateFormat = "HH:mm:ss"
+        return f.string(from: Date())
+    }
+}
+
+/// "10, 20" → [10, 20]; nil stays nil.
+private func parseInts(_ text: String?, _ option: String) throws -> [Int]? {
+    guard let text else { return nil }
+    let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    let values = parts.compactMap { Int($0) }
+    guard !parts.isEmpty, values.count == parts.count, values.allSatisfy({ $0 >= 1 }) else {
+        throw ValidationError("\(option) needs positive integers separated by commas, got '\(text)'")
+    }
+    return values
+}
