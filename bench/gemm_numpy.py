@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """NumPy's float32 matmul on n×n matrices: the peer of `unroll bench gemm`.
 
-Prints one JSON object: {"gflops": median GFLOP/s, "times": [...], "numpy": version, "blas": ...}.
+Standalone: times --repeats products after --warmup and prints one JSON object
+  {"gflops": median GFLOP/s, "times": [...], "numpy": version, "blas": config, "core": kernel set}.
+With --serve: sets up, warms up, prints "ready", then times one product per "run" line on stdin
+(printing its seconds) until "quit" or end of input, then prints the same JSON object. `unroll bench`
+uses this to interleave our products with NumPy's, so load changes on a shared machine hit both alike.
+
 The thread count must be set before NumPy is imported, so it is done here from --threads.
 """
 import argparse
@@ -14,11 +19,12 @@ import time
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--serve", action="store_true", help="time one product per 'run' line on stdin")
     args = ap.parse_args()
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -29,18 +35,29 @@ def main():
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), dtype=np.float32)
-    for _ in range(args.warmup):
-        np.matmul(a, b, out=c)
-    times = []
-    for _ in range(args.repeats):
+
+    def product():
         t0 = time.perf_counter()
         np.matmul(a, b, out=c)
-        times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
+        return time.perf_counter() - t0
+
+    for _ in range(args.warmup):
+        product()
+    times = []
+    if args.serve:
+        print("ready", flush=True)
+        for line in sys.stdin:
+            if line.strip() != "run":
+                break
+            times.append(product())
+            print(f"{times[-1]:.9f}", flush=True)
+    else:
+        times = [product() for _ in range(args.repeats)]
+    median = statistics.median(times) if times else float("nan")
     json.dump({"gflops": 2.0 * n ** 3 / median / 1e9, "median_s": median, "times": times,
                "size": n, "threads": args.threads, "numpy": np.__version__, "blas": blas_config(np),
                "core": openblas_core(np)}, sys.stdout)
-    print()
+    print(flush=True)
 
 
 def blas_config(np):

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs a peer script from `bench/` (NumPy now, PyTorch later) and reads the one JSON object it prints.
 enum PythonPeer {
@@ -19,36 +22,90 @@ enum PythonPeer {
         throw BenchError("peer script \(script) not found (looked in: \(candidates.joined(separator: ", "))); pass --scripts DIR or set UNROLL_BENCH_DIR")
     }
 
-    /// Runs `python script args…` and decodes its last stdout line as a JSON object.
+    /// Runs `python script args…` to completion and decodes its last stdout line as a JSON object.
     static func run(_ script: String, _ arguments: [String], options: BenchOptions,
                     environment extra: [String: String] = [:]) throws -> [String: Any] {
-        let dir = try scriptDirectory(options, needing: script)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = [options.python, dir + "/" + script] + arguments
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in extra { env[k] = v }
-        p.environment = env
-        // stdout through a pipe; stderr to a file, so a chatty peer cannot fill a second pipe and stall.
-        let out = Pipe()
-        let errPath = NSTemporaryDirectory() + "unroll-bench-\(getpid())-\(UInt64.random(in: 0..<UInt64.max)).stderr"
-        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: errPath) }
-        p.standardOutput = out
-        p.standardError = FileHandle(forWritingAtPath: errPath)
-        do { try p.run() } catch { throw BenchError("could not start \(options.python): \(error)") }
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let stderr = FileManager.default.contents(atPath: errPath) ?? Data()
-        guard p.terminationStatus == 0 else {
-            let msg = String(decoding: stderr, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
-            throw BenchError("\(script) exited with status \(p.terminationStatus): \(msg)")
+        let session = try Session(script, arguments, options: options, environment: extra, interactive: false)
+        return try session.finish()
+    }
+
+    /// A running peer script. Interactive sessions get commands on stdin and answer one line each
+    /// (`--serve` protocol: "ready", then one line per command, then the JSON object after "quit").
+    final class Session {
+        let script: String
+        private let process = Process()
+        private let input = Pipe(), output = Pipe()
+        private let errPath: String
+        private var buffer = Data()
+
+        init(_ script: String, _ arguments: [String], options: BenchOptions, environment extra: [String: String],
+             interactive: Bool) throws {
+            self.script = script
+            let dir = try PythonPeer.scriptDirectory(options, needing: script)
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [options.python, dir + "/" + script] + arguments
+            var env = ProcessInfo.processInfo.environment
+            for (k, v) in extra { env[k] = v }
+            process.environment = env
+            // stdout through a pipe; stderr to a file, so a chatty peer cannot fill a second pipe and stall.
+            errPath = NSTemporaryDirectory() + "unroll-bench-\(getpid())-\(UInt64.random(in: 0..<UInt64.max)).stderr"
+            _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+            process.standardOutput = output
+            process.standardError = FileHandle(forWritingAtPath: errPath)
+            process.standardInput = interactive ? input : FileHandle.nullDevice
+            #if canImport(Glibc)
+            signal(SIGPIPE, SIG_IGN)   // a peer that dies must give an error, not kill us through its closed stdin
+            #endif
+            do { try process.run() } catch {
+                try? FileManager.default.removeItem(atPath: errPath)
+                throw BenchError("could not start \(options.python): \(error)")
+            }
         }
-        let text = String(decoding: stdout, as: UTF8.self)
-        guard let line = text.split(separator: "\n").last,
-              let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-            throw BenchError("\(script) printed no JSON object (output: \(text.prefix(200)))")
+
+        deinit {
+            if process.isRunning { process.terminate() }
+            try? FileManager.default.removeItem(atPath: errPath)
         }
-        return obj
+
+        /// Sends one command line.
+        func send(_ line: String) throws {
+            do { try input.fileHandleForWriting.write(contentsOf: Data((line + "\n").utf8)) } catch {
+                throw failure("stopped reading commands")
+            }
+        }
+
+        /// The next stdout line, or an error naming the script if it ended first.
+        func readLine() throws -> String {
+            while true {
+                if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self)
+                    buffer.removeSubrange(buffer.startIndex...nl)
+                    return line
+                }
+                let chunk = output.fileHandleForReading.availableData
+                if chunk.isEmpty { throw failure("ended before answering") }
+                buffer.append(chunk)
+            }
+        }
+
+        /// Closes stdin, waits for the exit, and decodes the last stdout line as a JSON object.
+        func finish() throws -> [String: Any] {
+            try? input.fileHandleForWriting.close()
+            buffer.append(output.fileHandleForReading.readDataToEndOfFile())
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { throw failure("exited with status \(process.terminationStatus)") }
+            let text = String(decoding: buffer, as: UTF8.self)
+            guard let line = text.split(separator: "\n").last,
+                  let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                throw BenchError("\(script) printed no JSON object (output: \(text.prefix(200)))")
+            }
+            return obj
+        }
+
+        private func failure(_ what: String) -> BenchError {
+            let err = FileManager.default.contents(atPath: errPath).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            let last = err.split(separator: "\n").last.map(String.init) ?? ""
+            return BenchError("\(script) \(what)\(last.isEmpty ? "" : ": \(last)")")
+        }
     }
 }
