@@ -20,6 +20,17 @@ public enum BLAS {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// C = alpha·A·Aᵀ + beta·C for A n×k, computing only the upper triangle of the n×n C (row-major:
+    /// entries C[i, j] with j ≥ i); the strictly lower triangle is left untouched. Half the work of sgemm.
+    @inlinable
+    public static func ssyrkUpper(
+        n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if n == 0 { return }
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(n), Int32(k), alpha, a, Int32(lda), beta, c, Int32(ldc))
+    }
+
     /// y = alpha·op(A)·x + beta·y with A rows×cols.
     @inlinable
     public static func sgemv(

@@ -21,6 +21,23 @@ public enum Parallel {
             if lo < hi { body(lo..<hi) }
         }
     }
+
+    /// Calls `body(part, range)` for exactly `parts` contiguous chunks of `0..<count` (at most `count`;
+    /// in parallel when more than one), numbered 0..<parts, so each part can own a scratch buffer or an
+    /// accumulator. The chunks are the same as `forEachChunk`'s for the same number of parts.
+    public static func forEachPart(_ count: Int, parts: Int, _ body: (Int, Range<Int>) -> Void) {
+        let parts = max(1, min(parts, count))
+        if parts == 1 {
+            body(0, 0..<count)
+            return
+        }
+        let flush = FlushDenormals.isEnabled
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            let was = FlushDenormals.set(flush)
+            defer { FlushDenormals.set(was) }
+            body(p, (count * p / parts)..<(count * (p + 1) / parts))
+        }
+    }
 }
 
 public enum ProcessInfoShim {

@@ -4,10 +4,10 @@ import UnrollCore
 ///
 /// The backward needs, per layer t, the threshold's mask 1{z_t ≠ 0} (the derivative of every
 /// threshold kind on its support; the hard threshold's jump contributes no term) and the layer input
-/// y_t (for the weight gradient), plus the FISTA momentum coefficients μ_t and the operator's layer
-/// kernel. All of these follow from the layer outputs z_1 … z_T: y_t = z_{t−1} (ISTA) or
-/// (1 + μ_{t−1}) z_{t−1} − μ_{t−1} z_{t−2} (FISTA). So the trace stores z_t, which are sparse after the
-/// first layers; a sparse store changes only `layerCodes` and the mask loop.
+/// y_t (for the weight gradient), plus the FISTA momentum coefficients μ_t. All of these follow from
+/// the layer outputs z_1 … z_T: y_t = z_{t−1} (ISTA) or z_{t−1} + μ_{t−1}(z_{t−1} − z_{t−2}) (FISTA).
+/// So the trace stores the z_t, compactly: per layer a bitmask of the non-zeros and their values
+/// (`CodeHistory`), not T dense code matrices.
 public struct EncoderTrace {
     /// Layers actually run (T, or fewer when the encoder's tolerance stopped it early).
     public let layers: Int
@@ -18,41 +18,68 @@ public struct EncoderTrace {
     public let algorithm: UnrolledEncoder.Algorithm
     /// FISTA's μ_t for t = 1 … layers (empty for ISTA).
     public let momentum: [Float]
-    /// z_1 … z_T, concatenated.
-    let codes: [Float]
-    /// The operator's layer kernel (caches for these weights and signals; accumulates ∂L/∂W).
-    let kernel: any UnrolledLayerKernel
+    /// z_1 … z_T.
+    let history: CodeHistory
+    let schedule: LayerSchedule
+    let backend: Backend
 
-    init(layers: Int, codeShape: [Int], alpha: Float, algorithm: UnrolledEncoder.Algorithm,
-         momentum: [Float], codes: [Float], kernel: any UnrolledLayerKernel) {
+    /// Who runs the backward pass.
+    enum Backend {
+        /// The generic layer loop with an operator's layer kernel (which accumulates ∂L/∂W).
+        case kernel(any UnrolledLayerKernel)
+        /// The dense dictionary's fast path, with the signals of the forward pass.
+        case dense(DenseUnrolledEngine, signals: Tensor)
+    }
+
+    init(layers: Int, codeShape: [Int], alpha: Float, schedule: LayerSchedule, history: CodeHistory, backend: Backend) {
         self.layers = layers
         self.codeShape = codeShape
         self.alpha = alpha
-        self.algorithm = algorithm
-        self.momentum = momentum
-        self.codes = codes
-        self.kernel = kernel
+        self.algorithm = schedule.fista ? .fista : .ista
+        self.momentum = Array(schedule.momentum.prefix(layers))
+        self.schedule = schedule
+        self.history = history
+        self.backend = backend
     }
 
     /// z_t (t = 1 … layers) as a tensor.
     public func layerCodes(_ t: Int) -> Tensor {
         precondition(t >= 1 && t <= layers, "layer \(t) out of 1...\(layers)")
-        let n = codeShape.reduce(1, *)
-        return Tensor(shape: codeShape, data: Array(codes[((t - 1) * n)..<(t * n)]))
+        return history.dense(layer: t).reshaped(codeShape)
+    }
+
+    /// Bytes held for the codes of all layers (masks, offsets, non-zero values). The dense equivalent is
+    /// 4·layers·(entries of `codeShape`).
+    public var storedCodeBytes: Int { history.bytes }
+
+    /// What the dense fast path did (nil for the generic layer loop).
+    public var fastPath: FastPathReport? {
+        guard case let .dense(engine, _) = backend else { return nil }
+        return FastPathReport(form: engine.form.rawValue, forwardDense: engine.forwardDense,
+                              backwardDense: engine.backwardDense)
     }
 
     /// ∂L/∂W summed over the layers, given ∂L/∂z_T.
     ///
-    /// Going back from t = T: a_t = ∂L/∂z_t (complete), g_t = 1{z_t ≠ 0} ⊙ a_t = ∂L/∂v_t, the kernel adds
-    /// layer t's weight term and gives ∂L/∂y_t, which flows to z_{t−1} (ISTA), or to z_{t−1} with
+    /// Going back from t = T: a_t = ∂L/∂z_t (complete), g_t = 1{z_t ≠ 0} ⊙ a_t = ∂L/∂v_t, the layer adds
+    /// its weight term and gives ∂L/∂y_t, which flows to z_{t−1} (ISTA), or to z_{t−1} with
     /// weight 1 + μ_{t−1} and to z_{t−2} with weight −μ_{t−1} (FISTA).
     func backward(codeGradient: Tensor) -> Tensor {
-        FlushDenormals.with(true) { backwardLoop(codeGradient: codeGradient) }
-    }
-
-    private func backwardLoop(codeGradient: Tensor) -> Tensor {
         precondition(codeGradient.shape == codeShape,
                      "code gradient shape \(codeGradient.shape) differs from the codes' \(codeShape)")
+        return FlushDenormals.with(true) {
+            switch backend {
+            case let .kernel(kernel):
+                return kernelBackward(kernel, codeGradient: codeGradient)
+            case let .dense(engine, signals):
+                return engine.backward(history: history, signals: signals, schedule: schedule, alpha: alpha,
+                                       codeGradient: codeGradient)
+            }
+        }
+    }
+
+    /// The generic backward: dense tensors per layer, the kernel does the products.
+    private func kernelBackward(_ kernel: any UnrolledLayerKernel, codeGradient: Tensor) -> Tensor {
         let n = codeShape.reduce(1, *)
         let fista = algorithm == .fista
         kernel.resetAccumulation()
@@ -62,53 +89,60 @@ public struct EncoderTrace {
         var g = Tensor(zeros: codeShape)
         var y = Tensor(zeros: codeShape)
         var dy = Tensor(zeros: codeShape)
+        // z_t, z_{t−1}, decoded once each as the loop moves down.
+        var zt = layerCodes(layers)
+        var z1: Tensor? = layers >= 2 ? layerCodes(layers - 1) : nil
 
-        codes.withUnsafeBufferPointer { zs in
-            for t in stride(from: layers, through: 1, by: -1) {
-                let zt = zs.baseAddress! + (t - 1) * n
-                // g_t = mask_t ⊙ a_t (bit select: branch-free, so it vectorises)
+        for t in stride(from: layers, through: 1, by: -1) {
+            // g_t = mask_t ⊙ a_t (bit select: branch-free, so it vectorises)
+            zt.data.withUnsafeBufferPointer { pz in
                 a.data.withUnsafeBufferPointer { pa in
                     g.data.withUnsafeMutableBufferPointer { pg in
                         for i in 0..<n {
-                            let keep: UInt32 = zt[i] != 0 ? .max : 0
+                            let keep: UInt32 = pz[i] != 0 ? .max : 0
                             pg[i] = Float(bitPattern: pa[i].bitPattern & keep)
                         }
                     }
                 }
-                if t == 1 {
-                    kernel.backwardStep(g: g, y: nil, alpha: alpha, inputGradient: &dy, wantInputGradient: false)
-                    break
-                }
-                // y_t from the stored outputs
-                let z1 = zs.baseAddress! + (t - 2) * n
-                let mu = fista ? momentum[t - 2] : 0
+            }
+            if t == 1 {
+                kernel.backwardStep(g: g, y: nil, alpha: alpha, inputGradient: &dy, wantInputGradient: false)
+                break
+            }
+            let z2: Tensor? = t >= 3 ? layerCodes(t - 2) : nil
+            // y_t from the stored outputs, as the forward formed it
+            let mu = schedule.inputMomentum(layer: t)
+            z1!.data.withUnsafeBufferPointer { p1 in
                 y.data.withUnsafeMutableBufferPointer { py in
-                    if mu == 0 {
-                        py.baseAddress!.update(from: z1, count: n)
-                    } else if t == 2 {                       // z_0 = 0
-                        for i in 0..<n { py[i] = (1 + mu) * z1[i] }
-                    } else {
-                        let z2 = zs.baseAddress! + (t - 3) * n
-                        for i in 0..<n { py[i] = (1 + mu) * z1[i] - mu * z2[i] }
+                    if !fista {
+                        py.baseAddress!.update(from: p1.baseAddress!, count: n)
+                    } else if let z2 {
+                        z2.data.withUnsafeBufferPointer { p2 in
+                            for i in 0..<n { py[i] = p1[i] + mu * (p1[i] - p2[i]) }
+                        }
+                    } else {                                 // z_0 = 0
+                        for i in 0..<n { py[i] = p1[i] + mu * (p1[i] - 0) }
                     }
                 }
-                kernel.backwardStep(g: g, y: y, alpha: alpha, inputGradient: &dy, wantInputGradient: true)
-                if !fista {
-                    swap(&a, &dy)                            // a_{t−1} = ∂L/∂y_t
-                } else {
-                    // a_{t−1} = aPartial + (1 + μ) dy ; new aPartial (for z_{t−2}) = −μ dy
-                    a.data.withUnsafeMutableBufferPointer { pa in
-                        aPartial.data.withUnsafeMutableBufferPointer { pp in
-                            dy.data.withUnsafeBufferPointer { pd in
-                                for i in 0..<n {
-                                    pa[i] = pp[i] + (1 + mu) * pd[i]
-                                    pp[i] = -mu * pd[i]
-                                }
+            }
+            kernel.backwardStep(g: g, y: y, alpha: alpha, inputGradient: &dy, wantInputGradient: true)
+            if !fista {
+                swap(&a, &dy)                            // a_{t−1} = ∂L/∂y_t
+            } else {
+                // a_{t−1} = aPartial + (1 + μ) dy ; new aPartial (for z_{t−2}) = −μ dy
+                a.data.withUnsafeMutableBufferPointer { pa in
+                    aPartial.data.withUnsafeMutableBufferPointer { pp in
+                        dy.data.withUnsafeBufferPointer { pd in
+                            for i in 0..<n {
+                                pa[i] = pp[i] + (1 + mu) * pd[i]
+                                pp[i] = -mu * pd[i]
                             }
                         }
                     }
                 }
             }
+            zt = z1!
+            z1 = z2
         }
         return kernel.accumulatedWeightGradient()
     }

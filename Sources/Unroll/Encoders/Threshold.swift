@@ -46,10 +46,35 @@ extension Threshold {
         precondition(v.count == z.count && b.count * positions > 0 && v.count % (b.count * positions) == 0,
                      "threshold: codes \(v.shape) vs \(b.count) atoms × \(positions) positions")
         switch self {
-        case .soft: Self.map(v, b, positions, &z) { x, t in x - min(max(x, -t), t) }
-        case .nonNegative: Self.map(v, b, positions, &z) { x, t in max(x - t, 0) }
-        case .hard: Self.map(v, b, positions, &z) { x, t in abs(x) > t ? x : 0 }
+        case .soft: Self.map(v, b, positions, &z, Self.soft)
+        case .nonNegative: Self.map(v, b, positions, &z, Self.nonNegative)
+        case .hard: Self.map(v, b, positions, &z, Self.hard)
         }
+    }
+
+    // The three maps, shared by the whole-tensor form above and the row form of the fast path so that
+    // both give bit-identical codes.
+    @inline(__always) static func soft(_ x: Float, _ t: Float) -> Float { x - min(max(x, -t), t) }
+    @inline(__always) static func nonNegative(_ x: Float, _ t: Float) -> Float { max(x - t, 0) }
+    @inline(__always) static func hard(_ x: Float, _ t: Float) -> Float { abs(x) > t ? x : 0 }
+
+    /// One sample's row (dense dictionary: one position per atom): z[j] = θ(v[j]; b[j]) for j < n,
+    /// and the sorted indices of z's non-zeros into `support`. Returns their number.
+    @inline(__always)
+    func applyRow(_ v: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int,
+                  _ z: UnsafeMutablePointer<Float>, _ support: UnsafeMutablePointer<Int32>) -> Int {
+        switch self {
+        case .soft: for j in 0..<n { z[j] = Self.soft(v[j], b[j]) }
+        case .nonNegative: for j in 0..<n { z[j] = Self.nonNegative(v[j], b[j]) }
+        case .hard: for j in 0..<n { z[j] = Self.hard(v[j], b[j]) }
+        }
+        // Branch-free compaction: always write, advance only on a non-zero.
+        var c = 0
+        for j in 0..<n {
+            support[c] = Int32(truncatingIfNeeded: j)
+            c &+= z[j] != 0 ? 1 : 0
+        }
+        return c
     }
 
     /// z[i, j, q] = f(v[i, j, q], b[j]).

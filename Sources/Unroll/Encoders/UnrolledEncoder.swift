@@ -114,42 +114,84 @@ public struct UnrolledEncoder: Equatable, Sendable {
 
     // MARK: the layer loop
 
+    /// Encodes with flush-to-zero on (denormals in the layer loops cost a microcode assist each),
+    /// restoring the caller's setting afterwards. A dense dictionary takes the sparsity-aware fast path
+    /// (`DenseUnrolledEngine`) unless its `layerPolicy` says otherwise; every other operator runs the
+    /// generic layer loop over its `makeLayerKernel`.
     func run<Op: DictionaryOperator>(_ signals: Tensor, _ op: Op, beta: Float, record: Bool) throws
         -> (codes: Tensor, trace: EncoderTrace?, alpha: Float)
     {
-        try FlushDenormals.with(true) { try layerLoop(signals, op, beta: beta, record: record) }
+        try FlushDenormals.with(true) {
+            try validate(for: op)
+            guard beta.isFinite, beta >= 0 else {
+                throw UnrollError.invalidArgument("λ decay β must be finite and ≥ 0, got \(beta)")
+            }
+            let codeShape = try op.codeShape(signalShape: signals.shape)
+            let alpha = try stepSize(for: op)
+            let schedule = LayerSchedule(layers: layers, fista: algorithm == .fista, threshold: threshold,
+                                         base: lambda.values(atoms: op.atoms), beta: beta, alpha: alpha)
+            if let dense = op as? DenseDictionary, dense.layerPolicy.fastPath {
+                return fastLoop(signals, dense, schedule: schedule, alpha: alpha, codeShape: codeShape, record: record)
+            }
+            return genericLoop(signals, op, schedule: schedule, alpha: alpha, codeShape: codeShape, record: record)
+        }
     }
 
-    private func layerLoop<Op: DictionaryOperator>(_ signals: Tensor, _ op: Op, beta: Float, record: Bool) throws
+    /// Samples per chunk when encoding without a trace: the workspaces of one chunk (a few code
+    /// matrices of `chunk × p`) stay in the last-level cache across all the layers.
+    static func inferenceChunk(atoms p: Int) -> Int { max(256, (1 << 20) / max(1, p)) }
+
+    private func fastLoop(_ signals: Tensor, _ op: DenseDictionary, schedule: LayerSchedule, alpha: Float,
+                          codeShape: [Int], record: Bool) -> (codes: Tensor, trace: EncoderTrace?, alpha: Float)
+    {
+        let batch = signals.rows, p = op.atoms
+        let chunk = max(1, op.layerPolicy.inferenceChunk ?? Self.inferenceChunk(atoms: p))
+        // Samples are independent, so inference (no trace, no batch-wide stopping rule) runs in chunks.
+        if !record && tolerance == nil && batch > chunk {
+            let engine = DenseUnrolledEngine(weights: op.weights, policy: op.layerPolicy, batch: chunk,
+                                             layers: layers, training: false)
+            var codes = Tensor(zeros: codeShape)
+            for start in stride(from: 0, to: batch, by: chunk) {
+                let end = min(batch, start + chunk)
+                let part = engine.forward(signals.rows(start..<end), schedule: schedule, alpha: alpha,
+                                          tolerance: nil, record: false)
+                codes.data.withUnsafeMutableBufferPointer { pc in
+                    part.codes.data.withUnsafeBufferPointer { pp in
+                        (pc.baseAddress! + start * p).update(from: pp.baseAddress!, count: pp.count)
+                    }
+                }
+            }
+            return (codes, nil, alpha)
+        }
+        let engine = DenseUnrolledEngine(weights: op.weights, policy: op.layerPolicy, batch: batch,
+                                         layers: layers, training: record)
+        let r = engine.forward(signals, schedule: schedule, alpha: alpha, tolerance: tolerance, record: record)
+        let trace = r.history.map {
+            EncoderTrace(layers: r.layers, codeShape: codeShape, alpha: alpha, schedule: schedule, history: $0,
+                         backend: .dense(engine, signals: signals))
+        }
+        return (r.codes, trace, alpha)
+    }
+
+    private func genericLoop<Op: DictionaryOperator>(_ signals: Tensor, _ op: Op, schedule: LayerSchedule, alpha: Float,
+                                                     codeShape: [Int], record: Bool)
         -> (codes: Tensor, trace: EncoderTrace?, alpha: Float)
     {
-        try validate(for: op)
-        guard beta.isFinite, beta >= 0 else {
-            throw UnrollError.invalidArgument("λ decay β must be finite and ≥ 0, got \(beta)")
-        }
-        let codeShape = try op.codeShape(signalShape: signals.shape)
-        let alpha = try stepSize(for: op)
         let positions = op.positions(codeShape: codeShape)
-        let base = lambda.values(atoms: op.atoms)
-        let scale = threshold.scalesWithStep ? alpha : 1
         let kernel = op.makeLayerKernel(signals: signals)
-        let count = codeShape.reduce(1, *)
         let fista = algorithm == .fista
+        let perSample = codeShape.dropFirst().reduce(1, *)
 
         var v = Tensor(zeros: codeShape)
         var z = Tensor(zeros: codeShape)
         var zPrev = Tensor(zeros: codeShape)
         var y = Tensor(zeros: fista ? codeShape : [0])
-        var b = [Float](repeating: 0, count: base.count)
-        var stored: [Float] = []
-        if record { stored.reserveCapacity(layers * count) }
-        var momentum: [Float] = []
-        var s = 1.0   // FISTA's s_t
+        var b = [Float](repeating: 0, count: op.atoms)
+        let history = record ? CodeHistory(rows: codeShape[0], width: perSample) : nil
         var used = 0
 
         for t in 1...layers {
-            let decay = Float(pow(Double(beta), Double(t - 1)))
-            for j in 0..<b.count { b[j] = base[j] * decay * scale }
+            b.withUnsafeMutableBufferPointer { schedule.thresholds(layer: t, into: $0.baseAddress!) }
             if t == 1 {
                 kernel.gradientStep(from: nil, alpha: alpha, into: &v)
             } else {
@@ -157,21 +199,15 @@ public struct UnrolledEncoder: Equatable, Sendable {
             }
             swap(&z, &zPrev)   // zPrev = z_{t−1}
             threshold.apply(v, thresholds: b, positions: positions, into: &z)
-            if record { stored.append(contentsOf: z.data) }
+            if let history { z.data.withUnsafeBufferPointer { history.append(dense: $0.baseAddress!) } }
             used = t
-            if fista {
-                let sNext = (1 + (1 + 4 * s * s).squareRoot()) / 2
-                let mu = Float((s - 1) / sNext)
-                s = sNext
-                momentum.append(mu)
-                Self.extrapolate(z, zPrev, mu, into: &y)
-            }
+            if fista { Self.extrapolate(z, zPrev, schedule.momentum[t - 1], into: &y) }
             if let tol = tolerance, Self.relativeChange(z, zPrev) <= Double(tol) { break }
         }
-        let trace = record
-            ? EncoderTrace(layers: used, codeShape: codeShape, alpha: alpha, algorithm: algorithm,
-                           momentum: momentum, codes: stored, kernel: kernel)
-            : nil
+        let trace = history.map {
+            EncoderTrace(layers: used, codeShape: codeShape, alpha: alpha, schedule: schedule, history: $0,
+                         backend: .kernel(kernel))
+        }
         return (z, trace, alpha)
     }
 

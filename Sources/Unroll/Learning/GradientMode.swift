@@ -47,9 +47,16 @@ public struct GradientResult {
 
 extension GradientMode {
     /// Encodes `signals`, evaluates this mode's loss and its gradient with respect to `op.weights`.
-    /// `beta` is the λ decay of the encoder layers (1 = none).
+    /// `beta` is the λ decay of the encoder layers (1 = none). Runs with denormals flushed to zero
+    /// (restoring the caller's setting afterwards).
     public func evaluate<Op: DictionaryOperator>(
         signals: Tensor, operator op: Op, encoder: UnrolledEncoder, beta: Float = 1
+    ) throws -> GradientResult {
+        try FlushDenormals.with(true) { try evaluateFlushed(signals: signals, operator: op, encoder: encoder, beta: beta) }
+    }
+
+    private func evaluateFlushed<Op: DictionaryOperator>(
+        signals: Tensor, operator op: Op, encoder: UnrolledEncoder, beta: Float
     ) throws -> GradientResult {
         let batch = signals.rows
         guard batch >= 1 else { throw UnrollError.invalidArgument("a batch needs at least one signal") }

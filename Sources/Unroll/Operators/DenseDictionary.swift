@@ -11,6 +11,10 @@ public struct DenseDictionary: DictionaryOperator, Equatable {
         }
     }
 
+    /// How unrolled encoders run this dictionary: by default the sparsity-aware fast path with every
+    /// choice left to its cost model (see `DenseLayerPolicy`).
+    public var layerPolicy: DenseLayerPolicy = .automatic
+
     /// Wraps `weights` (`[p, m]`, atoms as rows). Throws for a non-matrix, an empty one, or NaN/Inf.
     public init(weights: Tensor) throws {
         guard weights.rank == 2, weights.shape[0] > 0, weights.shape[1] > 0 else {
@@ -49,8 +53,9 @@ public struct DenseDictionary: DictionaryOperator, Equatable {
         return [codeShape[0], signalSize]
     }
 
+    /// Z·W; over the non-zeros only when the codes are sparse enough (`LayerCostModel.prefersDense`).
     public func apply(_ codes: Tensor) -> Tensor {
-        codes.matmul(weights)
+        Self.isSparse(codes) ? codes.sparseMatmul(weights) : codes.matmul(weights)
     }
 
     public func adjoint(_ signals: Tensor) -> Tensor {
@@ -59,7 +64,13 @@ public struct DenseDictionary: DictionaryOperator, Equatable {
 
     /// Zᵀ·R, `[p, m]`.
     public func weightGradient(residual: Tensor, codes: Tensor) -> Tensor {
-        codes.matmul(residual, transposeSelf: true)
+        Self.isSparse(codes) ? codes.sparseTransposedMatmul(residual) : codes.matmul(residual, transposeSelf: true)
+    }
+
+    /// Whether products with these codes are cheaper on the non-zeros.
+    private static func isSparse(_ codes: Tensor) -> Bool {
+        guard codes.rank == 2, codes.count > 0 else { return false }
+        return !LayerCostModel.prefersDense(nonZeros: codes.count - codes.zeroCount(), rows: codes.rows, inner: codes.cols)
     }
 
     public mutating func normalize() {
@@ -75,7 +86,8 @@ public struct DenseDictionary: DictionaryOperator, Equatable {
     }
 }
 
-/// The dense dictionary's layer kernel in Gram form, with G = W·Wᵀ (`[p, p]`) and C = X·Wᵀ cached:
+/// The dense dictionary's straightforward layer kernel in Gram form (the generic layer loop uses it when
+/// `layerPolicy.fastPath` is off; the fast path is `DenseUnrolledEngine`), with G = W·Wᵀ (`[p, p]`) and C = X·Wᵀ cached:
 ///   forward   v = y − α(y·G − C)
 ///   backward  ∂L/∂y = g − α g·G, and the layer's weight term
 ///             −α[gᵀ(yW − X) + yᵀ(gW)] = −α(gᵀy + yᵀg)·W + α gᵀX

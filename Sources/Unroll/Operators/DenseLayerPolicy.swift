@@ -1,0 +1,55 @@
+/// How an unrolled encoder runs a dense dictionary. The default lets the fast path's cost model choose
+/// everything; the other settings exist to test the branches against each other and to benchmark.
+public struct DenseLayerPolicy: Equatable, Sendable {
+    /// How a layer's DᵀD y is formed.
+    public enum Form: String, CaseIterable, Sendable {
+        /// Gram form when forming G = W·Wᵀ pays for itself (`LayerCostModel.prefersGram`), else direct.
+        case automatic
+        /// y·G with G = W·Wᵀ formed once per forward pass.
+        case gram
+        /// (y·W − x)·Wᵀ in every layer.
+        case direct
+    }
+
+    /// How the products with the codes are computed in each layer.
+    public enum Products: String, CaseIterable, Sendable {
+        /// Per layer, by the number of non-zeros (`LayerCostModel`): dense sgemm in the first,
+        /// dense-ish layers, row scatters/gathers over the non-zeros afterwards.
+        case automatic
+        /// Always on the non-zeros.
+        case sparse
+        /// Always dense sgemm (where the fast path has a dense variant).
+        case dense
+    }
+
+    /// false: the straightforward path instead — the generic layer loop with the dense Gram kernel
+    /// (`GramLayerKernel`), dense products in every layer.
+    public var fastPath: Bool
+    public var form: Form
+    public var products: Products
+    /// Samples per chunk when encoding without a trace (samples are independent there); nil: chosen
+    /// from p so that one chunk's workspaces stay in the last-level cache.
+    public var inferenceChunk: Int?
+
+    public init(fastPath: Bool = true, form: Form = .automatic, products: Products = .automatic, inferenceChunk: Int? = nil) {
+        self.fastPath = fastPath
+        self.form = form
+        self.products = products
+        self.inferenceChunk = inferenceChunk
+    }
+
+    /// Everything chosen by the cost model.
+    public static let automatic = DenseLayerPolicy()
+    /// The straightforward dense path (for comparisons).
+    public static let straightforward = DenseLayerPolicy(fastPath: false)
+}
+
+/// What the fast path did in one forward (and its latest backward) pass, for tests and benchmarks.
+public struct FastPathReport: Equatable, Sendable {
+    /// "gram" or "direct".
+    public var form: String
+    /// Per layer t = 1 … T: whether the forward used dense sgemm for the layer's product.
+    public var forwardDense: [Bool]
+    /// Per layer t = 1 … T: whether the latest backward pass used dense sgemm (empty before one ran).
+    public var backwardDense: [Bool]
+}

@@ -1,0 +1,307 @@
+import UnrollCore
+
+/// The unrolled (F)ISTA network of a dense dictionary, computed on the codes' non-zeros (the fast path;
+/// see docs/gradients.md, "Fast path").
+///
+/// After the first layers only a few per cent of the codes are non-zero, so a layer
+///     v = y − α(y·G − C)      (Gram form, G = W·Wᵀ, C = X·Wᵀ)   or
+///     v = y − α(y·W − X)·Wᵀ   (direct form)
+/// is computed per sample as a sum over the non-zeros of y of rows of G (resp. W), on both cores, with no
+/// allocation inside the layer loop. Layers whose input is still dense-ish use one sgemm instead
+/// (`LayerCostModel.prefersDense`). The trace keeps only masks and non-zero values (`CodeHistory`), and the
+/// backward works on the active set. Results equal the straightforward path's up to rounding
+/// (Tests/UnrollTests/FastPathTests.swift).
+///
+/// One engine serves one dictionary (it caches G) and any number of forward passes; a backward pass
+/// uses the history and signals of the forward it follows.
+final class DenseUnrolledEngine {
+    enum Form: String { case gram, direct }
+
+    let form: Form
+    let products: DenseLayerPolicy.Products
+    /// W, `[p, m]`.
+    let weights: Tensor
+    let p: Int
+    let m: Int
+    /// G = W·Wᵀ (Gram form only), exactly symmetric.
+    let gram: Buffer<Float>?
+
+    /// Per layer of the latest forward / backward: dense sgemm used?
+    private(set) var forwardDense: [Bool] = []
+    var backwardDense: [Bool] = []
+
+    init(weights: Tensor, policy: DenseLayerPolicy, batch: Int, layers: Int, training: Bool) {
+        self.weights = weights
+        self.p = weights.shape[0]
+        self.m = weights.shape[1]
+        self.products = policy.products
+        switch policy.form {
+        case .gram: form = .gram
+        case .direct: form = .direct
+        case .automatic:
+            form = LayerCostModel.prefersGram(atoms: weights.shape[0], signalSize: weights.shape[1], batch: batch,
+                                              layers: layers, training: training) ? .gram : .direct
+        }
+        gram = form == .gram ? Self.gramMatrix(weights) : nil
+    }
+
+    /// G = W·Wᵀ by syrk (half of sgemm's work), the upper triangle mirrored so G is exactly symmetric
+    /// (the backward reads G[j, k] where the math has G[k, j]).
+    private static func gramMatrix(_ w: Tensor) -> Buffer<Float> {
+        let (p, m) = (w.shape[0], w.shape[1])
+        let g = Buffer<Float>(p * p, repeating: 0)
+        w.data.withUnsafeBufferPointer { pw in
+            BLAS.ssyrkUpper(n: p, k: m, alpha: 1, a: pw.baseAddress!, lda: m, beta: 0, c: g.base, ldc: p)
+        }
+        let base = g.base
+        // Row i's lower part G[i, 0..<i] from column i of the upper triangle; blocks of rows keep the
+        // strided reads in cache.
+        Parallel.forEachChunk(p, minPerPart: max(1, (1 << 16) / max(1, p))) { range in
+            for i in range {
+                let row = base + i * p
+                for j in 0..<i { row[j] = base[j * p + i] }
+            }
+        }
+        return g
+    }
+
+    // MARK: forward
+
+    struct Forward {
+        /// z_T (or the last layer run), `[B, p]`.
+        var codes: Tensor
+        /// z_1 … z_T when recorded.
+        var history: CodeHistory?
+        /// Layers run (fewer than T when the tolerance stopped early).
+        var layers: Int
+    }
+
+    /// Runs the network on `signals` (`[B, m]`). `tolerance`: stop once ‖z_t − z_{t−1}‖ ≤ tol·‖z_t‖ over
+    /// the batch (as `UnrolledEncoder.tolerance`).
+    func forward(_ signals: Tensor, schedule: LayerSchedule, alpha: Float, tolerance: Float?, record: Bool) -> Forward {
+        signals.data.withUnsafeBufferPointer { px in
+            weights.data.withUnsafeBufferPointer { pw in
+                forward(px.baseAddress!, rows: signals.rows, w: pw.baseAddress!, schedule: schedule, alpha: alpha,
+                        tolerance: tolerance, record: record)
+            }
+        }
+    }
+
+    private func forward(_ x: UnsafePointer<Float>, rows batch: Int, w: UnsafePointer<Float>, schedule: LayerSchedule,
+                         alpha: Float, tolerance: Float?, record: Bool) -> Forward {
+        let (p, m, form) = (self.p, self.m, self.form)
+        let fista = schedule.fista
+        let threshold = schedule.threshold
+        let workers = Parallel.workers
+
+        // Workspaces, allocated once: z_t, z_{t−1} (and z_{t−2} for FISTA) in dense storage with each
+        // row's support list; buffers for the dense branch; per-part scratch rows.
+        let ring = fista ? 3 : 2
+        let z = (0..<ring).map { _ in Buffer<Float>(batch * p, repeating: 0) }
+        let support = (0..<ring).map { _ in Buffer<Int32>(batch * p, repeating: 0) }
+        let counts = (0..<ring).map { _ in Buffer<Int32>(batch, repeating: 0) }
+        let mayUseDense = products != .sparse
+        // Gram: αC = α·X·Wᵀ. Direct: the residual R = y·W − X of each layer.
+        let scaledData = form == .gram ? Buffer<Float>(batch * p, repeating: 0) : nil
+        let residual = form == .direct ? Buffer<Float>(batch * m, repeating: 0) : nil
+        // The layer product y·G (Gram, dense branch) or R·Wᵀ (direct, every layer).
+        let product = (form == .direct || mayUseDense) ? Buffer<Float>(batch * p, repeating: 0) : nil
+        // FISTA's y_t in dense storage, for the dense branch.
+        let input = fista && mayUseDense ? Buffer<Float>(batch * p, repeating: 0) : nil
+        let thresholds = Buffer<Float>(p, repeating: 0)
+        let rowScratch = Buffer<Float>(workers * p, repeating: 0)
+        let indexScratch = Buffer<Int32>(workers * p, repeating: 0)
+        let coefScratch = Buffer<Float>(workers * p, repeating: 0)
+        let changeSums = Buffer<Double>(workers * 2, repeating: 0)
+        let history = record ? CodeHistory(rows: batch, width: p) : nil
+        var denseFlags: [Bool] = []
+        denseFlags.reserveCapacity(schedule.layers)
+
+        if let c = scaledData {
+            BLAS.sgemm(transA: false, transB: true, m: batch, n: p, k: m, alpha: alpha, a: x, lda: m, b: w, ldb: m,
+                       beta: 0, c: c.base, ldc: p)
+        }
+
+        var last = 0
+        var used = 0
+        for t in 1...schedule.layers {
+            schedule.thresholds(layer: t, into: thresholds.base)
+            // Ring slots of z_t, z_{t−1}, z_{t−2}; slot 0 starts as z_0 = 0.
+            let (c0, c1, c2) = (t % ring, (t - 1) % ring, (t + ring - 2) % ring)
+            let (zt, st, nt) = (z[c0].base, support[c0].base, counts[c0].base)
+            let (z1, s1, n1) = (z[c1].base, support[c1].base, counts[c1].base)
+            let (z2, s2, n2) = (z[c2].base, support[c2].base, counts[c2].base)
+            let mu = schedule.inputMomentum(layer: t)
+            let momentum = fista && t >= 2
+
+            // Non-zeros of y_t (FISTA: the supports of consecutive layers mostly coincide).
+            var nonZeros = 0
+            if t >= 2 {
+                var a = 0, b = 0
+                for i in 0..<batch { a += Int(n1[i]) }
+                if momentum { for i in 0..<batch { b += Int(n2[i]) } }
+                nonZeros = max(a, b)
+            }
+            let inner = form == .gram ? p : m
+            let dense: Bool
+            switch products {
+            case .dense: dense = t >= 2
+            case .sparse: dense = false
+            case .automatic: dense = t >= 2 && LayerCostModel.prefersDense(nonZeros: nonZeros, rows: batch, inner: inner)
+            }
+            denseFlags.append(dense)
+
+            // y_t's non-zeros for sample i into (index, coef·value) lists; returns their number.
+            // ISTA: z_{t−1}. FISTA: z_{t−1} + μ(z_{t−1} − z_{t−2}) over the union of both supports.
+            @inline(__always)
+            func inputList(_ i: Int, _ index: UnsafeMutablePointer<Int32>, _ value: UnsafeMutablePointer<Float>) -> Int {
+                let (r1, r2) = (z1 + i * p, z2 + i * p)
+                let (l1, l2) = (s1 + i * p, s2 + i * p)
+                var n = 0
+                for q in 0..<Int(n1[i]) {
+                    let k = Int(l1[q])
+                    index[n] = l1[q]
+                    value[n] = momentum ? r1[k] + mu * (r1[k] - r2[k]) : r1[k]
+                    n += 1
+                }
+                if momentum {
+                    for q in 0..<Int(n2[i]) where r1[Int(l2[q])] == 0 {
+                        let k = Int(l2[q])
+                        index[n] = l2[q]
+                        value[n] = r1[k] + mu * (r1[k] - r2[k])
+                        n += 1
+                    }
+                }
+                return n
+            }
+
+            // Thresholds row i's pre-activation `v` into z_t; accumulates ‖z_t − z_{t−1}‖², ‖z_t‖².
+            @inline(__always)
+            func finish(_ i: Int, _ part: Int, _ v: UnsafePointer<Float>) {
+                let row = zt + i * p
+                nt[i] = Int32(threshold.applyRow(v, thresholds.base, p, row, st + i * p))
+                if tolerance != nil {
+                    let prev = z1 + i * p
+                    var (d, n) = (0.0, 0.0)
+                    for j in 0..<p {
+                        let a = Double(row[j]), e = a - Double(prev[j])
+                        d += e * e
+                        n += a * a
+                    }
+                    changeSums.base[2 * part] += d
+                    changeSums.base[2 * part + 1] += n
+                }
+            }
+
+            changeSums.fill(0)
+            let rowWork = Double(batch * p) * 4
+            if form == .gram {
+                let c = scaledData!.base
+                if !dense {
+                    // v_i = αC_i + y_i − α Σ_{k ∈ supp y_i} y_k G[k, :]
+                    let g = gram!.base
+                    let work = rowWork + Double(nonZeros) * Double(p)
+                    Parallel.forEachPart(batch, parts: LayerCostModel.parts(work: work, limit: workers)) { part, range in
+                        let v = rowScratch.row(part, p), index = indexScratch.row(part, p), coef = coefScratch.row(part, p)
+                        for i in range {
+                            v.update(from: c + i * p, count: p)
+                            if t >= 2 {
+                                let n = inputList(i, index, coef)
+                                for q in 0..<n {
+                                    v[Int(index[q])] += coef[q]
+                                    coef[q] *= -alpha
+                                }
+                                RowKernels.scatterRows(p, v, g, stride: p, index, coef, n)
+                            }
+                            finish(i, part, v)
+                        }
+                    }
+                } else {
+                    // V = Y·G by sgemm, then v_i = y_i + αC_i − αV_i row by row.
+                    let y = fista ? input!.base : z1
+                    if fista { extrapolate(z1, z2, mu, into: y, count: batch * p) }
+                    let prod = product!.base
+                    BLAS.sgemm(transA: false, transB: false, m: batch, n: p, k: p, alpha: 1, a: y, lda: p,
+                               b: gram!.base, ldb: p, beta: 0, c: prod, ldc: p)
+                    Parallel.forEachPart(batch, parts: LayerCostModel.parts(work: rowWork, limit: workers)) { part, range in
+                        let v = rowScratch.row(part, p)
+                        for i in range {
+                            let (yr, cr, pr) = (y + i * p, c + i * p, prod + i * p)
+                            for j in 0..<p { v[j] = yr[j] + (cr[j] - alpha * pr[j]) }
+                            finish(i, part, v)
+                        }
+                    }
+                }
+            } else {
+                // R = y·W − X (rows of W over the non-zeros, or sgemm), V = R·Wᵀ, v_i = y_i − αV_i.
+                let r = residual!.base, prod = product!.base
+                if dense {
+                    let y = fista ? input!.base : z1
+                    if fista { extrapolate(z1, z2, mu, into: y, count: batch * p) }
+                    r.update(from: x, count: batch * m)
+                    BLAS.sgemm(transA: false, transB: false, m: batch, n: m, k: p, alpha: 1, a: y, lda: p,
+                               b: w, ldb: m, beta: -1, c: r, ldc: m)
+                } else {
+                    let work = Double(batch * m) + Double(nonZeros) * Double(m)
+                    Parallel.forEachPart(batch, parts: LayerCostModel.parts(work: work, limit: workers)) { part, range in
+                        let index = indexScratch.row(part, p), coef = coefScratch.row(part, p)
+                        for i in range {
+                            let ri = r + i * m, xi = x + i * m
+                            for k in 0..<m { ri[k] = -xi[k] }
+                            if t >= 2 {
+                                let n = inputList(i, index, coef)
+                                RowKernels.scatterRows(m, ri, w, stride: m, index, coef, n)
+                            }
+                        }
+                    }
+                }
+                BLAS.sgemm(transA: false, transB: true, m: batch, n: p, k: m, alpha: 1, a: r, lda: m, b: w, ldb: m,
+                           beta: 0, c: prod, ldc: p)
+                Parallel.forEachPart(batch, parts: LayerCostModel.parts(work: rowWork, limit: workers)) { part, range in
+                    let v = rowScratch.row(part, p)
+                    for i in range {
+                        let pr = prod + i * p
+                        if t == 1 {
+                            for j in 0..<p { v[j] = -(alpha * pr[j]) }
+                        } else {
+                            let (r1, r2) = (z1 + i * p, z2 + i * p)
+                            if momentum {
+                                for j in 0..<p { v[j] = (r1[j] + mu * (r1[j] - r2[j])) - alpha * pr[j] }
+                            } else {
+                                for j in 0..<p { v[j] = r1[j] - alpha * pr[j] }
+                            }
+                        }
+                        finish(i, part, v)
+                    }
+                }
+            }
+
+            history?.append(dense: zt, support: st, counts: nt)
+            last = c0
+            used = t
+            if let tol = tolerance {
+                var (d, n) = (0.0, 0.0)
+                for k in 0..<workers {
+                    d += changeSums.base[2 * k]
+                    n += changeSums.base[2 * k + 1]
+                }
+                let change = d == 0 ? 0 : (n > 0 ? (d / n).squareRoot() : .infinity)
+                if change <= Double(tol) { break }
+            }
+        }
+        forwardDense = denseFlags
+        let out = z[last]
+        let codes = Tensor(shape: [batch, p], data: Array(UnsafeBufferPointer(start: out.base, count: batch * p)))
+        // The loops above address these through raw pointers: keep them alive until here.
+        withExtendedLifetime((z, support, counts, scaledData, residual, product, input)) {}
+        return Forward(codes: codes, history: history, layers: used)
+    }
+
+    /// y = z1 + μ(z1 − z2) elementwise (FISTA's extrapolation, same rounding as the row form).
+    private func extrapolate(_ z1: UnsafePointer<Float>, _ z2: UnsafePointer<Float>, _ mu: Float,
+                             into y: UnsafeMutablePointer<Float>, count: Int) {
+        Parallel.forEachChunk(count, minPerPart: LayerCostModel.minWorkPerPart) { range in
+            for q in range { y[q] = z1[q] + mu * (z1[q] - z2[q]) }
+        }
+    }
+}

@@ -1,0 +1,244 @@
+import Foundation
+import Testing
+import Unroll
+import UnrollCore
+
+/// The dense dictionary's sparsity-aware fast path (`DenseDictionary.layerPolicy`, `DenseUnrolledEngine`)
+/// against the straightforward paths: the generic layer loop with the generic kernel (`GenericDense`:
+/// `apply`/`adjoint`/`weightGradient` in every layer) and with the dense Gram kernel
+/// (`DenseLayerPolicy.straightforward`).
+@Suite struct FastPathTests {
+    static let policies: [DenseLayerPolicy] = [
+        .automatic,
+        DenseLayerPolicy(form: .gram, products: .sparse),
+        DenseLayerPolicy(form: .gram, products: .dense),
+        DenseLayerPolicy(form: .direct),
+        DenseLayerPolicy(form: .direct, products: .sparse),
+        DenseLayerPolicy(form: .direct, products: .dense),
+    ]
+
+    /// Unit-norm atoms and s-sparse signals plus a little noise, so the codes thin out over the layers
+    /// like PUDLE's: dense-ish first layers, a few per cent non-zero later.
+    static func data(m: Int, p: Int, batch: Int, s: Int, seed: UInt64) -> (w: Tensor, x: Tensor) {
+        var rng = Random(seed: seed)
+        var w = Tensor.normal([p, m], rng: &rng)
+        w.normalizeRows()
+        var z = Tensor(zeros: [batch, p])
+        for i in 0..<batch {
+            for j in rng.sample(s, from: p) { z[i, j] = rng.sign() * Float(rng.uniform(1, 2)) }
+        }
+        return (w, z.matmul(w) + 0.05 * Tensor.normal([batch, m], rng: &rng))
+    }
+
+    enum LambdaForm: CaseIterable { case scalar, perAtom, schedule }
+
+    static func encoder(_ threshold: Threshold, _ algorithm: UnrolledEncoder.Algorithm, _ form: LambdaForm,
+                        layers: Int, p: Int) -> (UnrolledEncoder, beta: Float) {
+        let base: Float = threshold == .hard ? 0.12 : 0.25
+        let lambda: Lambda = form == .perAtom ? .perAtom((0..<p).map { base * (0.6 + 0.8 * Float($0 % 7) / 6) }) : .scalar(base)
+        let enc = UnrolledEncoder(layers: layers, algorithm: algorithm, threshold: threshold, lambda: lambda, step: .fixed(0.2))
+        return (enc, form == .schedule ? 0.9 : 1)
+    }
+
+    /// A problem whose pre-activations all stay ≥ 1e-5 from the threshold's kink in the Double
+    /// reference, so rounding differences between the paths (≈1e-7) cannot flip a mask.
+    static func problem(m: Int, p: Int, batch: Int, s: Int, encoder: UnrolledEncoder, beta: Float,
+                        seed: UInt64) -> (w: Tensor, x: Tensor) {
+        for k in UInt64(0)..<200 {
+            let (w, x) = data(m: m, p: p, batch: batch, s: s, seed: seed &* 1000 &+ k)
+            let ref = ReferenceUnrolled(p: p, m: m, batch: batch, layers: encoder.layers, alpha: 0.2,
+                                        threshold: encoder.threshold, fista: encoder.algorithm == .fista,
+                                        lambdas: encoder.lambda.values(atoms: p).map(Double.init), beta: Double(beta))
+            if ref.forward(w: doubles(w), x: doubles(x)).kinkMargin > 1e-5 { return (w, x) }
+        }
+        fatalError("no problem without near-kink pre-activations in 200 draws")
+    }
+
+    static func relative(_ a: Tensor, _ b: Tensor) -> Double { relativeDifference(doubles(a), doubles(b)) }
+
+    static func dense(_ w: Tensor, _ policy: DenseLayerPolicy) throws -> DenseDictionary {
+        var d = try DenseDictionary(weights: w)
+        d.layerPolicy = policy
+        return d
+    }
+
+    /// Item 4 of the performance issue: every gradient mode × threshold × encoder (λ scalar, per atom,
+    /// or with the per-layer β schedule), every form and product policy, codes and gradients equal to
+    /// the straightforward paths to 1e-5 relative. The sizes make the automatic cost model use dense
+    /// sgemm in the first layers and the sparse rows later (checked).
+    @Test func everyModeThresholdAndEncoderMatchesTheStraightforwardPath() throws {
+        let (m, p, batch, layers) = (24, 96, 24, 12)
+        var automaticForward = Set<Bool>(), automaticBackward = Set<Bool>()
+        var forms = Set<String>()
+        var combination = 0
+        for threshold in Threshold.allCases {
+            for algorithm in UnrolledEncoder.Algorithm.allCases {
+                let form = LambdaForm.allCases[combination % 3]
+                combination += 1
+                let (enc, beta) = Self.encoder(threshold, algorithm, form, layers: layers, p: p)
+                let (w, x) = Self.problem(m: m, p: p, batch: batch, s: 3, encoder: enc, beta: beta, seed: UInt64(combination))
+                let generic = GenericDense(inner: try DenseDictionary(weights: w))
+                let gram = try Self.dense(w, .straightforward)
+                for mode in GradientMode.allCases {
+                    let label = "\(mode) \(threshold) \(algorithm) \(form)"
+                    let r0 = try mode.evaluate(signals: x, operator: generic, encoder: enc, beta: beta)
+                    let r1 = try mode.evaluate(signals: x, operator: gram, encoder: enc, beta: beta)
+                    #expect(Self.relative(r1.gradient, r0.gradient) < 1e-5, "\(label): straightforward Gram vs generic")
+                    let zeros = r0.codes.zeroCount()
+                    #expect(zeros > r0.codes.count / 2 && zeros < r0.codes.count, "\(label): codes should be sparse, not empty")
+                    for policy in Self.policies {
+                        let op = try Self.dense(w, policy)
+                        let r = try mode.evaluate(signals: x, operator: op, encoder: enc, beta: beta)
+                        let what = "\(label) \(policy.form)/\(policy.products)"
+                        #expect(Self.relative(r.codes, r0.codes) < 1e-5, "\(what): codes")
+                        #expect(Self.relative(r.gradient, r0.gradient) < 1e-5, "\(what): gradient \(Self.relative(r.gradient, r0.gradient))")
+                        #expect(abs(r.losses.loss - r0.losses.loss) <= 1e-5 * abs(r0.losses.loss), "\(what): loss")
+                        if policy == .automatic && mode.throughEncoder {
+                            let (_, trace) = try enc.forward(x, with: op, beta: beta)
+                            _ = enc.backward(trace, codeGradient: Tensor(repeating: 1, shape: trace.codeShape))
+                            let report = try #require(trace.fastPath)
+                            automaticForward.formUnion(report.forwardDense)
+                            automaticBackward.formUnion(report.backwardDense)
+                            forms.insert(report.form)
+                        }
+                    }
+                }
+            }
+        }
+        #expect(automaticForward == [false, true], "the automatic forward should use both branches")
+        #expect(automaticBackward == [false, true], "the automatic backward should use both branches")
+        #expect(forms == ["gram"])
+    }
+
+    /// The cost model takes the direct form when G = W·Wᵀ costs more than the layers it saves
+    /// (p ≳ batch·layers) and the Gram form otherwise; both equal the reference.
+    @Test func costModelPicksTheDirectFormForTinyBatches() throws {
+        let (m, p, layers) = (32, 64, 6)
+        let (enc, _) = Self.encoder(.soft, .fista, .scalar, layers: layers, p: p)
+        for (batch, expected) in [(1, "direct"), (40, "gram")] {
+            let (w, x) = Self.problem(m: m, p: p, batch: batch, s: 3, encoder: enc, beta: 1, seed: 77)
+            let op = try DenseDictionary(weights: w)
+            let (z, trace) = try enc.forward(x, with: op)
+            #expect(trace.fastPath?.form == expected, "batch \(batch)")
+            let reference = GenericDense(inner: op)
+            #expect(Self.relative(z, try enc.encode(x, with: reference)) < 1e-5)
+            let g = try GradientMode.leastSquares.evaluate(signals: x, operator: op, encoder: enc).gradient
+            let g0 = try GradientMode.leastSquares.evaluate(signals: x, operator: reference, encoder: enc).gradient
+            #expect(Self.relative(g, g0) < 1e-5, "batch \(batch)")
+        }
+    }
+
+    /// A batch large enough to run on both cores (per-part scratch and accumulators) gives the codes of
+    /// its sub-batches (each small enough to run on one), and its gradient is their mean. (Equal up to
+    /// rounding: sgemm's blocking, hence the last bits of X·Wᵀ, depends on the batch size.)
+    @Test func parallelPartsAgreeWithSmallBatches() throws {
+        let (m, p, batch, layers, parts) = (24, 64, 600, 10, 6)
+        let (w, x) = Self.data(m: m, p: p, batch: batch, s: 3, seed: 5)
+        for form in [DenseLayerPolicy.Form.gram, .direct] {
+            for algorithm in UnrolledEncoder.Algorithm.allCases {
+                let (enc, _) = Self.encoder(.soft, algorithm, .scalar, layers: layers, p: p)
+                let op = try Self.dense(w, DenseLayerPolicy(form: form, products: .sparse))
+                let whole = try GradientMode.leastSquares.evaluate(signals: x, operator: op, encoder: enc)
+                var mean = Tensor(zeros: w.shape)
+                let size = batch / parts
+                for k in 0..<parts {
+                    let rows = x.rows((k * size)..<((k + 1) * size))
+                    let r = try GradientMode.leastSquares.evaluate(signals: rows, operator: op, encoder: enc)
+                    #expect(Self.relative(r.codes, whole.codes.rows((k * size)..<((k + 1) * size))) < 1e-6,
+                            "\(form) \(algorithm) part \(k)")
+                    mean.add(r.gradient, scaledBy: 1 / Float(parts))
+                }
+                #expect(Self.relative(whole.gradient, mean) < 1e-5, "\(form) \(algorithm)")
+            }
+        }
+    }
+
+    /// Inference runs in chunks of samples; the chunked codes equal the whole-batch forward's.
+    @Test func chunkedInferenceEqualsTheWholeBatch() throws {
+        let (m, p, batch) = (20, 48, 23)
+        let (enc, beta) = Self.encoder(.nonNegative, .fista, .schedule, layers: 9, p: p)
+        let (w, x) = Self.problem(m: m, p: p, batch: batch, s: 3, encoder: enc, beta: beta, seed: 6)
+        let whole = try enc.forward(x, with: try Self.dense(w, .automatic), beta: beta).codes
+        for chunk in [1, 5, 22] {
+            let op = try Self.dense(w, DenseLayerPolicy(inferenceChunk: chunk))
+            #expect(Self.relative(try enc.encode(x, with: op, beta: beta), whole) < 1e-6, "chunk \(chunk)")
+        }
+        #expect(Self.relative(whole, try enc.encode(x, with: GenericDense(inner: try DenseDictionary(weights: w)), beta: beta)) < 1e-5)
+    }
+
+    /// The tolerance stops the fast path at the same layer as the generic loop.
+    @Test func toleranceStopsAtTheSameLayer() throws {
+        let (m, p, batch) = (20, 40, 6)
+        var (enc, _) = Self.encoder(.soft, .fista, .scalar, layers: 400, p: p)
+        enc.tolerance = 1e-3
+        let (w, x) = Self.data(m: m, p: p, batch: batch, s: 3, seed: 7)
+        for policy in Self.policies {
+            let (z, trace) = try enc.forward(x, with: try Self.dense(w, policy))
+            let (z0, trace0) = try enc.forward(x, with: GenericDense(inner: try DenseDictionary(weights: w)))
+            #expect(trace.layers == trace0.layers && trace.layers > 5 && trace.layers < 400, "\(policy.form)/\(policy.products): \(trace.layers) vs \(trace0.layers)")
+            #expect(Self.relative(z, z0) < 1e-5)
+        }
+    }
+
+    /// The trace keeps masks and non-zero values: its layers decode to the generic path's codes, and it
+    /// holds exactly rows·⌈p/64⌉ mask words, rows + 1 offsets and one value per non-zero per layer.
+    @Test func compactTraceHoldsMasksAndValues() throws {
+        let (m, p, batch, layers) = (24, 96, 24, 12)
+        let (enc, _) = Self.encoder(.soft, .ista, .scalar, layers: layers, p: p)
+        let (w, x) = Self.problem(m: m, p: p, batch: batch, s: 3, encoder: enc, beta: 1, seed: 8)
+        let (_, fast) = try enc.forward(x, with: try DenseDictionary(weights: w))
+        let (_, generic) = try enc.forward(x, with: GenericDense(inner: try DenseDictionary(weights: w)))
+        var expectedBytes = 0
+        for t in 1...layers {
+            let z = fast.layerCodes(t)
+            #expect(Self.relative(z, generic.layerCodes(t)) < 1e-5, "layer \(t)")
+            expectedBytes += batch * ((p + 63) / 64) * 8 + (batch + 1) * 8 + 4 * (z.count - z.zeroCount())
+        }
+        #expect(fast.storedCodeBytes == expectedBytes)
+        #expect(generic.storedCodeBytes == expectedBytes)
+        #expect(fast.storedCodeBytes * 2 < 4 * layers * batch * p, "sparse codes should take well under the dense size")
+    }
+
+    /// An operator that records whether denormals were flushed when the encoder called it.
+    struct FlushProbe: DictionaryOperator {
+        var inner: DenseDictionary
+        let seen: Box
+        final class Box: @unchecked Sendable { var flags: [Bool] = [] }
+        var weights: Tensor {
+            get { inner.weights }
+            set { inner.weights = newValue }
+        }
+        var atoms: Int { inner.atoms }
+        func codeShape(signalShape: [Int]) throws -> [Int] { try inner.codeShape(signalShape: signalShape) }
+        func signalShape(codeShape: [Int]) throws -> [Int] { try inner.signalShape(codeShape: codeShape) }
+        func apply(_ codes: Tensor) -> Tensor {
+            seen.flags.append(FlushDenormals.isEnabled)
+            return inner.apply(codes)
+        }
+        func adjoint(_ signals: Tensor) -> Tensor { inner.adjoint(signals) }
+        func weightGradient(residual: Tensor, codes: Tensor) -> Tensor { inner.weightGradient(residual: residual, codes: codes) }
+        mutating func normalize() { inner.normalize() }
+        func lipschitz(iterations: Int, rng: inout Random) -> Float { inner.lipschitz(iterations: iterations, rng: &rng) }
+    }
+
+    /// Encoding, gradient evaluation and training run with denormals flushed, and give the caller's
+    /// setting back.
+    @Test func entryPointsFlushDenormalsAndRestoreTheCallersSetting() throws {
+        let (w, x) = Self.data(m: 8, p: 12, batch: 4, s: 2, seed: 9)
+        let (enc, _) = Self.encoder(.soft, .ista, .scalar, layers: 4, p: 12)
+        let probe = FlushProbe(inner: try DenseDictionary(weights: w), seen: .init())
+        for callerSetting in [false, true] {
+            let was = FlushDenormals.set(callerSetting)
+            defer { FlushDenormals.set(was) }
+            _ = try enc.encode(x, with: probe)
+            _ = try GradientMode.leastSquares.evaluate(signals: x, operator: probe, encoder: enc)
+            var trainer = try DictionaryTrainer(dictionary: probe, data: x,
+                                                config: TrainerConfig(encoder: enc, mode: .leastSquares,
+                                                                      optimizer: Optimizer(.sgd(momentum: 0), learningRate: 0.01)))
+            try trainer.trainStep()
+            _ = try enc.encode(x, with: try DenseDictionary(weights: w))
+            #expect(FlushDenormals.isEnabled == callerSetting)
+        }
+        #expect(!probe.seen.flags.isEmpty && !probe.seen.flags.contains(false))
+    }
+}
