@@ -24,15 +24,17 @@ public enum TheoryExperiment {
     }
 
     /// paper: m 50, p 100, n 10 000, s 5, 600 epochs, T ∈ {25, 50, 100};
-    /// small: n 2000, 300 epochs, T ∈ {25, 100}; tiny: m 20, p 30, n 300, s 3, 100 epochs at lr 6e-3, T ∈ {15, 40}.
+    /// small: n 2000, 600 epochs, T ∈ {25, 100}; tiny: m 20, p 30, n 300, s 3, 100 epochs at lr 6e-3, T ∈ {15, 40}.
     public static func settings(_ scale: ReproductionScale) -> Settings {
         var data = SyntheticDictionaryConfig.pudleTheory     // one sign per example, δ = 0.1
         switch scale {
         case .paper:
             return Settings(data: data, epochs: 600, layers: [25, 50, 100])
         case .small:
+            // Full batch: n only sets the gradient noise, the dynamics are per epoch (= step), so keep
+            // all 600 (g_ae-ls is still falling fast at 300, see the paper's Fig 2).
             data.exampleCount = 2000
-            return Settings(data: data, epochs: 300, layers: [25, 100])
+            return Settings(data: data, epochs: 600, layers: [25, 100])
         case .tiny:
             data.signalSize = 20
             data.atomCount = 30
