@@ -1,0 +1,128 @@
+import ArgumentParser
+import Unroll
+
+// Command-line spellings of the library's settings (kebab-case, as users type them).
+
+enum EncoderChoice: String, CaseIterable, ExpressibleByArgument {
+    case ista, fista
+
+    var algorithm: UnrolledEncoder.Algorithm { self == .ista ? .ista : .fista }
+}
+
+enum ThresholdChoice: String, CaseIterable, ExpressibleByArgument {
+    case soft
+    case nonNegative = "non-negative"
+    case hard
+
+    var threshold: Threshold {
+        switch self {
+        case .soft: return .soft
+        case .nonNegative: return .nonNegative
+        case .hard: return .hard
+        }
+    }
+
+    init(_ threshold: Threshold) {
+        switch threshold {
+        case .soft: self = .soft
+        case .nonNegative: self = .nonNegative
+        case .hard: self = .hard
+        }
+    }
+}
+
+/// The training rule: PUDLE's three gradients and the two baselines.
+enum GradientChoice: String, CaseIterable, ExpressibleByArgument {
+    case decoder, lasso
+    case leastSquares = "least-squares"
+    /// PUDLE's Algorithm 1: FISTA to a tolerance, then a g_dec step.
+    case alternating
+    case noodl
+
+    /// The trainer's gradient mode (alternating minimisation is `decoder` with a converged encoder).
+    var mode: GradientMode {
+        switch self {
+        case .decoder, .alternating: return .decoder
+        case .lasso: return .lasso
+        case .leastSquares: return .leastSquares
+        case .noodl: return .noodl
+        }
+    }
+
+    /// The name used in the paper and in tables.
+    var paperName: String {
+        switch self {
+        case .decoder: return "g_dec"
+        case .lasso: return "g_ae-lasso"
+        case .leastSquares: return "g_ae-ls"
+        case .alternating: return "alternating"
+        case .noodl: return "NOODL"
+        }
+    }
+}
+
+enum OptimizerChoice: String, CaseIterable, ExpressibleByArgument {
+    case adam, sgd
+}
+
+/// `--step α|auto`: a fixed step, or α = 1/L from power iteration on the current dictionary.
+struct StepChoice: ExpressibleByArgument, CustomStringConvertible {
+    var step: StepSize
+
+    init?(argument: String) {
+        if argument.lowercased() == "auto" {
+            step = .inverseLipschitz()
+        } else if let a = Float(argument) {
+            step = .fixed(a)   // range checked by the library (α > 0)
+        } else {
+            return nil
+        }
+    }
+
+    init(_ step: StepSize) { self.step = step }
+
+    var description: String {
+        switch step {
+        case let .fixed(a): return a.description
+        case .inverseLipschitz: return "auto"
+        }
+    }
+}
+
+/// `--batch N|full`.
+struct BatchChoice: ExpressibleByArgument, CustomStringConvertible {
+    /// nil = the whole data set.
+    var size: Int?
+
+    init?(argument: String) {
+        if argument.lowercased() == "full" {
+            size = nil
+        } else if let n = Int(argument) {
+            size = n   // ≥ 1 checked by the library
+        } else {
+            return nil
+        }
+    }
+
+    var description: String { size.map(String.init) ?? "full" }
+}
+
+/// `--patch HxW`: the atom's shape as an image patch.
+struct PatchShape: ExpressibleByArgument, CustomStringConvertible {
+    var height: Int
+    var width: Int
+
+    init?(argument: String) {
+        let parts = argument.lowercased().split(separator: "x")
+        guard parts.count == 2, let h = Int(parts[0]), let w = Int(parts[1]), h >= 1, w >= 1 else { return nil }
+        height = h
+        width = w
+    }
+
+    init(height: Int, width: Int) {
+        self.height = height
+        self.width = width
+    }
+
+    var description: String { "\(height)x\(width)" }
+}

@@ -1,0 +1,310 @@
+import Foundation
+import Testing
+import Unroll
+import UnrollCore
+import UnrollIO
+
+/// The `unroll` verbs synth, train, encode and demo, run as the built binary (found next to the test
+/// bundle, or at $UNROLL_BIN), on problems small enough for a second or two each.
+@Suite struct CLITests {
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// The `unroll` executable built alongside the tests.
+    static let binary: String? = {
+        if let env = ProcessInfo.processInfo.environment["UNROLL_BIN"] { return env }
+        var dirs = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
+        dirs += Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
+        dirs += [Bundle.main.bundleURL]
+        for dir in dirs {
+            // The bundle may sit inside the bin directory (Linux: UnrollPackageTests.xctest) or one level deeper.
+            for candidate in [dir, dir.deletingLastPathComponent()] {
+                let path = candidate.appendingPathComponent("unroll").path
+                if FileManager.default.isExecutableFile(atPath: path) { return path }
+            }
+        }
+        return nil
+    }()
+
+    static func run(_ args: [String], in dir: URL) throws -> Result {
+        let path = try #require(binary, "the unroll binary was not found next to the tests; build it (swift build --build-tests) or set UNROLL_BIN")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = args
+        process.currentDirectoryURL = dir
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Read before waiting so a full pipe cannot block the child.
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                      stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    /// Runs and requires success (prints the output on failure).
+    @discardableResult
+    static func ok(_ args: [String], in dir: URL) throws -> Result {
+        let r = try run(args, in: dir)
+        #expect(r.status == 0, "unroll \(args.joined(separator: " ")) failed: \(r.stderr)")
+        return r
+    }
+
+    static func tempDir() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("unroll-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    static func arrays(_ url: URL) throws -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for (name, array) in try DataFile.read(url.path).arrays { out[name] = array.tensor }
+        return out
+    }
+
+    /// A small problem (m 16 — a perfect square, so atoms.png is drawn — p 20, n 60, s 2).
+    static func synth(in dir: URL, seed: Int = 3) throws {
+        try ok(["synth", "--m", "16", "--p", "20", "--n", "60", "--s", "2", "--seed", String(seed), "--output", "data.npz"], in: dir)
+    }
+
+    static let trainBase = ["train", "--data", "data.npz", "--init", "data.npz", "--truth", "data.npz",
+                            "--layers", "15", "--step", "0.2", "--lambda", "0.1", "--lr", "1e-2", "--batch", "16"]
+
+    /// The log's rows as numbers (header dropped).
+    static func logRows(_ url: URL) throws -> [[Double]] {
+        let text = try String(contentsOf: url, encoding: .utf8)
+        return text.split(separator: "\n").dropFirst().map { $0.split(separator: ",").map { Double($0) ?? .nan } }
+    }
+
+    // MARK: synth
+
+    @Test func synthWritesConsistentGroundTruth() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try Self.ok(["synth", "--m", "10", "--p", "15", "--n", "40", "--s", "3", "--amplitude", "uniform:1,2",
+                             "--signs", "per-example", "--delta", "0.05", "--seed", "9", "--output", "a.npz"], in: dir)
+        let a = try Self.arrays(dir.appendingPathComponent("a.npz"))
+        let (x, w, z, w0) = (try #require(a["X"]), try #require(a["D_true"]), try #require(a["Z_true"]), try #require(a["D_init"]))
+        #expect(x.shape == [40, 10] && w.shape == [15, 10] && z.shape == [40, 15] && w0.shape == [15, 10])
+        // X = Z·W checked by a naive loop; s non-zeros per row with one shared sign and |z| in [1, 2].
+        for i in 0..<40 {
+            for j in 0..<10 {
+                var s = 0.0
+                for k in 0..<15 { s += Double(z[i, k]) * Double(w[k, j]) }
+                #expect(abs(s - Double(x[i, j])) < 1e-5)
+            }
+            let row = (0..<15).map { z[i, $0] }.filter { $0 != 0 }
+            #expect(row.count == 3)
+            #expect(Set(row.map { $0 > 0 }).count == 1)
+            #expect(row.allSatisfy { abs($0) >= 1 && abs($0) <= 2 })
+        }
+        for norm in w.rowNorms() + w0.rowNorms() { #expect(abs(norm - 1) < 1e-5) }
+        // The printed initial error is the relative Frobenius error of D_init.
+        let error = DictionaryMetrics.relativeFrobeniusError(w0, w)
+        #expect(r.stdout.contains("= " + String(format: "%.4g", error)), "\(r.stdout)")
+        #expect(error > 0.05 && error < 0.4)
+        // Same seed, same bytes.
+        try Self.ok(["synth", "--m", "10", "--p", "15", "--n", "40", "--s", "3", "--signs", "per-example",
+                     "--delta", "0.05", "--seed", "9", "--output", "b.npz"], in: dir)
+        #expect(try Data(contentsOf: dir.appendingPathComponent("a.npz")) == Data(contentsOf: dir.appendingPathComponent("b.npz")))
+    }
+
+    // MARK: train
+
+    @Test func trainWritesModelLogCheckpointAndFigures() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Self.synth(in: dir)
+        let r = try Self.ok(Self.trainBase + ["--steps", "6", "--checkpoint-every", "4", "--output", "run"], in: dir)
+        let run = dir.appendingPathComponent("run")
+        for file in ["model.safetensors", "checkpoint.safetensors", "log.csv", "curve.png", "atoms.png"] {
+            #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent(file).path), "\(file)")
+        }
+        let header = try String(contentsOf: run.appendingPathComponent("log.csv"), encoding: .utf8).split(separator: "\n")[0]
+        #expect(header == "step,epoch,loss,rec,l1,dict_error,code_error,beta,seconds")
+        let rows = try Self.logRows(run.appendingPathComponent("log.csv"))
+        #expect(rows.map { $0[0] } == [1, 2, 3, 4, 5, 6])
+        #expect(rows.map { $0[1] } == [0, 0, 0, 0, 1, 1])   // 60 examples in batches of 16: 4 steps per epoch
+
+        // The model: W with unit atoms, the settings, and a last logged error equal to W's error to D_true.
+        let model = try Safetensors.read(run.appendingPathComponent("model.safetensors").path)
+        let w = try #require(model["W"]?.tensor)
+        let truth = try #require(try Self.arrays(dir.appendingPathComponent("data.npz"))["D_true"])
+        #expect(w.shape == [20, 16])
+        for norm in w.rowNorms() { #expect(abs(norm - 1) < 1e-5) }
+        #expect(abs(DictionaryMetrics.relativeFrobeniusError(w, truth) - rows.last![5]) < 1e-6)
+        #expect(rows.last![5] < rows.first![5])
+        let meta = model.metadata
+        #expect(meta["model.kind"] == "dense-dictionary" && meta["layout"] == "atoms as rows p×m (X ≈ Z·W)")
+        #expect(meta["encoder.layers"] == "15" && meta["encoder.lambda"] == "0.1" && meta["encoder.step"] == "0.2")
+        #expect(meta["encoder.threshold"] == "soft" && meta["encoder.algorithm"] == "ista")
+        #expect(meta["training.step"] == "6" && meta["data.shape"] == "[60, 16]")
+        // The final checkpoint is at step 6; the summary line names the errors.
+        let checkpoint = try Safetensors.read(run.appendingPathComponent("checkpoint.safetensors").path)
+        #expect(checkpoint.metadata["trainer.step"] == "6")
+        #expect(checkpoint["dictionary"]?.tensor == w)
+        #expect(r.stdout.contains("g_ae-ls: step 6") && r.stdout.contains("dict error"))
+    }
+
+    @Test func resumeContinuesBitIdentically() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Self.synth(in: dir)
+        // β decay and shuffling make the resumed state depend on the step, the epoch position and the RNG.
+        let common = Self.trainBase + ["--gradient", "lasso", "--beta-decay", "--beta-decrement", "0.05", "--beta-every", "2",
+                                       "--checkpoint-every", "3"]
+        try Self.ok(common + ["--steps", "10", "--output", "straight"], in: dir)
+        try Self.ok(common + ["--steps", "5", "--output", "split"], in: dir)
+        let resumed = try Self.ok(common + ["--steps", "10", "--output", "split", "--resume"], in: dir)
+        #expect(resumed.stdout.contains("step 10"))
+        func bytes(_ run: String, _ file: String) throws -> Data { try Data(contentsOf: dir.appendingPathComponent("\(run)/\(file)")) }
+        #expect(try bytes("straight", "model.safetensors") == bytes("split", "model.safetensors"))
+        #expect(try bytes("straight", "checkpoint.safetensors") == bytes("split", "checkpoint.safetensors"))
+        // The appended log equals the uninterrupted one, except for the timings.
+        let a = try Self.logRows(dir.appendingPathComponent("straight/log.csv")).map { Array($0.dropLast()) }
+        let b = try Self.logRows(dir.appendingPathComponent("split/log.csv")).map { Array($0.dropLast()) }
+        #expect(a.count == 10 && a.map { $0[0] } == b.map { $0[0] })
+        #expect(zip(a, b).allSatisfy { $0.elementsEqual($1) { $0 == $1 || ($0.isNaN && $1.isNaN) } })
+        #expect(Set(a.map { $0[7] }).count > 1)   // β did change
+
+        // A run that logged steps after its last checkpoint (a crash): those rows are dropped and redone.
+        try Self.ok(common + ["--steps", "3", "--output", "crash"], in: dir)
+        let early = try bytes("crash", "checkpoint.safetensors")
+        try Self.ok(common + ["--steps", "5", "--output", "crash", "--resume"], in: dir)
+        try early.write(to: dir.appendingPathComponent("crash/checkpoint.safetensors"))
+        try Self.ok(common + ["--steps", "10", "--output", "crash", "--resume"], in: dir)
+        #expect(try bytes("straight", "model.safetensors") == bytes("crash", "model.safetensors"))
+        let c = try Self.logRows(dir.appendingPathComponent("crash/log.csv")).map { Array($0.dropLast()) }
+        #expect(c.map { $0[0] } == (1...10).map(Double.init))
+        #expect(zip(a, c).allSatisfy { $0.elementsEqual($1) { $0 == $1 || ($0.isNaN && $1.isNaN) } })
+
+        // Resuming with other settings is refused, naming the setting.
+        let wrong = try Self.run(common + ["--steps", "12", "--layers", "7", "--output", "split", "--resume"], in: dir)
+        #expect(wrong.status != 0 && wrong.stderr.contains("encoder.layers"), "\(wrong.stderr)")
+    }
+
+    @Test func divergenceStopsWithTheLastGoodCheckpoint() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Self.synth(in: dir)
+        // Adam moves each weight by about lr per step: with lr 1e7 the first update already blows up.
+        let r = try Self.run(Self.trainBase + ["--steps", "5", "--lr", "1e7", "--output", "run"], in: dir)
+        #expect(r.status != 0)
+        #expect(r.stderr.hasPrefix("Error: training diverged at step 1:") && r.stderr.contains("checkpoint.safetensors"), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1)
+        let checkpoint = try Safetensors.read(dir.appendingPathComponent("run/checkpoint.safetensors").path)
+        #expect(checkpoint.metadata["trainer.step"] == "0")
+        let initial = try #require(try Self.arrays(dir.appendingPathComponent("data.npz"))["D_init"])
+        #expect(checkpoint["dictionary"]?.tensor == initial)
+    }
+
+    @Test(arguments: [
+        (["--data", "missing.npy"], "missing.npy: no such file"),
+        (["--data", "data.npz:Y"], "has no array 'Y'"),
+        (["--lambda", "-1"], "λ must be finite and ≥ 0, got -1"),
+        (["--layers", "0"], "layers T must be ≥ 1, got 0"),
+        (["--step", "0"], "step α must be finite and > 0, got 0"),
+        (["--init", "other.npz"], "shape mismatch: --init other.npz:D_init is [20, 12]"),
+        (["--init", "data.npz:Z_true"], "shape mismatch: --init data.npz:Z_true is [60, 20]"),
+        (["--data", "nan.npy"], "contains NaN or Inf (first at row 2, column 3)"),
+        (["--data", "inf.npy"], "contains NaN or Inf"),
+        (["--truth", "other.npz"], "shape mismatch: --truth other.npz:D_true"),
+        (["--lambda-per-atom", "short.npy"], "has 3 values, the dictionary has p = 20 atoms"),
+        (["--patch", "3x3"], "--patch 3x3 has 9 pixels"),
+        (["--epochs", "2"], "give --epochs or --steps, not both"),
+        (["--resume"], "nothing to resume"),
+    ] as [([String], String)])
+    func badInputGivesOneClearLine(extra: [String], expected: String) throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Self.synth(in: dir)
+        try Self.ok(["synth", "--m", "12", "--p", "20", "--n", "60", "--s", "2", "--seed", "1", "--output", "other.npz"], in: dir)
+        var bad = Tensor(repeating: 1, shape: [5, 16])
+        bad[2, 3] = .nan
+        try Npy.write(bad, to: dir.appendingPathComponent("nan.npy").path)
+        bad[2, 3] = .infinity
+        try Npy.write(bad, to: dir.appendingPathComponent("inf.npy").path)
+        try Npy.write(Tensor(shape: [3], data: [0.1, 0.2, 0.3]), to: dir.appendingPathComponent("short.npy").path)
+
+        // Later options override the base ones (ArgumentParser keeps the last value).
+        var base = Self.trainBase
+        if extra.contains("--lambda-per-atom") { base.removeAll { $0 == "--lambda" || $0 == "0.1" } }
+        let r = try Self.run(base + ["--steps", "2", "--output", "run"] + extra, in: dir)
+        #expect(r.status != 0, "\(extra) should fail")
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "\(extra): expected one line, got \(r.stderr)")
+        #expect(r.stderr.hasPrefix("Error: ") && r.stderr.contains(expected), "\(extra): \(r.stderr)")
+    }
+
+    // MARK: encode
+
+    @Test func encodeMatchesTheLibraryEncoder() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Self.synth(in: dir)
+        try Self.ok(Self.trainBase + ["--steps", "3", "--encoder", "fista", "--output", "run"], in: dir)
+        let r = try Self.ok(["encode", "--model", "run/model.safetensors", "--data", "data.npz", "--output", "z.npy"], in: dir)
+        let z = try Npy.read(dir.appendingPathComponent("z.npy").path).tensor
+        let w = try #require(try Safetensors.read(dir.appendingPathComponent("run/model.safetensors").path)["W"]?.tensor)
+        let x = try #require(try Self.arrays(dir.appendingPathComponent("data.npz"))["X"])
+        let encoder = UnrolledEncoder(layers: 15, algorithm: .fista, lambda: .scalar(0.1), step: .fixed(0.2))
+        let expected = try encoder.encode(x, with: try DenseDictionary(weights: w))
+        #expect(z == expected)
+        let zeros = 100 * Double(z.zeroCount()) / Double(z.count)
+        #expect(r.stdout.contains("zeros \(String(format: "%.1f", zeros))%"), "\(r.stdout)")
+        // Reconstruction error as printed, from a naive product.
+        var num = 0.0, den = 0.0
+        for i in 0..<x.rows {
+            for j in 0..<x.cols {
+                var s = 0.0
+                for k in 0..<w.rows { s += Double(z[i, k]) * Double(w[k, j]) }
+                num += (s - Double(x[i, j])) * (s - Double(x[i, j]))
+                den += Double(x[i, j]) * Double(x[i, j])
+            }
+        }
+        #expect(r.stdout.contains("‖X − ZW‖/‖X‖ = " + String(format: "%.4g", (num / den).squareRoot())), "\(r.stdout)")
+
+        // --layers overrides T; bad inputs give one line.
+        try Self.ok(["encode", "--model", "run/model.safetensors", "--data", "data.npz", "--output", "z5.npz", "--layers", "5"], in: dir)
+        let z5 = try #require(try Self.arrays(dir.appendingPathComponent("z5.npz"))["Z"])
+        var short = encoder
+        short.layers = 5
+        #expect(z5 == (try short.encode(x, with: try DenseDictionary(weights: w))))
+        for (args, expected) in [
+            (["--model", "run/checkpoint.safetensors", "--data", "data.npz"], "model.kind is missing"),
+            (["--model", "data.npz", "--data", "data.npz"], "--model: data.npz:"),
+            (["--model", "run/model.safetensors", "--data", "data.npz:Z_true"], "shape mismatch: --data data.npz:Z_true has rows of 20 values"),
+            (["--model", "run/model.safetensors", "--data", "data.npz", "--layers", "0"], "layers T must be ≥ 1"),
+        ] {
+            let bad = try Self.run(["encode"] + args + ["--output", "bad.npy"], in: dir)
+            #expect(bad.status != 0, "\(args) should fail")
+            #expect(bad.stderr.split(separator: "\n").count == 1 && bad.stderr.contains(expected), "\(args): \(bad.stderr)")
+        }
+    }
+
+    // MARK: demo
+
+    @Test func demoPrintsTheTableAndWritesItsFiles() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try Self.ok(["demo", "--epochs", "1", "--examples", "100", "--output", "d"], in: dir)
+        for name in ["g_dec", "g_ae-lasso", "g_ae-ls", "alternating"] { #expect(r.stdout.contains(name)) }
+        for file in ["data.npz", "curves.csv", "curves.png", "atoms.png", "model_least-squares.safetensors"] {
+            #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("d/\(file)").path), "\(file)")
+        }
+        // curves.csv: step 0 (D₀) plus 2 steps of batch 50, one error column per gradient, all starting at D₀'s error.
+        let text = try String(contentsOf: dir.appendingPathComponent("d/curves.csv"), encoding: .utf8)
+        let lines = text.split(separator: "\n")
+        #expect(lines[0] == "step,epoch,g_dec,g_ae-lasso,g_ae-ls,alternating")
+        #expect(lines.count == 4)
+        let first = lines[1].split(separator: ",").compactMap { Double($0) }
+        let data = try Self.arrays(dir.appendingPathComponent("d/data.npz"))
+        let start = DictionaryMetrics.relativeFrobeniusError(try #require(data["D_init"]), try #require(data["D_true"]))
+        #expect(first.count == 6 && first.dropFirst(2).allSatisfy { abs($0 - start) < 1e-9 })
+    }
+}
