@@ -36,8 +36,9 @@ struct Train: ParsableCommand {
 
             Example:
               unroll synth --m 50 --p 100 --n 2000 --s 5 --seed 1 --output data.npz
-              unroll train --data data.npz --init data.npz --truth data.npz --layers 100 --step 0.2 \\
-                --lambda 0.2 --gradient least-squares --lr 1e-3 --epochs 200 --output run
+              unroll train --data data.npz --init data.npz --truth data.npz \\
+                --layers 100 --step 0.2 --lambda 0.2 --gradient least-squares \\
+                --lr 1e-3 --batch 50 --epochs 30 --output run
             """)
 
     // Data and initial dictionary
