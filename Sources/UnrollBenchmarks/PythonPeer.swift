@@ -19,7 +19,9 @@ enum PythonPeer {
             dir.deleteLastPathComponent()
         }
         if let found = candidates.first(where: { fm.fileExists(atPath: $0 + "/" + script) }) { return found }
-        throw BenchError("peer script \(script) not found (looked in: \(candidates.joined(separator: ", "))); pass --scripts DIR or set UNROLL_BENCH_DIR")
+        var seen = Set<String>()
+        let looked = candidates.map { URL(fileURLWithPath: $0).standardizedFileURL.path }.filter { seen.insert($0).inserted }
+        throw BenchError("peer script \(script) not found (looked in: \(looked.joined(separator: ", "))); pass --scripts DIR or set UNROLL_BENCH_DIR")
     }
 
     /// Runs `python script args…` to completion and decodes its last stdout line as a JSON object.
