@@ -10,8 +10,10 @@ import UnrollCore
 @Suite struct FastPathTests {
     static let policies: [DenseLayerPolicy] = [
         .automatic,
-        DenseLayerPolicy(form: .gram, products: .sparse),
-        DenseLayerPolicy(form: .gram, products: .dense),
+        DenseLayerPolicy(form: .gram, products: .sparse, weightTerms: .gram),
+        DenseLayerPolicy(form: .gram, products: .dense, weightTerms: .gram),
+        DenseLayerPolicy(form: .gram, products: .sparse, weightTerms: .direct),
+        DenseLayerPolicy(form: .gram, products: .dense, weightTerms: .direct),
         DenseLayerPolicy(form: .direct),
         DenseLayerPolicy(form: .direct, products: .sparse),
         DenseLayerPolicy(form: .direct, products: .dense),
@@ -89,7 +91,7 @@ import UnrollCore
                     for policy in Self.policies {
                         let op = try Self.dense(w, policy)
                         let r = try mode.evaluate(signals: x, operator: op, encoder: enc, beta: beta)
-                        let what = "\(label) \(policy.form)/\(policy.products)"
+                        let what = "\(label) \(policy.form)/\(policy.products)/\(policy.weightTerms)"
                         #expect(Self.relative(r.codes, r0.codes) < 1e-5, "\(what): codes")
                         #expect(Self.relative(r.gradient, r0.gradient) < 1e-5, "\(what): gradient \(Self.relative(r.gradient, r0.gradient))")
                         #expect(abs(r.losses.loss - r0.losses.loss) <= 1e-5 * abs(r0.losses.loss), "\(what): loss")

@@ -56,7 +56,7 @@ public struct EncoderTrace {
     public var fastPath: FastPathReport? {
         guard case let .dense(engine, _) = backend else { return nil }
         return FastPathReport(form: engine.form.rawValue, forwardDense: engine.forwardDense,
-                              backwardDense: engine.backwardDense)
+                              backwardDense: engine.backwardDense, backwardWeightTerms: engine.backwardWeightTerms)
     }
 
     /// ∂L/∂W summed over the layers, given ∂L/∂z_T.

@@ -22,19 +22,33 @@ public struct DenseLayerPolicy: Equatable, Sendable {
         case dense
     }
 
+    /// Where the backward pass of the Gram form sends a layer's weight term
+    /// −α[gᵀ(yW − X) + yᵀ(gW)].
+    public enum WeightTerms: String, CaseIterable, Sendable {
+        /// Per layer by the cost model (`DenseUnrolledEngine`'s backward plan).
+        case automatic
+        /// Into A = Σ α gᵀy (and S = Σ α g), multiplied out once at the end: ∂W = −(A + Aᵀ)W + SᵀX.
+        case gram
+        /// Straight into ∂W with products by W (what the direct form always does).
+        case direct
+    }
+
     /// false: the straightforward path instead — the generic layer loop with the dense Gram kernel
     /// (`GramLayerKernel`), dense products in every layer.
     public var fastPath: Bool
     public var form: Form
     public var products: Products
+    public var weightTerms: WeightTerms
     /// Samples per chunk when encoding without a trace (samples are independent there); nil: chosen
     /// from p so that one chunk's workspaces stay in the last-level cache.
     public var inferenceChunk: Int?
 
-    public init(fastPath: Bool = true, form: Form = .automatic, products: Products = .automatic, inferenceChunk: Int? = nil) {
+    public init(fastPath: Bool = true, form: Form = .automatic, products: Products = .automatic,
+                weightTerms: WeightTerms = .automatic, inferenceChunk: Int? = nil) {
         self.fastPath = fastPath
         self.form = form
         self.products = products
+        self.weightTerms = weightTerms
         self.inferenceChunk = inferenceChunk
     }
 
@@ -50,6 +64,9 @@ public struct FastPathReport: Equatable, Sendable {
     public var form: String
     /// Per layer t = 1 … T: whether the forward used dense sgemm for the layer's product.
     public var forwardDense: [Bool]
-    /// Per layer t = 1 … T: whether the latest backward pass used dense sgemm (empty before one ran).
+    /// Per layer t = 1 … T: whether the latest backward pass used dense sgemm for the layer's products
+    /// (either of them; empty before a backward ran).
     public var backwardDense: [Bool]
+    /// Per layer t = 1 … T: where the latest backward sent the weight term, "gram" or "direct".
+    public var backwardWeightTerms: [String]
 }

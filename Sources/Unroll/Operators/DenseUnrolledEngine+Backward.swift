@@ -5,12 +5,14 @@ extension DenseUnrolledEngine {
     /// a_T = ∂L/∂z_T (`codeGradient`, `[B, p]`). The decoder's own term is not included.
     ///
     /// Going down from t = T, only entries on supports are ever read or written:
-    ///   g_t = a_t on supp z_t                                        (the threshold's mask)
-    ///   Gram:   S += α g_t,  A += α g_tᵀ y_t   (outer products on supp g × supp y)
-    ///   direct: ∂W += −α[g_tᵀ(y_t W − X) + y_tᵀ(g_t W)]   (rows of ∂W on the supports)
+    ///   g_t = a_t on supp z_t                                                (the threshold's mask)
+    ///   weight term −α[g_tᵀ(y_t W − X) + y_tᵀ(g_t W)], either
+    ///     through A and S (Gram form): A += α g_tᵀ y_t (outer products on supp g × supp y), S += α g_t,
+    ///       multiplied out once at the end: ∂W += −(A + Aᵀ)·W + Sᵀ·X; or
+    ///     directly: rows of W at the supports (or four sgemms in a dense-ish layer)
     ///   dy_t = g_t − α g_t·DᵀD, needed only on supp z_{t−1} (and supp z_{t−2} for FISTA)
-    ///   a_{t−1} = dy_t (ISTA) or P + (1 + μ) dy_t with P = −μ' dy_{t+1} (FISTA)
-    /// and at the end (Gram) ∂W = −(A + Aᵀ)·W + Sᵀ·X.
+    ///   a_{t−1} = dy_t (ISTA) or P + (1 + μ) dy_t with P = −μ' dy_{t+1} (FISTA).
+    /// The plan (`plan`) picks per layer the route and dense or sparse products by the cost model.
     func backward(history: CodeHistory, signals: Tensor, schedule: LayerSchedule, alpha: Float,
                   codeGradient: Tensor) -> Tensor {
         precondition(codeGradient.shape == [history.rows, p], "code gradient \(codeGradient.shape) vs codes [\(history.rows), \(p)]")
@@ -28,78 +30,174 @@ extension DenseUnrolledEngine {
         return out
     }
 
-    /// The plan of one backward layer: dense sgemm or sparse, and how many parallel parts.
-    private struct LayerPlan {
-        var dense: Bool
+    /// How one backward layer runs.
+    struct LayerPlan {
+        /// Weight term through A and S (true, Gram form only) or directly into ∂W.
+        var throughGram: Bool
+        /// The weight term's products by sgemm (dense copies of g and y).
+        var denseWeights: Bool
+        /// g·G by sgemm (Gram form; the direct form always multiplies (gW)·Wᵀ by sgemm).
+        var denseInput: Bool
         var parts: Int
     }
 
-    /// Per layer t (index t − 1): dense or sparse by the cost model, from the support sizes.
-    private func plan(_ history: CodeHistory, _ fista: Bool, workers: Int) -> [LayerPlan] {
-        let (b, p) = (history.rows, self.p)
-        var plans: [LayerPlan] = []
-        for t in 1...history.count {
+    /// The backward plan, layer t at index t − 1, from the support sizes in the history.
+    ///
+    /// Costs in `LayerCostModel` units per layer: the input gradient on the non-zeros (gathers or row
+    /// scatters with G) or by sgemm (B·p²); the weight term through A (Σ_i |g_i|·|y_i|, or B·p² by sgemm)
+    /// or directly (Σ_i 2m(|g_i| + |y_i|) with rows of W, or 4·B·p·m by sgemm). Routing through A also
+    /// costs the final (A + Aᵀ)·W once, which grows with A's non-zeros ≈ Σ_i |∪g_i|·|∪y_i| (unions of the
+    /// supports of the layers routed through A). Supports shrink over the layers and the late ones repeat
+    /// the same entries, so the plan routes the layers t ≥ t₀ through A and the earlier, denser ones
+    /// directly, with t₀ minimising the total. In PUDLE's fig5 setting (p·m large) the first few layers
+    /// go direct; in the theory setting (p = 100, m = 50) every layer goes through A.
+    func plan(_ history: CodeHistory, _ fista: Bool, workers: Int) -> (plans: [LayerPlan], touched: (rows: [UInt64], cols: [UInt64])) {
+        let (b, p, words, layers) = (history.rows, self.p, history.words, history.count)
+        let speedup = LayerCostModel.gemmSpeedup
+        let (bd, pd, md) = (Double(history.rows), Double(p), Double(m))
+        let gramForm = form == .gram
+        var plans = [LayerPlan](repeating: LayerPlan(throughGram: gramForm, denseWeights: false, denseInput: false, parts: 1),
+                                count: layers)
+        // Per layer: cost through A (without the final product), directly, and of the input gradient;
+        // and A's estimated non-zeros if every layer from here to T went through A.
+        var gramCost = [Double](repeating: 0, count: layers + 1), directCost = gramCost, pairsFrom = gramCost
+        var directDenseFlags = [Bool](repeating: false, count: layers + 1)
+        var gUnion = [UInt64](repeating: 0, count: b * words), yUnion = gUnion
+        // Per layer t: the rows and columns of A that the layers t … T touch (all samples).
+        var touchedRows = [[UInt64]](repeating: [UInt64](repeating: 0, count: words), count: layers + 2)
+        var touchedCols = touchedRows
+        for t in stride(from: layers, through: 2, by: -1) {
+            touchedRows[t] = touchedRows[t + 1]
+            touchedCols[t] = touchedCols[t + 1]
             let layer = history.layers[t - 1]
-            guard t >= 2 else {
-                plans.append(LayerPlan(dense: false, parts: LayerCostModel.parts(work: Double(layer.nonZeros) * Double(form == .gram ? 1 : m), limit: workers)))
-                continue
-            }
             let l1 = history.layers[t - 2], l2 = fista && t >= 3 ? history.layers[t - 3] : nil
-            var sparse = 0.0
+            var inputSparse = 0.0, gramSparse = 0.0, directSparse = 0.0, pairs = 0.0
             for i in 0..<b {
                 let ng = layer.count(row: i)
-                let nn = l1.count(row: i) + (l2?.count(row: i) ?? 0)
-                if form == .gram {
-                    sparse += 2 * LayerCostModel.sparseCost(terms: ng, needed: nn, width: p)   // dy and A
-                } else {
-                    sparse += Double((ng + nn) * 2 * m)   // g·W, y·W and the two ∂W row updates
+                var ny = 0, ug = 0, uy = 0
+                let o = i * words
+                for k in 0..<words {
+                    let y = l1.mask[o + k] | (l2?.mask[o + k] ?? 0)
+                    ny += y.nonzeroBitCount
+                    gUnion[o + k] |= layer.mask[o + k]
+                    yUnion[o + k] |= y
+                    ug += gUnion[o + k].nonzeroBitCount
+                    uy += yUnion[o + k].nonzeroBitCount
+                    touchedRows[t][k] |= layer.mask[o + k]
+                    touchedCols[t][k] |= y
+                }
+                inputSparse += LayerCostModel.sparseCost(terms: ng, needed: ny, width: p)
+                gramSparse += LayerCostModel.sparseCost(terms: ng, needed: ny, width: p)
+                directSparse += Double(2 * m * (ng + ny))
+                pairs += Double(ug) * Double(uy)
+            }
+            let rowsCost = 3 * bd * pd   // writing dense copies of g and y
+            let inputDense = bd * pd * pd / speedup + rowsCost
+            let gramDense = bd * pd * pd / speedup + rowsCost
+            let directDense = 4 * bd * pd * md / speedup + rowsCost
+            var plan = LayerPlan(throughGram: gramForm, denseWeights: false, denseInput: false, parts: 1)
+            gramCost[t] = min(gramSparse, gramDense)
+            directCost[t] = min(directSparse, directDense)
+            pairsFrom[t] = pairs
+            plan.denseInput = gramForm && inputDense < inputSparse
+            switch products {
+            case .automatic: break
+            case .sparse: plan.denseInput = false
+            case .dense: plan.denseInput = gramForm
+            }
+            // The weight products are decided below with the route; parts from the larger sparse work.
+            let work = (plan.denseInput ? 4 * bd * pd : inputSparse) + max(gramSparse, directSparse)
+            plan.parts = LayerCostModel.parts(work: work, limit: workers)
+            plans[t - 1] = plan
+            // Remember both variants' sparse/dense choice for the route picked below.
+            plans[t - 1].denseWeights = gramDense < gramSparse     // through A
+            directDenseFlags[t] = directDense < directSparse
+        }
+        // t₀: layers t ≥ t₀ through A. The final product costs nnz·m on rows of W or p²m/speedup by sgemm.
+        func finalCost(_ pairs: Double) -> Double {
+            let nonZeros = min(pd * pd, 2 * pairs)
+            return min(nonZeros * md, pd * pd * md / speedup)
+        }
+        var cutoff = layers + 1
+        if gramForm {
+            switch weightTerms {
+            case .gram: cutoff = 2
+            case .direct: cutoff = layers + 1
+            case .automatic:
+                var best = Double.infinity
+                var throughGram = 0.0
+                var direct = (2...max(2, layers)).reduce(0.0) { $0 + (layers >= 2 ? directCost[$1] : 0) }
+                for t0 in stride(from: layers + 1, through: 2, by: -1) {
+                    if t0 <= layers {
+                        throughGram += gramCost[t0]
+                        direct -= directCost[t0]
+                    }
+                    let total = throughGram + direct + (t0 <= layers ? finalCost(pairsFrom[t0]) : 0)
+                    if total < best {
+                        best = total
+                        cutoff = t0
+                    }
                 }
             }
-            sparse += Double(b * p)
-            let denseCost = 2 * Double(b) * Double(p) * Double(p) / LayerCostModel.gemmSpeedup + 3 * Double(b * p)
-            let dense: Bool
-            switch products {
-            case .dense: dense = form == .gram
-            case .sparse: dense = false
-            case .automatic: dense = form == .gram && denseCost < sparse
-            }
-            plans.append(LayerPlan(dense: dense, parts: LayerCostModel.parts(work: dense ? Double(4 * b * p) : sparse, limit: workers)))
         }
-        return plans
+        for t in stride(from: layers, through: 2, by: -1) {
+            plans[t - 1].throughGram = t >= cutoff
+            if !plans[t - 1].throughGram { plans[t - 1].denseWeights = directDenseFlags[t] }
+            switch products {
+            case .automatic: break
+            case .sparse: plans[t - 1].denseWeights = false
+            case .dense: plans[t - 1].denseWeights = true
+            }
+        }
+        if layers >= 1 {
+            plans[0].parts = LayerCostModel.parts(work: Double(history.layers[0].nonZeros) * (gramForm ? 1 : md),
+                                                  limit: workers)
+        }
+        let t0 = min(cutoff, layers + 1)
+        return (plans, (touchedRows[t0], touchedCols[t0]))
     }
 
     private func backward(_ history: CodeHistory, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                           _ schedule: LayerSchedule, _ alpha: Float, _ codeGradient: UnsafePointer<Float>,
                           _ out: UnsafeMutablePointer<Float>) {
         let (b, p, m, form) = (history.rows, self.p, self.m, self.form)
+        let gram = form == .gram
         let words = history.words
         let fista = schedule.fista
         let workers = Parallel.workers
-        let plans = plan(history, fista, workers: workers)
-        backwardDense = plans.map(\.dense)
-        let accumulatorParts = plans.filter { !$0.dense }.map(\.parts).max() ?? 1
-        let anyDense = plans.contains { $0.dense }
+        let (plans, touched) = plan(history, fista, workers: workers)
+        backwardDense = plans.map { $0.denseWeights || $0.denseInput }
+        backwardWeightTerms = plans.map { $0.throughGram ? "gram" : "direct" }
+        let gramParts = plans.filter(\.throughGram).map(\.parts).max() ?? 1
+        let anyDense = plans.contains { $0.denseWeights || $0.denseInput }
+        let anyDirect = plans.dropFirst().contains { !$0.throughGram } || !gram
+        let anyDenseDirect = plans.contains { !$0.throughGram && $0.denseWeights }
 
-        // a (∂L/∂z_t on its support), P (FISTA's carried part of a_{t−1}), S = Σ α g_t (Gram).
-        let adj = Buffer<Float>(b * p, repeating: 0)
+        // a (∂L/∂z_t on its support), P (FISTA's carried part of a_{t−1}), S = Σ α g_t (Gram route).
+        let adj = Buffer<Float>(zeros: b * p)
         adj.base.update(from: codeGradient, count: b * p)
-        let carry = fista ? Buffer<Float>(b * p, repeating: 0) : nil
-        let codeSum = form == .gram ? Buffer<Float>(b * p, repeating: 0) : nil
-        // Per part: A (Gram, p×p) or ∂W (direct, p×m).
-        let accWidth = form == .gram ? p : m
-        let acc = (0..<accumulatorParts).map { _ in Buffer<Float>(p * accWidth, repeating: 0) }
-        // Dense branch: g and y in dense storage, and g·G.
-        let gDense = anyDense ? Buffer<Float>(b * p, repeating: 0) : nil
-        let yDense = anyDense ? Buffer<Float>(b * p, repeating: 0) : nil
-        let product = (anyDense || form == .direct) ? Buffer<Float>(b * p, repeating: 0) : nil
-        let codeProduct = form == .direct ? Buffer<Float>(b * m, repeating: 0) : nil   // g·W
+        let carry = fista ? Buffer<Float>(zeros: b * p) : nil
+        let codeSum = gram ? Buffer<Float>(zeros: b * p) : nil
+        // Per part: A (p×p, Gram route); ∂W (p×m, direct route; rows owned by parts).
+        let gramAcc = gram ? (0..<gramParts).map { _ in Buffer<Float>(zeros: p * p) } : []
+        let directAcc = anyDirect ? Buffer<Float>(zeros: p * m) : nil
+        // Direct route on the non-zeros: per sample the (atom, coefficient) terms of −α[gᵀr + yᵀ(gW)]
+        // (and α gᵀx at t = 1), re-sorted by atom so each ∂W row is built in one place.
+        let terms = anyDirect ? DirectTerms(rows: b, atoms: p) : nil
+        // Dense copies of g and y, the input-gradient product (g·G or (gW)·Wᵀ), gW, and R = yW − X.
+        let gDense = anyDense ? Buffer<Float>(zeros: b * p) : nil
+        let yDense = anyDense ? Buffer<Float>(zeros: b * p) : nil
+        let product = (anyDense || !gram) ? Buffer<Float>(zeros: b * p) : nil
+        let codeProduct = anyDirect ? Buffer<Float>(zeros: b * m) : nil
+        let residual = anyDirect ? Buffer<Float>(zeros: b * m) : nil
+        _ = anyDenseDirect
         // Per-part scratch.
-        let gIndex = Buffer<Int32>(workers * p, repeating: 0), gValue = Buffer<Float>(workers * p, repeating: 0)
-        let l1Index = Buffer<Int32>(workers * p, repeating: 0), l2Index = Buffer<Int32>(workers * p, repeating: 0)
-        let yIndex = Buffer<Int32>(workers * p, repeating: 0), yValue = Buffer<Float>(workers * p, repeating: 0)
-        let needFlags = Buffer<UInt8>(workers * p, repeating: 0)
-        let dyValue = Buffer<Float>(workers * p, repeating: 0)
-        let rowScratch = Buffer<Float>(workers * max(p, m), repeating: 0)
+        let gIndex = Buffer<Int32>(zeros: workers * p), gValue = Buffer<Float>(zeros: workers * p)
+        let l1Index = Buffer<Int32>(zeros: workers * p), l2Index = Buffer<Int32>(zeros: workers * p)
+        let yIndex = Buffer<Int32>(zeros: workers * p), yValue = Buffer<Float>(zeros: workers * p)
+        let needFlags = Buffer<UInt8>(zeros: workers * p)
+        let dyValue = Buffer<Float>(zeros: workers * p)
+        let rowScratch = Buffer<Float>(zeros: workers * max(p, m))
 
         for t in stride(from: history.count, through: 1, by: -1) {
             let plan = plans[t - 1]
@@ -117,8 +215,9 @@ extension DenseUnrolledEngine {
                 return n
             }
 
-            // Row i's y_t (index/value lists, union of supp z_{t−1} and supp z_{t−2}); `needed` gets the
-            // same union with flags (bit 1: in supp z_{t−1}, bit 2: in supp z_{t−2}). Returns the size.
+            // Row i's y_t (index/value lists over the union of supp z_{t−1} and supp z_{t−2}, formed as
+            // the forward formed it); the flags mark membership (bit 1: supp z_{t−1}, bit 2: supp z_{t−2}).
+            // The same union is where dy_t is needed. Returns its size.
             @inline(__always)
             func loadY(_ i: Int, _ part: Int) -> Int {
                 let (yi, yv) = (yIndex.row(part, p), yValue.row(part, p))
@@ -126,7 +225,7 @@ extension DenseUnrolledEngine {
                 let n1 = l1!.support(row: i, words: words, into: a1)
                 let v1 = l1!.values + l1!.rowStart[i]
                 guard let l2 else {
-                    // ISTA, or FISTA's layer 2 (z_0 = 0): y = z_{t−1} (+ μ z_{t−1}, as the forward formed it)
+                    // ISTA, or FISTA's layer 2 (z_0 = 0)
                     for q in 0..<n1 {
                         yi[q] = a1[q]
                         yv[q] = fista ? v1[q] + mu * (v1[q] - 0) : v1[q]
@@ -150,26 +249,82 @@ extension DenseUnrolledEngine {
                 return n
             }
 
-            // Pass 1: the weight terms of layer t (and the dense operands for the sgemm branch).
+            // dy_t = g − α g·DᵀD on the needed entries (loaded by loadG/loadY), then a_{t−1} and P.
+            let fromProduct = plan.denseInput || !gram
+            @inline(__always)
+            func inputGradient(_ i: Int, _ part: Int, _ ng: Int, _ nn: Int) {
+                let gi = gIndex.row(part, p), gv = gValue.row(part, p)
+                let need = yIndex.row(part, p), flags = needFlags.row(part, p)
+                let dy = dyValue.row(part, p), row = rowScratch.row(part, max(p, m))
+                if fromProduct {
+                    let pr = product!.base + i * p
+                    for q in 0..<nn { dy[q] = -alpha * pr[Int(need[q])] }
+                } else if LayerCostModel.prefersGather(terms: ng, needed: nn, width: p) {
+                    let g = self.gram!.base
+                    for q in 0..<nn { dy[q] = -alpha * RowKernels.gather(g + Int(need[q]) * p, gi, gv, ng) }
+                } else {
+                    row.update(repeating: 0, count: p)
+                    RowKernels.scatterRows(p, row, self.gram!.base, stride: p, gi, gv, ng)
+                    for q in 0..<nn { dy[q] = -alpha * row[Int(need[q])] }
+                }
+                // + g on the needed entries (both lists sorted)
+                var k = 0
+                for q in 0..<nn {
+                    let j = need[q]
+                    while k < ng && gi[k] < j { k += 1 }
+                    if k < ng && gi[k] == j { dy[q] += gv[k] }
+                }
+                let a = adj.base + i * p
+                if !fista {
+                    for q in 0..<nn { a[Int(need[q])] = dy[q] }
+                } else {
+                    let c = carry!.base + i * p
+                    for q in 0..<nn {
+                        let j = Int(need[q]), f = flags[q]
+                        if f & 1 != 0 { a[j] = c[j] + (1 + mu) * dy[q] }
+                        if f & 2 != 0 { c[j] = -mu * dy[q] }
+                    }
+                }
+            }
+            // Without sgemms in this layer, one pass per sample does both halves.
+            let onePass = !fromProduct && !plan.denseWeights
+
+            // Pass 1: the weight term of layer t on the non-zeros, or the dense copies for the sgemms.
             Parallel.forEachPart(b, parts: plan.parts) { part, range in
                 let gi = gIndex.row(part, p), gv = gValue.row(part, p)
                 let yi = yIndex.row(part, p), yv = yValue.row(part, p)
                 let row = rowScratch.row(part, max(p, m))
-                let a = acc[min(part, acc.count - 1)].base
                 for i in range {
                     let ng = loadG(i, gi, gv)
-                    if form == .gram {
+                    let xi = x + i * m
+                    if t == 1 {
+                        if gram {
+                            let s = codeSum!.base + i * p
+                            for q in 0..<ng { s[Int(gi[q])] += alpha * gv[q] }
+                        } else {
+                            // y_1 = 0: v = α X Wᵀ, so ∂W += α g_1ᵀ X.
+                            terms!.set(sample: i, g: gi, gv, ng, scale: alpha, y: gi, gv, 0)
+                        }
+                        continue
+                    }
+                    let ny = loadY(i, part)
+                    if plan.denseInput || plan.denseWeights {
+                        let gr = gDense!.base + i * p
+                        gr.update(repeating: 0, count: p)
+                        for q in 0..<ng { gr[Int(gi[q])] = gv[q] }
+                    }
+                    if plan.denseWeights {
+                        let yr = yDense!.base + i * p
+                        yr.update(repeating: 0, count: p)
+                        for q in 0..<ny { yr[Int(yi[q])] = yv[q] }
+                    }
+                    if plan.throughGram {
                         let s = codeSum!.base + i * p
                         for q in 0..<ng { s[Int(gi[q])] += alpha * gv[q] }
-                        if t == 1 { continue }
-                        let ny = loadY(i, part)
-                        if plan.dense {
-                            let gr = gDense!.base + i * p, yr = yDense!.base + i * p
-                            gr.update(repeating: 0, count: p)
-                            yr.update(repeating: 0, count: p)
-                            for q in 0..<ng { gr[Int(gi[q])] = gv[q] }
-                            for q in 0..<ny { yr[Int(yi[q])] = yv[q] }
-                        } else if LayerCostModel.prefersGather(terms: ng, needed: ny, width: p) {
+                    }
+                    if plan.throughGram && !plan.denseWeights {
+                        let a = gramAcc[part].base
+                        if LayerCostModel.prefersGather(terms: ng, needed: ny, width: p) {
                             // A[k, l] += α g_k y_l on supp g × supp y
                             for q in 0..<ng {
                                 let ar = a + Int(gi[q]) * p, c = alpha * gv[q]
@@ -181,107 +336,135 @@ extension DenseUnrolledEngine {
                             for r in 0..<ny { row[Int(yi[r])] = yv[r] }
                             for q in 0..<ng { RowKernels.axpy(p, alpha * gv[q], row, a + Int(gi[q]) * p) }
                         }
-                    } else {
-                        let xi = x + i * m
-                        if t == 1 {
-                            // y_1 = 0: v = α X Wᵀ, so ∂W += α g_1ᵀ X.
-                            for q in 0..<ng { RowKernels.axpy(m, alpha * gv[q], xi, a + Int(gi[q]) * m) }
-                            continue
-                        }
-                        let ny = loadY(i, part)
-                        // gW_i = Σ g_k W[k, :];  r_i = y_i W − x_i
-                        let gw = codeProduct!.base + i * m
+                    } else if !plan.throughGram && !plan.denseWeights {
+                        // gW_i = Σ g_k W[k, :];  r_i = y_i W − x_i;  the terms −α g_k r_i (k ∈ supp g) and
+                        // −α y_l gW_i (l ∈ supp y) go to ∂W below, atom by atom.
+                        let gw = codeProduct!.base + i * m, r = residual!.base + i * m
                         gw.update(repeating: 0, count: m)
                         RowKernels.scatterRows(m, gw, w, stride: m, gi, gv, ng)
-                        for k in 0..<m { row[k] = -xi[k] }
-                        RowKernels.scatterRows(m, row, w, stride: m, yi, yv, ny)
-                        // ∂W[k, :] −= α g_k r_i (k ∈ supp g);  ∂W[l, :] −= α y_l gW_i (l ∈ supp y)
-                        for q in 0..<ng { RowKernels.axpy(m, -alpha * gv[q], row, a + Int(gi[q]) * m) }
-                        for r in 0..<ny { RowKernels.axpy(m, -alpha * yv[r], gw, a + Int(yi[r]) * m) }
+                        for k in 0..<m { r[k] = -xi[k] }
+                        RowKernels.scatterRows(m, r, w, stride: m, yi, yv, ny)
+                        terms!.set(sample: i, g: gi, gv, ng, scale: -alpha, y: yi, yv, ny)
                     }
+                    if onePass { inputGradient(i, part, ng, ny) }
                 }
+            }
+            if !plan.throughGram && !plan.denseWeights {
+                // ∂W[k, :] += Σ c·(row i of R or gW; of X at t = 1) over the terms at atom k.
+                terms!.accumulate(into: directAcc!.base, width: m,
+                                  first: t == 1 ? x : UnsafePointer(residual!.base), second: UnsafePointer(codeProduct!.base),
+                                  parts: plan.parts)
             }
             if t == 1 { break }
 
-            // The dense products: g·G and A += α gᵀy (Gram, dense branch), or (g·W)·Wᵀ (direct).
-            if form == .gram && plan.dense {
+            // The sgemms of a dense-ish layer.
+            if plan.denseWeights {
+                let (gd, yd) = (gDense!.base, yDense!.base)
+                if plan.throughGram {
+                    // A += α gᵀy
+                    BLAS.sgemm(transA: true, transB: false, m: p, n: p, k: b, alpha: alpha, a: gd, lda: p,
+                               b: yd, ldb: p, beta: 1, c: gramAcc[0].base, ldc: p)
+                } else {
+                    // gW = g·W;  R = y·W − X;  ∂W −= α(gᵀR + yᵀ(gW))
+                    let (gw, r, d) = (codeProduct!.base, residual!.base, directAcc!.base)
+                    BLAS.sgemm(transA: false, transB: false, m: b, n: m, k: p, alpha: 1, a: gd, lda: p,
+                               b: w, ldb: m, beta: 0, c: gw, ldc: m)
+                    r.update(from: x, count: b * m)
+                    BLAS.sgemm(transA: false, transB: false, m: b, n: m, k: p, alpha: 1, a: yd, lda: p,
+                               b: w, ldb: m, beta: -1, c: r, ldc: m)
+                    BLAS.sgemm(transA: true, transB: false, m: p, n: m, k: b, alpha: -alpha, a: gd, lda: p,
+                               b: r, ldb: m, beta: 1, c: d, ldc: m)
+                    BLAS.sgemm(transA: true, transB: false, m: p, n: m, k: b, alpha: -alpha, a: yd, lda: p,
+                               b: gw, ldb: m, beta: 1, c: d, ldc: m)
+                }
+            }
+            if gram && plan.denseInput {
                 BLAS.sgemm(transA: false, transB: false, m: b, n: p, k: p, alpha: 1, a: gDense!.base, lda: p,
-                           b: gram!.base, ldb: p, beta: 0, c: product!.base, ldc: p)
-                BLAS.sgemm(transA: true, transB: false, m: p, n: p, k: b, alpha: alpha, a: gDense!.base, lda: p,
-                           b: yDense!.base, ldb: p, beta: 1, c: acc[0].base, ldc: p)
-            } else if form == .direct {
+                           b: self.gram!.base, ldb: p, beta: 0, c: product!.base, ldc: p)
+            } else if !gram {
                 BLAS.sgemm(transA: false, transB: true, m: b, n: p, k: m, alpha: 1, a: codeProduct!.base, lda: m,
                            b: w, ldb: m, beta: 0, c: product!.base, ldc: p)
             }
 
-            // Pass 2: dy_t = g − α g·DᵀD on supp z_{t−1} ∪ supp z_{t−2}, and a_{t−1}, P from it.
-            let fromProduct = plan.dense || form == .direct
-            Parallel.forEachPart(b, parts: plan.parts) { part, range in
-                let gi = gIndex.row(part, p), gv = gValue.row(part, p)
-                let need = yIndex.row(part, p), flags = needFlags.row(part, p)
-                let dy = dyValue.row(part, p), row = rowScratch.row(part, max(p, m))
-                for i in range {
-                    let ng = loadG(i, gi, gv)
-                    let nn = loadY(i, part)
-                    if fromProduct {
-                        let pr = product!.base + i * p
-                        for q in 0..<nn { dy[q] = -alpha * pr[Int(need[q])] }
-                    } else if LayerCostModel.prefersGather(terms: ng, needed: nn, width: p) {
-                        let g = gram!.base
-                        for q in 0..<nn { dy[q] = -alpha * RowKernels.gather(g + Int(need[q]) * p, gi, gv, ng) }
-                    } else {
-                        row.update(repeating: 0, count: p)
-                        RowKernels.scatterRows(p, row, gram!.base, stride: p, gi, gv, ng)
-                        for q in 0..<nn { dy[q] = -alpha * row[Int(need[q])] }
+            // Pass 2 (after the sgemms): the input gradient.
+            if !onePass {
+                Parallel.forEachPart(b, parts: plan.parts) { part, range in
+                    let gi = gIndex.row(part, p), gv = gValue.row(part, p)
+                    for i in range {
+                        let ng = loadG(i, gi, gv)
+                        let nn = loadY(i, part)
+                        inputGradient(i, part, ng, nn)
                     }
-                    // + g on the needed entries (both lists sorted)
-                    var k = 0
-                    for q in 0..<nn {
-                        let j = need[q]
-                        while k < ng && gi[k] < j { k += 1 }
-                        if k < ng && gi[k] == j { dy[q] += gv[k] }
+                }
+            }
+        }
+        // (The loops address these through raw pointers: keep them alive until here.)
+        withExtendedLifetime((adj, carry, gDense, yDense, product, codeProduct, residual)) {}
+
+        // ∂W = Σ_parts (direct terms) − (A + Aᵀ)·W + Sᵀ·X
+        if let d = directAcc { RowKernels.axpy(p * m, 1, d.base, out) }
+        withExtendedLifetime((directAcc, terms)) {}
+        guard gram else { return }
+        // A is non-zero only on the rows and columns its layers touched.
+        func list(_ mask: [UInt64]) -> [Int] {
+            var out: [Int] = []
+            for (k, word) in mask.enumerated() {
+                var bits = word
+                while bits != 0 {
+                    out.append(k << 6 | bits.trailingZeroBitCount)
+                    bits &= bits &- 1
+                }
+            }
+            return out
+        }
+        let rows = list(touched.rows), cols = list(touched.cols)
+        let total = gramAcc[0].base
+        for k in 1..<gramAcc.count {
+            for i in rows { RowKernels.axpy(p, 1, gramAcc[k].base + i * p, total + i * p) }
+        }
+        var nonZeros = 0
+        for i in rows {
+            for k in cols { nonZeros += total[i * p + k] != 0 ? 1 : 0 }
+        }
+        if LayerCostModel.prefersDense(nonZeros: 2 * nonZeros, rows: p, inner: p) {
+            let sym = Buffer<Float>(zeros: p * p)
+            for i in 0..<p {
+                for j in 0..<p { sym.base[i * p + j] = total[i * p + j] + total[j * p + i] }
+            }
+            BLAS.sgemm(transA: false, transB: false, m: p, n: m, k: p, alpha: -1, a: sym.base, lda: p,
+                       b: w, ldb: m, beta: 1, c: out, ldc: m)
+            withExtendedLifetime(sym) {}
+        } else {
+            // −A·W: row i collects A[i, k]·W[k, :];  −Aᵀ·W: row k collects A[i, k]·W[i, :].
+            // Each part owns the output rows it writes.
+            let work = Double(rows.count * cols.count) + 2 * Double(nonZeros) * Double(m)
+            let parts = LayerCostModel.parts(work: work)
+            rows.withUnsafeBufferPointer { rp in
+                cols.withUnsafeBufferPointer { cp in
+                    Parallel.forEachPart(rp.count, parts: parts) { _, range in
+                        for r in range {
+                            let i = rp[r]
+                            for k in cp where total[i * p + k] != 0 {
+                                RowKernels.axpy(m, -total[i * p + k], w + k * m, out + i * m)
+                            }
+                        }
                     }
-                    let a = adj.base + i * p
-                    if !fista {
-                        for q in 0..<nn { a[Int(need[q])] = dy[q] }
-                    } else {
-                        let c = carry!.base + i * p
-                        for q in 0..<nn {
-                            let j = Int(need[q]), f = flags[q]
-                            if f & 1 != 0 { a[j] = c[j] + (1 + mu) * dy[q] }
-                            if f & 2 != 0 { c[j] = -mu * dy[q] }
+                    Parallel.forEachPart(cp.count, parts: parts) { _, range in
+                        for c in range {
+                            let k = cp[c]
+                            for i in rp where total[i * p + k] != 0 {
+                                RowKernels.axpy(m, -total[i * p + k], w + i * m, out + k * m)
+                            }
                         }
                     }
                 }
             }
         }
-
-        // Sum the parts' accumulators.
-        let total = acc[0].base
-        for k in 1..<acc.count { RowKernels.axpy(p * accWidth, 1, acc[k].base, total) }
-        // (The loops address the buffers through raw pointers: `withExtendedLifetime` keeps them alive.)
-        withExtendedLifetime((adj, carry, gDense, yDense, product, codeProduct)) {}
-        if form == .direct {
-            out.update(from: total, count: p * m)
-            withExtendedLifetime(acc) {}
-            return
-        }
-        // ∂W = −(A + Aᵀ)·W + Sᵀ·X
-        let sym = Buffer<Float>(p * p, repeating: 0)
-        var symNonZeros = 0
-        for i in 0..<p {
-            for j in 0..<p {
-                let s = total[i * p + j] + total[j * p + i]
-                sym.base[i * p + j] = s
-                symNonZeros += s != 0 ? 1 : 0
-            }
-        }
-        Self.sparseTimesDense(sym.base, rows: p, inner: p, nonZeros: symNonZeros, w, cols: m, alpha: -1, into: out)
         var sNonZeros = 0
         let s = codeSum!.base
         for q in 0..<(b * p) { sNonZeros += s[q] != 0 ? 1 : 0 }
         Self.transposedSparseTimesDense(s, rows: b, cols: p, nonZeros: sNonZeros, x, width: m, into: out)
-        withExtendedLifetime((acc, sym, codeSum)) {}
+        withExtendedLifetime((gramAcc, codeSum)) {}
     }
 
     /// out += alpha·S·W for S `rows × inner` (dense storage, `nonZeros` of them non-zero) and W `inner × cols`:
@@ -316,6 +499,84 @@ extension DenseUnrolledEngine {
             for i in 0..<rows {
                 let si = s + i * cols, xi = x + i * width
                 for j in atoms where si[j] != 0 { RowKernels.axpy(width, si[j], xi, out + j * width) }
+            }
+        }
+    }
+}
+
+/// One layer's direct-route weight terms on the non-zeros: per sample, coefficients c at atoms k for the
+/// row r_i (first list) and for gW_i (second list); `accumulate` re-sorts them by atom (counting sort)
+/// and adds each atom's terms into its ∂W row, which stays in L1 while the sample rows stream from L2.
+final class DirectTerms {
+    let rows: Int, atoms: Int
+    /// Per sample i: up to 2·atoms terms at i·2·atoms: first `firstCount[i]`, then `secondCount[i]`.
+    let atom: Buffer<Int32>, coef: Buffer<Float>
+    let firstCount: Buffer<Int32>, secondCount: Buffer<Int32>
+    /// By atom: where its terms start, and each term as (sample·2 + list, coefficient).
+    let atomStart: Buffer<Int>, source: Buffer<Int32>, sortedCoef: Buffer<Float>
+
+    init(rows: Int, atoms: Int) {
+        self.rows = rows
+        self.atoms = atoms
+        atom = Buffer(zeros: rows * 2 * atoms)
+        coef = Buffer(zeros: rows * 2 * atoms)
+        firstCount = Buffer(zeros: rows)
+        secondCount = Buffer(zeros: rows)
+        atomStart = Buffer(zeros: atoms + 1)
+        source = Buffer(zeros: rows * 2 * atoms)
+        sortedCoef = Buffer(zeros: rows * 2 * atoms)
+    }
+
+    /// Sample i's terms: scale·g at supp g (list 1) and scale·y at supp y (list 2).
+    @inline(__always)
+    func set(sample i: Int, g gi: UnsafePointer<Int32>, _ gv: UnsafePointer<Float>, _ ng: Int, scale: Float,
+             y yi: UnsafePointer<Int32>, _ yv: UnsafePointer<Float>, _ ny: Int) {
+        let (a, c) = (atom.base + i * 2 * atoms, coef.base + i * 2 * atoms)
+        for q in 0..<ng {
+            a[q] = gi[q]
+            c[q] = scale * gv[q]
+        }
+        for q in 0..<ny {
+            a[ng + q] = yi[q]
+            c[ng + q] = scale * yv[q]
+        }
+        firstCount.base[i] = Int32(ng)
+        secondCount.base[i] = Int32(ny)
+    }
+
+    /// out[k, :] += Σ c·(row i of `first` or `second`, by the term's list) over atom k's terms; parts own atoms.
+    func accumulate(into out: UnsafeMutablePointer<Float>, width: Int, first: UnsafePointer<Float>,
+                    second: UnsafePointer<Float>, parts: Int) {
+        let (n, start) = (atoms, atomStart.base)
+        start.update(repeating: 0, count: n + 1)
+        for i in 0..<rows {
+            let a = atom.base + i * 2 * n
+            for q in 0..<Int(firstCount.base[i] + secondCount.base[i]) { start[Int(a[q]) + 1] += 1 }
+        }
+        for k in 0..<n { start[k + 1] += start[k] }
+        // Fill in sample order (deterministic sums), using atomStart as the running cursor, then restore.
+        for i in 0..<rows {
+            let (a, c) = (atom.base + i * 2 * n, coef.base + i * 2 * n)
+            let first = Int(firstCount.base[i])
+            for q in 0..<(first + Int(secondCount.base[i])) {
+                let k = Int(a[q]), e = start[k]
+                source.base[e] = Int32(i * 2 + (q < first ? 0 : 1))
+                sortedCoef.base[e] = c[q]
+                start[k] = e + 1
+            }
+        }
+        for k in stride(from: n, to: 0, by: -1) { start[k] = start[k - 1] }
+        start[0] = 0
+        let total = start[n]
+        let (s, c) = (source.base, sortedCoef.base)
+        Parallel.forEachPart(n, parts: max(1, min(parts, LayerCostModel.parts(work: Double(total) * Double(width))))) { _, range in
+            for k in range {
+                let row = out + k * width
+                for e in start[k]..<start[k + 1] {
+                    let i = Int(s[e]) >> 1
+                    let src = (s[e] & 1) == 0 ? first : second
+                    RowKernels.axpy(width, c[e], src + i * width, row)
+                }
             }
         }
     }

@@ -19,6 +19,7 @@ final class DenseUnrolledEngine {
 
     let form: Form
     let products: DenseLayerPolicy.Products
+    let weightTerms: DenseLayerPolicy.WeightTerms
     /// W, `[p, m]`.
     let weights: Tensor
     let p: Int
@@ -29,12 +30,14 @@ final class DenseUnrolledEngine {
     /// Per layer of the latest forward / backward: dense sgemm used?
     private(set) var forwardDense: [Bool] = []
     var backwardDense: [Bool] = []
+    var backwardWeightTerms: [String] = []
 
     init(weights: Tensor, policy: DenseLayerPolicy, batch: Int, layers: Int, training: Bool) {
         self.weights = weights
         self.p = weights.shape[0]
         self.m = weights.shape[1]
         self.products = policy.products
+        self.weightTerms = policy.weightTerms
         switch policy.form {
         case .gram: form = .gram
         case .direct: form = .direct
@@ -49,17 +52,21 @@ final class DenseUnrolledEngine {
     /// (the backward reads G[j, k] where the math has G[k, j]).
     private static func gramMatrix(_ w: Tensor) -> Buffer<Float> {
         let (p, m) = (w.shape[0], w.shape[1])
-        let g = Buffer<Float>(p * p, repeating: 0)
+        let g = Buffer<Float>(zeros: p * p)
         w.data.withUnsafeBufferPointer { pw in
             BLAS.ssyrkUpper(n: p, k: m, alpha: 1, a: pw.baseAddress!, lda: m, beta: 0, c: g.base, ldc: p)
         }
         let base = g.base
-        // Row i's lower part G[i, 0..<i] from column i of the upper triangle; blocks of rows keep the
-        // strided reads in cache.
-        Parallel.forEachChunk(p, minPerPart: max(1, (1 << 16) / max(1, p))) { range in
-            for i in range {
-                let row = base + i * p
-                for j in 0..<i { row[j] = base[j * p + i] }
+        // The lower triangle from the upper, in 64×64 tiles so the transposed reads stay in cache.
+        let tile = 64, tiles = (p + tile - 1) / tile
+        Parallel.forEachChunk(tiles, minPerPart: p < 512 ? tiles : 1) { range in
+            for bi in range {
+                for bj in 0...bi {
+                    for i in (bi * tile)..<min(p, (bi + 1) * tile) {
+                        let row = base + i * p
+                        for j in (bj * tile)..<min(i, (bj + 1) * tile) { row[j] = base[j * p + i] }
+                    }
+                }
             }
         }
         return g
@@ -97,22 +104,22 @@ final class DenseUnrolledEngine {
         // Workspaces, allocated once: z_t, z_{t−1} (and z_{t−2} for FISTA) in dense storage with each
         // row's support list; buffers for the dense branch; per-part scratch rows.
         let ring = fista ? 3 : 2
-        let z = (0..<ring).map { _ in Buffer<Float>(batch * p, repeating: 0) }
-        let support = (0..<ring).map { _ in Buffer<Int32>(batch * p, repeating: 0) }
-        let counts = (0..<ring).map { _ in Buffer<Int32>(batch, repeating: 0) }
+        let z = (0..<ring).map { _ in Buffer<Float>(zeros: batch * p) }
+        let support = (0..<ring).map { _ in Buffer<Int32>(zeros: batch * p) }
+        let counts = (0..<ring).map { _ in Buffer<Int32>(zeros: batch) }
         let mayUseDense = products != .sparse
         // Gram: αC = α·X·Wᵀ. Direct: the residual R = y·W − X of each layer.
-        let scaledData = form == .gram ? Buffer<Float>(batch * p, repeating: 0) : nil
-        let residual = form == .direct ? Buffer<Float>(batch * m, repeating: 0) : nil
+        let scaledData = form == .gram ? Buffer<Float>(zeros: batch * p) : nil
+        let residual = form == .direct ? Buffer<Float>(zeros: batch * m) : nil
         // The layer product y·G (Gram, dense branch) or R·Wᵀ (direct, every layer).
-        let product = (form == .direct || mayUseDense) ? Buffer<Float>(batch * p, repeating: 0) : nil
+        let product = (form == .direct || mayUseDense) ? Buffer<Float>(zeros: batch * p) : nil
         // FISTA's y_t in dense storage, for the dense branch.
-        let input = fista && mayUseDense ? Buffer<Float>(batch * p, repeating: 0) : nil
-        let thresholds = Buffer<Float>(p, repeating: 0)
-        let rowScratch = Buffer<Float>(workers * p, repeating: 0)
-        let indexScratch = Buffer<Int32>(workers * p, repeating: 0)
-        let coefScratch = Buffer<Float>(workers * p, repeating: 0)
-        let changeSums = Buffer<Double>(workers * 2, repeating: 0)
+        let input = fista && mayUseDense ? Buffer<Float>(zeros: batch * p) : nil
+        let thresholds = Buffer<Float>(zeros: p)
+        let rowScratch = Buffer<Float>(zeros: workers * p)
+        let indexScratch = Buffer<Int32>(zeros: workers * p)
+        let coefScratch = Buffer<Float>(zeros: workers * p)
+        let changeSums = Buffer<Double>(zeros: workers * 2)
         let history = record ? CodeHistory(rows: batch, width: p) : nil
         var denseFlags: [Bool] = []
         denseFlags.reserveCapacity(schedule.layers)

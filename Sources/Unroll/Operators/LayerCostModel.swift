@@ -3,13 +3,23 @@ import UnrollCore
 /// The fast path's choices, made by estimated time. Costs are counted in multiply-adds of our own
 /// contiguous row loop (one term of v += c·G[k, :]); the two rates below convert the other kinds of
 /// work into that unit. They were measured on the 2-core EPYC with OpenBLAS this project runs on
-/// (see docs/gradients.md, "Fast path"); being off by 2× only moves the crossovers a little.
+/// (single-thread CPU time, docs/performance-design.md); being off by 2× only moves the crossovers a little.
 enum LayerCostModel {
-    /// A multiply-add inside sgemm costs 1/`gemmSpeedup` of one in our row loop (OpenBLAS blocks for
-    /// cache and uses AVX2 FMA; our loops stream one row of G per non-zero).
-    static let gemmSpeedup = 6.0
-    /// A multiply-add that gathers its operand through an index (Σ_q c_q·G[j, k_q]) costs this many units.
-    static let gatherCost = 3.0
+    /// A multiply-add inside sgemm costs 1/`gemmSpeedup` of one in our row loops (measured: sgemm
+    /// ≈ 29 G multiply-adds/s per core; our register-blocked scatter on rows of 100 ≈ 9 G/s, streaming
+    /// saxpy on rows of 1500 ≈ 6 G/s).
+    static let gemmSpeedup = 4.0
+    /// A multiply-add that goes through an index (Σ_q c_q·G[j, k_q], or A[k, l] += c·y_l) into a p×p
+    /// matrix that fits in L2 (p ≤ 512) costs this many units (measured ≈ 1 cycle each, against ~4
+    /// multiply-adds per cycle for the row loop) ...
+    static let gatherCost = 4.0
+    /// ... and this many when it does not (p = 1500: each access fetches most of a cache line from L3,
+    /// 16 floats' worth of streaming).
+    static let gatherCostOutOfCache = 16.0
+
+    /// The cost of one indexed multiply-add into a square matrix with rows of `width`.
+    @inline(__always)
+    static func gatherCost(width: Int) -> Double { width <= 512 ? gatherCost : gatherCostOutOfCache }
     /// Code density assumed when choosing the form before any layer has run: after the first layers
     /// a few per cent of the codes are non-zero (0.7 % in PUDLE's fig5 setting, ~30 % in its theory one).
     static let typicalDensity = 0.05
@@ -39,13 +49,13 @@ enum LayerCostModel {
     /// row — gather just those entries (terms·needed indexed loads) or scatter whole rows (terms·width)?
     @inline(__always)
     static func prefersGather(terms: Int, needed: Int, width: Int) -> Bool {
-        Double(needed) * gatherCost < Double(width)
+        Double(needed) * gatherCost(width: width) < Double(width)
     }
 
     /// Cost of the cheaper of gathering and scattering (see `prefersGather`), in units.
     @inline(__always)
     static func sparseCost(terms: Int, needed: Int, width: Int) -> Double {
-        Double(terms) * min(Double(needed) * gatherCost, Double(width + 1))
+        Double(terms) * min(Double(needed) * gatherCost(width: width), Double(width + 1))
     }
 
     /// Parallel parts for `work` units, at most `limit` (the number of per-part scratch buffers).
