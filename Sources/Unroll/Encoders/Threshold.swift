@@ -60,22 +60,49 @@ extension Threshold {
 
     /// One sample's row (dense dictionary: one position per atom): z[j] = θ(v[j]; b[j]) for j < n,
     /// and the sorted indices of z's non-zeros into `support`. Returns their number.
+    /// Eight lanes at a time; the indices are collected only from blocks with a non-zero, so a row that
+    /// is 99 % zeros costs about one comparison per eight entries. The lane maps equal the scalar ones
+    /// above bit for bit on finite input (min, max, comparisons and one subtraction).
     @inline(__always)
     func applyRow(_ v: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int,
                   _ z: UnsafeMutablePointer<Float>, _ support: UnsafeMutablePointer<Int32>) -> Int {
         switch self {
-        case .soft: for j in 0..<n { z[j] = Self.soft(v[j], b[j]) }
-        case .nonNegative: for j in 0..<n { z[j] = Self.nonNegative(v[j], b[j]) }
-        case .hard: for j in 0..<n { z[j] = Self.hard(v[j], b[j]) }
+        case .soft:
+            return Self.mapRow(v, b, n, z, support, Self.soft) { x, t in x - pointwiseMin(pointwiseMax(x, -t), t) }
+        case .nonNegative:
+            return Self.mapRow(v, b, n, z, support, Self.nonNegative) { x, t in pointwiseMax(x - t, SIMD8(repeating: 0)) }
+        case .hard:
+            return Self.mapRow(v, b, n, z, support, Self.hard) { x, t in
+                SIMD8(repeating: 0).replacing(with: x, where: pointwiseMax(x, -x) .> t)   // |x| = max(x, −x), exactly
+            }
         }
-        // Branch-free compaction: always write, advance only on a non-zero. (A float `!= 0` compiles to
-        // a branch, which mispredicts on codes that are a few tens of per cent non-zero; on the bits,
-        // (|bits| + 0x7fffffff) >> 31 is 1 exactly when the value is not ±0.)
-        var c = 0
-        let bits = UnsafeRawPointer(z).assumingMemoryBound(to: UInt32.self)
-        for j in 0..<n {
-            support[c] = Int32(truncatingIfNeeded: j)
-            c &+= Int(truncatingIfNeeded: ((bits[j] & 0x7fff_ffff) &+ 0x7fff_ffff) >> 31)
+    }
+
+    @inline(__always)
+    private static func mapRow(_ v: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int,
+                               _ z: UnsafeMutablePointer<Float>, _ support: UnsafeMutablePointer<Int32>,
+                               _ f: (Float, Float) -> Float, _ f8: (SIMD8<Float>, SIMD8<Float>) -> SIMD8<Float>) -> Int {
+        let (vr, br, zr) = (UnsafeRawPointer(v), UnsafeRawPointer(b), UnsafeMutableRawPointer(z))
+        var c = 0, j = 0
+        while j + 8 <= n {
+            let y = f8(vr.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self),
+                       br.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self))
+            zr.storeBytes(of: y, toByteOffset: 4 * j, as: SIMD8<Float>.self)
+            if any(y .!= 0) {
+                for l in 0..<8 where y[l] != 0 {
+                    support[c] = Int32(truncatingIfNeeded: j + l)
+                    c += 1
+                }
+            }
+            j += 8
+        }
+        while j < n {
+            z[j] = f(v[j], b[j])
+            if z[j] != 0 {
+                support[c] = Int32(truncatingIfNeeded: j)
+                c += 1
+            }
+            j += 1
         }
         return c
     }

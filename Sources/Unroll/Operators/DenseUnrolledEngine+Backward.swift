@@ -191,13 +191,24 @@ extension DenseUnrolledEngine {
         let codeProduct = anyDirect ? Buffer<Float>(zeros: b * m) : nil
         let residual = anyDirect ? Buffer<Float>(zeros: b * m) : nil
         _ = anyDenseDirect
-        // Per-part scratch.
-        let gIndex = Buffer<Int32>(zeros: workers * p), gValue = Buffer<Float>(zeros: workers * p)
-        let l1Index = Buffer<Int32>(zeros: workers * p), l2Index = Buffer<Int32>(zeros: workers * p)
+        // Per-part scratch; `gRow` is kept all zeros between uses.
+        let gValue = Buffer<Float>(zeros: workers * p)
         let yIndex = Buffer<Int32>(zeros: workers * p), yValue = Buffer<Float>(zeros: workers * p)
         let needFlags = Buffer<UInt8>(zeros: workers * p)
         let dyValue = Buffer<Float>(zeros: workers * p)
-        let rowScratch = Buffer<Float>(zeros: workers * max(p, m))
+        let rowScratch = Buffer<Float>(zeros: workers * max(p, m)), gRow = Buffer<Float>(zeros: workers * p)
+        // The supports of the three layers a step reads (t, t − 1, t − 2), decoded from the masks once
+        // each: slot L % 3 holds layer L's sorted indices, row i at i·p.
+        let decoded = (0..<3).map { _ in Buffer<Int32>(zeros: b * p) }
+        var slotLayer = [0, 0, 0]
+        func decode(_ l: Int) {
+            guard l >= 1, slotLayer[l % 3] != l else { return }
+            let (layer, out) = (history.layers[l - 1], decoded[l % 3].base)
+            Parallel.forEachChunk(b, minPerPart: max(1, LayerCostModel.minWorkPerPart / max(1, 2 * words + layer.nonZeros / max(1, b)))) { range in
+                for i in range { _ = layer.support(row: i, words: words, into: out + i * p) }
+            }
+            slotLayer[l % 3] = l
+        }
 
         for t in stride(from: history.count, through: 1, by: -1) {
             let plan = plans[t - 1]
@@ -205,36 +216,39 @@ extension DenseUnrolledEngine {
             let l1 = t >= 2 ? history.layers[t - 2] : nil
             let l2 = fista && t >= 3 ? history.layers[t - 3] : nil
             let mu = schedule.inputMomentum(layer: t)
+            decode(t)
+            decode(t - 1)
+            if fista { decode(t - 2) }
+            let (s0, s1, s2) = (decoded[t % 3].base, decoded[(t + 2) % 3].base, decoded[(t + 1) % 3].base)
 
-            // Row i's g_t: indices into gi, values (from a) into gv; returns the count.
+            // Row i's g_t: its indices (into the decoded supports) and its values from a into gv.
             @inline(__always)
-            func loadG(_ i: Int, _ gi: UnsafeMutablePointer<Int32>, _ gv: UnsafeMutablePointer<Float>) -> Int {
-                let n = layer.support(row: i, words: words, into: gi)
+            func loadG(_ i: Int, _ gv: UnsafeMutablePointer<Float>) -> (UnsafePointer<Int32>, Int) {
+                let gi = s0 + i * p, n = layer.count(row: i)
                 let a = adj.base + i * p
                 for q in 0..<n { gv[q] = a[Int(gi[q])] }
-                return n
+                return (UnsafePointer(gi), n)
             }
 
             // Row i's y_t (index/value lists over the union of supp z_{t−1} and supp z_{t−2}, formed as
-            // the forward formed it); the flags mark membership (bit 1: supp z_{t−1}, bit 2: supp z_{t−2}).
-            // The same union is where dy_t is needed. Returns its size.
+            // the forward formed it); for FISTA the flags mark membership (bit 1: supp z_{t−1}, bit 2:
+            // supp z_{t−2}). The same union is where dy_t is needed.
             @inline(__always)
-            func loadY(_ i: Int, _ part: Int) -> Int {
-                let (yi, yv) = (yIndex.row(part, p), yValue.row(part, p))
-                let a1 = l1Index.row(part, p), flags = needFlags.row(part, p)
-                let n1 = l1!.support(row: i, words: words, into: a1)
+            func loadY(_ i: Int, _ part: Int) -> (UnsafePointer<Int32>, UnsafePointer<Float>, Int) {
+                let a1 = s1 + i * p, n1 = l1!.count(row: i)
                 let v1 = l1!.values + l1!.rowStart[i]
+                if !fista { return (UnsafePointer(a1), UnsafePointer(v1), n1) }    // ISTA: y_t = z_{t−1}, straight from the trace
+                let (yi, yv, flags) = (yIndex.row(part, p), yValue.row(part, p), needFlags.row(part, p))
                 guard let l2 else {
-                    // ISTA, or FISTA's layer 2 (z_0 = 0)
+                    // FISTA's layer 2 (z_0 = 0)
                     for q in 0..<n1 {
                         yi[q] = a1[q]
-                        yv[q] = fista ? v1[q] + mu * (v1[q] - 0) : v1[q]
+                        yv[q] = v1[q] + mu * (v1[q] - 0)
                         flags[q] = 1
                     }
-                    return n1
+                    return (UnsafePointer(yi), UnsafePointer(yv), n1)
                 }
-                let a2 = l2Index.row(part, p)
-                let n2 = l2.support(row: i, words: words, into: a2)
+                let a2 = s2 + i * p, n2 = l2.count(row: i)
                 let v2 = l2.values + l2.rowStart[i]
                 let n = RowKernels.union(a1, n1, a2, n2, yi, flags)
                 var (q1, q2) = (0, 0)
@@ -246,15 +260,15 @@ extension DenseUnrolledEngine {
                     q2 += Int(f >> 1)
                     yv[q] = z1 + mu * (z1 - z2)
                 }
-                return n
+                return (UnsafePointer(yi), UnsafePointer(yv), n)
             }
 
             // dy_t = g − α g·DᵀD on the needed entries (loaded by loadG/loadY), then a_{t−1} and P.
             let fromProduct = plan.denseInput || !gram
             @inline(__always)
-            func inputGradient(_ i: Int, _ part: Int, _ ng: Int, _ nn: Int) {
-                let gi = gIndex.row(part, p), gv = gValue.row(part, p)
-                let need = yIndex.row(part, p), flags = needFlags.row(part, p)
+            func inputGradient(_ i: Int, _ part: Int, _ gi: UnsafePointer<Int32>, _ ng: Int,
+                               _ need: UnsafePointer<Int32>, _ nn: Int) {
+                let gv = gValue.row(part, p), flags = needFlags.row(part, p)
                 let dy = dyValue.row(part, p), row = rowScratch.row(part, max(p, m))
                 if fromProduct {
                     let pr = product!.base + i * p
@@ -267,13 +281,11 @@ extension DenseUnrolledEngine {
                     RowKernels.scatterRows(p, row, self.gram!.base, stride: p, gi, gv, ng)
                     for q in 0..<nn { dy[q] = -alpha * row[Int(need[q])] }
                 }
-                // + g on the needed entries (both lists sorted)
-                var k = 0
-                for q in 0..<nn {
-                    let j = need[q]
-                    while k < ng && gi[k] < j { k += 1 }
-                    if k < ng && gi[k] == j { dy[q] += gv[k] }
-                }
+                // + g on the needed entries (through a dense row: no branches)
+                let gr = gRow.row(part, p)
+                for q in 0..<ng { gr[Int(gi[q])] = gv[q] }
+                for q in 0..<nn { dy[q] += gr[Int(need[q])] }
+                for q in 0..<ng { gr[Int(gi[q])] = 0 }
                 let a = adj.base + i * p
                 if !fista {
                     for q in 0..<nn { a[Int(need[q])] = dy[q] }
@@ -291,11 +303,10 @@ extension DenseUnrolledEngine {
 
             // Pass 1: the weight term of layer t on the non-zeros, or the dense copies for the sgemms.
             Parallel.forEachPart(b, parts: plan.parts) { part, range in
-                let gi = gIndex.row(part, p), gv = gValue.row(part, p)
-                let yi = yIndex.row(part, p), yv = yValue.row(part, p)
+                let gv = gValue.row(part, p)
                 let row = rowScratch.row(part, max(p, m))
                 for i in range {
-                    let ng = loadG(i, gi, gv)
+                    let (gi, ng) = loadG(i, gv)
                     let xi = x + i * m
                     if t == 1 {
                         if gram {
@@ -307,7 +318,7 @@ extension DenseUnrolledEngine {
                         }
                         continue
                     }
-                    let ny = loadY(i, part)
+                    let (yi, yv, ny) = loadY(i, part)
                     if plan.denseInput || plan.denseWeights {
                         let gr = gDense!.base + i * p
                         gr.update(repeating: 0, count: p)
@@ -346,7 +357,7 @@ extension DenseUnrolledEngine {
                         RowKernels.scatterRows(m, r, w, stride: m, yi, yv, ny)
                         terms!.set(sample: i, g: gi, gv, ng, scale: -alpha, y: yi, yv, ny)
                     }
-                    if onePass { inputGradient(i, part, ng, ny) }
+                    if onePass { inputGradient(i, part, gi, ng, yi, ny) }
                 }
             }
             if !plan.throughGram && !plan.denseWeights {
@@ -389,17 +400,17 @@ extension DenseUnrolledEngine {
             // Pass 2 (after the sgemms): the input gradient.
             if !onePass {
                 Parallel.forEachPart(b, parts: plan.parts) { part, range in
-                    let gi = gIndex.row(part, p), gv = gValue.row(part, p)
+                    let gv = gValue.row(part, p)
                     for i in range {
-                        let ng = loadG(i, gi, gv)
-                        let nn = loadY(i, part)
-                        inputGradient(i, part, ng, nn)
+                        let (gi, ng) = loadG(i, gv)
+                        let (need, _, nn) = loadY(i, part)
+                        inputGradient(i, part, gi, ng, need, nn)
                     }
                 }
             }
         }
         // (The loops address these through raw pointers: keep them alive until here.)
-        withExtendedLifetime((adj, carry, gDense, yDense, product, codeProduct, residual)) {}
+        withExtendedLifetime((adj, carry, gDense, yDense, product, codeProduct, residual, decoded)) {}
 
         // ∂W = Σ_parts (direct terms) − (A + Aᵀ)·W + Sᵀ·X
         if let d = directAcc { RowKernels.axpy(p * m, 1, d.base, out) }
@@ -424,7 +435,7 @@ extension DenseUnrolledEngine {
         }
         var nonZeros = 0
         for i in rows {
-            for k in cols { nonZeros += total[i * p + k] != 0 ? 1 : 0 }
+            for k in cols { nonZeros += RowKernels.isNonZero(total[i * p + k]) }
         }
         if LayerCostModel.prefersDense(nonZeros: 2 * nonZeros, rows: p, inner: p) {
             let sym = Buffer<Float>(zeros: p * p)
@@ -462,7 +473,7 @@ extension DenseUnrolledEngine {
         }
         var sNonZeros = 0
         let s = codeSum!.base
-        for q in 0..<(b * p) { sNonZeros += s[q] != 0 ? 1 : 0 }
+        for q in 0..<(b * p) { sNonZeros += RowKernels.isNonZero(s[q]) }
         Self.transposedSparseTimesDense(s, rows: b, cols: p, nonZeros: sNonZeros, x, width: m, into: out)
         withExtendedLifetime((gramAcc, codeSum)) {}
     }
