@@ -112,6 +112,29 @@ import UnrollCore
         #expect(forms == ["gram"])
     }
 
+    /// One to three layers (the t = 1, y = 0 layer; FISTA's z₀ = 0 at t = 2), every policy and mode.
+    @Test func shortNetworksMatch() throws {
+        let (m, p, batch) = (10, 24, 7)
+        for layers in 1...3 {
+            for algorithm in UnrolledEncoder.Algorithm.allCases {
+                for threshold in Threshold.allCases {
+                    let (enc, _) = Self.encoder(threshold, algorithm, .scalar, layers: layers, p: p)
+                    let (w, x) = Self.problem(m: m, p: p, batch: batch, s: 2, encoder: enc, beta: 1, seed: UInt64(40 + layers))
+                    let generic = GenericDense(inner: try DenseDictionary(weights: w))
+                    for mode in GradientMode.allCases {
+                        let r0 = try mode.evaluate(signals: x, operator: generic, encoder: enc)
+                        for policy in Self.policies {
+                            let r = try mode.evaluate(signals: x, operator: try Self.dense(w, policy), encoder: enc)
+                            let what = "T=\(layers) \(algorithm) \(threshold) \(mode) \(policy.form)/\(policy.products)/\(policy.weightTerms)"
+                            #expect(Self.relative(r.codes, r0.codes) < 1e-5, "\(what): codes")
+                            #expect(Self.relative(r.gradient, r0.gradient) < 1e-5, "\(what): gradient")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The cost model takes the direct form when G = W·Wᵀ costs more than the layers it saves
     /// (p ≳ batch·layers) and the Gram form otherwise; both equal the reference.
     @Test func costModelPicksTheDirectFormForTinyBatches() throws {
