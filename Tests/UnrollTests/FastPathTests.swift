@@ -112,6 +112,30 @@ import UnrollCore
         #expect(forms == ["gram"])
     }
 
+    /// The fast path thresholds eight lanes at a time; the generic loop applies the scalar maps. With
+    /// W = I and α = 1 the first layer's pre-activations are exactly X, so edge values — exactly ±b, one
+    /// ulp either side, ±0, huge — reach both; their codes must agree bit for bit (19 atoms: two SIMD
+    /// blocks and a scalar tail).
+    @Test func thresholdRowsEqualTheScalarMaps() throws {
+        let p = 19
+        var w = Tensor(zeros: [p, p])
+        for j in 0..<p { w[j, j] = 1 }
+        let b: Float = 0.25
+        let edges: [Float] = [b, -b, b.nextUp, b.nextDown, (-b).nextUp, (-b).nextDown, 0, -0.0, 1e30, -1e30,
+                              0.1, -0.1, 0.3, -0.3, 2 * b, -2 * b, .leastNonzeroMagnitude, 7, -7]
+        var rng = Random(seed: 3)
+        var rows = [edges]
+        for _ in 0..<4 { rows.append(edges.shuffled(using: &rng)) }
+        let x = Tensor(rows: rows)
+        for threshold in Threshold.allCases {
+            let enc = UnrolledEncoder(layers: 1, threshold: threshold, lambda: .scalar(b), step: .fixed(1))
+            let fast = try enc.encode(x, with: try DenseDictionary(weights: w))
+            let generic = try enc.encode(x, with: GenericDense(inner: try DenseDictionary(weights: w)))
+            #expect(fast.data.map(\.bitPattern) == generic.data.map(\.bitPattern), "\(threshold)")
+            #expect(fast.zeroCount() > 0 && fast.zeroCount() < fast.count)
+        }
+    }
+
     /// One to three layers (the t = 1, y = 0 layer; FISTA's z₀ = 0 at t = 2), every policy and mode.
     @Test func shortNetworksMatch() throws {
         let (m, p, batch) = (10, 24, 7)

@@ -62,18 +62,24 @@ extension Threshold {
     /// and the sorted indices of z's non-zeros into `support`. Returns their number.
     /// Eight lanes at a time; the indices are collected only from blocks with a non-zero, so a row that
     /// is 99 % zeros costs about one comparison per eight entries. The lane maps equal the scalar ones
-    /// above bit for bit on finite input (min, max, comparisons and one subtraction).
+    /// above bit for bit on finite input (selections by comparison and one subtraction).
     @inline(__always)
     func applyRow(_ v: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int,
                   _ z: UnsafeMutablePointer<Float>, _ support: UnsafeMutablePointer<Int32>) -> Int {
+        // (Comparisons and `replacing` rather than pointwiseMin/Max, which are not inlined.)
         switch self {
         case .soft:
-            return Self.mapRow(v, b, n, z, support, Self.soft) { x, t in x - pointwiseMin(pointwiseMax(x, -t), t) }
+            return Self.mapRow(v, b, n, z, support, Self.soft) { x, t in
+                x - x.replacing(with: t, where: x .> t).replacing(with: -t, where: x .< -t)   // x − clamp(x, −t, t)
+            }
         case .nonNegative:
-            return Self.mapRow(v, b, n, z, support, Self.nonNegative) { x, t in pointwiseMax(x - t, SIMD8(repeating: 0)) }
+            return Self.mapRow(v, b, n, z, support, Self.nonNegative) { x, t in
+                let d = x - t
+                return d.replacing(with: 0, where: d .< 0)
+            }
         case .hard:
             return Self.mapRow(v, b, n, z, support, Self.hard) { x, t in
-                SIMD8(repeating: 0).replacing(with: x, where: pointwiseMax(x, -x) .> t)   // |x| = max(x, −x), exactly
+                SIMD8(repeating: 0).replacing(with: x, where: (x .> t) .| (x .< -t))   // |x| > t
             }
         }
     }
