@@ -95,9 +95,12 @@ extension Threshold {
                        br.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self))
             zr.storeBytes(of: y, toByteOffset: 4 * j, as: SIMD8<Float>.self)
             if any(y .!= 0) {
-                for l in 0..<8 where y[l] != 0 {
+                // Branch-free within the block (dense-ish rows would mispredict a branch per lane):
+                // always write the index, advance when the value's bits are not ±0.
+                let bits = UnsafeRawPointer(z + j).assumingMemoryBound(to: UInt32.self)
+                for l in 0..<8 {
                     support[c] = Int32(truncatingIfNeeded: j + l)
-                    c += 1
+                    c &+= Int(truncatingIfNeeded: ((bits[l] & 0x7fff_ffff) &+ 0x7fff_ffff) >> 31)
                 }
             }
             j += 8
