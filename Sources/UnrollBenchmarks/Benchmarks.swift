@@ -13,13 +13,20 @@ public struct BenchOptions: Sendable {
     public var python: String
     /// Folder with the peer scripts; nil = look for `bench/` near the working directory and the executable.
     public var scriptDirectory: String?
+    /// Gradient mode of the `pudle-*` cases (`decoder`, `lasso`, `least-squares`); nil = all three.
+    public var mode: String?
+    /// Run the Python peers (false: our numbers only).
+    public var runPeer: Bool
 
-    public init(threads: Int = 2, repeats: Int = 5, size: Int? = nil, python: String = "python3", scriptDirectory: String? = nil) {
+    public init(threads: Int = 2, repeats: Int = 5, size: Int? = nil, python: String = "python3", scriptDirectory: String? = nil,
+                mode: String? = nil, runPeer: Bool = true) {
         self.threads = threads
         self.repeats = repeats
         self.size = size
         self.python = python
         self.scriptDirectory = scriptDirectory
+        self.mode = mode
+        self.runPeer = runPeer
     }
 }
 
@@ -115,7 +122,8 @@ public struct BenchError: Error, CustomStringConvertible {
 
 public enum Benchmarks {
     /// Every case `unroll bench` knows, in the order `unroll bench all` runs them.
-    public static let all: [BenchmarkCase] = [GemmBenchmark.case, FlushToZeroBenchmark.case]
+    public static let all: [BenchmarkCase] = [GemmBenchmark.case, FlushToZeroBenchmark.case,
+                                              PudleBenchmarks.fig5Case, PudleBenchmarks.theoryCase, PudleBenchmarks.encodeCase]
 
     public static func named(_ name: String) -> BenchmarkCase? { all.first { $0.name == name } }
 

@@ -18,8 +18,14 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed repetitions; numbers are medians.")
     var repeats: Int = 5
 
-    @Option(help: "Problem size where the case has one (gemm: n of an n×n×n product, default 2000; ftz: values, default 65536).")
+    @Option(help: "Problem size where the case has one (gemm: n of an n×n×n product, default 2000; ftz: values, default 65536; encode: signals, default 10000).")
     var size: Int?
+
+    @Option(help: "Gradient mode of the pudle-* cases: decoder, lasso or least-squares (default: all three).")
+    var mode: String?
+
+    @Flag(name: .customLong("no-peer"), help: "Skip the Python peers; print our numbers only.")
+    var noPeer = false
 
     @Option(help: "Python interpreter for the peer scripts.")
     var python: String = "python3"
@@ -37,10 +43,14 @@ struct Bench: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
         guard repeats >= 1 else { throw ValidationError("--repeats must be ≥ 1, got \(repeats)") }
         if let s = size, s < 1 { throw ValidationError("--size must be ≥ 1, got \(s)") }
+        if let m = mode, !["decoder", "lasso", "least-squares"].contains(m) {
+            throw ValidationError("--mode must be decoder, lasso or least-squares, got '\(m)'")
+        }
     }
 
     func run() throws {
-        let options = BenchOptions(threads: threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts)
+        let options = BenchOptions(threads: threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
+                                   mode: mode, runPeer: !noPeer)
         let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
         var reports: [BenchReport] = []
         for n in names {
