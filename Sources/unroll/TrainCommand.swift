@@ -42,6 +42,9 @@ struct Train: ParsableCommand {
             """)
 
     // Data and initial dictionary
+    @Option(help: "Model: dense, or conv2d (a convolutional dictionary for image denoising; --data is then a folder of PNGs, see docs/denoising.md).")
+    var model: TrainModelChoice = .dense
+    @OptionGroup var conv: Conv2DTrainOptions
     @Option(help: ArgumentHelp("Training signals [n, m], samples as rows.", valueName: "file[:array]"))
     var data: String
     @Option(name: .customLong("init"), help: ArgumentHelp("Initial dictionary [p, m], atoms as rows.", valueName: "file[:array]"))
@@ -115,6 +118,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         lineBufferedOutput()
+        if model == .conv2d { return try Conv2DTraining(o: self).run() }
         let setup = try TrainingSetup(self)
         try setup.train()
     }

@@ -1,0 +1,62 @@
+import Foundation
+import UnrollCore
+
+/// Denoising whole images with a trained convolutional dictionary: x̂ = D·encoder(y), for images of any
+/// size (the operator is resized to each image; see `Convolution2DDictionary` for sizes that do not
+/// fit the stride).
+public enum Denoiser {
+    /// The reconstruction D z of a noisy `[H, W]` image (not clamped).
+    public static func denoise(_ noisy: Tensor, dictionary: Convolution2DDictionary, encoder: UnrolledEncoder) throws -> Tensor {
+        try DenoisingImages.validate([noisy], what: "image", minimumSide: dictionary.kernel)
+        let (h, w) = (noisy.shape[0], noisy.shape[1])
+        let op = try dictionary.resized(height: h, width: w)
+        let codes = try encoder.encode(noisy.reshaped([1, h, w]), with: op)
+        return op.apply(codes).reshaped([h, w])
+    }
+
+    /// PSNRs of one image (dB): the noisy input and the estimate, each with both peaks (values clamped to [0, 1]).
+    public struct Score: Equatable, Sendable {
+        public var noisy: Double
+        public var denoised: Double
+        public var noisyCleanMax: Double
+        public var denoisedCleanMax: Double
+
+        public init(noisy: Tensor, denoised: Tensor, clean: Tensor) {
+            self.noisy = PSNR.value(noisy, clean: clean)
+            self.denoised = PSNR.value(denoised, clean: clean)
+            self.noisyCleanMax = PSNR.value(noisy, clean: clean, peak: .cleanMax)
+            self.denoisedCleanMax = PSNR.value(denoised, clean: clean, peak: .cleanMax)
+        }
+    }
+
+    /// Mean scores over a test set.
+    public struct Evaluation: Sendable {
+        public var scores: [Score]
+        public var meanNoisy: Double { mean(\.noisy) }
+        public var meanDenoised: Double { mean(\.denoised) }
+        public var meanNoisyCleanMax: Double { mean(\.noisyCleanMax) }
+        public var meanDenoisedCleanMax: Double { mean(\.denoisedCleanMax) }
+        /// Mean PSNR gain over the noisy input (peak 1; the same with the clean-max peak).
+        public var gain: Double { meanDenoised - meanNoisy }
+
+        func mean(_ key: KeyPath<Score, Double>) -> Double {
+            scores.isEmpty ? .nan : scores.map { $0[keyPath: key] }.reduce(0, +) / Double(scores.count)
+        }
+    }
+
+    /// Adds N(0, σ²) noise to each whole clean image (from `seed`, so every model sees the same noisy
+    /// test set), denoises it, and scores it.
+    public static func evaluate(clean images: [Tensor], sigma: Float, seed: UInt64,
+                                dictionary: Convolution2DDictionary, encoder: UnrolledEncoder) throws -> Evaluation {
+        try DenoisingImages.validateSigma(sigma)
+        try DenoisingImages.validate(images, what: "test image", minimumSide: dictionary.kernel)
+        var rng = Random(seed: seed)
+        var scores: [Score] = []
+        for clean in images {
+            let noisy = DenoisingImages.addNoise(clean, sigma: sigma, rng: &rng)
+            let estimate = try denoise(noisy, dictionary: dictionary, encoder: encoder)
+            scores.append(Score(noisy: noisy, denoised: estimate, clean: clean))
+        }
+        return Evaluation(scores: scores)
+    }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import Unroll
+import UnrollCore
+import UnrollIO
+
+/// Which model `unroll train` learns.
+enum TrainModelChoice: String, CaseIterable, ExpressibleByArgument {
+    case dense, conv2d
+}
+
+/// The options of `unroll train --model conv2d` that the dense model does not have.
+struct Conv2DTrainOptions: ParsableArguments {
+    @Option(help: "conv2d: filter side K.")
+    var kernel: Int = 9
+    @Option(help: "conv2d: stride.")
+    var stride: Int = 4
+    @Option(help: "conv2d: side of the random training crops.")
+    var crop: Int = 129
+    @Option(help: ArgumentHelp("conv2d: noise σ in [0, 1] units, e.g. 0.1 or 25/255.", valueName: "σ"))
+    var sigma: String = "25/255"
+    @Option(help: "conv2d: loss target, clean (supervised) or noisy (unsupervised).")
+    var target: DenoisingTarget = .clean
+    @Option(name: .customLong("test-images"), help: ArgumentHelp("conv2d: a folder of PNGs to report the test PSNR on (whole images).", valueName: "dir"))
+    var testImages: String?
+    @Option(name: .customLong("eval-every"), help: "conv2d: with --test-images, also evaluate every N steps.")
+    var evalEvery: Int?
+    @Flag(name: .customLong("no-flips"), help: "conv2d: no random horizontal/vertical flips of the crops.")
+    var noFlips = false
+}
+
+extension DenoisingTarget: ExpressibleByArgument {}
+
+/// `unroll train --model conv2d --data FOLDER …`: a convolutional dictionary for denoising.
+struct Conv2DTraining {
+    let o: Train
+
+    func run() throws {
+        let c = o.conv
+        if o.epochs != nil { throw CLIError("--model conv2d counts --steps (one batch of crops each), not --epochs") }
+        if o.initFile != nil || o.truth != nil || o.lambdaPerAtom != nil || o.resume || o.betaDecay {
+            throw CLIError("--model conv2d does not take --init, --truth, --lambda-per-atom, --resume or --beta-decay")
+        }
+        let steps = o.steps ?? 1000
+        guard steps >= 0 else { throw CLIError("--steps must be ≥ 0, got \(steps)") }
+        let sigma = try parseSigma(c.sigma, option: "--sigma")
+        guard c.kernel >= 1 else { throw CLIError("--kernel must be ≥ 1, got \(c.kernel)") }
+        guard c.stride >= 1 else { throw CLIError("--stride must be ≥ 1, got \(c.stride)") }
+        guard c.crop >= c.kernel else { throw CLIError("--crop \(c.crop) is smaller than the --kernel \(c.kernel)") }
+        if let e = c.evalEvery, e < 1 { throw CLIError("--eval-every must be ≥ 1, got \(e)") }
+        let mode: GradientMode
+        switch o.gradient {
+        case .decoder, .lasso, .leastSquares: mode = o.gradient.mode
+        default: throw CLIError("--model conv2d trains with --gradient decoder, lasso or least-squares")
+        }
+        let threshold = (o.threshold ?? .soft).threshold
+        if threshold != .hard && o.tau != nil { throw CLIError("--tau is the hard threshold; use --threshold hard") }
+        if threshold == .hard && o.lambda != nil { throw CLIError("the hard threshold uses --tau, not --lambda") }
+        let value = threshold == .hard ? (o.tau ?? 0.05) : (o.lambda ?? 0.16)
+        guard case let .fixed(alpha) = (o.step ?? StepChoice(.fixed(0.1))).step else {
+            throw CLIError("--model conv2d takes a fixed --step α (PUDLE: 0.1), not auto")
+        }
+        let encoder = UnrolledEncoder(layers: o.layers ?? 15, algorithm: (o.encoder ?? .ista).algorithm,
+                                      threshold: threshold, lambda: .scalar(value), step: .fixed(alpha))
+        let lr = o.lr ?? 1e-4
+        let optimizer: Optimizer = (o.optimizer ?? .adam) == .adam
+            ? .adam(learningRate: lr, beta1: o.beta1, beta2: o.beta2, epsilon: o.eps)
+            : .sgd(learningRate: lr, momentum: o.momentum)
+        let config = DenoisingConfig(encoder: encoder, mode: mode, optimizer: optimizer, sigma: sigma, cropSize: c.crop,
+                                     batchSize: o.batch.size ?? 1, target: c.target, flips: !c.noFlips,
+                                     normalizeFilters: !o.noNormalize, seed: o.seed)
+        let train = try ImageFolder.load(o.data, option: "--data")
+        let test = try c.testImages.map { try ImageFolder.load($0, option: "--test-images") }
+        try inContext("--data") {
+            try DenoisingImages.validate(train.map(\.image), what: "training image", names: train.map(\.name), minimumSide: c.kernel)
+        }
+        if let test {
+            try inContext("--test-images") {
+                try DenoisingImages.validate(test.map(\.image), what: "test image", names: test.map(\.name), minimumSide: c.kernel)
+            }
+        }
+        var rng = Random(seed: o.seed)
+        let initial = try inContext("--model conv2d") {
+            try Convolution2DDictionary(filters: o.atoms ?? 64, kernel: c.kernel, stride: c.stride, height: c.crop, width: c.crop, rng: &rng)
+        }
+        var trainer = try inContext("--model conv2d") { try DenoisingTrainer(dictionary: initial, images: train.map(\.image), config: config) }
+        try inContext("--output") { try FileManager.default.createDirectory(atPath: o.output, withIntermediateDirectories: true) }
+        let log = try inContext("--output") {
+            try CSVLog(path: o.output + "/log.csv", columns: ["step", "loss", "rec", "l1", "density", "test_psnr", "seconds"])
+        }
+
+        func evaluate() throws -> Denoiser.Evaluation? {
+            guard let test else { return nil }
+            return try Denoiser.evaluate(clean: test.map(\.image), sigma: sigma, seed: o.seed &+ 1,
+                                         dictionary: trainer.dictionary, encoder: encoder)
+        }
+        let progress = ProgressBar(total: steps, label: "train conv2d")
+        let clock = ContinuousClock.now
+        var last: DenoisingRecord?
+        while trainer.step < steps {
+            let r: DenoisingRecord
+            do {
+                r = try trainer.trainStep()
+            } catch let UnrollError.diverged(step, reason) {
+                progress.finish()
+                try save(trainer, encoder: encoder, sigma: sigma)
+                throw CLIError("training diverged at step \(step): \(reason); the last good filters are saved in \(o.output)/model.safetensors")
+            }
+            last = r
+            var psnr = Double.nan
+            if let e = c.evalEvery, r.step % e == 0, r.step < steps, let ev = try evaluate() { psnr = ev.meanDenoised }
+            try log.append(fields: [String(r.step), CSV.format(r.loss), CSV.format(r.reconstruction), CSV.format(r.l1),
+                                    CSV.format(r.density), CSV.format(psnr),
+                                    String(format: "%.3f", ProgressBar.seconds(ContinuousClock.now - clock))])
+            progress.update(r.step, detail: String(format: "rec %.3g, density %.3f", r.reconstruction, r.density))
+        }
+        progress.finish()
+        try save(trainer, encoder: encoder, sigma: sigma)
+        var summary = "\(mode.paperName) conv2d: step \(trainer.step)"
+        if let r = last { summary += String(format: ", rec %.4g, code density %.3f", r.reconstruction, r.density) }
+        if let ev = try evaluate() {
+            summary += String(format: "; test PSNR %.2f dB (noisy %.2f dB, gain %.2f dB) with peak 1, %.2f dB (noisy %.2f dB) with peak = max of the clean image, on %d images",
+                              ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax, ev.meanNoisyCleanMax, ev.scores.count)
+        }
+        summary += String(format: ", %.1f s; wrote %@/model.safetensors, atoms.png, log.csv",
+                          ProgressBar.seconds(ContinuousClock.now - clock), o.output)
+        print(summary)
+    }
+
+    func save(_ trainer: DenoisingTrainer, encoder: UnrolledEncoder, sigma: Float) throws {
+        let info = [
+            "training.gradient": o.gradient.rawValue, "training.step": String(trainer.step), "training.seed": String(o.seed),
+            "training.sigma": sigma.description, "training.crop": String(o.conv.crop), "training.target": o.conv.target.rawValue,
+            "training.learning_rate": trainer.config.optimizer.learningRate.description, "data.folder": o.data,
+        ]
+        try inContext("writing the model") {
+            try Conv2DModelFile(dictionary: trainer.dictionary, encoder: encoder, info: info).write(to: o.output + "/model.safetensors")
+        }
+        let k = trainer.dictionary.kernel
+        try inContext("writing atoms.png") {
+            try AtomGrid(atomHeight: k, atomWidth: k, scale: max(1, 48 / k))
+                .writePNG(trainer.dictionary.weights.reshaped([trainer.dictionary.atoms, k * k]), to: o.output + "/atoms.png")
+        }
+    }
+}

@@ -1,0 +1,230 @@
+import Foundation
+import Testing
+import Unroll
+import UnrollCore
+import UnrollIO
+
+/// Image denoising: PSNR, the crop/flip/noise sampler, the supervised objective, whole-image
+/// denoising, the Table 1 runner at tiny size, PNG conversion, and the `unroll` verbs on bad input.
+@Suite struct DenoisingTests {
+    /// A smooth test image with edges, values in [0.1, 0.8].
+    static func image(_ h: Int, _ w: Int, phase: Double = 0) -> Tensor {
+        var t = Tensor(zeros: [h, w])
+        for i in 0..<h {
+            for j in 0..<w {
+                let v = 0.45 + 0.25 * sin(Double(i) / 5 + phase) * cos(Double(j) / 7) + (j > w / 2 ? 0.1 : -0.1)
+                t.data[i * w + j] = Float(v)
+            }
+        }
+        return t
+    }
+
+    @Test func psnrClosedForm() {
+        let clean = Self.image(20, 30)
+        let d: Float = 0.05
+        let shifted = clean.map { $0 + d }            // stays inside [0, 1]: mse = d²
+        let expected = -20 * log10(Double(d))
+        #expect(abs(PSNR.value(shifted, clean: clean) - expected) < 1e-3)
+        let top = Double(clean.max())
+        #expect(abs(PSNR.value(shifted, clean: clean, peak: .cleanMax) - (expected + 20 * log10(top))) < 1e-3)
+        // The estimate is clamped to [0, 1]: 1.7 counts as 1.
+        let white = Tensor(repeating: 1, shape: [4, 4]), over = Tensor(repeating: 1.7, shape: [4, 4])
+        #expect(PSNR.value(over, clean: white) == .infinity)
+        let zeros = Tensor(zeros: [4, 4])
+        #expect(abs(PSNR.value(zeros, clean: Tensor(repeating: 0.5, shape: [4, 4])) - 20 * log10(2.0)) < 1e-9)
+    }
+
+    @Test func samplerCropsFlipsAndRedrawsNoise() throws {
+        let source = Self.image(40, 50)
+        let sampler = try DenoisingSampler(images: [source], cropSize: 16, sigma: 0.1)
+        var rng = Random(seed: 3)
+        var seenFlip = false
+        for _ in 0..<20 {
+            let (noisy, clean) = sampler.next(batch: 1, rng: &rng)
+            #expect(clean.shape == [1, 16, 16] && noisy.shape == [1, 16, 16])
+            // The clean crop is a window of the source, possibly flipped.
+            var found = false
+            for top in 0...24 where !found {
+                for left in 0...34 where !found {
+                    for (fh, fv) in [(false, false), (true, false), (false, true), (true, true)] where !found {
+                        var same = true
+                        for i in 0..<16 where same {
+                            for j in 0..<16 where same {
+                                let r = top + (fv ? 15 - i : i), c = left + (fh ? 15 - j : j)
+                                same = clean.data[i * 16 + j] == source.data[r * 50 + c]
+                            }
+                        }
+                        if same { found = true; seenFlip = seenFlip || fh || fv }
+                    }
+                }
+            }
+            #expect(found, "the clean crop is not a (flipped) window of the image")
+        }
+        #expect(seenFlip)
+        // Noise: std σ, fresh on every batch, reproducible from the seed.
+        var a = Random(seed: 5), b = Random(seed: 5)
+        let big = try DenoisingSampler(images: [Self.image(200, 200)], cropSize: 200, sigma: 0.1, flips: false)
+        let (n1, c1) = big.next(batch: 1, rng: &a)
+        let (n1b, _) = big.next(batch: 1, rng: &b)
+        let (n2, c2) = big.next(batch: 1, rng: &a)
+        #expect(n1 == n1b && c1 == c2 && n1 != n2)
+        let noise = (n1 - c1).data.map(Double.init)
+        let std = (noise.reduce(0) { $0 + $1 * $1 } / Double(noise.count)).squareRoot()
+        #expect(abs(std - 0.1) < 0.003)
+    }
+
+    @Test func negativeSigmaAndSmallImagesThrowClearErrors() throws {
+        #expect(throws: UnrollError.self) { try DenoisingSampler(images: [Self.image(20, 20)], cropSize: 8, sigma: -0.1) }
+        var rng = Random(seed: 1)
+        let dict = try Convolution2DDictionary(filters: 4, kernel: 9, stride: 4, height: 33, width: 33, rng: &rng)
+        let enc = UnrolledEncoder(layers: 3, lambda: .scalar(0.1), step: .fixed(0.1))
+        #expect(throws: UnrollError.self) {
+            try Denoiser.evaluate(clean: [Self.image(20, 20)], sigma: -1, seed: 0, dictionary: dict, encoder: enc)
+        }
+        do {
+            _ = try Denoiser.denoise(Self.image(6, 40), dictionary: dict, encoder: enc)
+            Issue.record("a 6×40 image with 9×9 filters should throw")
+        } catch let e as UnrollError {
+            #expect(e.description.contains("6×40") && e.description.contains("9×9"), "\(e)")
+        }
+        let config = DenoisingConfig(encoder: enc, cropSize: 33)
+        #expect(throws: UnrollError.self) { try DenoisingTrainer(dictionary: dict, images: [Self.image(8, 8)], config: config) }
+        var bad = config
+        bad.sigma = -0.5
+        #expect(throws: UnrollError.self) { try DenoisingTrainer(dictionary: dict, images: [Self.image(40, 40)], config: bad) }
+    }
+
+    /// With input ≠ target: g_dec is the closed form (1/B)·∂⟨Dz − t, Dz⟩ with z the codes of the input,
+    /// and g_ae-ls / g_ae-lasso equal central differences of ½‖D(h)·z(h; input) − t‖² (+ λ|z|) in the filters.
+    @Test func supervisedObjectiveMatchesFiniteDifferences() throws {
+        let (hh, ww) = (7, 8)
+        var rng = Random(seed: 21)
+        let op = try Convolution2DDictionary(filters: 2, kernel: 3, stride: 2, height: hh, width: ww, rng: &rng)
+        let target = Tensor.normal([2, hh, ww], rng: &rng)
+        let input = target + 0.3 * Tensor.normal([2, hh, ww], rng: &rng)
+        let enc = UnrolledEncoder(layers: 4, lambda: .scalar(0.2), step: .fixed(0.1))
+        func loss(_ h: Tensor, _ mode: GradientMode, fixed: Tensor?) throws -> Double {
+            var o = op
+            o.weights = h
+            let z = try fixed ?? enc.encode(input, with: o)
+            let r = o.apply(z) - target
+            var total = 0.5 * r.data.reduce(0.0) { $0 + Double($1) * Double($1) } / 2
+            if mode != .leastSquares { total += 0.2 * z.data.reduce(0.0) { $0 + abs(Double($1)) } / 2 }
+            return total
+        }
+        let fixed = try enc.encode(input, with: op)
+        for mode in [GradientMode.decoder, .lasso, .leastSquares] {
+            let g = try mode.evaluate(input: input, target: target, operator: op, encoder: enc)
+            #expect(abs(g.losses.loss - (try loss(op.weights, mode, fixed: nil))) < 1e-4)
+            // Float differences at h = 1e-2 on a loss that is piecewise smooth in h: compare loosely.
+            var fd = [Double]()
+            for q in 0..<op.weights.count {
+                var hp = op.weights, hm = op.weights
+                hp.data[q] += 1e-2
+                hm.data[q] -= 1e-2
+                let f = mode == .decoder ? fixed : nil
+                fd.append((try loss(hp, mode, fixed: f) - (try loss(hm, mode, fixed: f))) / 2e-2)
+            }
+            #expect(relativeDifference(doubles(g.gradient), fd) < 3e-2, "\(mode)")
+        }
+        // target = input: the same as the unsupervised evaluate.
+        let a = try GradientMode.leastSquares.evaluate(input: input, target: input, operator: op, encoder: enc)
+        let b = try GradientMode.leastSquares.evaluate(signals: input, operator: op, encoder: enc)
+        #expect(relativeDifference(doubles(a.gradient), doubles(b.gradient)) < 1e-6)
+    }
+
+    /// A few hundred steps of g_ae-ls on one smooth image must denoise it (PSNR above the noisy input's)
+    /// on an image size that does not fit the stride (padding and cropping at test time).
+    @Test func trainingDenoises() throws {
+        var rng = Random(seed: 2)
+        let dict = try Convolution2DDictionary(filters: 8, kernel: 5, stride: 2, height: 25, width: 25, rng: &rng)
+        let enc = UnrolledEncoder(layers: 5, lambda: .scalar(0.05), step: .fixed(0.2))
+        let config = DenoisingConfig(encoder: enc, mode: .leastSquares, optimizer: .adam(learningRate: 1e-2, epsilon: 1e-3),
+                                     sigma: 0.1, cropSize: 25, batchSize: 4, seed: 4)
+        var trainer = try DenoisingTrainer(dictionary: dict, images: [Self.image(64, 64)], config: config)
+        let before = try Denoiser.evaluate(clean: [Self.image(43, 38, phase: 1)], sigma: 0.1, seed: 9,
+                                           dictionary: trainer.dictionary, encoder: enc)
+        for _ in 0..<150 { try trainer.trainStep() }
+        let after = try Denoiser.evaluate(clean: [Self.image(43, 38, phase: 1)], sigma: 0.1, seed: 9,
+                                          dictionary: trainer.dictionary, encoder: enc)
+        #expect(after.meanDenoised > after.meanNoisy + 2, "PSNR \(after.meanDenoised) vs noisy \(after.meanNoisy)")
+        #expect(after.meanDenoised > before.meanDenoised)
+        #expect(abs(after.gain - (after.meanDenoisedCleanMax - after.meanNoisyCleanMax)) < 1e-9)
+        for f in 0..<8 {
+            let n = trainer.dictionary.weights.data[(f * 25)..<((f + 1) * 25)].reduce(0.0) { $0 + Double($1 * $1) }
+            #expect(abs(n - 1) < 1e-4)
+        }
+    }
+
+    @Test func table1TinyRunsAndReportsEveryRow() throws {
+        var s = Table1Experiment.settings(.tiny)
+        s.steps = 6
+        s.evaluateEvery = 3
+        let result = try Table1Experiment.run(s, train: [Self.image(50, 60)], test: [Self.image(41, 45, phase: 2)], scale: "tiny")
+        let t = result.table
+        #expect(t.rows.count == 1 + s.runs.count)
+        #expect(t.rows[0]["gradient"] == .string("noisy input"))
+        #expect(t.measured(["gradient": .string("ae-ls"), "lambda": .double(0.12)]).map { $0.isFinite } == true)
+        #expect(t.rows(where: ["gradient": .string("ae-ls")]).first?.paper == 25.48)
+        #expect(result.curves.first?.x == [3, 6])
+        #expect(Table1Experiment.paperRuns.count == 15)
+    }
+
+    /// 16-bit gray and RGB PNGs are converted to gray [0, 1] (written by Python's zlib, not our encoder).
+    @Test func sixteenBitAndRGBPNGsAreConverted() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unroll-png-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let script = """
+        import struct, zlib, sys
+        def png(path, w, h, depth, ctype, rows):
+            def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d) & 0xffffffff)
+            raw = b''.join(b'\\x00' + r for r in rows)
+            open(path, 'wb').write(b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, depth, ctype, 0, 0, 0))
+                                   + chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
+        d = sys.argv[1]
+        png(d + '/g16.png', 3, 2, 16, 0, [struct.pack('>3H', 0, 32768, 65535), struct.pack('>3H', 1000, 2000, 3000)])
+        png(d + '/rgb.png', 2, 1, 8, 2, [bytes([255, 0, 0, 10, 20, 30])])
+        png(d + '/rgbbig.png', 20, 20, 8, 2, [bytes(range(i, i + 60)) for i in range(20)])
+        png(d + '/g16big.png', 20, 20, 16, 0, [struct.pack('>20H', *[1000 * (i + j) for j in range(20)]) for i in range(20)])
+        """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", script, dir.path]
+        try p.run()
+        p.waitUntilExit()
+        try #require(p.terminationStatus == 0, "python3 could not write the test PNGs")
+        let g = try PNG.readGray(dir.appendingPathComponent("g16.png").path)
+        #expect(g.shape == [2, 3])
+        let expected: [Float] = [0, 32768, 65535, 1000, 2000, 3000].map { Float($0 / 65535.0) }
+        #expect(zip(g.data, expected).allSatisfy { abs($0 - $1) < 1e-6 })
+        let c = try PNG.readGray(dir.appendingPathComponent("rgb.png").path)
+        #expect(c.shape == [1, 2])
+        #expect(abs(c.data[0] - 0.299) < 1e-5 && abs(c.data[1] - Float(0.299 * 10 + 0.587 * 20 + 0.114 * 30) / 255) < 1e-5)
+
+        // The CLI denoises both (PSNR printed against a reference) and refuses a non-image file.
+        if CLITests.binary != nil {
+            let smallModelDir = dir.appendingPathComponent("model")
+            let images = dir.appendingPathComponent("train")
+            try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+            try PNG.write(Raster(gray: Self.image(40, 40)), to: images.appendingPathComponent("a.png").path)
+            try PNG.write(Raster(gray: Self.image(40, 40)), to: dir.appendingPathComponent("ref.png").path)
+            try CLITests.ok(["train", "--model", "conv2d", "--data", images.path, "--atoms", "4", "--kernel", "5", "--stride", "2",
+                             "--crop", "17", "--layers", "3", "--steps", "5", "--output", smallModelDir.path], in: dir)
+            #expect(FileManager.default.fileExists(atPath: smallModelDir.appendingPathComponent("atoms.png").path))
+            let model = smallModelDir.appendingPathComponent("model.safetensors").path
+            let out = try CLITests.ok(["denoise", "--model", model, "--input", "ref.png", "--clean", "ref.png",
+                                       "--add-noise", "0.1", "--seed", "3", "--output", "out.png"], in: dir)
+            #expect(out.stdout.contains("PSNR"), "\(out.stdout)")
+            try CLITests.ok(["denoise", "--model", model, "--input", "rgbbig.png", "--output", "o2.png"], in: dir)
+            try CLITests.ok(["denoise", "--model", model, "--input", "g16big.png", "--output", "o6.png"], in: dir)
+            try "not an image".write(to: dir.appendingPathComponent("notes.png"), atomically: true, encoding: .utf8)
+            let bad = try CLITests.run(["denoise", "--model", model, "--input", "notes.png", "--output", "o3.png"], in: dir)
+            #expect(bad.status != 0 && bad.stderr.contains("notes.png"), "\(bad.stderr)")
+            let neg = try CLITests.run(["denoise", "--model", model, "--input", "ref.png", "--add-noise", "-1", "--output", "o4.png"], in: dir)
+            #expect(neg.status != 0 && neg.stderr.contains("σ"), "\(neg.stderr)")
+            let tinyImage = try CLITests.run(["denoise", "--model", model, "--input", "rgb.png", "--output", "o5.png"], in: dir)
+            #expect(tinyImage.status != 0 && tinyImage.stderr.contains("smaller"), "\(tinyImage.stderr)")
+        }
+    }
+}
