@@ -15,13 +15,14 @@ struct Reproduce: ParsableCommand {
           theory     §3: g_dec vs g_ae-lasso vs g_ae-ls learning D (T ∈ {25, 50, 100}, 600 full-batch epochs)
           gradients  §3: distances of the three gradients to the converged-lasso and true-code gradients, t = 1…100
           fig5       §4: g_ae-ls (soft, λ decay, hard threshold) vs NOODL on m 1000, p 1500, n 50 000
+          interpret  §5: Theorem 5.1, the dictionary as a combination of training images (digits, Fashion-MNIST)
           table1     §5: image denoising with a convolutional dictionary (PUDLE Table 1; images from $UNROLL_IMAGES/{train,test})
         Scales: tiny (seconds), small (minutes), paper (the published setting; theory and fig5 take hours).
         Progress goes to stderr; with --json stdout holds exactly one JSON object.
         """)
 
     enum Experiment: String, ExpressibleByArgument, CaseIterable {
-        case theory, gradients, fig5, table1
+        case theory, gradients, fig5, interpret, table1
     }
 
     @Argument(help: "Experiment: theory, gradients or fig5.")
@@ -126,6 +127,8 @@ struct Reproduce: ParsableCommand {
                     }
                 }
                 result = try Fig5Experiment.run(s, scale: scale, callbacks: callbacks)
+            case .interpret:
+                result = try InterpretReproduce.run(scale: scaleValue, seed: seed, folder: folder, callbacks: callbacks)
             case .table1:
                 result = try Table1Reproduce.run(scale: scaleValue, seed: seed, steps: steps, methods: methods, callbacks: callbacks)
             }
