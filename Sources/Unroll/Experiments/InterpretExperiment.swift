@@ -53,7 +53,7 @@ public enum InterpretExperiment {
     /// 3000 rounds). tiny: 40 training images per class, p 50, at most 400 rounds (seconds; may stop
     /// short of 1e-6); small: digits all ≈ 144/class with p 100, Fashion 60/class with p 50 and λ 1, at most
     /// 1500 rounds;
-    /// paper: p 500, T 15 (Fashion 1200/class = the paper's 6000 examples).
+    /// paper: p 500, T 15 (Fashion 1200/class = the paper's 6000 examples, λ 1; not run yet).
     public static func settings(_ scale: ReproductionScale, dataset: String) -> Settings {
         let digits = dataset == "digits"
         var s: Settings
@@ -69,7 +69,7 @@ public enum InterpretExperiment {
         case .paper:
             s = digits
                 ? Settings(trainPerClass: 1000, testPerClass: 1000, atoms: 500, lambda: 0.3, omega: 1, backpropEpochs: 100)
-                : Settings(trainPerClass: 1200, testPerClass: 200, atoms: 500, lambda: 0.3, omega: 1, backpropEpochs: 30)
+                : Settings(trainPerClass: 1200, testPerClass: 200, atoms: 500, lambda: 1, omega: 1, backpropEpochs: 30)
         }
         return s
     }
