@@ -1,0 +1,294 @@
+import ArgumentParser
+import Foundation
+import Unroll
+import UnrollCore
+import UnrollIO
+
+/// `unroll spikes simulate|train|sort`: CRsAE spike sorting on 1-D (multichannel) recordings.
+struct Spikes: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "CRsAE spike sorting: simulate recordings, learn templates, sort spikes.",
+        discussion: """
+        A recording is a .npy of shape samples × channels (or samples), or a .npz with an array
+        "signal" of that shape; `simulate` also stores the ground truth (filters, spike_neuron, spike_time,
+        spike_amplitude, sigma, sampling_rate), which `train --init truth` and `sort` use when present.
+        Example:
+          unroll spikes simulate --seconds 60 --output rec.npz
+          unroll spikes train --recording rec.npz --output model.npz
+          unroll spikes sort --recording rec.npz --model model.npz --output sorted
+        """,
+        subcommands: [SpikesSimulate.self, SpikesTrain.self, SpikesSort.self])
+}
+
+/// A recording read from .npy/.npz: `[channels, samples]`, plus the ground truth if the file has it.
+struct SpikeRecordingFile {
+    var signal: Tensor
+    var samplingRate: Double?
+    var filters: Tensor?
+    var spikeTimes: [[Int]]?
+
+    static func read(_ path: String, option: String) throws -> SpikeRecordingFile {
+        let (_, arrays) = try ArrayInput.arrays(path, option: option)
+        func find(_ name: String) -> Tensor? { arrays.first { $0.name == name }?.tensor }
+        guard let raw = find("signal") ?? (arrays.count == 1 ? arrays[0].tensor : nil) else {
+            throw CLIError("\(option) \(path): expected an array named \"signal\" (samples × channels); the file has "
+                           + arrays.map(\.name).joined(separator: ", "))
+        }
+        let matrix: Tensor
+        switch raw.rank {
+        case 1: matrix = raw.reshaped([raw.count, 1])
+        case 2: matrix = raw
+        default: throw CLIError("\(option) \(path): the recording must be samples × channels, got shape \(raw.shape)")
+        }
+        guard matrix.rows >= 2, matrix.cols >= 1 else { throw CLIError("\(option) \(path): the recording is empty (shape \(raw.shape))") }
+        if matrix.hasNonFinite { throw CLIError("\(option) \(path): the recording contains NaN or Inf") }
+        var file = SpikeRecordingFile(signal: matrix.transposed())
+        file.samplingRate = find("sampling_rate").flatMap { $0.data.first.map(Double.init) }
+        file.filters = find("filters")
+        if let n = find("spike_neuron"), let t = find("spike_time"), let f = file.filters, n.count == t.count {
+            var times = [[Int]](repeating: [], count: f.shape[0])
+            for (a, b) in zip(n.data, t.data) where Int(a) >= 0 && Int(a) < times.count { times[Int(a)].append(Int(b)) }
+            file.spikeTimes = times.map { $0.sorted() }
+        }
+        return file
+    }
+}
+
+struct SpikesSimulate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "simulate",
+        abstract: "Simulate a recording with ground truth (CRsAE §6.1; biphasic spikes) and write it as .npz.")
+
+    @Option(help: "Output .npz (signal: samples × channels, filters, spike_neuron, spike_time, spike_amplitude, sigma, sampling_rate).")
+    var output: String
+    @Option(help: "Seconds of recording.") var seconds: Double = 60
+    @Option(help: "Sampling rate (Hz).") var rate: Double = 10_000
+    @Option(help: "Neurons.") var neurons: Int = 3
+    @Option(help: "Channels (4 = a tetrode).") var channels: Int = 1
+    @Option(help: "Filter (template) length in ms.") var filterMs: Double = 2.5
+    @Option(help: "Spike durations in ms, lo,hi (at most --filter-ms).") var spikeMs: String = "1,2"
+    @Option(help: "SNR in dB.") var snr: Double = 16
+    @Option(help: "Firing rates in Hz, lo,hi.") var firing: String = "10,30"
+    @Option(help: "Waveforms: biphasic or gaussian.") var waveform: String = "biphasic"
+    @Option(help: "Seed.") var seed: UInt64 = 0
+
+    func run() throws {
+        var config = SpikeRecordingConfig()
+        config.duration = seconds
+        config.samplingRate = rate
+        config.neurons = neurons
+        config.channels = channels
+        config.filterMilliseconds = filterMs
+        config.snr = snr
+        let parts = firing.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 2, parts[0] > 0, parts[0] <= parts[1] else { throw CLIError("--firing needs lo,hi in Hz with 0 < lo ≤ hi, got '\(firing)'") }
+        config.firingRate = parts[0]...parts[1]
+        let durations = spikeMs.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard durations.count == 2, durations[0] > 0, durations[0] <= durations[1] else { throw CLIError("--spike-ms needs lo,hi in ms, got '\(spikeMs)'") }
+        config.spikeMilliseconds = durations[0]...durations[1]
+        guard let kind = SpikeWaveformKind(rawValue: waveform) else { throw CLIError("--waveform must be biphasic or gaussian, got '\(waveform)'") }
+        config.waveform = kind
+        try inContext("spikes simulate") { try config.validate() }
+        var rng = Random(seed: seed)
+        let filters = SpikeSimulation.filters(config, rng: &rng)
+        let rec = try inContext("spikes simulate") { try SpikeSimulation.record(config, filters: filters, rng: &rng) }
+        var neuron: [Int] = [], time: [Int] = [], amp: [Float] = []
+        for n in rec.spikeTimes.indices {
+            neuron += [Int](repeating: n, count: rec.spikeTimes[n].count)
+            time += rec.spikeTimes[n]
+            amp += rec.amplitudes[n]
+        }
+        try inContext("--output \(output)") {
+            try Npz.write(npy: [
+                ("signal", Npy.encode(rec.signal.transposed())),
+                ("filters", Npy.encode(rec.filters)),
+                ("spike_neuron", Npy.encode(int64: neuron)),
+                ("spike_time", Npy.encode(int64: time)),
+                ("spike_amplitude", Npy.encode(Tensor(shape: [amp.count], data: amp))),
+                ("sigma", Npy.encode(Tensor(shape: [1], data: [rec.sigma]))),
+                ("sampling_rate", Npy.encode(Tensor(shape: [1], data: [Float(rate)]))),
+            ], to: output)
+        }
+        print("wrote \(output): \(config.samples) samples × \(channels) channel(s), \(time.count) spikes of \(neurons) neurons, σ \(rec.sigma), K \(config.filterLength)")
+    }
+}
+
+struct SpikesTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "train",
+        abstract: "Learn spike templates with CRsAE (FISTA encoder, EM λ, σ from the residual, Adam) and write the model .npz.")
+
+    @Option(help: "Recording (.npy samples × channels, or .npz with \"signal\").") var recording: String
+    @Option(help: "Output model .npz (filters, lambda, sigma, alpha, layers, threshold).") var output: String
+    @Option(help: "Number of templates (neurons).") var neurons: Int = 3
+    @Option(help: "Template length in samples (default: the file's filters, else 2.5 ms at the sampling rate).") var filterLength: Int?
+    @Option(help: "Sampling rate (Hz) when the file does not store one.") var rate: Double = 10_000
+    @Option(help: "Training window in samples.") var window: Int = 1000
+    @Option(help: "FISTA layers T.") var layers: Int = 50
+    @Option(help: "Epochs over the windows.") var epochs: Int = 15
+    @Option(help: "Windows per batch.") var batch: Int = 32
+    @Option(help: "Adam learning rate.") var lr: Float = 0.01
+    @Option(help: "Learning-rate factor per epoch.") var lrDecay: Float = 0.9
+    @Option(help: "Gamma prior rate δ of the EM λ (0 = maximum likelihood).") var priorRate: Float = 500
+    @Option(help: "Start: crossings (threshold crossings, minimum mutual correlation) or truth (the file's filters at error 0.4–0.5).")
+    var initialization: String = "crossings"
+    @Option(help: "Crossing threshold in robust σ (median|y|/0.6745) for --initialization crossings.") var crossing: Float = 4
+    @Flag(help: "One-sided (non-negative) codes instead of CRsAE's two-sided ReLU.") var nonNegative = false
+    @Option(help: "Threads.") var threads: Int = 2
+    @Option(help: "Seed.") var seed: UInt64 = 0
+
+    func run() throws {
+        BLAS.threads = threads
+        Parallel.workers = max(1, threads)
+        let file = try SpikeRecordingFile.read(recording, option: "--recording")
+        let fs = file.samplingRate ?? rate
+        let k = filterLength ?? file.filters?.shape[2] ?? max(3, Int((2.5 * fs / 1000).rounded()))
+        guard neurons >= 1, k >= 2, window > k, layers >= 1, epochs >= 1, batch >= 1 else {
+            throw CLIError("need --neurons ≥ 1, --filter-length ≥ 2, --window > filter length, --layers/--epochs/--batch ≥ 1")
+        }
+        var rng = Random(seed: seed)
+        let start: Tensor
+        switch initialization {
+        case "truth":
+            guard let f = file.filters, f.shape[0] == neurons, f.shape[2] == k else {
+                throw CLIError("--initialization truth needs the recording's \"filters\" array with \(neurons) filters of length \(k)")
+            }
+            start = SpikeTemplates.perturbed(f, rng: &rng)
+        case "crossings":
+            let sigma = SpikeSimulation.robustSigma(file.signal)
+            let waves = SpikeTemplates.crossings(file.signal, threshold: crossing * sigma, length: k, before: k / 4)
+            start = try inContext("--initialization crossings") { try SpikeTemplates.minimumCorrelation(waves, count: neurons, rng: &rng) }
+        default:
+            throw CLIError("--initialization must be crossings or truth, got '\(initialization)'")
+        }
+        var settings = SpikesExperiment.Settings(trainSeconds: 0, testSeconds: 0, epochs: epochs)
+        settings.window = window
+        settings.training.layers = layers
+        settings.training.batchSize = batch
+        settings.training.learningRate = lr
+        settings.training.learningRateDecay = lrDecay
+        settings.training.threshold = nonNegative ? .nonNegative : .soft
+        settings.priorRate = priorRate
+        settings.seed = seed
+        let truth = file.filters.flatMap { $0.shape == start.shape ? $0 : nil } ?? start
+        let rec = SimulatedRecording(signal: file.signal, filters: truth, spikeTimes: [], amplitudes: [], sigma: 0, samplingRate: fs)
+        let outcome = try inContext("spikes train") {
+            try SpikesExperiment.train(settings, start: start, train: rec) { line in
+                FileHandle.standardError.write(Data((line + (file.filters == nil ? " (template errors vs the start)" : "") + "\n").utf8))
+            }
+        }
+        try SpikeModelFile.write(outcome.model, to: output)
+        print("wrote \(output): \(neurons) templates of \(k) samples, λ " + outcome.model.lambdas.map { String(format: "%.2f", $0) }.joined(separator: ",")
+              + String(format: ", σ %.4g", outcome.model.sigma))
+    }
+}
+
+/// The model as .npz: filters [C, ch, K], lambda [C], sigma, alpha, layers, threshold (0 soft, 1 non-negative).
+enum SpikeModelFile {
+    static func write(_ m: SpikeModel, to path: String) throws {
+        try inContext("--output \(path)") {
+            try Npz.write([("filters", m.filters), ("lambda", Tensor(shape: [m.lambdas.count], data: m.lambdas)),
+                           ("sigma", Tensor(shape: [1], data: [m.sigma])), ("alpha", Tensor(shape: [1], data: [m.alpha])),
+                           ("layers", Tensor(shape: [1], data: [Float(m.layers)])),
+                           ("threshold", Tensor(shape: [1], data: [m.threshold == .soft ? 0 : 1]))], to: path)
+        }
+    }
+
+    static func read(_ path: String) throws -> SpikeModel {
+        let (_, arrays) = try ArrayInput.arrays(path, option: "--model")
+        func find(_ name: String) throws -> Tensor {
+            guard let t = arrays.first(where: { $0.name == name })?.tensor else {
+                throw CLIError("--model \(path): missing array \"\(name)\" (write models with `unroll spikes train`)")
+            }
+            return t
+        }
+        return try inContext("--model \(path)") {
+            try SpikeModel(filters: try find("filters"), lambdas: try find("lambda").data, sigma: try find("sigma").data.first ?? 0,
+                           layers: Int(try find("layers").data.first ?? 0),
+                           threshold: (try find("threshold").data.first ?? 0) == 0 ? .soft : .nonNegative,
+                           alpha: try find("alpha").data.first ?? 0)
+        }
+    }
+}
+
+struct SpikesSort: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "sort",
+        abstract: "Sort a recording: encode it in chunks, pick each neuron's spikes, write spikes.csv (and score against ground truth).")
+
+    @Option(help: "Recording (.npy samples × channels, or .npz with \"signal\").") var recording: String
+    @Option(help: "Model .npz from `unroll spikes train`.") var model: String
+    @Option(help: "Output folder (spikes.csv; with ground truth also miss_false_alarm.csv/.png and templates.png).") var output: String
+    @Option(help: "Keep detections with peak height ≥ this (0 = all peaks).") var threshold: Float = 0
+    @Option(help: "Chunk length in samples.") var chunk: Int = 20_000
+    @Option(help: "Matching tolerance in ms for the scores.") var toleranceMs: Double = 0.5
+    @Option(help: "Sampling rate (Hz) when the file does not store one.") var rate: Double = 10_000
+    @Flag(help: "Use the convex baseline (FISTA to --tolerance) instead of the trained encoder.") var convex = false
+    @Option(help: "Convex baseline tolerance (relative change of the iterate).") var tolerance: Float = 1e-4
+    @Option(help: "Threads.") var threads: Int = 2
+
+    func run() throws {
+        BLAS.threads = threads
+        Parallel.workers = max(1, threads)
+        let file = try SpikeRecordingFile.read(recording, option: "--recording")
+        let m = try SpikeModelFile.read(model)
+        guard m.filters.shape[1] == file.signal.shape[0] else {
+            throw CLIError("--model has \(m.filters.shape[1])-channel templates but --recording has \(file.signal.shape[0]) channels")
+        }
+        guard chunk > m.filterLength else { throw CLIError("--chunk must exceed the template length \(m.filterLength)") }
+        let fs = file.samplingRate ?? rate
+        let t0 = ContinuousClock.now
+        let codes: Tensor
+        if convex {
+            codes = try inContext("spikes sort") { try m.encodeConvex(file.signal, tolerance: tolerance, chunkSamples: chunk).codes }
+        } else {
+            codes = try inContext("spikes sort") { try m.encode(file.signal, chunkSamples: chunk) }
+        }
+        let found = SpikeDetection.detect(codes: codes, filters: m.filters)
+        let c = (ContinuousClock.now - t0).components
+        let seconds = Double(c.seconds) + Double(c.attoseconds) * 1e-18
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        var rows: [[Double]] = []
+        for (n, spikes) in found.enumerated() {
+            for s in spikes where s.height >= threshold { rows.append([Double(n), Double(s.time), Double(s.time) / fs, Double(s.height)]) }
+        }
+        rows.sort { $0[1] < $1[1] }
+        try CSV.write(header: ["neuron", "sample", "seconds", "height"], rows: rows, to: output + "/spikes.csv")
+        print(String(format: "sorted %.1f s of recording in %.2f s (%@): %d detections → %@/spikes.csv",
+                     Double(file.signal.shape[1]) / fs, seconds, convex ? "convex baseline" : "trained encoder", rows.count, output))
+        guard let truth = file.filters, truth.shape == m.filters.shape, let times = file.spikeTimes else { return }
+        // Ground truth present: match templates, score, draw.
+        let matching = SpikeTemplates.errors(learned: m.filters, truth: truth)
+        let dets = SpikesExperiment.detections(codes: codes, model: m, matching: matching)
+        let tol = max(1, Int((toleranceMs * fs / 1000).rounded()))
+        let grid = stride(from: 0.0, through: 0.5, by: 0.005).map { $0 }
+        var plot = LinePlot(title: "miss vs false alarm", xLabel: "false alarm rate", yLabel: "miss rate")
+        var table: [[Double]] = grid.map { [$0] }
+        for n in times.indices {
+            let score = SpikeScore(truth: times[n], detections: dets[n], tolerance: tol)
+            let y = grid.map { score.missRate(atFalseAlarm: $0) }
+            plot.add("neuron \(n)", x: grid, y: y)
+            for i in grid.indices { table[i].append(y[i]) }
+            print(String(format: "neuron %d: template error %.3f, miss %.3f at 5%% false alarm (%d true spikes)",
+                         n, matching[n].error, score.missRate(atFalseAlarm: 0.05), times[n].count))
+        }
+        try CSV.write(header: ["false_alarm"] + times.indices.map { "miss_neuron_\($0)" }, rows: table, to: output + "/miss_false_alarm.csv")
+        try PNG.write(plot.render(), to: output + "/miss_false_alarm.png")
+        let k = m.filterLength, per = m.filters.shape[1] * k
+        var templates = LinePlot(title: "templates (channel 0): true vs learned", xLabel: "sample", yLabel: "amplitude")
+        for n in times.indices {
+            templates.add("true \(n)", x: (0..<k).map(Double.init), y: (0..<k).map { Double(truth.data[n * per + $0]) })
+            let lag = matching[n].lag, l = matching[n].learned
+            let xs = (0..<k).filter { $0 + lag >= 0 && $0 + lag < k }
+            templates.add("learned \(n)", x: xs.map(Double.init), y: xs.map { Double(m.filters.data[l * per + $0 + lag]) })
+        }
+        try PNG.write(templates.render(), to: output + "/templates.png")
+    }
+}
+
+/// `unroll reproduce spikes`: `SpikesExperiment` at a scale; `--steps` overrides the epochs.
+enum SpikesReproduce {
+    static func run(scale: ReproductionScale, seed: UInt64, steps: Int?, callbacks: ReproductionCallbacks) throws -> ReproductionResult {
+        var s = SpikesExperiment.settings(scale)
+        s.seed = seed
+        if let e = steps { s.epochs = e }
+        return try SpikesExperiment.run(s, scale: scale.rawValue, callbacks: callbacks)
+    }
+}
