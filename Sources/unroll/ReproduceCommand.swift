@@ -17,12 +17,13 @@ struct Reproduce: ParsableCommand {
           fig5       §4: g_ae-ls (soft, λ decay, hard threshold) vs NOODL on m 1000, p 1500, n 50 000
           interpret  §5: Theorem 5.1, the dictionary as a combination of training images (digits, Fashion-MNIST)
           table1     §5: image denoising with a convolutional dictionary (PUDLE Table 1; images from $UNROLL_IMAGES/{train,test})
+          spikes     CRsAE §6: spike sorting on simulated recordings (template error, miss vs false alarm, time vs a convex solver)
         Scales: tiny (seconds), small (minutes), paper (the published setting; theory and fig5 take hours).
         Progress goes to stderr; with --json stdout holds exactly one JSON object.
         """)
 
     enum Experiment: String, ExpressibleByArgument, CaseIterable {
-        case theory, gradients, fig5, interpret, table1
+        case theory, gradients, fig5, interpret, table1, spikes
     }
 
     @Argument(help: "Experiment: theory, gradients or fig5.")
@@ -131,6 +132,8 @@ struct Reproduce: ParsableCommand {
                 result = try InterpretReproduce.run(scale: scaleValue, seed: seed, folder: folder, callbacks: callbacks)
             case .table1:
                 result = try Table1Reproduce.run(scale: scaleValue, seed: seed, steps: steps, methods: methods, callbacks: callbacks)
+            case .spikes:
+                result = try SpikesReproduce.run(scale: scaleValue, seed: seed, steps: steps, callbacks: callbacks)
             }
         } catch let e as UnrollError {
             throw ValidationError(e.description)
