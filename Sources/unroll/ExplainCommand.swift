@@ -30,8 +30,8 @@ struct Explain: ParsableCommand {
         var scale: String = "small"
         @Option(help: "Training images per class (overrides the scale's).")
         var perClass: Int?
-        @Option(help: "Atoms p (overrides the scale's).")
-        var atoms: Int?
+        @Option(name: .customLong("p"), help: "Atoms p (overrides the scale's).")
+        var atomCount: Int?
         @Option(help: "λ of the non-negative lasso (overrides the scale's).")
         var lambda: Double?
         @Option(help: "ω, the ridge weight on W (overrides the scale's).")
@@ -53,7 +53,7 @@ struct Explain: ParsableCommand {
             guard ExplainData.Name(rawValue: dataset) != nil else { throw ValidationError("--dataset must be digits or fashion, got '\(dataset)'") }
             guard ReproductionScale(rawValue: scale) != nil else { throw ValidationError("--scale must be one of tiny, small, paper; got '\(scale)'") }
             if let v = perClass, v < 1 { throw ValidationError("--per-class must be ≥ 1, got \(v)") }
-            if let v = atoms, v < 1 { throw ValidationError("--atoms must be ≥ 1, got \(v)") }
+            if let v = atomCount, v < 1 { throw ValidationError("--p must be ≥ 1, got \(v)") }
             if let v = lambda, !(v.isFinite && v >= 0) { throw ValidationError("--lambda must be finite and ≥ 0, got \(v)") }
             if let v = omega, !(v.isFinite && v > 0) { throw ValidationError("--omega must be finite and > 0, got \(v)") }
             guard top >= 1 else { throw ValidationError("--top must be ≥ 1, got \(top)") }
@@ -69,7 +69,7 @@ struct Explain: ParsableCommand {
             var s = InterpretExperiment.settings(ReproductionScale(rawValue: scale)!, dataset: dataset)
             s.seed = seed
             if let v = perClass { s.trainPerClass = v }
-            if let v = atoms { s.atoms = v }
+            if let v = atomCount { s.atoms = v }
             if let v = lambda { s.lambda = v }
             if let v = omega { s.omega = v }
             var rng = Random(seed: seed)

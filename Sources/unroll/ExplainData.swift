@@ -23,7 +23,7 @@ enum ExplainData {
 
     /// scikit-learn's 8×8 digits (0…16 → [0, 1]). There is no test split: every fifth image is a test image.
     static func digits(_ path: String) throws -> LabeledImages {
-        let (x, labels) = try inContext(path) { try CSV.loadDigits(path) }
+        let (x, labels) = try CSV.loadDigits(path)
         let scaled = x.map { $0 / 16 }
         let test = labels.indices.filter { $0 % 5 == 4 }, train = labels.indices.filter { $0 % 5 != 4 }
         return try inContext(path) {
@@ -36,7 +36,7 @@ enum ExplainData {
     static func fashion(_ folder: String) throws -> LabeledImages {
         func images(_ file: String) throws -> Tensor {
             let path = folder + "/" + file
-            let a = try inContext(path) { try IDX.read(path) }
+            let a = try IDX.read(path)
             guard a.shape.count == 3, a.shape[1] == 28, a.shape[2] == 28 else {
                 throw CLIError("\(path): expected images of shape [n, 28, 28], found \(a.shape)")
             }
@@ -44,7 +44,7 @@ enum ExplainData {
         }
         func labels(_ file: String) throws -> [Int] {
             let path = folder + "/" + file
-            return try inContext(path) { try IDX.readLabels(path) }
+            return try IDX.readLabels(path)
         }
         return try inContext(folder) {
             try LabeledImages(name: "fashion", train: try images("train-images-idx3-ubyte.gz"),

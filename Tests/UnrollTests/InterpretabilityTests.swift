@@ -167,7 +167,7 @@ import UnrollCore
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let r = try CLITests.ok(["explain", "example", "--dataset", "digits", "--scale", "tiny", "--per-class", "20",
-                                 "--atoms", "20", "--output", "out", "--quiet"], in: dir)
+                                 "--p", "20", "--output", "out", "--quiet"], in: dir)
         #expect(r.stdout.contains("converged true"), "\(r.stdout)")
         // "‖ẑW̃ − Σβx‖/‖ẑW̃‖ = <value>," on each test image's line
         let values = r.stdout.components(separatedBy: "‖ẑW̃ − Σβx‖/‖ẑW̃‖ = ").dropFirst().compactMap { Double($0.prefix { $0 != "," }) }
