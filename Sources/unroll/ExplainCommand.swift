@@ -40,7 +40,7 @@ struct Explain: ParsableCommand {
         var top: Int = 4
         @Option(name: .shortAndLong, help: "Folder for the PNG figures.")
         var output: String = "explain"
-        @Option(help: "Folder holding digits/ and fashion-mnist/ (default $UNROLL_DATA or /work/shared/data).")
+        @Option(help: "Folder holding digits/ and fashion-mnist/ (default $UNROLL_DATA or ../shared/data).")
         var dataDir: String?
         @Option(help: "Seed of the subset and the initial dictionary.")
         var seed: UInt64 = 0

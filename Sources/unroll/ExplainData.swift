@@ -4,15 +4,13 @@ import UnrollCore
 import UnrollIO
 
 /// The two image sets of the interpretability experiment, read from the shared data folder
-/// (`$UNROLL_DATA`, default /work/shared/data), pixels scaled to [0, 1].
+/// (`SharedData.folder`: `$UNROLL_DATA` or `../shared/data`), pixels scaled to [0, 1].
 enum ExplainData {
     enum Name: String, CaseIterable {
         case digits, fashion
     }
 
-    static var defaultFolder: String {
-        ProcessInfo.processInfo.environment["UNROLL_DATA"] ?? "/work/shared/data"
-    }
+    static var defaultFolder: String { SharedData.folder }
 
     static func load(_ name: Name, folder: String) throws -> LabeledImages {
         switch name {

@@ -16,7 +16,7 @@ struct Reproduce: ParsableCommand {
           gradients  §3: distances of the three gradients to the converged-lasso and true-code gradients, t = 1…100
           fig5       §4: g_ae-ls (soft, λ decay, hard threshold) vs NOODL on m 1000, p 1500, n 50 000
           interpret  §5: Theorem 5.1, the dictionary as a combination of training images (digits, Fashion-MNIST)
-          table1     §5: image denoising with a convolutional dictionary (PUDLE Table 1; images from $UNROLL_IMAGES/{train,test})
+          table1     §5: image denoising with a convolutional dictionary (PUDLE Table 1; images from $UNROLL_IMAGES/{train,test}, default ../shared/data/images)
           spikes     CRsAE §6: spike sorting on simulated recordings (template error, miss vs false alarm, time vs a convex solver)
         Scales: tiny (seconds), small (minutes), paper (the published setting; theory and fig5 take hours).
         Progress goes to stderr; with --json stdout holds exactly one JSON object.

@@ -3,13 +3,13 @@ import Unroll
 import UnrollCore
 
 /// `unroll reproduce table1`: loads the image folders and runs `Table1Experiment`.
-/// Images: `$UNROLL_IMAGES/train` and `$UNROLL_IMAGES/test` (default /work/shared/data/images).
+/// Images: `$UNROLL_IMAGES/train` and `$UNROLL_IMAGES/test` (default: `images/` of `SharedData.folder`).
 /// `--methods` picks runs: `dec`, `ae-ls`, `ae-ls-ht`, `ae-lasso` (all their λ/τ), or one value with
 /// `@`, e.g. `dec@0.16,ae-ls@0.16`. `--steps` overrides the training steps per run.
 enum Table1Reproduce {
     static func run(scale: ReproductionScale, seed: UInt64, steps: Int?, methods: String?,
                     callbacks: ReproductionCallbacks) throws -> ReproductionResult {
-        let root = ProcessInfo.processInfo.environment["UNROLL_IMAGES"] ?? "/work/shared/data/images"
+        let root = ProcessInfo.processInfo.environment["UNROLL_IMAGES"] ?? SharedData.folder + "/images"
         var s = Table1Experiment.settings(scale)
         s.seed = seed
         if let n = steps {

@@ -54,7 +54,7 @@ import UnrollIO
     @Test func loadsTheDigits() throws {
         let dir = try TempDir()
         defer { dir.remove() }
-        let path = "/work/shared/data/digits/digits.csv.gz"
+        let path = sharedData + "/digits/digits.csv.gz"
         try Python.run("""
             import gzip
             t = np.loadtxt(gzip.open('\(path)', 'rt'), delimiter=',')

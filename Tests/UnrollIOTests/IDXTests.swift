@@ -8,7 +8,7 @@ import UnrollIO
     @Test func readsFashionMNIST() throws {
         let dir = try TempDir()
         defer { dir.remove() }
-        let root = "/work/shared/data/fashion-mnist/"
+        let root = sharedData + "/fashion-mnist/"
         try Python.run("""
             import gzip, json
             out = {}

@@ -102,7 +102,7 @@ import UnrollIO
     @Test func readsTheLfwSubset() throws {
         let dir = try TempDir()
         defer { dir.remove() }
-        let path = "/work/shared/data/faces/lfw_subset.npy"
+        let path = sharedData + "/faces/lfw_subset.npy"
         try Python.run("np.load('\(path)').astype('<f4').tofile('lfw.f32')", in: dir.path)
         let a = try Npy.read(path)
         #expect(a.shape == [200, 25, 25] && a.dtype == "float64")

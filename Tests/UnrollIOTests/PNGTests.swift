@@ -170,13 +170,14 @@ private let pythonPNG = """
         defer { dir.remove() }
         let out = try Python.run(pythonPNG + """
             import glob
+            root = '\(sharedData)'
             sizes = {}
-            for path in sorted(glob.glob('/work/shared/data/images/*/*.png')):
+            for path in sorted(glob.glob(root + '/images/*/*.png')):
                 b = open(path, 'rb').read()
                 w, h, bd, ct = struct.unpack('>IIBB', b[16:26])
                 sizes[path] = [w, h, bd, ct]
             for name in ['coins', 'chelsea']:
-                w, h, ch, pixels, used = decode(f'/work/shared/data/images/train/{name}.png')
+                w, h, ch, pixels, used = decode(f'{root}/images/train/{name}.png')
                 open(name + '.raw', 'wb').write(pixels)
             json.dump(sizes, open('sizes.json', 'w'))
             print(len(sizes))
@@ -189,7 +190,7 @@ private let pythonPNG = """
             #expect(image.samples.count == s[0] * s[1] * image.channels)
         }
         for name in ["coins", "chelsea"] {
-            let path = "/work/shared/data/images/train/\(name).png"
+            let path = sharedData + "/images/train/\(name).png"
             let pixels = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir.file(name + ".raw"))))
             #expect(try PNG.read(path).samples == pixels.map(UInt16.init), "\(name)")
             let gray = try PNG.readGray(path)

@@ -159,7 +159,7 @@ import UnrollCore
         #expect(throws: UnrollError.self) { try NonNegativeLasso(lambda: 0.1).solve(signals: x, weights: [1, 2], atoms: 3) }
     }
 
-    static let digits = (ProcessInfo.processInfo.environment["UNROLL_DATA"] ?? "/work/shared/data") + "/digits/digits.csv.gz"
+    static let digits = sharedData + "/digits/digits.csv.gz"
 
     /// `unroll explain example` on a small digits model: converges, the identity holds, the figure is written.
     @Test(.enabled(if: FileManager.default.fileExists(atPath: digits)))
