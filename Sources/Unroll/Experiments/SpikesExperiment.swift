@@ -49,12 +49,12 @@ public enum SpikesExperiment {
         }
     }
 
-    /// paper: 3 neurons, 10 kHz, K 2 ms, SNR 16 dB, 5 min of training windows, T 50, sort 10 min;
+    /// paper: 3 neurons, 10 kHz, K 2.5 ms, SNR 16 dB, 5 min of training windows, 12 epochs, T 50, close start, sort 10 min;
     /// small: 1 min training, sort 1 min; tiny: 10 s training, T 20, batch 16, 12 epochs, sort 4 s (seconds; for tests).
     public static func settings(_ scale: ReproductionScale) -> Settings {
         switch scale {
         case .paper:
-            var s = Settings(trainSeconds: 300, testSeconds: 600, epochs: 6)
+            var s = Settings(trainSeconds: 300, testSeconds: 600, epochs: 12)
             s.initializations = [.close]
             return s
         case .small:
