@@ -22,30 +22,7 @@ extension GradientMode {
             throw UnrollError.shapeMismatch("denoising input \(input.shape) and target \(target.shape) differ in shape")
         }
         return try FlushDenormals.with(true) {
-            let batch = input.rows
-            guard batch >= 1 else { throw UnrollError.invalidArgument("a batch needs at least one signal") }
-            let invB = 1 / Float(batch)
-            let (codes, trace, alpha) = try encoder.run(input, op, beta: beta, record: throughEncoder)
-            var residual = op.apply(codes)
-            residual.add(target, scaledBy: -1)               // r = D z − target
-
-            let lambdas = encoder.lambda.values(atoms: op.atoms)
-            let positions = op.positions(codeShape: codes.shape)
-            let rec = 0.5 * residual.squaredNorm() / Double(batch)
-            let (l1, penalty) = Self.l1Terms(codes, lambdas: lambdas, positions: positions)
-            let losses = LossBreakdown(
-                loss: (self == .decoder || self == .lasso) ? rec + penalty / Double(batch) : rec,
-                reconstruction: rec, l1: l1 / Double(batch), penalty: penalty / Double(batch))
-
-            var gradient = invB * op.weightGradient(residual: residual, codes: codes)
-            if throughEncoder {
-                var codeGradient = invB * op.adjoint(residual)
-                if self == .lasso {
-                    Self.addSignTerm(codes, lambdas: lambdas, positions: positions, scale: invB, into: &codeGradient)
-                }
-                gradient.add(encoder.backward(trace!, codeGradient: codeGradient))
-            }
-            return GradientResult(losses: losses, gradient: gradient, codes: codes, alpha: alpha)
+            try evaluateFlushed(input: input, target: target, operator: op, encoder: encoder, beta: beta)
         }
     }
 }

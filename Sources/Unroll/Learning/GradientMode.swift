@@ -52,11 +52,15 @@ extension GradientMode {
     public func evaluate<Op: DictionaryOperator>(
         signals: Tensor, operator op: Op, encoder: UnrolledEncoder, beta: Float = 1
     ) throws -> GradientResult {
-        try FlushDenormals.with(true) { try evaluateFlushed(signals: signals, operator: op, encoder: encoder, beta: beta) }
+        try FlushDenormals.with(true) {
+            try evaluateFlushed(input: signals, target: signals, operator: op, encoder: encoder, beta: beta)
+        }
     }
 
-    private func evaluateFlushed<Op: DictionaryOperator>(
-        signals: Tensor, operator op: Op, encoder: UnrolledEncoder, beta: Float
+    /// z = encoder(input), r = D z − target: the loss compares the decoded codes with `target`
+    /// (the signals themselves, or the clean images of a denoising batch).
+    func evaluateFlushed<Op: DictionaryOperator>(
+        input signals: Tensor, target: Tensor, operator op: Op, encoder: UnrolledEncoder, beta: Float
     ) throws -> GradientResult {
         let batch = signals.rows
         guard batch >= 1 else { throw UnrollError.invalidArgument("a batch needs at least one signal") }
@@ -64,7 +68,7 @@ extension GradientMode {
 
         let (codes, trace, alpha) = try encoder.run(signals, op, beta: beta, record: throughEncoder)
         var residual = op.apply(codes)
-        residual.add(signals, scaledBy: -1)              // r = D z − x
+        residual.add(target, scaledBy: -1)               // r = D z − target
 
         let lambdas = encoder.lambda.values(atoms: op.atoms)
         let positions = op.positions(codeShape: codes.shape)
