@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Unroll
 
@@ -125,4 +126,16 @@ struct PatchShape: ExpressibleByArgument, CustomStringConvertible {
     }
 
     var description: String { "\(height)x\(width)" }
+}
+
+/// "10, 20" → [10, 20] for a comma-separated option whose values must be ≥ `minimum`; nil stays nil.
+func parseIntList(_ text: String?, _ option: String, minimum: Int) throws -> [Int]? {
+    guard let text else { return nil }
+    let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    let values = parts.compactMap { Int($0) }
+    guard !parts.isEmpty, values.count == parts.count, values.allSatisfy({ $0 >= minimum }) else {
+        let what = minimum == 0 ? "non-negative integers" : minimum == 1 ? "positive integers" : "integers ≥ \(minimum)"
+        throw ValidationError("\(option) needs \(what) separated by commas, got '\(text)'")
+    }
+    return values
 }

@@ -106,12 +106,12 @@ struct ExplainAtoms: ParsableCommand {
 
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count must be ≥ 1, got \(count)") }
-        _ = try explainIndices(atoms, "--atoms")
+        _ = try parseIntList(atoms, "--atoms", minimum: 0)
     }
 
     func run() throws {
         let model = try common.model()
-        let chosen = try explainIndices(atoms, "--atoms") ?? Array(model.atomsByEnergy().prefix(count))
+        let chosen = try parseIntList(atoms, "--atoms", minimum: 0) ?? Array(model.atomsByEnergy().prefix(count))
         let list = try unrollErrors { try chosen.map { try model.explainAtom($0, top: common.top) } }
         for a in list {
             print("atom \(a.atom): ‖W_j − X c_j‖/‖W_j‖ = \(explainFormat(a.gap)); most: "
@@ -139,13 +139,13 @@ struct ExplainExample: ParsableCommand {
     func validate() throws {
         guard terms >= 1 else { throw ValidationError("--terms must be ≥ 1, got \(terms)") }
         guard share >= 1 else { throw ValidationError("--share must be ≥ 1, got \(share)") }
-        _ = try explainIndices(index, "--index")
+        _ = try parseIntList(index, "--index", minimum: 0)
     }
 
     func run() throws {
         let model = try common.model()
         let labels = model.data.testLabels
-        let chosen = try explainIndices(index, "--index") ?? [0, 1, 2].compactMap { labels.firstIndex(of: $0) }
+        let chosen = try parseIntList(index, "--index", minimum: 0) ?? [0, 1, 2].compactMap { labels.firstIndex(of: $0) }
         let list = try unrollErrors { try chosen.map { try model.explainExample($0, top: common.top, estimateTerms: terms) } }
         for e in list {
             let top = ExampleCombination.extremes(e.beta.map(abs), k: share).largest
@@ -179,16 +179,6 @@ enum InterpretReproduce {
     }
 }
 
-/// "3, 17" → [3, 17] (non-negative); nil stays nil.
-private func explainIndices(_ text: String?, _ option: String) throws -> [Int]? {
-    guard let text else { return nil }
-    let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-    let values = parts.compactMap { Int($0) }
-    guard !parts.isEmpty, values.count == parts.count, values.allSatisfy({ $0 >= 0 }) else {
-        throw ValidationError("\(option) needs non-negative integers separated by commas, got '\(text)'")
-    }
-    return values
-}
 
 /// Four significant digits, plain or scientific by magnitude.
 private func explainFormat(_ v: Double) -> String {

@@ -68,8 +68,8 @@ struct Reproduce: ParsableCommand {
         if layers != nil && experiment != .theory { throw ValidationError("--layers applies to theory only") }
         if sparsity != nil && experiment != .fig5 { throw ValidationError("--sparsity applies to fig5 only") }
         if methods != nil && experiment == .gradients { throw ValidationError("--methods applies to theory and fig5 only") }
-        _ = try parseInts(layers, "--layers")
-        _ = try parseInts(sparsity, "--sparsity")
+        _ = try parseIntList(layers, "--layers", minimum: 1)
+        _ = try parseIntList(sparsity, "--sparsity", minimum: 1)
     }
 
     func run() throws {
@@ -91,7 +91,7 @@ struct Reproduce: ParsableCommand {
             case .theory:
                 var s = TheoryExperiment.settings(scaleValue)
                 s.seed = seed
-                if let t = try parseInts(layers, "--layers") { s.layers = t }
+                if let t = try parseIntList(layers, "--layers", minimum: 1) { s.layers = t }
                 if let e = steps { s.epochs = e }
                 if let names = methods {
                     s.modes = try names.split(separator: ",").map { name in
@@ -115,7 +115,7 @@ struct Reproduce: ParsableCommand {
             case .fig5:
                 var s = Fig5Experiment.settings(scaleValue)
                 s.seed = seed
-                if let v = try parseInts(sparsity, "--sparsity") { s.sparsities = v }
+                if let v = try parseIntList(sparsity, "--sparsity", minimum: 1) { s.sparsities = v }
                 if let i = steps { s.iterations = i }
                 if let names = methods {
                     s.methods = try names.split(separator: ",").map { name in
@@ -175,13 +175,3 @@ struct Reproduce: ParsableCommand {
     }
 }
 
-/// "10, 20" → [10, 20]; nil stays nil.
-private func parseInts(_ text: String?, _ option: String) throws -> [Int]? {
-    guard let text else { return nil }
-    let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-    let values = parts.compactMap { Int($0) }
-    guard !parts.isEmpty, values.count == parts.count, values.allSatisfy({ $0 >= 1 }) else {
-        throw ValidationError("\(option) needs positive integers separated by commas, got '\(text)'")
-    }
-    return values
-}
