@@ -26,7 +26,7 @@ struct Reproduce: ParsableCommand {
         case theory, gradients, fig5, interpret, table1, spikes
     }
 
-    @Argument(help: "Experiment: theory, gradients or fig5.")
+    @Argument(help: "Experiment: theory, gradients, fig5, interpret, table1 or spikes.")
     var experiment: Experiment
 
     @Option(help: "Scale: tiny, small or paper.")
