@@ -9,9 +9,10 @@ struct Spikes: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "CRsAE spike sorting: simulate recordings, learn templates, sort spikes.",
         discussion: """
-        A recording is a .npy of shape samples × channels (or samples), or a .npz with an array
-        "signal" of that shape; `simulate` also stores the ground truth (filters, spike_neuron, spike_time,
-        spike_amplitude, sigma, sampling_rate), which `train --init truth` and `sort` use when present.
+        A recording is a .npy of shape samples × channels (or samples), or a .npz with an array \
+        "signal" of that shape; `simulate` also stores the ground truth (filters, spike_neuron, spike_time, \
+        spike_amplitude, sigma, sampling_rate), which `train --initialization truth` and `sort` use when present.
+
         Example:
           unroll spikes simulate --seconds 60 --output rec.npz
           unroll spikes train --recording rec.npz --output model.npz
