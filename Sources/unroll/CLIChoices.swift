@@ -139,3 +139,14 @@ func parseIntList(_ text: String?, _ option: String, minimum: Int) throws -> [In
     }
     return values
 }
+
+/// "a, b" → the values of the named choices, in the order given; an unknown name is an error listing the known ones.
+func parseChoices<T>(_ text: String, _ option: String, _ choices: [(name: String, value: T)]) throws -> [T] {
+    try text.split(separator: ",").map { part in
+        let name = part.trimmingCharacters(in: .whitespaces)
+        guard let found = choices.first(where: { $0.name == name }) else {
+            throw ValidationError("\(option): unknown '\(name)'; expected " + choices.map(\.name).joined(separator: ", "))
+        }
+        return found.value
+    }
+}

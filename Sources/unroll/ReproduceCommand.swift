@@ -94,13 +94,8 @@ struct Reproduce: ParsableCommand {
                 if let t = try parseIntList(layers, "--layers", minimum: 1) { s.layers = t }
                 if let e = steps { s.epochs = e }
                 if let names = methods {
-                    s.modes = try names.split(separator: ",").map { name in
-                        let n = name.trimmingCharacters(in: .whitespaces)
-                        guard let mode = [GradientMode.decoder, .lasso, .leastSquares].first(where: { $0.paperName == n }) else {
-                            throw ValidationError("--methods: unknown theory gradient '\(n)'; expected dec, ae-lasso, ae-ls")
-                        }
-                        return mode
-                    }
+                    s.modes = try parseChoices(names, "--methods",
+                                               [GradientMode.decoder, .lasso, .leastSquares].map { ($0.paperName, $0) })
                 }
                 result = try TheoryExperiment.run(s, scale: scale, callbacks: callbacks)
             case .gradients:
@@ -118,14 +113,7 @@ struct Reproduce: ParsableCommand {
                 if let v = try parseIntList(sparsity, "--sparsity", minimum: 1) { s.sparsities = v }
                 if let i = steps { s.iterations = i }
                 if let names = methods {
-                    s.methods = try names.split(separator: ",").map { name in
-                        let n = name.trimmingCharacters(in: .whitespaces)
-                        guard let m = Fig5Experiment.Method(rawValue: n) else {
-                            throw ValidationError("--methods: unknown fig5 method '\(n)'; expected "
-                                                  + Fig5Experiment.Method.allCases.map(\.rawValue).joined(separator: ", "))
-                        }
-                        return m
-                    }
+                    s.methods = try parseChoices(names, "--methods", Fig5Experiment.Method.allCases.map { ($0.rawValue, $0) })
                 }
                 result = try Fig5Experiment.run(s, scale: scale, callbacks: callbacks)
             case .interpret:

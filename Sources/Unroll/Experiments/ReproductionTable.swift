@@ -1,4 +1,5 @@
 import Foundation
+import UnrollCore
 
 /// How big a `reproduce` run is: `paper` is the published setting, `small` a reduced one that runs in
 /// minutes, `tiny` one that runs in seconds (for tests).
@@ -24,7 +25,7 @@ public enum SettingValue: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case let .int(v): return String(v)
         case let .double(v): return ReproductionTable.jsonNumber(v)
-        case let .string(v): return ReproductionTable.jsonString(v)
+        case let .string(v): return JSONLiteral.string(v)
         }
     }
 }
@@ -94,15 +95,15 @@ public struct ReproductionTable: Equatable, Sendable {
     /// One JSON object on one line; non-finite numbers become null.
     public func json() -> String {
         let rowText = rows.map { row -> String in
-            var fields = row.setting.map { "\(Self.jsonString($0.key)): \($0.value.json)" }
+            var fields = row.setting.map { "\(JSONLiteral.string($0.key)): \($0.value.json)" }
             fields.append("\"measured\": \(row.measured.map(Self.jsonNumber) ?? "null")")
             fields.append("\"paper\": \(row.paper.map(Self.jsonNumber) ?? "null")")
             return "{" + fields.joined(separator: ", ") + "}"
         }
-        let infoText = info.map { "\(Self.jsonString($0.key)): \($0.value.json)" }
-        return "{\"experiment\": \(Self.jsonString(experiment)), \"scale\": \(Self.jsonString(scale)), "
+        let infoText = info.map { "\(JSONLiteral.string($0.key)): \($0.value.json)" }
+        return "{\"experiment\": \(JSONLiteral.string(experiment)), \"scale\": \(JSONLiteral.string(scale)), "
             + "\"rows\": [" + rowText.joined(separator: ", ") + "], "
-            + "\"notes\": [" + notes.map(Self.jsonString).joined(separator: ", ") + "], "
+            + "\"notes\": [" + notes.map(JSONLiteral.string).joined(separator: ", ") + "], "
             + "\"info\": {" + infoText.joined(separator: ", ") + "}}"
     }
 
@@ -110,26 +111,6 @@ public struct ReproductionTable: Equatable, Sendable {
         guard v.isFinite else { return "null" }
         if v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
         return "\(v)"
-    }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    out += String(format: "\\u%04x", u.value)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
     }
 
     // MARK: text
