@@ -1,0 +1,223 @@
+import Foundation
+import Testing
+import Unroll
+import UnrollCore
+
+/// CRsAE 2-D denoising: gradients against finite differences, the s² shift averaging against a naive
+/// loop, the EM λ update against its closed form, and bad input.
+@Suite struct CRsAEDenoiseTests {
+    /// A small network (3 filters 3×3, stride 2, T 5, L 4) on a batch of two 9×8 images (8 does not fit
+    /// the stride: the padded path), thresholds that leave the codes partly sparse.
+    static func smallProblem(_ tying: CRsAE2DNetwork.Tying, seed: UInt64 = 4) throws -> (CRsAE2DNetwork, Tensor, Tensor) {
+        var rng = Random(seed: seed)
+        var net = try CRsAE2DNetwork(atoms: 3, kernel: 3, stride: 2, layers: 5, lipschitz: 4, tying: tying,
+                                     threshold: 0.05, rng: &rng)
+        if tying == .untied {   // make the three banks differ
+            for i in 1..<3 { net.filters[i].add(Tensor.normal(net.filters[i].shape, rng: &rng), scaledBy: 0.3) }
+        }
+        net.thresholds = [0.04, 0.07, 0.1]
+        let x = Tensor.normal([2, 9, 8], rng: &rng)
+        let target = Tensor.normal([2, 9, 8], rng: &rng)
+        return (net, x, target)
+    }
+
+    /// ½Σ‖x̂ − target‖²/B in Double.
+    static func loss(_ net: CRsAE2DNetwork, _ x: Tensor, _ target: Tensor) throws -> Double {
+        let rec = try net.forward(x, record: false).reconstruction
+        var s = 0.0
+        for i in 0..<rec.count { let d = Double(rec.data[i]) - Double(target.data[i]); s += d * d }
+        return 0.5 * s / Double(x.rows)
+    }
+
+    /// Central differences (f(ε) − f(−ε))/2ε at ε = 1e-3, 3e-4, 1e-4: the soft threshold's kinks make
+    /// a large ε cross some, float round-off spoils a small one, so a test takes the best of the three.
+    static func centralDifferences(_ f: (Float) throws -> Double) rethrows -> [Double] {
+        try [Float(1e-3), 3e-4, 1e-4].map { eps in (try f(eps) - f(-eps)) / Double(2 * eps) }
+    }
+
+    /// The smallest relative difference between `analytic` and the differences.
+    static func closest(_ fd: [Double], _ analytic: Double) -> Double {
+        fd.map { abs($0 - analytic) / max(1, abs($0)) }.min()!
+    }
+
+    @Test(arguments: CRsAE2DNetwork.Tying.allCases)
+    func filterAndThresholdGradientsMatchFiniteDifferences(_ tying: CRsAE2DNetwork.Tying) throws {
+        let (net, x, target) = try Self.smallProblem(tying)
+        let (codes, rec, trace) = try net.forward(x)
+        let zeros = codes.zeroCount()
+        #expect(zeros > codes.count / 10 && zeros < codes.count * 9 / 10, "codes should be partly sparse, \(zeros) of \(codes.count) zero")
+        var r = rec
+        r.add(target, scaledBy: -1)
+        let g = try net.backward(trace!, codeGradient: nil, reconstructionGradient: (1 / Float(x.rows)) * r)
+        #expect(g.filters.count == net.filters.count)
+        var rng = Random(seed: 9)
+        // Each bank along two random directions.
+        for bank in net.filters.indices {
+            for _ in 0..<2 {
+                var d = Tensor.normal(net.filters[bank].shape, rng: &rng)
+                d = Float(1 / d.squaredNorm().squareRoot()) * d   // unit direction
+                let fd = try Self.centralDifferences { eps in
+                    var moved = net
+                    moved.filters[bank].add(d, scaledBy: eps)
+                    return try Self.loss(moved, x, target)
+                }
+                var analytic = 0.0
+                for i in 0..<d.count { analytic += Double(d.data[i]) * Double(g.filters[bank].data[i]) }
+                #expect(Self.closest(fd, analytic) <= 2e-3, "\(tying) bank \(bank): FD \(fd) vs backward \(analytic)")
+            }
+        }
+        // Every threshold b_c.
+        for c in 0..<net.atoms {
+            let fd = try Self.centralDifferences { eps in
+                var moved = net
+                moved.thresholds[c] += eps
+                return try Self.loss(moved, x, target)
+            }
+            #expect(Self.closest(fd, Double(g.thresholds[c])) <= 2e-3, "\(tying) ∂/∂b_\(c): FD \(fd) vs backward \(g.thresholds[c])")
+        }
+    }
+
+    @Test func lambdaLossGradientThroughTheEncoderMatchesFiniteDifferences() throws {
+        let (base, x, _) = try Self.smallProblem(.tied, seed: 5)
+        let sigma: Float = 0.5
+        let prior = GammaPriorLambda(priorMean: 2, rate: 3, pooling: .batchMean)
+        let lambdas: [Float] = [0.6, 1.0, 1.4]
+        func lossOf(_ l: [Float]) throws -> Double {
+            var net = base
+            net.thresholds = net.emThresholds(lambdas: l, sigma: sigma)
+            let codes = try net.forward(x, record: false).codes
+            return prior.negativeLogPosterior(codes: codes, lambdas: l)
+        }
+        var net = base
+        net.thresholds = net.emThresholds(lambdas: lambdas, sigma: sigma)
+        let (codes, _, trace) = try net.forward(x)
+        let g = try CRsAE2DTrainer.lambdaLossGradient(network: net, trace: trace!, codes: codes, lambdas: lambdas,
+                                                      sigma: sigma, prior: prior)
+        var throughSeen = false
+        for c in 0..<3 {
+            let fds = try Self.centralDifferences { eps in
+                var moved = lambdas
+                moved[c] += eps
+                return try lossOf(moved)
+            }
+            #expect(Self.closest(fds, Double(g[c])) <= 2e-3, "∂L_λ/∂λ_\(c): FD \(fds) vs \(g[c])")
+            let fd = fds[1]
+            // The codes-held-fixed derivative differs: the encoder term matters.
+            let (sums, ne) = GammaPriorLambda.l1PerAtom(codes, atoms: 3)
+            let fixed = sums[c] / Double(x.rows) + Double(prior.rate) - (Double(ne) + Double(prior.shape) - 1) / Double(lambdas[c])
+            if abs(fixed - fd) > 1e-2 * max(1, abs(fd)) { throughSeen = true }
+        }
+        #expect(throughSeen, "the through-encoder term should change the λ gradient")
+    }
+
+    /// numpy's "reflect" by folding (written apart from the library's modular form).
+    static func mirror(_ i: Int, _ n: Int) -> Int {
+        var j = i
+        while j < 0 || j >= n { j = j < 0 ? -j : 2 * (n - 1) - j }
+        return j
+    }
+
+    @Test func shiftAveragingEqualsANaiveLoopOverShiftedCopies() throws {
+        var rng = Random(seed: 21)
+        let net = try CRsAE2DNetwork(atoms: 4, kernel: 4, stride: 3, layers: 4, lipschitz: 6, tying: .tied,
+                                     threshold: 0.02, rng: &rng)
+        let (h, w, s, k) = (11, 13, 3, 4)
+        let image = Tensor.uniform([h, w], rng: &rng)
+        let fast = try net.denoise(image, shiftAverage: true, chunk: 4)
+        // Naive: each shift (i, j) alone, padded s + i above and s + j left, to the documented common size.
+        func side(_ n: Int) -> Int { var p = n + 3 * s - 1; while (p - k) % s != 0 { p += 1 }; return p }
+        let (ph, pw) = (side(h), side(w))
+        #expect((ph - k) % s == 0 && ph - h - (2 * s - 1) >= s, "bottom padding ≥ s for every shift")
+        var sum = [Double](repeating: 0, count: h * w)
+        for i in 0..<s {
+            for j in 0..<s {
+                var padded = [Float](repeating: 0, count: ph * pw)
+                for r in 0..<ph { for c in 0..<pw { padded[r * pw + c] = image[Self.mirror(r - s - i, h), Self.mirror(c - s - j, w)] } }
+                let rec = try net.forward(Tensor(shape: [1, ph, pw], data: padded), record: false).reconstruction
+                for r in 0..<h { for c in 0..<w { sum[r * w + c] += Double(rec.data[(r + s + i) * pw + c + s + j]) } }
+            }
+        }
+        var maxDiff = 0.0
+        for q in 0..<(h * w) { maxDiff = max(maxDiff, abs(sum[q] / Double(s * s) - Double(fast.data[q]))) }
+        #expect(maxDiff < 1e-5, "shift average differs from the naive loop by \(maxDiff)")
+        // Shift averaging is not the single pass (the strided encoder is not shift-invariant) …
+        let plain = try net.denoise(image, shiftAverage: false)
+        #expect(zip(plain.data, fast.data).contains { abs($0 - $1) > 1e-4 })
+        // … and with stride 1 there is nothing to average.
+        let unit = try CRsAE2DNetwork(filters: net.filters, thresholds: net.thresholds, stride: 1, layers: 4, lipschitz: 40)
+        #expect(try unit.denoise(image, shiftAverage: true) == unit.denoise(image, shiftAverage: false))
+    }
+
+    @Test func emClosedFormOnAHandMadeCode() throws {
+        // Two examples, two filters, 2×2 code maps (Ne = 4): ‖x_0‖₁ = 3 and 1, ‖x_1‖₁ = 0 and 4.
+        let codes = Tensor(shape: [2, 2, 2, 2], data: [1, -2, 0, 0, /**/ 0, 0, 0, 0,
+                                                      0, 0.5, 0, -0.5, /**/ 1, 1, -1, 1])
+        let prior = GammaPriorLambda(priorMean: 20, rate: 100, pooling: .batchMean)
+        let lambdas = prior.update(codes: codes, atoms: 2)
+        // (Ne + r − 1)/(mean_b ‖x_c‖₁ + δ), r = δλ̄ = 2000
+        #expect(abs(lambdas[0] - Float(2003.0 / (2.0 + 100))) < 1e-4)
+        #expect(abs(lambdas[1] - Float(2003.0 / (2.0 + 100))) < 1e-4)
+        let skewed = Tensor(shape: [1, 2, 2, 2], data: [3, 0, 0, 0, 0, 0, 0, 0])
+        let l2 = prior.update(codes: skewed, atoms: 2)
+        #expect(abs(l2[0] - Float(2003.0 / 103)) < 1e-4 && abs(l2[1] - Float(2003.0 / 100)) < 1e-4)
+        // The thresholds the EM model sets: λσ²/L.
+        var rng = Random(seed: 1)
+        let net = try CRsAE2DNetwork(atoms: 2, kernel: 3, stride: 2, layers: 2, lipschitz: 10, tying: .tied, threshold: 0, rng: &rng)
+        let b = net.emThresholds(lambdas: l2, sigma: 20.0 / 255)
+        #expect(abs(b[0] - l2[0] * Float(20.0 / 255 * 20.0 / 255) / 10) < 1e-7)
+    }
+
+    @Test func badInputIsRejected() throws {
+        let images = [Tensor(zeros: [20, 20])]
+        var c = CRsAE2DConfig()
+        c.atoms = 2; c.kernel = 3; c.stride = 2; c.layers = 2; c.cropSize = 9
+        var bad = c
+        bad.sigma = -0.1
+        #expect(throws: UnrollError.self) { try CRsAE2DTrainer(images: images, config: bad) }
+        bad = c
+        bad.lambdaMean = -20
+        #expect(throws: UnrollError.self) { try CRsAE2DTrainer(images: images, config: bad) }
+        bad = c
+        bad.lambdaRate = -1
+        #expect(throws: UnrollError.self) { try CRsAE2DTrainer(images: images, config: bad) }
+        bad = c
+        bad.cropSize = 2
+        #expect(throws: UnrollError.self) { try CRsAE2DTrainer(images: images, config: bad) }
+        #expect(throws: UnrollError.self) { try CRsAE2DTrainer(images: [Tensor(zeros: [2, 2])], config: c) }
+        var rng = Random(seed: 2)
+        let net = try CRsAE2DNetwork(atoms: 2, kernel: 3, stride: 2, layers: 2, lipschitz: 10, tying: .tied, threshold: 0.1, rng: &rng)
+        #expect(throws: UnrollError.self) { try net.denoise(Tensor(zeros: [2, 5]), shiftAverage: true) }
+        #expect(throws: UnrollError.self) { try net.evaluate(clean: [Tensor(zeros: [8, 8])], sigma: -1, seed: 0, shiftAverage: false) }
+        #expect(throws: UnrollError.self) {
+            try CRsAE2DNetwork(filters: net.filters, thresholds: [0.1, -0.1], stride: 2, layers: 2, lipschitz: 10)
+        }
+    }
+
+    @Test(arguments: [CRsAE2DBias.em(form: .closedForm), .em(form: .backprop), .freeBias, .fixed])
+    func aFewStepsOnSmoothImagesLowerTheLossAndKeepλPositive(_ bias: CRsAE2DBias) throws {
+        // Smooth synthetic images (sums of a few sinusoids), 4 filters 5×5, stride 2, T 6.
+        var rng = Random(seed: 4)
+        let images = (0..<3).map { k -> Tensor in
+            var t = Tensor(zeros: [40, 40])
+            for r in 0..<40 { for c in 0..<40 { t[r, c] = 0.5 + 0.3 * Float(sin(Double(r + 3 * k) / 4) * cos(Double(c) / 5)) } }
+            return t
+        }
+        var c = CRsAE2DConfig()
+        c.atoms = 4; c.kernel = 5; c.stride = 2; c.layers = 6; c.cropSize = 21; c.batchSize = 2
+        c.sigma = 0.1; c.lambdaMean = 2; c.lambdaRate = 1; c.learningRate = 0.02; c.bias = bias; c.lipschitz = 8
+        c.tying = bias == .freeBias ? .untied : .tied
+        c.seed = rng.next()
+        var trainer = try CRsAE2DTrainer(images: images, config: c)
+        var first = 0.0, last = 0.0
+        for step in 1...40 {
+            let r = try trainer.trainStep()
+            if step <= 5 { first += r.reconstruction }
+            if step > 35 { last += r.reconstruction }
+        }
+        #expect(last < first, "\(bias.name): loss of the last 5 steps \(last) vs the first 5 \(first)")
+        // λ > 0 for EM (the loss has −log λ); a free bias may reach 0.
+        #expect(trainer.lambdas.allSatisfy { $0.isFinite && (bias == .freeBias ? $0 >= 0 : $0 > 0) })
+        if bias == .fixed { #expect(trainer.lambdas == [Float](repeating: 2, count: 4)) }
+        if bias == .em(form: .closedForm) { #expect(trainer.lambdas != [Float](repeating: 2, count: 4)) }
+    }
+}
