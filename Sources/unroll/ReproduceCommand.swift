@@ -18,15 +18,17 @@ struct Reproduce: ParsableCommand {
           interpret  §5: Theorem 5.1, the dictionary as a combination of training images (digits, Fashion-MNIST)
           table1     §5: image denoising with a convolutional dictionary (PUDLE Table 1; images from $UNROLL_IMAGES/{train,test}, default ../shared/data/images)
           spikes     CRsAE §6: spike sorting on simulated recordings (template error, miss vs false alarm, time vs a convex solver)
+          crsae-denoise  CRsAE §6.2: image denoising, EM-learned λ vs free bias vs fixed λ, tied and untied (images as table1)
         Scales: tiny (seconds), small (minutes), paper (the published setting; theory and fig5 take hours).
         Progress goes to stderr; with --json stdout holds exactly one JSON object.
         """)
 
     enum Experiment: String, ExpressibleByArgument, CaseIterable {
         case theory, gradients, fig5, interpret, table1, spikes
+        case crsaeDenoise = "crsae-denoise"
     }
 
-    @Argument(help: "Experiment: theory, gradients, fig5, interpret, table1 or spikes.")
+    @Argument(help: "Experiment: theory, gradients, fig5, interpret, table1, spikes or crsae-denoise.")
     var experiment: Experiment
 
     @Option(help: "Scale: tiny, small or paper.")
@@ -122,6 +124,8 @@ struct Reproduce: ParsableCommand {
                 result = try Table1Reproduce.run(scale: scaleValue, seed: seed, steps: steps, methods: methods, callbacks: callbacks)
             case .spikes:
                 result = try SpikesReproduce.run(scale: scaleValue, seed: seed, steps: steps, callbacks: callbacks)
+            case .crsaeDenoise:
+                result = try CRsAEDenoiseReproduce.run(scale: scaleValue, seed: seed, steps: steps, methods: methods, callbacks: callbacks)
             }
         } catch let e as UnrollError {
             throw ValidationError(e.description)
