@@ -284,7 +284,7 @@ struct TrainingSetup {
         let opt: String
         switch config.optimizer.kind {
         case let .adam(b1, b2, e): opt = "adam lr \(config.optimizer.learningRate) beta1 \(b1) beta2 \(b2) eps \(e)"
-        case let .sgd(mu): opt = "sgd lr \(config.optimizer.learningRate) momentum \(mu)"
+        case let .sgd(mu, _): opt = "sgd lr \(config.optimizer.learningRate) momentum \(mu)"
         }
         let info = [
             "training.gradient": o.gradient.rawValue,

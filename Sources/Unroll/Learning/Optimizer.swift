@@ -1,15 +1,17 @@
 import Foundation
 import UnrollCore
 
-/// A first-order optimizer for one weight tensor: SGD (optionally with momentum) or Adam, with the
-/// same update rules as PyTorch's `torch.optim.SGD` (dampening 0, no Nesterov) and `torch.optim.Adam`.
+/// A first-order optimizer for one weight tensor: SGD (optionally with momentum, optionally Nesterov) or
+/// Adam, with the same update rules as PyTorch's `torch.optim.SGD` (dampening 0) and `torch.optim.Adam`,
+/// including their L2 `weight_decay` (g ← g + wd·w before the momentum / moments).
 ///
 /// Its state (moment buffers and step count) is exported as named tensors plus string metadata for
 /// checkpoints, and restored bit-exactly.
 public struct Optimizer: Equatable, Sendable {
     public enum Kind: Equatable, Sendable {
         /// buf ← μ·buf + g (buf = g on the first step); w ← w − lr·buf. μ = 0 is plain SGD.
-        case sgd(momentum: Float)
+        /// Nesterov: w ← w − lr·(g + μ·buf) instead (needs μ > 0).
+        case sgd(momentum: Float, nesterov: Bool = false)
         /// m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²;
         /// w ← w − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + ε).
         /// PUDLE uses ε = 1e-8 for the theory runs and 1e-3 for the baselines and denoising.
@@ -18,6 +20,8 @@ public struct Optimizer: Equatable, Sendable {
 
     public var kind: Kind
     public var learningRate: Float
+    /// L2 penalty folded into the gradient (PyTorch's `weight_decay`): g ← g + wd·w. 0 disables it.
+    public var weightDecay: Float = 0
     /// Updates taken so far (Adam's t).
     public private(set) var steps: Int = 0
     /// SGD momentum buffer, or Adam's first moment m.
@@ -25,18 +29,20 @@ public struct Optimizer: Equatable, Sendable {
     /// Adam's second moment v.
     public private(set) var second: Tensor?
 
-    public init(_ kind: Kind, learningRate: Float) {
+    public init(_ kind: Kind, learningRate: Float, weightDecay: Float = 0) {
         self.kind = kind
         self.learningRate = learningRate
+        self.weightDecay = weightDecay
     }
 
-    public static func sgd(learningRate: Float, momentum: Float = 0) -> Optimizer {
-        Optimizer(.sgd(momentum: momentum), learningRate: learningRate)
+    public static func sgd(learningRate: Float, momentum: Float = 0, nesterov: Bool = false,
+                           weightDecay: Float = 0) -> Optimizer {
+        Optimizer(.sgd(momentum: momentum, nesterov: nesterov), learningRate: learningRate, weightDecay: weightDecay)
     }
 
     public static func adam(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
-                            epsilon: Float = 1e-8) -> Optimizer {
-        Optimizer(.adam(beta1: beta1, beta2: beta2, epsilon: epsilon), learningRate: learningRate)
+                            epsilon: Float = 1e-8, weightDecay: Float = 0) -> Optimizer {
+        Optimizer(.adam(beta1: beta1, beta2: beta2, epsilon: epsilon), learningRate: learningRate, weightDecay: weightDecay)
     }
 
     /// Checks the hyper-parameters (thrown `UnrollError.invalidArgument`).
@@ -44,10 +50,16 @@ public struct Optimizer: Equatable, Sendable {
         guard learningRate.isFinite, learningRate > 0 else {
             throw UnrollError.invalidArgument("learning rate must be finite and > 0, got \(learningRate)")
         }
+        guard weightDecay.isFinite, weightDecay >= 0 else {
+            throw UnrollError.invalidArgument("weight decay must be finite and ≥ 0, got \(weightDecay)")
+        }
         switch kind {
-        case let .sgd(momentum):
+        case let .sgd(momentum, nesterov):
             guard momentum.isFinite, momentum >= 0, momentum < 1 else {
                 throw UnrollError.invalidArgument("SGD momentum must be in [0, 1), got \(momentum)")
+            }
+            guard !nesterov || momentum > 0 else {
+                throw UnrollError.invalidArgument("Nesterov SGD needs a momentum > 0, got \(momentum)")
             }
         case let .adam(b1, b2, eps):
             guard b1.isFinite, b1 >= 0, b1 < 1 else {
@@ -79,8 +91,10 @@ public struct Optimizer: Equatable, Sendable {
         precondition(weights.shape == gradient.shape, "optimizer: weights \(weights.shape) vs gradient \(gradient.shape)")
         steps += 1
         let lr = learningRate
+        var gradient = gradient
+        if weightDecay != 0 { gradient.add(weights, scaledBy: weightDecay) }
         switch kind {
-        case let .sgd(momentum):
+        case let .sgd(momentum, nesterov):
             if momentum == 0 {
                 weights.add(gradient, scaledBy: -lr)
                 return
@@ -91,7 +105,12 @@ public struct Optimizer: Equatable, Sendable {
                 first!.mapInPlace { momentum * $0 }
                 first!.add(gradient)
             }
-            weights.add(first!, scaledBy: -lr)
+            if nesterov {
+                weights.add(gradient, scaledBy: -lr)
+                weights.add(first!, scaledBy: -lr * momentum)
+            } else {
+                weights.add(first!, scaledBy: -lr)
+            }
         case let .adam(b1, b2, eps):
             if first == nil { first = Tensor(zeros: weights.shape) }
             if second == nil { second = Tensor(zeros: weights.shape) }
@@ -118,16 +137,19 @@ public struct Optimizer: Equatable, Sendable {
     // MARK: checkpoint state
 
     /// The state as named tensors (`<prefix>first`, `<prefix>second` when present) and metadata
-    /// (`<prefix>kind`, `<prefix>steps`, `<prefix>learning_rate`, and the kind's hyper-parameters).
+    /// (`<prefix>kind`, `<prefix>steps`, `<prefix>learning_rate`, `<prefix>weight_decay` and the kind's
+    /// hyper-parameters).
     public func exportState(prefix: String = "optimizer.") -> (tensors: [String: Tensor], metadata: [String: String]) {
         var tensors: [String: Tensor] = [:]
         if let first { tensors[prefix + "first"] = first }
         if let second { tensors[prefix + "second"] = second }
-        var meta: [String: String] = [prefix + "steps": String(steps), prefix + "learning_rate": learningRate.description]
+        var meta: [String: String] = [prefix + "steps": String(steps), prefix + "learning_rate": learningRate.description,
+                                      prefix + "weight_decay": weightDecay.description]
         switch kind {
-        case let .sgd(momentum):
+        case let .sgd(momentum, nesterov):
             meta[prefix + "kind"] = "sgd"
             meta[prefix + "momentum"] = momentum.description
+            meta[prefix + "nesterov"] = String(nesterov)
         case let .adam(b1, b2, eps):
             meta[prefix + "kind"] = "adam"
             meta[prefix + "beta1"] = b1.description

@@ -1,0 +1,250 @@
+import UnrollCore
+
+/// A feed-forward stack of `NetworkLayer`s with hand-written backward passes (batch first).
+///
+/// `forward` caches what `backward` needs; `backward` then ADDS each parameter's gradient into
+/// `gradients` (call `zeroGradients` between steps) and returns the gradient with respect to the input.
+/// Batch norm layers also keep running statistics, updated by training-mode forward passes.
+public struct Network: Sendable {
+    public let layers: [NetworkLayer]
+    /// All trainable tensors in layer order (each layer's weight, then its bias / β).
+    public var parameters: [Tensor]
+    /// ∂loss/∂parameters, same shapes and order, accumulated by `backward`.
+    public private(set) var gradients: [Tensor]
+    /// Per layer: batch norm's running mean and variance, empty for other layers.
+    public private(set) var runningStatistics: [[Tensor]]
+    /// Index into `parameters` of each layer's first tensor.
+    public let parameterOffsets: [Int]
+
+    private var caches: [LayerCache]
+    private var workspace = ConvWorkspace()
+
+    /// What `backward` needs from the last `forward` of one layer.
+    struct LayerCache: Sendable {
+        var input: Tensor?
+        var output: Tensor?
+        /// Batch norm: x̂ and 1/σ per channel.
+        var normalized: Tensor?
+        var inverseStd: [Float] = []
+        /// Reshape / flatten: the input's shape.
+        var inputShape: [Int]?
+        var training = false
+    }
+
+    /// A network of `layers` in order, initialised like PyTorch (parameters drawn layer by layer from `rng`).
+    public init(_ layers: NetworkLayer..., rng: inout Random) {
+        self.init(layers, rng: &rng)
+    }
+
+    /// A network of `layers` in order, initialised like PyTorch (parameters drawn layer by layer from `rng`).
+    public init(_ layers: [NetworkLayer], rng: inout Random) {
+        let all = layers
+        for layer in all {
+            if let problem = layer.problem { preconditionFailure("Network: \(problem)") }
+        }
+        self.layers = all
+        var params: [Tensor] = [], offsets: [Int] = [], stats: [[Tensor]] = []
+        for layer in all {
+            offsets.append(params.count)
+            params += layer.initialParameters(rng: &rng)
+            if case let .batchNorm(f, _, _) = layer {
+                stats.append([Tensor(zeros: [f]), Tensor(repeating: 1, shape: [f])])
+            } else {
+                stats.append([])
+            }
+        }
+        parameters = params
+        gradients = params.map { Tensor(zeros: $0.shape) }
+        runningStatistics = stats
+        parameterOffsets = offsets
+        caches = Array(repeating: LayerCache(), count: all.count)
+    }
+
+    /// Linear layers `sizes[0] → sizes[1] → …` with a ReLU between them, and after the last one iff
+    /// `finalActivation`.
+    public static func mlp(sizes: [Int], finalActivation: Bool, rng: inout Random) -> Network {
+        precondition(sizes.count >= 2, "Network.mlp needs at least an input and an output size, got \(sizes)")
+        var layers: [NetworkLayer] = []
+        for i in 0..<(sizes.count - 1) {
+            layers.append(.linear(inputs: sizes[i], outputs: sizes[i + 1]))
+            if i < sizes.count - 2 || finalActivation { layers.append(.relu) }
+        }
+        return Network(layers, rng: &rng)
+    }
+
+    /// Number of trainable scalars.
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+
+    public mutating func zeroGradients() {
+        for i in gradients.indices {
+            gradients[i].data.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        }
+    }
+
+    /// The network's output; `training` selects batch statistics (and updates the running ones) in batch norm.
+    public mutating func forward(_ input: Tensor, training: Bool) -> Tensor {
+        precondition(parameters.count == gradients.count
+                     && zip(parameters, gradients).allSatisfy { $0.shape == $1.shape },
+                     "Network: parameters were replaced by tensors of other shapes")
+        var x = input
+        for i in layers.indices {
+            x = forwardLayer(i, x, training: training)
+        }
+        return x
+    }
+
+    /// Back-propagates `outputGradient` (shaped like the last `forward`'s output) through the cached
+    /// forward pass: adds to `gradients` and returns ∂/∂input.
+    public mutating func backward(_ outputGradient: Tensor) -> Tensor {
+        var g = outputGradient
+        for i in layers.indices.reversed() {
+            g = backwardLayer(i, g)
+        }
+        return g
+    }
+
+    // MARK: one layer
+
+    private mutating func forwardLayer(_ i: Int, _ x: Tensor, training: Bool) -> Tensor {
+        let p = parameterOffsets[i]
+        var cache = LayerCache()
+        cache.training = training
+        let y: Tensor
+        switch layers[i] {
+        case let .linear(inputs, outputs):
+            precondition(x.rank >= 2 && x.cols == inputs, "Network layer \(i): linear(\(inputs)→\(outputs)) got input \(x.shape)")
+            cache.input = x
+            y = NetworkKernels.linearForward(x, weight: parameters[p], bias: parameters[p + 1])
+        case .relu:
+            y = x.map { Swift.max($0, 0) }
+            cache.output = y
+        case .sigmoid:
+            y = NetworkKernels.sigmoid(x)
+            cache.output = y
+        case let .reshape(shape):
+            precondition(x.rank >= 1 && x.cols == shape.reduce(1, *), "Network layer \(i): cannot reshape \(x.shape) to [B] + \(shape)")
+            cache.inputShape = x.shape
+            y = x.reshaped([x.rows] + shape)
+        case .flatten:
+            cache.inputShape = x.shape
+            y = x.reshaped([x.rows, x.cols])
+        case let .conv2d(_, _, _, stride, padding):
+            cache.input = x
+            y = NetworkKernels.conv2dForward(x, weight: parameters[p], bias: parameters[p + 1],
+                                             stride: stride, padding: padding, workspace: &workspace)
+        case let .convTranspose2d(_, _, _, stride, padding, outputPadding):
+            cache.input = x
+            y = NetworkKernels.convTranspose2dForward(x, weight: parameters[p], bias: parameters[p + 1], stride: stride,
+                                                      padding: padding, outputPadding: outputPadding, workspace: &workspace)
+        case let .batchNorm(features, epsilon, momentum):
+            precondition(x.rank >= 2 && x.shape[1] == features, "Network layer \(i): batchNorm(\(features)) got input \(x.shape)")
+            var mean = runningStatistics[i][0], variance = runningStatistics[i][1]
+            runningStatistics[i] = []  // so the kernel updates unshared buffers
+            let r = NetworkKernels.batchNormForward(x, gamma: parameters[p], beta: parameters[p + 1],
+                                                    runningMean: &mean, runningVariance: &variance,
+                                                    epsilon: epsilon, momentum: momentum, training: training)
+            runningStatistics[i] = [mean, variance]
+            cache.normalized = r.normalized
+            cache.inverseStd = r.inverseStd
+            y = r.output
+        }
+        caches[i] = cache
+        return y
+    }
+
+    private mutating func backwardLayer(_ i: Int, _ gy: Tensor) -> Tensor {
+        let p = parameterOffsets[i]
+        let cache = caches[i]
+        // The layer's weight and bias gradients, moved out of the array while the kernel adds to them.
+        var gw = Tensor(zeros: []), gb = Tensor(zeros: [])
+        let hasParameters = !layers[i].parameterShapes.isEmpty
+        if hasParameters {
+            swap(&gw, &gradients[p])
+            swap(&gb, &gradients[p + 1])
+        }
+        defer {
+            if hasParameters {
+                swap(&gw, &gradients[p])
+                swap(&gb, &gradients[p + 1])
+            }
+        }
+        switch layers[i] {
+        case .linear:
+            guard let x = cache.input else { preconditionFailure("Network.backward before forward (layer \(i))") }
+            return NetworkKernels.linearBackward(x, weight: parameters[p], outputGradient: gy,
+                                                 weightGradient: &gw, biasGradient: &gb)
+        case .relu:
+            guard let y = cache.output else { preconditionFailure("Network.backward before forward (layer \(i))") }
+            return gy.zipWith(y) { $1 > 0 ? $0 : 0 }
+        case .sigmoid:
+            guard let y = cache.output else { preconditionFailure("Network.backward before forward (layer \(i))") }
+            return gy.zipWith(y) { $0 * $1 * (1 - $1) }
+        case .reshape, .flatten:
+            guard let shape = cache.inputShape else { preconditionFailure("Network.backward before forward (layer \(i))") }
+            return gy.reshaped(shape)
+        case let .conv2d(_, _, kernel, stride, padding):
+            guard let x = cache.input else { preconditionFailure("Network.backward before forward (layer \(i))") }
+            return NetworkKernels.conv2dBackward(x, weight: parameters[p], outputGradient: gy, kernel: kernel,
+                                                 stride: stride, padding: padding, weightGradient: &gw,
+                                                 biasGradient: &gb, workspace: &workspace)
+        case let .convTranspose2d(_, _, kernel, stride, padding, _):
+            guard let x = cache.input else { preconditionFailure("Network.backward before forward (layer \(i))") }
+            return NetworkKernels.convTranspose2dBackward(x, weight: parameters[p], outputGradient: gy, kernel: kernel,
+                                                          stride: stride, padding: padding, weightGradient: &gw,
+                                                          biasGradient: &gb, workspace: &workspace)
+        case .batchNorm:
+            guard let xhat = cache.normalized else { preconditionFailure("Network.backward before forward (layer \(i))") }
+            return NetworkKernels.batchNormBackward(normalized: xhat, inverseStd: cache.inverseStd, gamma: parameters[p],
+                                                    outputGradient: gy, training: cache.training,
+                                                    gammaGradient: &gw, betaGradient: &gb)
+        }
+    }
+
+    // MARK: checkpoints
+
+    /// Parameters and batch-norm running statistics under PyTorch `state_dict` names:
+    /// `<prefix><layer index>.weight`, `.bias`, `.running_mean`, `.running_var`.
+    public func exportState(prefix: String) -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for (i, layer) in layers.enumerated() {
+            for (k, name) in layer.parameterNames.enumerated() {
+                out["\(prefix)\(i).\(name)"] = parameters[parameterOffsets[i] + k]
+            }
+            if runningStatistics[i].count == 2 {
+                out["\(prefix)\(i).running_mean"] = runningStatistics[i][0]
+                out["\(prefix)\(i).running_var"] = runningStatistics[i][1]
+            }
+        }
+        return out
+    }
+
+    /// Restores what `exportState` wrote for the same architecture; throws `UnrollError.invalidCheckpoint`
+    /// (naming the tensor) when one is missing, misshapen or non-finite, and then changes nothing.
+    public mutating func restoreState(_ tensors: [String: Tensor], prefix: String) throws {
+        func take(_ name: String, shape: [Int]) throws -> Tensor {
+            guard let t = tensors[prefix + name] else {
+                throw UnrollError.invalidCheckpoint("network tensor \(prefix)\(name) is missing")
+            }
+            guard t.shape == shape else {
+                throw UnrollError.invalidCheckpoint("network tensor \(prefix)\(name) has shape \(t.shape), expected \(shape)")
+            }
+            guard !t.hasNonFinite else {
+                throw UnrollError.invalidCheckpoint("network tensor \(prefix)\(name) holds NaN or infinity")
+            }
+            return t
+        }
+        var params = parameters, stats = runningStatistics
+        for (i, layer) in layers.enumerated() {
+            for (k, name) in layer.parameterNames.enumerated() {
+                let j = parameterOffsets[i] + k
+                params[j] = try take("\(i).\(name)", shape: params[j].shape)
+            }
+            if stats[i].count == 2 {
+                stats[i][0] = try take("\(i).running_mean", shape: stats[i][0].shape)
+                stats[i][1] = try take("\(i).running_var", shape: stats[i][1].shape)
+            }
+        }
+        parameters = params
+        runningStatistics = stats
+    }
+}
