@@ -9,16 +9,53 @@ enum TrainModelChoice: String, CaseIterable, ExpressibleByArgument {
     case dense, conv2d
 }
 
+/// Which convolutional denoiser `unroll train --model conv2d` learns.
+enum Conv2DFamily: String, CaseIterable, ExpressibleByArgument {
+    /// PUDLE: unrolled ISTA, one λ, --gradient decoder/lasso/least-squares.
+    case pudle
+    /// CRsAE: FISTA autoencoder with per-filter thresholds λ_c σ²/L (EM λ, free bias or fixed).
+    case crsae
+}
+
+/// How a CRsAE model sets its thresholds (`--bias`).
+enum CRsAEBiasChoice: String, CaseIterable, ExpressibleByArgument {
+    case em
+    case emBackprop = "em-backprop"
+    case freeBias = "free-bias"
+    case fixed
+
+    var bias: CRsAE2DBias {
+        switch self {
+        case .em: return .em(form: .closedForm)
+        case .emBackprop: return .em(form: .backprop)
+        case .freeBias: return .freeBias
+        case .fixed: return .fixed
+        }
+    }
+}
+
 /// The options of `unroll train --model conv2d` that the dense model does not have.
 struct Conv2DTrainOptions: ParsableArguments {
-    @Option(help: "conv2d: filter side K.")
-    var kernel: Int = 9
-    @Option(help: "conv2d: stride.")
-    var stride: Int = 4
-    @Option(help: "conv2d: side of the random training crops.")
-    var crop: Int = 129
-    @Option(help: ArgumentHelp("conv2d: noise σ in [0, 1] units, e.g. 0.1 or 25/255.", valueName: "σ"))
-    var sigma: String = "25/255"
+    @Option(help: "conv2d: pudle (unrolled ISTA, PUDLE Table 1) or crsae (FISTA autoencoder with thresholds λ_c σ²/L, CRsAE).")
+    var family: Conv2DFamily = .pudle
+    @Option(help: "conv2d: filter side K (default 9; crsae 7).")
+    var kernel: Int?
+    @Option(help: "conv2d: stride (default 4; crsae 5).")
+    var stride: Int?
+    @Option(help: "conv2d: side of the random training crops (default 129; crsae 127).")
+    var crop: Int?
+    @Option(help: ArgumentHelp("conv2d: noise σ in [0, 1] units, e.g. 0.1 or 25/255 (default 25/255; crsae 20/255).", valueName: "σ"))
+    var sigma: String?
+    @Option(help: "crsae: the thresholds: em (EM λ per filter, closed form), em-backprop (EM λ by Adam through the encoder), free-bias (trained by the reconstruction loss) or fixed.")
+    var bias: CRsAEBiasChoice = .em
+    @Flag(help: "crsae: separate encoder and decoder filters (H, We, Wd) instead of one tied bank.")
+    var untied = false
+    @Option(name: .customLong("lambda-mean"), parsing: .unconditional, help: "crsae: λ̄, the Gamma prior's mean and the initial λ.")
+    var lambdaMean: Float = 20
+    @Option(parsing: .unconditional, help: "crsae: δ, the Gamma prior's rate.")
+    var delta: Float = 100
+    @Option(parsing: .unconditional, help: "crsae: L (the step is 1/L, the threshold λσ²/L).")
+    var lipschitz: Float = 10
     @Option(help: "conv2d: loss target, clean (supervised) or noisy (unsupervised).")
     var target: DenoisingTarget = .clean
     @Option(name: .customLong("test-images"), help: ArgumentHelp("conv2d: a folder of PNGs to report the test PSNR on (whole images).", valueName: "dir"))
@@ -37,16 +74,21 @@ struct Conv2DTraining {
 
     func run() throws {
         let c = o.conv
+        if c.family == .crsae { return try CRsAE2DTraining(o: o).run() }
+        if c.bias != .em || c.untied || c.lambdaMean != 20 || c.delta != 100 || c.lipschitz != 10 {
+            throw CLIError("--bias, --untied, --lambda-mean, --delta and --lipschitz are for --family crsae")
+        }
+        let (kernel, stride, crop) = (c.kernel ?? 9, c.stride ?? 4, c.crop ?? 129)
         if o.epochs != nil { throw CLIError("--model conv2d counts --steps (one batch of crops each), not --epochs") }
         if o.initFile != nil || o.truth != nil || o.lambdaPerAtom != nil || o.resume || o.betaDecay {
             throw CLIError("--model conv2d does not take --init, --truth, --lambda-per-atom, --resume or --beta-decay")
         }
         let steps = o.steps ?? 1000
         guard steps >= 0 else { throw CLIError("--steps must be ≥ 0, got \(steps)") }
-        let sigma = try parseSigma(c.sigma, option: "--sigma")
-        guard c.kernel >= 1 else { throw CLIError("--kernel must be ≥ 1, got \(c.kernel)") }
-        guard c.stride >= 1 else { throw CLIError("--stride must be ≥ 1, got \(c.stride)") }
-        guard c.crop >= c.kernel else { throw CLIError("--crop \(c.crop) is smaller than the --kernel \(c.kernel)") }
+        let sigma = try parseSigma(c.sigma ?? "25/255", option: "--sigma")
+        guard kernel >= 1 else { throw CLIError("--kernel must be ≥ 1, got \(kernel)") }
+        guard stride >= 1 else { throw CLIError("--stride must be ≥ 1, got \(stride)") }
+        guard crop >= kernel else { throw CLIError("--crop \(crop) is smaller than the --kernel \(kernel)") }
         if let e = c.evalEvery, e < 1 { throw CLIError("--eval-every must be ≥ 1, got \(e)") }
         let mode: GradientMode
         switch o.gradient {
@@ -66,22 +108,22 @@ struct Conv2DTraining {
         let optimizer: Optimizer = (o.optimizer ?? .adam) == .adam
             ? .adam(learningRate: lr, beta1: o.beta1, beta2: o.beta2, epsilon: o.eps)
             : .sgd(learningRate: lr, momentum: o.momentum)
-        let config = DenoisingConfig(encoder: encoder, mode: mode, optimizer: optimizer, sigma: sigma, cropSize: c.crop,
+        let config = DenoisingConfig(encoder: encoder, mode: mode, optimizer: optimizer, sigma: sigma, cropSize: crop,
                                      batchSize: o.batch.size ?? 1, target: c.target, flips: !c.noFlips,
                                      normalizeFilters: !o.noNormalize, seed: o.seed)
         let train = try ImageFolder.load(o.data, option: "--data")
         let test = try c.testImages.map { try ImageFolder.load($0, option: "--test-images") }
         try inContext("--data") {
-            try DenoisingImages.validate(train.map(\.image), what: "training image", names: train.map(\.name), minimumSide: c.kernel)
+            try DenoisingImages.validate(train.map(\.image), what: "training image", names: train.map(\.name), minimumSide: kernel)
         }
         if let test {
             try inContext("--test-images") {
-                try DenoisingImages.validate(test.map(\.image), what: "test image", names: test.map(\.name), minimumSide: c.kernel)
+                try DenoisingImages.validate(test.map(\.image), what: "test image", names: test.map(\.name), minimumSide: kernel)
             }
         }
         var rng = Random(seed: o.seed)
         let initial = try inContext("--model conv2d") {
-            try Convolution2DDictionary(filters: o.atoms ?? 64, kernel: c.kernel, stride: c.stride, height: c.crop, width: c.crop, rng: &rng)
+            try Convolution2DDictionary(filters: o.atoms ?? 64, kernel: kernel, stride: stride, height: crop, width: crop, rng: &rng)
         }
         var trainer = try inContext("--model conv2d") { try DenoisingTrainer(dictionary: initial, images: train.map(\.image), config: config) }
         try inContext("--output") { try FileManager.default.createDirectory(atPath: o.output, withIntermediateDirectories: true) }
@@ -130,7 +172,7 @@ struct Conv2DTraining {
     func save(_ trainer: DenoisingTrainer, encoder: UnrolledEncoder, sigma: Float) throws {
         let info = [
             "training.gradient": o.gradient.rawValue, "training.step": String(trainer.step), "training.seed": String(o.seed),
-            "training.sigma": sigma.description, "training.crop": String(o.conv.crop), "training.target": o.conv.target.rawValue,
+            "training.sigma": sigma.description, "training.crop": String(o.conv.crop ?? 129), "training.target": o.conv.target.rawValue,
             "training.learning_rate": trainer.config.optimizer.learningRate.description, "data.folder": o.data,
         ]
         try inContext("writing the model") {

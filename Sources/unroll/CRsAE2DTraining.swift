@@ -1,0 +1,136 @@
+import Foundation
+import Unroll
+import UnrollCore
+import UnrollIO
+
+/// `unroll train --model conv2d --family crsae --data FOLDER …`: a CRsAE denoiser (crsae §6.2).
+///
+/// A tied model is saved as the `conv2d-dictionary` model `unroll denoise` reads (CRsAE's encoder is
+/// the unrolled FISTA over H with per-filter λ_enc = b_c·L and step 1/L, exactly); an untied one as
+/// `crsae2d-untied` (tensors H, We, Wd, b), which `unroll denoise` does not read.
+struct CRsAE2DTraining {
+    let o: Train
+
+    func run() throws {
+        let c = o.conv
+        if o.epochs != nil { throw CLIError("--model conv2d counts --steps (one batch of crops each), not --epochs") }
+        if o.initFile != nil || o.truth != nil || o.lambdaPerAtom != nil || o.resume || o.betaDecay || o.tau != nil || o.step != nil {
+            throw CLIError("--family crsae does not take --init, --truth, --lambda-per-atom, --resume, --beta-decay, --tau or --step (the step is 1/--lipschitz)")
+        }
+        if o.lambda != nil { throw CLIError("--family crsae sets λ by --lambda-mean (λ̄) and --bias, not --lambda") }
+        let steps = o.steps ?? 1000
+        guard steps >= 0 else { throw CLIError("--steps must be ≥ 0, got \(steps)") }
+        var config = CRsAE2DConfig()
+        config.atoms = o.atoms ?? 64
+        config.kernel = c.kernel ?? 7
+        config.stride = c.stride ?? 5
+        config.cropSize = c.crop ?? 127
+        config.sigma = try parseSigma(c.sigma ?? "20/255", option: "--sigma")
+        config.layers = o.layers ?? 30
+        config.lipschitz = c.lipschitz
+        config.lambdaMean = c.lambdaMean
+        config.lambdaRate = c.delta
+        config.tying = c.untied ? .untied : .tied
+        config.bias = c.bias.bias
+        config.learningRate = o.lr ?? 0.01
+        config.epsilon = o.eps
+        config.batchSize = o.batch.size ?? 1
+        config.target = c.target
+        config.flips = !c.noFlips
+        config.normalize = !o.noNormalize
+        config.seed = o.seed
+        if let e = c.evalEvery, e < 1 { throw CLIError("--eval-every must be ≥ 1, got \(e)") }
+        try inContext("--family crsae") { try config.validate() }
+
+        let train = try ImageFolder.load(o.data, option: "--data")
+        let test = try c.testImages.map { try ImageFolder.load($0, option: "--test-images") }
+        try inContext("--data") {
+            try DenoisingImages.validate(train.map(\.image), what: "training image", names: train.map(\.name), minimumSide: config.kernel)
+        }
+        if let test {
+            try inContext("--test-images") {
+                try DenoisingImages.validate(test.map(\.image), what: "test image", names: test.map(\.name), minimumSide: config.kernel)
+            }
+        }
+        var trainer = try inContext("--family crsae") { try CRsAE2DTrainer(images: train.map(\.image), config: config) }
+        try inContext("--output") { try FileManager.default.createDirectory(atPath: o.output, withIntermediateDirectories: true) }
+        let log = try inContext("--output") {
+            try CSVLog(path: o.output + "/log.csv", columns: ["step", "rec", "density", "mean_lambda", "mean_threshold", "test_psnr", "seconds"])
+        }
+        func evaluate() throws -> Denoiser.Evaluation? {
+            guard let test else { return nil }
+            return try trainer.network.evaluate(clean: test.map(\.image), sigma: config.sigma, seed: o.seed &+ 1, shiftAverage: true)
+        }
+        let label = "crsae \(config.tying.rawValue) \(config.bias.name)"
+        let progress = ProgressBar(total: steps, label: "train " + label)
+        let clock = ContinuousClock.now
+        var last: CRsAE2DRecord?
+        while trainer.step < steps {
+            let r: CRsAE2DRecord
+            do {
+                r = try trainer.trainStep()
+            } catch let UnrollError.diverged(step, reason) {
+                progress.finish()
+                try save(trainer)
+                throw CLIError("training diverged at step \(step): \(reason); the last good model is saved in \(o.output)")
+            }
+            last = r
+            var psnr = Double.nan
+            if let e = c.evalEvery, r.step % e == 0, r.step < steps, let ev = try evaluate() { psnr = ev.meanDenoised }
+            try log.append(fields: [String(r.step), CSV.format(r.reconstruction), CSV.format(r.density), CSV.format(Double(r.meanLambda)),
+                                    CSV.format(Double(r.meanThreshold)), CSV.format(psnr),
+                                    String(format: "%.3f", ProgressBar.seconds(ContinuousClock.now - clock))])
+            progress.update(r.step, detail: String(format: "rec %.3g, density %.3f, λ %.3g", r.reconstruction, r.density, r.meanLambda))
+        }
+        progress.finish()
+        let file = try save(trainer)
+        var summary = "\(label): step \(trainer.step)"
+        if let r = last { summary += String(format: ", rec %.4g, code density %.3f, mean λ %.3g", r.reconstruction, r.density, r.meanLambda) }
+        if let ev = try evaluate() {
+            summary += String(format: "; test PSNR (averaged over the %d shifts) %.2f dB (noisy %.2f dB, gain %.2f dB) with peak 1, %.2f dB (noisy %.2f dB) with peak = max of the clean image, on %d images",
+                              config.stride * config.stride, ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax,
+                              ev.meanNoisyCleanMax, ev.scores.count)
+        }
+        summary += String(format: ", %.1f s; wrote %@/%@, atoms.png, log.csv", ProgressBar.seconds(ContinuousClock.now - clock), o.output, file)
+        print(summary)
+    }
+
+    /// Writes the model and the atoms image; returns the model's file name.
+    @discardableResult
+    func save(_ trainer: CRsAE2DTrainer) throws -> String {
+        let net = trainer.network, config = trainer.config
+        var info = [
+            "training.family": "crsae", "training.bias": config.bias.name, "training.tying": config.tying.rawValue,
+            "training.step": String(trainer.step), "training.seed": String(o.seed), "training.sigma": config.sigma.description,
+            "training.crop": String(config.cropSize), "training.target": config.target.rawValue,
+            "training.learning_rate": config.learningRate.description, "training.lipschitz": config.lipschitz.description,
+            "training.lambda_mean": config.lambdaMean.description, "training.delta": config.lambdaRate.description,
+            "crsae.lambdas": trainer.lambdas.map(\.description).joined(separator: ","), "data.folder": o.data,
+        ]
+        let name = "model.safetensors"
+        try inContext("writing the model") {
+            if net.tying == .tied {
+                // FISTA over H with threshold λ_enc·α = b_c at α = 1/L: the CRsAE encoder, exactly.
+                let dictionary = try Convolution2DDictionary(filters: net.residualFilters, stride: net.stride,
+                                                             height: config.cropSize, width: config.cropSize)
+                let encoder = UnrolledEncoder(layers: net.layers, algorithm: .fista, threshold: .soft,
+                                              lambda: .perAtom(net.thresholds.map { $0 * net.lipschitz }), step: .fixed(net.alpha))
+                try Conv2DModelFile(dictionary: dictionary, encoder: encoder, info: info).write(to: o.output + "/" + name)
+            } else {
+                info["model.kind"] = "crsae2d-untied"
+                info["stride"] = String(net.stride)
+                info["layers"] = String(net.layers)
+                info["lipschitz"] = net.lipschitz.description
+                info["layout"] = "H, We, Wd [C, 1, K, K]; b [C]: v = y + We-correlation(x − H y)/L, z = soft(v, b), FISTA momentum; x̂ = Wd z"
+                try Safetensors.write([("H", net.residualFilters), ("We", net.encoderFilters), ("Wd", net.decoderFilters),
+                                       ("b", Tensor(shape: [net.atoms], data: net.thresholds))], metadata: info, to: o.output + "/" + name)
+            }
+        }
+        let k = net.kernel
+        try inContext("writing atoms.png") {
+            try AtomGrid(atomHeight: k, atomWidth: k, scale: max(1, 48 / k))
+                .writePNG(net.decoderFilters.reshaped([net.atoms, k * k]), to: o.output + "/atoms.png")
+        }
+        return name
+    }
+}
