@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Unroll
 import UnrollCore
+import UnrollIO
 
 /// CRsAE 2-D denoising: gradients against finite differences, the s² shift averaging against a naive
 /// loop, the EM λ update against its closed form, and bad input.
@@ -219,5 +220,69 @@ import UnrollCore
         #expect(trainer.lambdas.allSatisfy { $0.isFinite && (bias == .freeBias ? $0 >= 0 : $0 > 0) })
         if bias == .fixed { #expect(trainer.lambdas == [Float](repeating: 2, count: 4)) }
         if bias == .em(form: .closedForm) { #expect(trainer.lambdas != [Float](repeating: 2, count: 4)) }
+    }
+
+    /// A smooth test image with some edges, values in [0, 1].
+    static func image(_ h: Int, _ w: Int, phase: Double = 0) -> Tensor {
+        var t = Tensor(zeros: [h, w])
+        for r in 0..<h {
+            for c in 0..<w {
+                let v = 0.5 + 0.3 * sin(Double(r) / 5 + phase) * cos(Double(c) / 7) + (c > w / 2 ? 0.15 : -0.15)
+                t[r, c] = Float(min(1, max(0, v)))
+            }
+        }
+        return t
+    }
+
+    @Test func tinyExperimentReportsEveryRowBesideThePaper() throws {
+        var s = CRsAEDenoiseExperiment.settings(.tiny)
+        s.steps = 4
+        s.logEvery = 2
+        s.runs = [.init(.tied, .em(form: .closedForm)), .init(.untied, .freeBias)]
+        let result = try CRsAEDenoiseExperiment.run(s, train: [Self.image(50, 60)], test: [Self.image(61, 45, phase: 2)], scale: "tiny")
+        let t = result.table
+        #expect(t.experiment == "crsae-denoise" && t.rows.count == 3)
+        #expect(t.rows[0]["encoder"] == .string("noisy input"))
+        #expect(t.rows(where: ["encoder": .string("tied"), "bias": .string("em")]).first?.paper == 29.30)
+        #expect(t.rows(where: ["encoder": .string("untied"), "bias": .string("free-bias")]).first?.paper == 29.92)
+        #expect(t.rows.allSatisfy { $0.measured?.isFinite == true })
+        #expect(result.curves.first?.x == [2, 4])
+        #expect(t.json().hasPrefix("{\"experiment\": \"crsae-denoise\", \"scale\": \"tiny\", \"rows\": ["))
+        // The centre crop is the middle of the image.
+        let crop = CRsAEDenoiseExperiment.centreCrop(Self.image(61, 45), side: 20)
+        #expect(crop.shape == [20, 20] && crop[0, 0] == Self.image(61, 45)[20, 12])
+    }
+
+    /// `unroll reproduce crsae-denoise --scale tiny --json` on a folder of PNGs given by $UNROLL_IMAGES.
+    @Test func reproduceCLIPrintsOneJSONTable() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unroll-crsae-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (sub, size) in [("train", (60, 70)), ("test", (50, 52))] {
+            let folder = dir.appendingPathComponent("images/" + sub)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try PNG.write(Raster(gray: Self.image(size.0, size.1)), to: folder.appendingPathComponent("a.png").path)
+        }
+        let path = try #require(CLITests.binary, "the unroll binary was not found next to the tests")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = ["reproduce", "crsae-denoise", "--scale", "tiny", "--json", "--quiet", "--steps", "3",
+                             "--methods", "tied-em,tied-fixed", "--output", dir.appendingPathComponent("out").path]
+        var env = ProcessInfo.processInfo.environment
+        env["UNROLL_IMAGES"] = dir.appendingPathComponent("images").path
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "reproduce crsae-denoise failed: \(e)")
+        let lines = o.split(separator: "\n")
+        #expect(lines.count == 1)
+        let json = try JSONSerialization.jsonObject(with: Data(o.utf8)) as? [String: Any]
+        #expect(json?["experiment"] as? String == "crsae-denoise")
+        #expect(json?["scale"] as? String == "tiny")
+        #expect((json?["rows"] as? [[String: Any]])?.count == 3)
     }
 }
