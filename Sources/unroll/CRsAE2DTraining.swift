@@ -32,7 +32,7 @@ struct CRsAE2DTraining {
         config.lambdaRate = c.delta
         config.tying = c.untied ? .untied : .tied
         config.bias = c.bias.bias
-        config.learningRate = o.lr ?? 0.01
+        config.learningRate = o.lr ?? 0.003
         config.epsilon = o.eps
         config.batchSize = o.batch.size ?? 1
         config.target = c.target

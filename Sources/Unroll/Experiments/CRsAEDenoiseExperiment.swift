@@ -45,7 +45,8 @@ public enum CRsAEDenoiseExperiment {
         Run(.untied, .em(form: .closedForm)), Run(.untied, .freeBias),
     ]
 
-    /// paper: the peer's network and optimiser (Adam lr 0.01 × 0.7 every 5000 steps, λ lr 0.1),
+    /// paper: the peer's network and optimiser (Adam × 0.7 every 5000 steps, λ lr 0.1; filter lr 0.003 on
+    /// our ½Σ loss, see `CRsAE2DConfig.learningRate`),
     /// 50 000 steps of 127×127 crops (the peer trains 200–300 epochs over PASCAL VOC, ~10⁶ steps),
     /// whole test images. small: the same network, 1500 steps with the rate ×0.7 every 500, test on the
     /// centre 256×256 of each image. tiny: 8 filters, T 5, 32×32 crops, 20 steps, 48×48 test crops (tests).
