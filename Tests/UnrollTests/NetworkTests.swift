@@ -120,6 +120,15 @@ import UnrollCore
         #expect(once.contains { $0.norm() > 0 })
         net.zeroGradients()
         #expect(net.gradients.allSatisfy { $0.norm() == 0 })
+        // Parameter gradients alone (no ∂/∂input) are the same.
+        _ = net.forward(x, training: true)
+        net.accumulateParameterGradients(g)
+        #expect(net.gradients == once)
+        // predict is evaluation mode and leaves the caches alone.
+        let y = net.forward(x, training: true)
+        #expect(net.predict(x) == y)
+        _ = net.backward(g)
+        #expect(zip(net.gradients, once).allSatisfy { zip($0.data, $1.data).allSatisfy { abs($0 - 2 * $1) <= 1e-6 * max(1, abs($1)) } })
     }
 
     // MARK: convolutions

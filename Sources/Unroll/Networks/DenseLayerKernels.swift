@@ -23,12 +23,13 @@ enum NetworkKernels {
         return y
     }
 
-    /// Adds ∂/∂W = gyᵀ·x and ∂/∂b = Σ_rows gy; returns ∂/∂x = gy·W shaped like `x`.
-    static func linearBackward(_ x: Tensor, weight: Tensor, outputGradient gy: Tensor,
-                               weightGradient: inout Tensor, biasGradient: inout Tensor) -> Tensor {
+    /// Adds ∂/∂W = gyᵀ·x and ∂/∂b = Σ_rows gy; returns ∂/∂x = gy·W shaped like `x` (an empty tensor
+    /// without `inputGradient`).
+    static func linearBackward(_ x: Tensor, weight: Tensor, outputGradient gy: Tensor, weightGradient: inout Tensor,
+                               biasGradient: inout Tensor, inputGradient: Bool = true) -> Tensor {
         let (batch, inputs, outputs) = (x.rows, weight.shape[1], weight.shape[0])
         precondition(gy.shape == [batch, outputs], "linear backward: output gradient \(gy.shape), expected \([batch, outputs])")
-        var gx = Tensor(zeros: x.shape)
+        var gx = Tensor(zeros: inputGradient ? x.shape : [0])
         guard batch > 0 else { return gx }
         gy.data.withUnsafeBufferPointer { gp in
             let g = gp.baseAddress!
@@ -39,11 +40,13 @@ enum NetworkKernels {
                                beta: 1, c: gw.baseAddress!, ldc: inputs)
                 }
             }
-            weight.data.withUnsafeBufferPointer { wp in
-                gx.data.withUnsafeMutableBufferPointer { gxp in
-                    BLAS.sgemm(transA: false, transB: false, m: batch, n: inputs, k: outputs,
-                               alpha: 1, a: g, lda: outputs, b: wp.baseAddress!, ldb: inputs,
-                               beta: 0, c: gxp.baseAddress!, ldc: inputs)
+            if inputGradient {
+                weight.data.withUnsafeBufferPointer { wp in
+                    gx.data.withUnsafeMutableBufferPointer { gxp in
+                        BLAS.sgemm(transA: false, transB: false, m: batch, n: inputs, k: outputs,
+                                   alpha: 1, a: g, lda: outputs, b: wp.baseAddress!, ldb: inputs,
+                                   beta: 0, c: gxp.baseAddress!, ldc: inputs)
+                    }
                 }
             }
             biasGradient.data.withUnsafeMutableBufferPointer { gb in

@@ -96,9 +96,24 @@ public struct Network: Sendable {
     /// Back-propagates `outputGradient` (shaped like the last `forward`'s output) through the cached
     /// forward pass: adds to `gradients` and returns ∂/∂input.
     public mutating func backward(_ outputGradient: Tensor) -> Tensor {
+        backward(outputGradient, inputGradient: true)
+    }
+
+    /// `backward` for when ∂/∂input is not wanted: a first Linear layer then skips that product.
+    public mutating func accumulateParameterGradients(_ outputGradient: Tensor) {
+        _ = backward(outputGradient, inputGradient: false)
+    }
+
+    /// Evaluation-mode output (batch norm uses its running statistics) without touching this network's caches.
+    public func predict(_ input: Tensor) -> Tensor {
+        var copy = self
+        return copy.forward(input, training: false)
+    }
+
+    private mutating func backward(_ outputGradient: Tensor, inputGradient: Bool) -> Tensor {
         var g = outputGradient
         for i in layers.indices.reversed() {
-            g = backwardLayer(i, g)
+            g = backwardLayer(i, g, inputGradient: inputGradient || i > 0)
         }
         return g
     }
@@ -152,7 +167,8 @@ public struct Network: Sendable {
         return y
     }
 
-    private mutating func backwardLayer(_ i: Int, _ gy: Tensor) -> Tensor {
+    /// Without `inputGradient`, layers that can skip ∂/∂input return an empty tensor.
+    private mutating func backwardLayer(_ i: Int, _ gy: Tensor, inputGradient: Bool) -> Tensor {
         let p = parameterOffsets[i]
         let cache = caches[i]
         // The layer's weight and bias gradients, moved out of the array while the kernel adds to them.
@@ -171,8 +187,8 @@ public struct Network: Sendable {
         switch layers[i] {
         case .linear:
             guard let x = cache.input else { preconditionFailure("Network.backward before forward (layer \(i))") }
-            return NetworkKernels.linearBackward(x, weight: parameters[p], outputGradient: gy,
-                                                 weightGradient: &gw, biasGradient: &gb)
+            return NetworkKernels.linearBackward(x, weight: parameters[p], outputGradient: gy, weightGradient: &gw,
+                                                 biasGradient: &gb, inputGradient: inputGradient)
         case .relu:
             guard let y = cache.output else { preconditionFailure("Network.backward before forward (layer \(i))") }
             return gy.zipWith(y) { $1 > 0 ? $0 : 0 }
