@@ -28,6 +28,7 @@ struct CRsAE2DTraining {
         config.sigma = try parseSigma(c.sigma ?? "20/255", option: "--sigma")
         config.layers = o.layers ?? 30
         config.lipschitz = c.lipschitz
+        config.guardLipschitz = c.guardLipschitz
         config.lambdaMean = c.lambdaMean
         config.lambdaRate = c.delta
         config.tying = c.untied ? .untied : .tied
@@ -103,7 +104,7 @@ struct CRsAE2DTraining {
             "training.family": "crsae", "training.bias": config.bias.name, "training.tying": config.tying.rawValue,
             "training.step": String(trainer.step), "training.seed": String(o.seed), "training.sigma": config.sigma.description,
             "training.crop": String(config.cropSize), "training.target": config.target.rawValue,
-            "training.learning_rate": config.learningRate.description, "training.lipschitz": config.lipschitz.description,
+            "training.learning_rate": config.learningRate.description, "training.lipschitz": net.lipschitz.description,
             "training.lambda_mean": config.lambdaMean.description, "training.delta": config.lambdaRate.description,
             "crsae.lambdas": trainer.lambdas.map(\.description).joined(separator: ","), "data.folder": o.data,
         ]

@@ -56,6 +56,8 @@ struct Conv2DTrainOptions: ParsableArguments {
     var delta: Float = 100
     @Option(parsing: .unconditional, help: "crsae: L (the step is 1/L, the threshold λσ²/L).")
     var lipschitz: Float = 10
+    @Flag(name: .customLong("guard-lipschitz"), help: "crsae: raise L to 1.05‖H‖‖We‖ whenever the learned filters outgrow it (else FISTA can diverge).")
+    var guardLipschitz = false
     @Option(help: "conv2d: loss target, clean (supervised) or noisy (unsupervised).")
     var target: DenoisingTarget = .clean
     @Option(name: .customLong("test-images"), help: ArgumentHelp("conv2d: a folder of PNGs to report the test PSNR on (whole images).", valueName: "dir"))
@@ -75,8 +77,8 @@ struct Conv2DTraining {
     func run() throws {
         let c = o.conv
         if c.family == .crsae { return try CRsAE2DTraining(o: o).run() }
-        if c.bias != .em || c.untied || c.lambdaMean != 20 || c.delta != 100 || c.lipschitz != 10 {
-            throw CLIError("--bias, --untied, --lambda-mean, --delta and --lipschitz are for --family crsae")
+        if c.bias != .em || c.untied || c.lambdaMean != 20 || c.delta != 100 || c.lipschitz != 10 || c.guardLipschitz {
+            throw CLIError("--bias, --untied, --lambda-mean, --delta, --lipschitz and --guard-lipschitz are for --family crsae")
         }
         let (kernel, stride, crop) = (c.kernel ?? 9, c.stride ?? 4, c.crop ?? 129)
         if o.epochs != nil { throw CLIError("--model conv2d counts --steps (one batch of crops each), not --epochs") }

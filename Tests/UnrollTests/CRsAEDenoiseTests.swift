@@ -222,6 +222,26 @@ import UnrollIO
         if bias == .em(form: .closedForm) { #expect(trainer.lambdas != [Float](repeating: 2, count: 4)) }
     }
 
+    @Test func lipschitzGuardKeepsLAboveTheOperatorNorm() throws {
+        let images = [Self.image(40, 40), Self.image(40, 40, phase: 1)]
+        var c = CRsAE2DConfig()
+        c.atoms = 6; c.kernel = 5; c.stride = 2; c.layers = 4; c.cropSize = 21; c.lipschitz = 0.5; c.tying = .untied
+        var guarded = c
+        guarded.guardLipschitz = true
+        var a = try CRsAE2DTrainer(images: images, config: c), b = try CRsAE2DTrainer(images: images, config: guarded)
+        for _ in 0..<3 { try a.trainStep(); try b.trainStep() }
+        #expect(a.network.lipschitz == 0.5)
+        let bound = try b.network.estimatedLipschitz(side: 64, iterations: 200, seed: 99)
+        #expect(bound > 0.5 && b.network.lipschitz >= 0.97 * bound, "L \(b.network.lipschitz) vs ‖H‖‖We‖ \(bound)")
+        // Untied: the bound is √(‖H‖²‖We‖²); tied banks give ‖H‖².
+        var h = b.network
+        h.filters = [h.filters[0]]
+        let hh = try h.estimatedLipschitz(side: 64, iterations: 200, seed: 99)
+        h.filters = [b.network.filters[1]]
+        let we = try h.estimatedLipschitz(side: 64, iterations: 200, seed: 99)
+        #expect(abs(bound - (hh * we).squareRoot()) < 1e-3 * bound)
+    }
+
     /// A smooth test image with some edges, values in [0, 1].
     static func image(_ h: Int, _ w: Int, phase: Double = 0) -> Tensor {
         var t = Tensor(zeros: [h, w])

@@ -25,8 +25,11 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
     public var thresholds: [Float]
     public let stride: Int
     public let layers: Int
-    /// L (a fixed hyperparameter, CRsAE: 10); the step is 1/L.
-    public let lipschitz: Float
+    /// L (CRsAE: a fixed 10); the step is 1/L. It must bound ‖H‖₂‖We‖₂ for FISTA to converge
+    /// (`CRsAE2DConfig.guardLipschitz` can raise it when learned filters outgrow it).
+    public var lipschitz: Float {
+        didSet { precondition(lipschitz.isFinite && lipschitz > 0, "CRsAE L must be finite and > 0, got \(lipschitz)") }
+    }
 
     public var tying: Tying { filters.count == 1 ? .tied : .untied }
     public var atoms: Int { filters[0].shape[0] }
@@ -254,10 +257,15 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
         for i in filters.indices { Convolution2DDictionary.normalizeFilters(&filters[i]) }
     }
 
-    /// ‖H‖₂² by power iteration on a `side`×`side` image (to compare with the fixed L).
+    /// ‖H‖₂² (tied) or ‖H‖₂‖We‖₂ (untied) by power iteration on a `side`×`side` image: the
+    /// quantity L must bound (to compare with L; ‖D‖₂² barely depends on the size for large images).
     public func estimatedLipschitz(side: Int = 64, iterations: Int = 50, seed: UInt64 = 0) throws -> Float {
-        let op = try Convolution2DDictionary(filters: residualFilters, stride: stride, height: max(side, kernel), width: max(side, kernel))
-        var rng = Random(seed: seed)
-        return op.lipschitz(iterations: iterations, rng: &rng)
+        let n = max(side, kernel)
+        func normSquared(_ w: Tensor) throws -> Float {
+            var rng = Random(seed: seed)
+            return try Convolution2DDictionary(filters: w, stride: stride, height: n, width: n).lipschitz(iterations: iterations, rng: &rng)
+        }
+        let h = try normSquared(residualFilters)
+        return filters.count == 1 ? h : (h * (try normSquared(encoderFilters))).squareRoot()
     }
 }

@@ -57,6 +57,12 @@ public struct CRsAE2DConfig: Equatable, Sendable {
     public var target: DenoisingTarget = .clean
     public var flips = true
     public var normalize = true
+    /// After every step, raise L to 1.05·‖H‖₂‖We‖₂ (power iteration on a 64×64 image) when the
+    /// learned filters outgrow it; the EM/fixed thresholds λσ²/L follow. The learned filters do outgrow
+    /// L = 10 (‖H‖₂² ≈ 13–18 after 200 steps), and with a fixed L FISTA can then diverge (seen with the EM
+    /// backprop form: one step's loss 10⁵× the others, after which training did not recover).
+    /// false (default) = the peer's fixed L.
+    public var guardLipschitz = false
     public var seed: UInt64 = 0
 
     public init() {}
@@ -93,6 +99,8 @@ public struct CRsAE2DRecord: Sendable {
     public var meanThreshold: Float
     /// Mean λ_c after the step (EM and fixed; b_c L/σ² for the free bias).
     public var meanLambda: Float
+    /// L after the step.
+    public var lipschitz: Float
     public var seconds: Double
 }
 
@@ -180,9 +188,13 @@ public struct CRsAE2DTrainer {
         if net.filters.contains(where: \.hasNonFinite) {
             throw UnrollError.diverged(step: thisStep, reason: "the updated filters contain NaN or Inf")
         }
+        if config.guardLipschitz {
+            let bound = try net.estimatedLipschitz(side: 64, iterations: 20, seed: UInt64(thisStep))
+            if bound.isFinite, bound > net.lipschitz { net.lipschitz = 1.05 * bound }
+        }
         var biasOpt = biasOptimizer
         var newLambdas = lambdas
-        let toLambda = config.lipschitz / max(config.sigma * config.sigma, .leastNormalMagnitude)
+        let toLambda = net.lipschitz / max(config.sigma * config.sigma, .leastNormalMagnitude)
         switch config.bias {
         case .fixed:
             break
@@ -219,7 +231,7 @@ public struct CRsAE2DTrainer {
         return CRsAE2DRecord(step: step, reconstruction: rec,
                              density: 1 - Double(codes.zeroCount()) / Double(max(1, codes.count)),
                              meanThreshold: network.thresholds.reduce(0, +) / Float(network.atoms),
-                             meanLambda: lambdas.reduce(0, +) / Float(lambdas.count),
+                             meanLambda: lambdas.reduce(0, +) / Float(lambdas.count), lipschitz: network.lipschitz,
                              seconds: Double(c.seconds) + Double(c.attoseconds) * 1e-18)
     }
 }

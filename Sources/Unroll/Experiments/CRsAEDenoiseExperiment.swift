@@ -152,7 +152,7 @@ public enum CRsAEDenoiseExperiment {
         var table = ReproductionTable(experiment: "crsae-denoise", scale: scale)
         let threshold = c.lambdaMean * c.sigma * c.sigma / c.lipschitz
         table.notes = [
-            "model: \(c.atoms) filters \(c.kernel)×\(c.kernel), stride \(c.stride), T \(c.layers) FISTA layers, L \(ReproductionTable.format(Double(c.lipschitz))) (step 1/L), two-sided ReLU with threshold b_c = λ_c σ²/L; filters renormalised every step; untied = separate H, We, Wd",
+            "model: \(c.atoms) filters \(c.kernel)×\(c.kernel), stride \(c.stride), T \(c.layers) FISTA layers, L \(ReproductionTable.format(Double(c.lipschitz)))" + (c.guardLipschitz ? ", raised to 1.05‖H‖‖We‖ when the filters outgrow it" : "") + " (step 1/L), two-sided ReLU with threshold b_c = λ_c σ²/L; filters renormalised every step; untied = separate H, We, Wd",
             "bias: em = λ_c by the EM M-step in closed form (N_e + r − 1)/(mean‖x_c‖₁ + δ) after every step, em-backprop = Adam (lr \(c.lambdaLearningRate)) on the λ-loss through the encoder, Gamma prior λ̄ \(ReproductionTable.format(Double(c.lambdaMean))), δ \(ReproductionTable.format(Double(c.lambdaRate))); free-bias = b_c trained by the reconstruction loss; fixed = λ̄ (threshold \(String(format: "%.4f", threshold))). Every model starts at λ̄",
             "training: \(s.steps) steps of batch \(c.batchSize), random \(c.cropSize)×\(c.cropSize) crops with H/V flips, σ = \(ReproductionTable.format(Double(c.sigma * 255)))/255 noise re-drawn every step, loss ½‖\(c.target.rawValue) − x̂‖²; Adam lr \(c.learningRate) ε \(c.epsilon)" + (c.learningRateStep.map { ", × \(c.learningRateGamma) every \($0) steps" } ?? "") + "; \(images.count) training images",
             "test: \(test.count) images" + (s.testCrop.map { " (centre \($0)×\($0) crops)" } ?? " (whole)") + ", noise from seed \(s.testSeed) (the same for every run); measured = mean PSNR with peak = max of the clean image (the paper's definition), estimate clamped to [0, 1], reconstruction averaged over the \(c.stride * c.stride) shifted copies",
@@ -175,9 +175,9 @@ public enum CRsAEDenoiseExperiment {
             table.rows.append(ReproductionRow(setting: [.init("encoder", .string(run.tying.rawValue)), .init("bias", .string(run.bias.name))],
                                               measured: e.meanDenoisedCleanMax, paper: paperPSNR(run)))
             let l = out.trainer.lambdas
-            table.notes.append(String(format: "%@: PSNR %.2f dB with peak 1 (noisy %.2f), gain %.2f dB; single pass (no shift averaging) %.2f dB (peak max x); λ mean %.2f (range %.2f–%.2f); per image (peak max x) %@",
+            table.notes.append(String(format: "%@: PSNR %.2f dB with peak 1 (noisy %.2f), gain %.2f dB; single pass (no shift averaging) %.2f dB (peak max x); λ mean %.2f (range %.2f–%.2f); final L %.2f; per image (peak max x) %@",
                                       run.label, e.meanDenoised, e.meanNoisy, e.gain, out.singlePass.meanDenoisedCleanMax,
-                                      l.reduce(0, +) / Float(l.count), l.min() ?? 0, l.max() ?? 0,
+                                      l.reduce(0, +) / Float(l.count), l.min() ?? 0, l.max() ?? 0, out.trainer.network.lipschitz,
                                       e.scores.map { String(format: "%.2f", $0.denoisedCleanMax) }.joined(separator: ", ")))
             curve.add(run.label, y: out.curve)
             table.info = table.info.filter { $0.key != "seconds" } + [.init("seconds", .double((secondsSince(start) * 10).rounded() / 10))]
