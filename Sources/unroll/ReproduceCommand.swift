@@ -19,6 +19,7 @@ struct Reproduce: ParsableCommand {
           table1     §5: image denoising with a convolutional dictionary (PUDLE Table 1; images from $UNROLL_IMAGES/{train,test}, default ../shared/data/images)
           spikes     CRsAE §6: spike sorting on simulated recordings (template error, miss vs false alarm, time vs a convex solver)
           crsae-denoise  CRsAE §6.2: image denoising, EM-learned λ vs free bias vs fixed λ, tied and untied (images as table1)
+          vsc-linear VSC §4: variational families with a linear generator on whitened patches ($UNROLL_IMAGES/train) beside FISTA
         Scales: tiny (seconds), small (minutes), paper (the published setting; theory and fig5 take hours).
         Progress goes to stderr; with --json stdout holds exactly one JSON object.
         """)
@@ -26,9 +27,10 @@ struct Reproduce: ParsableCommand {
     enum Experiment: String, ExpressibleByArgument, CaseIterable {
         case theory, gradients, fig5, interpret, table1, spikes
         case crsaeDenoise = "crsae-denoise"
+        case vscLinear = "vsc-linear"
     }
 
-    @Argument(help: "Experiment: theory, gradients, fig5, interpret, table1, spikes or crsae-denoise.")
+    @Argument(help: "Experiment: theory, gradients, fig5, interpret, table1, spikes, crsae-denoise or vsc-linear.")
     var experiment: Experiment
 
     @Option(help: "Scale: tiny, small or paper.")
@@ -126,6 +128,9 @@ struct Reproduce: ParsableCommand {
                 result = try SpikesReproduce.run(scale: scaleValue, seed: seed, steps: steps, callbacks: callbacks)
             case .crsaeDenoise:
                 result = try CRsAEDenoiseReproduce.run(scale: scaleValue, seed: seed, steps: steps, methods: methods, callbacks: callbacks)
+            case .vscLinear:
+                result = try VSCLinearReproduce.run(scale: scaleValue, seed: seed, steps: steps, methods: methods,
+                                                    folder: folder, callbacks: callbacks)
             }
         } catch let e as UnrollError {
             throw ValidationError(e.description)

@@ -8,5 +8,5 @@ struct UnrollCLI: ParsableCommand {
         commandName: "unroll",
         abstract: "Sparse coding and dictionary learning by algorithm unrolling.",
         version: version,
-        subcommands: [Demo.self, Synth.self, Train.self, Encode.self, Info.self, Bench.self, Reproduce.self, Denoise.self, Explain.self, Spikes.self])
+        subcommands: [Demo.self, Synth.self, Train.self, Encode.self, Info.self, Bench.self, Reproduce.self, Denoise.self, Explain.self, Spikes.self, VSC.self])
 }

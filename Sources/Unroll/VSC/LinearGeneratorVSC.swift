@@ -1,0 +1,511 @@
+import Foundation
+import UnrollCore
+
+/// Settings of variational sparse coding with a linear generator x ≈ z·Φ (vsc §4): an MLP encoder
+/// trained by SGD with Nesterov momentum under a one-cycle schedule, and a dictionary Φ updated by
+/// its own SGD step on the selected samples (no renormalisation; a Frobenius penalty instead).
+public struct LinearGeneratorConfig: Equatable, Sendable {
+    public var variational: VariationalConfig
+    /// Widths of the encoder's hidden layers (ReLU after each), then linear heads.
+    public var hidden: [Int] = [512, 1024, 512, 256]
+    /// Number of dictionary atoms (latents); the reference's dictionary is complete (256 for 16×16).
+    public var latents: Int = 256
+    public var batchSize: Int = 100
+    public var epochs: Int = 300
+    /// Peak encoder learning rate of the one-cycle schedule; Nesterov momentum.
+    public var learningRate: Float = 0.01
+    public var momentum: Float = 0.9
+    /// Weight of Σ_latents KL in the per-sample loss mean_px(x − zΦ)² + w·KL.
+    public var klWeight: Float = 0.01
+    /// Dictionary SGD rate η, multiplied by `dictionaryDecay` after every epoch.
+    public var dictionaryRate: Float = 0.5
+    public var dictionaryDecay: Float = 0.99
+    /// Frobenius penalty ρ‖Φ‖²_F on the dictionary (its gradient 2ρΦ).
+    public var frobenius: Float = 1e-4
+    public var aggregation: SampleAggregation = .max
+    /// Laplace / slab warm-up of the sample spread: `warmupStart` until step `warmupDelay`, then
+    /// + `warmupRate` per step, capped at 1.
+    public var warmupStart: Float = 0.1
+    public var warmupDelay: Int = 1500
+    public var warmupRate: Float = 2e-4
+    /// Spike-and-slab temperature: ×`temperatureDecay` per step, floored at `temperatureFloor`.
+    public var temperatureDecay: Float = 0.9995
+    public var temperatureFloor: Float = 0.5
+    public var seed: UInt64 = 0
+
+    public init(variational: VariationalConfig) { self.variational = variational }
+
+    public func validate() throws {
+        try variational.validate()
+        func positive(_ name: String, _ v: Float) throws {
+            guard v.isFinite, v > 0 else { throw UnrollError.invalidArgument("\(name) must be finite and > 0, got \(v)") }
+        }
+        try positive("learning rate", learningRate)
+        try positive("dictionary rate", dictionaryRate)
+        try positive("dictionary decay", dictionaryDecay)
+        try positive("temperature floor", temperatureFloor)
+        guard hidden.allSatisfy({ $0 >= 1 }), latents >= 1 else {
+            throw UnrollError.invalidArgument("encoder widths and latents must be ≥ 1, got \(hidden) and \(latents)")
+        }
+        guard batchSize >= 1, epochs >= 1 else {
+            throw UnrollError.invalidArgument("batch size and epochs must be ≥ 1, got \(batchSize) and \(epochs)")
+        }
+        for (name, v) in [("momentum", momentum), ("KL weight", klWeight), ("Frobenius penalty", frobenius),
+                          ("warm-up start", warmupStart), ("warm-up rate", warmupRate)] where !(v.isFinite && v >= 0) {
+            throw UnrollError.invalidArgument("\(name) must be finite and ≥ 0, got \(v)")
+        }
+    }
+
+    /// The Laplace / slab warm-up factor at `step` (0-based).
+    public func warmup(step: Int) -> Float {
+        step < warmupDelay ? warmupStart : min(1, warmupStart + warmupRate * Float(step - warmupDelay))
+    }
+
+    /// These settings with the per-step schedules of the reference's 240 000-step run (warm-up held
+    /// for 1500 steps then done by 6000, temperature floored by ~1400 steps, η × 0.99 per epoch over
+    /// 300 epochs) compressed to the same fractions of a shorter run of `steps` steps in `epochs` epochs.
+    public func compressingSchedules(steps: Int, epochs: Int) -> LinearGeneratorConfig {
+        let fraction = Double(steps) / 240_000
+        guard fraction < 1 else { return self }
+        var c = self
+        c.warmupDelay = Int((1500 * fraction).rounded())
+        c.warmupRate = Float(0.9 / max(1, 4500 * fraction))
+        c.temperatureDecay = Float(pow(0.9995, 1 / max(fraction, 1e-9)))
+        c.dictionaryDecay = Float(pow(0.99, 300 / Double(max(epochs, 1))))
+        return c
+    }
+
+    /// The spike-and-slab temperature at `step`.
+    public func temperature(step: Int) -> Float {
+        max(temperatureFloor, Float(pow(Double(temperatureDecay), Double(step))))
+    }
+}
+
+/// The encoder (an MLP trunk and one linear head per encoder output) and the dictionary Φ
+/// `[latents, pixels]` (atoms as rows, so x̂ = z·Φ).
+public struct LinearGeneratorModel: Sendable {
+    public var trunk: Network
+    /// Heads in `EncoderOutputs` order: mean, log-scale, then α and β logits (learned threshold)
+    /// or the spike logit (spike-and-slab).
+    public var heads: [Network]
+    public var dictionary: Tensor
+    public let variational: VariationalConfig
+
+    /// PyTorch-default encoder initialisation; Φ ~ N(0, 1) with unit-norm atoms (normalised once).
+    public init(pixels: Int, config: LinearGeneratorConfig, rng: inout Random) {
+        let sizes = [pixels] + config.hidden
+        trunk = Network.mlp(sizes: sizes, finalActivation: true, rng: &rng)
+        let width = sizes.last!
+        heads = (0..<Self.headCount(config.variational)).map { _ in
+            Network(.linear(inputs: width, outputs: config.latents), rng: &rng)
+        }
+        var phi = Tensor.normal([config.latents, pixels], rng: &rng)
+        phi.normalizeRows()
+        dictionary = phi
+        variational = config.variational
+    }
+
+    static func headCount(_ v: VariationalConfig) -> Int {
+        2 + (v.learnsThreshold ? 2 : 0) + (v.family == .spikeAndSlab ? 1 : 0)
+    }
+
+    public var pixels: Int { dictionary.cols }
+    public var latents: Int { dictionary.rows }
+
+    /// The encoder's outputs for signals `[n, pixels]`.
+    public mutating func encode(_ x: Tensor, training: Bool) -> EncoderOutputs {
+        let h = trunk.forward(x, training: training)
+        var out = [Tensor]()
+        for i in heads.indices { out.append(heads[i].forward(h, training: training)) }
+        var result = EncoderOutputs(mean: out[0], logScale: out[1])
+        if variational.learnsThreshold {
+            result.alphaLogit = out[2]
+            result.betaLogit = out[3]
+        }
+        if variational.family == .spikeAndSlab { result.spikeLogit = out[2] }
+        return result
+    }
+
+    /// Backpropagates ∂L/∂outputs (as returned by `encode`'s last call) into the encoder's gradients.
+    public mutating func backward(_ g: EncoderOutputs) {
+        var parts = [g.mean, g.logScale]
+        if variational.learnsThreshold { parts += [g.alphaLogit!, g.betaLogit!] }
+        if variational.family == .spikeAndSlab { parts.append(g.spikeLogit!) }
+        var trunkGradient: Tensor?
+        for i in heads.indices {
+            let gi = heads[i].backward(parts[i])
+            if trunkGradient == nil { trunkGradient = gi } else { trunkGradient!.add(gi) }
+        }
+        _ = trunk.backward(trunkGradient!)
+    }
+
+    public mutating func zeroGradients() {
+        trunk.zeroGradients()
+        for i in heads.indices { heads[i].zeroGradients() }
+    }
+
+    /// Every encoder parameter tensor (trunk, then heads), and the matching gradients.
+    public var parameters: [Tensor] {
+        get { trunk.parameters + heads.flatMap(\.parameters) }
+        set {
+            var offset = trunk.parameters.count
+            trunk.parameters = Array(newValue[0..<offset])
+            for i in heads.indices {
+                let k = heads[i].parameters.count
+                heads[i].parameters = Array(newValue[offset..<(offset + k)])
+                offset += k
+            }
+        }
+    }
+    public var gradients: [Tensor] { trunk.gradients + heads.flatMap(\.gradients) }
+
+    /// Samples `samples` codes per signal and scores each by the per-sample loss
+    /// mean_px(x − zΦ)² + klWeight·KL; returns the draw, the decoded signals `[n·J, pixels]` and
+    /// the losses (row b·J + j).
+    public mutating func sample(_ x: Tensor, samples: Int, klWeight: Float, warmup: Float, temperature: Float,
+                                training: Bool, rng: inout Random)
+        -> (outputs: EncoderOutputs, draw: VariationalDraw, decoded: Tensor, losses: [Double]) {
+        var config = variational
+        config.samples = samples
+        let outputs = encode(x, training: training)
+        let draw = drawCodes(outputs, config: config, warmup: warmup, temperature: temperature, rng: &rng)
+        let decoded = draw.codes.matmul(dictionary)
+        let (n, m) = (x.rows, pixels)
+        var losses = [Double](repeating: 0, count: n * samples)
+        decoded.data.withUnsafeBufferPointer { d in
+            x.data.withUnsafeBufferPointer { xs in
+                for b in 0..<n {
+                    for j in 0..<samples {
+                        let row = (b * samples + j) * m
+                        var s = 0.0
+                        for k in 0..<m {
+                            let r = Double(d[row + k] - xs[b * m + k])
+                            s += r * r
+                        }
+                        losses[b * samples + j] = s / Double(m) + Double(klWeight) * draw.kl[b]
+                    }
+                }
+            }
+        }
+        return (outputs, draw, decoded, losses)
+    }
+
+    /// Draws `samples` codes per signal of `x` `[B, pixels]`, weights them by `aggregation`, and adds
+    /// the gradient of loss = (1/B) Σ_bj w_bj L_bj with respect to the encoder to `gradients`.
+    /// Returns the loss, the selected samples' mean reconstruction error and KL, the non-zero
+    /// fraction of all draws, and Φ's update direction (1/B) Σ_bj w_bj z_bjᵀ(x_b − z_bj Φ) (the
+    /// negative loss gradient up to the factor 2/m, as in the reference's manual step).
+    public mutating func accumulateGradients(_ x: Tensor, samples: Int, klWeight: Float, aggregation: SampleAggregation,
+                                             warmup: Float, temperature: Float, rng: inout Random)
+        -> (loss: Double, reconstruction: Double, kl: Double, nonZero: Double, dictionaryDirection: Tensor) {
+        let (n, m) = (x.rows, pixels)
+        let s = sample(x, samples: samples, klWeight: klWeight, warmup: warmup, temperature: temperature,
+                       training: true, rng: &rng)
+        let w = aggregation.weights(losses: s.losses, data: n, samples: samples)
+        var loss = 0.0, reconstruction = 0.0
+        for i in w.indices where w[i] != 0 {
+            loss += Double(w[i]) * s.losses[i]
+            reconstruction += Double(w[i]) * (s.losses[i] - Double(klWeight) * s.draw.kl[i / samples])
+        }
+        // ∂loss/∂x̂_bj = −(2 w_bj / (B m))(x_b − x̂_bj); `weighted` holds w_bj (x_b − x̂_bj).
+        var weighted = s.decoded
+        x.data.withUnsafeBufferPointer { xs in
+            weighted.data.withUnsafeMutableBufferPointer { r in
+                for b in 0..<n {
+                    for j in 0..<samples {
+                        let row = (b * samples + j) * m, wb = w[b * samples + j]
+                        for k in 0..<m { r[row + k] = wb * (xs[b * m + k] - r[row + k]) }
+                    }
+                }
+            }
+        }
+        let codesGradient = (-2 / Float(n * m)) * weighted.matmul(dictionary, transposeOther: true)
+        var g = s.draw.backward(codesGradient: codesGradient)
+        g.add(s.draw.klGradient(weights: [Float](repeating: 1 / Float(n), count: n), klWeight: klWeight))
+        backward(g)
+        let direction = (1 / Float(n)) * s.draw.codes.matmul(weighted, transposeSelf: true)
+        return (loss / Double(n), reconstruction / Double(n), s.draw.kl.reduce(0, +) / Double(n),
+                CodeStatistics.nonZeroFraction(s.draw.codes), direction)
+    }
+
+    /// The code of each signal chosen by `aggregation` among `samples` draws (the maximum-ELBO draw
+    /// for `.max`; the weighted mean of the draws otherwise), `[n, latents]`.
+    public mutating func infer(_ x: Tensor, samples: Int, klWeight: Float, aggregation: SampleAggregation = .max,
+                               temperature: Float, rng: inout Random) -> Tensor {
+        let s = sample(x, samples: samples, klWeight: klWeight, warmup: 1, temperature: temperature,
+                       training: false, rng: &rng)
+        let w = aggregation.weights(losses: s.losses, data: x.rows, samples: samples)
+        return Self.combine(s.draw.codes, weights: w, data: x.rows, samples: samples)
+    }
+
+    /// Σ_j w_bj z_bj for every datum b.
+    static func combine(_ codes: Tensor, weights: [Float], data n: Int, samples: Int) -> Tensor {
+        let d = codes.cols
+        var out = [Float](repeating: 0, count: n * d)
+        codes.data.withUnsafeBufferPointer { z in
+            for b in 0..<n {
+                for j in 0..<samples where weights[b * samples + j] != 0 {
+                    let w = weights[b * samples + j], row = (b * samples + j) * d
+                    for k in 0..<d { out[b * d + k] += w * z[row + k] }
+                }
+            }
+        }
+        return Tensor(shape: [n, d], data: out)
+    }
+}
+
+/// What one training step measured (means over the batch, for the selected samples).
+public struct LinearGeneratorStepRecord: Equatable, Sendable {
+    public var step: Int
+    public var epoch: Int
+    /// Σ_b Σ_j w_bj L_bj / B, the loss the encoder descends.
+    public var loss: Double
+    /// mean_px(x − zΦ)² of the selected samples.
+    public var reconstruction: Double
+    /// Mean Σ_latents KL per datum.
+    public var kl: Double
+    /// Fraction of non-zero code entries over all J samples.
+    public var nonZero: Double
+    public var learningRate: Float
+}
+
+/// Trains a `LinearGeneratorModel` on signals `[n, pixels]` (vsc §4 and §6).
+public struct LinearGeneratorTrainer: Sendable {
+    public private(set) var model: LinearGeneratorModel
+    public let config: LinearGeneratorConfig
+    public private(set) var optimizer: NetworkOptimizer
+    public let schedule: OneCycleSchedule
+    public private(set) var step = 0
+    public private(set) var epoch = 0
+    public private(set) var rng: Random
+    /// Signals per epoch (fixes the one-cycle schedule's length).
+    public let trainingSize: Int
+
+    public init(pixels: Int, trainingSize: Int, config: LinearGeneratorConfig) throws {
+        try config.validate()
+        guard pixels >= 1, trainingSize >= config.batchSize else {
+            throw UnrollError.invalidArgument("training set of \(trainingSize) signals is smaller than the batch size \(config.batchSize)")
+        }
+        var rng = Random(seed: config.seed)
+        var modelRng = rng.split()
+        model = LinearGeneratorModel(pixels: pixels, config: config, rng: &modelRng)
+        self.config = config
+        optimizer = NetworkOptimizer(.sgd(learningRate: config.learningRate, momentum: config.momentum, nesterov: true),
+                                     count: model.parameters.count)
+        schedule = OneCycleSchedule(maxLearningRate: config.learningRate,
+                                    totalSteps: config.epochs * (trainingSize / config.batchSize))
+        self.rng = rng
+        self.trainingSize = trainingSize
+    }
+
+    /// One encoder step and one dictionary step on `batch` `[B, pixels]`.
+    public mutating func trainStep(batch x: Tensor) throws -> LinearGeneratorStepRecord {
+        guard x.rank == 2, x.cols == model.pixels else {
+            throw UnrollError.shapeMismatch("batch \(x.shape): expected [n, \(model.pixels)]")
+        }
+        guard !x.hasNonFinite else { throw UnrollError.nonFinite("the training batch contains NaN or Inf") }
+        model.zeroGradients()
+        let g = model.accumulateGradients(x, samples: config.variational.samples, klWeight: config.klWeight,
+                                          aggregation: config.aggregation, warmup: config.warmup(step: step),
+                                          temperature: config.temperature(step: step), rng: &rng)
+        guard g.loss.isFinite else {
+            throw UnrollError.diverged(step: step + 1, reason: "the loss is \(g.loss)")
+        }
+        let lr = schedule.learningRate(step: step)
+        optimizer.learningRate = lr
+        var parameters = model.parameters
+        optimizer.step(&parameters, gradients: model.gradients)
+        model.parameters = parameters
+        // Φ ← Φ + η(direction − 2ρΦ), with η decayed per epoch.
+        let eta = config.dictionaryRate * Float(pow(Double(config.dictionaryDecay), Double(epoch)))
+        var direction = g.dictionaryDirection
+        direction.add(model.dictionary, scaledBy: -2 * config.frobenius)
+        model.dictionary.add(direction, scaledBy: eta)
+        guard !model.dictionary.hasNonFinite else {
+            throw UnrollError.diverged(step: step + 1, reason: "the dictionary has non-finite entries")
+        }
+        step += 1
+        return LinearGeneratorStepRecord(step: step, epoch: epoch, loss: g.loss, reconstruction: g.reconstruction,
+                                         kl: g.kl, nonZero: g.nonZero, learningRate: lr)
+    }
+
+    /// One pass over `data` in a shuffled order (seeded), in batches (a final partial batch is dropped).
+    public mutating func trainEpoch(data: Tensor, onStep: ((LinearGeneratorStepRecord) throws -> Void)? = nil) throws {
+        guard data.rows == trainingSize, data.cols == model.pixels else {
+            throw UnrollError.shapeMismatch("training data \(data.shape): the trainer was set up for [\(trainingSize), \(model.pixels)]")
+        }
+        let order = rng.permutation(data.rows)
+        let batches = data.rows / config.batchSize
+        for k in 0..<batches {
+            let rows = Array(order[(k * config.batchSize)..<((k + 1) * config.batchSize)])
+            let record = try trainStep(batch: data.gatherRows(rows))
+            try onStep?(record)
+        }
+        epoch += 1
+    }
+}
+
+extension EncoderOutputs {
+    /// Adds `other` head by head (heads absent on either side stay as they are).
+    mutating func add(_ other: EncoderOutputs) {
+        mean.add(other.mean)
+        logScale.add(other.logScale)
+        if let o = other.alphaLogit { alphaLogit?.add(o) }
+        if let o = other.betaLogit { betaLogit?.add(o) }
+        if let o = other.spikeLogit { spikeLogit?.add(o) }
+    }
+}
+
+extension VariationalConfig {
+    /// The method's name in tables, as the paper labels it ("Thresh Laplacian+Gamma", …).
+    public var label: String {
+        let base: String
+        switch family {
+        case .gaussian: base = "Gaussian"
+        case .laplacian: base = "Laplacian"
+        case .thresholdedGaussian: base = "Thresh Gaussian"
+        case .thresholdedLaplacian: base = "Thresh Laplacian"
+        case .spikeAndSlab: base = "Spike-and-slab"
+        }
+        return learnsThreshold ? base + "+Gamma" : base
+    }
+}
+
+// MARK: checkpoints
+
+extension LinearGeneratorTrainer {
+    /// Everything to continue bit for bit: tensors `dictionary`, `encoder.trunk.*`, `encoder.head<i>.*`,
+    /// `optimizer.<i>.*`; metadata: the settings (`vsc.*`), `trainer.step`, `trainer.epoch`,
+    /// `trainer.examples` and `trainer.rng`. Taken between epochs.
+    public func checkpoint() -> TrainerCheckpoint {
+        var tensors = model.trunk.exportState(prefix: "encoder.trunk.")
+        for (i, head) in model.heads.enumerated() { tensors.merge(head.exportState(prefix: "encoder.head\(i).")) { _, b in b } }
+        tensors["dictionary"] = model.dictionary
+        let state = optimizer.exportState(prefix: "optimizer.")
+        tensors.merge(state.tensors) { _, b in b }
+        var meta = state.metadata
+        let c = config, v = c.variational
+        meta["vsc.family"] = v.family.rawValue
+        switch v.threshold {
+        case let .fixed(l): meta["vsc.threshold"] = "fixed"; meta["vsc.lambda"] = l.description
+        case let .gamma(m): meta["vsc.threshold"] = "gamma"; meta["vsc.lambda"] = m.description
+        }
+        meta["vsc.prior_spread"] = v.priorSpread.description
+        meta["vsc.spike_prior"] = v.spikePrior.description
+        meta["vsc.gamma_kl_weight"] = v.gammaKLWeight.description
+        meta["vsc.samples"] = String(v.samples)
+        meta["vsc.hidden"] = c.hidden.map(String.init).joined(separator: ",")
+        meta["vsc.latents"] = String(c.latents)
+        meta["vsc.pixels"] = String(model.pixels)
+        meta["vsc.batch_size"] = String(c.batchSize)
+        meta["vsc.epochs"] = String(c.epochs)
+        meta["vsc.learning_rate"] = c.learningRate.description
+        meta["vsc.momentum"] = c.momentum.description
+        meta["vsc.kl_weight"] = c.klWeight.description
+        meta["vsc.dictionary_rate"] = c.dictionaryRate.description
+        meta["vsc.dictionary_decay"] = c.dictionaryDecay.description
+        meta["vsc.frobenius"] = c.frobenius.description
+        meta["vsc.aggregation"] = c.aggregation.rawValue
+        meta["vsc.warmup_start"] = c.warmupStart.description
+        meta["vsc.warmup_delay"] = String(c.warmupDelay)
+        meta["vsc.warmup_rate"] = c.warmupRate.description
+        meta["vsc.temperature_decay"] = c.temperatureDecay.description
+        meta["vsc.temperature_floor"] = c.temperatureFloor.description
+        meta["vsc.seed"] = String(c.seed)
+        meta["trainer.step"] = String(step)
+        meta["trainer.epoch"] = String(epoch)
+        meta["trainer.examples"] = String(trainingSize)
+        meta["trainer.rng"] = rng.state.map(String.init).joined(separator: ",")
+        return TrainerCheckpoint(tensors: tensors, metadata: meta)
+    }
+
+    /// A trainer rebuilt from `checkpoint()` alone (its settings come from the metadata).
+    public init(checkpoint: TrainerCheckpoint) throws {
+        let meta = checkpoint.metadata
+        func value(_ key: String) throws -> String {
+            guard let v = meta[key] else { throw UnrollError.invalidCheckpoint("metadata \(key) is missing") }
+            return v
+        }
+        func number<T: LosslessStringConvertible>(_ key: String, _: T.Type) throws -> T {
+            guard let v = T(try value(key)) else { throw UnrollError.invalidCheckpoint("metadata \(key) is not a number") }
+            return v
+        }
+        guard let family = VariationalFamily(rawValue: try value("vsc.family")) else {
+            throw UnrollError.invalidCheckpoint("metadata vsc.family '\(meta["vsc.family"]!)' is not a variational family")
+        }
+        let lambda = try number("vsc.lambda", Float.self)
+        let threshold: ThresholdKind
+        switch try value("vsc.threshold") {
+        case "fixed": threshold = .fixed(lambda)
+        case "gamma": threshold = .gamma(priorMean: lambda)
+        case let other: throw UnrollError.invalidCheckpoint("metadata vsc.threshold '\(other)': expected fixed or gamma")
+        }
+        let v = VariationalConfig(family: family, threshold: threshold, priorSpread: try number("vsc.prior_spread", Float.self),
+                                  spikePrior: try number("vsc.spike_prior", Float.self),
+                                  gammaKLWeight: try number("vsc.gamma_kl_weight", Float.self),
+                                  samples: try number("vsc.samples", Int.self))
+        var c = LinearGeneratorConfig(variational: v)
+        let hidden = try value("vsc.hidden").split(separator: ",").map { Int($0) }
+        guard !hidden.contains(nil) else { throw UnrollError.invalidCheckpoint("metadata vsc.hidden is not a list of integers") }
+        c.hidden = hidden.map { $0! }
+        c.latents = try number("vsc.latents", Int.self)
+        c.batchSize = try number("vsc.batch_size", Int.self)
+        c.epochs = try number("vsc.epochs", Int.self)
+        c.learningRate = try number("vsc.learning_rate", Float.self)
+        c.momentum = try number("vsc.momentum", Float.self)
+        c.klWeight = try number("vsc.kl_weight", Float.self)
+        c.dictionaryRate = try number("vsc.dictionary_rate", Float.self)
+        c.dictionaryDecay = try number("vsc.dictionary_decay", Float.self)
+        c.frobenius = try number("vsc.frobenius", Float.self)
+        guard let aggregation = SampleAggregation(rawValue: try value("vsc.aggregation")) else {
+            throw UnrollError.invalidCheckpoint("metadata vsc.aggregation '\(meta["vsc.aggregation"]!)' is unknown")
+        }
+        c.aggregation = aggregation
+        c.warmupStart = try number("vsc.warmup_start", Float.self)
+        c.warmupDelay = try number("vsc.warmup_delay", Int.self)
+        c.warmupRate = try number("vsc.warmup_rate", Float.self)
+        c.temperatureDecay = try number("vsc.temperature_decay", Float.self)
+        c.temperatureFloor = try number("vsc.temperature_floor", Float.self)
+        c.seed = try number("vsc.seed", UInt64.self)
+        try self.init(pixels: try number("vsc.pixels", Int.self), trainingSize: try number("trainer.examples", Int.self), config: c)
+        try restore(checkpoint)
+    }
+
+    /// Restores a `checkpoint()` of a trainer with the same settings.
+    public mutating func restore(_ checkpoint: TrainerCheckpoint) throws {
+        let meta = checkpoint.metadata
+        guard let examples = meta["trainer.examples"].flatMap(Int.init), examples == trainingSize else {
+            throw UnrollError.invalidCheckpoint("trainer.examples is \(meta["trainer.examples"] ?? "missing"), but the data have \(trainingSize) patches")
+        }
+        guard let newStep = meta["trainer.step"].flatMap(Int.init), let newEpoch = meta["trainer.epoch"].flatMap(Int.init),
+              newStep >= 0, newEpoch >= 0 else {
+            throw UnrollError.invalidCheckpoint("trainer.step or trainer.epoch is missing or not a non-negative integer")
+        }
+        guard let words = meta["trainer.rng"]?.split(separator: ",").compactMap({ UInt64($0) }),
+              let restoredRNG = Random(state: words) else {
+            throw UnrollError.invalidCheckpoint("trainer.rng is missing or not a generator state")
+        }
+        let current = self.checkpoint().metadata
+        for key in ["vsc.family", "vsc.threshold", "vsc.lambda", "vsc.samples", "vsc.hidden", "vsc.batch_size", "vsc.aggregation"] {
+            if let saved = meta[key], saved != current[key] {
+                throw UnrollError.invalidCheckpoint("\(key) is \(saved), this run's is \(current[key] ?? "unset")")
+            }
+        }
+        guard let dictionary = checkpoint.tensors["dictionary"], dictionary.shape == model.dictionary.shape,
+              !dictionary.hasNonFinite else {
+            throw UnrollError.invalidCheckpoint("the tensor dictionary is missing, non-finite or not \(model.dictionary.shape)")
+        }
+        var restored = model
+        try restored.trunk.restoreState(checkpoint.tensors, prefix: "encoder.trunk.")
+        for i in restored.heads.indices { try restored.heads[i].restoreState(checkpoint.tensors, prefix: "encoder.head\(i).") }
+        restored.dictionary = dictionary
+        var newOptimizer = optimizer
+        try newOptimizer.restoreState(tensors: checkpoint.tensors, metadata: meta,
+                                      shapes: restored.parameters.map(\.shape), prefix: "optimizer.")
+        model = restored
+        optimizer = newOptimizer
+        step = newStep
+        epoch = newEpoch
+        rng = restoredRNG
+    }
+}

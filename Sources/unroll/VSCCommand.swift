@@ -1,0 +1,231 @@
+import ArgumentParser
+import Foundation
+import Unroll
+import UnrollCore
+import UnrollIO
+
+/// `unroll vsc train|eval`: variational sparse coding with learned thresholding (Fallah & Rozell 2022)
+/// with a linear generator on whitened natural-image patches.
+struct VSC: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vsc",
+        abstract: "Variational sparse coding: train an encoder and a dictionary on whitened image patches, evaluate them.",
+        discussion: """
+        Families: gaussian, laplacian, thresholded-gaussian, thresholded-laplacian (the method), spike-and-slab; \
+        thresholded families take --threshold fixed (λ, default 0.52 Gauss / 0.25 Laplace) or gamma (λ learned per \
+        datum and latent, Gamma prior with mean --lambda).
+
+        Example:
+          unroll vsc train --family thresholded-laplacian --epochs 10 --output vsc.safetensors --atoms atoms.png
+          unroll vsc eval --model vsc.safetensors
+        """,
+        subcommands: [VSCTrain.self, VSCEval.self])
+}
+
+enum FamilyChoice: String, CaseIterable, ExpressibleByArgument {
+    case gaussian, laplacian
+    case thresholdedGaussian = "thresholded-gaussian"
+    case thresholdedLaplacian = "thresholded-laplacian"
+    case spikeAndSlab = "spike-and-slab"
+
+    var family: VariationalFamily {
+        switch self {
+        case .gaussian: return .gaussian
+        case .laplacian: return .laplacian
+        case .thresholdedGaussian: return .thresholdedGaussian
+        case .thresholdedLaplacian: return .thresholdedLaplacian
+        case .spikeAndSlab: return .spikeAndSlab
+        }
+    }
+}
+
+enum ThresholdKindChoice: String, CaseIterable, ExpressibleByArgument { case fixed, gamma }
+
+/// Patch data options shared by train and eval.
+struct PatchOptions: ParsableArguments {
+    @Option(help: "Folder of PNG images to cut patches from (default: images/train of the shared data).")
+    var images: String?
+    @Option(help: "Training patches.") var patches: Int = 20_000
+    @Option(help: "Validation patches.") var validation: Int = 4_000
+    @Option(help: "Patch side (pixels); the dictionary has side² atoms.") var side: Int = 16
+    @Option(help: "Seed of the patch positions, the initialisation and every sample.") var seed: UInt64 = 0
+
+    func validate() throws {
+        guard patches >= 1, validation >= 1 else { throw ValidationError("--patches and --validation must be ≥ 1") }
+        guard side >= 2 else { throw ValidationError("--side must be ≥ 2, got \(side)") }
+    }
+
+    func load() throws -> WhitenedPatches {
+        let folder = images ?? SharedData.folder + "/images/train"
+        let loaded = try ImageFolder.load(folder, option: "--images").map(\.image)
+        var rng = Random(seed: seed)
+        return try inContext("--images \(folder)") {
+            try WhitenedPatches(images: loaded, side: side, train: patches, validation: validation, rng: &rng)
+        }
+    }
+}
+
+/// A trained linear-generator model on disk: every encoder tensor, the dictionary, and the settings
+/// as metadata (written atomically).
+enum VSCModelFile {
+    static let kind = "vsc-linear"
+
+    static func write(_ trainer: LinearGeneratorTrainer, to path: String) throws {
+        let c = trainer.checkpoint()
+        let tensors = c.tensors.keys.sorted().map { (name: $0, tensor: c.tensors[$0]!) }
+        try Safetensors.write(tensors, metadata: c.metadata.merging(["model.kind": kind]) { _, new in new }, to: path)
+    }
+
+    static func read(_ path: String) throws -> LinearGeneratorTrainer {
+        let file = try inContext("--model") { try Safetensors.read(path) }
+        guard file.metadata["model.kind"] == kind else {
+            throw CLIError("--model \(path): metadata model.kind is \(file.metadata["model.kind"].map { "'\($0)'" } ?? "missing"), expected '\(kind)' (a file written by `unroll vsc train`)")
+        }
+        var tensors: [String: Tensor] = [:]
+        for (name, array) in file.tensors { tensors[name] = array.tensor }
+        return try inContext("--model \(path)") {
+            try LinearGeneratorTrainer(checkpoint: TrainerCheckpoint(tensors: tensors, metadata: file.metadata))
+        }
+    }
+}
+
+struct VSCTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "train",
+        abstract: "Train a variational sparse-coding encoder and a linear dictionary on whitened patches.")
+
+    @OptionGroup var data: PatchOptions
+    @Option(help: "Variational family: \(FamilyChoice.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var family: FamilyChoice = .thresholdedLaplacian
+    @Option(help: "Threshold of thresholded families: fixed or gamma (learned).") var threshold: ThresholdKindChoice = .fixed
+    @Option(help: "Fixed λ, or the Gamma prior's mean (default 0.52 Gauss, 0.25 Laplace).") var lambda: Float?
+    @Option(help: "Samples J per datum.") var samples: Int = 20
+    @Option(help: "Aggregation of the J samples: max (max-ELBO), average, importanceWeighted.")
+    var aggregation: String = "max"
+    @Option(help: "Epochs.") var epochs: Int = 10
+    @Option(help: "Batch size.") var batchSize: Int = 100
+    @Option(help: "Encoder hidden widths, comma-separated.") var hidden: String = "512,1024,512,256"
+    @Option(help: "Peak encoder learning rate (one-cycle, SGD with Nesterov momentum 0.9).") var learningRate: Float = 0.01
+    @Option(help: "KL weight.") var klWeight: Float = 0.01
+    @Option(help: "Output model (.safetensors), rewritten atomically after every epoch.") var output: String = "vsc.safetensors"
+    @Option(help: "Continue from this model file (same settings; the run continues bit for bit).") var resume: String?
+    @Option(help: "Write the learned atoms as a PNG grid.") var atoms: String?
+    @Option(help: "Threads for BLAS and our workers.") var threads: Int = 2
+    @Flag(help: "No progress lines.") var quiet = false
+
+    func validate() throws {
+        guard samples >= 1 else { throw ValidationError("--samples must be ≥ 1, got \(samples)") }
+        guard epochs >= 1, batchSize >= 1 else { throw ValidationError("--epochs and --batch-size must be ≥ 1") }
+        guard SampleAggregation(rawValue: aggregation) != nil else {
+            throw ValidationError("--aggregation must be one of \(SampleAggregation.allCases.map(\.rawValue).joined(separator: ", ")); got '\(aggregation)'")
+        }
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
+        _ = try parseIntList(hidden, "--hidden", minimum: 1)
+    }
+
+    func config() throws -> LinearGeneratorConfig {
+        let f = family.family
+        let kind: ThresholdKind?
+        switch threshold {
+        case .fixed: kind = lambda.map { .fixed($0) }
+        case .gamma:
+            guard f.isThresholded else { throw CLIError("--threshold gamma applies to thresholded families only") }
+            kind = .gamma(priorMean: lambda ?? VariationalConfig.defaultThreshold(for: f).lambda)
+        }
+        var c = LinearGeneratorConfig(variational: VariationalConfig(family: f, threshold: kind, samples: samples))
+        c.hidden = try parseIntList(hidden, "--hidden", minimum: 1)!
+        c.latents = data.side * data.side
+        c.batchSize = batchSize
+        c.epochs = epochs
+        c.learningRate = learningRate
+        c.klWeight = klWeight
+        c.aggregation = SampleAggregation(rawValue: aggregation)!
+        c.seed = data.seed
+        try c.validate()
+        return c.compressingSchedules(steps: epochs * (data.patches / batchSize), epochs: epochs)
+    }
+
+    func run() throws {
+        BLAS.threads = threads
+        Parallel.workers = threads
+        do {
+            let patches = try data.load()
+            let config = try config()
+            var trainer = try LinearGeneratorTrainer(pixels: patches.train.cols, trainingSize: patches.train.rows, config: config)
+            if let resume {
+                let saved = try VSCModelFile.read(resume)
+                try inContext("--resume \(resume)") { try trainer.restore(saved.checkpoint()) }
+            }
+            let log = quiet ? nil : { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            log?("vsc train: \(config.variational.label), \(patches.train.rows) patches \(data.side)×\(data.side), J \(samples), \(epochs) epochs")
+            let bar = ProgressBar(total: epochs * (patches.train.rows / batchSize), label: "vsc", enabled: !quiet && isatty(STDERR_FILENO) != 0)
+            let start = ContinuousClock.now
+            while trainer.epoch < epochs {
+                var loss = 0.0, nonZero = 0.0, count = 0
+                try trainer.trainEpoch(data: patches.train) { r in
+                    loss += r.loss
+                    nonZero += r.nonZero
+                    count += 1
+                    bar.update(r.step, detail: String(format: "loss %.4f", r.loss))
+                }
+                try VSCModelFile.write(trainer, to: output)
+                bar.finish()
+                log?(String(format: "epoch %d/%d: loss %.4f, non-zero %.1f%%, %.0f s", trainer.epoch, epochs,
+                            loss / Double(max(count, 1)), 100 * nonZero / Double(max(count, 1)), ProgressBar.seconds(ContinuousClock.now - start)))
+            }
+            try VSCEval.report(trainer: trainer, patches: patches, atoms: atoms)
+            print("wrote \(output)")
+        } catch let e as UnrollError {
+            throw CLIError(e.description)
+        }
+    }
+}
+
+struct VSCEval: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "eval",
+        abstract: "Evaluate a trained model on validation patches beside FISTA on its dictionary.")
+
+    @OptionGroup var data: PatchOptions
+    @Option(help: "Model written by `unroll vsc train`.") var model: String
+    @Option(help: "Write the learned atoms as a PNG grid.") var atoms: String?
+    @Option(help: "Threads for BLAS and our workers.") var threads: Int = 2
+
+    func run() throws {
+        BLAS.threads = threads
+        Parallel.workers = threads
+        do {
+            let trainer = try VSCModelFile.read(model)
+            let patches = try data.load()
+            guard patches.validation.cols == trainer.model.pixels else {
+                throw CLIError("--side \(data.side) gives \(patches.validation.cols)-pixel patches; the model's atoms have \(trainer.model.pixels) pixels")
+            }
+            try Self.report(trainer: trainer, patches: patches, atoms: atoms)
+        } catch let e as UnrollError {
+            throw CLIError(e.description)
+        }
+    }
+
+    /// Prints the validation measures of the model and of FISTA on its dictionary (λ = 20).
+    static func report(trainer: LinearGeneratorTrainer, patches: WhitenedPatches, atoms: String?) throws {
+        var model = trainer.model
+        var rng = Random(seed: trainer.config.seed &+ 1)
+        let ours = model.evaluate(patches.validation, samples: trainer.config.variational.samples,
+                                  klWeight: trainer.config.klWeight,
+                                  temperature: trainer.config.temperature(step: trainer.step), rng: &rng).report
+        let fista = try SparseCodeReport.fista(signals: patches.validation, dictionary: model.dictionary, lambda: 20).report
+        print("validation (\(patches.validation.rows) patches)     \(ours.method.padding(toLength: 22, withPad: " ", startingAt: 0))  FISTA (same Φ)")
+        func line(_ name: String, _ a: Double?, _ b: Double?) {
+            let f = { (v: Double?) in v.map { String(format: "%12.4g", $0) } ?? String(repeating: " ", count: 11) + "—" }
+            print(name.padding(toLength: 36, withPad: " ", startingAt: 0) + f(a) + "            " + f(b))
+        }
+        line("reconstruction MSE", ours.reconstructionMSE, fista.reconstructionMSE)
+        line("non-zero %", 100 * ours.nonZero, 100 * fista.nonZero)
+        line("objective ½‖x−zΦ‖² + 20‖z‖₁", ours.objective, fista.objective)
+        line("multi-information (bits)", ours.multiInformation, fista.multiInformation)
+        line("posterior collapse %", ours.posteriorCollapse.map { 100 * $0 }, nil)
+        line("coefficient collapse %", 100 * ours.coefficientCollapse, 100 * fista.coefficientCollapse)
+        if let atoms {
+            try PNG.write(AtomGrid(atomHeight: patches.side, atomWidth: patches.side, scale: 2).render(model.dictionary), to: atoms)
+            print("wrote \(atoms)")
+        }
+    }
+}
