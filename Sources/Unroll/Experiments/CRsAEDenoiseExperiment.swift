@@ -158,7 +158,7 @@ public enum CRsAEDenoiseExperiment {
             "test: \(test.count) images" + (s.testCrop.map { " (centre \($0)×\($0) crops)" } ?? " (whole)") + ", noise from seed \(s.testSeed) (the same for every run); measured = mean PSNR with peak = max of the clean image (the paper's definition), estimate clamped to [0, 1], reconstruction averaged over the \(c.stride * c.stride) shifted copies",
             "paper: the peer's saved runs (PASCAL VOC training, its nine standard test images, 200–300 epochs); our images are a small stand-in, so compare the ordering and the gain over the noisy input, not absolute dB",
         ]
-        var curve = CurveSet(name: "crsae_denoise_loss", title: "training loss ½‖target − x̂‖² vs step", xLabel: "step",
+        var curve = CurveSet(name: "crsae_denoise_loss", title: "training loss 0.5 sum (target - x_hat)^2 vs step", xLabel: "step",
                              yLabel: "loss", logY: true, x: [])
         var noisyRowAdded = false
         for run in s.runs {
