@@ -565,6 +565,12 @@ private enum Ref {
         var nan = plain
         nan.logScale.data[4] = .nan
         #expect(Self.isInvalidArgument { try nan.validate(for: VariationalConfig(family: .gaussian)) })
+        // Non-finite heads do not trap drawCodes: they surface as NaN codes or KL.
+        var nanHeads = Self.outputs(for: learned)
+        nanHeads.alphaLogit!.data[1] = .nan
+        var rng = Random(seed: 1)
+        let nanDraw = drawCodes(nanHeads, config: learned, warmup: 0, temperature: 1, rng: &rng)
+        #expect(nanDraw.kl[0].isNaN && !nanDraw.kl[1].isNaN && nanDraw.codes.hasNonFinite)
         var misshapen = plain
         misshapen.logScale = Tensor(zeros: [3, 2])
         #expect(Self.isInvalidArgument { try misshapen.validate(for: VariationalConfig(family: .gaussian)) })

@@ -79,14 +79,16 @@ public struct VariationalDraw: Sendable {
 /// Spike-and-slab: slab = w·μ + (w·σ + √(1 − w))·n, selection = sigmoid((logistic noise + log γ)/T),
 /// z = round(selection)·slab, backward through the soft selection.
 ///
-/// `warmup` in (0, 1] scales the Laplace noise and the slab (1 at evaluation); `temperature` T > 0 is
-/// the spike-and-slab relaxation's. Outputs must pass `outputs.validate(for: config)`. Each datum
-/// gets its own stream split from `rng` in order, so results do not depend on the worker count.
+/// `warmup` in [0, 1] scales the Laplace noise and the slab (1 at evaluation); `temperature` T > 0 is
+/// the spike-and-slab relaxation's. The config must be valid and the outputs carry the heads it needs,
+/// shaped [B, D] (`outputs.validate(for: config)` checks both and finiteness); NaN heads do not trap but
+/// give NaN codes or KL, so a trainer sees divergence in its loss. Each datum gets its own streams
+/// split from `rng` in order, so results do not depend on the worker count.
 public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warmup: Float, temperature: Float,
                       rng: inout Random) -> VariationalDraw {
-    precondition((try? outputs.validate(for: config)) != nil && (try? config.validate()) != nil,
-                 "drawCodes needs validated encoder outputs and config")
-    precondition(warmup > 0 && warmup <= 1, "warm-up must be in (0, 1], got \(warmup)")
+    precondition((try? config.validate()) != nil, "drawCodes needs a validated config")
+    if let problem = outputs.structuralProblem(for: config) { preconditionFailure("drawCodes: \(problem)") }
+    precondition(warmup >= 0 && warmup <= 1, "warm-up must be in [0, 1], got \(warmup)")
     precondition(temperature > 0, "temperature must be > 0, got \(temperature)")
     let b = outputs.data, d = outputs.latents, j = config.samples, n = b * j * d
     let family = config.family, learned = config.learnsThreshold, spike = family == .spikeAndSlab
@@ -165,6 +167,11 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
                 var dLambdaA = 0.0, dLambdaB = 0.0
                 if learned {
                     let a = gammaParameter(aLogit[p]), rate = gammaParameter(bLogit[p])
+                    guard !a.value.isNaN && !rate.value.isNaN else {
+                        codes[e] = .nan
+                        lambdas![e] = .nan
+                        continue
+                    }
                     let g = GammaSampler.sample(shape: a.value, rate: rate.value, rng: &thresholdRandom)
                     lambda = g.value
                     dLambdaA = g.dShape * a.derivative
@@ -210,6 +217,10 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
             }
             if learned {
                 let a = gammaParameter(aLogit[p]), rate = gammaParameter(bLogit[p])
+                guard !a.value.isNaN && !rate.value.isNaN else {
+                    total = .nan
+                    continue
+                }
                 let g = KLDivergence.gamma(shape: a.value, rate: rate.value, priorShape: prior.shape,
                                            priorRate: prior.rate)
                 total += gammaWeight * g.value

@@ -138,16 +138,28 @@ public struct EncoderOutputs: Sendable {
 
     /// Checks that every head `config` needs is present, shaped like `mean` ([B, D]) and finite.
     public func validate(for config: VariationalConfig) throws {
-        func bad(_ m: String) -> UnrollError { .invalidArgument("encoder outputs: \(m)") }
-        guard mean.rank == 2 else { throw bad("mean must be [B, D], got \(mean.shape)") }
+        if let problem = structuralProblem(for: config) { throw UnrollError.invalidArgument("encoder outputs: \(problem)") }
+        for (name, head) in heads(for: config) where head?.hasNonFinite == true {
+            throw UnrollError.invalidArgument("encoder outputs: \(name) contains NaN or ±Inf")
+        }
+    }
+
+    /// The heads `config` uses, by name (nil where missing).
+    func heads(for config: VariationalConfig) -> [(String, Tensor?)] {
         var heads: [(String, Tensor?)] = [("mean", mean), ("logScale", logScale)]
         if config.learnsThreshold { heads += [("alphaLogit", alphaLogit), ("betaLogit", betaLogit)] }
         if config.family == .spikeAndSlab { heads.append(("spikeLogit", spikeLogit)) }
-        for (name, head) in heads {
-            guard let t = head else { throw bad("\(config.family) with \(config.threshold) needs the \(name) head") }
-            guard t.shape == mean.shape else { throw bad("\(name) must be \(mean.shape) like mean, got \(t.shape)") }
-            guard !t.hasNonFinite else { throw bad("\(name) contains NaN or ±Inf") }
+        return heads
+    }
+
+    /// A missing head or a shape mismatch, described; nil when the structure fits `config`.
+    func structuralProblem(for config: VariationalConfig) -> String? {
+        guard mean.rank == 2 else { return "mean must be [B, D], got \(mean.shape)" }
+        for (name, head) in heads(for: config) {
+            guard let t = head else { return "\(config.family) with \(config.threshold) needs the \(name) head" }
+            guard t.shape == mean.shape else { return "\(name) must be \(mean.shape) like mean, got \(t.shape)" }
         }
+        return nil
     }
 }
 
