@@ -40,6 +40,8 @@ let package = Package(
                 "Unroll", "UnrollCore", "UnrollIO", "UnrollBenchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            // The demo's denoising model and image.
+            resources: [.copy("Resources")],
             swiftSettings: optimized),
         .testTarget(name: "UnrollCoreTests", dependencies: ["UnrollCore"]),
         .testTarget(name: "UnrollIOTests", dependencies: ["UnrollIO", "UnrollCore"]),

@@ -306,5 +306,18 @@ import UnrollIO
         let data = try Self.arrays(dir.appendingPathComponent("d/data.npz"))
         let start = DictionaryMetrics.relativeFrobeniusError(try #require(data["D_init"]), try #require(data["D_true"]))
         #expect(first.count == 6 && first.dropFirst(2).allSatisfy { abs($0 - start) < 1e-9 })
+        // The denoising step: the shipped model removes noise (PSNR gain read from the printed line,
+        // and recomputed from the written images against the shipped clean crop).
+        for file in ["noisy.png", "denoised.png", "denoising.png"] {
+            #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("d/\(file)").path), "\(file)")
+        }
+        let line = try #require(r.stdout.split(separator: "\n").first { $0.hasPrefix("PSNR ") })
+        let numbers = line.split(separator: " ").compactMap { Double($0) }
+        #expect(numbers.count >= 2 && numbers[1] - numbers[0] > 4, "\(line)")
+        let noisy = try PNG.readGray(dir.appendingPathComponent("d/noisy.png").path)
+        let denoised = try PNG.readGray(dir.appendingPathComponent("d/denoised.png").path)
+        let clean = try PNG.readGray(URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Sources/unroll/Resources/camera-crop.png").standardizedFileURL.path)
+        #expect(PSNR.value(denoised, clean: clean) > PSNR.value(noisy, clean: clean) + 4)
     }
 }
