@@ -571,6 +571,10 @@ private enum Ref {
         var rng = Random(seed: 1)
         let nanDraw = drawCodes(nanHeads, config: learned, warmup: 0, temperature: 1, rng: &rng)
         #expect(nanDraw.kl[0].isNaN && !nanDraw.kl[1].isNaN && nanDraw.codes.hasNonFinite)
+        // An empty batch gives empty results.
+        let empty = drawCodes(EncoderOutputs(mean: Tensor(zeros: [0, 3]), logScale: Tensor(zeros: [0, 3])),
+                              config: VariationalConfig(family: .laplacian), warmup: 1, temperature: 1, rng: &rng)
+        #expect(empty.codes.shape == [0, 3] && empty.kl.isEmpty)
         var misshapen = plain
         misshapen.logScale = Tensor(zeros: [3, 2])
         #expect(Self.isInvalidArgument { try misshapen.validate(for: VariationalConfig(family: .gaussian)) })

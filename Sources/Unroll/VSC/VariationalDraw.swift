@@ -90,185 +90,183 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
     if let problem = outputs.structuralProblem(for: config) { preconditionFailure("drawCodes: \(problem)") }
     precondition(warmup >= 0 && warmup <= 1, "warm-up must be in [0, 1], got \(warmup)")
     precondition(temperature > 0, "temperature must be > 0, got \(temperature)")
-    let b = outputs.data, d = outputs.latents, j = config.samples, n = b * j * d
+    let b = outputs.data, d = outputs.latents, j = config.samples
     let family = config.family, learned = config.learnsThreshold, spike = family == .spikeAndSlab
     // Per datum: one stream for the base noise, one for learned thresholds, so perturbing α or β
     // (whose rejection sampler consumes a varying count of numbers) leaves the base noise unchanged.
     var streams = (0..<b).map { _ in rng.split() }
     var thresholdStreams = (0..<b).map { _ in rng.split() }
-
-    var codes = [Float](repeating: 0, count: n)
-    var jMean = [Float](repeating: 0, count: n), jScale = [Float](repeating: 0, count: n)
-    var jAlpha = [Float](repeating: 0, count: learned ? n : 0), jBeta = jAlpha, lambdas = jAlpha
-    var jSpike = [Float](repeating: 0, count: spike ? n : 0), selection = jSpike
-    var base = [Float](repeating: 0, count: n)
-    var kl = [Double](repeating: 0, count: b), latentKL = [Float](repeating: 0, count: b * d)
-    var kMean = [Float](repeating: 0, count: b * d), kScale = kMean
-    var kAlpha = [Float](repeating: 0, count: learned ? b * d : 0), kBeta = kAlpha
-    var kSpike = [Float](repeating: 0, count: spike ? b * d : 0)
+    let out = DrawBuffers(data: b, samples: j, latents: d, learned: learned, spike: spike)
+    defer { out.deallocate() }
 
     let fixedLambda = Double(config.threshold.lambda)
     let prior = config.threshold.priorShapeRate
-    let spread = Double(config.priorSpread), gammaWeight = Double(config.gammaKLWeight)
+    let spread = Double(config.priorSpread), spikePrior = Double(config.spikePrior)
+    let gammaWeight = Double(config.gammaKLWeight)
     let w = Double(warmup), t = Double(temperature), slabFloor = (1 - w).squareRoot()
     let mu = outputs.mean.data, ls = outputs.logScale.data
     let aLogit = outputs.alphaLogit?.data ?? [], bLogit = outputs.betaLogit?.data ?? []
     let sLogit = outputs.spikeLogit?.data ?? []
 
-    // One datum: its J·D code entries and its D KL terms. Writes only rows of datum `i`.
-    func datum(_ i: Int, _ r: inout Random, _ thresholdRandom: inout Random, _ base: UnsafeMutablePointer<Float>,
-               _ selection: UnsafeMutablePointer<Float>?,
-               _ codes: UnsafeMutablePointer<Float>, _ jMean: UnsafeMutablePointer<Float>,
-               _ jScale: UnsafeMutablePointer<Float>, _ jAlpha: UnsafeMutablePointer<Float>?,
-               _ jBeta: UnsafeMutablePointer<Float>?, _ lambdas: UnsafeMutablePointer<Float>?,
-               _ jSpike: UnsafeMutablePointer<Float>?, _ kl: UnsafeMutablePointer<Double>,
-               _ latentKL: UnsafeMutablePointer<Float>,
-               _ kMean: UnsafeMutablePointer<Float>, _ kScale: UnsafeMutablePointer<Float>,
-               _ kAlpha: UnsafeMutablePointer<Float>?, _ kBeta: UnsafeMutablePointer<Float>?,
-               _ kSpike: UnsafeMutablePointer<Float>?) {
-        for s in 0..<j {
-            for k in 0..<d {
-                let p = i * d + k, e = (i * j + s) * d + k
-                let m = Double(mu[p]), l = Double(ls[p])
-                if spike {
-                    let noise = r.normal()
-                    let sigma = exp(0.5 * l)
-                    let slab = w * m + (w * sigma + slabFloor) * noise
-                    var u = r.uniform()
-                    while u == 0 { u = r.uniform() }
-                    let logSpike = min(Double(sLogit[p]), 0)
-                    let x = (log(u) - log1p(-u) + logSpike) / t
-                    let sel = x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x))
-                    let hard: Double = sel > 0.5 ? 1 : 0
-                    codes[e] = Float(hard * slab)
-                    base[e] = Float(slab)
-                    selection![e] = Float(sel)
-                    jMean[e] = Float(hard * w)
-                    jScale[e] = Float(hard * w * sigma * 0.5 * noise)
-                    jSpike![e] = sLogit[p] < 0 ? Float(slab * sel * (1 - sel) / t) : 0
-                    continue
-                }
-                let eps: Double
-                if family.isLaplacian {
-                    let u = r.uniform() - 0.5
-                    eps = -exp(l) * (u < 0 ? -1 : 1) * log(max(1 - 2 * abs(u), 1e-6)) * w
-                    jScale[e] = Float(eps)
-                } else {
-                    eps = r.normal() * exp(0.5 * l)
-                    jScale[e] = Float(0.5 * eps)
-                }
-                jMean[e] = 1
-                base[e] = Float(m + eps)
-                guard family.isThresholded else {
-                    codes[e] = Float(m + eps)
-                    continue
-                }
-                var lambda = fixedLambda
-                var dLambdaA = 0.0, dLambdaB = 0.0
-                if learned {
-                    let a = gammaParameter(aLogit[p]), rate = gammaParameter(bLogit[p])
-                    guard !a.value.isNaN && !rate.value.isNaN else {
-                        codes[e] = .nan
-                        lambdas![e] = .nan
-                        continue
-                    }
-                    let g = GammaSampler.sample(shape: a.value, rate: rate.value, rng: &thresholdRandom)
-                    lambda = g.value
-                    dLambdaA = g.dShape * a.derivative
-                    dLambdaB = g.dRate * rate.derivative
-                    lambdas![e] = Float(lambda)
-                }
-                if abs(eps) <= lambda {
-                    codes[e] = 0
-                } else {
-                    let sign: Double = eps > 0 ? 1 : -1
-                    codes[e] = Float(m + eps - lambda * sign)
-                    if learned {
-                        jAlpha![e] = Float(-sign * dLambdaA)
-                        jBeta![e] = Float(-sign * dLambdaB)
-                    }
-                }
-            }
+    /// Code entry e = (i·J + s)·D + k of latent p = i·D + k: value, base sample and Jacobian.
+    func sampleEntry(_ e: Int, _ p: Int, _ r: inout Random, _ thresholdRandom: inout Random) {
+        let m = Double(mu[p]), l = Double(ls[p])
+        if spike {
+            let noise = r.normal()
+            let sigma = exp(0.5 * l)
+            let slab = w * m + (w * sigma + slabFloor) * noise
+            var u = r.uniform()
+            while u == 0 { u = r.uniform() }
+            let x = (log(u) - log1p(-u) + min(Double(sLogit[p]), 0)) / t  // (logistic noise + log γ)/T
+            let sel = x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x))
+            let hard: Double = sel > 0.5 ? 1 : 0
+            out.codes[e] = Float(hard * slab)
+            out.base[e] = Float(slab)
+            out.selection[e] = Float(sel)
+            out.dMean[e] = Float(hard * w)
+            out.dScale[e] = Float(hard * w * sigma * 0.5 * noise)
+            out.dSpike[e] = sLogit[p] < 0 ? Float(slab * sel * (1 - sel) / t) : 0
+            return
         }
-        var total = 0.0
-        for k in 0..<d {
-            let p = i * d + k, m = Double(mu[p]), l = Double(ls[p])
-            let before = total
-            defer { latentKL[p] = Float(total - before) }
-            switch family {
-            case .gaussian, .thresholdedGaussian:
-                let g = KLDivergence.gaussian(mean: m, logVariance: l, priorVariance: spread)
-                total += g.value
-                kMean[p] = Float(g.dMean)
-                kScale[p] = Float(g.dLogVariance)
-            case .laplacian, .thresholdedLaplacian:
-                let g = KLDivergence.laplace(mean: m, logScale: l, priorScale: spread)
-                total += g.value
-                kMean[p] = Float(g.dMean)
-                kScale[p] = Float(g.dLogScale)
-            case .spikeAndSlab:
-                let gamma = spikeProbability(sLogit[p])
-                let g = KLDivergence.spikeAndSlab(mean: m, logVariance: l, spike: gamma.value, priorVariance: spread,
-                                                  spikePrior: Double(config.spikePrior))
-                total += g.value
-                kMean[p] = Float(g.dMean)
-                kScale[p] = Float(g.dLogVariance)
-                kSpike![p] = Float(g.dSpike * gamma.derivative)
-            }
-            if learned {
-                let a = gammaParameter(aLogit[p]), rate = gammaParameter(bLogit[p])
-                guard !a.value.isNaN && !rate.value.isNaN else {
-                    total = .nan
-                    continue
-                }
-                let g = KLDivergence.gamma(shape: a.value, rate: rate.value, priorShape: prior.shape,
-                                           priorRate: prior.rate)
-                total += gammaWeight * g.value
-                kAlpha![p] = Float(gammaWeight * g.dShape * a.derivative)
-                kBeta![p] = Float(gammaWeight * g.dRate * rate.derivative)
-            }
+        let eps: Double
+        if family.isLaplacian {
+            let u = r.uniform() - 0.5
+            eps = -exp(l) * (u < 0 ? -1 : 1) * log(max(1 - 2 * abs(u), 1e-6)) * w
+            out.dScale[e] = Float(eps)
+        } else {
+            eps = r.normal() * exp(0.5 * l)
+            out.dScale[e] = Float(0.5 * eps)
         }
-        kl[i] = total
+        out.dMean[e] = 1
+        out.base[e] = Float(m + eps)
+        guard family.isThresholded else {
+            out.codes[e] = Float(m + eps)
+            return
+        }
+        var lambda = fixedLambda, dLambdaA = 0.0, dLambdaB = 0.0
+        if learned {
+            let a = gammaParameter(aLogit[p]), rate = gammaParameter(bLogit[p])
+            guard !a.value.isNaN && !rate.value.isNaN else {
+                out.codes[e] = .nan
+                out.lambdas[e] = .nan
+                return
+            }
+            let g = GammaSampler.sample(shape: a.value, rate: rate.value, rng: &thresholdRandom)
+            lambda = g.value
+            dLambdaA = g.dShape * a.derivative
+            dLambdaB = g.dRate * rate.derivative
+            out.lambdas[e] = Float(lambda)
+        }
+        if abs(eps) <= lambda { return }  // code 0 (buffers start at 0)
+        let sign: Double = eps > 0 ? 1 : -1
+        out.codes[e] = Float(m + eps - lambda * sign)
+        if learned {
+            out.dAlpha[e] = Float(-sign * dLambdaA)
+            out.dBeta[e] = Float(-sign * dLambdaB)
+        }
     }
 
-    codes.withUnsafeMutableBufferPointer { codesP in
-    jMean.withUnsafeMutableBufferPointer { jMeanP in
-    jScale.withUnsafeMutableBufferPointer { jScaleP in
-    jAlpha.withUnsafeMutableBufferPointer { jAlphaP in
-    jBeta.withUnsafeMutableBufferPointer { jBetaP in
-    lambdas.withUnsafeMutableBufferPointer { lambdasP in
-    jSpike.withUnsafeMutableBufferPointer { jSpikeP in
-    kl.withUnsafeMutableBufferPointer { klP in
-    latentKL.withUnsafeMutableBufferPointer { latentP in
-    kMean.withUnsafeMutableBufferPointer { kMeanP in
-    kScale.withUnsafeMutableBufferPointer { kScaleP in
-    kAlpha.withUnsafeMutableBufferPointer { kAlphaP in
-    kBeta.withUnsafeMutableBufferPointer { kBetaP in
-    kSpike.withUnsafeMutableBufferPointer { kSpikeP in
-    streams.withUnsafeMutableBufferPointer { streamsP in
-    thresholdStreams.withUnsafeMutableBufferPointer { thresholdP in
-    base.withUnsafeMutableBufferPointer { baseP in
-    selection.withUnsafeMutableBufferPointer { selectionP in
-        // Learned thresholds cost far more per entry (Gamma draw + implicit gradient).
-        Parallel.forEachChunk(b, minPerPart: max(1, (learned ? 2_000 : 50_000) / max(1, j * d))) { range in
-            for i in range {
-                datum(i, &streamsP[i], &thresholdP[i], baseP.baseAddress!, selectionP.baseAddress, codesP.baseAddress!, jMeanP.baseAddress!, jScaleP.baseAddress!,
-                      jAlphaP.baseAddress, jBetaP.baseAddress, lambdasP.baseAddress, jSpikeP.baseAddress,
-                      klP.baseAddress!, latentP.baseAddress!, kMeanP.baseAddress!, kScaleP.baseAddress!, kAlphaP.baseAddress,
-                      kBetaP.baseAddress, kSpikeP.baseAddress)
+    /// KL of latent p and its partials; returns the KL.
+    func latentKL(_ p: Int) -> Double {
+        let m = Double(mu[p]), l = Double(ls[p])
+        var kl: Double
+        switch family {
+        case .gaussian, .thresholdedGaussian:
+            let g = KLDivergence.gaussian(mean: m, logVariance: l, priorVariance: spread)
+            (kl, out.klMean[p], out.klScale[p]) = (g.value, Float(g.dMean), Float(g.dLogVariance))
+        case .laplacian, .thresholdedLaplacian:
+            let g = KLDivergence.laplace(mean: m, logScale: l, priorScale: spread)
+            (kl, out.klMean[p], out.klScale[p]) = (g.value, Float(g.dMean), Float(g.dLogScale))
+        case .spikeAndSlab:
+            let gamma = spikeProbability(sLogit[p])
+            let g = KLDivergence.spikeAndSlab(mean: m, logVariance: l, spike: gamma.value, priorVariance: spread,
+                                              spikePrior: spikePrior)
+            (kl, out.klMean[p], out.klScale[p]) = (g.value, Float(g.dMean), Float(g.dLogVariance))
+            out.klSpike[p] = Float(g.dSpike * gamma.derivative)
+        }
+        if learned {
+            let a = gammaParameter(aLogit[p]), rate = gammaParameter(bLogit[p])
+            guard !a.value.isNaN && !rate.value.isNaN else { return .nan }
+            let g = KLDivergence.gamma(shape: a.value, rate: rate.value, priorShape: prior.shape, priorRate: prior.rate)
+            kl += gammaWeight * g.value
+            out.klAlpha[p] = Float(gammaWeight * g.dShape * a.derivative)
+            out.klBeta[p] = Float(gammaWeight * g.dRate * rate.derivative)
+        }
+        return kl
+    }
+
+    streams.withUnsafeMutableBufferPointer { noise in
+        thresholdStreams.withUnsafeMutableBufferPointer { thresholds in
+            // Learned thresholds cost far more per entry (Gamma draw + implicit gradient).
+            Parallel.forEachChunk(b, minPerPart: max(1, (learned ? 2_000 : 50_000) / max(1, j * d))) { range in
+                for i in range {  // datum i writes only its own rows
+                    for s in 0..<j {
+                        for k in 0..<d { sampleEntry((i * j + s) * d + k, i * d + k, &noise[i], &thresholds[i]) }
+                    }
+                    var total = 0.0
+                    for k in 0..<d {
+                        let kl = latentKL(i * d + k)
+                        out.latentKL[i * d + k] = Float(kl)
+                        total += kl
+                    }
+                    out.kl[i] = total
+                }
             }
         }
-    }}}}}}}}}}}}}}}}}}
+    }
+    return out.draw()
+}
 
-    func tensor(_ a: [Float], _ rows: Int) -> Tensor? { a.isEmpty ? nil : Tensor(shape: [rows, d], data: a) }
-    let jacobian = EncoderOutputs(mean: tensor(jMean, b * j)!, logScale: tensor(jScale, b * j)!,
-                                  alphaLogit: tensor(jAlpha, b * j), betaLogit: tensor(jBeta, b * j),
-                                  spikeLogit: tensor(jSpike, b * j))
-    let partials = EncoderOutputs(mean: tensor(kMean, b)!, logScale: tensor(kScale, b)!,
-                                  alphaLogit: tensor(kAlpha, b), betaLogit: tensor(kBeta, b),
-                                  spikeLogit: tensor(kSpike, b))
-    return VariationalDraw(codes: Tensor(shape: [b * j, d], data: codes), kl: kl,
-                           latentKL: Tensor(shape: [b, d], data: latentKL), samples: j,
-                           thresholds: tensor(lambdas, b * j),
-                           base: Tensor(shape: [b * j, d], data: base), selection: tensor(selection, b * j), codeJacobian: jacobian, klPartials: partials)
+/// The output buffers of one draw (zero-initialised; the heads a configuration does not use are empty).
+/// Workers write disjoint datum rows, so plain pointers suffice.
+private struct DrawBuffers {
+    let data: Int, samples: Int, latents: Int, learned: Bool, spike: Bool
+    /// Per code entry [B·J, D].
+    let codes, base, selection, lambdas, dMean, dScale, dAlpha, dBeta, dSpike: UnsafeMutableBufferPointer<Float>
+    /// Per latent [B, D].
+    let latentKL, klMean, klScale, klAlpha, klBeta, klSpike: UnsafeMutableBufferPointer<Float>
+    let kl: UnsafeMutableBufferPointer<Double>
+
+    init(data: Int, samples: Int, latents: Int, learned: Bool, spike: Bool) {
+        (self.data, self.samples, self.latents, self.learned, self.spike) = (data, samples, latents, learned, spike)
+        func zeros(_ count: Int, _ used: Bool = true) -> UnsafeMutableBufferPointer<Float> {
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: used ? count : 0)
+            buffer.initialize(repeating: 0)
+            return buffer
+        }
+        let n = data * samples * latents, m = data * latents
+        (codes, base, dMean, dScale) = (zeros(n), zeros(n), zeros(n), zeros(n))
+        (selection, dSpike, klSpike) = (zeros(n, spike), zeros(n, spike), zeros(m, spike))
+        (lambdas, dAlpha, dBeta) = (zeros(n, learned), zeros(n, learned), zeros(n, learned))
+        (klAlpha, klBeta) = (zeros(m, learned), zeros(m, learned))
+        (latentKL, klMean, klScale) = (zeros(m), zeros(m), zeros(m))
+        kl = .allocate(capacity: data)
+        kl.initialize(repeating: 0)
+    }
+
+    func deallocate() {
+        for buffer in [codes, base, selection, lambdas, dMean, dScale, dAlpha, dBeta, dSpike,
+                       latentKL, klMean, klScale, klAlpha, klBeta, klSpike] { buffer.deallocate() }
+        kl.deallocate()
+    }
+
+    /// The buffers copied into a `VariationalDraw` (unused heads nil).
+    func draw() -> VariationalDraw {
+        func tensor(_ buffer: UnsafeMutableBufferPointer<Float>, _ rows: Int) -> Tensor {
+            Tensor(shape: [rows, latents], data: Array(buffer))
+        }
+        func head(_ buffer: UnsafeMutableBufferPointer<Float>, _ rows: Int, _ used: Bool) -> Tensor? {
+            used ? tensor(buffer, rows) : nil
+        }
+        let rows = data * samples
+        let jacobian = EncoderOutputs(mean: tensor(dMean, rows), logScale: tensor(dScale, rows),
+                                      alphaLogit: head(dAlpha, rows, learned), betaLogit: head(dBeta, rows, learned),
+                                      spikeLogit: head(dSpike, rows, spike))
+        let partials = EncoderOutputs(mean: tensor(klMean, data), logScale: tensor(klScale, data),
+                                      alphaLogit: head(klAlpha, data, learned), betaLogit: head(klBeta, data, learned),
+                                      spikeLogit: head(klSpike, data, spike))
+        return VariationalDraw(codes: tensor(codes, rows), kl: Array(kl), latentKL: tensor(latentKL, data),
+                               samples: samples, thresholds: head(lambdas, rows, learned), base: tensor(base, rows),
+                               selection: head(selection, rows, spike), codeJacobian: jacobian, klPartials: partials)
+    }
 }
