@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+import Unroll
+import UnrollCore
+import UnrollIO
+
+/// `unroll bench conv-denoise` and its PyTorch peer `bench/conv_denoise_torch.py`: our step runs and lowers the
+/// loss; the peer passes its self-test and, on the same tiny inputs, computes the same loss, gradient and
+/// updated filters as our g_ae-ls step. The peer tests are skipped when python3 or torch is missing.
+@Suite struct ConvDenoiseBenchTests {
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("bench/conv_denoise_torch.py").path
+
+    /// python3 with torch installed (found without importing it, which takes seconds).
+    static let torchInstalled: Bool = {
+        guard FileManager.default.fileExists(atPath: script) else { return false }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }()
+
+    @Test func benchStepRunsAndLowersTheLoss() throws {
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try CLITests.ok(["bench", "conv-denoise", "--no-peer", "--repeats", "3", "--size", "33", "--json"], in: dir)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let report = try #require((json["reports"] as? [[String: Any]])?.first)
+        #expect(report["benchmark"] as? String == "conv-denoise")
+        let row = try #require((report["rows"] as? [[String: Any]])?.first)
+        let seconds = try #require(row["ours"] as? Double)
+        #expect(seconds > 0 && seconds < 10)
+        let details = try #require(report["details"] as? [String: String])
+        let losses = try #require(details["ours: losses per step (warm-up first)"]).split(separator: " ").compactMap { Double($0) }
+        #expect(losses.count == 4)   // warm-up + 3 timed steps
+        #expect(losses.allSatisfy { $0.isFinite && $0 > 0 })
+        #expect(zip(losses, losses.dropFirst()).allSatisfy { $1 < $0 }, "losses \(losses) should fall step by step")
+        #expect(try #require(details["setting"]).contains("33×33 crop"))
+    }
+
+    /// One g_ae-ls step of ours (the benchmark's step: evaluate, Adam, normalise) against the peer's float64
+    /// step on the same inputs: a size that does not fit the stride (padding and cropping), batch 2.
+    @Test(.enabled(if: torchInstalled)) func peerSelfTestAndSameStepAsOurs() throws {
+        let (c, k, s, h, w, b, layers) = (4, 5, 3, 16, 19, 2, 4)
+        let (lambda, alpha, lr, eps): (Float, Float, Float, Float) = (0.16, 0.1, 1e-2, 1e-3)
+        var rng = Random(seed: 7)
+        let clean = Tensor.uniform([b, h, w], rng: &rng)
+        let noisy = DenoisingImages.addNoise(clean, sigma: 0.1, rng: &rng)
+        var dictionary = try Convolution2DDictionary(filters: c, kernel: k, stride: s, height: h, width: w, rng: &rng)
+        #expect(!dictionary.fitsExactly)
+        let initial = dictionary.weights
+
+        let encoder = UnrolledEncoder(layers: layers, algorithm: .ista, threshold: .soft, lambda: .scalar(lambda), step: .fixed(alpha))
+        let result = try GradientMode.leastSquares.evaluate(input: noisy, target: clean, operator: dictionary, encoder: encoder)
+        var optimizer = Optimizer.adam(learningRate: lr, epsilon: eps)
+        var weights = dictionary.weights
+        optimizer.step(&weights, gradient: result.gradient)
+        dictionary.weights = weights
+        dictionary.normalize()
+
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("inputs.npz").path
+        let scalar = { (x: Float) in Tensor(shape: [], data: [x]) }
+        try Npz.write([("clean", clean), ("noisy", noisy), ("filters", initial), ("stride", scalar(Float(s))),
+                       ("layers", scalar(Float(layers))), ("lam", scalar(lambda)), ("alpha", scalar(alpha)),
+                       ("lr", scalar(lr)), ("eps", scalar(eps))], to: file)
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", Self.script, "--selftest", "--check", file]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "conv_denoise_torch.py --selftest failed:\n\(text)")
+        #expect(text.contains("all checks passed"))
+        let last = try #require(text.split(separator: "\n").last)
+        let peer = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+        let loss = try #require(peer["loss"] as? Double)
+        let gradient = try #require(peer["gradient"] as? [Double]).map { Float($0) }
+        let after = try #require(peer["filters_after"] as? [Double]).map { Float($0) }
+
+        #expect(abs(result.losses.loss - loss) <= 1e-4 * loss, "loss ours \(result.losses.loss) vs torch \(loss)")
+        #expect(result.losses.loss > 0)
+        try #require(gradient.count == result.gradient.count && after.count == weights.count)
+        let gmax = gradient.map(abs).max()!
+        let gdiff = zip(gradient, result.gradient.data).map { abs($0 - $1) }.max()!
+        #expect(gmax > 0 && gdiff <= 1e-4 * gmax, "gradient differs by \(gdiff) (max |g| \(gmax))")
+        let wdiff = zip(after, dictionary.weights.data).map { abs($0 - $1) }.max()!
+        let moved = zip(after, initial.data).map { abs($0 - $1) }.max()!
+        #expect(wdiff <= 1e-5 && moved > 1e-3, "filters after the step differ by \(wdiff) (moved \(moved))")
+    }
+}
