@@ -1,4 +1,5 @@
 import ArgumentParser
+import CUnrollSupport
 import UnrollCore
 
 @main
@@ -9,4 +10,10 @@ struct UnrollCLI: ParsableCommand {
         abstract: "Sparse coding and dictionary learning by algorithm unrolling.",
         version: version,
         subcommands: [Demo.self, Synth.self, Train.self, Encode.self, Info.self, Bench.self, Reproduce.self, Denoise.self, Explain.self, Spikes.self, VSC.self])
+
+    static func main() {
+        // Per-call convolution workspaces are large; without this, every call maps and faults them anew.
+        unroll_keep_freed_memory()
+        main(nil)
+    }
 }

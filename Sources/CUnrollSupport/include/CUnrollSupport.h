@@ -7,5 +7,7 @@
 bool unroll_set_flush_denormals(bool on);
 /// Whether the calling thread flushes denormals.
 bool unroll_flush_denormals_enabled(void);
+/// Makes glibc's malloc keep freed large blocks for reuse (no effect on other C libraries).
+void unroll_keep_freed_memory(void);
 
 #endif
