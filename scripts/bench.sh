@@ -59,11 +59,13 @@ mkdir -p "$out"
 # The peers check themselves first: gradients (gradcheck) and the scikit-learn alpha scaling.
 checks=()
 if python3 -c 'import torch' 2>/dev/null; then
-    if python3 bench/pudle_torch.py --selftest >"$out/selftest.log" 2>&1; then
-        checks+=("bench/pudle_torch.py --selftest: $(tail -1 "$out/selftest.log") ($(grep -c '^ok' "$out/selftest.log") checks)")
-    else
-        checks+=("bench/pudle_torch.py --selftest FAILED (see $out/selftest.log)")
-    fi
+    for peer in pudle_torch conv_denoise_torch; do
+        if python3 bench/$peer.py --selftest >"$out/selftest-$peer.log" 2>&1; then
+            checks+=("bench/$peer.py --selftest: $(tail -1 "$out/selftest-$peer.log") ($(grep -c '^ok' "$out/selftest-$peer.log") checks)")
+        else
+            checks+=("bench/$peer.py --selftest FAILED (see $out/selftest-$peer.log)")
+        fi
+    done
 fi
 if python3 -c 'import sklearn' 2>/dev/null; then
     if python3 bench/sklearn_encode.py --check-scaling >"$out/sklearn-scaling.json" 2>/dev/null; then

@@ -11,15 +11,17 @@ struct Reproduce: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a paper experiment and print our numbers beside the paper's.",
         discussion: """
-        Experiments (PUDLE, Tolooshams & Ba 2022):
-          theory     §3: g_dec vs g_ae-lasso vs g_ae-ls learning D (T ∈ {25, 50, 100}, 600 full-batch epochs)
-          gradients  §3: distances of the three gradients to the converged-lasso and true-code gradients, t = 1…100
-          fig5       §4: g_ae-ls (soft, λ decay, hard threshold) vs NOODL on m 1000, p 1500, n 50 000
-          interpret  §5: Theorem 5.1, the dictionary as a combination of training images (digits, Fashion-MNIST)
-          table1     §5: image denoising with a convolutional dictionary (PUDLE Table 1; images from $UNROLL_IMAGES/{train,test}, default ../shared/data/images)
-          spikes     CRsAE §6: spike sorting on simulated recordings (template error, miss vs false alarm, time vs a convex solver)
-          crsae-denoise  CRsAE §6.2: image denoising, EM-learned λ vs free bias vs fixed λ, tied and untied (images as table1)
-          vsc-linear VSC §4: variational families with a linear generator on whitened patches ($UNROLL_IMAGES/train) beside FISTA
+        Experiments — PUDLE (Tolooshams & Ba 2022):
+          theory         §3: g_dec vs g_ae-lasso vs g_ae-ls learning D (T ∈ {25, 50, 100}, 600 full-batch epochs)
+          gradients      §3: distances of the three gradients to the converged-lasso and true-code gradients, t = 1…100
+          fig5           §4: g_ae-ls (soft, λ decay, hard threshold) vs NOODL on m 1000, p 1500, n 50 000
+          interpret      §5: Theorem 5.1, the dictionary as a combination of training images (digits, Fashion-MNIST)
+          table1         §5: image denoising with a convolutional dictionary (PUDLE Table 1; images from $UNROLL_IMAGES/{train,test}, default ../shared/data/images)
+        CRsAE (Tolooshams et al. 2021):
+          spikes         §6: spike sorting on simulated recordings (template error, miss vs false alarm, time vs a convex solver)
+          crsae-denoise  §6.2: image denoising, EM-learned λ vs free bias vs fixed λ, tied and untied (images as table1)
+        Variational sparse coding (Fallah & Rozell 2022):
+          vsc-linear     §4: the variational families with a linear generator on whitened patches ($UNROLL_IMAGES/train), beside FISTA
         Scales: tiny (seconds), small (minutes), paper (the published setting; theory and fig5 take hours).
         Progress goes to stderr; with --json stdout holds exactly one JSON object.
         """)
@@ -54,10 +56,10 @@ struct Reproduce: ParsableCommand {
     @Option(help: "fig5: only these sparsities s (comma-separated), e.g. 10,20.")
     var sparsity: String?
 
-    @Option(help: "Only these methods (comma-separated). theory: dec, ae-lasso, ae-ls; fig5: ae-ls, ae-ls-decay, ae-ls-ht, noodl.")
+    @Option(help: "Only these methods (comma-separated). theory: dec, ae-lasso, ae-ls; fig5: ae-ls, ae-ls-decay, ae-ls-ht, noodl; table1: dec, ae-ls, ae-ls-ht, ae-lasso (@value for one λ/τ); crsae-denoise: tied-em, tied-em-backprop, tied-free-bias, tied-fixed, untied-… likewise; vsc-linear: gaussian, laplacian, spike-and-slab, thresholded-gaussian, thresholded-laplacian, thresholded-gaussian-gamma, thresholded-laplacian-gamma.")
     var methods: String?
 
-    @Option(help: "Override the length: epochs (theory), iterations (fig5), largest t (gradients).")
+    @Option(help: "Override the length: epochs (theory, spikes, vsc-linear), iterations (fig5), largest t (gradients), steps per run (table1, crsae-denoise).")
     var steps: Int?
 
     @Flag(help: "No progress lines on stderr.")
