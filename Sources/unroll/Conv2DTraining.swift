@@ -82,8 +82,13 @@ struct Conv2DTraining {
         }
         let (kernel, stride, crop) = (c.kernel ?? 9, c.stride ?? 4, c.crop ?? 129)
         if o.epochs != nil { throw CLIError("--model conv2d counts --steps (one batch of crops each), not --epochs") }
-        if o.initFile != nil || o.truth != nil || o.lambdaPerAtom != nil || o.resume || o.betaDecay {
-            throw CLIError("--model conv2d does not take --init, --truth, --lambda-per-atom, --resume or --beta-decay")
+        if o.initFile != nil || o.truth != nil || o.lambdaPerAtom != nil || o.betaDecay {
+            throw CLIError("--model conv2d does not take --init, --truth, --lambda-per-atom or --beta-decay")
+        }
+        guard o.checkpointEvery >= 1 else { throw CLIError("--checkpoint-every must be ≥ 1, got \(o.checkpointEvery)") }
+        let checkpointPath = o.output + "/checkpoint.safetensors"
+        if o.resume && !FileManager.default.fileExists(atPath: checkpointPath) {
+            throw CLIError("--resume: \(checkpointPath) does not exist (nothing to resume; run without --resume to start)")
         }
         let steps = o.steps ?? 1000
         guard steps >= 0 else { throw CLIError("--steps must be ≥ 0, got \(steps)") }
@@ -129,8 +134,16 @@ struct Conv2DTraining {
         }
         var trainer = try inContext("--model conv2d") { try DenoisingTrainer(dictionary: initial, images: train.map(\.image), config: config) }
         try inContext("--output") { try FileManager.default.createDirectory(atPath: o.output, withIntermediateDirectories: true) }
+        if o.resume {
+            let checkpoint = try CheckpointFile.read(checkpointPath)
+            try inContext("--resume \(checkpointPath)") { try trainer.restore(checkpoint) }
+        }
         let log = try inContext("--output") {
-            try CSVLog(path: o.output + "/log.csv", columns: ["step", "loss", "rec", "l1", "density", "test_psnr", "seconds"])
+            try CSVLog(path: o.output + "/log.csv", columns: ["step", "loss", "rec", "l1", "density", "test_psnr", "seconds"],
+                       append: o.resume)
+        }
+        func writeCheckpoint() throws {
+            try inContext("writing the checkpoint") { try CheckpointFile.write(trainer.checkpoint(), extra: [:], to: checkpointPath) }
         }
 
         func evaluate() throws -> Denoiser.Evaluation? {
@@ -148,7 +161,8 @@ struct Conv2DTraining {
             } catch let UnrollError.diverged(step, reason) {
                 progress.finish()
                 try save(trainer, encoder: encoder, sigma: sigma)
-                throw CLIError("training diverged at step \(step): \(reason); the last good filters are saved in \(o.output)/model.safetensors")
+                try writeCheckpoint()
+                throw CLIError("training diverged at step \(step): \(reason); the last good state (step \(trainer.step)) is saved in \(o.output)/model.safetensors and checkpoint.safetensors")
             }
             last = r
             var psnr = Double.nan
@@ -157,16 +171,18 @@ struct Conv2DTraining {
                                     CSV.format(r.density), CSV.format(psnr),
                                     String(format: "%.3f", ProgressBar.seconds(ContinuousClock.now - clock))])
             progress.update(r.step, detail: String(format: "rec %.3g, density %.3f", r.reconstruction, r.density))
+            if r.step % o.checkpointEvery == 0 { try writeCheckpoint() }
         }
         progress.finish()
         try save(trainer, encoder: encoder, sigma: sigma)
+        try writeCheckpoint()
         var summary = "\(mode.paperName) conv2d: step \(trainer.step)"
         if let r = last { summary += String(format: ", rec %.4g, code density %.3f", r.reconstruction, r.density) }
         if let ev = try evaluate() {
             summary += String(format: "; test PSNR %.2f dB (noisy %.2f dB, gain %.2f dB) with peak 1, %.2f dB (noisy %.2f dB) with peak = max of the clean image, on %d images",
                               ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax, ev.meanNoisyCleanMax, ev.scores.count)
         }
-        summary += String(format: ", %.1f s; wrote %@/model.safetensors, atoms.png, log.csv",
+        summary += String(format: ", %.1f s; wrote %@/model.safetensors, checkpoint.safetensors, atoms.png, log.csv",
                           ProgressBar.seconds(ContinuousClock.now - clock), o.output)
         print(summary)
     }

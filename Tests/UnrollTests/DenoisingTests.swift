@@ -156,6 +156,60 @@ import UnrollIO
         }
     }
 
+    /// A checkpoint taken mid-run and restored into a fresh trainer continues bit for bit; a
+    /// checkpoint of other settings is refused and leaves the trainer as it was.
+    @Test func aCheckpointContinuesBitForBit() throws {
+        var rng = Random(seed: 3)
+        let dict = try Convolution2DDictionary(filters: 4, kernel: 5, stride: 2, height: 17, width: 17, rng: &rng)
+        let enc = UnrolledEncoder(layers: 3, lambda: .scalar(0.05), step: .fixed(0.2))
+        let config = DenoisingConfig(encoder: enc, optimizer: .adam(learningRate: 1e-2, epsilon: 1e-3), sigma: 0.1,
+                                     cropSize: 17, batchSize: 2, seed: 5)
+        let images = [Self.image(40, 40), Self.image(30, 36, phase: 1)]
+        var trainer = try DenoisingTrainer(dictionary: dict, images: images, config: config)
+        for _ in 0..<3 { try trainer.trainStep() }
+        let saved = trainer.checkpoint()
+        for _ in 0..<2 { try trainer.trainStep() }
+        var resumed = try DenoisingTrainer(dictionary: dict, images: images, config: config)
+        try resumed.restore(saved)
+        #expect(resumed.step == 3)
+        for _ in 0..<2 { try resumed.trainStep() }
+        #expect(resumed.dictionary.weights == trainer.dictionary.weights && resumed.step == 5)
+
+        var other = config
+        other.sigma = 0.2
+        var mismatched = try DenoisingTrainer(dictionary: dict, images: images, config: other)
+        let before = mismatched.dictionary.weights
+        #expect(throws: UnrollError.self) { try mismatched.restore(saved) }
+        #expect(mismatched.dictionary.weights == before && mismatched.step == 0)
+        var broken = saved
+        broken.tensors["filters"] = Tensor(zeros: [4, 1, 3, 3])
+        #expect(throws: UnrollError.self) { try resumed.restore(broken) }
+    }
+
+    /// `train --model conv2d --resume` after 2 steps gives the same model file as 4 steps in one go.
+    @Test func cliResumeGivesTheSameModelAsOneRun() throws {
+        guard CLITests.binary != nil else { return }
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let images = dir.appendingPathComponent("train")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        try PNG.write(Raster(gray: Self.image(40, 40)), to: images.appendingPathComponent("a.png").path)
+        let common = ["train", "--model", "conv2d", "--data", images.path, "--atoms", "4", "--kernel", "5", "--stride", "2",
+                      "--crop", "17", "--layers", "3", "--lr", "1e-2"]
+        try CLITests.ok(common + ["--steps", "4", "--output", "one"], in: dir)
+        try CLITests.ok(common + ["--steps", "2", "--output", "two"], in: dir)
+        try CLITests.ok(common + ["--steps", "4", "--output", "two", "--resume"], in: dir)
+        let a = try Data(contentsOf: dir.appendingPathComponent("one/model.safetensors"))
+        let b = try Data(contentsOf: dir.appendingPathComponent("two/model.safetensors"))
+        #expect(a == b)
+        let log = try String(contentsOf: dir.appendingPathComponent("two/log.csv"), encoding: .utf8)
+        #expect(log.split(separator: "\n").count == 5)   // header + steps 1…4
+        let changed = try CLITests.run(common + ["--steps", "6", "--output", "two", "--resume", "--sigma", "0.2"], in: dir)
+        #expect(changed.status != 0 && changed.stderr.contains("denoise.sigma"), "\(changed.stderr)")
+        let missing = try CLITests.run(common + ["--steps", "6", "--output", "none", "--resume"], in: dir)
+        #expect(missing.status != 0 && missing.stderr.contains("does not exist"), "\(missing.stderr)")
+    }
+
     @Test func table1TinyRunsAndReportsEveryRow() throws {
         var s = Table1Experiment.settings(.tiny)
         s.steps = 6

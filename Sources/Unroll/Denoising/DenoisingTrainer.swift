@@ -112,3 +112,62 @@ public struct DenoisingTrainer {
                                seconds: Double(c.components.seconds) + Double(c.components.attoseconds) * 1e-18)
     }
 }
+
+// MARK: checkpoints
+
+extension DenoisingTrainer {
+    /// Tensors `filters` and the optimizer's moments; metadata `trainer.step`, `trainer.rng` (the
+    /// sampler's generator), and the settings a resumed run must share (`denoise.*`, `encoder.*`,
+    /// `optimizer.*`). Restoring it and training on continues bit for bit.
+    public func checkpoint() -> TrainerCheckpoint {
+        let opt = optimizer.exportState()
+        var tensors = opt.tensors
+        tensors["filters"] = dictionary.weights
+        var meta = opt.metadata
+        meta.merge(settings) { _, new in new }
+        meta["trainer.step"] = String(step)
+        meta["trainer.rng"] = rng.state.map(String.init).joined(separator: ",")
+        return TrainerCheckpoint(tensors: tensors, metadata: meta)
+    }
+
+    /// The settings a checkpoint must match to be resumed by this trainer.
+    var settings: [String: String] {
+        let e = config.encoder
+        return [
+            "denoise.mode": config.mode.rawValue, "denoise.sigma": config.sigma.description,
+            "denoise.crop": String(config.cropSize), "denoise.batch": String(config.batchSize),
+            "denoise.target": config.target.rawValue, "denoise.flips": String(config.flips),
+            "denoise.normalize": String(config.normalizeFilters), "denoise.seed": String(config.seed),
+            "denoise.images": String(sampler.images.count), "denoise.stride": String(dictionary.stride),
+            "encoder.layers": String(e.layers), "encoder.algorithm": e.algorithm.rawValue,
+            "encoder.threshold": e.threshold.rawValue,
+            "encoder.lambda": e.lambda.allValues.map(\.description).joined(separator: ","),
+            "encoder.step": { if case let .fixed(a) = e.step { return a.description } else { return "auto" } }(),
+        ]
+    }
+
+    /// Continues from `checkpoint()` of a run with the same settings (else `UnrollError.invalidCheckpoint`
+    /// naming the first setting that differs); nothing changes when it throws.
+    public mutating func restore(_ checkpoint: TrainerCheckpoint) throws {
+        let meta = checkpoint.metadata
+        for (key, value) in settings.sorted(by: { $0.key < $1.key }) where meta[key] != value {
+            throw UnrollError.invalidCheckpoint("\(key) is \(meta[key] ?? "missing"), this run's is \(value)")
+        }
+        guard let filters = checkpoint.tensors["filters"], filters.shape == dictionary.weights.shape, !filters.hasNonFinite else {
+            throw UnrollError.invalidCheckpoint("the tensor filters is missing, non-finite or not \(dictionary.weights.shape)")
+        }
+        guard let newStep = meta["trainer.step"].flatMap(Int.init), newStep >= 0 else {
+            throw UnrollError.invalidCheckpoint("trainer.step is missing or not a non-negative integer")
+        }
+        guard let words = meta["trainer.rng"]?.split(separator: ",").compactMap({ UInt64($0) }),
+              let restoredRNG = Random(state: words) else {
+            throw UnrollError.invalidCheckpoint("trainer.rng is missing or not a generator state")
+        }
+        var newOptimizer = config.optimizer
+        try newOptimizer.restoreState(tensors: checkpoint.tensors, metadata: meta, weightShape: filters.shape)
+        dictionary.weights = filters
+        optimizer = newOptimizer
+        step = newStep
+        rng = restoredRNG
+    }
+}
