@@ -44,30 +44,11 @@ import argparse
 import json
 import math
 import os
-import resource
-import statistics
 import sys
-import time
+
+import peer_protocol
 
 TABLE1 = dict(filters=64, kernel=9, stride=4, layers=15, alpha=0.1, lam=0.16, lr=1e-4, eps=1e-3, sigma=25 / 255, size=129)
-
-
-def rss_mb(field="VmRSS"):
-    """Current (VmRSS) or peak (VmHWM) resident set of this process in MB, from /proc; None elsewhere."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def peak_rss_mb():
-    """getrusage's ru_maxrss: KB on Linux, bytes on macOS."""
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / (1024.0 * 1024.0) if sys.platform == "darwin" else r / 1024.0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -163,7 +144,7 @@ def setup(args):
     cfg = dict(TABLE1)
     out = dict(case="conv-denoise", threads=args.threads, torch=torch.__version__,
                flush_denormal=not args.no_flush_denormal, omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", ""),
-               baseline_rss_mb=rss_mb())
+               baseline_rss_mb=peer_protocol.rss_mb())
     if args.inputs:
         clean, noisy, h0, _ = load_inputs(args.inputs, torch, torch.float32)
         out["inputs"] = "from " + os.path.basename(args.inputs)
@@ -181,7 +162,7 @@ def setup(args):
     out.update(size=list(clean.shape[-2:]), **{k: v for k, v in cfg.items() if k != "size"})
     state = {"losses": []}
 
-    def work():
+    def work(warm=False):
         loss, Z = train_step(clean, noisy, h, opt, cfg)
         state["losses"].append(float(loss))
         state["Z"] = Z
@@ -192,44 +173,21 @@ def setup(args):
     return out, work, finish
 
 
-def timed(work):
-    t0 = time.perf_counter()
-    work()
-    return time.perf_counter() - t0
-
-
 def run_case(args):
     out, work, finish = setup(args)
-    for _ in range(args.warmup):
-        work()
-    times = [timed(work) for _ in range(args.repeats)]
+    times = peer_protocol.repeats(work, args.warmup, args.repeats)
     finish()
-    out.update(warmup=args.warmup, repeats=args.repeats, median_s=statistics.median(times), times=times,
-               peak_rss_mb=peak_rss_mb(), peak_rss_hwm_mb=rss_mb("VmHWM"))
+    out.update(peer_protocol.timing_summary(times, args.warmup))
     return out
 
 
 def serve(args):
-    """Interleaved timing driven by `unroll bench`: set up, warm up, print "ready"; then one timed step per
-    "run" line on stdin, answered with its seconds; after "quit" (or end of input) the JSON object."""
+    """Interleaved timing driven by `unroll bench` (bench/peer_protocol.py); the JSON object at the end."""
     out, work, finish = setup(args)
-    for _ in range(args.warmup):
-        work()
-    print("ready", flush=True)
-    times = []
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "run":
-            times.append(timed(work))
-            print(f"{times[-1]:.9f}", flush=True)
-        elif cmd == "quit":
-            break
-        elif cmd:
-            print(f"error: unknown command {cmd!r}", flush=True)
-    if times or args.warmup:
+    times = peer_protocol.serve(work, args.warmup)
+    if times:
         finish()
-    out.update(warmup=args.warmup, repeats=len(times), median_s=statistics.median(times) if times else None,
-               times=times, peak_rss_mb=peak_rss_mb(), peak_rss_hwm_mb=rss_mb("VmHWM"))
+    out.update(peer_protocol.timing_summary(times, args.warmup))
     return out
 
 

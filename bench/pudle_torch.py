@@ -32,10 +32,9 @@ generator against reference §2, then exits (status 1 on a failure).
 import argparse
 import json
 import os
-import resource
-import statistics
 import sys
-import time
+
+import peer_protocol
 
 MODES = ("decoder", "lasso", "least-squares")
 
@@ -45,24 +44,6 @@ CASES = {
     "pudle-theory": dict(m=50, p=100, batch=None, n=10_000, s=5, layers=100, delta=0.1, lam=0.2, alpha=0.2, eps=1e-8),
     "encode": dict(m=1000, p=1500, batch=None, n=10_000, s=10, layers=100, delta=0.005, lam=0.2, alpha=0.2, eps=1e-3),
 }
-
-
-def rss_mb(field="VmRSS"):
-    """Current (VmRSS) or peak (VmHWM) resident set of this process in MB, from /proc; None elsewhere."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def peak_rss_mb():
-    """getrusage's ru_maxrss: KB on Linux, bytes on macOS."""
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / (1024.0 * 1024.0) if sys.platform == "darwin" else r / 1024.0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -158,7 +139,7 @@ def setup_case(args):
                flush_denormal=not args.no_flush_denormal, omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", ""),
                form=args.form, threshold=args.threshold,
                beta=args.beta, layers=c["layers"], m=c["m"], p=c["p"], s=c["s"], seed=args.seed,
-               baseline_rss_mb=rss_mb())
+               baseline_rss_mb=peer_protocol.rss_mb())
 
     if args.case == "encode":
         n = args.samples or c["n"]
@@ -202,45 +183,22 @@ def setup_case(args):
     return out, work, finish
 
 
-def timed(work):
-    t0 = time.perf_counter()
-    work()
-    return time.perf_counter() - t0
-
-
 def run_case(args):
     """--warmup untimed units, then --repeats timed ones."""
     out, work, finish = setup_case(args)
-    for _ in range(args.warmup):
-        work(warm=True)
-    times = [timed(work) for _ in range(args.repeats)]
+    times = peer_protocol.repeats(work, args.warmup, args.repeats)
     finish()
-    out.update(warmup=args.warmup, repeats=args.repeats, median_s=statistics.median(times), times=times,
-               peak_rss_mb=peak_rss_mb(), peak_rss_hwm_mb=rss_mb("VmHWM"))
+    out.update(peer_protocol.timing_summary(times, args.warmup))
     return out
 
 
 def serve(args):
-    """Interleaved timing driven by `unroll bench`: set up, warm up, print "ready"; then one timed unit per
-    "run" line on stdin, answered with its seconds; after "quit" (or end of input) the JSON object."""
+    """Interleaved timing driven by `unroll bench` (bench/peer_protocol.py); the JSON object at the end."""
     out, work, finish = setup_case(args)
-    for _ in range(args.warmup):
-        work(warm=True)
-    print("ready", flush=True)
-    times = []
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "run":
-            times.append(timed(work))
-            print(f"{times[-1]:.9f}", flush=True)
-        elif cmd == "quit":
-            break
-        elif cmd:
-            print(f"error: unknown command {cmd!r}", flush=True)
+    times = peer_protocol.serve(work, args.warmup)
     if times:
         finish()
-    out.update(warmup=args.warmup, repeats=len(times), median_s=statistics.median(times) if times else None,
-               times=times, peak_rss_mb=peak_rss_mb(), peak_rss_hwm_mb=rss_mb("VmHWM"))
+    out.update(peer_protocol.timing_summary(times, args.warmup))
     return out
 
 

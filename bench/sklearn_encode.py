@@ -31,11 +31,10 @@ threads in each worker are limited to 1 so that the two levels do not oversubscr
 import argparse
 import json
 import os
-import resource
-import statistics
 import sys
-import time
 import warnings
+
+import peer_protocol
 
 
 def synthetic(np, m, p, n, s, delta, seed):
@@ -140,50 +139,28 @@ def setup(args):
     return out, work, finish
 
 
-def timed(work):
-    t0 = time.perf_counter()
-    work()
-    return time.perf_counter() - t0
-
-
-def summary(out, times, scale):
-    med = statistics.median(times) if times else None
-    out.update(median_s=med * scale if med is not None else None, median_s_timed=med, times=times,
-               peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+def summary(out, times, warmup, scale):
+    """The timing fields, with median_s scaled from the timed samples to the whole case."""
+    out.update(peer_protocol.timing_summary(times, warmup))
+    out.update(median_s_timed=out["median_s"], median_s=out["median_s"] * scale if times else None)
     return out
 
 
 def run(args):
     out, work, finish = setup(args)
-    for _ in range(args.warmup):
-        work(warm=True)
-    times = [timed(work) for _ in range(args.repeats)]
+    times = peer_protocol.repeats(work, args.warmup, args.repeats)
     finish()
-    out.update(warmup=args.warmup, repeats=args.repeats)
-    return summary(out, times, out["samples_case"] / args.samples)
+    return summary(out, times, args.warmup, out["samples_case"] / args.samples)
 
 
 def serve(args):
-    """As bench/pudle_torch.py --serve: "ready", one timed encode per "run" line (answer: seconds for the
-    timed samples, unscaled), the JSON object after "quit"."""
+    """As bench/pudle_torch.py --serve: one timed encode per "run" line (answer: seconds for the timed
+    samples, unscaled), the JSON object after "quit"."""
     out, work, finish = setup(args)
-    for _ in range(args.warmup):
-        work(warm=True)
-    print("ready", flush=True)
-    times = []
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "run":
-            times.append(timed(work))
-            print(f"{times[-1]:.9f}", flush=True)
-        elif cmd == "quit":
-            break
-        elif cmd:
-            print(f"error: unknown command {cmd!r}", flush=True)
+    times = peer_protocol.serve(work, args.warmup)
     if times:
         finish()
-    out.update(warmup=args.warmup, repeats=len(times))
-    return summary(out, times, out["samples_case"] / args.samples)
+    return summary(out, times, args.warmup, out["samples_case"] / args.samples)
 
 
 def main():
