@@ -8,7 +8,7 @@ import UnrollIO
 /// start with each gradient, and a table of how close each gets to D*.
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Learn a known dictionary from synthetic data with each gradient and compare (about a minute).",
+        abstract: "Learn a known dictionary from synthetic data with each gradient and compare, then denoise an image (about a minute).",
         discussion: """
             PUDLE's theory setting, scaled down: D* is 50×100 (m = 50, p = 100, stored atoms as rows), \
             n = 5000 signals x = D*z with 5 non-zeros each (amplitudes U[1,2], one random sign per \
@@ -17,9 +17,14 @@ struct Demo: ParsableCommand {
             for 10 epochs, with g_dec, g_ae-lasso, g_ae-ls, and PUDLE's Algorithm 1 (alternating \
             minimisation: FISTA to convergence, then a g_dec step).
 
+            Then it denoises a 256×256 crop of a test image the package ships, with noise σ = 25/255 \
+            from --seed, through a shipped PUDLE Table 1 model (64 filters 9×9, stride 4, T = 15, \
+            g_ae-ls, λ = 0.16), and prints the PSNR before and after.
+
             Writes to --output: data.npz (X, D_true, Z_true, D_init, for `unroll train`), curves.csv \
             and curves.png (relative error per step), atoms.png (D* and each learned dictionary's \
-            difference from it), and one model.safetensors per gradient.
+            difference from it), one model.safetensors per gradient, and noisy.png, denoised.png and \
+            denoising.png (clean, noisy and denoised side by side).
             """)
 
     @Option(help: "Random seed of the problem and the training.")
