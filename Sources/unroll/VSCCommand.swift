@@ -99,7 +99,7 @@ struct VSCTrain: ParsableCommand {
     @Option(help: "Threshold of thresholded families: fixed or gamma (learned).") var threshold: ThresholdKindChoice = .fixed
     @Option(help: "Fixed λ, or the Gamma prior's mean (default 0.52 Gauss, 0.25 Laplace).") var lambda: Float?
     @Option(help: "Samples J per datum.") var samples: Int = 20
-    @Option(help: "Aggregation of the J samples: max (max-ELBO), average, importanceWeighted.")
+    @Option(help: "Aggregation of the J samples: max (max-ELBO), average or importance-weighted.")
     var aggregation: String = "max"
     @Option(help: "Epochs.") var epochs: Int = 10
     @Option(help: "Batch size.") var batchSize: Int = 100

@@ -138,6 +138,35 @@ import UnrollIO
         #expect(throws: UnrollError.self) { try trainer.trainStep(batch: nan) }
     }
 
+    /// `unroll vsc train` writes a model that `vsc eval` reads, `--resume` continues it, and bad
+    /// settings stop with one line naming the option.
+    @Test func cliTrainEvalAndResume() throws {
+        guard CLITests.binary != nil else { return }
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let images = dir.appendingPathComponent("images")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        var rng = Random(seed: 4)
+        for name in ["a", "b"] {
+            try PNG.write(Raster(gray: Tensor.uniform([48, 40], rng: &rng)), to: images.appendingPathComponent("\(name).png").path)
+        }
+        let data = ["--images", images.path, "--patches", "200", "--validation", "50", "--side", "8"]
+        let train = ["vsc", "train"] + data + ["--samples", "2", "--hidden", "8", "--output", "m.safetensors"]
+        let first = try CLITests.ok(train + ["--epochs", "1", "--atoms", "atoms.png", "--quiet"], in: dir)
+        #expect(first.stdout.contains("objective") && first.stdout.contains("FISTA"), "\(first.stdout)")
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("atoms.png").path))
+        let resumed = try CLITests.ok(train + ["--epochs", "2", "--resume", "m.safetensors", "--quiet"], in: dir)
+        #expect(resumed.stdout.contains("wrote m.safetensors"))
+        let eval = try CLITests.ok(["vsc", "eval", "--model", "m.safetensors"] + data, in: dir)
+        #expect(eval.stdout.contains("multi-information"), "\(eval.stdout)")
+        for (args, expected) in [(["--aggregation", "best"], "--aggregation"),
+                                 (["--family", "gaussian", "--threshold", "gamma"], "--threshold gamma"),
+                                 (["--family", "gaussian", "--resume", "m.safetensors"], "vsc.family")] {
+            let bad = try CLITests.run(train + ["--epochs", "3"] + args, in: dir)
+            #expect(bad.status != 0 && bad.stderr.contains(expected), "\(args): \(bad.stderr)")
+        }
+    }
+
     @Test func tinyExperimentMeasuresEveryFamilyBesideFISTA() throws {
         var rng = Random(seed: 2)
         let images = (0..<2).map { _ in Tensor.uniform([40, 40], rng: &rng) }

@@ -10,7 +10,7 @@ public enum SampleAggregation: String, CaseIterable, Sendable {
     /// Standard VI: 1/J for every sample.
     case average
     /// Self-normalised importance weights softmax(−L) over the J samples of a datum.
-    case importanceWeighted
+    case importanceWeighted = "importance-weighted"
 }
 
 extension SampleAggregation {
