@@ -136,7 +136,7 @@ public struct LinearGeneratorModel: Sendable {
             let gi = heads[i].backward(parts[i])
             if trunkGradient == nil { trunkGradient = gi } else { trunkGradient!.add(gi) }
         }
-        _ = trunk.backward(trunkGradient!)
+        trunk.accumulateParameterGradients(trunkGradient!)
     }
 
     public mutating func zeroGradients() {
