@@ -126,8 +126,9 @@ extension DenoisingTrainer {
         var meta = opt.metadata
         meta.merge(settings) { _, new in new }
         meta["trainer.step"] = String(step)
-        meta["trainer.rng"] = rng.state.map(String.init).joined(separator: ",")
-        return TrainerCheckpoint(tensors: tensors, metadata: meta)
+        var checkpoint = TrainerCheckpoint(tensors: tensors, metadata: meta)
+        checkpoint.setGenerator(rng, "trainer.rng")
+        return checkpoint
     }
 
     /// The settings a checkpoint must match to be resumed by this trainer.
@@ -156,13 +157,8 @@ extension DenoisingTrainer {
         guard let filters = checkpoint.tensors["filters"], filters.shape == dictionary.weights.shape, !filters.hasNonFinite else {
             throw UnrollError.invalidCheckpoint("the tensor filters is missing, non-finite or not \(dictionary.weights.shape)")
         }
-        guard let newStep = meta["trainer.step"].flatMap(Int.init), newStep >= 0 else {
-            throw UnrollError.invalidCheckpoint("trainer.step is missing or not a non-negative integer")
-        }
-        guard let words = meta["trainer.rng"]?.split(separator: ",").compactMap({ UInt64($0) }),
-              let restoredRNG = Random(state: words) else {
-            throw UnrollError.invalidCheckpoint("trainer.rng is missing or not a generator state")
-        }
+        let newStep = try checkpoint.count("trainer.step")
+        let restoredRNG = try checkpoint.generator("trainer.rng")
         var newOptimizer = config.optimizer
         try newOptimizer.restoreState(tensors: checkpoint.tensors, metadata: meta, weightShape: filters.shape)
         dictionary.weights = filters

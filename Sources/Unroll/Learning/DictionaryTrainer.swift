@@ -215,12 +215,6 @@ public struct DictionaryTrainer<Op: DictionaryOperator> {
     /// Throws `UnrollError.invalidCheckpoint` when an entry is missing or does not fit.
     public mutating func restore(_ checkpoint: TrainerCheckpoint) throws {
         let meta = checkpoint.metadata
-        func int(_ key: String) throws -> Int {
-            guard let s = meta[key], let v = Int(s), v >= 0 else {
-                throw UnrollError.invalidCheckpoint("\(key) is missing or not a non-negative integer")
-            }
-            return v
-        }
         guard let w = checkpoint.tensors["dictionary"] else {
             throw UnrollError.invalidCheckpoint("the tensor \"dictionary\" is missing")
         }
@@ -228,21 +222,19 @@ public struct DictionaryTrainer<Op: DictionaryOperator> {
             throw UnrollError.invalidCheckpoint("dictionary has shape \(w.shape), the trainer's is \(dictionary.weights.shape)")
         }
         if w.hasNonFinite { throw UnrollError.invalidCheckpoint("dictionary contains NaN or Inf") }
-        let examples = try int("trainer.examples")
+        let examples = try checkpoint.count("trainer.examples")
         guard examples == data.rows else {
             throw UnrollError.invalidCheckpoint("trainer.examples is \(examples), but the data have \(data.rows) rows")
         }
-        let newStep = try int("trainer.step"), newEpoch = try int("trainer.epoch"), newPosition = try int("trainer.position")
+        let newStep = try checkpoint.count("trainer.step"), newEpoch = try checkpoint.count("trainer.epoch")
+        let newPosition = try checkpoint.count("trainer.position")
         guard newPosition < data.rows else {
             throw UnrollError.invalidCheckpoint("trainer.position \(newPosition) is outside the \(data.rows) examples")
         }
         if let mode = meta["trainer.mode"], mode != config.mode.rawValue {
             throw UnrollError.invalidCheckpoint("trainer.mode is \(mode), the trainer's is \(config.mode.rawValue)")
         }
-        guard let words = meta["trainer.rng"]?.split(separator: ",").compactMap({ UInt64($0) }),
-              let restoredRNG = Random(state: words) else {
-            throw UnrollError.invalidCheckpoint("trainer.rng is missing or not a generator state")
-        }
+        let restoredRNG = try checkpoint.generator("trainer.rng")
         var newOptimizer = config.optimizer
         try newOptimizer.restoreState(tensors: checkpoint.tensors, metadata: meta, weightShape: w.shape)
 
@@ -252,7 +244,7 @@ public struct DictionaryTrainer<Op: DictionaryOperator> {
         epoch = newEpoch
         position = newPosition
         rng = restoredRNG
-        epochStartState = words
+        epochStartState = restoredRNG.state
         order = drawOrder()
         clockStart = ContinuousClock.now
     }

@@ -133,4 +133,26 @@ public struct TrainerCheckpoint: Equatable, Sendable {
         self.tensors = tensors
         self.metadata = metadata
     }
+
+    /// The non-negative integer stored under `key` (a step or epoch count).
+    public func count(_ key: String) throws -> Int {
+        guard let v = metadata[key].flatMap(Int.init), v >= 0 else {
+            throw UnrollError.invalidCheckpoint("\(key) is missing or not a non-negative integer")
+        }
+        return v
+    }
+
+    /// The random generator stored under `key` by `setGenerator`.
+    public func generator(_ key: String) throws -> Random {
+        guard let words = metadata[key]?.split(separator: ",").compactMap({ UInt64($0) }),
+              let rng = Random(state: words) else {
+            throw UnrollError.invalidCheckpoint("\(key) is missing or not a generator state")
+        }
+        return rng
+    }
+
+    /// Stores `rng`'s full state under `key` (comma-separated words).
+    public mutating func setGenerator(_ rng: Random, _ key: String) {
+        metadata[key] = rng.state.map(String.init).joined(separator: ",")
+    }
 }

@@ -415,8 +415,9 @@ extension LinearGeneratorTrainer {
         meta["trainer.step"] = String(step)
         meta["trainer.epoch"] = String(epoch)
         meta["trainer.examples"] = String(trainingSize)
-        meta["trainer.rng"] = rng.state.map(String.init).joined(separator: ",")
-        return TrainerCheckpoint(tensors: tensors, metadata: meta)
+        var checkpoint = TrainerCheckpoint(tensors: tensors, metadata: meta)
+        checkpoint.setGenerator(rng, "trainer.rng")
+        return checkpoint
     }
 
     /// A trainer rebuilt from `checkpoint()` alone (its settings come from the metadata).
@@ -477,14 +478,8 @@ extension LinearGeneratorTrainer {
         guard let examples = meta["trainer.examples"].flatMap(Int.init), examples == trainingSize else {
             throw UnrollError.invalidCheckpoint("trainer.examples is \(meta["trainer.examples"] ?? "missing"), but the data have \(trainingSize) patches")
         }
-        guard let newStep = meta["trainer.step"].flatMap(Int.init), let newEpoch = meta["trainer.epoch"].flatMap(Int.init),
-              newStep >= 0, newEpoch >= 0 else {
-            throw UnrollError.invalidCheckpoint("trainer.step or trainer.epoch is missing or not a non-negative integer")
-        }
-        guard let words = meta["trainer.rng"]?.split(separator: ",").compactMap({ UInt64($0) }),
-              let restoredRNG = Random(state: words) else {
-            throw UnrollError.invalidCheckpoint("trainer.rng is missing or not a generator state")
-        }
+        let newStep = try checkpoint.count("trainer.step"), newEpoch = try checkpoint.count("trainer.epoch")
+        let restoredRNG = try checkpoint.generator("trainer.rng")
         let current = self.checkpoint().metadata
         for key in ["vsc.family", "vsc.threshold", "vsc.lambda", "vsc.samples", "vsc.hidden", "vsc.batch_size", "vsc.aggregation"] {
             if let saved = meta[key], saved != current[key] {
