@@ -173,24 +173,6 @@ def setup(args):
     return out, work, finish
 
 
-def run_case(args):
-    out, work, finish = setup(args)
-    times = peer_protocol.repeats(work, args.warmup, args.repeats)
-    finish()
-    out.update(peer_protocol.timing_summary(times, args.warmup))
-    return out
-
-
-def serve(args):
-    """Interleaved timing driven by `unroll bench` (bench/peer_protocol.py); the JSON object at the end."""
-    out, work, finish = setup(args)
-    times = peer_protocol.serve(work, args.warmup)
-    if times:
-        finish()
-    out.update(peer_protocol.timing_summary(times, args.warmup))
-    return out
-
-
 def check(path):
     """One float64 g_ae-ls step on the inputs of `path` (settings as 0-d arrays: stride, layers, lam, alpha,
     lr, eps): the loss, its gradient and the filters after Adam + normalise, as one JSON object."""
@@ -329,7 +311,7 @@ def main():
             json.dump(check(args.check), sys.stdout)
             print()
         sys.exit(0 if passed else 1)
-    out = serve(args) if args.serve else run_case(args)
+    out = peer_protocol.measure(setup, args)
     if not args.json and not args.serve:
         print(f"conv-denoise: median {out['median_s']:.4f} s over {args.repeats}, loss {out['loss']:.5g}, "
               f"peak RSS {out['peak_rss_mb']:.0f} MB", file=sys.stderr)

@@ -59,6 +59,17 @@ def serve(work, warmup):
     return times
 
 
+def measure(setup, args):
+    """`setup(args)` gives (JSON fields, work, finish); times the work — interleaved over stdin with
+    --serve, else --warmup then --repeats units — and returns the fields with the timing ones."""
+    out, work, finish = setup(args)
+    times = serve(work, args.warmup) if args.serve else repeats(work, args.warmup, args.repeats)
+    if times:
+        finish()
+    out.update(timing_summary(times, args.warmup))
+    return out
+
+
 def timing_summary(times, warmup):
     """The fields every peer's JSON object reports about its timed units and memory."""
     return dict(warmup=warmup, repeats=len(times), median_s=statistics.median(times) if times else None,

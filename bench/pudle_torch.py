@@ -183,25 +183,6 @@ def setup_case(args):
     return out, work, finish
 
 
-def run_case(args):
-    """--warmup untimed units, then --repeats timed ones."""
-    out, work, finish = setup_case(args)
-    times = peer_protocol.repeats(work, args.warmup, args.repeats)
-    finish()
-    out.update(peer_protocol.timing_summary(times, args.warmup))
-    return out
-
-
-def serve(args):
-    """Interleaved timing driven by `unroll bench` (bench/peer_protocol.py); the JSON object at the end."""
-    out, work, finish = setup_case(args)
-    times = peer_protocol.serve(work, args.warmup)
-    if times:
-        finish()
-    out.update(peer_protocol.timing_summary(times, args.warmup))
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------
 # Self-test
 
@@ -348,7 +329,7 @@ def main():
         print("pudle_torch.py: PyTorch is not installed (pip install torch, or scripts/bench.sh --install)",
               file=sys.stderr)
         sys.exit(3)
-    out = serve(args) if args.serve else run_case(args)
+    out = peer_protocol.measure(setup_case, args)
     if not args.json and not args.serve:
         what = args.case if args.case == "encode" else f"{args.case} {args.mode}"
         print(f"{what}: median {out['median_s']:.4f} s over {args.repeats}, peak RSS {out['peak_rss_mb']:.0f} MB",

@@ -139,30 +139,6 @@ def setup(args):
     return out, work, finish
 
 
-def summary(out, times, warmup, scale):
-    """The timing fields, with median_s scaled from the timed samples to the whole case."""
-    out.update(peer_protocol.timing_summary(times, warmup))
-    out.update(median_s_timed=out["median_s"], median_s=out["median_s"] * scale if times else None)
-    return out
-
-
-def run(args):
-    out, work, finish = setup(args)
-    times = peer_protocol.repeats(work, args.warmup, args.repeats)
-    finish()
-    return summary(out, times, args.warmup, out["samples_case"] / args.samples)
-
-
-def serve(args):
-    """As bench/pudle_torch.py --serve: one timed encode per "run" line (answer: seconds for the timed
-    samples, unscaled), the JSON object after "quit"."""
-    out, work, finish = setup(args)
-    times = peer_protocol.serve(work, args.warmup)
-    if times:
-        finish()
-    return summary(out, times, args.warmup, out["samples_case"] / args.samples)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2, help="n_jobs of sparse_encode")
@@ -192,7 +168,10 @@ def main():
         out, ok = check_scaling(args)
         print(json.dumps(out, indent=1))
         sys.exit(0 if ok else 1)
-    out = serve(args) if args.serve else run(args)
+    out = peer_protocol.measure(setup, args)
+    # The timed units encode --samples signals; median_s is scaled to the whole case.
+    out.update(median_s_timed=out["median_s"],
+               median_s=out["median_s"] * out["samples_case"] / args.samples if out["times"] else None)
     if not args.json and not args.serve:
         print(f"encode (sparse_encode lasso_cd): {out['median_s']:.2f} s for 10000 samples ({out['note']})",
               file=sys.stderr)
