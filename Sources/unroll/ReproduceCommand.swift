@@ -30,6 +30,7 @@ struct Reproduce: ParsableCommand {
         case theory, gradients, fig5, interpret, table1, spikes
         case crsaeDenoise = "crsae-denoise"
         case vscLinear = "vsc-linear"
+        case vscFashion = "vsc-fmnist"
     }
 
     @Argument(help: "Experiment: theory, gradients, fig5, interpret, table1, spikes, crsae-denoise or vsc-linear.")
@@ -133,6 +134,9 @@ struct Reproduce: ParsableCommand {
             case .vscLinear:
                 result = try VSCLinearReproduce.run(scale: scaleValue, seed: seed, steps: steps, methods: methods,
                                                     folder: folder, callbacks: callbacks)
+            case .vscFashion:
+                result = try VSCFashionReproduce.run(scale: scaleValue, seed: seed, steps: steps, methods: methods,
+                                                     folder: folder, callbacks: callbacks)
             }
         } catch let e as UnrollError {
             throw ValidationError(e.description)

@@ -102,19 +102,22 @@ struct VSCTrain: ParsableCommand {
     @Option(help: "Aggregation of the J samples: max (max-ELBO), average or importance-weighted.")
     var aggregation: String = "max"
     @Option(help: "Epochs.") var epochs: Int = 10
-    @Option(help: "Batch size.") var batchSize: Int = 100
+    @Option(help: "Batch size (default 100 linear, 512 conv).") var batchSize: Int?
     @Option(help: "Encoder hidden widths, comma-separated.") var hidden: String = "512,1024,512,256"
-    @Option(help: "Peak encoder learning rate (one-cycle, SGD with Nesterov momentum 0.9).") var learningRate: Float = 0.01
+    @Option(help: "Peak learning rate of the one-cycle schedule (default: linear 0.01, SGD with Nesterov momentum 0.9 on the encoder; conv 3e-4, Adam on every weight).") var learningRate: Float?
     @Option(help: "KL weight.") var klWeight: Float = 0.01
     @Option(help: "Output model (.safetensors), rewritten atomically after every epoch.") var output: String = "vsc.safetensors"
     @Option(help: "Continue from this model file (same settings; the run continues bit for bit).") var resume: String?
     @Option(help: "Write the learned atoms as a PNG grid.") var atoms: String?
     @Option(help: "Threads for BLAS and our workers.") var threads: Int = 2
     @Flag(help: "No progress lines.") var quiet = false
+    @Option(help: "Generator: linear (dictionary on whitened patches) or conv (the DNN of vsc §5 on Fashion-MNIST).")
+    var generator: GeneratorChoice = .linear
+    @OptionGroup var fashion: FashionOptions
 
     func validate() throws {
         guard samples >= 1 else { throw ValidationError("--samples must be ≥ 1, got \(samples)") }
-        guard epochs >= 1, batchSize >= 1 else { throw ValidationError("--epochs and --batch-size must be ≥ 1") }
+        guard epochs >= 1, (batchSize ?? 1) >= 1 else { throw ValidationError("--epochs and --batch-size must be ≥ 1") }
         guard SampleAggregation(rawValue: aggregation) != nil else {
             throw ValidationError("--aggregation must be one of \(SampleAggregation.allCases.map(\.rawValue).joined(separator: ", ")); got '\(aggregation)'")
         }
@@ -134,17 +137,18 @@ struct VSCTrain: ParsableCommand {
         var c = LinearGeneratorConfig(variational: VariationalConfig(family: f, threshold: kind, samples: samples))
         c.hidden = try parseIntList(hidden, "--hidden", minimum: 1)!
         c.latents = data.side * data.side
-        c.batchSize = batchSize
+        c.batchSize = batchSize ?? 100
         c.epochs = epochs
-        c.learningRate = learningRate
+        c.learningRate = learningRate ?? 0.01
         c.klWeight = klWeight
         c.aggregation = SampleAggregation(rawValue: aggregation)!
         c.seed = data.seed
         try c.validate()
-        return c.compressingSchedules(steps: epochs * (data.patches / batchSize), epochs: epochs)
+        return c.compressingSchedules(steps: epochs * (data.patches / c.batchSize), epochs: epochs)
     }
 
     func run() throws {
+        if generator == .conv { return try VSCFashion.train(self) }
         BLAS.threads = threads
         Parallel.workers = threads
         do {
@@ -157,7 +161,7 @@ struct VSCTrain: ParsableCommand {
             }
             let log = quiet ? nil : { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
             log?("vsc train: \(config.variational.label), \(patches.train.rows) patches \(data.side)×\(data.side), J \(samples), \(epochs) epochs")
-            let bar = ProgressBar(total: epochs * (patches.train.rows / batchSize), label: "vsc", enabled: !quiet && isatty(STDERR_FILENO) != 0)
+            let bar = ProgressBar(total: epochs * (patches.train.rows / config.batchSize), label: "vsc", enabled: !quiet && isatty(STDERR_FILENO) != 0)
             let start = ContinuousClock.now
             while trainer.epoch < epochs {
                 var loss = 0.0, nonZero = 0.0, count = 0
@@ -188,8 +192,11 @@ struct VSCEval: ParsableCommand {
     @Option(help: "Model written by `unroll vsc train`.") var model: String
     @Option(help: "Write the learned atoms as a PNG grid.") var atoms: String?
     @Option(help: "Threads for BLAS and our workers.") var threads: Int = 2
+    /// Conv models (`vsc train --generator conv`) are evaluated on Fashion-MNIST's test images.
+    @OptionGroup var fashion: FashionOptions
 
     func run() throws {
+        if VSCConvModelFile.isConv(model) { return try VSCFashion.eval(model: model, fashion: fashion, threads: threads) }
         BLAS.threads = threads
         Parallel.workers = threads
         do {

@@ -170,23 +170,7 @@ public struct LinearGeneratorModel: Sendable {
         let outputs = encode(x, training: training)
         let draw = drawCodes(outputs, config: config, warmup: warmup, temperature: temperature, rng: &rng)
         let decoded = draw.codes.matmul(dictionary)
-        let (n, m) = (x.rows, pixels)
-        var losses = [Double](repeating: 0, count: n * samples)
-        decoded.data.withUnsafeBufferPointer { d in
-            x.data.withUnsafeBufferPointer { xs in
-                for b in 0..<n {
-                    for j in 0..<samples {
-                        let row = (b * samples + j) * m
-                        var s = 0.0
-                        for k in 0..<m {
-                            let r = Double(d[row + k] - xs[b * m + k])
-                            s += r * r
-                        }
-                        losses[b * samples + j] = s / Double(m) + Double(klWeight) * draw.kl[b]
-                    }
-                }
-            }
-        }
+        let losses = SampleLosses.losses(signals: x, decoded: decoded, samples: samples, kl: draw.kl, klWeight: klWeight)
         return (outputs, draw, decoded, losses)
     }
 
@@ -202,23 +186,10 @@ public struct LinearGeneratorModel: Sendable {
         let s = sample(x, samples: samples, klWeight: klWeight, warmup: warmup, temperature: temperature,
                        training: true, rng: &rng)
         let w = aggregation.weights(losses: s.losses, data: n, samples: samples)
-        var loss = 0.0, reconstruction = 0.0
-        for i in w.indices where w[i] != 0 {
-            loss += Double(w[i]) * s.losses[i]
-            reconstruction += Double(w[i]) * (s.losses[i] - Double(klWeight) * s.draw.kl[i / samples])
-        }
+        let (loss, reconstruction) = SampleLosses.weightedSums(losses: s.losses, weights: w, samples: samples,
+                                                              kl: s.draw.kl, klWeight: klWeight)
         // ∂loss/∂x̂_bj = −(2 w_bj / (B m))(x_b − x̂_bj); `weighted` holds w_bj (x_b − x̂_bj).
-        var weighted = s.decoded
-        x.data.withUnsafeBufferPointer { xs in
-            weighted.data.withUnsafeMutableBufferPointer { r in
-                for b in 0..<n {
-                    for j in 0..<samples {
-                        let row = (b * samples + j) * m, wb = w[b * samples + j]
-                        for k in 0..<m { r[row + k] = wb * (xs[b * m + k] - r[row + k]) }
-                    }
-                }
-            }
-        }
+        let weighted = SampleLosses.weightedResiduals(signals: x, decoded: s.decoded, weights: w, samples: samples)
         let codesGradient = (-2 / Float(n * m)) * weighted.matmul(dictionary, transposeOther: true)
         var g = s.draw.backward(codesGradient: codesGradient)
         g.add(s.draw.klGradient(weights: [Float](repeating: 1 / Float(n), count: n), klWeight: klWeight))

@@ -1,0 +1,452 @@
+import Foundation
+import UnrollCore
+
+/// Settings of variational sparse coding with a DNN generator on 28×28 images (Fashion-MNIST, vsc §5):
+/// a convolutional encoder with linear heads, a transposed-convolution decoder ending in a sigmoid,
+/// per-pixel MSE, the same families / KL / thresholds / sample aggregation as the linear generator,
+/// and every weight trained by Adam under the one-cycle schedule.
+public struct NetworkGeneratorConfig: Equatable, Sendable {
+    public var variational: VariationalConfig
+    public var latents: Int = 64
+    /// Channel widths (narrow, wide) of the encoder 1→a→a→b→b and decoder b→b→a→a→1: (64, 128) in the paper.
+    public var channels: [Int] = [64, 128]
+    public var batchSize: Int = 512
+    public var epochs: Int = 300
+    /// Adam: peak learning rate of the one-cycle schedule, betas and L2 weight decay (PyTorch's).
+    public var learningRate: Float = 3e-4
+    public var beta1: Float = 0.5
+    public var beta2: Float = 0.999
+    public var weightDecay: Float = 1e-5
+    /// Weight of Σ_latents KL in the per-sample loss mean_px(x − x̂)² + w·KL.
+    public var klWeight: Float = 0.01
+    public var aggregation: SampleAggregation = .max
+    /// Spike-and-slab temperature: ×`temperatureDecay` per step, floored at `temperatureFloor` (0.005 for DNNs).
+    public var temperatureDecay: Float = 0.9995
+    public var temperatureFloor: Float = 0.005
+    public var seed: UInt64 = 0
+
+    /// The DNN scripts run the Laplace / slab warm-up at 1 from the start (vsc §2), so there is none here.
+    public static let warmup: Float = 1
+
+    public init(variational: VariationalConfig) { self.variational = variational }
+
+    /// The fixed thresholds of the Fashion-MNIST runs: 10 % prior sparsity, λ = 0.52 (Gauss), 0.23 (Laplace).
+    public static func defaultThreshold(for family: VariationalFamily) -> ThresholdKind {
+        .fixed(family.isLaplacian ? 0.23 : 0.52)
+    }
+
+    public func validate() throws {
+        try variational.validate()
+        guard latents >= 1, channels.count == 2, channels.allSatisfy({ $0 >= 1 }) else {
+            throw UnrollError.invalidArgument("latents must be ≥ 1 and channels two widths ≥ 1, got \(latents) and \(channels)")
+        }
+        guard batchSize >= 2, epochs >= 1 else {
+            throw UnrollError.invalidArgument("batch size must be ≥ 2 (batch norm) and epochs ≥ 1, got \(batchSize) and \(epochs)")
+        }
+        guard temperatureFloor.isFinite, temperatureFloor > 0, temperatureDecay > 0, temperatureDecay <= 1 else {
+            throw UnrollError.invalidArgument("temperature floor must be > 0 and decay in (0, 1], got \(temperatureFloor) and \(temperatureDecay)")
+        }
+        guard klWeight.isFinite, klWeight >= 0 else { throw UnrollError.invalidArgument("KL weight must be finite and ≥ 0, got \(klWeight)") }
+        try Optimizer.adam(learningRate: learningRate, beta1: beta1, beta2: beta2, weightDecay: weightDecay).validate()
+    }
+
+    /// The spike-and-slab temperature at `step`.
+    public func temperature(step: Int) -> Float {
+        max(temperatureFloor, Float(pow(Double(temperatureDecay), Double(step))))
+    }
+
+    /// These settings with the temperature schedule of the reference's run (300 epochs of 60 000 / 512,
+    /// i.e. 35 100 steps; floored after ~10 600) compressed to the same fraction of a run of `steps`.
+    public func compressingSchedules(steps: Int) -> NetworkGeneratorConfig {
+        let fraction = Double(steps) / 35_100
+        guard fraction < 1 else { return self }
+        var c = self
+        c.temperatureDecay = Float(pow(0.9995, 1 / max(fraction, 1e-9)))
+        return c
+    }
+}
+
+/// The encoder and decoder of vsc §5 for 28×28 single-channel images, with channel widths (a, b):
+///
+/// encoder  Conv(1→a, k4 s2 p1) 28→14, Conv(a→a, k4 s2 p1) 14→7, Conv(a→b, k4 s1 p0) 7→4,
+///          Conv(b→b, k4 s2 p0) 4→1, each + BatchNorm + ReLU, flattened to b features;
+/// decoder  Linear(z→b) + ReLU viewed as b×1×1, ConvT(b→b, k4 s2 p0) 1→4, ConvT(b→a, k4 s1 p0) 4→7,
+///          ConvT(a→a, k4 s2 p1) 7→14, each + BatchNorm + ReLU, then ConvT(a→1, k4 s2 p1) 14→28 + Sigmoid.
+///
+/// The reference names the strides and paddings but not every kernel size; kernel 4 everywhere (as in
+/// its CelebA networks) is the choice that gives exactly 1×1 features and 28×28 outputs, the decoder
+/// mirroring the encoder. The ReLU after the first Linear follows the CelebA decoder.
+public enum FashionNetworks {
+    public static let side = 28
+
+    public static func encoder(channels: [Int], rng: inout Random) -> Network {
+        let (a, b) = (channels[0], channels[1])
+        return Network([
+            .conv2d(inChannels: 1, outChannels: a, kernel: 4, stride: 2, padding: 1), .batchNorm(features: a), .relu,
+            .conv2d(inChannels: a, outChannels: a, kernel: 4, stride: 2, padding: 1), .batchNorm(features: a), .relu,
+            .conv2d(inChannels: a, outChannels: b, kernel: 4, stride: 1, padding: 0), .batchNorm(features: b), .relu,
+            .conv2d(inChannels: b, outChannels: b, kernel: 4, stride: 2, padding: 0), .batchNorm(features: b), .relu,
+            .flatten,
+        ], rng: &rng)
+    }
+
+    public static func decoder(latents: Int, channels: [Int], rng: inout Random) -> Network {
+        let (a, b) = (channels[0], channels[1])
+        return Network([
+            .linear(inputs: latents, outputs: b), .reshape([b, 1, 1]), .relu,
+            .convTranspose2d(inChannels: b, outChannels: b, kernel: 4, stride: 2, padding: 0), .batchNorm(features: b), .relu,
+            .convTranspose2d(inChannels: b, outChannels: a, kernel: 4, stride: 1, padding: 0), .batchNorm(features: a), .relu,
+            .convTranspose2d(inChannels: a, outChannels: a, kernel: 4, stride: 2, padding: 1), .batchNorm(features: a), .relu,
+            .convTranspose2d(inChannels: a, outChannels: 1, kernel: 4, stride: 2, padding: 1), .sigmoid,
+        ], rng: &rng)
+    }
+}
+
+/// VSC with a decoder network as the generator: the encoder (a conv trunk and one linear head per
+/// encoder output, as `LinearGeneratorModel`'s heads) and the decoder. Images are rows `[n, 784]` in [0, 1].
+/// Sampling (`drawCodes`), the per-sample losses and the aggregation are the linear generator's.
+public struct NetworkGeneratorModel: Sendable {
+    public var encoder: Network
+    /// Heads in `EncoderOutputs` order (see `LinearGeneratorModel.heads`).
+    public var heads: [Network]
+    public var decoder: Network
+    public let variational: VariationalConfig
+    public let latents: Int
+    public static let pixels = FashionNetworks.side * FashionNetworks.side
+
+    /// PyTorch-default initialisation of every layer (encoder, heads, decoder, in that order from `rng`).
+    public init(config: NetworkGeneratorConfig, rng: inout Random) {
+        encoder = FashionNetworks.encoder(channels: config.channels, rng: &rng)
+        heads = (0..<LinearGeneratorModel.headCount(config.variational)).map { _ in
+            Network(.linear(inputs: config.channels[1], outputs: config.latents), rng: &rng)
+        }
+        decoder = FashionNetworks.decoder(latents: config.latents, channels: config.channels, rng: &rng)
+        variational = config.variational
+        latents = config.latents
+    }
+
+    /// The encoder's outputs for images `[n, 784]`.
+    public mutating func encode(_ x: Tensor, training: Bool) -> EncoderOutputs {
+        let side = FashionNetworks.side
+        let h = encoder.forward(x.reshaped([x.rows, 1, side, side]), training: training)
+        var out = [Tensor]()
+        for i in heads.indices { out.append(heads[i].forward(h, training: training)) }
+        var result = EncoderOutputs(mean: out[0], logScale: out[1])
+        if variational.learnsThreshold {
+            result.alphaLogit = out[2]
+            result.betaLogit = out[3]
+        }
+        if variational.family == .spikeAndSlab { result.spikeLogit = out[2] }
+        return result
+    }
+
+    /// Backpropagates ∂L/∂outputs of the last `encode` into the encoder's and heads' gradients.
+    mutating func backwardEncoder(_ g: EncoderOutputs) {
+        var parts = [g.mean, g.logScale]
+        if variational.learnsThreshold { parts += [g.alphaLogit!, g.betaLogit!] }
+        if variational.family == .spikeAndSlab { parts.append(g.spikeLogit!) }
+        var trunkGradient: Tensor?
+        for i in heads.indices {
+            let gi = heads[i].backward(parts[i])
+            if trunkGradient == nil { trunkGradient = gi } else { trunkGradient!.add(gi) }
+        }
+        encoder.accumulateParameterGradients(trunkGradient!)
+    }
+
+    /// Decoded images `[n, 784]` of codes `[n, latents]`.
+    public mutating func decode(_ z: Tensor, training: Bool) -> Tensor {
+        decoder.forward(z, training: training).reshaped([z.rows, Self.pixels])
+    }
+
+    public mutating func zeroGradients() {
+        encoder.zeroGradients()
+        for i in heads.indices { heads[i].zeroGradients() }
+        decoder.zeroGradients()
+    }
+
+    /// Every trainable tensor (encoder, heads, decoder) and the matching gradients.
+    public var parameters: [Tensor] {
+        get { encoder.parameters + heads.flatMap(\.parameters) + decoder.parameters }
+        set {
+            var offset = encoder.parameters.count
+            encoder.parameters = Array(newValue[0..<offset])
+            for i in heads.indices {
+                let k = heads[i].parameters.count
+                heads[i].parameters = Array(newValue[offset..<(offset + k)])
+                offset += k
+            }
+            decoder.parameters = Array(newValue[offset...])
+        }
+    }
+    public var gradients: [Tensor] { encoder.gradients + heads.flatMap(\.gradients) + decoder.gradients }
+
+    /// Samples `samples` codes per image, decodes them all and scores each by mean_px(x − x̂)² + klWeight·KL.
+    public mutating func sample(_ x: Tensor, samples: Int, klWeight: Float, temperature: Float, training: Bool,
+                                rng: inout Random)
+        -> (outputs: EncoderOutputs, draw: VariationalDraw, decoded: Tensor, losses: [Double]) {
+        var config = variational
+        config.samples = samples
+        let outputs = encode(x, training: training)
+        let draw = drawCodes(outputs, config: config, warmup: NetworkGeneratorConfig.warmup, temperature: temperature, rng: &rng)
+        let decoded = decode(draw.codes, training: training)
+        let losses = SampleLosses.losses(signals: x, decoded: decoded, samples: samples, kl: draw.kl, klWeight: klWeight)
+        return (outputs, draw, decoded, losses)
+    }
+
+    /// Adds the gradient of loss = (1/B) Σ_bj w_bj L_bj (w from `aggregation`, held fixed) with respect to
+    /// every weight (decoder, then through the straight-through codes into heads and encoder).
+    /// Returns the loss, the selected samples' mean per-pixel MSE and KL, and the non-zero fraction of all draws.
+    public mutating func accumulateGradients(_ x: Tensor, samples: Int, klWeight: Float, aggregation: SampleAggregation,
+                                             temperature: Float, rng: inout Random)
+        -> (loss: Double, reconstruction: Double, kl: Double, nonZero: Double) {
+        let (n, m) = (x.rows, Self.pixels)
+        let s = sample(x, samples: samples, klWeight: klWeight, temperature: temperature, training: true, rng: &rng)
+        let w = aggregation.weights(losses: s.losses, data: n, samples: samples)
+        let (loss, reconstruction) = SampleLosses.weightedSums(losses: s.losses, weights: w, samples: samples,
+                                                              kl: s.draw.kl, klWeight: klWeight)
+        let weighted = SampleLosses.weightedResiduals(signals: x, decoded: s.decoded, weights: w, samples: samples)
+        let side = FashionNetworks.side
+        let imageGradient = ((-2 / Float(n * m)) * weighted).reshaped([n * samples, 1, side, side])
+        let codesGradient = decoder.backward(imageGradient)
+        var g = s.draw.backward(codesGradient: codesGradient)
+        g.add(s.draw.klGradient(weights: [Float](repeating: 1 / Float(n), count: n), klWeight: klWeight))
+        backwardEncoder(g)
+        return (loss / Double(n), reconstruction / Double(n), s.draw.kl.reduce(0, +) / Double(n),
+                CodeStatistics.nonZeroFraction(s.draw.codes))
+    }
+
+    /// Test measures in evaluation mode (batch-norm running statistics): each image's code is the one
+    /// `aggregation` picks among `samples` draws (max-ELBO: the best of J, as the reference evaluates),
+    /// decoded. `batchSize` images at a time bound the memory (J·batchSize decodes).
+    public mutating func evaluate(_ x: Tensor, samples: Int, klWeight: Float, aggregation: SampleAggregation = .max,
+                                  temperature: Float, batchSize: Int = 100, keep: Int = 0, rng: inout Random)
+        -> ImageReconstructionReport {
+        precondition(x.rank == 2 && x.cols == Self.pixels && batchSize >= 1, "evaluate: images must be [n, \(Self.pixels)]")
+        var squared = 0.0, nonZero = 0.0
+        var kept: [Float] = [], keptCodes: [Float] = []
+        var start = 0
+        while start < x.rows {
+            let batch = x.rows(start..<min(x.rows, start + batchSize))
+            let s = sample(batch, samples: samples, klWeight: klWeight, temperature: temperature, training: false, rng: &rng)
+            let w = aggregation.weights(losses: s.losses, data: batch.rows, samples: samples)
+            let z = LinearGeneratorModel.combine(s.draw.codes, weights: w, data: batch.rows, samples: samples)
+            // max-ELBO: the selected draw's own decoding; other aggregations decode the combined code.
+            let r = aggregation == .max
+                ? LinearGeneratorModel.combine(s.decoded, weights: w, data: batch.rows, samples: samples)
+                : decode(z, training: false)
+            squared += (r - batch).squaredNorm()
+            nonZero += Double(z.count - z.zeroCount())
+            if kept.count < keep * Self.pixels {
+                let rows = min(batch.rows, keep - kept.count / Self.pixels)
+                kept += r.rows(0..<rows).data
+                keptCodes += z.rows(0..<rows).data
+            }
+            start += batch.rows
+        }
+        let k = kept.count / Self.pixels
+        return ImageReconstructionReport(mse: squared / Double(x.count), nonZero: nonZero / Double(x.rows * latents),
+                                         reconstructions: Tensor(shape: [k, Self.pixels], data: kept),
+                                         codes: Tensor(shape: [k, latents], data: keptCodes))
+    }
+}
+
+/// Test measures of a VSC model with a decoder network.
+public struct ImageReconstructionReport: Sendable {
+    /// Mean per-pixel squared error over all test images (images in [0, 1]).
+    public var mse: Double
+    /// Fraction of non-zero code entries.
+    public var nonZero: Double
+    /// The first `keep` reconstructions `[k, 784]` and their codes.
+    public var reconstructions: Tensor
+    public var codes: Tensor
+}
+
+/// Trains a `NetworkGeneratorModel` on images `[n, 784]` (vsc §5): Adam on every weight, one-cycle schedule.
+public struct NetworkGeneratorTrainer: Sendable {
+    public private(set) var model: NetworkGeneratorModel
+    public let config: NetworkGeneratorConfig
+    public private(set) var optimizer: NetworkOptimizer
+    public let schedule: OneCycleSchedule
+    public private(set) var step = 0
+    public private(set) var epoch = 0
+    public private(set) var rng: Random
+    /// Images per epoch (fixes the one-cycle schedule's length).
+    public let trainingSize: Int
+
+    public init(trainingSize: Int, config: NetworkGeneratorConfig) throws {
+        try config.validate()
+        guard trainingSize >= config.batchSize else {
+            throw UnrollError.invalidArgument("training set of \(trainingSize) images is smaller than the batch size \(config.batchSize)")
+        }
+        var rng = Random(seed: config.seed)
+        var modelRng = rng.split()
+        model = NetworkGeneratorModel(config: config, rng: &modelRng)
+        self.config = config
+        optimizer = NetworkOptimizer(.adam(learningRate: config.learningRate, beta1: config.beta1, beta2: config.beta2,
+                                           weightDecay: config.weightDecay), count: model.parameters.count)
+        schedule = OneCycleSchedule(maxLearningRate: config.learningRate,
+                                    totalSteps: config.epochs * (trainingSize / config.batchSize))
+        self.rng = rng
+        self.trainingSize = trainingSize
+    }
+
+    /// One Adam step of every weight on `batch` `[B, 784]`. The record's fields are as for the linear generator.
+    public mutating func trainStep(batch x: Tensor) throws -> LinearGeneratorStepRecord {
+        guard x.rank == 2, x.cols == NetworkGeneratorModel.pixels, x.rows >= 2 else {
+            throw UnrollError.shapeMismatch("batch \(x.shape): expected [n ≥ 2, \(NetworkGeneratorModel.pixels)]")
+        }
+        guard !x.hasNonFinite else { throw UnrollError.nonFinite("the training batch contains NaN or Inf") }
+        model.zeroGradients()
+        let g = model.accumulateGradients(x, samples: config.variational.samples, klWeight: config.klWeight,
+                                          aggregation: config.aggregation, temperature: config.temperature(step: step), rng: &rng)
+        guard g.loss.isFinite else { throw UnrollError.diverged(step: step + 1, reason: "the loss is \(g.loss)") }
+        let lr = schedule.learningRate(step: step)
+        optimizer.learningRate = lr
+        var parameters = model.parameters
+        optimizer.step(&parameters, gradients: model.gradients)
+        model.parameters = parameters
+        step += 1
+        return LinearGeneratorStepRecord(step: step, epoch: epoch, loss: g.loss, reconstruction: g.reconstruction,
+                                         kl: g.kl, nonZero: g.nonZero, learningRate: lr)
+    }
+
+    /// One pass over `data` in a shuffled order (seeded), in batches (a final partial batch is dropped).
+    public mutating func trainEpoch(data: Tensor, onStep: ((LinearGeneratorStepRecord) throws -> Void)? = nil) throws {
+        guard data.rows == trainingSize, data.cols == NetworkGeneratorModel.pixels else {
+            throw UnrollError.shapeMismatch("training data \(data.shape): the trainer was set up for [\(trainingSize), \(NetworkGeneratorModel.pixels)]")
+        }
+        let order = rng.permutation(data.rows)
+        for k in 0..<(data.rows / config.batchSize) {
+            let rows = Array(order[(k * config.batchSize)..<((k + 1) * config.batchSize)])
+            let record = try trainStep(batch: data.gatherRows(rows))  // not inside `onStep?(…)`: that skips it when nil
+            try onStep?(record)
+        }
+        epoch += 1
+    }
+}
+
+// MARK: checkpoints
+
+extension NetworkGeneratorTrainer {
+    /// Everything to continue bit for bit: tensors `encoder.*`, `encoder.head<i>.*`, `decoder.*`,
+    /// `optimizer.<i>.*`; metadata: the settings (`vsc.*`, `vsc.generator` = conv), `trainer.step`,
+    /// `trainer.epoch`, `trainer.examples`, `trainer.rng`. Taken between epochs.
+    public func checkpoint() -> TrainerCheckpoint {
+        var tensors = model.encoder.exportState(prefix: "encoder.trunk.")
+        for (i, head) in model.heads.enumerated() { tensors.merge(head.exportState(prefix: "encoder.head\(i).")) { _, b in b } }
+        tensors.merge(model.decoder.exportState(prefix: "decoder.")) { _, b in b }
+        let state = optimizer.exportState(prefix: "optimizer.")
+        tensors.merge(state.tensors) { _, b in b }
+        var meta = state.metadata
+        let c = config, v = c.variational
+        meta["vsc.generator"] = "conv"
+        meta["vsc.family"] = v.family.rawValue
+        switch v.threshold {
+        case let .fixed(l): meta["vsc.threshold"] = "fixed"; meta["vsc.lambda"] = l.description
+        case let .gamma(m): meta["vsc.threshold"] = "gamma"; meta["vsc.lambda"] = m.description
+        }
+        meta["vsc.prior_spread"] = v.priorSpread.description
+        meta["vsc.spike_prior"] = v.spikePrior.description
+        meta["vsc.gamma_kl_weight"] = v.gammaKLWeight.description
+        meta["vsc.samples"] = String(v.samples)
+        meta["vsc.latents"] = String(c.latents)
+        meta["vsc.channels"] = c.channels.map(String.init).joined(separator: ",")
+        meta["vsc.batch_size"] = String(c.batchSize)
+        meta["vsc.epochs"] = String(c.epochs)
+        meta["vsc.learning_rate"] = c.learningRate.description
+        meta["vsc.beta1"] = c.beta1.description
+        meta["vsc.beta2"] = c.beta2.description
+        meta["vsc.weight_decay"] = c.weightDecay.description
+        meta["vsc.kl_weight"] = c.klWeight.description
+        meta["vsc.aggregation"] = c.aggregation.rawValue
+        meta["vsc.temperature_decay"] = c.temperatureDecay.description
+        meta["vsc.temperature_floor"] = c.temperatureFloor.description
+        meta["vsc.seed"] = String(c.seed)
+        meta["trainer.step"] = String(step)
+        meta["trainer.epoch"] = String(epoch)
+        meta["trainer.examples"] = String(trainingSize)
+        var checkpoint = TrainerCheckpoint(tensors: tensors, metadata: meta)
+        checkpoint.setGenerator(rng, "trainer.rng")
+        return checkpoint
+    }
+
+    /// A trainer rebuilt from `checkpoint()` alone (its settings come from the metadata).
+    public init(checkpoint: TrainerCheckpoint) throws {
+        let meta = checkpoint.metadata
+        func value(_ key: String) throws -> String {
+            guard let v = meta[key] else { throw UnrollError.invalidCheckpoint("metadata \(key) is missing") }
+            return v
+        }
+        func number<T: LosslessStringConvertible>(_ key: String, _: T.Type) throws -> T {
+            guard let v = T(try value(key)) else { throw UnrollError.invalidCheckpoint("metadata \(key) is not a number") }
+            return v
+        }
+        guard try value("vsc.generator") == "conv" else {
+            throw UnrollError.invalidCheckpoint("metadata vsc.generator is '\(meta["vsc.generator"]!)', expected 'conv'")
+        }
+        guard let family = VariationalFamily(rawValue: try value("vsc.family")) else {
+            throw UnrollError.invalidCheckpoint("metadata vsc.family '\(meta["vsc.family"]!)' is not a variational family")
+        }
+        let lambda = try number("vsc.lambda", Float.self)
+        let threshold: ThresholdKind
+        switch try value("vsc.threshold") {
+        case "fixed": threshold = .fixed(lambda)
+        case "gamma": threshold = .gamma(priorMean: lambda)
+        case let other: throw UnrollError.invalidCheckpoint("metadata vsc.threshold '\(other)': expected fixed or gamma")
+        }
+        let v = VariationalConfig(family: family, threshold: threshold, priorSpread: try number("vsc.prior_spread", Float.self),
+                                  spikePrior: try number("vsc.spike_prior", Float.self),
+                                  gammaKLWeight: try number("vsc.gamma_kl_weight", Float.self),
+                                  samples: try number("vsc.samples", Int.self))
+        var c = NetworkGeneratorConfig(variational: v)
+        let channels = try value("vsc.channels").split(separator: ",").map { Int($0) }
+        guard channels.count == 2, !channels.contains(nil) else {
+            throw UnrollError.invalidCheckpoint("metadata vsc.channels is not two integers")
+        }
+        c.channels = channels.map { $0! }
+        c.latents = try number("vsc.latents", Int.self)
+        c.batchSize = try number("vsc.batch_size", Int.self)
+        c.epochs = try number("vsc.epochs", Int.self)
+        c.learningRate = try number("vsc.learning_rate", Float.self)
+        c.beta1 = try number("vsc.beta1", Float.self)
+        c.beta2 = try number("vsc.beta2", Float.self)
+        c.weightDecay = try number("vsc.weight_decay", Float.self)
+        c.klWeight = try number("vsc.kl_weight", Float.self)
+        guard let aggregation = SampleAggregation(rawValue: try value("vsc.aggregation")) else {
+            throw UnrollError.invalidCheckpoint("metadata vsc.aggregation '\(meta["vsc.aggregation"]!)' is unknown")
+        }
+        c.aggregation = aggregation
+        c.temperatureDecay = try number("vsc.temperature_decay", Float.self)
+        c.temperatureFloor = try number("vsc.temperature_floor", Float.self)
+        c.seed = try number("vsc.seed", UInt64.self)
+        try self.init(trainingSize: try number("trainer.examples", Int.self), config: c)
+        try restore(checkpoint)
+    }
+
+    /// Restores a `checkpoint()` of a trainer with the same settings.
+    public mutating func restore(_ checkpoint: TrainerCheckpoint) throws {
+        let meta = checkpoint.metadata
+        guard let examples = meta["trainer.examples"].flatMap(Int.init), examples == trainingSize else {
+            throw UnrollError.invalidCheckpoint("trainer.examples is \(meta["trainer.examples"] ?? "missing"), but the data have \(trainingSize) images")
+        }
+        let newStep = try checkpoint.count("trainer.step"), newEpoch = try checkpoint.count("trainer.epoch")
+        let restoredRNG = try checkpoint.generator("trainer.rng")
+        let current = self.checkpoint().metadata
+        for key in ["vsc.generator", "vsc.family", "vsc.threshold", "vsc.lambda", "vsc.samples", "vsc.latents",
+                    "vsc.channels", "vsc.batch_size", "vsc.aggregation"] where meta[key] != current[key] {
+            throw UnrollError.invalidCheckpoint("\(key) is \(meta[key] ?? "missing"), this run's is \(current[key] ?? "unset")")
+        }
+        var restored = model
+        try restored.encoder.restoreState(checkpoint.tensors, prefix: "encoder.trunk.")
+        for i in restored.heads.indices { try restored.heads[i].restoreState(checkpoint.tensors, prefix: "encoder.head\(i).") }
+        try restored.decoder.restoreState(checkpoint.tensors, prefix: "decoder.")
+        var newOptimizer = optimizer
+        try newOptimizer.restoreState(tensors: checkpoint.tensors, metadata: meta,
+                                      shapes: restored.parameters.map(\.shape), prefix: "optimizer.")
+        model = restored
+        optimizer = newOptimizer
+        step = newStep
+        epoch = newEpoch
+        rng = restoredRNG
+    }
+}

@@ -1,0 +1,165 @@
+import ArgumentParser
+import Foundation
+import Unroll
+import UnrollCore
+import UnrollIO
+
+/// `unroll vsc train|eval --generator conv`: VSC with the DNN generator of vsc §5 on Fashion-MNIST.
+/// `VSCTrain` and `VSCEval` hand conv runs to the functions here.
+
+enum GeneratorChoice: String, CaseIterable, ExpressibleByArgument { case linear, conv }
+
+/// Fashion-MNIST options shared by conv train and eval.
+struct FashionOptions: ParsableArguments {
+    @Option(help: "conv: folder with Fashion-MNIST's IDX files (default: fashion-mnist of the shared data).")
+    var data: String?
+    @Option(help: "conv: training images (the first n of the 60 000; default all).") var trainSize: Int?
+    @Option(help: "conv: test images (the first n of t10k; default all 10 000).") var testSize: Int?
+    @Option(help: "conv: latents z.") var latents: Int = 64
+    @Option(help: "conv: write test images beside their reconstructions as a PNG.") var reconstructions: String?
+
+    func validate() throws {
+        if let n = trainSize, n < 2 { throw ValidationError("--train-size must be ≥ 2, got \(n)") }
+        if let n = testSize, n < 1 { throw ValidationError("--test-size must be ≥ 1, got \(n)") }
+        guard latents >= 1 else { throw ValidationError("--latents must be ≥ 1, got \(latents)") }
+    }
+
+    var folder: String { data ?? SharedData.folder + "/fashion-mnist" }
+
+    /// Train and test images `[n, 784]` in [0, 1], cut to the requested sizes.
+    func load() throws -> (train: Tensor, test: Tensor) {
+        let images = try ExplainData.fashion(folder)
+        func cut(_ x: Tensor, _ n: Int?, _ option: String) throws -> Tensor {
+            guard let n else { return x }
+            guard n <= x.rows else { throw CLIError("\(option) \(n): \(folder) has only \(x.rows) images") }
+            return x.rows(0..<n)
+        }
+        return (try cut(images.train, trainSize, "--train-size"), try cut(images.test, testSize, "--test-size"))
+    }
+}
+
+/// A trained conv-generator model on disk (safetensors, written atomically), `model.kind` = vsc-conv.
+enum VSCConvModelFile {
+    static let kind = "vsc-conv"
+
+    static func write(_ trainer: NetworkGeneratorTrainer, to path: String) throws {
+        let c = trainer.checkpoint()
+        let tensors = c.tensors.keys.sorted().map { (name: $0, tensor: c.tensors[$0]!) }
+        try Safetensors.write(tensors, metadata: c.metadata.merging(["model.kind": kind]) { _, new in new }, to: path)
+    }
+
+    /// Whether `path` holds a conv model (false for other kinds and unreadable files, which the linear reader reports).
+    static func isConv(_ path: String) -> Bool {
+        (try? Safetensors.read(path))?.metadata["model.kind"] == kind
+    }
+
+    static func read(_ path: String) throws -> NetworkGeneratorTrainer {
+        let file = try inContext("--model") { try Safetensors.read(path) }
+        guard file.metadata["model.kind"] == kind else {
+            throw CLIError("\(path): metadata model.kind is \(file.metadata["model.kind"].map { "'\($0)'" } ?? "missing"), expected '\(kind)' (a file written by `unroll vsc train --generator conv`)")
+        }
+        var tensors: [String: Tensor] = [:]
+        for (name, array) in file.tensors { tensors[name] = array.tensor }
+        return try inContext(path) {
+            try NetworkGeneratorTrainer(checkpoint: TrainerCheckpoint(tensors: tensors, metadata: file.metadata))
+        }
+    }
+}
+
+enum VSCFashion {
+    /// `vsc train --generator conv`.
+    static func train(_ o: VSCTrain) throws {
+        BLAS.threads = o.threads
+        Parallel.workers = o.threads
+        do {
+            let f = o.family.family
+            let kind: ThresholdKind?
+            switch o.threshold {
+            case .fixed: kind = (o.lambda.map { .fixed($0) }) ?? NetworkGeneratorConfig.defaultThreshold(for: f)
+            case .gamma:
+                guard f.isThresholded else { throw CLIError("--threshold gamma applies to thresholded families only") }
+                kind = .gamma(priorMean: o.lambda ?? NetworkGeneratorConfig.defaultThreshold(for: f).lambda)
+            }
+            var c = NetworkGeneratorConfig(variational: VariationalConfig(family: f, threshold: kind, samples: o.samples))
+            c.latents = o.fashion.latents
+            c.batchSize = o.batchSize ?? 512
+            c.epochs = o.epochs
+            c.learningRate = o.learningRate ?? 3e-4
+            c.klWeight = o.klWeight
+            c.aggregation = SampleAggregation(rawValue: o.aggregation)!
+            c.seed = o.data.seed
+            try c.validate()
+            let images = try o.fashion.load()
+            guard images.train.rows >= c.batchSize else {
+                throw CLIError("--train-size \(images.train.rows) is smaller than --batch-size \(c.batchSize)")
+            }
+            c = c.compressingSchedules(steps: o.epochs * (images.train.rows / c.batchSize))
+            var trainer = try NetworkGeneratorTrainer(trainingSize: images.train.rows, config: c)
+            if let resume = o.resume {
+                let saved = try VSCConvModelFile.read(resume)
+                try inContext("--resume \(resume)") { try trainer.restore(saved.checkpoint()) }
+            }
+            let log = o.quiet ? nil : { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            log?("vsc train: \(c.variational.label), conv generator, z \(c.latents), \(images.train.rows) Fashion-MNIST images, J \(o.samples), batch \(c.batchSize), \(o.epochs) epochs")
+            let bar = ProgressBar(total: o.epochs * (images.train.rows / c.batchSize), label: "vsc", enabled: !o.quiet && isatty(STDERR_FILENO) != 0)
+            let start = ContinuousClock.now
+            while trainer.epoch < o.epochs {
+                var loss = 0.0, mse = 0.0, nonZero = 0.0, count = 0
+                try trainer.trainEpoch(data: images.train) { r in
+                    loss += r.loss
+                    mse += r.reconstruction
+                    nonZero += r.nonZero
+                    count += 1
+                    bar.update(r.step, detail: String(format: "loss %.4f", r.loss))
+                }
+                try VSCConvModelFile.write(trainer, to: o.output)
+                bar.finish()
+                let k = Double(max(count, 1))
+                log?(String(format: "epoch %d/%d: loss %.4f, train MSE %.4f, non-zero %.1f%%, %.0f s", trainer.epoch, o.epochs,
+                            loss / k, mse / k, 100 * nonZero / k, ProgressBar.seconds(ContinuousClock.now - start)))
+            }
+            try report(trainer, test: images.test, reconstructions: o.fashion.reconstructions)
+            print("wrote \(o.output)")
+        } catch let e as UnrollError {
+            throw CLIError(e.description)
+        }
+    }
+
+    /// `vsc eval --model <conv model>`.
+    static func eval(model: String, fashion: FashionOptions, threads: Int) throws {
+        BLAS.threads = threads
+        Parallel.workers = threads
+        do {
+            let trainer = try VSCConvModelFile.read(model)
+            try report(trainer, test: try fashion.load().test, reconstructions: fashion.reconstructions)
+        } catch let e as UnrollError {
+            throw CLIError(e.description)
+        }
+    }
+
+    /// Prints test MSE per pixel (J draws, max-ELBO as the reference evaluates) and % non-zero.
+    static func report(_ trainer: NetworkGeneratorTrainer, test: Tensor, reconstructions: String?) throws {
+        var model = trainer.model
+        var rng = Random(seed: trainer.config.seed &+ 1)
+        let r = model.evaluate(test, samples: trainer.config.variational.samples, klWeight: trainer.config.klWeight,
+                               aggregation: trainer.config.aggregation,
+                               temperature: trainer.config.temperature(step: trainer.step), keep: 16, rng: &rng)
+        print("test (\(test.rows) images, J \(trainer.config.variational.samples), \(trainer.config.aggregation.rawValue)): \(trainer.config.variational.label), z \(model.latents)")
+        print(String(format: "test MSE per pixel            %.5f   (×125 = %.3f, the reference's scale)", r.mse, 125 * r.mse))
+        print(String(format: "non-zero %%                    %.2f", 100 * r.nonZero))
+        if let reconstructions {
+            try PNG.write(panel(test: test, report: r, title: "\(trainer.config.variational.label), z \(model.latents)"), to: reconstructions)
+            print("wrote \(reconstructions)")
+        }
+    }
+
+    /// Test images (top of each pair) and their reconstructions.
+    static func panel(test: Tensor, report r: ImageReconstructionReport, title: String) -> Raster {
+        var items: [ImagePanel.Item] = []
+        for i in 0..<r.reconstructions.rows {
+            items.append(.init(test.rows(i..<(i + 1)).reshaped([28, 28]), caption: "test"))
+            items.append(.init(r.reconstructions.rows(i..<(i + 1)).reshaped([28, 28]), caption: "recon"))
+        }
+        return ImagePanel(scale: 2, columns: 8, gap: 6, title: title).render(items)
+    }
+}
