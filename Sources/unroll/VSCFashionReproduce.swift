@@ -32,7 +32,9 @@ enum VSCFashionReproduce {
         var items: [ImagePanel.Item] = []
         for i in 0..<k { items.append(.init(test.rows(i..<(i + 1)).reshaped([28, 28]), caption: i == 0 ? "test" : "")) }
         for t in trained {
-            let tag = VSCLinearReproduce.name(t.label)
+            // Short enough to fit under a 28×3-pixel image, so the columns stay aligned.
+            let tag = t.label.replacingOccurrences(of: "Thresh ", with: "th-").replacingOccurrences(of: "Gaussian", with: "gauss")
+                .replacingOccurrences(of: "Laplacian", with: "laplace").replacingOccurrences(of: "Spike-and-slab", with: "s&s").lowercased()
             for i in 0..<k {
                 items.append(.init(t.report.reconstructions.rows(i..<(i + 1)).reshaped([28, 28]), caption: i == 0 ? tag : ""))
             }
