@@ -5,9 +5,9 @@ import UnrollIO
 
 /// `unroll train --model conv2d --family crsae --data FOLDER …`: a CRsAE denoiser (crsae §6.2).
 ///
-/// A tied model is saved as the `conv2d-dictionary` model `unroll denoise` reads (CRsAE's encoder is
-/// the unrolled FISTA over H with per-filter λ_enc = b_c·L and step 1/L, exactly); an untied one as
-/// `crsae2d-untied` (tensors H, We, Wd, b), which `unroll denoise` does not read.
+/// A tied model is saved as a `conv2d-dictionary` model (CRsAE's encoder is the unrolled FISTA over H
+/// with per-filter λ_enc = b_c·L and step 1/L, exactly); an untied one as `crsae2d-untied` (tensors
+/// H, We, Wd, b). `unroll denoise` reads both (`CRsAE2DModelFile`).
 struct CRsAE2DTraining {
     let o: Train
 

@@ -16,14 +16,16 @@ struct Denoise: ParsableCommand {
             noisy image is written beside the output as <output>-noisy.png. With --clean (a reference \
             image of the same size) the PSNR of the noisy input and of the output are printed, with \
             peak 1 and with peak = max of the reference (the papers' definition); the estimate is \
-            clamped to [0, 1] first.
+            clamped to [0, 1] first. CRsAE models (`--family crsae`, tied or untied) average the \
+            reconstructions of the s² shifted copies of the image (crsae §2), as their test PSNRs do; \
+            --no-shift-average encodes the image once.
 
             Example:
               unroll denoise --model run/model.safetensors --input camera.png --clean camera.png \\
                 --add-noise 25/255 --seed 1 --output camera-denoised.png
             """)
 
-    @Option(help: ArgumentHelp("A conv2d model.safetensors.", valueName: "file"))
+    @Option(help: ArgumentHelp("A model.safetensors from `unroll train --model conv2d` (either family).", valueName: "file"))
     var model: String
     @Option(help: ArgumentHelp("The noisy image (PNG).", valueName: "file"))
     var input: String
@@ -35,9 +37,12 @@ struct Denoise: ParsableCommand {
     var addNoise: String?
     @Option(help: "Seed of the added noise.")
     var seed: UInt64 = 0
+    @Flag(help: "CRsAE models: encode the image once instead of averaging the s² shifted encodings.")
+    var noShiftAverage = false
 
     func run() throws {
-        let file = try Conv2DModelFile.read(model)
+        let crsae = try CRsAE2DModelFile.network(model)
+        let file = crsae == nil ? try Conv2DModelFile.read(model) : nil
         var image = try ImageFolder.readImage(input, option: "--input")
         if let text = addNoise {
             let sigma = try parseSigma(text, option: "--add-noise")
@@ -47,7 +52,8 @@ struct Denoise: ParsableCommand {
             try ImageFolder.write(image, to: noisyPath, option: "--output")
         }
         let estimate = try inContext("--input \(input)") {
-            try Denoiser.denoise(image, dictionary: file.dictionary, encoder: file.encoder)
+            if let crsae { return try crsae.denoise(image, shiftAverage: !noShiftAverage) }
+            return try Denoiser.denoise(image, dictionary: file!.dictionary, encoder: file!.encoder)
         }
         try ImageFolder.write(estimate, to: output, option: "--output")
         var line = "wrote \(output) (\(image.shape[1])×\(image.shape[0]))"
@@ -125,5 +131,38 @@ struct Conv2DModelFile {
                                       lambda: values.count == 1 ? .scalar(values[0]) : .perAtom(values), step: .fixed(alpha))
         try inContext("--model \(path)") { try encoder.validate(for: dictionary) }
         return Conv2DModelFile(dictionary: dictionary, encoder: encoder, info: meta)
+    }
+}
+
+/// CRsAE 2-D models as `unroll train --model conv2d --family crsae` writes them: a tied one as a
+/// `conv2d-dictionary` (FISTA over H at step 1/L, λ_enc = b·L) with `training.family = crsae`, an untied
+/// one as `crsae2d-untied` (H, We, Wd, b).
+enum CRsAE2DModelFile {
+    /// The network, or nil when `path` holds another kind of model.
+    static func network(_ path: String) throws -> CRsAE2DNetwork? {
+        guard FileManager.default.fileExists(atPath: path) else { throw CLIError("--model \(path): no such file") }
+        let file = try inContext("--model \(path)") { try Safetensors.read(path) }
+        let meta = file.metadata
+        guard meta["training.family"] == "crsae" else { return nil }
+        func fail(_ what: String) -> CLIError { CLIError("--model \(path): \(what) (a CRsAE model written by `unroll train --model conv2d --family crsae`?)") }
+        if meta["model.kind"] == "crsae2d-untied" {
+            guard let h = file["H"]?.tensor, let we = file["We"]?.tensor, let wd = file["Wd"]?.tensor, let b = file["b"]?.tensor else {
+                throw fail("tensors H, We, Wd and b are not all there")
+            }
+            guard let stride = meta["stride"].flatMap(Int.init), let layers = meta["layers"].flatMap(Int.init),
+                  let lipschitz = meta["lipschitz"].flatMap(Float.init) else { throw fail("metadata stride, layers or lipschitz is missing") }
+            return try inContext("--model \(path)") {
+                try CRsAE2DNetwork(filters: [h, we, wd], thresholds: b.data, stride: stride, layers: layers, lipschitz: lipschitz)
+            }
+        }
+        let tied = try Conv2DModelFile.read(path)
+        guard case let .fixed(alpha) = tied.encoder.step, alpha > 0, tied.encoder.algorithm == .fista else {
+            throw fail("a tied CRsAE model needs a FISTA encoder with a fixed step")
+        }
+        let thresholds = tied.encoder.lambda.values(atoms: tied.dictionary.atoms).map { $0 * alpha }
+        return try inContext("--model \(path)") {
+            try CRsAE2DNetwork(filters: [tied.dictionary.weights], thresholds: thresholds, stride: tied.dictionary.stride,
+                               layers: tied.encoder.layers, lipschitz: 1 / alpha)
+        }
     }
 }

@@ -132,6 +132,8 @@ struct SpikesTrain: ParsableCommand {
     @Option(help: "Start: crossings (threshold crossings, minimum mutual correlation) or truth (the file's filters at error 0.4–0.5).")
     var initialization: String = "crossings"
     @Option(help: "Crossing threshold in robust σ (median|y|/0.6745) for --initialization crossings.") var crossing: Float = 4
+    @Option(help: "Start from these filters instead (a model .npz written by `spikes train`, or .npy [C, channels, K]); replaces --initialization.")
+    var start: String?
     @Flag(help: "One-sided (non-negative) codes instead of CRsAE's two-sided ReLU.") var nonNegative = false
     @Option(help: "Threads.") var threads: Int = 2
     @Option(help: "Seed.") var seed: UInt64 = 0
@@ -148,6 +150,13 @@ struct SpikesTrain: ParsableCommand {
         var rng = Random(seed: seed)
         let start: Tensor
         switch initialization {
+        case _ where self.start != nil:
+            let (_, arrays) = try ArrayInput.arrays(self.start!, option: "--start")
+            guard let f = (arrays.first { $0.name == "filters" } ?? arrays.first)?.tensor, f.rank == 3,
+                  f.shape[0] == neurons, f.shape[1] == file.signal.shape[0], f.shape[2] == k else {
+                throw CLIError("--start \(self.start!): expected filters [\(neurons), \(file.signal.shape[0]), \(k)] (neurons × channels × filter length)")
+            }
+            start = f
         case "truth":
             guard let f = file.filters, f.shape[0] == neurons, f.shape[2] == k else {
                 throw CLIError("--initialization truth needs the recording's \"filters\" array with \(neurons) filters of length \(k)")

@@ -305,4 +305,41 @@ import UnrollIO
         #expect(json?["scale"] as? String == "tiny")
         #expect((json?["rows"] as? [[String: Any]])?.count == 3)
     }
+
+    /// `unroll denoise` reads both CRsAE model kinds. Without shift averaging, the tied model's output
+    /// equals the generic FISTA encoder over its filters (λ_enc·α = the CRsAE thresholds), built here
+    /// from the file's tensors; with it (the default), the output differs and still denoises.
+    @Test func denoiseReadsTiedAndUntiedCRsAEModels() throws {
+        guard CLITests.binary != nil else { return }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unroll-crsae-cli-\(UUID().uuidString)")
+        let images = dir.appendingPathComponent("train")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try PNG.write(Raster(gray: DenoisingTests.image(40, 40)), to: images.appendingPathComponent("a.png").path)
+        try PNG.write(Raster(gray: DenoisingTests.image(30, 34, phase: 1)), to: dir.appendingPathComponent("ref.png").path)
+        let common = ["train", "--model", "conv2d", "--family", "crsae", "--data", images.path, "--atoms", "4", "--kernel", "5",
+                      "--stride", "2", "--crop", "17", "--layers", "6", "--steps", "5", "--sigma", "0.1", "--lipschitz", "4"]
+        try CLITests.ok(common + ["--output", "tied"], in: dir)
+        try CLITests.ok(common + ["--untied", "--output", "untied"], in: dir)
+        let noisy = ["--input", "ref.png", "--clean", "ref.png", "--add-noise", "0.1", "--seed", "3"]
+        let once = try CLITests.ok(["denoise", "--model", "tied/model.safetensors"] + noisy + ["--no-shift-average", "--output", "once.png"], in: dir)
+        let averaged = try CLITests.ok(["denoise", "--model", "tied/model.safetensors"] + noisy + ["--output", "avg.png"], in: dir)
+        let untied = try CLITests.ok(["denoise", "--model", "untied/model.safetensors"] + noisy + ["--output", "untied.png"], in: dir)
+        for out in [once, averaged, untied] { #expect(out.stdout.contains("PSNR"), "\(out.stdout)") }
+
+        let file = try Safetensors.read(dir.appendingPathComponent("tied/model.safetensors").path)
+        let w = try #require(file["W"]?.tensor)
+        let alpha = try #require(file.metadata["encoder.step"].flatMap(Float.init))
+        let lambdas = (file.metadata["encoder.lambda"] ?? "").split(separator: ",").compactMap { Float($0) }
+        try CLITests.ok(["denoise", "--model", "tied/model.safetensors", "--input", "ref.png", "--no-shift-average", "--output", "plain.png"], in: dir)
+        let input = try PNG.readGray(dir.appendingPathComponent("ref.png").path)
+        let op = try Convolution2DDictionary(filters: w, stride: 2, height: 30, width: 34)
+        let encoder = UnrolledEncoder(layers: 6, algorithm: .fista, lambda: .perAtom(lambdas), step: .fixed(alpha))
+        let expected = try Denoiser.denoise(input, dictionary: op, encoder: encoder)
+        let got = try PNG.readGray(dir.appendingPathComponent("plain.png").path)
+        let worst = zip(got.data, expected.data).map { abs($0 - min(1, max(0, $1))) }.max() ?? 1
+        #expect(worst <= 1.01 / 255, "tied CRsAE through `denoise` vs the generic FISTA encoder: max |Δ| \(worst)")
+        let (a, b) = (try PNG.readGray(dir.appendingPathComponent("avg.png").path), try PNG.readGray(dir.appendingPathComponent("once.png").path))
+        #expect(zip(a.data, b.data).contains { abs($0 - $1) > 1.5 / 255 }, "shift averaging changed nothing")
+    }
 }
