@@ -191,6 +191,8 @@ struct VSCEval: ParsableCommand {
     @OptionGroup var data: PatchOptions
     @Option(help: "Model written by `unroll vsc train`.") var model: String
     @Option(help: "Write the learned atoms as a PNG grid.") var atoms: String?
+    @Option(help: "Forward passes per gradient-SNR estimate on one validation batch of 100 (0 = skip; the reference: 1000).")
+    var snrPasses: Int = 0
     @Option(help: "Threads for BLAS and our workers.") var threads: Int = 2
     /// Conv models (`vsc train --generator conv`) are evaluated on Fashion-MNIST's test images.
     @OptionGroup var fashion: FashionOptions
@@ -205,14 +207,15 @@ struct VSCEval: ParsableCommand {
             guard patches.validation.cols == trainer.model.pixels else {
                 throw CLIError("--side \(data.side) gives \(patches.validation.cols)-pixel patches; the model's atoms have \(trainer.model.pixels) pixels")
             }
-            try Self.report(trainer: trainer, patches: patches, atoms: atoms)
+            guard snrPasses == 0 || snrPasses >= 2 else { throw CLIError("--snr-passes must be 0 or ≥ 2, got \(snrPasses)") }
+            try Self.report(trainer: trainer, patches: patches, atoms: atoms, snrPasses: snrPasses)
         } catch let e as UnrollError {
             throw CLIError(e.description)
         }
     }
 
     /// Prints the validation measures of the model and of FISTA on its dictionary (λ = 20).
-    static func report(trainer: LinearGeneratorTrainer, patches: WhitenedPatches, atoms: String?) throws {
+    static func report(trainer: LinearGeneratorTrainer, patches: WhitenedPatches, atoms: String?, snrPasses: Int = 0) throws {
         var model = trainer.model
         var rng = Random(seed: trainer.config.seed &+ 1)
         let ours = model.evaluate(patches.validation, samples: trainer.config.variational.samples,
@@ -230,6 +233,16 @@ struct VSCEval: ParsableCommand {
         line("multi-information (bits)", ours.multiInformation, fista.multiInformation)
         line("posterior collapse %", ours.posteriorCollapse.map { 100 * $0 }, nil)
         line("coefficient collapse %", 100 * ours.coefficientCollapse, 100 * fista.coefficientCollapse)
+        if snrPasses > 0 {
+            let batch = patches.validation.rows(0..<min(100, patches.validation.rows))
+            for j in Set([1, trainer.config.variational.samples]).sorted() {
+                var snrRng = Random(seed: trainer.config.seed &+ 2)
+                let snr = model.gradientSNR(batch, samples: j, passes: snrPasses, klWeight: trainer.config.klWeight,
+                                            aggregation: trainer.config.aggregation,
+                                            temperature: trainer.config.temperature(step: trainer.step), rng: &snrRng)
+                print("gradient SNR, J = \(j), \(snrPasses) passes: encoder \(String(format: "%.4g", snr.encoder)), dictionary \(String(format: "%.4g", snr.dictionary))")
+            }
+        }
         if let atoms {
             try PNG.write(AtomGrid(atomHeight: patches.side, atomWidth: patches.side, scale: 2).render(model.dictionary), to: atoms)
             print("wrote \(atoms)")

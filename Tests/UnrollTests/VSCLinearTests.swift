@@ -157,8 +157,9 @@ import UnrollIO
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("atoms.png").path))
         let resumed = try CLITests.ok(train + ["--epochs", "2", "--resume", "m.safetensors", "--quiet"], in: dir)
         #expect(resumed.stdout.contains("wrote m.safetensors"))
-        let eval = try CLITests.ok(["vsc", "eval", "--model", "m.safetensors"] + data, in: dir)
+        let eval = try CLITests.ok(["vsc", "eval", "--model", "m.safetensors", "--snr-passes", "3"] + data, in: dir)
         #expect(eval.stdout.contains("multi-information"), "\(eval.stdout)")
+        #expect(eval.stdout.contains("gradient SNR, J = 1, 3 passes: encoder"), "\(eval.stdout)")
         for (args, expected) in [(["--aggregation", "best"], "--aggregation"),
                                  (["--family", "gaussian", "--threshold", "gamma"], "--threshold gamma"),
                                  (["--family", "gaussian", "--resume", "m.safetensors"], "vsc.family")] {

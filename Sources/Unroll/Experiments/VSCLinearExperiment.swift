@@ -34,7 +34,8 @@ public enum VSCLinearExperiment {
         VariationalConfig(family: .thresholdedLaplacian, threshold: .gamma(priorMean: 0.25)),
     ]
 
-    /// Paper: 80 000 / 16 000 patches, 300 epochs, J = 20, 1000 SNR passes. Small and tiny keep the
+    /// Paper: 80 000 / 16 000 patches, 300 epochs (240 000 steps), J = 20, 1000 SNR passes. Small: 20 000
+    /// patches, 100 epochs (20 000 steps, ≈ 16 min per family on 2 cores). Small and tiny keep the
     /// architecture (tiny shrinks the encoder) and compress the schedules to their length.
     public static func settings(_ scale: ReproductionScale) -> Settings {
         switch scale {
@@ -42,8 +43,9 @@ public enum VSCLinearExperiment {
             return Settings(trainPatches: 400, validationPatches: 200, hidden: [32, 32], epochs: 2, samples: 4,
                             families: paperFamilies, snrPasses: 4)
         case .small:
-            return Settings(trainPatches: 20_000, validationPatches: 4_000, hidden: [512, 1024, 512, 256], epochs: 10,
-                            samples: 20, families: paperFamilies, snrPasses: 50)
+            // 20 000 steps per family: shorter runs (≤ 3000 steps measured) stay in posterior collapse.
+            return Settings(trainPatches: 20_000, validationPatches: 4_000, hidden: [512, 1024, 512, 256], epochs: 100,
+                            samples: 20, families: paperFamilies, snrPasses: 200)
         case .paper:
             return Settings(trainPatches: 80_000, validationPatches: 16_000, hidden: [512, 1024, 512, 256], epochs: 300,
                             samples: 20, families: paperFamilies, snrPasses: 1000)
