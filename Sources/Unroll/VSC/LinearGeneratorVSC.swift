@@ -96,17 +96,11 @@ public struct LinearGeneratorModel: Sendable {
         let sizes = [pixels] + config.hidden
         trunk = Network.mlp(sizes: sizes, finalActivation: true, rng: &rng)
         let width = sizes.last!
-        heads = (0..<Self.headCount(config.variational)).map { _ in
-            Network(.linear(inputs: width, outputs: config.latents), rng: &rng)
-        }
+        heads = EncoderHeads.make(features: width, latents: config.latents, variational: config.variational, rng: &rng)
         var phi = Tensor.normal([config.latents, pixels], rng: &rng)
         phi.normalizeRows()
         dictionary = phi
         variational = config.variational
-    }
-
-    static func headCount(_ v: VariationalConfig) -> Int {
-        2 + (v.learnsThreshold ? 2 : 0) + (v.family == .spikeAndSlab ? 1 : 0)
     }
 
     public var pixels: Int { dictionary.cols }
@@ -115,28 +109,12 @@ public struct LinearGeneratorModel: Sendable {
     /// The encoder's outputs for signals `[n, pixels]`.
     public mutating func encode(_ x: Tensor, training: Bool) -> EncoderOutputs {
         let h = trunk.forward(x, training: training)
-        var out = [Tensor]()
-        for i in heads.indices { out.append(heads[i].forward(h, training: training)) }
-        var result = EncoderOutputs(mean: out[0], logScale: out[1])
-        if variational.learnsThreshold {
-            result.alphaLogit = out[2]
-            result.betaLogit = out[3]
-        }
-        if variational.family == .spikeAndSlab { result.spikeLogit = out[2] }
-        return result
+        return EncoderHeads.forward(&heads, h, variational: variational, training: training)
     }
 
     /// Backpropagates ∂L/∂outputs (as returned by `encode`'s last call) into the encoder's gradients.
     public mutating func backward(_ g: EncoderOutputs) {
-        var parts = [g.mean, g.logScale]
-        if variational.learnsThreshold { parts += [g.alphaLogit!, g.betaLogit!] }
-        if variational.family == .spikeAndSlab { parts.append(g.spikeLogit!) }
-        var trunkGradient: Tensor?
-        for i in heads.indices {
-            let gi = heads[i].backward(parts[i])
-            if trunkGradient == nil { trunkGradient = gi } else { trunkGradient!.add(gi) }
-        }
-        trunk.accumulateParameterGradients(trunkGradient!)
+        trunk.accumulateParameterGradients(EncoderHeads.backward(&heads, g, variational: variational))
     }
 
     public mutating func zeroGradients() {
@@ -355,16 +333,8 @@ extension LinearGeneratorTrainer {
         let state = optimizer.exportState(prefix: "optimizer.")
         tensors.merge(state.tensors) { _, b in b }
         var meta = state.metadata
-        let c = config, v = c.variational
-        meta["vsc.family"] = v.family.rawValue
-        switch v.threshold {
-        case let .fixed(l): meta["vsc.threshold"] = "fixed"; meta["vsc.lambda"] = l.description
-        case let .gamma(m): meta["vsc.threshold"] = "gamma"; meta["vsc.lambda"] = m.description
-        }
-        meta["vsc.prior_spread"] = v.priorSpread.description
-        meta["vsc.spike_prior"] = v.spikePrior.description
-        meta["vsc.gamma_kl_weight"] = v.gammaKLWeight.description
-        meta["vsc.samples"] = String(v.samples)
+        let c = config
+        meta.merge(c.variational.metadata) { _, b in b }
         meta["vsc.hidden"] = c.hidden.map(String.init).joined(separator: ",")
         meta["vsc.latents"] = String(c.latents)
         meta["vsc.pixels"] = String(model.pixels)
@@ -402,20 +372,7 @@ extension LinearGeneratorTrainer {
             guard let v = T(try value(key)) else { throw UnrollError.invalidCheckpoint("metadata \(key) is not a number") }
             return v
         }
-        guard let family = VariationalFamily(rawValue: try value("vsc.family")) else {
-            throw UnrollError.invalidCheckpoint("metadata vsc.family '\(meta["vsc.family"]!)' is not a variational family")
-        }
-        let lambda = try number("vsc.lambda", Float.self)
-        let threshold: ThresholdKind
-        switch try value("vsc.threshold") {
-        case "fixed": threshold = .fixed(lambda)
-        case "gamma": threshold = .gamma(priorMean: lambda)
-        case let other: throw UnrollError.invalidCheckpoint("metadata vsc.threshold '\(other)': expected fixed or gamma")
-        }
-        let v = VariationalConfig(family: family, threshold: threshold, priorSpread: try number("vsc.prior_spread", Float.self),
-                                  spikePrior: try number("vsc.spike_prior", Float.self),
-                                  gammaKLWeight: try number("vsc.gamma_kl_weight", Float.self),
-                                  samples: try number("vsc.samples", Int.self))
+        let v = try VariationalConfig(metadata: meta)
         var c = LinearGeneratorConfig(variational: v)
         let hidden = try value("vsc.hidden").split(separator: ",").map { Int($0) }
         guard !hidden.contains(nil) else { throw UnrollError.invalidCheckpoint("metadata vsc.hidden is not a list of integers") }
@@ -473,5 +430,85 @@ extension LinearGeneratorTrainer {
         step = newStep
         epoch = newEpoch
         rng = restoredRNG
+    }
+}
+
+// MARK: shared by the linear and the network generator
+
+/// The encoder's linear heads (one per `EncoderOutputs` field the family uses) on the trunk's features.
+enum EncoderHeads {
+    /// Heads in `EncoderOutputs` order: mean, log-scale, then α and β logits (learned threshold) or
+    /// the spike logit (spike-and-slab).
+    static func make(features: Int, latents: Int, variational v: VariationalConfig, rng: inout Random) -> [Network] {
+        let count = 2 + (v.learnsThreshold ? 2 : 0) + (v.family == .spikeAndSlab ? 1 : 0)
+        return (0..<count).map { _ in Network(.linear(inputs: features, outputs: latents), rng: &rng) }
+    }
+
+    static func forward(_ heads: inout [Network], _ h: Tensor, variational v: VariationalConfig, training: Bool) -> EncoderOutputs {
+        var out = [Tensor]()
+        for i in heads.indices { out.append(heads[i].forward(h, training: training)) }
+        var result = EncoderOutputs(mean: out[0], logScale: out[1])
+        if v.learnsThreshold {
+            result.alphaLogit = out[2]
+            result.betaLogit = out[3]
+        }
+        if v.family == .spikeAndSlab { result.spikeLogit = out[2] }
+        return result
+    }
+
+    /// Backpropagates ∂L/∂outputs through the heads' last `forward`; returns ∂L/∂features.
+    static func backward(_ heads: inout [Network], _ g: EncoderOutputs, variational v: VariationalConfig) -> Tensor {
+        var parts = [g.mean, g.logScale]
+        if v.learnsThreshold { parts += [g.alphaLogit!, g.betaLogit!] }
+        if v.family == .spikeAndSlab { parts.append(g.spikeLogit!) }
+        var features: Tensor?
+        for i in heads.indices {
+            let gi = heads[i].backward(parts[i])
+            if features == nil { features = gi } else { features!.add(gi) }
+        }
+        return features!
+    }
+}
+
+extension VariationalConfig {
+    /// The settings as checkpoint metadata (`vsc.family`, `vsc.threshold`, `vsc.lambda`, …).
+    var metadata: [String: String] {
+        var meta: [String: String] = [:]
+        meta["vsc.family"] = family.rawValue
+        switch threshold {
+        case let .fixed(l): meta["vsc.threshold"] = "fixed"; meta["vsc.lambda"] = l.description
+        case let .gamma(m): meta["vsc.threshold"] = "gamma"; meta["vsc.lambda"] = m.description
+        }
+        meta["vsc.prior_spread"] = priorSpread.description
+        meta["vsc.spike_prior"] = spikePrior.description
+        meta["vsc.gamma_kl_weight"] = gammaKLWeight.description
+        meta["vsc.samples"] = String(samples)
+        return meta
+    }
+
+    /// The settings read back from `metadata` (throws `invalidCheckpoint` naming a missing or bad key).
+    init(metadata meta: [String: String]) throws {
+        func value(_ key: String) throws -> String {
+            guard let v = meta[key] else { throw UnrollError.invalidCheckpoint("metadata \(key) is missing") }
+            return v
+        }
+        func number<T: LosslessStringConvertible>(_ key: String, _: T.Type) throws -> T {
+            guard let v = T(try value(key)) else { throw UnrollError.invalidCheckpoint("metadata \(key) is not a number") }
+            return v
+        }
+        guard let family = VariationalFamily(rawValue: try value("vsc.family")) else {
+            throw UnrollError.invalidCheckpoint("metadata vsc.family '\(meta["vsc.family"]!)' is not a variational family")
+        }
+        let lambda = try number("vsc.lambda", Float.self)
+        let threshold: ThresholdKind
+        switch try value("vsc.threshold") {
+        case "fixed": threshold = .fixed(lambda)
+        case "gamma": threshold = .gamma(priorMean: lambda)
+        case let other: throw UnrollError.invalidCheckpoint("metadata vsc.threshold '\(other)': expected fixed or gamma")
+        }
+        self.init(family: family, threshold: threshold, priorSpread: try number("vsc.prior_spread", Float.self),
+                  spikePrior: try number("vsc.spike_prior", Float.self),
+                  gammaKLWeight: try number("vsc.gamma_kl_weight", Float.self),
+                  samples: try number("vsc.samples", Int.self))
     }
 }

@@ -117,9 +117,7 @@ public struct NetworkGeneratorModel: Sendable {
     /// PyTorch-default initialisation of every layer (encoder, heads, decoder, in that order from `rng`).
     public init(config: NetworkGeneratorConfig, rng: inout Random) {
         encoder = FashionNetworks.encoder(channels: config.channels, rng: &rng)
-        heads = (0..<LinearGeneratorModel.headCount(config.variational)).map { _ in
-            Network(.linear(inputs: config.channels[1], outputs: config.latents), rng: &rng)
-        }
+        heads = EncoderHeads.make(features: config.channels[1], latents: config.latents, variational: config.variational, rng: &rng)
         decoder = FashionNetworks.decoder(latents: config.latents, channels: config.channels, rng: &rng)
         variational = config.variational
         latents = config.latents
@@ -129,28 +127,12 @@ public struct NetworkGeneratorModel: Sendable {
     public mutating func encode(_ x: Tensor, training: Bool) -> EncoderOutputs {
         let side = FashionNetworks.side
         let h = encoder.forward(x.reshaped([x.rows, 1, side, side]), training: training)
-        var out = [Tensor]()
-        for i in heads.indices { out.append(heads[i].forward(h, training: training)) }
-        var result = EncoderOutputs(mean: out[0], logScale: out[1])
-        if variational.learnsThreshold {
-            result.alphaLogit = out[2]
-            result.betaLogit = out[3]
-        }
-        if variational.family == .spikeAndSlab { result.spikeLogit = out[2] }
-        return result
+        return EncoderHeads.forward(&heads, h, variational: variational, training: training)
     }
 
     /// Backpropagates ∂L/∂outputs of the last `encode` into the encoder's and heads' gradients.
     mutating func backwardEncoder(_ g: EncoderOutputs) {
-        var parts = [g.mean, g.logScale]
-        if variational.learnsThreshold { parts += [g.alphaLogit!, g.betaLogit!] }
-        if variational.family == .spikeAndSlab { parts.append(g.spikeLogit!) }
-        var trunkGradient: Tensor?
-        for i in heads.indices {
-            let gi = heads[i].backward(parts[i])
-            if trunkGradient == nil { trunkGradient = gi } else { trunkGradient!.add(gi) }
-        }
-        encoder.accumulateParameterGradients(trunkGradient!)
+        encoder.accumulateParameterGradients(EncoderHeads.backward(&heads, g, variational: variational))
     }
 
     /// Decoded images `[n, 784]` of codes `[n, latents]`.
@@ -338,17 +320,9 @@ extension NetworkGeneratorTrainer {
         let state = optimizer.exportState(prefix: "optimizer.")
         tensors.merge(state.tensors) { _, b in b }
         var meta = state.metadata
-        let c = config, v = c.variational
+        let c = config
+        meta.merge(c.variational.metadata) { _, b in b }
         meta["vsc.generator"] = "conv"
-        meta["vsc.family"] = v.family.rawValue
-        switch v.threshold {
-        case let .fixed(l): meta["vsc.threshold"] = "fixed"; meta["vsc.lambda"] = l.description
-        case let .gamma(m): meta["vsc.threshold"] = "gamma"; meta["vsc.lambda"] = m.description
-        }
-        meta["vsc.prior_spread"] = v.priorSpread.description
-        meta["vsc.spike_prior"] = v.spikePrior.description
-        meta["vsc.gamma_kl_weight"] = v.gammaKLWeight.description
-        meta["vsc.samples"] = String(v.samples)
         meta["vsc.latents"] = String(c.latents)
         meta["vsc.channels"] = c.channels.map(String.init).joined(separator: ",")
         meta["vsc.batch_size"] = String(c.batchSize)
@@ -384,20 +358,7 @@ extension NetworkGeneratorTrainer {
         guard try value("vsc.generator") == "conv" else {
             throw UnrollError.invalidCheckpoint("metadata vsc.generator is '\(meta["vsc.generator"]!)', expected 'conv'")
         }
-        guard let family = VariationalFamily(rawValue: try value("vsc.family")) else {
-            throw UnrollError.invalidCheckpoint("metadata vsc.family '\(meta["vsc.family"]!)' is not a variational family")
-        }
-        let lambda = try number("vsc.lambda", Float.self)
-        let threshold: ThresholdKind
-        switch try value("vsc.threshold") {
-        case "fixed": threshold = .fixed(lambda)
-        case "gamma": threshold = .gamma(priorMean: lambda)
-        case let other: throw UnrollError.invalidCheckpoint("metadata vsc.threshold '\(other)': expected fixed or gamma")
-        }
-        let v = VariationalConfig(family: family, threshold: threshold, priorSpread: try number("vsc.prior_spread", Float.self),
-                                  spikePrior: try number("vsc.spike_prior", Float.self),
-                                  gammaKLWeight: try number("vsc.gamma_kl_weight", Float.self),
-                                  samples: try number("vsc.samples", Int.self))
+        let v = try VariationalConfig(metadata: meta)
         var c = NetworkGeneratorConfig(variational: v)
         let channels = try value("vsc.channels").split(separator: ",").map { Int($0) }
         guard channels.count == 2, !channels.contains(nil) else {
