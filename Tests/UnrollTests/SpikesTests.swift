@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Unroll
 import UnrollCore
+import UnrollIO
 
 /// CRsAE spike sorting: chunked encoding, the EM λ update, the simulation's rules, template errors,
 /// detection and scoring, the convex baseline, and a tiny end-to-end run.
@@ -226,5 +227,28 @@ import UnrollCore
         #expect(speedup > 1)
         #expect(t.json().contains("\"experiment\": \"spikes\""))
         #expect(result.curves.map(\.name).contains("spikes_miss_vs_false_alarm_close"))
+    }
+
+    /// The `spikes` verbs end to end: simulate, train from given filters (`--start`, here the true
+    /// ones, so the learned templates stay close to them), sort; a start of the wrong shape is refused.
+    @Test func spikesCLISimulateTrainFromStartAndSort() throws {
+        guard CLITests.binary != nil else { return }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unroll-spikes-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try CLITests.ok(["spikes", "simulate", "--seconds", "6", "--output", "rec.npz", "--seed", "2"], in: dir)
+        let truth = try #require(try Npz.read(dir.appendingPathComponent("rec.npz").path).first { $0.name == "filters" }?.array.tensor)
+        try Npy.write(truth, to: dir.appendingPathComponent("start.npy").path)
+        let train = try CLITests.ok(["spikes", "train", "--recording", "rec.npz", "--start", "start.npy", "--epochs", "2",
+                                     "--layers", "10", "--output", "model.npz"], in: dir)
+        #expect(train.stdout.contains("wrote model.npz"), "\(train.stdout)")
+        let learned = try #require(try Npz.read(dir.appendingPathComponent("model.npz").path).first { $0.name == "filters" }?.array.tensor)
+        let errors = SpikeTemplates.errors(learned: learned, truth: truth).map(\.error)
+        #expect(errors.allSatisfy { $0 < 0.2 }, "templates started at the truth drifted to \(errors)")
+        try CLITests.ok(["spikes", "sort", "--recording", "rec.npz", "--model", "model.npz", "--output", "sorted"], in: dir)
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("sorted/spikes.csv").path))
+        try Npy.write(Tensor(zeros: [2, 1, truth.shape[2]]), to: dir.appendingPathComponent("bad.npy").path)
+        let bad = try CLITests.run(["spikes", "train", "--recording", "rec.npz", "--start", "bad.npy", "--output", "m2.npz"], in: dir)
+        #expect(bad.status != 0 && bad.stderr.contains("--start"), "\(bad.stderr)")
     }
 }
