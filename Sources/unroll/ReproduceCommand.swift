@@ -23,7 +23,7 @@ struct Reproduce: ParsableCommand {
         Variational sparse coding (Fallah & Rozell 2022):
           vsc-linear     §4: the variational families with a linear generator on whitened patches ($UNROLL_IMAGES/train), beside FISTA
           vsc-fmnist     §5: the families with the DNN generator on Fashion-MNIST, z ∈ {20, 64, 256}, test MSE beside the paper's (×125 scale)
-        Scales: tiny (seconds), small (minutes), paper (the published setting; theory and fig5 take hours).
+        Scales: tiny (seconds), small (minutes; vsc-linear about two hours), paper (the published setting; theory and fig5 take hours).
         Progress goes to stderr; with --json stdout holds exactly one JSON object.
         """)
 
