@@ -156,3 +156,17 @@ public struct TrainerCheckpoint: Equatable, Sendable {
         metadata[key] = rng.state.map(String.init).joined(separator: ",")
     }
 }
+
+extension Dictionary where Key == String, Value == String {
+    /// The checkpoint metadata under `key` (throws `invalidCheckpoint` naming it when missing).
+    func required(_ key: String) throws -> String {
+        guard let v = self[key] else { throw UnrollError.invalidCheckpoint("metadata \(key) is missing") }
+        return v
+    }
+
+    /// The number under `key` (throws `invalidCheckpoint` naming it when missing or not a number).
+    func number<T: LosslessStringConvertible>(_ key: String, _: T.Type) throws -> T {
+        guard let v = T(try required(key)) else { throw UnrollError.invalidCheckpoint("metadata \(key) is not a number") }
+        return v
+    }
+}

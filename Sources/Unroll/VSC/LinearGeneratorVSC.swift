@@ -364,39 +364,31 @@ extension LinearGeneratorTrainer {
     /// A trainer rebuilt from `checkpoint()` alone (its settings come from the metadata).
     public init(checkpoint: TrainerCheckpoint) throws {
         let meta = checkpoint.metadata
-        func value(_ key: String) throws -> String {
-            guard let v = meta[key] else { throw UnrollError.invalidCheckpoint("metadata \(key) is missing") }
-            return v
-        }
-        func number<T: LosslessStringConvertible>(_ key: String, _: T.Type) throws -> T {
-            guard let v = T(try value(key)) else { throw UnrollError.invalidCheckpoint("metadata \(key) is not a number") }
-            return v
-        }
         let v = try VariationalConfig(metadata: meta)
         var c = LinearGeneratorConfig(variational: v)
-        let hidden = try value("vsc.hidden").split(separator: ",").map { Int($0) }
+        let hidden = try meta.required("vsc.hidden").split(separator: ",").map { Int($0) }
         guard !hidden.contains(nil) else { throw UnrollError.invalidCheckpoint("metadata vsc.hidden is not a list of integers") }
         c.hidden = hidden.map { $0! }
-        c.latents = try number("vsc.latents", Int.self)
-        c.batchSize = try number("vsc.batch_size", Int.self)
-        c.epochs = try number("vsc.epochs", Int.self)
-        c.learningRate = try number("vsc.learning_rate", Float.self)
-        c.momentum = try number("vsc.momentum", Float.self)
-        c.klWeight = try number("vsc.kl_weight", Float.self)
-        c.dictionaryRate = try number("vsc.dictionary_rate", Float.self)
-        c.dictionaryDecay = try number("vsc.dictionary_decay", Float.self)
-        c.frobenius = try number("vsc.frobenius", Float.self)
-        guard let aggregation = SampleAggregation(rawValue: try value("vsc.aggregation")) else {
+        c.latents = try meta.number("vsc.latents", Int.self)
+        c.batchSize = try meta.number("vsc.batch_size", Int.self)
+        c.epochs = try meta.number("vsc.epochs", Int.self)
+        c.learningRate = try meta.number("vsc.learning_rate", Float.self)
+        c.momentum = try meta.number("vsc.momentum", Float.self)
+        c.klWeight = try meta.number("vsc.kl_weight", Float.self)
+        c.dictionaryRate = try meta.number("vsc.dictionary_rate", Float.self)
+        c.dictionaryDecay = try meta.number("vsc.dictionary_decay", Float.self)
+        c.frobenius = try meta.number("vsc.frobenius", Float.self)
+        guard let aggregation = SampleAggregation(rawValue: try meta.required("vsc.aggregation")) else {
             throw UnrollError.invalidCheckpoint("metadata vsc.aggregation '\(meta["vsc.aggregation"]!)' is unknown")
         }
         c.aggregation = aggregation
-        c.warmupStart = try number("vsc.warmup_start", Float.self)
-        c.warmupDelay = try number("vsc.warmup_delay", Int.self)
-        c.warmupRate = try number("vsc.warmup_rate", Float.self)
-        c.temperatureDecay = try number("vsc.temperature_decay", Float.self)
-        c.temperatureFloor = try number("vsc.temperature_floor", Float.self)
-        c.seed = try number("vsc.seed", UInt64.self)
-        try self.init(pixels: try number("vsc.pixels", Int.self), trainingSize: try number("trainer.examples", Int.self), config: c)
+        c.warmupStart = try meta.number("vsc.warmup_start", Float.self)
+        c.warmupDelay = try meta.number("vsc.warmup_delay", Int.self)
+        c.warmupRate = try meta.number("vsc.warmup_rate", Float.self)
+        c.temperatureDecay = try meta.number("vsc.temperature_decay", Float.self)
+        c.temperatureFloor = try meta.number("vsc.temperature_floor", Float.self)
+        c.seed = try meta.number("vsc.seed", UInt64.self)
+        try self.init(pixels: try meta.number("vsc.pixels", Int.self), trainingSize: try meta.number("trainer.examples", Int.self), config: c)
         try restore(checkpoint)
     }
 
@@ -488,27 +480,19 @@ extension VariationalConfig {
 
     /// The settings read back from `metadata` (throws `invalidCheckpoint` naming a missing or bad key).
     init(metadata meta: [String: String]) throws {
-        func value(_ key: String) throws -> String {
-            guard let v = meta[key] else { throw UnrollError.invalidCheckpoint("metadata \(key) is missing") }
-            return v
-        }
-        func number<T: LosslessStringConvertible>(_ key: String, _: T.Type) throws -> T {
-            guard let v = T(try value(key)) else { throw UnrollError.invalidCheckpoint("metadata \(key) is not a number") }
-            return v
-        }
-        guard let family = VariationalFamily(rawValue: try value("vsc.family")) else {
+        guard let family = VariationalFamily(rawValue: try meta.required("vsc.family")) else {
             throw UnrollError.invalidCheckpoint("metadata vsc.family '\(meta["vsc.family"]!)' is not a variational family")
         }
-        let lambda = try number("vsc.lambda", Float.self)
+        let lambda = try meta.number("vsc.lambda", Float.self)
         let threshold: ThresholdKind
-        switch try value("vsc.threshold") {
+        switch try meta.required("vsc.threshold") {
         case "fixed": threshold = .fixed(lambda)
         case "gamma": threshold = .gamma(priorMean: lambda)
         case let other: throw UnrollError.invalidCheckpoint("metadata vsc.threshold '\(other)': expected fixed or gamma")
         }
-        self.init(family: family, threshold: threshold, priorSpread: try number("vsc.prior_spread", Float.self),
-                  spikePrior: try number("vsc.spike_prior", Float.self),
-                  gammaKLWeight: try number("vsc.gamma_kl_weight", Float.self),
-                  samples: try number("vsc.samples", Int.self))
+        self.init(family: family, threshold: threshold, priorSpread: try meta.number("vsc.prior_spread", Float.self),
+                  spikePrior: try meta.number("vsc.spike_prior", Float.self),
+                  gammaKLWeight: try meta.number("vsc.gamma_kl_weight", Float.self),
+                  samples: try meta.number("vsc.samples", Int.self))
     }
 }

@@ -347,40 +347,32 @@ extension NetworkGeneratorTrainer {
     /// A trainer rebuilt from `checkpoint()` alone (its settings come from the metadata).
     public init(checkpoint: TrainerCheckpoint) throws {
         let meta = checkpoint.metadata
-        func value(_ key: String) throws -> String {
-            guard let v = meta[key] else { throw UnrollError.invalidCheckpoint("metadata \(key) is missing") }
-            return v
-        }
-        func number<T: LosslessStringConvertible>(_ key: String, _: T.Type) throws -> T {
-            guard let v = T(try value(key)) else { throw UnrollError.invalidCheckpoint("metadata \(key) is not a number") }
-            return v
-        }
-        guard try value("vsc.generator") == "conv" else {
+        guard try meta.required("vsc.generator") == "conv" else {
             throw UnrollError.invalidCheckpoint("metadata vsc.generator is '\(meta["vsc.generator"]!)', expected 'conv'")
         }
         let v = try VariationalConfig(metadata: meta)
         var c = NetworkGeneratorConfig(variational: v)
-        let channels = try value("vsc.channels").split(separator: ",").map { Int($0) }
+        let channels = try meta.required("vsc.channels").split(separator: ",").map { Int($0) }
         guard channels.count == 2, !channels.contains(nil) else {
             throw UnrollError.invalidCheckpoint("metadata vsc.channels is not two integers")
         }
         c.channels = channels.map { $0! }
-        c.latents = try number("vsc.latents", Int.self)
-        c.batchSize = try number("vsc.batch_size", Int.self)
-        c.epochs = try number("vsc.epochs", Int.self)
-        c.learningRate = try number("vsc.learning_rate", Float.self)
-        c.beta1 = try number("vsc.beta1", Float.self)
-        c.beta2 = try number("vsc.beta2", Float.self)
-        c.weightDecay = try number("vsc.weight_decay", Float.self)
-        c.klWeight = try number("vsc.kl_weight", Float.self)
-        guard let aggregation = SampleAggregation(rawValue: try value("vsc.aggregation")) else {
+        c.latents = try meta.number("vsc.latents", Int.self)
+        c.batchSize = try meta.number("vsc.batch_size", Int.self)
+        c.epochs = try meta.number("vsc.epochs", Int.self)
+        c.learningRate = try meta.number("vsc.learning_rate", Float.self)
+        c.beta1 = try meta.number("vsc.beta1", Float.self)
+        c.beta2 = try meta.number("vsc.beta2", Float.self)
+        c.weightDecay = try meta.number("vsc.weight_decay", Float.self)
+        c.klWeight = try meta.number("vsc.kl_weight", Float.self)
+        guard let aggregation = SampleAggregation(rawValue: try meta.required("vsc.aggregation")) else {
             throw UnrollError.invalidCheckpoint("metadata vsc.aggregation '\(meta["vsc.aggregation"]!)' is unknown")
         }
         c.aggregation = aggregation
-        c.temperatureDecay = try number("vsc.temperature_decay", Float.self)
-        c.temperatureFloor = try number("vsc.temperature_floor", Float.self)
-        c.seed = try number("vsc.seed", UInt64.self)
-        try self.init(trainingSize: try number("trainer.examples", Int.self), config: c)
+        c.temperatureDecay = try meta.number("vsc.temperature_decay", Float.self)
+        c.temperatureFloor = try meta.number("vsc.temperature_floor", Float.self)
+        c.seed = try meta.number("vsc.seed", UInt64.self)
+        try self.init(trainingSize: try meta.number("trainer.examples", Int.self), config: c)
         try restore(checkpoint)
     }
 
