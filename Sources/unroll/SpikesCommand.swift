@@ -132,8 +132,8 @@ struct SpikesTrain: ParsableCommand {
     @Option(help: "Start: crossings (threshold crossings, minimum mutual correlation) or truth (the file's filters at error 0.4–0.5).")
     var initialization: String = "crossings"
     @Option(help: "Crossing threshold in robust σ (median|y|/0.6745) for --initialization crossings.") var crossing: Float = 4
-    @Option(help: "Start from these filters instead (a model .npz written by `spikes train`, or .npy [C, channels, K]); replaces --initialization.")
-    var start: String?
+    @Option(name: .customLong("start"), help: "Start from these filters instead (a model .npz written by `spikes train`, or .npy [C, channels, K]); replaces --initialization.")
+    var startFile: String?
     @Flag(help: "One-sided (non-negative) codes instead of CRsAE's two-sided ReLU.") var nonNegative = false
     @Option(help: "Threads.") var threads: Int = 2
     @Option(help: "Seed.") var seed: UInt64 = 0
@@ -149,25 +149,27 @@ struct SpikesTrain: ParsableCommand {
         }
         var rng = Random(seed: seed)
         let start: Tensor
-        switch initialization {
-        case _ where self.start != nil:
-            let (_, arrays) = try ArrayInput.arrays(self.start!, option: "--start")
+        if let path = startFile {
+            let (_, arrays) = try ArrayInput.arrays(path, option: "--start")
             guard let f = (arrays.first { $0.name == "filters" } ?? arrays.first)?.tensor, f.rank == 3,
                   f.shape[0] == neurons, f.shape[1] == file.signal.shape[0], f.shape[2] == k else {
-                throw CLIError("--start \(self.start!): expected filters [\(neurons), \(file.signal.shape[0]), \(k)] (neurons × channels × filter length)")
+                throw CLIError("--start \(path): expected filters [\(neurons), \(file.signal.shape[0]), \(k)] (neurons × channels × filter length)")
             }
             start = f
-        case "truth":
-            guard let f = file.filters, f.shape[0] == neurons, f.shape[2] == k else {
-                throw CLIError("--initialization truth needs the recording's \"filters\" array with \(neurons) filters of length \(k)")
+        } else {
+            switch initialization {
+            case "truth":
+                guard let f = file.filters, f.shape[0] == neurons, f.shape[2] == k else {
+                    throw CLIError("--initialization truth needs the recording's \"filters\" array with \(neurons) filters of length \(k)")
+                }
+                start = SpikeTemplates.perturbed(f, rng: &rng)
+            case "crossings":
+                let sigma = SpikeSimulation.robustSigma(file.signal)
+                let waves = SpikeTemplates.crossings(file.signal, threshold: crossing * sigma, length: k, before: k / 4)
+                start = try inContext("--initialization crossings") { try SpikeTemplates.minimumCorrelation(waves, count: neurons, rng: &rng) }
+            default:
+                throw CLIError("--initialization must be crossings or truth, got '\(initialization)'")
             }
-            start = SpikeTemplates.perturbed(f, rng: &rng)
-        case "crossings":
-            let sigma = SpikeSimulation.robustSigma(file.signal)
-            let waves = SpikeTemplates.crossings(file.signal, threshold: crossing * sigma, length: k, before: k / 4)
-            start = try inContext("--initialization crossings") { try SpikeTemplates.minimumCorrelation(waves, count: neurons, rng: &rng) }
-        default:
-            throw CLIError("--initialization must be crossings or truth, got '\(initialization)'")
         }
         var settings = SpikesExperiment.Settings(trainSeconds: 0, testSeconds: 0, epochs: epochs)
         settings.window = window
