@@ -125,6 +125,7 @@ enum PudleBenchmarks {
         let batchText = s.batch.map { "batch \($0)" } ?? "full batch \(s.data.exampleCount)"
         report.details["setting"] = "m \(s.data.signalSize), p \(s.data.atomCount), s \(s.data.sparsity), \(batchText), T \(layers), "
             + "λ = α = \(lambda), δ \(s.data.initNoise), Adam lr \(learningRate) ε \(s.adamEpsilon); one step = encode + loss + gradient + Adam + normalise"
+        report.details["ours: code density at layers 1 / 10 / 50 / 100, mean over the layers"] = try codeDensity(s, o)
         var memory: [BenchRow] = []
         var peerVersion: String?
         for m in try selectedModes(o) {
@@ -222,6 +223,23 @@ enum PudleBenchmarks {
         }
         if let v = peerVersion { report.details["peer: torch"] = v + " (set_num_threads(\(o.threads)), set_flush_denormal(True))" }
         return report
+    }
+
+    /// The fraction of non-zero codes per layer of the encoder at the setting's initial dictionary, which decides
+    /// what working on the non-zeros can save: "d₁ / d₁₀ / d₅₀ / d₁₀₀, mean".
+    static func codeDensity(_ s: Setting, _ o: BenchOptions) throws -> String {
+        var config = s.data
+        if let b = s.batch { config.exampleCount = b * (1 + o.repeats) }
+        let data = try SyntheticDictionaryData(config, seed: 0)
+        let trace = try FlushDenormals.with(true) {
+            try encoder.forward(data.signals, with: try DenseDictionary(weights: data.initialDictionary)).trace
+        }
+        let density = (1...trace.layers).map { t in
+            let z = trace.layerCodes(t)
+            return Double(z.count - z.zeroCount()) / Double(z.count)
+        }
+        let picked = [1, 10, 50, 100].filter { $0 <= density.count }.map { String(format: "%.3f", density[$0 - 1]) }
+        return picked.joined(separator: " / ") + String(format: ", %.3f", density.reduce(0, +) / Double(density.count))
     }
 
     // MARK: encode
