@@ -103,6 +103,16 @@ import UnrollIO
             #expect(resumed.step == trainer.step && resumed.epoch == 2)
             var other = try NetworkGeneratorTrainer(trainingSize: 6, config: Self.smallConfig(VariationalConfig(family: .gaussian)))
             #expect(throws: UnrollError.self) { try other.restore(saved) }
+            // A damaged checkpoint is refused, naming what is wrong.
+            for (key, value) in [("vsc.aggregation", "median"), ("vsc.family", "cauchy"), ("trainer.examples", "7"), ("trainer.rng", "x")] {
+                var bad = saved
+                bad.metadata[key] = value
+                // (A checkpoint alone sizes the trainer from its own trainer.examples; restoring checks it against the data.)
+                let error = #expect(throws: UnrollError.self) {
+                    if key == "trainer.examples" { try trainer.restore(bad) } else { _ = try NetworkGeneratorTrainer(checkpoint: bad) }
+                }
+                #expect(error.map { "\($0)".contains(key) } == true, "\(key): \(String(describing: error))")
+            }
         }
         // Bad settings and data are refused.
         var c = Self.smallConfig(VariationalConfig(family: .gaussian))

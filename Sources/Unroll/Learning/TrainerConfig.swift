@@ -155,12 +155,38 @@ public struct TrainerCheckpoint: Equatable, Sendable {
     public mutating func setGenerator(_ rng: Random, _ key: String) {
         metadata[key] = rng.state.map(String.init).joined(separator: ",")
     }
+
+    /// Where an epoch-based trainer stands: `trainer.step`, `trainer.epoch`, `trainer.examples` (the size
+    /// of its data set) and `trainer.rng`.
+    mutating func setProgress(step: Int, epoch: Int, examples: Int, rng: Random) {
+        metadata["trainer.step"] = String(step)
+        metadata["trainer.epoch"] = String(epoch)
+        metadata["trainer.examples"] = String(examples)
+        setGenerator(rng, "trainer.rng")
+    }
+
+    /// What `setProgress` stored, for data of `examples` items (`unit` names them in the error).
+    func progress(examples: Int, unit: String) throws -> (step: Int, epoch: Int, rng: Random) {
+        guard let saved = metadata["trainer.examples"].flatMap(Int.init), saved == examples else {
+            throw UnrollError.invalidCheckpoint("trainer.examples is \(metadata["trainer.examples"] ?? "missing"), but the data have \(examples) \(unit)")
+        }
+        return (try count("trainer.step"), try count("trainer.epoch"), try generator("trainer.rng"))
+    }
 }
 
 extension Dictionary where Key == String, Value == String {
     /// The checkpoint metadata under `key` (throws `invalidCheckpoint` naming it when missing).
     func required(_ key: String) throws -> String {
         guard let v = self[key] else { throw UnrollError.invalidCheckpoint("metadata \(key) is missing") }
+        return v
+    }
+
+    /// The case of `T` named under `key` (throws `invalidCheckpoint` naming the key and the unknown name).
+    func choice<T: RawRepresentable & CaseIterable>(_ key: String, _: T.Type) throws -> T where T.RawValue == String {
+        let name = try required(key)
+        guard let v = T(rawValue: name) else {
+            throw UnrollError.invalidCheckpoint("metadata \(key) '\(name)' is not one of " + T.allCases.map(\.rawValue).joined(separator: ", "))
+        }
         return v
     }
 

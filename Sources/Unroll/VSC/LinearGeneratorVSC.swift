@@ -353,11 +353,8 @@ extension LinearGeneratorTrainer {
         meta["vsc.temperature_decay"] = c.temperatureDecay.description
         meta["vsc.temperature_floor"] = c.temperatureFloor.description
         meta["vsc.seed"] = String(c.seed)
-        meta["trainer.step"] = String(step)
-        meta["trainer.epoch"] = String(epoch)
-        meta["trainer.examples"] = String(trainingSize)
         var checkpoint = TrainerCheckpoint(tensors: tensors, metadata: meta)
-        checkpoint.setGenerator(rng, "trainer.rng")
+        checkpoint.setProgress(step: step, epoch: epoch, examples: trainingSize, rng: rng)
         return checkpoint
     }
 
@@ -378,10 +375,7 @@ extension LinearGeneratorTrainer {
         c.dictionaryRate = try meta.number("vsc.dictionary_rate", Float.self)
         c.dictionaryDecay = try meta.number("vsc.dictionary_decay", Float.self)
         c.frobenius = try meta.number("vsc.frobenius", Float.self)
-        guard let aggregation = SampleAggregation(rawValue: try meta.required("vsc.aggregation")) else {
-            throw UnrollError.invalidCheckpoint("metadata vsc.aggregation '\(meta["vsc.aggregation"]!)' is unknown")
-        }
-        c.aggregation = aggregation
+        c.aggregation = try meta.choice("vsc.aggregation", SampleAggregation.self)
         c.warmupStart = try meta.number("vsc.warmup_start", Float.self)
         c.warmupDelay = try meta.number("vsc.warmup_delay", Int.self)
         c.warmupRate = try meta.number("vsc.warmup_rate", Float.self)
@@ -395,11 +389,7 @@ extension LinearGeneratorTrainer {
     /// Restores a `checkpoint()` of a trainer with the same settings.
     public mutating func restore(_ checkpoint: TrainerCheckpoint) throws {
         let meta = checkpoint.metadata
-        guard let examples = meta["trainer.examples"].flatMap(Int.init), examples == trainingSize else {
-            throw UnrollError.invalidCheckpoint("trainer.examples is \(meta["trainer.examples"] ?? "missing"), but the data have \(trainingSize) patches")
-        }
-        let newStep = try checkpoint.count("trainer.step"), newEpoch = try checkpoint.count("trainer.epoch")
-        let restoredRNG = try checkpoint.generator("trainer.rng")
+        let progress = try checkpoint.progress(examples: trainingSize, unit: "patches")
         let current = self.checkpoint().metadata
         for key in ["vsc.family", "vsc.threshold", "vsc.lambda", "vsc.samples", "vsc.hidden", "vsc.batch_size", "vsc.aggregation"] {
             if let saved = meta[key], saved != current[key] {
@@ -419,9 +409,7 @@ extension LinearGeneratorTrainer {
                                       shapes: restored.parameters.map(\.shape), prefix: "optimizer.")
         model = restored
         optimizer = newOptimizer
-        step = newStep
-        epoch = newEpoch
-        rng = restoredRNG
+        (step, epoch, rng) = progress
     }
 }
 
@@ -480,9 +468,7 @@ extension VariationalConfig {
 
     /// The settings read back from `metadata` (throws `invalidCheckpoint` naming a missing or bad key).
     init(metadata meta: [String: String]) throws {
-        guard let family = VariationalFamily(rawValue: try meta.required("vsc.family")) else {
-            throw UnrollError.invalidCheckpoint("metadata vsc.family '\(meta["vsc.family"]!)' is not a variational family")
-        }
+        let family = try meta.choice("vsc.family", VariationalFamily.self)
         let lambda = try meta.number("vsc.lambda", Float.self)
         let threshold: ThresholdKind
         switch try meta.required("vsc.threshold") {

@@ -336,11 +336,8 @@ extension NetworkGeneratorTrainer {
         meta["vsc.temperature_decay"] = c.temperatureDecay.description
         meta["vsc.temperature_floor"] = c.temperatureFloor.description
         meta["vsc.seed"] = String(c.seed)
-        meta["trainer.step"] = String(step)
-        meta["trainer.epoch"] = String(epoch)
-        meta["trainer.examples"] = String(trainingSize)
         var checkpoint = TrainerCheckpoint(tensors: tensors, metadata: meta)
-        checkpoint.setGenerator(rng, "trainer.rng")
+        checkpoint.setProgress(step: step, epoch: epoch, examples: trainingSize, rng: rng)
         return checkpoint
     }
 
@@ -365,10 +362,7 @@ extension NetworkGeneratorTrainer {
         c.beta2 = try meta.number("vsc.beta2", Float.self)
         c.weightDecay = try meta.number("vsc.weight_decay", Float.self)
         c.klWeight = try meta.number("vsc.kl_weight", Float.self)
-        guard let aggregation = SampleAggregation(rawValue: try meta.required("vsc.aggregation")) else {
-            throw UnrollError.invalidCheckpoint("metadata vsc.aggregation '\(meta["vsc.aggregation"]!)' is unknown")
-        }
-        c.aggregation = aggregation
+        c.aggregation = try meta.choice("vsc.aggregation", SampleAggregation.self)
         c.temperatureDecay = try meta.number("vsc.temperature_decay", Float.self)
         c.temperatureFloor = try meta.number("vsc.temperature_floor", Float.self)
         c.seed = try meta.number("vsc.seed", UInt64.self)
@@ -379,11 +373,7 @@ extension NetworkGeneratorTrainer {
     /// Restores a `checkpoint()` of a trainer with the same settings.
     public mutating func restore(_ checkpoint: TrainerCheckpoint) throws {
         let meta = checkpoint.metadata
-        guard let examples = meta["trainer.examples"].flatMap(Int.init), examples == trainingSize else {
-            throw UnrollError.invalidCheckpoint("trainer.examples is \(meta["trainer.examples"] ?? "missing"), but the data have \(trainingSize) images")
-        }
-        let newStep = try checkpoint.count("trainer.step"), newEpoch = try checkpoint.count("trainer.epoch")
-        let restoredRNG = try checkpoint.generator("trainer.rng")
+        let progress = try checkpoint.progress(examples: trainingSize, unit: "images")
         let current = self.checkpoint().metadata
         for key in ["vsc.generator", "vsc.family", "vsc.threshold", "vsc.lambda", "vsc.samples", "vsc.latents",
                     "vsc.channels", "vsc.batch_size", "vsc.aggregation"] where meta[key] != current[key] {
@@ -398,8 +388,6 @@ extension NetworkGeneratorTrainer {
                                       shapes: restored.parameters.map(\.shape), prefix: "optimizer.")
         model = restored
         optimizer = newOptimizer
-        step = newStep
-        epoch = newEpoch
-        rng = restoredRNG
+        (step, epoch, rng) = progress
     }
 }
