@@ -128,6 +128,9 @@ struct SpikesTrain: ParsableCommand {
     @Option(help: "Windows per batch.") var batch: Int = 32
     @Option(help: "Adam learning rate.") var lr: Float = 0.01
     @Option(help: "Learning-rate factor per epoch.") var lrDecay: Float = 0.9
+    @Option(help: "Epochs of a second phase at --refine-layers FISTA layers, from the first phase's templates (0 = none).") var refineEpochs: Int = 12
+    @Option(help: "FISTA layers of the second phase (more layers: codes not smeared over neighbouring samples).") var refineLayers: Int = 100
+    @Option(help: "Constant Adam learning rate of the second phase.") var refineLr: Float = 0.001
     @Option(help: "Gamma prior rate δ of the EM λ (0 = maximum likelihood).") var priorRate: Float = 500
     @Option(help: "Start: crossings (threshold crossings, minimum mutual correlation) or truth (the file's filters at error 0.4–0.5).")
     var initialization: String = "crossings"
@@ -144,9 +147,10 @@ struct SpikesTrain: ParsableCommand {
         let file = try SpikeRecordingFile.read(recording, option: "--recording")
         let fs = file.samplingRate ?? rate
         let k = filterLength ?? file.filters?.shape[2] ?? max(3, Int((2.5 * fs / 1000).rounded()))
-        guard neurons >= 1, k >= 2, window > k, layers >= 1, epochs >= 1, batch >= 1 else {
-            throw CLIError("need --neurons ≥ 1, --filter-length ≥ 2, --window > filter length, --layers/--epochs/--batch ≥ 1")
+        guard neurons >= 1, k >= 2, window > k, layers >= 1, epochs >= 1, batch >= 1, refineEpochs >= 0, refineLayers >= 1 else {
+            throw CLIError("need --neurons ≥ 1, --filter-length ≥ 2, --window > filter length, --layers/--epochs/--batch/--refine-layers ≥ 1, --refine-epochs ≥ 0")
         }
+        guard refineLr.isFinite, refineLr > 0 else { throw CLIError("--refine-lr must be finite and > 0, got \(refineLr)") }
         var rng = Random(seed: seed)
         let start: Tensor
         if let path = startFile {
@@ -177,6 +181,9 @@ struct SpikesTrain: ParsableCommand {
         settings.training.batchSize = batch
         settings.training.learningRate = lr
         settings.training.learningRateDecay = lrDecay
+        settings.refineEpochs = refineEpochs
+        settings.refineLayers = refineLayers
+        settings.refineLearningRate = refineLr
         settings.training.threshold = nonNegative ? .nonNegative : .soft
         settings.priorRate = priorRate
         settings.seed = seed

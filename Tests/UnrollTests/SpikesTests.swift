@@ -240,8 +240,11 @@ import UnrollIO
         let truth = try #require(try Npz.read(dir.appendingPathComponent("rec.npz").path).first { $0.name == "filters" }?.array.tensor)
         try Npy.write(truth, to: dir.appendingPathComponent("start.npy").path)
         let train = try CLITests.ok(["spikes", "train", "--recording", "rec.npz", "--start", "start.npy", "--epochs", "2",
-                                     "--layers", "10", "--output", "model.npz"], in: dir)
+                                     "--layers", "10", "--refine-epochs", "1", "--refine-layers", "15", "--output", "model.npz"], in: dir)
         #expect(train.stdout.contains("wrote model.npz"), "\(train.stdout)")
+        #expect(train.stderr.contains("epoch 3/3 (T 15)"), "\(train.stderr)")
+        let layers = try #require(try Npz.read(dir.appendingPathComponent("model.npz").path).first { $0.name == "layers" }?.array.tensor)
+        #expect(layers.data == [15])
         let learned = try #require(try Npz.read(dir.appendingPathComponent("model.npz").path).first { $0.name == "filters" }?.array.tensor)
         let errors = SpikeTemplates.errors(learned: learned, truth: truth).map(\.error)
         #expect(errors.allSatisfy { $0 < 0.2 }, "templates started at the truth drifted to \(errors)")
