@@ -294,32 +294,6 @@ public struct LinearGeneratorTrainer: Sendable {
     }
 }
 
-extension EncoderOutputs {
-    /// Adds `other` head by head (heads absent on either side stay as they are).
-    mutating func add(_ other: EncoderOutputs) {
-        mean.add(other.mean)
-        logScale.add(other.logScale)
-        if let o = other.alphaLogit { alphaLogit?.add(o) }
-        if let o = other.betaLogit { betaLogit?.add(o) }
-        if let o = other.spikeLogit { spikeLogit?.add(o) }
-    }
-}
-
-extension VariationalConfig {
-    /// The method's name in tables, as the paper labels it ("Thresh Laplacian+Gamma", …).
-    public var label: String {
-        let base: String
-        switch family {
-        case .gaussian: base = "Gaussian"
-        case .laplacian: base = "Laplacian"
-        case .thresholdedGaussian: base = "Thresh Gaussian"
-        case .thresholdedLaplacian: base = "Thresh Laplacian"
-        case .spikeAndSlab: base = "Spike-and-slab"
-        }
-        return learnsThreshold ? base + "+Gamma" : base
-    }
-}
-
 // MARK: checkpoints
 
 extension LinearGeneratorTrainer {
@@ -410,75 +384,5 @@ extension LinearGeneratorTrainer {
         model = restored
         optimizer = newOptimizer
         (step, epoch, rng) = progress
-    }
-}
-
-// MARK: shared by the linear and the network generator
-
-/// The encoder's linear heads (one per `EncoderOutputs` field the family uses) on the trunk's features.
-enum EncoderHeads {
-    /// Heads in `EncoderOutputs` order: mean, log-scale, then α and β logits (learned threshold) or
-    /// the spike logit (spike-and-slab).
-    static func make(features: Int, latents: Int, variational v: VariationalConfig, rng: inout Random) -> [Network] {
-        let count = 2 + (v.learnsThreshold ? 2 : 0) + (v.family == .spikeAndSlab ? 1 : 0)
-        return (0..<count).map { _ in Network(.linear(inputs: features, outputs: latents), rng: &rng) }
-    }
-
-    static func forward(_ heads: inout [Network], _ h: Tensor, variational v: VariationalConfig, training: Bool) -> EncoderOutputs {
-        var out = [Tensor]()
-        for i in heads.indices { out.append(heads[i].forward(h, training: training)) }
-        var result = EncoderOutputs(mean: out[0], logScale: out[1])
-        if v.learnsThreshold {
-            result.alphaLogit = out[2]
-            result.betaLogit = out[3]
-        }
-        if v.family == .spikeAndSlab { result.spikeLogit = out[2] }
-        return result
-    }
-
-    /// Backpropagates ∂L/∂outputs through the heads' last `forward`; returns ∂L/∂features.
-    static func backward(_ heads: inout [Network], _ g: EncoderOutputs, variational v: VariationalConfig) -> Tensor {
-        var parts = [g.mean, g.logScale]
-        if v.learnsThreshold { parts += [g.alphaLogit!, g.betaLogit!] }
-        if v.family == .spikeAndSlab { parts.append(g.spikeLogit!) }
-        var features: Tensor?
-        for i in heads.indices {
-            let gi = heads[i].backward(parts[i])
-            if features == nil { features = gi } else { features!.add(gi) }
-        }
-        return features!
-    }
-}
-
-extension VariationalConfig {
-    /// The settings as checkpoint metadata (`vsc.family`, `vsc.threshold`, `vsc.lambda`, …).
-    var metadata: [String: String] {
-        var meta: [String: String] = [:]
-        meta["vsc.family"] = family.rawValue
-        switch threshold {
-        case let .fixed(l): meta["vsc.threshold"] = "fixed"; meta["vsc.lambda"] = l.description
-        case let .gamma(m): meta["vsc.threshold"] = "gamma"; meta["vsc.lambda"] = m.description
-        }
-        meta["vsc.prior_spread"] = priorSpread.description
-        meta["vsc.spike_prior"] = spikePrior.description
-        meta["vsc.gamma_kl_weight"] = gammaKLWeight.description
-        meta["vsc.samples"] = String(samples)
-        return meta
-    }
-
-    /// The settings read back from `metadata` (throws `invalidCheckpoint` naming a missing or bad key).
-    init(metadata meta: [String: String]) throws {
-        let family = try meta.choice("vsc.family", VariationalFamily.self)
-        let lambda = try meta.number("vsc.lambda", Float.self)
-        let threshold: ThresholdKind
-        switch try meta.required("vsc.threshold") {
-        case "fixed": threshold = .fixed(lambda)
-        case "gamma": threshold = .gamma(priorMean: lambda)
-        case let other: throw UnrollError.invalidCheckpoint("metadata vsc.threshold '\(other)': expected fixed or gamma")
-        }
-        self.init(family: family, threshold: threshold, priorSpread: try meta.number("vsc.prior_spread", Float.self),
-                  spikePrior: try meta.number("vsc.spike_prior", Float.self),
-                  gammaKLWeight: try meta.number("vsc.gamma_kl_weight", Float.self),
-                  samples: try meta.number("vsc.samples", Int.self))
     }
 }

@@ -180,3 +180,51 @@ func spikeProbability(_ s: Float) -> (value: Double, derivative: Double) {
     if e > 1 - 1e-6 { return (1 - 1e-6, 0) }
     return (e, e)
 }
+
+extension VariationalConfig {
+    /// The method's name in tables, as the paper labels it ("Thresh Laplacian+Gamma", …).
+    public var label: String {
+        let base: String
+        switch family {
+        case .gaussian: base = "Gaussian"
+        case .laplacian: base = "Laplacian"
+        case .thresholdedGaussian: base = "Thresh Gaussian"
+        case .thresholdedLaplacian: base = "Thresh Laplacian"
+        case .spikeAndSlab: base = "Spike-and-slab"
+        }
+        return learnsThreshold ? base + "+Gamma" : base
+    }
+}
+
+extension VariationalConfig {
+    /// The settings as checkpoint metadata (`vsc.family`, `vsc.threshold`, `vsc.lambda`, …).
+    var metadata: [String: String] {
+        var meta: [String: String] = [:]
+        meta["vsc.family"] = family.rawValue
+        switch threshold {
+        case let .fixed(l): meta["vsc.threshold"] = "fixed"; meta["vsc.lambda"] = l.description
+        case let .gamma(m): meta["vsc.threshold"] = "gamma"; meta["vsc.lambda"] = m.description
+        }
+        meta["vsc.prior_spread"] = priorSpread.description
+        meta["vsc.spike_prior"] = spikePrior.description
+        meta["vsc.gamma_kl_weight"] = gammaKLWeight.description
+        meta["vsc.samples"] = String(samples)
+        return meta
+    }
+
+    /// The settings read back from `metadata` (throws `invalidCheckpoint` naming a missing or bad key).
+    init(metadata meta: [String: String]) throws {
+        let family = try meta.choice("vsc.family", VariationalFamily.self)
+        let lambda = try meta.number("vsc.lambda", Float.self)
+        let threshold: ThresholdKind
+        switch try meta.required("vsc.threshold") {
+        case "fixed": threshold = .fixed(lambda)
+        case "gamma": threshold = .gamma(priorMean: lambda)
+        case let other: throw UnrollError.invalidCheckpoint("metadata vsc.threshold '\(other)': expected fixed or gamma")
+        }
+        self.init(family: family, threshold: threshold, priorSpread: try meta.number("vsc.prior_spread", Float.self),
+                  spikePrior: try meta.number("vsc.spike_prior", Float.self),
+                  gammaKLWeight: try meta.number("vsc.gamma_kl_weight", Float.self),
+                  samples: try meta.number("vsc.samples", Int.self))
+    }
+}
