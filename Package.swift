@@ -3,8 +3,8 @@ import PackageDescription
 
 // Layers (data flows upward, nothing imports upward):
 //   UnrollCore (tensors, BLAS, kernels, RNG) → Unroll (operators, encoders, learning, models)
-//   UnrollCore → UnrollIO (files) ; UnrollBenchmarks ; unroll (CLI) on top of all.
-let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+//   UnrollCore → UnrollIO (files) ; Unroll → UnrollExperiments (the papers' experiments) ;
+//   UnrollBenchmarks ; unroll (CLI) on top of all.
 
 let package = Package(
     name: "Unroll",
@@ -29,23 +29,23 @@ let package = Package(
             dependencies: [
                 "CUnrollSupport",
                 .target(name: "COpenBLAS", condition: .when(platforms: [.linux])),
-            ],
-            swiftSettings: optimized),
-        .target(name: "UnrollIO", dependencies: ["UnrollCore", "CZlib"], swiftSettings: optimized),
-        .target(name: "Unroll", dependencies: ["UnrollCore"], swiftSettings: optimized),
-        .target(name: "UnrollBenchmarks", dependencies: ["Unroll", "UnrollCore", "UnrollIO"], swiftSettings: optimized),
+            ]),
+        .target(name: "UnrollIO", dependencies: ["UnrollCore", "CZlib"]),
+        .target(name: "Unroll", dependencies: ["UnrollCore"]),
+        // The papers' experiments (their settings and published numbers): not part of the library product.
+        .target(name: "UnrollExperiments", dependencies: ["Unroll", "UnrollCore"]),
+        .target(name: "UnrollBenchmarks", dependencies: ["Unroll", "UnrollCore", "UnrollIO"]),
         .executableTarget(
             name: "unroll",
             dependencies: [
-                "Unroll", "UnrollCore", "UnrollIO", "UnrollBenchmarks",
+                "Unroll", "UnrollCore", "UnrollIO", "UnrollExperiments", "UnrollBenchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             // The demo's denoising model and image.
-            resources: [.copy("Resources")],
-            swiftSettings: optimized),
+            resources: [.copy("Resources")]),
         .testTarget(name: "UnrollCoreTests", dependencies: ["UnrollCore"]),
         .testTarget(name: "UnrollIOTests", dependencies: ["UnrollIO", "UnrollCore"]),
-        .testTarget(name: "UnrollTests", dependencies: ["Unroll", "UnrollCore", "UnrollIO"]),
+        .testTarget(name: "UnrollTests", dependencies: ["Unroll", "UnrollCore", "UnrollIO", "UnrollExperiments"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

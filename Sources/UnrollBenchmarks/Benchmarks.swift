@@ -137,9 +137,7 @@ public enum Benchmarks {
             throw BenchError("--threads and --repeats must be ≥ 1 (got \(options.threads), \(options.repeats))")
         }
         if let s = options.size, s < 1 { throw BenchError("--size must be ≥ 1 (got \(s))") }
-        BLAS.threads = options.threads
-        Parallel.workers = options.threads
-        return try c.run(options)
+        return try Parallel.withWorkers(options.threads) { try c.run(options) }
     }
 
     /// One JSON object for a list of reports (`--json`).

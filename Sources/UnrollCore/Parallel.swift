@@ -1,9 +1,20 @@
 import Dispatch
 
 /// Work split across cores, with denormals flushed in every worker.
+///
+/// The number of workers is a scoped value, not a global: `withWorkers(n) { … }` sets it for the work
+/// inside (and for the workers it starts), so two computations in one process can use different counts.
 public enum Parallel {
-    /// Number of workers `forEach` uses (defaults to the active processor count).
-    nonisolated(unsafe) public static var workers: Int = ProcessInfoShim.activeProcessors
+    /// Number of workers the loops inside the current `withWorkers` scope use (outside any: every core).
+    @TaskLocal public static var workers: Int = ProcessInfoShim.activeProcessors
+
+    /// Runs `body` with `n` workers (at least 1) for our loops and for BLAS. BLAS's thread count is
+    /// OpenBLAS's own process-wide setting: it is set here, and stays set after `body` returns.
+    public static func withWorkers<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
+        let n = max(1, n)
+        BLAS.threads = n
+        return try $workers.withValue(n, operation: body)
+    }
 
     /// Calls `body(range)` for `parts` contiguous chunks of `0..<count`, in parallel.
     /// Small jobs run inline: thread hand-off costs more than it saves below `minPerPart`.
@@ -13,10 +24,7 @@ public enum Parallel {
             body(0..<count)
             return
         }
-        let flush = FlushDenormals.isEnabled
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
-            let was = FlushDenormals.set(flush)
-            defer { FlushDenormals.set(was) }
+        forEachWorker(parts) { p in
             let lo = count * p / parts, hi = count * (p + 1) / parts
             if lo < hi { body(lo..<hi) }
         }
@@ -31,11 +39,21 @@ public enum Parallel {
             body(0, 0..<count)
             return
         }
-        let flush = FlushDenormals.isEnabled
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
-            let was = FlushDenormals.set(flush)
-            defer { FlushDenormals.set(was) }
-            body(p, (count * p / parts)..<(count * (p + 1) / parts))
+        forEachWorker(parts) { p in body(p, (count * p / parts)..<(count * (p + 1) / parts)) }
+    }
+
+    /// `body(0) … body(parts − 1)` on worker threads that share the caller's flush-to-zero setting and
+    /// worker count. The callers hand their workers disjoint ranges of the buffers they capture, which
+    /// the compiler cannot see: this is the one place that vouches for it (`nonisolated(unsafe)`).
+    private static func forEachWorker(_ parts: Int, _ body: (Int) -> Void) {
+        let flush = FlushDenormals.isEnabled, workers = self.workers
+        withoutActuallyEscaping(body) { body in
+            nonisolated(unsafe) let body = body
+            DispatchQueue.concurrentPerform(iterations: parts) { p in
+                let was = FlushDenormals.set(flush)
+                defer { FlushDenormals.set(was) }
+                $workers.withValue(workers) { body(p) }
+            }
         }
     }
 }

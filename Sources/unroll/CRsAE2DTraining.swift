@@ -80,7 +80,7 @@ struct CRsAE2DTraining {
             if let e = c.evalEvery, r.step % e == 0, r.step < steps, let ev = try evaluate() { psnr = ev.meanDenoised }
             try log.append(fields: [String(r.step), CSV.format(r.reconstruction), CSV.format(r.density), CSV.format(Double(r.meanLambda)),
                                     CSV.format(Double(r.meanThreshold)), CSV.format(psnr),
-                                    String(format: "%.3f", ProgressBar.seconds(ContinuousClock.now - clock))])
+                                    String(format: "%.3f", secondsSince(clock))])
             progress.update(r.step, detail: String(format: "rec %.3g, density %.3f, λ %.3g", r.reconstruction, r.density, r.meanLambda))
         }
         progress.finish()
@@ -92,7 +92,7 @@ struct CRsAE2DTraining {
                               config.stride * config.stride, ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax,
                               ev.meanNoisyCleanMax, ev.scores.count)
         }
-        summary += String(format: ", %.1f s; wrote %@/%@, atoms.png, log.csv", ProgressBar.seconds(ContinuousClock.now - clock), o.output, file)
+        summary += String(format: ", %.1f s; wrote %@/%@, atoms.png, log.csv", secondsSince(clock), o.output, file)
         print(summary)
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Unroll
 import UnrollCore
+import UnrollExperiments
 
 /// `unroll reproduce crsae-denoise`: loads the image folders and runs `CRsAEDenoiseExperiment`.
 /// Images: `$UNROLL_IMAGES/train` and `$UNROLL_IMAGES/test` (default: `images/` of `SharedData.folder`).

@@ -169,7 +169,7 @@ struct Conv2DTraining {
             if let e = c.evalEvery, r.step % e == 0, r.step < steps, let ev = try evaluate() { psnr = ev.meanDenoised }
             try log.append(fields: [String(r.step), CSV.format(r.loss), CSV.format(r.reconstruction), CSV.format(r.l1),
                                     CSV.format(r.density), CSV.format(psnr),
-                                    String(format: "%.3f", ProgressBar.seconds(ContinuousClock.now - clock))])
+                                    String(format: "%.3f", secondsSince(clock))])
             progress.update(r.step, detail: String(format: "rec %.3g, density %.3f", r.reconstruction, r.density))
             if r.step % o.checkpointEvery == 0 { try writeCheckpoint() }
         }
@@ -183,7 +183,7 @@ struct Conv2DTraining {
                               ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax, ev.meanNoisyCleanMax, ev.scores.count)
         }
         summary += String(format: ", %.1f s; wrote %@/model.safetensors, checkpoint.safetensors, atoms.png, log.csv",
-                          ProgressBar.seconds(ContinuousClock.now - clock), o.output)
+                          secondsSince(clock), o.output)
         print(summary)
     }
 

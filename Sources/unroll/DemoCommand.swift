@@ -99,7 +99,7 @@ struct Demo: ParsableCommand {
             outcomes.append(Outcome(gradient: gradient, errors: errors, final: w,
                                     matched: DictionaryMetrics.matchAtoms(w, to: truth),
                                     codeError: CodeMetrics.meanError(codes, trueCodes),
-                                    seconds: ProgressBar.seconds(ContinuousClock.now - t0)))
+                                    seconds: secondsSince(t0)))
             let model = ModelFile(dictionary: trainer.dictionary, encoder: encoder, beta: 1,
                                   info: ["training.gradient": gradient.rawValue, "training.step": String(trainer.step),
                                          "data.file": "data.npz", "data.shape": "[\(examples), \(problem.signalSize)]"])
@@ -133,7 +133,7 @@ struct Demo: ParsableCommand {
         try writeAtoms(outcomes, truth: truth, initial: data.initialDictionary)
         print("")
         try denoise()
-        let total = ProgressBar.seconds(ContinuousClock.now - started)
+        let total = secondsSince(started)
         print("")
         print("wrote \(output)/: data.npz, curves.csv, curves.png, atoms.png, model_<gradient>.safetensors, "
             + "denoising.png, noisy.png, denoised.png " + String(format: "(total %.1f s)", total))
@@ -156,7 +156,7 @@ struct Demo: ParsableCommand {
         let noisy = DenoisingImages.addNoise(clean, sigma: sigma, rng: &rng)
         let t0 = ContinuousClock.now
         let estimate = try Denoiser.denoise(noisy, dictionary: model.dictionary, encoder: model.encoder)
-        let seconds = ProgressBar.seconds(ContinuousClock.now - t0)
+        let seconds = secondsSince(t0)
         let score = Denoiser.Score(noisy: noisy, denoised: estimate, clean: clean)
         try ImageFolder.write(noisy, to: output + "/noisy.png", option: "--output")
         try ImageFolder.write(estimate, to: output + "/denoised.png", option: "--output")

@@ -65,7 +65,7 @@ struct Encode: ParsableCommand {
         let relative = xNorm > 0 ? (residual.squaredNorm() / xNorm).squareRoot() : 0
         let zeros = Double(z.zeroCount()) / Double(max(1, z.count))
         let perRow = Double(z.count - z.zeroCount()) / Double(max(1, z.rows))
-        let seconds = ProgressBar.seconds(ContinuousClock.now - start)
+        let seconds = secondsSince(start)
         let lambda: String
         switch encoder.lambda {
         case let .scalar(v): lambda = (encoder.threshold == .hard ? "τ " : "λ ") + CSV.format(v)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Unroll
 import UnrollCore
+import UnrollExperiments
 import UnrollIO
 
 /// `unroll explain atoms|example`: PUDLE's Theorem 5.1 on the digits or Fashion-MNIST (classes 0–4):
@@ -61,9 +62,9 @@ struct Explain: ParsableCommand {
         }
 
         /// Loads the data, trains the model, and reports its gap.
-        func model() throws -> InterpretModel {
-            BLAS.threads = threads
-            Parallel.workers = threads
+        func model() throws -> InterpretModel { try Parallel.withWorkers(threads) { try trainModel() } }
+
+        private func trainModel() throws -> InterpretModel {
             let name = ExplainData.Name(rawValue: dataset)!
             let full = try ExplainData.load(name, folder: dataDir ?? ExplainData.defaultFolder)
             var s = InterpretExperiment.settings(ReproductionScale(rawValue: scale)!, dataset: dataset)

@@ -1,3 +1,4 @@
+import CUnrollSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -27,7 +28,7 @@ final class ProgressBar {
         let now = ContinuousClock.now
         if let last = lastDraw, now - last < .milliseconds(100), done < total { return }
         lastDraw = now
-        let elapsed = Self.seconds(now - start)
+        let elapsed = (now - start).seconds
         let fraction = min(1, Double(done) / Double(total))
         var eta = ""
         if done > 0 && done < total {
@@ -55,11 +56,6 @@ final class ProgressBar {
         FileHandle.standardError.write(Data(s.utf8))
     }
 
-    static func seconds(_ d: Duration) -> Double {
-        let c = d.components
-        return Double(c.seconds) + Double(c.attoseconds) * 1e-18
-    }
-
     /// "42s", "3m05s", "1h02m".
     static func duration(_ s: Double) -> String {
         guard s.isFinite, s >= 0 else { return "?" }
@@ -79,5 +75,5 @@ final class ProgressBar {
 /// Makes standard output line-buffered even when it is a pipe or a file, so results printed line by
 /// line (the demo's table rows, summaries) show up as they are made.
 func lineBufferedOutput() {
-    setvbuf(stdout, nil, _IOLBF, 0)
+    unroll_line_buffer_stdout()
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Unroll
 import UnrollCore
+import UnrollExperiments
 import UnrollIO
 
 /// `unroll reproduce <experiment>`: runs a paper experiment, prints our table beside the paper's numbers,
@@ -80,9 +81,9 @@ struct Reproduce: ParsableCommand {
         _ = try parseIntList(sparsity, "--sparsity", minimum: 1)
     }
 
-    func run() throws {
-        BLAS.threads = threads
-        Parallel.workers = threads
+    func run() throws { try Parallel.withWorkers(threads) { try execute() } }
+
+    private func execute() throws {
         let scaleValue = ReproductionScale(rawValue: scale)!
         let folder = output ?? "reproduce-\(experiment.rawValue)-\(scale)"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Unroll
 import UnrollCore
+import UnrollExperiments
 import UnrollIO
 
 /// `unroll spikes simulate|train|sort`: CRsAE spike sorting on 1-D (multichannel) recordings.
@@ -141,9 +142,9 @@ struct SpikesTrain: ParsableCommand {
     @Option(help: "Threads.") var threads: Int = 2
     @Option(help: "Seed.") var seed: UInt64 = 0
 
-    func run() throws {
-        BLAS.threads = threads
-        Parallel.workers = max(1, threads)
+    func run() throws { try Parallel.withWorkers(threads) { try execute() } }
+
+    private func execute() throws {
         let file = try SpikeRecordingFile.read(recording, option: "--recording")
         let fs = file.samplingRate ?? rate
         let k = filterLength ?? file.filters?.shape[2] ?? max(3, Int((2.5 * fs / 1000).rounded()))
@@ -243,9 +244,9 @@ struct SpikesSort: ParsableCommand {
     @Option(help: "Convex baseline tolerance (relative change of the iterate).") var tolerance: Float = 1e-4
     @Option(help: "Threads.") var threads: Int = 2
 
-    func run() throws {
-        BLAS.threads = threads
-        Parallel.workers = max(1, threads)
+    func run() throws { try Parallel.withWorkers(threads) { try execute() } }
+
+    private func execute() throws {
         let file = try SpikeRecordingFile.read(recording, option: "--recording")
         let m = try SpikeModelFile.read(model)
         guard m.filters.shape[1] == file.signal.shape[0] else {
@@ -261,8 +262,7 @@ struct SpikesSort: ParsableCommand {
             codes = try inContext("spikes sort") { try m.encode(file.signal, chunkSamples: chunk) }
         }
         let found = SpikeDetection.detect(codes: codes, filters: m.filters)
-        let c = (ContinuousClock.now - t0).components
-        let seconds = Double(c.seconds) + Double(c.attoseconds) * 1e-18
+        let seconds = secondsSince(t0)
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         var rows: [[Double]] = []
         for (n, spikes) in found.enumerated() {

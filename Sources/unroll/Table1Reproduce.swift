@@ -1,6 +1,7 @@
 import Foundation
 import Unroll
 import UnrollCore
+import UnrollExperiments
 
 /// `unroll reproduce table1`: loads the image folders and runs `Table1Experiment`.
 /// Images: `$UNROLL_IMAGES/train` and `$UNROLL_IMAGES/test` (default: `images/` of `SharedData.folder`).

@@ -375,7 +375,7 @@ struct TrainingSetup {
                     + "is saved in \(checkpointPath) and \(modelPath)")
             }
             lastRecord = record
-            let seconds = secondsOffset + ProgressBar.seconds(ContinuousClock.now - clock)
+            let seconds = secondsOffset + secondsSince(clock)
             history.append(record, seconds: seconds)
             try log.append(fields: [
                 String(record.step), String(record.epoch), CSV.format(record.loss), CSV.format(record.reconstruction),
@@ -391,7 +391,7 @@ struct TrainingSetup {
         try writeOutputs(trainer, history: history)
 
         // Summary line.
-        let elapsed = ProgressBar.seconds(ContinuousClock.now - clock)
+        let elapsed = secondsSince(clock)
         var summary = "\(options.gradient.paperName): step \(trainer.step), epoch \(trainer.epoch)"
         if trainer.step == startStep { summary += " (nothing to do: the target was already reached)" }
         if let r = lastRecord {

@@ -149,8 +149,10 @@ struct VSCTrain: ParsableCommand {
 
     func run() throws {
         if generator == .conv { return try VSCFashion.train(self) }
-        BLAS.threads = threads
-        Parallel.workers = threads
+        try Parallel.withWorkers(threads) { try execute() }
+    }
+
+    private func execute() throws {
         do {
             let patches = try data.load()
             let config = try config()
@@ -174,7 +176,7 @@ struct VSCTrain: ParsableCommand {
                 try VSCModelFile.write(trainer, to: output)
                 bar.finish()
                 log?(String(format: "epoch %d/%d: loss %.4f, non-zero %.1f%%, %.0f s", trainer.epoch, epochs,
-                            loss / Double(max(count, 1)), 100 * nonZero / Double(max(count, 1)), ProgressBar.seconds(ContinuousClock.now - start)))
+                            loss / Double(max(count, 1)), 100 * nonZero / Double(max(count, 1)), secondsSince(start)))
             }
             try VSCEval.report(trainer: trainer, patches: patches, atoms: atoms)
             print("wrote \(output)")
@@ -199,8 +201,10 @@ struct VSCEval: ParsableCommand {
 
     func run() throws {
         if VSCConvModelFile.isConv(model) { return try VSCFashion.eval(model: model, fashion: fashion, threads: threads) }
-        BLAS.threads = threads
-        Parallel.workers = threads
+        try Parallel.withWorkers(threads) { try execute() }
+    }
+
+    private func execute() throws {
         do {
             let trainer = try VSCModelFile.read(model)
             let patches = try data.load()

@@ -68,9 +68,9 @@ enum VSCConvModelFile {
 
 enum VSCFashion {
     /// `vsc train --generator conv`.
-    static func train(_ o: VSCTrain) throws {
-        BLAS.threads = o.threads
-        Parallel.workers = o.threads
+    static func train(_ o: VSCTrain) throws { try Parallel.withWorkers(o.threads) { try trainConv(o) } }
+
+    private static func trainConv(_ o: VSCTrain) throws {
         do {
             let f = o.family.family
             let kind: ThresholdKind?
@@ -116,7 +116,7 @@ enum VSCFashion {
                 bar.finish()
                 let k = Double(max(count, 1))
                 log?(String(format: "epoch %d/%d: loss %.4f, train MSE %.4f, non-zero %.1f%%, %.0f s", trainer.epoch, o.epochs,
-                            loss / k, mse / k, 100 * nonZero / k, ProgressBar.seconds(ContinuousClock.now - start)))
+                            loss / k, mse / k, 100 * nonZero / k, secondsSince(start)))
             }
             try report(trainer, test: images.test, reconstructions: o.fashion.reconstructions)
             print("wrote \(o.output)")
@@ -127,8 +127,10 @@ enum VSCFashion {
 
     /// `vsc eval --model <conv model>`.
     static func eval(model: String, fashion: FashionOptions, threads: Int) throws {
-        BLAS.threads = threads
-        Parallel.workers = threads
+        try Parallel.withWorkers(threads) { try evalConv(model: model, fashion: fashion) }
+    }
+
+    private static func evalConv(model: String, fashion: FashionOptions) throws {
         do {
             let trainer = try VSCConvModelFile.read(model)
             try report(trainer, test: try fashion.load().test, reconstructions: fashion.reconstructions)

@@ -1,6 +1,7 @@
 import Foundation
 import Unroll
 import UnrollCore
+import UnrollExperiments
 import UnrollIO
 
 /// `unroll reproduce vsc-fmnist`: Fashion-MNIST from `$UNROLL_DATA/fashion-mnist` (default: the shared

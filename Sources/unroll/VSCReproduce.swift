@@ -1,6 +1,7 @@
 import Foundation
 import Unroll
 import UnrollCore
+import UnrollExperiments
 import UnrollIO
 
 /// `unroll reproduce vsc-linear`: patches from `$UNROLL_IMAGES/train` (default: images/train of the

@@ -33,6 +33,21 @@ func opaque(_ x: Float) -> Float { x }
 }
 
 @Suite struct ParallelTests {
+    /// The worker count is scoped: inside `withValue` (and in the workers started there) it is the
+    /// scope's, outside it is untouched, so concurrent tests cannot see each other's count.
+    @Test func workersAreScopedAndInherited() {
+        let outside = Parallel.workers
+        let seen = Parallel.$workers.withValue(3) { () -> [Int] in
+            let inner = Parallel.workers
+            let box = UnsafeMutableBufferPointer<Int>.allocate(capacity: 3)
+            defer { box.deallocate() }
+            Parallel.forEachPart(3, parts: 3) { p, _ in box[p] = Parallel.workers }
+            return [inner] + Array(box)
+        }
+        #expect(seen == [3, 3, 3, 3])
+        #expect(Parallel.workers == outside)
+    }
+
     @Test func workersIsTheOnlineProcessorCount() {
         #expect(Parallel.workers >= 1)
         #if canImport(Glibc)

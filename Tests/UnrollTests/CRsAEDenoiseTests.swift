@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Unroll
 import UnrollCore
+import UnrollExperiments
 import UnrollIO
 
 /// CRsAE 2-D denoising: gradients against finite differences, the s² shift averaging against a naive

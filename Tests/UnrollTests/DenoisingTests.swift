@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Unroll
 import UnrollCore
+import UnrollExperiments
 import UnrollIO
 
 /// Image denoising: PSNR, the crop/flip/noise sampler, the supervised objective, whole-image

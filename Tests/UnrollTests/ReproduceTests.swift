@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Unroll
 import UnrollCore
+import UnrollExperiments
 
 /// `reproduce` experiments at `tiny` scale: the JSON shape every experiment shares, and the paper's
 /// qualitative claims that already hold at this size.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Unroll
 import UnrollCore
+import UnrollExperiments
 import UnrollIO
 
 /// CRsAE spike sorting: chunked encoding, the EM λ update, the simulation's rules, template errors,

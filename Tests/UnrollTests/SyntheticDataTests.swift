@@ -20,12 +20,8 @@ import UnrollCore
         var config = Self.small
         config.exampleCount = 3000   // several row blocks
         config.snrDB = 10
-        let saved = Parallel.workers
-        defer { Parallel.workers = saved }
-        Parallel.workers = 1
-        let one = try SyntheticDictionaryData(config, seed: 5)
-        Parallel.workers = 3
-        let three = try SyntheticDictionaryData(config, seed: 5)
+        let one = try Parallel.$workers.withValue(1) { try SyntheticDictionaryData(config, seed: 5) }
+        let three = try Parallel.$workers.withValue(3) { try SyntheticDictionaryData(config, seed: 5) }
         #expect(one.codes == three.codes && one.signals == three.signals)
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Unroll
 import UnrollCore
+import UnrollExperiments
 import UnrollIO
 
 @Suite struct VSCLinearTests {

@@ -9,5 +9,7 @@ bool unroll_set_flush_denormals(bool on);
 bool unroll_flush_denormals_enabled(void);
 /// Makes glibc's malloc keep freed large blocks for reuse (no effect on other C libraries).
 void unroll_keep_freed_memory(void);
+/// Makes standard output line-buffered even when it is a pipe or a file.
+void unroll_line_buffer_stdout(void);
 
 #endif

@@ -227,11 +227,10 @@ public struct CRsAE2DTrainer {
             for i in filterOptimizers.indices { filterOptimizers[i].learningRate *= config.learningRateGamma }
             if config.bias == .freeBias { biasOptimizer.learningRate *= config.learningRateGamma }
         }
-        let c = (ContinuousClock.now - t0).components
         return CRsAE2DRecord(step: step, reconstruction: rec,
                              density: 1 - Double(codes.zeroCount()) / Double(max(1, codes.count)),
                              meanThreshold: network.thresholds.reduce(0, +) / Float(network.atoms),
                              meanLambda: lambdas.reduce(0, +) / Float(lambdas.count), lipschitz: network.lipschitz,
-                             seconds: Double(c.seconds) + Double(c.attoseconds) * 1e-18)
+                             seconds: secondsSince(t0))
     }
 }

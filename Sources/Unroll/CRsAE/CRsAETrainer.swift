@@ -126,10 +126,9 @@ public struct CRsAETrainer<Op: DictionaryOperator> {
             if rms > 0 { sigma = s * sigma + (1 - s) * rms }
         }
         step += 1
-        let c = (ContinuousClock.now - t0).components
         return CRsAEStepRecord(step: step, epoch: epoch, reconstruction: result.losses.reconstruction, lambdas: lambdas,
                                sigma: sigma, alpha: result.alpha,
-                               seconds: Double(c.seconds) + Double(c.attoseconds) * 1e-18)
+                               seconds: secondsSince(t0))
     }
 
     /// `epochs` passes over `data` (`[n, …]`) in shuffled mini-batches.

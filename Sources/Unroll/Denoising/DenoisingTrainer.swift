@@ -106,10 +106,9 @@ public struct DenoisingTrainer {
         rng = nextRng
         step = thisStep
         let codes = result.codes
-        let c = ContinuousClock.now - t0
         return DenoisingRecord(step: thisStep, loss: result.losses.loss, reconstruction: result.losses.reconstruction,
                                l1: result.losses.l1, density: 1 - Double(codes.zeroCount()) / Double(max(1, codes.count)),
-                               seconds: Double(c.components.seconds) + Double(c.components.attoseconds) * 1e-18)
+                               seconds: secondsSince(t0))
     }
 }
 

@@ -90,28 +90,28 @@ extension Threshold {
                                _ f: (Float, Float) -> Float, _ f8: (SIMD8<Float>, SIMD8<Float>) -> SIMD8<Float>) -> Int {
         let (vr, br, zr) = (UnsafeRawPointer(v), UnsafeRawPointer(b), UnsafeMutableRawPointer(z))
         var c = 0, j = 0
-        while j + 8 <= n {
-            let y = f8(vr.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self),
-                       br.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self))
-            zr.storeBytes(of: y, toByteOffset: 4 * j, as: SIMD8<Float>.self)
+        while j &+ 8 <= n {
+            let y = f8(vr.loadUnaligned(fromByteOffset: 4 &* j, as: SIMD8<Float>.self),
+                       br.loadUnaligned(fromByteOffset: 4 &* j, as: SIMD8<Float>.self))
+            zr.storeBytes(of: y, toByteOffset: 4 &* j, as: SIMD8<Float>.self)
             if any(y .!= 0) {
                 // Branch-free within the block (dense-ish rows would mispredict a branch per lane):
                 // always write the index, advance when the value's bits are not ±0.
                 let bits = UnsafeRawPointer(z + j).assumingMemoryBound(to: UInt32.self)
                 for l in 0..<8 {
-                    support[c] = Int32(truncatingIfNeeded: j + l)
+                    support[c] = Int32(truncatingIfNeeded: j &+ l)
                     c &+= Int(truncatingIfNeeded: ((bits[l] & 0x7fff_ffff) &+ 0x7fff_ffff) >> 31)
                 }
             }
-            j += 8
+            j &+= 8
         }
         while j < n {
             z[j] = f(v[j], b[j])
             if z[j] != 0 {
                 support[c] = Int32(truncatingIfNeeded: j)
-                c += 1
+                c &+= 1
             }
-            j += 1
+            j &+= 1
         }
         return c
     }

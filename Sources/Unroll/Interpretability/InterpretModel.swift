@@ -172,7 +172,7 @@ public struct InterpretModel: Sendable {
                            top: top, estimateTerms: estimateTerms)
     }
 
-    func explain(code: [Float], image: [Float], testIndex: Int, label: Int, top: Int, estimateTerms: Int) throws -> ExampleExplanation {
+    public func explain(code: [Float], image: [Float], testIndex: Int, label: Int, top: Int, estimateTerms: Int) throws -> ExampleExplanation {
         let beta = try combination.coefficients(code: code)
         let norm = beta.reduce(0) { $0 + $1 * $1 }.squareRoot()
         let byMagnitude = ExampleCombination.extremes(beta.map(abs), k: max(top, estimateTerms))

@@ -104,7 +104,7 @@ public enum RegularizedDictionaryLearning {
             objective.append(f)
             let g = try ExampleCombination(signals: signals, codes: codes.codes, atoms: p, omega: s.omega).impliedWeights()
             dW = ExampleCombination.relativeDifference(w, g)
-            progress?("round \(rounds): F \(String(format: "%.10g", f)), ‖W − W̃‖/‖W̃‖ \(ReproductionTable.format(dW)), ΔZ \(ReproductionTable.format(dZ)), lasso iterations ≤ \(codes.iterations)")
+            progress?("round \(rounds): F \(String(format: "%.10g", f)), ‖W − W̃‖/‖W̃‖ \(String(format: "%.4g", dW)), ΔZ \(String(format: "%.4g", dZ)), lasso iterations ≤ \(codes.iterations)")
             if dW < s.tolerance && dZ < s.tolerance { break }
             history.append((w, g))
             if history.count > s.andersonMemory + 1 { history.removeFirst() }

@@ -154,7 +154,7 @@ public struct DictionaryTrainer<Op: DictionaryOperator> {
             step: thisStep, epoch: batchEpoch, batchSize: indices.count,
             loss: result.losses.loss, reconstruction: result.losses.reconstruction, l1: result.losses.l1,
             dictionaryError: dictionaryError(), codeError: codeError, beta: beta, alpha: result.alpha,
-            seconds: Self.seconds(now - t0), elapsed: Self.seconds(now - clockStart))
+            seconds: (now - t0).seconds, elapsed: (now - clockStart).seconds)
     }
 
     /// `steps` training steps; `onStep` sees each record (throw from it to stop early). The callback
@@ -278,10 +278,5 @@ public struct DictionaryTrainer<Op: DictionaryOperator> {
                 return total / Double(r)
             }
         }
-    }
-
-    static func seconds(_ d: Duration) -> Double {
-        let c = d.components
-        return Double(c.seconds) + Double(c.attoseconds) * 1e-18
     }
 }

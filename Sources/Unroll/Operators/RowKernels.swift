@@ -34,6 +34,8 @@ final class Buffer<Element> {
 }
 
 /// The fast path's inner loops on one row: contiguous multiply-adds over rows of G or W, and gathers.
+/// Index arithmetic uses wrapping operators (`&+`, `&*`): the indices come from supports bounded by the
+/// matrix sizes, and the overflow checks were measurable in these loops.
 enum RowKernels {
     /// Rows at least this long are updated by BLAS saxpy (AVX2 where available, streaming whole rows);
     /// shorter ones by our SIMD loops, which for short rows keep a block of the output in registers.
@@ -51,16 +53,16 @@ enum RowKernels {
         let av = SIMD8<Float>(repeating: a)
         let xr = UnsafeRawPointer(x), yr = UnsafeMutableRawPointer(y)
         var t = 0
-        while t + 8 <= n {
+        while t &+ 8 <= n {
             let o = t &* 4
             let v = yr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
                 + av * xr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
             yr.storeBytes(of: v, toByteOffset: o, as: SIMD8<Float>.self)
-            t += 8
+            t &+= 8
         }
         while t < n {
             y[t] += a * x[t]
-            t += 1
+            t &+= 1
         }
     }
 
@@ -71,44 +73,45 @@ enum RowKernels {
     static func scatterRows(_ n: Int, _ out: UnsafeMutablePointer<Float>, _ rows: UnsafePointer<Float>, stride: Int,
                             _ index: UnsafePointer<Int32>, _ coef: UnsafePointer<Float>, _ terms: Int) {
         if n >= streamingRow {
-            for q in 0..<terms { BLAS.saxpy(n, coef[q], rows + Int(index[q]) * stride, out) }
+            for q in 0..<terms { BLAS.saxpy(n, coef[q], rows + Int(index[q]) &* stride, out) }
             return
         }
         typealias V = SIMD8<Float>
         let o = UnsafeMutableRawPointer(out)
         var j = 0
         while j + 32 <= n {
-            var a0 = o.loadUnaligned(fromByteOffset: 4 * j, as: V.self)
-            var a1 = o.loadUnaligned(fromByteOffset: 4 * j + 32, as: V.self)
-            var a2 = o.loadUnaligned(fromByteOffset: 4 * j + 64, as: V.self)
-            var a3 = o.loadUnaligned(fromByteOffset: 4 * j + 96, as: V.self)
+            let b = 4 &* j
+            var a0 = o.loadUnaligned(fromByteOffset: b, as: V.self)
+            var a1 = o.loadUnaligned(fromByteOffset: b &+ 32, as: V.self)
+            var a2 = o.loadUnaligned(fromByteOffset: b &+ 64, as: V.self)
+            var a3 = o.loadUnaligned(fromByteOffset: b &+ 96, as: V.self)
             for q in 0..<terms {
                 let c = V(repeating: coef[q])
-                let r = UnsafeRawPointer(rows + Int(index[q]) * stride + j)
+                let r = UnsafeRawPointer(rows + (Int(index[q]) &* stride &+ j))
                 a0 += c * r.loadUnaligned(fromByteOffset: 0, as: V.self)
                 a1 += c * r.loadUnaligned(fromByteOffset: 32, as: V.self)
                 a2 += c * r.loadUnaligned(fromByteOffset: 64, as: V.self)
                 a3 += c * r.loadUnaligned(fromByteOffset: 96, as: V.self)
             }
-            o.storeBytes(of: a0, toByteOffset: 4 * j, as: V.self)
-            o.storeBytes(of: a1, toByteOffset: 4 * j + 32, as: V.self)
-            o.storeBytes(of: a2, toByteOffset: 4 * j + 64, as: V.self)
-            o.storeBytes(of: a3, toByteOffset: 4 * j + 96, as: V.self)
-            j += 32
+            o.storeBytes(of: a0, toByteOffset: b, as: V.self)
+            o.storeBytes(of: a1, toByteOffset: b &+ 32, as: V.self)
+            o.storeBytes(of: a2, toByteOffset: b &+ 64, as: V.self)
+            o.storeBytes(of: a3, toByteOffset: b &+ 96, as: V.self)
+            j &+= 32
         }
         while j + 8 <= n {
-            var a = o.loadUnaligned(fromByteOffset: 4 * j, as: V.self)
+            var a = o.loadUnaligned(fromByteOffset: 4 &* j, as: V.self)
             for q in 0..<terms {
-                a += V(repeating: coef[q]) * UnsafeRawPointer(rows + Int(index[q]) * stride + j).loadUnaligned(as: V.self)
+                a += V(repeating: coef[q]) * UnsafeRawPointer(rows + (Int(index[q]) &* stride &+ j)).loadUnaligned(as: V.self)
             }
-            o.storeBytes(of: a, toByteOffset: 4 * j, as: V.self)
-            j += 8
+            o.storeBytes(of: a, toByteOffset: 4 &* j, as: V.self)
+            j &+= 8
         }
         while j < n {
             var a = out[j]
-            for q in 0..<terms { a += coef[q] * rows[Int(index[q]) * stride + j] }
+            for q in 0..<terms { a += coef[q] * rows[Int(index[q]) &* stride &+ j] }
             out[j] = a
-            j += 1
+            j &+= 1
         }
     }
 
@@ -118,10 +121,10 @@ enum RowKernels {
                        _ terms: Int) -> Float {
         var (s0, s1): (Float, Float) = (0, 0)
         var q = 0
-        while q + 2 <= terms {
+        while q &+ 2 <= terms {
             s0 += coef[q] * row[Int(index[q])]
-            s1 += coef[q + 1] * row[Int(index[q + 1])]
-            q += 2
+            s1 += coef[q &+ 1] * row[Int(index[q &+ 1])]
+            q &+= 2
         }
         if q < terms { s0 += coef[q] * row[Int(index[q])] }
         return s0 + s1
