@@ -90,27 +90,21 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
                 try Convolution2DDictionary(filters: decoderFilters, stride: stride, height: height, width: width))
     }
 
-    /// FISTA's μ_t = (s_t − 1)/s_{t+1}, s_1 = 1, for t = 1 … T.
-    static func momentum(layers: Int) -> [Float] {
-        var s = 1.0, out: [Float] = []
-        for _ in 0..<layers {
-            let next = (1 + (1 + 4 * s * s).squareRoot()) / 2
-            out.append(Float((s - 1) / next))
-            s = next
-        }
-        return out
+    /// The encoder: T FISTA layers of step 1/L whose per-filter thresholds are the biases b_c themselves.
+    public var encoder: UnrolledEncoder {
+        UnrolledEncoder(layers: layers, algorithm: .fista, threshold: .soft, lambda: .perAtom(thresholds),
+                        step: .fixed(alpha), lambdaIsPenalty: false)
     }
 
     /// What `forward` keeps for `backward`.
     public struct Trace {
-        /// z_1 … z_T.
-        var codes: [Tensor]
-        var signals: Tensor
+        var encoder: EncoderTrace
         var height: Int
         var width: Int
     }
 
     /// z_T and x̂ = Wd z_T for images `[B, H, W]` (any size ≥ K), with the trace when `record`.
+    /// The encoder is the one unrolled loop (`UnrolledEncoder`), untied through its analysis operator.
     public func forward(_ images: Tensor, record: Bool = true) throws -> (codes: Tensor, reconstruction: Tensor, trace: Trace?) {
         guard images.rank == 3, images.count > 0 else {
             throw UnrollError.shapeMismatch("CRsAE input must be images [batch, height, width], got \(images.shape)")
@@ -118,41 +112,13 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
         if images.hasNonFinite { throw UnrollError.nonFinite("CRsAE input images contain NaN or Inf") }
         let (ht, wd) = (images.shape[1], images.shape[2])
         let ops = try operators(height: ht, width: wd)
-        return FlushDenormals.with(true) {
-            let mu = Self.momentum(layers: layers)
-            let dataTerm = alpha * ops.we.adjoint(images)          // (1/L) Weᵀ x
-            let positions = ops.h.codeHeight * ops.h.codeWidth
-            var z = Tensor(zeros: dataTerm.shape), zPrev = z, y = z, v = z
-            var history: [Tensor] = []
-            for t in 1...layers {
-                if t == 1 {
-                    v = dataTerm
-                } else {
-                    // v = y + (1/L) Weᵀ(x − H y)
-                    var r = images
-                    r.add(ops.h.apply(y), scaledBy: -1)
-                    v = y
-                    v.add(ops.we.adjoint(r), scaledBy: alpha)
-                }
-                swap(&z, &zPrev)
-                Threshold.soft.apply(v, thresholds: thresholds, positions: positions, into: &z)
-                if record { history.append(z) }
-                Self.extrapolate(z, zPrev, mu[t - 1], into: &y)
-            }
-            let trace = record ? Trace(codes: history, signals: images, height: ht, width: wd) : nil
-            return (z, ops.wd.apply(z), trace)
+        let analysis = filters.count == 1 ? nil : ops.we
+        if !record {
+            let codes = try encoder.encode(images, with: ops.h, analysis: analysis)
+            return (codes, ops.wd.apply(codes), nil)
         }
-    }
-
-    /// y = z + μ(z − zPrev)
-    static func extrapolate(_ z: Tensor, _ zPrev: Tensor, _ mu: Float, into y: inout Tensor) {
-        z.data.withUnsafeBufferPointer { pz in
-            zPrev.data.withUnsafeBufferPointer { pp in
-                y.data.withUnsafeMutableBufferPointer { py in
-                    for i in 0..<pz.count { py[i] = pz[i] + mu * (pz[i] - pp[i]) }
-                }
-            }
-        }
+        let (codes, trace) = try encoder.forward(images, with: ops.h, analysis: analysis)
+        return (codes, ops.wd.apply(codes), Trace(encoder: trace, height: ht, width: wd))
     }
 
     /// Gradients of a loss ℓ(z_T, x̂).
@@ -171,84 +137,24 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
                          filterGradients: Bool = true) throws -> Gradients {
         let ops = try operators(height: trace.height, width: trace.width)
         return FlushDenormals.with(true) {
-            let mu = Self.momentum(layers: layers)
-            let last = trace.codes[layers - 1]
-            let n = last.count, positions = ops.h.codeHeight * ops.h.codeWidth
+            let last = trace.encoder.layerCodes(trace.encoder.layers)
             var a = codeGradient ?? Tensor(zeros: last.shape)
-            var dWd = Tensor(zeros: residualFilters.shape), dWe = dWd, dH = dWd
+            var dWd = Tensor(zeros: residualFilters.shape)
             if let gx = reconstructionGradient {
                 a.add(ops.wd.adjoint(gx))
                 if filterGradients { dWd = ops.wd.weightGradient(residual: gx, codes: last) }
             }
-            var dB = [Double](repeating: 0, count: atoms)
-            var aPartial = Tensor(zeros: last.shape), g = aPartial, y = aPartial
-            for t in Swift.stride(from: layers, through: 1, by: -1) {
-                let zt = trace.codes[t - 1]
-                // g = 1{z_t ≠ 0}·a = ∂ℓ/∂v_t; ∂z/∂b = −sign(z) on the support.
-                zt.data.withUnsafeBufferPointer { pz in
-                    a.data.withUnsafeBufferPointer { pa in
-                        g.data.withUnsafeMutableBufferPointer { pg in
-                            for i in 0..<n { pg[i] = pz[i] != 0 ? pa[i] : 0 }
-                            for q in 0..<(n / positions) {
-                                var s = 0.0
-                                for i in (q * positions)..<((q + 1) * positions) where pz[i] != 0 {
-                                    s -= pz[i] > 0 ? Double(pg[i]) : -Double(pg[i])
-                                }
-                                dB[q % atoms] += s
-                            }
-                        }
-                    }
-                }
-                if t == 1 {
-                    // v_1 = (1/L) Weᵀx
-                    if filterGradients { dWe.add(ops.we.weightGradient(residual: trace.signals, codes: g), scaledBy: alpha) }
-                    break
-                }
-                // y_t from the stored outputs, as the forward formed it (z_0 = 0).
-                let z1 = trace.codes[t - 2], m = mu[t - 2]
-                z1.data.withUnsafeBufferPointer { p1 in
-                    y.data.withUnsafeMutableBufferPointer { py in
-                        if t >= 3 {
-                            trace.codes[t - 3].data.withUnsafeBufferPointer { p2 in
-                                for i in 0..<n { py[i] = p1[i] + m * (p1[i] - p2[i]) }
-                            }
-                        } else {
-                            for i in 0..<n { py[i] = p1[i] * (1 + m) }
-                        }
-                    }
-                }
-                // v = y + α Weᵀ e, e = x − H y: ∂We += α ∂⟨e, We g⟩; ∂e = α We g; ∂H −= ∂⟨α We g, H y⟩.
-                let q = alpha * ops.we.apply(g)
-                if filterGradients {
-                    var e = trace.signals
-                    e.add(ops.h.apply(y), scaledBy: -1)
-                    dWe.add(ops.we.weightGradient(residual: e, codes: g), scaledBy: alpha)
-                    dH.add(ops.h.weightGradient(residual: q, codes: y), scaledBy: -1)
-                }
-                var dy = g
-                dy.add(ops.h.adjoint(q), scaledBy: -1)
-                // y_t = z_{t−1} + m(z_{t−1} − z_{t−2}): a_{t−1} = aPartial + (1 + m) dy; aPartial ← −m dy.
-                a.data.withUnsafeMutableBufferPointer { pa in
-                    aPartial.data.withUnsafeMutableBufferPointer { pp in
-                        dy.data.withUnsafeBufferPointer { pd in
-                            for i in 0..<n {
-                                pa[i] = pp[i] + (1 + m) * pd[i]
-                                pp[i] = -m * pd[i]
-                            }
-                        }
-                    }
-                }
-            }
+            let g = trace.encoder.gradients(codeGradient: a, weights: filterGradients, lambda: true)
+            let dH = g.weights ?? Tensor(zeros: residualFilters.shape)
             let banks: [Tensor]
             if filters.count == 1 {
                 var sum = dH
-                sum.add(dWe)
                 sum.add(dWd)
                 banks = [sum]
             } else {
-                banks = [dH, dWe, dWd]
+                banks = [dH, g.analysis ?? Tensor(zeros: residualFilters.shape), dWd]
             }
-            return Gradients(filters: banks, thresholds: dB.map { Float($0) })
+            return Gradients(filters: banks, thresholds: g.lambda!)
         }
     }
 

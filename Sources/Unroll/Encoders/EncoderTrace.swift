@@ -59,30 +59,44 @@ public struct EncoderTrace {
                               backwardDense: engine.backwardDense, backwardWeightTerms: engine.backwardWeightTerms)
     }
 
-    /// ∂L/∂W summed over the layers, given ∂L/∂z_T.
+    /// ∂L/∂W summed over the layers, given ∂L/∂z_T (tied encoders).
+    func backward(codeGradient: Tensor) -> Tensor {
+        gradients(codeGradient: codeGradient).weights!
+    }
+
+    /// The gradients of a loss L of z_T, given ∂L/∂z_T: with respect to the weights (`weights`; untied,
+    /// the residual operator's and the analysis operator's separately) and to the per-atom λ (`lambda`;
+    /// the generic layer loop only: the dense fast path gives nil).
     ///
     /// Going back from t = T: a_t = ∂L/∂z_t (complete), g_t = 1{z_t ≠ 0} ⊙ a_t = ∂L/∂v_t, the layer adds
     /// its weight term and gives ∂L/∂y_t, which flows to z_{t−1} (ISTA), or to z_{t−1} with
-    /// weight 1 + μ_{t−1} and to z_{t−2} with weight −μ_{t−1} (FISTA).
-    func backward(codeGradient: Tensor) -> Tensor {
+    /// weight 1 + μ_{t−1} and to z_{t−2} with weight −μ_{t−1} (FISTA). Layer t's threshold b_{t,j} =
+    /// λ_j·β^(t−1)·scale moves z_t by −sign(z_t) on its support (soft and non-negative; the hard
+    /// threshold's jump has no such term), so ∂L/∂λ_j = −Σ_t β^(t−1)·scale·Σ sign(z_t)·a_t over atom j.
+    public func gradients(codeGradient: Tensor, weights: Bool = true, lambda: Bool = false) -> EncoderGradients {
         precondition(codeGradient.shape == codeShape,
                      "code gradient shape \(codeGradient.shape) differs from the codes' \(codeShape)")
         return FlushDenormals.with(true) {
             switch backend {
             case let .kernel(kernel):
-                return kernelBackward(kernel, codeGradient: codeGradient)
+                return kernelBackward(kernel, codeGradient: codeGradient, weights: weights, lambda: lambda)
             case let .dense(engine, signals):
-                return engine.backward(history: history, signals: signals, schedule: schedule, alpha: alpha,
-                                       codeGradient: codeGradient)
+                let w = engine.backward(history: history, signals: signals, schedule: schedule, alpha: alpha,
+                                        codeGradient: codeGradient)
+                return EncoderGradients(weights: w, analysis: nil, lambda: nil)
             }
         }
     }
 
     /// The generic backward: dense tensors per layer, the kernel does the products.
-    private func kernelBackward(_ kernel: any UnrolledLayerKernel, codeGradient: Tensor) -> Tensor {
+    private func kernelBackward(_ kernel: any UnrolledLayerKernel, codeGradient: Tensor, weights: Bool,
+                                lambda: Bool) -> EncoderGradients {
         let n = codeShape.reduce(1, *)
         let fista = algorithm == .fista
         kernel.resetAccumulation()
+        let atoms = schedule.base.count
+        let positions = atoms > 0 ? n / codeShape[0] / atoms : 0
+        var lambdaGradient = [Double](repeating: 0, count: lambda ? atoms : 0)
 
         var a = codeGradient                              // a_t
         var aPartial = Tensor(zeros: codeShape)           // FISTA: part of a_{t−1} already known
@@ -105,8 +119,23 @@ public struct EncoderTrace {
                     }
                 }
             }
+            if lambda && schedule.threshold != .hard {
+                let factor = Double(schedule.thresholdFactor(layer: t))
+                zt.data.withUnsafeBufferPointer { pz in
+                    g.data.withUnsafeBufferPointer { pg in
+                        for q in 0..<(n / positions) {
+                            var s = 0.0
+                            for i in (q * positions)..<((q + 1) * positions) where pz[i] != 0 {
+                                s -= pz[i] > 0 ? Double(pg[i]) : -Double(pg[i])
+                            }
+                            lambdaGradient[q % atoms] += factor * s
+                        }
+                    }
+                }
+            }
             if t == 1 {
-                kernel.backwardStep(g: g, y: nil, alpha: alpha, inputGradient: &dy, wantInputGradient: false)
+                kernel.backwardStep(g: g, y: nil, alpha: alpha, inputGradient: &dy, wantInputGradient: false,
+                                    accumulate: weights)
                 break
             }
             let z2: Tensor? = t >= 3 ? layerCodes(t - 2) : nil
@@ -125,7 +154,7 @@ public struct EncoderTrace {
                     }
                 }
             }
-            kernel.backwardStep(g: g, y: y, alpha: alpha, inputGradient: &dy, wantInputGradient: true)
+            kernel.backwardStep(g: g, y: y, alpha: alpha, inputGradient: &dy, wantInputGradient: true, accumulate: weights)
             if !fista {
                 swap(&a, &dy)                            // a_{t−1} = ∂L/∂y_t
             } else {
@@ -144,6 +173,18 @@ public struct EncoderTrace {
             zt = z1!
             z1 = z2
         }
-        return kernel.accumulatedWeightGradient()
+        return EncoderGradients(weights: weights ? kernel.accumulatedWeightGradient() : nil,
+                                analysis: weights ? kernel.accumulatedAnalysisGradient() : nil,
+                                lambda: lambda ? lambdaGradient.map { Float($0) } : nil)
     }
+}
+
+/// What `EncoderTrace.gradients` returns.
+public struct EncoderGradients {
+    /// ∂L/∂W of the operator inside the residual (tied: the only one); nil when not asked for.
+    public var weights: Tensor?
+    /// ∂L/∂E of an untied encoder's analysis operator; nil when tied or not asked for.
+    public var analysis: Tensor?
+    /// ∂L/∂λ_j per atom; nil when not asked for (or on the dense fast path).
+    public var lambda: [Float]?
 }

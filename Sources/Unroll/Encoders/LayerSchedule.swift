@@ -15,13 +15,15 @@ struct LayerSchedule {
     /// μ_t for t = 1 … layers (FISTA; empty for ISTA): y_{t+1} = z_t + μ_t (z_t − z_{t−1}).
     let momentum: [Float]
 
-    init(layers: Int, fista: Bool, threshold: Threshold, base: [Float], beta: Float, alpha: Float) {
+    /// `scaledByStep`: b = λ·α (the soft kinds' penalty λ) rather than b = λ (the hard threshold τ, or
+    /// a threshold learned as a bias).
+    init(layers: Int, fista: Bool, threshold: Threshold, base: [Float], beta: Float, alpha: Float, scaledByStep: Bool) {
         self.layers = layers
         self.fista = fista
         self.threshold = threshold
         self.base = base
         self.beta = beta
-        self.scale = threshold.scalesWithStep ? alpha : 1
+        self.scale = scaledByStep ? alpha : 1
         var mu: [Float] = []
         if fista {
             mu.reserveCapacity(layers)
@@ -40,6 +42,9 @@ struct LayerSchedule {
         let decay = Float(pow(Double(beta), Double(t - 1)))
         for j in 0..<base.count { b[j] = base[j] * decay * scale }
     }
+
+    /// ∂b_t[j]/∂base[j] = β^(t−1)·scale.
+    func thresholdFactor(layer t: Int) -> Float { Float(pow(Double(beta), Double(t - 1))) * scale }
 
     /// μ of the extrapolation that forms layer t's input: y_t = z_{t−1} + μ(z_{t−1} − z_{t−2});
     /// 0 for ISTA and for t = 1.

@@ -36,15 +36,19 @@ public struct UnrolledEncoder: Equatable, Sendable {
     /// When set, stop early once ‖z_t − z_{t−1}‖_F ≤ tolerance·‖z_t‖_F over the batch (an iterative
     /// solver rather than a fixed network; used by the alternating-minimisation baseline).
     public var tolerance: Float?
+    /// Soft kinds: λ is the lasso penalty and the layer threshold λα (PUDLE, the default), or λ is the
+    /// threshold itself (CRsAE's per-filter biases b_c). The hard threshold's τ is always the threshold.
+    public var lambdaIsPenalty: Bool
 
     public init(layers: Int, algorithm: Algorithm = .ista, threshold: Threshold = .soft,
-                lambda: Lambda, step: StepSize, tolerance: Float? = nil) {
+                lambda: Lambda, step: StepSize, tolerance: Float? = nil, lambdaIsPenalty: Bool = true) {
         self.layers = layers
         self.algorithm = algorithm
         self.threshold = threshold
         self.lambda = lambda
         self.step = step
         self.tolerance = tolerance
+        self.lambdaIsPenalty = lambdaIsPenalty
     }
 
     /// Checks the settings that do not depend on an operator.
@@ -92,17 +96,24 @@ public struct UnrolledEncoder: Equatable, Sendable {
         }
     }
 
-    /// The codes z_T for a batch of signals (no trace kept).
-    public func encode<Op: DictionaryOperator>(_ signals: Tensor, with op: Op, beta: Float = 1) throws -> Tensor {
-        try run(signals, op, beta: beta, record: false).codes
+    /// The codes z_T for a batch of signals (no trace kept). `analysis`: an untied encoder's separate
+    /// analysis operator E (v = y − α Eᵀ(D y − x)); nil = tied (E = D).
+    public func encode<Op: DictionaryOperator>(_ signals: Tensor, with op: Op, analysis: Op? = nil,
+                                               beta: Float = 1) throws -> Tensor {
+        try run(signals, op, analysis: analysis, beta: beta, record: false).codes
     }
 
-    /// The codes z_T and the trace `backward` needs.
-    public func forward<Op: DictionaryOperator>(_ signals: Tensor, with op: Op, beta: Float = 1) throws
-        -> (codes: Tensor, trace: EncoderTrace)
-    {
-        let r = try run(signals, op, beta: beta, record: true)
+    /// The codes z_T and the trace `backward` (or `EncoderTrace.gradients`) needs.
+    public func forward<Op: DictionaryOperator>(_ signals: Tensor, with op: Op, analysis: Op? = nil,
+                                                beta: Float = 1) throws -> (codes: Tensor, trace: EncoderTrace) {
+        let r = try run(signals, op, analysis: analysis, beta: beta, record: true)
         return (r.codes, r.trace!)
+    }
+
+    /// Codes to the tolerance (the encoder as an iterative solver) and the iterations used.
+    public func solve<Op: DictionaryOperator>(_ signals: Tensor, with op: Op) throws -> (codes: Tensor, iterations: Int) {
+        let r = try run(signals, op, analysis: nil, beta: 1, record: false)
+        return (r.codes, r.iterations)
     }
 
     /// ∂L/∂W through all layers, for ∂L/∂z_T = `codeGradient` (the gradient of the loss with respect to
@@ -118,22 +129,29 @@ public struct UnrolledEncoder: Equatable, Sendable {
     /// restoring the caller's setting afterwards. A dense dictionary takes the sparsity-aware fast path
     /// (`DenseUnrolledEngine`) unless its `layerPolicy` says otherwise; every other operator runs the
     /// generic layer loop over its `makeLayerKernel`.
-    func run<Op: DictionaryOperator>(_ signals: Tensor, _ op: Op, beta: Float, record: Bool) throws
-        -> (codes: Tensor, trace: EncoderTrace?, alpha: Float)
+    func run<Op: DictionaryOperator>(_ signals: Tensor, _ op: Op, analysis: Op? = nil, beta: Float, record: Bool) throws
+        -> (codes: Tensor, trace: EncoderTrace?, alpha: Float, iterations: Int)
     {
         try FlushDenormals.with(true) {
             try validate(for: op)
             guard beta.isFinite, beta >= 0 else {
                 throw UnrollError.invalidArgument("λ decay β must be finite and ≥ 0, got \(beta)")
             }
+            if let analysis, analysis.weights.shape != op.weights.shape {
+                throw UnrollError.shapeMismatch("the analysis operator's weights \(analysis.weights.shape) differ from the dictionary's \(op.weights.shape)")
+            }
             let codeShape = try op.codeShape(signalShape: signals.shape)
             let alpha = try stepSize(for: op)
             let schedule = LayerSchedule(layers: layers, fista: algorithm == .fista, threshold: threshold,
-                                         base: lambda.values(atoms: op.atoms), beta: beta, alpha: alpha)
-            if let dense = op as? DenseDictionary, dense.layerPolicy.fastPath {
+                                         base: lambda.values(atoms: op.atoms), beta: beta, alpha: alpha,
+                                         scaledByStep: threshold.scalesWithStep && lambdaIsPenalty)
+            if analysis == nil, let dense = op as? DenseDictionary, dense.layerPolicy.fastPath {
                 return fastLoop(signals, dense, schedule: schedule, alpha: alpha, codeShape: codeShape, record: record)
             }
-            return genericLoop(signals, op, schedule: schedule, alpha: alpha, codeShape: codeShape, record: record)
+            let kernel = analysis.map { GenericLayerKernel(operator: op, analysis: $0, signals: signals) }
+                ?? op.makeLayerKernel(signals: signals)
+            return genericLoop(kernel, positions: op.positions(codeShape: codeShape), atoms: op.atoms,
+                               schedule: schedule, alpha: alpha, codeShape: codeShape, record: record)
         }
     }
 
@@ -142,7 +160,7 @@ public struct UnrolledEncoder: Equatable, Sendable {
     static func inferenceChunk(atoms p: Int) -> Int { max(256, (1 << 20) / max(1, p)) }
 
     private func fastLoop(_ signals: Tensor, _ op: DenseDictionary, schedule: LayerSchedule, alpha: Float,
-                          codeShape: [Int], record: Bool) -> (codes: Tensor, trace: EncoderTrace?, alpha: Float)
+                          codeShape: [Int], record: Bool) -> (codes: Tensor, trace: EncoderTrace?, alpha: Float, iterations: Int)
     {
         let batch = signals.rows, p = op.atoms
         let chunk = max(1, op.layerPolicy.inferenceChunk ?? Self.inferenceChunk(atoms: p))
@@ -161,7 +179,7 @@ public struct UnrolledEncoder: Equatable, Sendable {
                     }
                 }
             }
-            return (codes, nil, alpha)
+            return (codes, nil, alpha, layers)
         }
         let engine = DenseUnrolledEngine(weights: op.weights, policy: op.layerPolicy, batch: batch,
                                          layers: layers, training: record)
@@ -170,15 +188,13 @@ public struct UnrolledEncoder: Equatable, Sendable {
             EncoderTrace(layers: r.layers, codeShape: codeShape, alpha: alpha, schedule: schedule, history: $0,
                          backend: .dense(engine, signals: signals))
         }
-        return (r.codes, trace, alpha)
+        return (r.codes, trace, alpha, r.layers)
     }
 
-    private func genericLoop<Op: DictionaryOperator>(_ signals: Tensor, _ op: Op, schedule: LayerSchedule, alpha: Float,
-                                                     codeShape: [Int], record: Bool)
-        -> (codes: Tensor, trace: EncoderTrace?, alpha: Float)
+    private func genericLoop(_ kernel: any UnrolledLayerKernel, positions: Int, atoms: Int, schedule: LayerSchedule,
+                             alpha: Float, codeShape: [Int], record: Bool)
+        -> (codes: Tensor, trace: EncoderTrace?, alpha: Float, iterations: Int)
     {
-        let positions = op.positions(codeShape: codeShape)
-        let kernel = op.makeLayerKernel(signals: signals)
         let fista = algorithm == .fista
         let perSample = codeShape.dropFirst().reduce(1, *)
 
@@ -186,7 +202,7 @@ public struct UnrolledEncoder: Equatable, Sendable {
         var z = Tensor(zeros: codeShape)
         var zPrev = Tensor(zeros: codeShape)
         var y = Tensor(zeros: fista ? codeShape : [0])
-        var b = [Float](repeating: 0, count: op.atoms)
+        var b = [Float](repeating: 0, count: atoms)
         let history = record ? CodeHistory(rows: codeShape[0], width: perSample) : nil
         var used = 0
 
@@ -208,7 +224,7 @@ public struct UnrolledEncoder: Equatable, Sendable {
             EncoderTrace(layers: used, codeShape: codeShape, alpha: alpha, schedule: schedule, history: $0,
                          backend: .kernel(kernel))
         }
-        return (z, trace, alpha)
+        return (z, trace, alpha, used)
     }
 
     /// y = z + μ(z − zPrev)

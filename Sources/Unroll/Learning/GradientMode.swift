@@ -66,7 +66,7 @@ extension GradientMode {
         guard batch >= 1 else { throw UnrollError.invalidArgument("a batch needs at least one signal") }
         let invB = 1 / Float(batch)
 
-        let (codes, trace, alpha) = try encoder.run(signals, op, beta: beta, record: throughEncoder)
+        let (codes, trace, alpha, _) = try encoder.run(signals, op, beta: beta, record: throughEncoder)
         var residual = op.apply(codes)
         residual.add(target, scaledBy: -1)               // r = D z − target
 

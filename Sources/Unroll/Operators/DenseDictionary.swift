@@ -128,9 +128,11 @@ public final class GramLayerKernel: UnrolledLayerKernel {
     }
 
     public func backwardStep(g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor,
-                             wantInputGradient: Bool) {
-        GEMM.axpy(alpha, g, &codeSum)
-        if let y { GEMM.gemm(g, transposeA: true, y, alpha: alpha, beta: 1, into: &codeOuter) }
+                             wantInputGradient: Bool, accumulate: Bool) {
+        if accumulate {
+            GEMM.axpy(alpha, g, &codeSum)
+            if let y { GEMM.gemm(g, transposeA: true, y, alpha: alpha, beta: 1, into: &codeOuter) }
+        }
         if wantInputGradient {
             if inputGradient.shape != g.shape { inputGradient = Tensor(zeros: g.shape) }
             GEMM.copy(g, into: &inputGradient)

@@ -77,7 +77,8 @@ extension DictionaryOperator {
 }
 
 /// The per-layer work of an unrolled (F)ISTA network for fixed weights W and a fixed signal batch x:
-/// the gradient step v = y − α(DᵀD y − Dᵀx) and its backward pass.
+/// the gradient step v = y − α(DᵀD y − Dᵀx) and its backward pass. An untied network has a separate
+/// analysis operator E in the correlation, v = y − α(EᵀD y − Eᵀx) (`GenericLayerKernel(operator:analysis:)`).
 ///
 /// A kernel is created per forward pass (`DictionaryOperator.makeLayerKernel`), kept in the
 /// `EncoderTrace`, and reused by the backward pass, which accumulates the layers' contributions to
@@ -86,33 +87,47 @@ public protocol UnrolledLayerKernel: AnyObject {
     /// v ← y − α(DᵀD y − Dᵀx). `y == nil` stands for y = 0 (then v = α Dᵀx). `v` has the code shape.
     func gradientStep(from y: Tensor?, alpha: Float, into v: inout Tensor)
 
-    /// Backward through v = y − α(DᵀD y − Dᵀx) given g = ∂L/∂v (y nil = 0): accumulates the
+    /// Backward through v = y − α(DᵀD y − Dᵀx) given g = ∂L/∂v (y nil = 0): when `accumulate`, adds the
     /// contribution ∂L/∂W = −α[∂/∂W⟨g, DᵀD y⟩ − ∂/∂W⟨g, Dᵀx⟩] and, when `wantInputGradient`,
     /// writes ∂L/∂y = g − α DᵀD g into `inputGradient` (same shape as g).
-    func backwardStep(g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor, wantInputGradient: Bool)
+    func backwardStep(g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor, wantInputGradient: Bool,
+                      accumulate: Bool)
 
     /// Clears the accumulated weight gradient (a backward pass starts with this).
     func resetAccumulation()
 
-    /// The weight gradient accumulated by `backwardStep` since the last reset.
+    /// The weight gradient accumulated by `backwardStep` since the last reset (untied: the residual
+    /// operator D's).
     func accumulatedWeightGradient() -> Tensor
+
+    /// Untied kernels: the analysis operator E's accumulated gradient; nil when tied.
+    func accumulatedAnalysisGradient() -> Tensor?
 }
 
-/// The layer kernel for any operator, from `apply`, `adjoint` and `weightGradient`:
-/// forward v = y − α(adjoint(apply(y)) − c) with c = adjoint(x) cached, and backward
-///   ∂L/∂W += −α[ weightGradient(residual: apply(y) − x, codes: g) + weightGradient(residual: apply(g), codes: y) ],
-///   ∂L/∂y  = g − α adjoint(apply(g)).
-/// (⟨g, Dᵀr⟩ = ⟨Dg, r⟩, so W enters through both D in DᵀD y and Dᵀ in Dᵀ(Dy − x).)
+extension UnrolledLayerKernel {
+    public func accumulatedAnalysisGradient() -> Tensor? { nil }
+}
+
+/// The layer kernel for any operator, from `apply`, `adjoint` and `weightGradient`, tied (E = D) or
+/// untied (a separate analysis operator E, CRsAE's untied banks):
+/// forward v = y − α(Eᵀ(D y) − c) with c = Eᵀx cached, and backward
+///   ∂L/∂E += −α weightGradient_E(residual: D y − x, codes: g),
+///   ∂L/∂D += −α weightGradient_D(residual: E g, codes: y),
+///   ∂L/∂y  = g − α Dᵀ(E g)
+/// (⟨g, Eᵀr⟩ = ⟨Eg, r⟩); tied, both terms go to the one W. At y = 0 only E's data term remains.
 public final class GenericLayerKernel<Op: DictionaryOperator>: UnrolledLayerKernel {
     let op: Op
+    let analysis: Op?
     let signals: Tensor
-    let dataTerm: Tensor   // Dᵀx
+    let dataTerm: Tensor   // Eᵀx
     var gradient: Tensor?
+    var analysisGradient: Tensor?
 
-    public init(operator op: Op, signals: Tensor) {
+    public init(operator op: Op, analysis: Op? = nil, signals: Tensor) {
         self.op = op
+        self.analysis = analysis
         self.signals = signals
-        self.dataTerm = op.adjoint(signals)
+        self.dataTerm = (analysis ?? op).adjoint(signals)
     }
 
     public func gradientStep(from y: Tensor?, alpha: Float, into v: inout Tensor) {
@@ -121,38 +136,53 @@ public final class GenericLayerKernel<Op: DictionaryOperator>: UnrolledLayerKern
             return
         }
         v = y
-        v.add(op.adjoint(op.apply(y)), scaledBy: -alpha)
+        v.add((analysis ?? op).adjoint(op.apply(y)), scaledBy: -alpha)
         v.add(dataTerm, scaledBy: alpha)
     }
 
     public func backwardStep(g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor,
-                             wantInputGradient: Bool) {
-        var contribution: Tensor
-        let dg = (y != nil || wantInputGradient) ? op.apply(g) : nil
-        if let y {
-            var residual = op.apply(y)
-            residual.add(signals, scaledBy: -1)
-            contribution = op.weightGradient(residual: residual, codes: g)
-            contribution.add(op.weightGradient(residual: dg!, codes: y))
-            contribution = (-alpha) * contribution
-        } else {
-            // y = 0: v = α Dᵀx, so only the data term depends on W.
-            contribution = alpha * op.weightGradient(residual: signals, codes: g)
+                             wantInputGradient: Bool, accumulate: Bool) {
+        let e = analysis ?? op
+        let dg = (y != nil || wantInputGradient) ? e.apply(g) : nil
+        if accumulate {
+            if let y {
+                var residual = op.apply(y)
+                residual.add(signals, scaledBy: -1)
+                var analysisTerm = e.weightGradient(residual: residual, codes: g)
+                let residualTerm = op.weightGradient(residual: dg!, codes: y)
+                if analysis == nil {
+                    analysisTerm.add(residualTerm)
+                    Self.accumulate((-alpha) * analysisTerm, into: &gradient)
+                } else {
+                    Self.accumulate((-alpha) * analysisTerm, into: &analysisGradient)
+                    Self.accumulate((-alpha) * residualTerm, into: &gradient)
+                }
+            } else {
+                // y = 0: v = α Eᵀx, so only the data term depends on the weights (E's).
+                let term = alpha * e.weightGradient(residual: signals, codes: g)
+                if analysis == nil { Self.accumulate(term, into: &gradient) } else { Self.accumulate(term, into: &analysisGradient) }
+            }
         }
         if wantInputGradient {
             inputGradient = g
             inputGradient.add(op.adjoint(dg!), scaledBy: -alpha)
         }
-        if gradient == nil {
-            gradient = contribution
-        } else {
-            gradient!.add(contribution)
-        }
     }
 
-    public func resetAccumulation() { gradient = nil }
+    private static func accumulate(_ term: Tensor, into sum: inout Tensor?) {
+        if sum == nil { sum = term } else { sum!.add(term) }
+    }
+
+    public func resetAccumulation() {
+        gradient = nil
+        analysisGradient = nil
+    }
 
     public func accumulatedWeightGradient() -> Tensor {
         gradient ?? Tensor(zeros: op.weights.shape)
+    }
+
+    public func accumulatedAnalysisGradient() -> Tensor? {
+        analysis.map { analysisGradient ?? Tensor(zeros: $0.weights.shape) }
     }
 }

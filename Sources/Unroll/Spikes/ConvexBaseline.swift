@@ -27,43 +27,10 @@ public struct ConvexLassoSolver: Equatable, Sendable {
                   tolerance: tolerance, maxIterations: maxIterations)
     }
 
-    /// Codes for a signal batch and the iterations used.
+    /// Codes for a signal batch and the iterations used: the one unrolled loop (`UnrolledEncoder`) run
+    /// as an iterative solver, FISTA from z = 0 until the relative change is ≤ `tolerance`.
     public func solve<Op: DictionaryOperator>(_ signals: Tensor, operator op: Op) throws -> (codes: Tensor, iterations: Int) {
-        try FlushDenormals.with(true) {
-            let shape = try op.codeShape(signalShape: signals.shape)
-            let positions = shape.dropFirst().reduce(1, *) / op.atoms
-            let b = lambda.values(atoms: op.atoms).map { threshold.scalesWithStep ? $0 * alpha : $0 }
-            let hty = op.adjoint(signals)
-            var z = Tensor(zeros: shape), zPrev = z, y = z, v = z
-            var s: Float = 1
-            var used = 0
-            for t in 1...max(1, maxIterations) {
-                // v = y − α Hᵀ(H y − x)
-                v = y
-                v.add(op.adjoint(op.apply(y)), scaledBy: -alpha)
-                v.add(hty, scaledBy: alpha)
-                swap(&z, &zPrev)
-                threshold.apply(v, thresholds: b, positions: positions, into: &z)
-                let sNext = (1 + (1 + 4 * s * s).squareRoot()) / 2
-                let mu = (s - 1) / sNext
-                s = sNext
-                var change = 0.0, norm = 0.0
-                z.data.withUnsafeBufferPointer { pz in
-                    zPrev.data.withUnsafeBufferPointer { pp in
-                        y.data.withUnsafeMutableBufferPointer { py in
-                            for i in 0..<pz.count {
-                                let d = pz[i] - pp[i]
-                                py[i] = pz[i] + mu * d
-                                change += Double(d) * Double(d)
-                                norm += Double(pz[i]) * Double(pz[i])
-                            }
-                        }
-                    }
-                }
-                used = t
-                if t > 1 && change <= Double(tolerance) * Double(tolerance) * norm { break }
-            }
-            return (z, used)
-        }
+        try UnrolledEncoder(layers: max(1, maxIterations), algorithm: .fista, threshold: threshold, lambda: lambda,
+                            step: .fixed(alpha), tolerance: tolerance).solve(signals, with: op)
     }
 }
