@@ -67,7 +67,7 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 for e in $only; do
     [ "$e" = models ] && continue
     echo "pin: reproduce $e --scale tiny" >&2
-    "$unroll" reproduce "$e" --scale tiny --json --threads 1 --quiet >"$out/$e.json"
+    "$unroll" reproduce "$e" --scale tiny --json --threads 1 --quiet --output "$work/reproduce-$e" >"$out/$e.json"
 done
 
 if [[ " $only " == *" models "* ]]; then
