@@ -81,6 +81,7 @@ public struct EncoderTrace {
             case let .kernel(kernel):
                 return kernelBackward(kernel, codeGradient: codeGradient, weights: weights, lambda: lambda)
             case let .dense(engine, signals):
+                guard weights else { return EncoderGradients(weights: nil, analysis: nil, lambda: nil) }
                 let w = engine.backward(history: history, signals: signals, schedule: schedule, alpha: alpha,
                                         codeGradient: codeGradient)
                 return EncoderGradients(weights: w, analysis: nil, lambda: nil)
