@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers (data flows upward, nothing imports upward):
 //   UnrollCore (tensors, BLAS, kernels, RNG) → Unroll (operators, encoders, learning, models)
-//   UnrollCore → UnrollIO (files) ; Unroll → UnrollExperiments (the papers' experiments) ;
+//   → UnrollIO (files, the model file) ; Unroll → UnrollExperiments (the papers' experiments) ;
 //   UnrollBenchmarks ; unroll (CLI) on top of all.
 
 let package = Package(
@@ -30,7 +30,7 @@ let package = Package(
                 "CUnrollSupport",
                 .target(name: "COpenBLAS", condition: .when(platforms: [.linux])),
             ]),
-        .target(name: "UnrollIO", dependencies: ["UnrollCore", "CZlib"]),
+        .target(name: "UnrollIO", dependencies: ["Unroll", "UnrollCore", "CZlib"]),
         .target(name: "Unroll", dependencies: ["UnrollCore"]),
         // The papers' experiments (their settings and published numbers): not part of the library product.
         .target(name: "UnrollExperiments", dependencies: ["Unroll", "UnrollCore"]),
@@ -44,7 +44,7 @@ let package = Package(
             // The demo's denoising model and image.
             resources: [.copy("Resources")]),
         .testTarget(name: "UnrollCoreTests", dependencies: ["UnrollCore"]),
-        .testTarget(name: "UnrollIOTests", dependencies: ["UnrollIO", "UnrollCore"]),
+        .testTarget(name: "UnrollIOTests", dependencies: ["UnrollIO", "Unroll", "UnrollCore"]),
         .testTarget(name: "UnrollTests", dependencies: ["Unroll", "UnrollCore", "UnrollIO", "UnrollExperiments"]),
     ],
     swiftLanguageModes: [.v6]

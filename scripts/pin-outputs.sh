@@ -30,6 +30,19 @@ for name in sorted(set(os.listdir(old)) | set(os.listdir(new))):
         print(f"{name}: only in {'old' if os.path.exists(a) else 'new'}"); bad += 1; continue
     ta, tb = open(a).read(), open(b).read()
     if ta == tb: print(f"{name}: identical"); continue
+    if name == "models.txt":   # tensor values per model kind, whatever their names
+        def kinds(text):
+            d = {}
+            for line in text.split("\n"):
+                if line.strip(): h, k, _ = line.split(" ", 2); d.setdefault(k, []).append(h)
+            return {k: sorted(v) for k, v in d.items()}
+        ka, kb = kinds(ta), kinds(tb)
+        for k in sorted(set(ka) | set(kb)):
+            a_, b_ = ka.get(k, []), kb.get(k, [])
+            if a_ == b_: print(f"models {k}: same tensors"); continue
+            gone, added = [h for h in a_ if h not in b_], [h for h in b_ if h not in a_]
+            print(f"models {k}: {len(gone)} tensors changed or gone, {len(added)} new or changed"); bad += 1
+        continue
     if name.endswith(".json") and list(numbers(json.loads(ta))) == list(numbers(json.loads(tb))):
         print(f"{name}: identical but for timings"); continue
     if name.endswith(".json"):
@@ -72,7 +85,25 @@ done
 
 if [[ " $only " == *" models "* ]]; then
     models="$out/models.txt"; : >"$models"
-    pin() { sha256sum "$1" | cut -c1-64 | sed "s|\$|  $2|" >>"$models"; }
+    # One line per tensor of ≥ 2 values: the SHA-256 of its float32 bytes, the model kind, the tensor's
+    # name. Names and containers may change in a redesign; --compare matches the values per kind.
+    pin() {
+        python3 - "$1" "$2" >>"$models" <<'PY'
+import hashlib, json, struct, sys
+import numpy as np
+path, kind = sys.argv[1:3]
+if path.endswith(".npz"):
+    arrays = dict(np.load(path))
+else:
+    raw = open(path, "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n]); header.pop("__metadata__", None)
+    arrays = {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], dtype=np.float32)
+              for k, v in header.items()}
+for name in sorted(arrays):
+    a = np.ascontiguousarray(arrays[name], dtype=np.float32)
+    if a.size >= 2: print(hashlib.sha256(a.tobytes()).hexdigest(), kind, name)
+PY
+    }
     echo "pin: models" >&2
     cd "$work"
     "$unroll" synth --m 20 --p 30 --n 400 --s 3 --seed 1 --output "synth.npz" >/dev/null
@@ -90,8 +121,8 @@ if [[ " $only " == *" models "* ]]; then
     done
     "$unroll" spikes simulate --seconds 4 --seed 2 --output "rec.npz" >/dev/null
     "$unroll" spikes train --recording "rec.npz" --epochs 2 --refine-epochs 1 --layers 10 --refine-layers 12 \
-        --threads 1 --output "spikes.npz" >/dev/null 2>&1
-    pin "spikes.npz" conv1d-crsae
+        --threads 1 --output "spikes.safetensors" >/dev/null 2>&1
+    pin "spikes.safetensors" conv1d-crsae
     "$unroll" vsc train --images "$data/images/train" --patches 400 --validation 100 --side 8 --epochs 1 \
         --samples 2 --hidden 32 --threads 1 --quiet --output "vsc-linear.safetensors" >/dev/null
     pin "vsc-linear.safetensors" vsc-linear

@@ -5,9 +5,8 @@ import UnrollIO
 
 /// `unroll train --model conv2d --family crsae --data FOLDER …`: a CRsAE denoiser (crsae §6.2).
 ///
-/// A tied model is saved as a `conv2d-dictionary` model (CRsAE's encoder is the unrolled FISTA over H
-/// with per-filter λ_enc = b_c·L and step 1/L, exactly); an untied one as `crsae2d-untied` (tensors
-/// H, We, Wd, b). `unroll denoise` reads both (`CRsAE2DModelFile`).
+/// The model is saved as a conv2d model: FISTA at step 1/L with the thresholds b_c themselves, tied (H)
+/// or untied (H, We, Wd as dictionary, analysis and synthesis), the EM λ_c and σ, shift-averaged denoising.
 struct CRsAE2DTraining {
     let o: Train
 
@@ -100,32 +99,20 @@ struct CRsAE2DTraining {
     @discardableResult
     func save(_ trainer: CRsAE2DTrainer) throws -> String {
         let net = trainer.network, config = trainer.config
-        var info = [
+        let info = [
             "training.family": "crsae", "training.bias": config.bias.name, "training.tying": config.tying.rawValue,
             "training.step": String(trainer.step), "training.seed": String(o.seed), "training.sigma": config.sigma.description,
             "training.crop": String(config.cropSize), "training.target": config.target.rawValue,
             "training.learning_rate": config.learningRate.description, "training.lipschitz": net.lipschitz.description,
             "training.lambda_mean": config.lambdaMean.description, "training.delta": config.lambdaRate.description,
-            "crsae.lambdas": trainer.lambdas.map(\.description).joined(separator: ","), "data.folder": o.data,
+            "data.folder": o.data,
         ]
         let name = "model.safetensors"
+        var em: EMLambda?
+        if case .em = config.bias { em = EMLambda(lambdas: trainer.lambdas, sigma: config.sigma) }
         try inContext("writing the model") {
-            if net.tying == .tied {
-                // FISTA over H with threshold λ_enc·α = b_c at α = 1/L: the CRsAE encoder, exactly.
-                let dictionary = try Convolution2DDictionary(filters: net.residualFilters, stride: net.stride,
-                                                             height: config.cropSize, width: config.cropSize)
-                let encoder = UnrolledEncoder(layers: net.layers, algorithm: .fista, threshold: .soft,
-                                              lambda: .perAtom(net.thresholds.map { $0 * net.lipschitz }), step: .fixed(net.alpha))
-                try Conv2DModelFile(dictionary: dictionary, encoder: encoder, info: info).write(to: o.output + "/" + name)
-            } else {
-                info["model.kind"] = "crsae2d-untied"
-                info["stride"] = String(net.stride)
-                info["layers"] = String(net.layers)
-                info["lipschitz"] = net.lipschitz.description
-                info["layout"] = "H, We, Wd [C, 1, K, K]; b [C]: v = y + We-correlation(x − H y)/L, z = soft(v, b), FISTA momentum; x̂ = Wd z"
-                try Safetensors.write([("H", net.residualFilters), ("We", net.encoderFilters), ("Wd", net.decoderFilters),
-                                       ("b", Tensor(shape: [net.atoms], data: net.thresholds))], metadata: info, to: o.output + "/" + name)
-            }
+            let model = try net.autoencoder(height: config.cropSize, width: config.cropSize, em: em)
+            try ModelFile(model: .conv2d(model), info: info).write(to: o.output + "/" + name)
         }
         let k = net.kernel
         try inContext("writing atoms.png") {

@@ -194,7 +194,8 @@ struct Conv2DTraining {
             "training.learning_rate": trainer.config.optimizer.learningRate.description, "data.folder": o.data,
         ]
         try inContext("writing the model") {
-            try Conv2DModelFile(dictionary: trainer.dictionary, encoder: encoder, info: info).write(to: o.output + "/model.safetensors")
+            try ModelFile(model: .conv2d(try UnrolledAutoencoder(dictionary: trainer.dictionary, encoder: encoder)), info: info)
+                .write(to: o.output + "/model.safetensors")
         }
         let k = trainer.dictionary.kernel
         try inContext("writing atoms.png") {

@@ -100,7 +100,7 @@ struct Demo: ParsableCommand {
                                     matched: DictionaryMetrics.matchAtoms(w, to: truth),
                                     codeError: CodeMetrics.meanError(codes, trueCodes),
                                     seconds: secondsSince(t0)))
-            let model = ModelFile(dictionary: trainer.dictionary, encoder: encoder, beta: 1,
+            let model = ModelFile(model: .dense(try UnrolledAutoencoder(dictionary: trainer.dictionary, encoder: encoder)),
                                   info: ["training.gradient": gradient.rawValue, "training.step": String(trainer.step),
                                          "data.file": "data.npz", "data.shape": "[\(examples), \(problem.signalSize)]"])
             try inContext("--output") { try model.write(to: "\(output)/model_\(gradient.rawValue).safetensors") }
@@ -149,13 +149,13 @@ struct Demo: ParsableCommand {
               let imageURL = Bundle.module.url(forResource: "camera-crop", withExtension: "png", subdirectory: "Resources") else {
             throw CLIError("the demo's denoising model or image is missing from the package resources (Sources/unroll/Resources)")
         }
-        let model = try Conv2DModelFile.read(modelURL.path)
+        let model = try ModelFile.read(modelURL.path, option: "the shipped model").conv2d(modelURL.path, option: "the shipped model")
         let clean = try ImageFolder.readImage(imageURL.path, option: "demo image")
         let sigma: Float = 25 / 255
         var rng = Random(seed: seed)
         let noisy = DenoisingImages.addNoise(clean, sigma: sigma, rng: &rng)
         let t0 = ContinuousClock.now
-        let estimate = try Denoiser.denoise(noisy, dictionary: model.dictionary, encoder: model.encoder)
+        let estimate = try Denoiser.denoise(noisy, model: model)
         let seconds = secondsSince(t0)
         let score = Denoiser.Score(noisy: noisy, denoised: estimate, clean: clean)
         try ImageFolder.write(noisy, to: output + "/noisy.png", option: "--output")

@@ -28,10 +28,13 @@ struct Encode: ParsableCommand {
     var layers: Int?
 
     func run() throws {
-        let file = try ModelFile.read(model)
+        let saved = try ModelFile.read(model, option: "--model")
+        guard case let .dense(file) = saved.model else {
+            throw saved.mismatch(model, option: "--model", wanted: "`unroll encode` reads dense models")
+        }
         var encoder = file.encoder
         if let t = layers { encoder.layers = t }
-        try encoder.validate(for: file.dictionary)
+        try inContext("--layers") { try encoder.validate(for: file.dictionary) }
         let x = try ArrayInput.matrix(ArrayReference(data), option: "--data", defaults: ["X"]).tensor
         let m = file.dictionary.signalSize
         guard x.cols == m else {

@@ -16,8 +16,8 @@ struct Spikes: ParsableCommand {
 
         Example:
           unroll spikes simulate --seconds 60 --output rec.npz
-          unroll spikes train --recording rec.npz --output model.npz
-          unroll spikes sort --recording rec.npz --model model.npz --output sorted
+          unroll spikes train --recording rec.npz --output model.safetensors
+          unroll spikes sort --recording rec.npz --model model.safetensors --output sorted
         """,
         subcommands: [SpikesSimulate.self, SpikesTrain.self, SpikesSort.self])
 }
@@ -119,7 +119,7 @@ struct SpikesTrain: ParsableCommand {
         abstract: "Learn spike templates with CRsAE (FISTA encoder, EM λ, σ from the residual, Adam) and write the model .npz.")
 
     @Option(help: "Recording (.npy samples × channels, or .npz with \"signal\").") var recording: String
-    @Option(help: "Output model .npz (filters, lambda, sigma, alpha, layers, threshold).") var output: String
+    @Option(help: "Output model (.safetensors, unroll-model/2: filters, λ, EM state, encoder settings).") var output: String
     @Option(help: "Number of templates (neurons).") var neurons: Int = 3
     @Option(help: "Template length in samples (default: the file's filters, else 2.5 ms at the sampling rate).") var filterLength: Int?
     @Option(help: "Sampling rate (Hz) when the file does not store one.") var rate: Double = 10_000
@@ -136,7 +136,7 @@ struct SpikesTrain: ParsableCommand {
     @Option(help: "Start: crossings (threshold crossings, minimum mutual correlation) or truth (the file's filters at error 0.4–0.5).")
     var initialization: String = "crossings"
     @Option(help: "Crossing threshold in robust σ (median|y|/0.6745) for --initialization crossings.") var crossing: Float = 4
-    @Option(name: .customLong("start"), help: "Start from these filters instead (a model .npz written by `spikes train`, or .npy [C, channels, K]); replaces --initialization.")
+    @Option(name: .customLong("start"), help: "Start from these filters instead (a model written by `spikes train`, or .npy [C, channels, K]); replaces --initialization.")
     var startFile: String?
     @Flag(help: "One-sided (non-negative) codes instead of CRsAE's two-sided ReLU.") var nonNegative = false
     @Option(help: "Threads.") var threads: Int = 2
@@ -145,6 +145,9 @@ struct SpikesTrain: ParsableCommand {
     func run() throws { try Parallel.withWorkers(threads) { try execute() } }
 
     private func execute() throws {
+        if output.lowercased().hasSuffix(".npz") {
+            throw CLIError("--output \(output): spikes models are written as .safetensors now (unroll-model/2; .npz models of earlier releases still load), e.g. --output model.safetensors")
+        }
         let file = try SpikeRecordingFile.read(recording, option: "--recording")
         let fs = file.samplingRate ?? rate
         let k = filterLength ?? file.filters?.shape[2] ?? max(3, Int((2.5 * fs / 1000).rounded()))
@@ -155,8 +158,14 @@ struct SpikesTrain: ParsableCommand {
         var rng = Random(seed: seed)
         let start: Tensor
         if let path = startFile {
-            let (_, arrays) = try ArrayInput.arrays(path, option: "--start")
-            guard let f = (arrays.first { $0.name == "filters" } ?? arrays.first)?.tensor, f.rank == 3,
+            let f: Tensor?
+            if path.lowercased().hasSuffix(".safetensors") {
+                f = try ModelFile.read(path, option: "--start").spikes(path, option: "--start").filters
+            } else {
+                let (_, arrays) = try ArrayInput.arrays(path, option: "--start")
+                f = (arrays.first { $0.name == "filters" } ?? arrays.first)?.tensor
+            }
+            guard let f, f.rank == 3,
                   f.shape[0] == neurons, f.shape[1] == file.signal.shape[0], f.shape[2] == k else {
                 throw CLIError("--start \(path): expected filters [\(neurons), \(file.signal.shape[0]), \(k)] (neurons × channels × filter length)")
             }
@@ -195,37 +204,12 @@ struct SpikesTrain: ParsableCommand {
                 FileHandle.standardError.write(Data((line + (file.filters == nil ? " (template errors vs the start)" : "") + "\n").utf8))
             }
         }
-        try SpikeModelFile.write(outcome.model, to: output)
+        try ModelFile(model: .conv1d(try outcome.model.autoencoder()),
+                      info: ["training.seed": String(seed), "training.epochs": String(epochs), "training.refine_epochs": String(refineEpochs),
+                             "data.recording": (recording as NSString).lastPathComponent])
+            .write(to: output, option: "--output")
         print("wrote \(output): \(neurons) templates of \(k) samples, λ " + outcome.model.lambdas.map { String(format: "%.2f", $0) }.joined(separator: ",")
               + String(format: ", σ %.4g", outcome.model.sigma))
-    }
-}
-
-/// The model as .npz: filters [C, ch, K], lambda [C], sigma, alpha, layers, threshold (0 soft, 1 non-negative).
-enum SpikeModelFile {
-    static func write(_ m: SpikeModel, to path: String) throws {
-        try inContext("--output \(path)") {
-            try Npz.write([("filters", m.filters), ("lambda", Tensor(shape: [m.lambdas.count], data: m.lambdas)),
-                           ("sigma", Tensor(shape: [1], data: [m.sigma])), ("alpha", Tensor(shape: [1], data: [m.alpha])),
-                           ("layers", Tensor(shape: [1], data: [Float(m.layers)])),
-                           ("threshold", Tensor(shape: [1], data: [m.threshold == .soft ? 0 : 1]))], to: path)
-        }
-    }
-
-    static func read(_ path: String) throws -> SpikeModel {
-        let (_, arrays) = try ArrayInput.arrays(path, option: "--model")
-        func find(_ name: String) throws -> Tensor {
-            guard let t = arrays.first(where: { $0.name == name })?.tensor else {
-                throw CLIError("--model \(path): missing array \"\(name)\" (write models with `unroll spikes train`)")
-            }
-            return t
-        }
-        return try inContext("--model \(path)") {
-            try SpikeModel(filters: try find("filters"), lambdas: try find("lambda").data, sigma: try find("sigma").data.first ?? 0,
-                           layers: Int(try find("layers").data.first ?? 0),
-                           threshold: (try find("threshold").data.first ?? 0) == 0 ? .soft : .nonNegative,
-                           alpha: try find("alpha").data.first ?? 0)
-        }
     }
 }
 
@@ -234,7 +218,7 @@ struct SpikesSort: ParsableCommand {
         abstract: "Sort a recording: encode it in chunks, pick each neuron's spikes, write spikes.csv (and score against ground truth).")
 
     @Option(help: "Recording (.npy samples × channels, or .npz with \"signal\").") var recording: String
-    @Option(help: "Model .npz from `unroll spikes train`.") var model: String
+    @Option(help: "Model from `unroll spikes train` (.safetensors, or a .npz of earlier releases).") var model: String
     @Option(help: "Output folder (spikes.csv; with ground truth also miss_false_alarm.csv/.png and templates.png).") var output: String
     @Option(help: "Keep detections with peak height ≥ this (0 = all peaks).") var threshold: Float = 0
     @Option(help: "Chunk length in samples.") var chunk: Int = 20_000
@@ -248,7 +232,7 @@ struct SpikesSort: ParsableCommand {
 
     private func execute() throws {
         let file = try SpikeRecordingFile.read(recording, option: "--recording")
-        let m = try SpikeModelFile.read(model)
+        let m = try ModelFile.read(model, option: "--model").spikes(model)
         guard m.filters.shape[1] == file.signal.shape[0] else {
             throw CLIError("--model has \(m.filters.shape[1])-channel templates but --recording has \(file.signal.shape[0]) channels")
         }

@@ -279,7 +279,7 @@ struct TrainingSetup {
         "cli.gradient", "cli.normalize", "cli.beta_schedule", "cli.data_shape",
     ]
 
-    func model(_ trainer: DictionaryTrainer<DenseDictionary>) -> ModelFile {
+    func model(_ trainer: DictionaryTrainer<DenseDictionary>) throws -> ModelFile {
         let o = options
         let opt: String
         switch config.optimizer.kind {
@@ -298,8 +298,9 @@ struct TrainingSetup {
             "data.file": o.data,
             "data.shape": "[\(signals.rows), \(signals.cols)]",
         ]
-        return ModelFile(dictionary: trainer.dictionary, encoder: config.encoder,
-                         beta: config.beta.beta(afterSteps: max(0, trainer.step - 1)), info: info)
+        let model = try UnrolledAutoencoder(dictionary: trainer.dictionary, encoder: config.encoder,
+                                            beta: config.beta.beta(afterSteps: max(0, trainer.step - 1)))
+        return ModelFile(model: .dense(model), info: info)
     }
 
     func writeCheckpoint(_ trainer: DictionaryTrainer<DenseDictionary>) throws {

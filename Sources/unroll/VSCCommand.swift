@@ -65,27 +65,16 @@ struct PatchOptions: ParsableArguments {
     }
 }
 
-/// A trained linear-generator model on disk: every encoder tensor, the dictionary, and the settings
-/// as metadata (written atomically).
+/// A trained linear-generator model on disk: the library's model file (`vsc-linear`), holding every
+/// encoder tensor, the dictionary and the settings (written atomically).
 enum VSCModelFile {
-    static let kind = "vsc-linear"
-
     static func write(_ trainer: LinearGeneratorTrainer, to path: String) throws {
-        let c = trainer.checkpoint()
-        let tensors = c.tensors.keys.sorted().map { (name: $0, tensor: c.tensors[$0]!) }
-        try Safetensors.write(tensors, metadata: c.metadata.merging(["model.kind": kind]) { _, new in new }, to: path)
+        try ModelFile(model: .vsc(VSCModel(generator: .linear, state: trainer.checkpoint()))).write(to: path, option: "--output")
     }
 
-    static func read(_ path: String) throws -> LinearGeneratorTrainer {
-        let file = try inContext("--model") { try Safetensors.read(path) }
-        guard file.metadata["model.kind"] == kind else {
-            throw CLIError("--model \(path): metadata model.kind is \(file.metadata["model.kind"].map { "'\($0)'" } ?? "missing"), expected '\(kind)' (a file written by `unroll vsc train`)")
-        }
-        var tensors: [String: Tensor] = [:]
-        for (name, array) in file.tensors { tensors[name] = array.tensor }
-        return try inContext("--model \(path)") {
-            try LinearGeneratorTrainer(checkpoint: TrainerCheckpoint(tensors: tensors, metadata: file.metadata))
-        }
+    static func read(_ path: String, option: String = "--model") throws -> LinearGeneratorTrainer {
+        let state = try ModelFile.read(path, option: option).vsc(.linear, path, option: option)
+        return try inContext("\(option) \(path)") { try LinearGeneratorTrainer(checkpoint: state) }
     }
 }
 
@@ -158,7 +147,7 @@ struct VSCTrain: ParsableCommand {
             let config = try config()
             var trainer = try LinearGeneratorTrainer(pixels: patches.train.cols, trainingSize: patches.train.rows, config: config)
             if let resume {
-                let saved = try VSCModelFile.read(resume)
+                let saved = try VSCModelFile.read(resume, option: "--resume")
                 try inContext("--resume \(resume)") { try trainer.restore(saved.checkpoint()) }
             }
             let log = quiet ? nil : { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }

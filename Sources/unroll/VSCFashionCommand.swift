@@ -38,31 +38,20 @@ struct FashionOptions: ParsableArguments {
     }
 }
 
-/// A trained conv-generator model on disk (safetensors, written atomically), `model.kind` = vsc-conv.
+/// A trained conv-generator model on disk: the library's model file (`vsc-conv`).
 enum VSCConvModelFile {
-    static let kind = "vsc-conv"
-
     static func write(_ trainer: NetworkGeneratorTrainer, to path: String) throws {
-        let c = trainer.checkpoint()
-        let tensors = c.tensors.keys.sorted().map { (name: $0, tensor: c.tensors[$0]!) }
-        try Safetensors.write(tensors, metadata: c.metadata.merging(["model.kind": kind]) { _, new in new }, to: path)
+        try ModelFile(model: .vsc(VSCModel(generator: .conv, state: trainer.checkpoint()))).write(to: path, option: "--output")
     }
 
     /// Whether `path` holds a conv model (false for other kinds and unreadable files, which the linear reader reports).
     static func isConv(_ path: String) -> Bool {
-        (try? Safetensors.read(path))?.metadata["model.kind"] == kind
+        (try? ModelFile.read(path))?.model.kind == "vsc-conv"
     }
 
-    static func read(_ path: String) throws -> NetworkGeneratorTrainer {
-        let file = try inContext("--model") { try Safetensors.read(path) }
-        guard file.metadata["model.kind"] == kind else {
-            throw CLIError("\(path): metadata model.kind is \(file.metadata["model.kind"].map { "'\($0)'" } ?? "missing"), expected '\(kind)' (a file written by `unroll vsc train --generator conv`)")
-        }
-        var tensors: [String: Tensor] = [:]
-        for (name, array) in file.tensors { tensors[name] = array.tensor }
-        return try inContext(path) {
-            try NetworkGeneratorTrainer(checkpoint: TrainerCheckpoint(tensors: tensors, metadata: file.metadata))
-        }
+    static func read(_ path: String, option: String = "--model") throws -> NetworkGeneratorTrainer {
+        let state = try ModelFile.read(path, option: option).vsc(.conv, path, option: option)
+        return try inContext("\(option) \(path)") { try NetworkGeneratorTrainer(checkpoint: state) }
     }
 }
 
@@ -96,7 +85,7 @@ enum VSCFashion {
             c = c.compressingSchedules(steps: o.epochs * (images.train.rows / c.batchSize))
             var trainer = try NetworkGeneratorTrainer(trainingSize: images.train.rows, config: c)
             if let resume = o.resume {
-                let saved = try VSCConvModelFile.read(resume)
+                let saved = try VSCConvModelFile.read(resume, option: "--resume")
                 try inContext("--resume \(resume)") { try trainer.restore(saved.checkpoint()) }
             }
             let log = o.quiet ? nil : { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }

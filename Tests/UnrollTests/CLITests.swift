@@ -133,14 +133,15 @@ import UnrollIO
 
         // The model: W with unit atoms, the settings, and a last logged error equal to W's error to D_true.
         let model = try Safetensors.read(run.appendingPathComponent("model.safetensors").path)
-        let w = try #require(model["W"]?.tensor)
+        let w = try #require(model["dictionary"]?.tensor)
         let truth = try #require(try Self.arrays(dir.appendingPathComponent("data.npz"))["D_true"])
         #expect(w.shape == [20, 16])
         for norm in w.rowNorms() { #expect(abs(norm - 1) < 1e-5) }
         #expect(abs(DictionaryMetrics.relativeFrobeniusError(w, truth) - rows.last![5]) < 1e-6)
         #expect(rows.last![5] < rows.first![5])
         let meta = model.metadata
-        #expect(meta["model.kind"] == "dense-dictionary" && meta["layout"] == "atoms as rows p×m (X ≈ Z·W)")
+        #expect(meta["format"] == "unroll-model/2" && meta["model.kind"] == "dense")
+        #expect(meta["model.layout"]?.hasPrefix("dictionary [p, m], atoms as rows (X ≈ Z·W)") == true)
         #expect(meta["encoder.layers"] == "15" && meta["encoder.lambda"] == "0.1" && meta["encoder.step"] == "0.2")
         #expect(meta["encoder.threshold"] == "soft" && meta["encoder.algorithm"] == "ista")
         #expect(meta["training.step"] == "6" && meta["data.shape"] == "[60, 16]")
@@ -250,7 +251,7 @@ import UnrollIO
         try Self.ok(Self.trainBase + ["--steps", "3", "--encoder", "fista", "--output", "run"], in: dir)
         let r = try Self.ok(["encode", "--model", "run/model.safetensors", "--data", "data.npz", "--output", "z.npy"], in: dir)
         let z = try Npy.read(dir.appendingPathComponent("z.npy").path).tensor
-        let w = try #require(try Safetensors.read(dir.appendingPathComponent("run/model.safetensors").path)["W"]?.tensor)
+        let w = try #require(try Safetensors.read(dir.appendingPathComponent("run/model.safetensors").path)["dictionary"]?.tensor)
         let x = try #require(try Self.arrays(dir.appendingPathComponent("data.npz"))["X"])
         let encoder = UnrolledEncoder(layers: 15, algorithm: .fista, lambda: .scalar(0.1), step: .fixed(0.2))
         let expected = try encoder.encode(x, with: try DenseDictionary(weights: w))
@@ -277,7 +278,7 @@ import UnrollIO
         #expect(z5 == (try short.encode(x, with: try DenseDictionary(weights: w))))
         for (args, expected) in [
             (["--model", "run/checkpoint.safetensors", "--data", "data.npz"], "model.kind is missing"),
-            (["--model", "data.npz", "--data", "data.npz"], "--model: data.npz:"),
+            (["--model", "data.npz", "--data", "data.npz"], "--model: data.npz: not a model file"),
             (["--model", "run/model.safetensors", "--data", "data.npz:Z_true"], "shape mismatch: --data data.npz:Z_true has rows of 20 values"),
             (["--model", "run/model.safetensors", "--data", "data.npz", "--layers", "0"], "layers T must be ≥ 1"),
         ] {

@@ -307,9 +307,9 @@ import UnrollIO
         #expect((json?["rows"] as? [[String: Any]])?.count == 3)
     }
 
-    /// `unroll denoise` reads both CRsAE model kinds. Without shift averaging, the tied model's output
-    /// equals the generic FISTA encoder over its filters (λ_enc·α = the CRsAE thresholds), built here
-    /// from the file's tensors; with it (the default), the output differs and still denoises.
+    /// `unroll denoise` reads tied and untied CRsAE models. Without shift averaging, the tied model's
+    /// output equals the generic FISTA encoder over its filters with the thresholds b_c themselves,
+    /// built here from the file's tensors; with it (the default), the output differs and still denoises.
     @Test func denoiseReadsTiedAndUntiedCRsAEModels() throws {
         guard CLITests.binary != nil else { return }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unroll-crsae-cli-\(UUID().uuidString)")
@@ -329,13 +329,14 @@ import UnrollIO
         for out in [once, averaged, untied] { #expect(out.stdout.contains("PSNR"), "\(out.stdout)") }
 
         let file = try Safetensors.read(dir.appendingPathComponent("tied/model.safetensors").path)
-        let w = try #require(file["W"]?.tensor)
+        let w = try #require(file["dictionary"]?.tensor)
         let alpha = try #require(file.metadata["encoder.step"].flatMap(Float.init))
-        let lambdas = (file.metadata["encoder.lambda"] ?? "").split(separator: ",").compactMap { Float($0) }
+        #expect(file.metadata["encoder.lambda_role"] == "threshold" && file.metadata["model.shift_average"] == "true")
+        let thresholds = try #require(file["lambda"]?.tensor).data
         try CLITests.ok(["denoise", "--model", "tied/model.safetensors", "--input", "ref.png", "--no-shift-average", "--output", "plain.png"], in: dir)
         let input = try PNG.readGray(dir.appendingPathComponent("ref.png").path)
         let op = try Convolution2DDictionary(filters: w, stride: 2, height: 30, width: 34)
-        let encoder = UnrolledEncoder(layers: 6, algorithm: .fista, lambda: .perAtom(lambdas), step: .fixed(alpha))
+        let encoder = UnrolledEncoder(layers: 6, algorithm: .fista, lambda: .perAtom(thresholds), step: .fixed(alpha), lambdaIsPenalty: false)
         let expected = try Denoiser.denoise(input, dictionary: op, encoder: encoder)
         let got = try PNG.readGray(dir.appendingPathComponent("plain.png").path)
         let worst = zip(got.data, expected.data).map { abs($0 - min(1, max(0, $1))) }.max() ?? 1

@@ -96,6 +96,29 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
                         step: .fixed(alpha), lambdaIsPenalty: false)
     }
 
+    /// The network as the one model value: D = H, E = We and the decoder Wd (untied), this encoder,
+    /// the EM state when given, and CRsAE's shift-averaged denoising; set for `height`×`width` images
+    /// (resized per image when used).
+    public func autoencoder(height: Int, width: Int, em: EMLambda? = nil) throws -> UnrolledAutoencoder<Convolution2DDictionary> {
+        let ops = try operators(height: height, width: width)
+        return try UnrolledAutoencoder(dictionary: ops.h, analysis: filters.count == 1 ? nil : ops.we,
+                                       synthesis: filters.count == 1 ? nil : ops.wd, encoder: encoder, em: em, shiftAverage: true)
+    }
+
+    /// The reconstruction of a noisy `[H, W]` image (not clamped), with or without the s² shift average.
+    public func denoise(_ noisy: Tensor, shiftAverage: Bool, chunk: Int = 5) throws -> Tensor {
+        try DenoisingImages.validate([noisy], what: "image", minimumSide: kernel)
+        return try Denoiser.denoise(noisy, model: autoencoder(height: noisy.shape[0], width: noisy.shape[1]),
+                                    shiftAverage: shiftAverage, chunk: chunk)
+    }
+
+    /// Noisy copies of `images` from `seed`, denoised and scored (`Denoiser.evaluate`).
+    public func evaluate(clean images: [Tensor], sigma: Float, seed: UInt64, shiftAverage: Bool) throws -> Denoiser.Evaluation {
+        try DenoisingImages.validate(images, what: "test image", minimumSide: kernel)
+        return try Denoiser.evaluate(clean: images, sigma: sigma, seed: seed,
+                                     model: autoencoder(height: images[0].shape[0], width: images[0].shape[1]), shiftAverage: shiftAverage)
+    }
+
     /// What `forward` keeps for `backward`.
     public struct Trace {
         var encoder: EncoderTrace

@@ -5,13 +5,23 @@ import UnrollCore
 /// size (the operator is resized to each image; see `Convolution2DDictionary` for sizes that do not
 /// fit the stride).
 public enum Denoiser {
-    /// The reconstruction D z of a noisy `[H, W]` image (not clamped).
-    public static func denoise(_ noisy: Tensor, dictionary: Convolution2DDictionary, encoder: UnrolledEncoder) throws -> Tensor {
-        try DenoisingImages.validate([noisy], what: "image", minimumSide: dictionary.kernel)
+    /// The reconstruction x̂ = D_dec·encoder(y) of a noisy `[H, W]` image (not clamped). With
+    /// `shiftAverage` (default: the model's own setting) and stride > 1, the mean of the s² shifted reconstructions (see
+    /// `ShiftAveraging.swift`), encoded `chunk` copies at a time; otherwise one pass over the image.
+    public static func denoise(_ noisy: Tensor, model: UnrolledAutoencoder<Convolution2DDictionary>,
+                               shiftAverage: Bool? = nil, chunk: Int = 5) throws -> Tensor {
+        let (k, s) = (model.dictionary.kernel, model.dictionary.stride)
+        try DenoisingImages.validate([noisy], what: "image", minimumSide: k)
         let (h, w) = (noisy.shape[0], noisy.shape[1])
-        let op = try dictionary.resized(height: h, width: w)
-        let codes = try encoder.encode(noisy.reshaped([1, h, w]), with: op)
-        return op.apply(codes).reshaped([h, w])
+        guard shiftAverage ?? model.shiftAverage, s > 1 else {
+            return try model.reconstruct(noisy.reshaped([1, h, w])).reconstruction.reshaped([h, w])
+        }
+        return try averageOverShifts(noisy, stride: s, kernel: k, chunk: chunk) { try model.reconstruct($0).reconstruction }
+    }
+
+    /// `denoise` with a tied model of these filters and this encoder (PUDLE's convolutional models).
+    public static func denoise(_ noisy: Tensor, dictionary: Convolution2DDictionary, encoder: UnrolledEncoder) throws -> Tensor {
+        try denoise(noisy, model: UnrolledAutoencoder(dictionary: dictionary, encoder: encoder))
     }
 
     /// PSNRs of one image (dB): the noisy input and the estimate, each with both peaks (values clamped to [0, 1]).
@@ -45,18 +55,25 @@ public enum Denoiser {
     }
 
     /// Adds N(0, σ²) noise to each whole clean image (from `seed`, so every model sees the same noisy
-    /// test set), denoises it, and scores it.
+    /// test set), denoises it, and scores it (both PSNR peaks).
     public static func evaluate(clean images: [Tensor], sigma: Float, seed: UInt64,
-                                dictionary: Convolution2DDictionary, encoder: UnrolledEncoder) throws -> Evaluation {
+                                model: UnrolledAutoencoder<Convolution2DDictionary>, shiftAverage: Bool? = nil) throws -> Evaluation {
         try DenoisingImages.validateSigma(sigma)
-        try DenoisingImages.validate(images, what: "test image", minimumSide: dictionary.kernel)
+        try DenoisingImages.validate(images, what: "test image", minimumSide: model.dictionary.kernel)
         var rng = Random(seed: seed)
         var scores: [Score] = []
         for clean in images {
             let noisy = DenoisingImages.addNoise(clean, sigma: sigma, rng: &rng)
-            let estimate = try denoise(noisy, dictionary: dictionary, encoder: encoder)
+            let estimate = try denoise(noisy, model: model, shiftAverage: shiftAverage)
             scores.append(Score(noisy: noisy, denoised: estimate, clean: clean))
         }
         return Evaluation(scores: scores)
+    }
+
+    /// `evaluate` with a tied model of these filters and this encoder.
+    public static func evaluate(clean images: [Tensor], sigma: Float, seed: UInt64,
+                                dictionary: Convolution2DDictionary, encoder: UnrolledEncoder) throws -> Evaluation {
+        try DenoisingImages.validateSigma(sigma)
+        return try evaluate(clean: images, sigma: sigma, seed: seed, model: UnrolledAutoencoder(dictionary: dictionary, encoder: encoder))
     }
 }

@@ -76,6 +76,12 @@ public struct Convolution2DDictionary: DictionaryOperator, Equatable {
         return copy
     }
 
+    /// Resized to the images of a `[B, H, W]` batch (other shapes: unchanged, `codeShape` reports them).
+    public func adapted(toSignalShape signalShape: [Int]) throws -> Convolution2DDictionary {
+        guard signalShape.count == 3, signalShape[1] != height || signalShape[2] != width else { return self }
+        return try resized(height: signalShape[1], width: signalShape[2])
+    }
+
     private mutating func resize(_ h: Int, _ w: Int) {
         self = Convolution2DDictionary(unchecked: weights, stride: stride, height: h, width: w)
     }

@@ -46,12 +46,19 @@ public protocol DictionaryOperator: Sendable {
     /// The per-layer work of unrolled (F)ISTA for these weights and this signal batch.
     /// Optional: the default is `GenericLayerKernel`, built from the members above.
     func makeLayerKernel(signals: Tensor) -> any UnrolledLayerKernel
+
+    /// The same weights set for signals of `signalShape` (batch first). Optional: an operator whose
+    /// geometry depends on the signal size (a 2-D convolution is set for one image size) returns a
+    /// resized copy; the default returns `self`, and `codeShape` reports a mismatch.
+    func adapted(toSignalShape signalShape: [Int]) throws -> Self
 }
 
 extension DictionaryOperator {
     public func makeLayerKernel(signals: Tensor) -> any UnrolledLayerKernel {
         GenericLayerKernel(operator: self, signals: signals)
     }
+
+    public func adapted(toSignalShape signalShape: [Int]) throws -> Self { self }
 
     /// Power iteration on DᵀD for a single code of shape `[1, …]` (`codeShape`), as a building block
     /// for `lipschitz(iterations:rng:)`. Returns the Rayleigh quotient ‖D u‖² of the final unit vector

@@ -37,6 +37,21 @@ public struct SpikeModel: Equatable, Sendable {
                         lambda: GammaPriorLambda.encoderLambda(lambdas, sigma: sigma), step: .fixed(alpha))
     }
 
+    /// The model as the one model value: a tied conv1d autoencoder with this encoder and the EM state.
+    public func autoencoder() throws -> UnrolledAutoencoder<Convolution1DDictionary> {
+        try UnrolledAutoencoder(dictionary: dictionary, encoder: encoder, em: EMLambda(lambdas: lambdas, sigma: sigma))
+    }
+
+    /// The spike model of a tied conv1d autoencoder with FISTA at a fixed α and an EM state (what
+    /// `autoencoder()` gives).
+    public init(_ model: UnrolledAutoencoder<Convolution1DDictionary>) throws {
+        guard model.isTied, model.encoder.algorithm == .fista, case let .fixed(alpha) = model.encoder.step, let em = model.em else {
+            throw UnrollError.invalidArgument("a spike model is a tied conv1d model with a FISTA encoder at a fixed step and an EM λ (one written by `unroll spikes train`)")
+        }
+        try self.init(filters: model.dictionary.weights, lambdas: em.lambdas, sigma: em.sigma, layers: model.encoder.layers,
+                      threshold: model.encoder.threshold, alpha: alpha)
+    }
+
     /// Chunks of `chunkSeconds`·fs samples with the exact margin T(K − 1): the same codes as one pass.
     public func chunking(chunkSamples: Int, batch: Int = 8) -> ChunkedEncoding {
         let margin = ChunkedEncoding.exactMargin(layers: layers, filterLength: filterLength)

@@ -1,8 +1,8 @@
 import Foundation
 import UnrollCore
 
-/// Whole-image denoising with a CRsAE 2-D network, plain or with CRsAE's s² shift averaging
-/// (reference crsae §2, the peer's `split_image`): a strided encoder sees only one phase of the
+/// CRsAE's s² shift averaging for strided 2-D models (reference crsae §2, the peer's `split_image`),
+/// used by `Denoiser.denoise(_:model:shiftAverage:)`: a strided encoder sees only one phase of the
 /// image against its code grid, so the image is reflect-padded s² times, shifted by (i, j) ∈ [0, s)²,
 /// each copy is encoded and decoded, cropped back to the image, and the s² reconstructions are averaged.
 ///
@@ -10,7 +10,7 @@ import UnrollCore
 /// of the grid once, with at least s pixels of context on each side), and is padded at the
 /// bottom/right (reflected) to the common size P = the smallest P ≥ H + 3s − 1 with (P − K) % s = 0,
 /// so every copy fits the stride exactly and all copies share one batch.
-extension CRsAE2DNetwork {
+extension Denoiser {
     /// The padded side for an image side `n` (see the type comment).
     public static func shiftPaddedSide(_ n: Int, stride s: Int, kernel k: Int) -> Int {
         var p = max(n + 3 * s - 1, k)
@@ -47,23 +47,18 @@ extension CRsAE2DNetwork {
         return out
     }
 
-    /// The reconstruction of a noisy `[H, W]` image (not clamped). With `shiftAverage` (and stride > 1)
-    /// the mean of the s² shifted reconstructions, encoded `chunk` copies at a time; otherwise one pass
-    /// over the image itself.
-    public func denoise(_ noisy: Tensor, shiftAverage: Bool, chunk: Int = 5) throws -> Tensor {
-        try DenoisingImages.validate([noisy], what: "image", minimumSide: kernel)
+    /// The mean of the s² reconstructions of the shifted copies of `noisy` `[H, W]`, `chunk` copies
+    /// per call of `reconstruct` (`[B, P, P]` → `[B, P, P]`).
+    static func averageOverShifts(_ noisy: Tensor, stride: Int, kernel: Int, chunk: Int,
+                                  reconstruct: (Tensor) throws -> Tensor) throws -> Tensor {
         let (h, w) = (noisy.shape[0], noisy.shape[1])
-        guard shiftAverage, stride > 1 else {
-            return try forward(noisy.reshaped([1, h, w]), record: false).reconstruction.reshaped([h, w])
-        }
         let s = stride
-        let pw = Self.shiftPaddedSide(w, stride: s, kernel: kernel), ph = Self.shiftPaddedSide(h, stride: s, kernel: kernel)
+        let pw = shiftPaddedSide(w, stride: s, kernel: kernel), ph = shiftPaddedSide(h, stride: s, kernel: kernel)
         let shifts = (0..<s).flatMap { i in (0..<s).map { j in (i, j) } }
         var sum = [Double](repeating: 0, count: h * w)
         for start in Swift.stride(from: 0, to: shifts.count, by: max(1, chunk)) {
             let part = Array(shifts[start..<min(shifts.count, start + max(1, chunk))])
-            let copies = Self.shiftedCopies(noisy, shifts: part, stride: s, kernel: kernel)
-            let rec = try forward(copies, record: false).reconstruction
+            let rec = try reconstruct(shiftedCopies(noisy, shifts: part, stride: s, kernel: kernel))
             rec.data.withUnsafeBufferPointer { p in
                 for (b, (i, j)) in part.enumerated() {
                     for r in 0..<h {
@@ -75,19 +70,5 @@ extension CRsAE2DNetwork {
         }
         let inv = 1 / Double(shifts.count)
         return Tensor(shape: [h, w], data: sum.map { Float($0 * inv) })
-    }
-
-    /// Adds N(0, σ²) noise to each clean image (from `seed`: the same noisy set for every model),
-    /// denoises it and scores it (both PSNR peaks).
-    public func evaluate(clean images: [Tensor], sigma: Float, seed: UInt64, shiftAverage: Bool) throws -> Denoiser.Evaluation {
-        try DenoisingImages.validateSigma(sigma)
-        try DenoisingImages.validate(images, what: "test image", minimumSide: kernel)
-        var rng = Random(seed: seed)
-        var scores: [Denoiser.Score] = []
-        for clean in images {
-            let noisy = DenoisingImages.addNoise(clean, sigma: sigma, rng: &rng)
-            scores.append(Denoiser.Score(noisy: noisy, denoised: try denoise(noisy, shiftAverage: shiftAverage), clean: clean))
-        }
-        return Denoiser.Evaluation(scores: scores)
     }
 }
