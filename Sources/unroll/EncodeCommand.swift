@@ -4,80 +4,80 @@ import Unroll
 import UnrollCore
 import UnrollIO
 
-/// `unroll encode`: sparse codes of data under a trained model.
+/// `unroll encode`: the codes of data under any model file.
 struct Encode: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Sparse codes for data under a model trained by `unroll train`.",
+        abstract: "Sparse codes of data under a trained model (any kind).",
         discussion: """
-            Runs the model's unrolled encoder (its algorithm, T, λ or τ, α and threshold) on every row \
-            of --data ([n, m], samples as rows; extra axes are flattened) and writes the codes Z \
-            [n, p] as .npy (or as array Z of an .npz). Prints the fraction of zero entries and the \
-            relative reconstruction error ‖X − Z·W‖_F / ‖X‖_F.
+            Runs the model's encoder on --data and writes the codes as .npy (or as array Z of an .npz). \
+            What --data holds depends on the model: dense and vsc-linear, a matrix [n, m] with samples \
+            as rows (an npz's array X by default); vsc-conv, 28×28 images in [0, 1] as rows of 784; \
+            conv1d, a recording samples × channels (.npy, or .npz with "signal"), coded as [C, samples − K + 1] \
+            in exact chunks; conv2d, a PNG/PGM image or an array [H, W] or [B, H, W], coded as [B, C, Ho, Wo]. \
+            Prints the share of zero codes and the relative reconstruction error ‖X − X̂‖_F / ‖X‖_F.
 
             Example:
               unroll encode --model run/model.safetensors --data data.npz --output codes.npy
             """)
 
-    @Option(help: ArgumentHelp("A model.safetensors written by `unroll train`.", valueName: "file"))
+    @Option(help: ArgumentHelp("A model file (`unroll train`, `spikes train`, `vsc train`).", valueName: "file"))
     var model: String
-    @Option(help: ArgumentHelp("Signals [n, m], samples as rows (an npz's array X by default).", valueName: "file[:array]"))
+    @Option(help: ArgumentHelp("The data (see above).", valueName: "file[:array]"))
     var data: String
     @Option(name: .shortAndLong, help: ArgumentHelp("Output codes, .npy (or .npz with array Z).", valueName: "file"))
     var output: String
-    @Option(parsing: .unconditional, help: "Use this many layers instead of the model's T.")
+    @Option(parsing: .unconditional, help: "Unrolled models: use this many layers instead of the model's T.")
     var layers: Int?
+    @Option(help: "VSC models: draws per signal (default: the model's).")
+    var samples: Int?
+    @Option(help: "Seed of VSC models' draws.")
+    var seed: UInt64 = 0
+    @Option(help: "Threads for BLAS and our workers.")
+    var threads: Int = 2
 
-    func run() throws {
-        let saved = try ModelFile.read(model, option: "--model")
-        guard case let .dense(file) = saved.model else {
-            throw saved.mismatch(model, option: "--model", wanted: "`unroll encode` reads dense models")
-        }
-        var encoder = file.encoder
-        if let t = layers { encoder.layers = t }
-        try inContext("--layers") { try encoder.validate(for: file.dictionary) }
-        let x = try ArrayInput.matrix(ArrayReference(data), option: "--data", defaults: ["X"]).tensor
-        let m = file.dictionary.signalSize
-        guard x.cols == m else {
-            throw CLIError("shape mismatch: --data \(data) has rows of \(x.cols) values, but the model's atoms have length m = \(m)")
-        }
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
+        if let s = samples, s < 1 { throw ValidationError("--samples must be ≥ 1, got \(s)") }
+    }
+
+    func run() throws { try Parallel.withWorkers(threads) { try execute() } }
+
+    private func execute() throws {
         let lower = output.lowercased()
         guard lower.hasSuffix(".npy") || lower.hasSuffix(".npz") else {
             throw CLIError("--output \(output): expected a .npy or .npz file name")
         }
-
-        // Batches of rows keep the encoder's working memory bounded.
+        let file = try ModelFile.read(model, option: "--model")
         let start = ContinuousClock.now
-        let chunk = 4096
-        var codes = [Float]()
-        codes.reserveCapacity(x.rows * file.dictionary.atoms)
-        let progress = ProgressBar(total: x.rows, label: "encode")
-        for lo in stride(from: 0, to: x.rows, by: chunk) {
-            let part = x.rows(lo..<min(x.rows, lo + chunk))
-            codes += try inContext("encode") { try encoder.encode(part, with: file.dictionary, beta: file.beta) }.data
-            progress.update(min(x.rows, lo + chunk))
-        }
-        progress.finish()
-        let z = Tensor(shape: [x.rows, file.dictionary.atoms], data: codes)
-        try inContext("--output") {
-            if lower.hasSuffix(".npz") { try Npz.write([("Z", z)], to: output) } else { try Npy.write(z, to: output) }
-        }
-
-        var residual = file.dictionary.apply(z)
-        residual.add(x, scaledBy: -1)
-        let xNorm = x.squaredNorm()
-        let relative = xNorm > 0 ? (residual.squaredNorm() / xNorm).squareRoot() : 0
-        let zeros = Double(z.zeroCount()) / Double(max(1, z.count))
-        let perRow = Double(z.count - z.zeroCount()) / Double(max(1, z.rows))
+        let r = try ModelRun.run(file, model: model, data: data, layers: layers, samples: samples, seed: seed)
         let seconds = secondsSince(start)
-        let lambda: String
-        switch encoder.lambda {
-        case let .scalar(v): lambda = (encoder.threshold == .hard ? "τ " : "λ ") + CSV.format(v)
-        case .perAtom: lambda = "per-atom λ"
+        try inContext("--output") {
+            if lower.hasSuffix(".npz") { try Npz.write([("Z", r.codes)], to: output) } else { try Npy.write(r.codes, to: output) }
         }
-        let alpha = try encoder.stepSize(for: file.dictionary)
-        print("encoded \(x.rows) signals with \(file.dictionary.atoms) atoms (\(encoder.algorithm.rawValue), T \(encoder.layers), "
-            + "\(ThresholdChoice(encoder.threshold).rawValue) \(lambda), α \(fmt(Double(alpha)))) in \(String(format: "%.2f", seconds)) s: "
-            + "zeros \(String(format: "%.1f", 100 * zeros))% (\(String(format: "%.2f", perRow)) non-zeros per row), "
-            + "reconstruction error ‖X − ZW‖/‖X‖ = \(fmt(relative)); wrote \(output) [\(z.rows), \(z.cols)]")
+        print("encoded \(r.what) with \(file.described) (\(Self.encoderSummary(file))) in \(String(format: "%.2f", seconds)) s: "
+            + "zeros \(String(format: "%.1f", 100 * r.zeroFraction))% (\(String(format: "%.2f", r.nonZerosPerSignal)) non-zeros per signal), "
+            + "reconstruction error ‖X − X̂‖/‖X‖ = \(fmt(r.relativeError)); wrote \(output) \(r.codes.shape)")
+    }
+
+    /// "ista, T 15, soft λ 0.1, α 0.2" for autoencoders; the family for VSC.
+    static func encoderSummary(_ file: ModelFile) -> String {
+        func summary<Op: DictionaryOperator>(_ m: UnrolledAutoencoder<Op>) -> String {
+            let e = m.encoder
+            let name = e.threshold == .hard ? "τ" : (e.lambdaIsPenalty ? "λ" : "threshold")
+            let lambda: String
+            switch e.lambda {
+            case let .scalar(v): lambda = "\(name) " + CSV.format(v)
+            case let .perAtom(v): lambda = "per-atom \(name) \(CSV.format(v.min() ?? 0))…\(CSV.format(v.max() ?? 0))"
+            }
+            let alpha = (try? e.stepSize(for: m.dictionary)).map { "α " + fmt(Double($0)) } ?? "α ?"
+            return "\(e.algorithm.rawValue), T \(e.layers), \(ThresholdChoice(e.threshold).rawValue) \(lambda), \(alpha)"
+                + (m.isTied ? "" : ", untied") + (m.beta == 1 ? "" : ", β \(CSV.format(m.beta))")
+        }
+        switch file.model {
+        case let .dense(m): return summary(m)
+        case let .conv1d(m): return summary(m)
+        case let .conv2d(m): return summary(m)
+        case let .vsc(v): return v.state.metadata["vsc.family"] ?? "variational"
+        }
     }
 }

@@ -1,15 +1,17 @@
 import ArgumentParser
 import Foundation
+import Unroll
 import UnrollCore
 import UnrollIO
 
 /// `unroll info FILE...`: what each array file holds, with summary statistics.
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the arrays in data files (.npy .npz .safetensors .png .pgm IDX .csv, optionally .gz).",
+        abstract: "Show what model files and data files hold (.safetensors .npy .npz .png .pgm IDX .csv, optionally .gz).",
         discussion: """
-            For each array: name, shape, dtype on disk, min, max, mean and the fraction of zeros. \
-            Images are shown scaled to [0, 1]; IDX and CSV values keep their scale.
+            For a model file (any kind or version): the model's kind, banks, encoder settings and \
+            provenance. For each array: name, shape, dtype on disk, min, max, mean and the fraction of \
+            zeros. Images are shown scaled to [0, 1]; IDX and CSV values keep their scale.
             """)
 
     @Argument(help: "Files to describe.")
@@ -20,6 +22,11 @@ struct Info: ParsableCommand {
             let contents = try DataFile.read(path)
             if k > 0 { print("") }
             print("\(path)  (\(contents.format.rawValue), \(contents.arrays.count) array\(contents.arrays.count == 1 ? "" : "s"))")
+            let lower = path.lowercased()
+            if lower.hasSuffix(".safetensors") || lower.hasSuffix(".npz"), let model = try? ModelFile.read(path) {
+                for line in model.summary { print("  " + line) }
+                if contents.format == .safetensors { print("  (the file's metadata and arrays follow)") }
+            }
             var rows = [["name", "shape", "dtype", "min", "max", "mean", "zeros"]]
             for (name, array) in contents.arrays {
                 let s = Summary(array.tensor.data)

@@ -24,6 +24,36 @@ extension ModelFile {
         CLIError("\(option) \(path) holds \(described); \(wanted)")
     }
 
+    /// What `unroll info` prints about the model, a line per aspect.
+    var summary: [String] {
+        func banks<Op: DictionaryOperator>(_ m: UnrolledAutoencoder<Op>, _ geometry: String) -> [String] {
+            var lines = ["model: \(model.kind), \(m.isTied ? "tied (one bank)" : "untied (dictionary, analysis, synthesis)"), "
+                         + "\(m.atoms) atoms, weights \(m.dictionary.weights.shape)\(geometry)"]
+            lines.append("encoder: " + Encode.encoderSummary(self)
+                         + (m.encoder.tolerance.map { ", stops at relative change \(CSV.format($0))" } ?? ""))
+            if let em = m.em {
+                lines.append("EM λ: \(CSV.format(em.lambdas.min() ?? 0))…\(CSV.format(em.lambdas.max() ?? 0)) per atom, σ \(CSV.format(em.sigma))")
+            }
+            return lines
+        }
+        var lines: [String]
+        switch model {
+        case let .dense(m): lines = banks(m, " (atoms as rows p×m, X ≈ Z·W)")
+        case let .conv1d(m): lines = banks(m, " (filters × channels × length)")
+        case let .conv2d(m):
+            lines = banks(m, ", stride \(m.dictionary.stride), trained on \(m.dictionary.width)×\(m.dictionary.height) (resized to each image)")
+            if m.shiftAverage && m.dictionary.stride > 1 {
+                lines.append("denoising: the mean of the \(m.dictionary.stride * m.dictionary.stride) shifted encodings")
+            }
+        case let .vsc(v):
+            let meta = v.state.metadata
+            lines = ["model: \(model.kind), " + ["vsc.family", "vsc.threshold", "vsc.latents", "vsc.pixels", "vsc.hidden", "vsc.samples"]
+                .compactMap { k in meta[k].map { "\(k.dropFirst(4)) \($0)" } }.joined(separator: ", ")]
+        }
+        for key in info.keys.sorted() { lines.append("\(key): \(info[key]!)") }
+        return lines
+    }
+
     func conv2d(_ path: String, option: String = "--model") throws -> UnrolledAutoencoder<Convolution2DDictionary> {
         guard case let .conv2d(m) = model else {
             throw mismatch(path, option: option, wanted: "this command needs a conv2d model (`unroll train --model conv2d`)")

@@ -9,7 +9,7 @@ struct UnrollCLI: ParsableCommand {
         commandName: "unroll",
         abstract: "Sparse coding and dictionary learning by algorithm unrolling.",
         version: version,
-        subcommands: [Demo.self, Synth.self, Train.self, Encode.self, Info.self, Bench.self, Reproduce.self, Denoise.self, Explain.self, Spikes.self, VSC.self])
+        subcommands: [Demo.self, Synth.self, Train.self, Encode.self, Eval.self, Info.self, Bench.self, Reproduce.self, Denoise.self, Explain.self, Spikes.self, VSC.self])
 
     static func main() {
         // Per-call convolution workspaces are large; without this, every call maps and faults them anew.

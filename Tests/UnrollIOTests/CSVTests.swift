@@ -51,7 +51,7 @@ import UnrollIO
     }
 
     /// scikit-learn's digits (gzip CSV): compared with Python's gzip + numpy.loadtxt.
-    @Test func loadsTheDigits() throws {
+    @Test(.needsSharedData) func loadsTheDigits() throws {
         let dir = try TempDir()
         defer { dir.remove() }
         let path = sharedData + "/digits/digits.csv.gz"

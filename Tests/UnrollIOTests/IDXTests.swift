@@ -5,7 +5,7 @@ import UnrollIO
 
 @Suite struct IDXTests {
     /// The real Fashion-MNIST files (gzip): shapes, sums and a strided sample of values from Python's gzip + NumPy.
-    @Test func readsFashionMNIST() throws {
+    @Test(.needsSharedData) func readsFashionMNIST() throws {
         let dir = try TempDir()
         defer { dir.remove() }
         let root = sharedData + "/fashion-mnist/"

@@ -99,7 +99,7 @@ import UnrollIO
     }
 
     /// The real face crops shipped with the project (float64 [200, 25, 25]).
-    @Test func readsTheLfwSubset() throws {
+    @Test(.needsSharedData) func readsTheLfwSubset() throws {
         let dir = try TempDir()
         defer { dir.remove() }
         let path = sharedData + "/faces/lfw_subset.npy"

@@ -165,7 +165,7 @@ private let pythonPNG = """
 
     /// The project's real images: dimensions match the IHDR as Python parses it; two small ones
     /// are compared pixel for pixel with the Python decoder; `readGray` is pixels / 255.
-    @Test func decodesTheRealImages() throws {
+    @Test(.needsSharedData) func decodesTheRealImages() throws {
         let dir = try TempDir()
         defer { dir.remove() }
         let out = try Python.run(pythonPNG + """

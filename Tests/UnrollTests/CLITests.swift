@@ -6,7 +6,7 @@ import UnrollIO
 
 /// The `unroll` verbs synth, train, encode and demo, run as the built binary (found next to the test
 /// bundle, or at $UNROLL_BIN), on problems small enough for a second or two each.
-@Suite struct CLITests {
+@Suite(.needsCLI) struct CLITests {
     struct Result {
         var status: Int32
         var stdout: String
@@ -268,7 +268,7 @@ import UnrollIO
                 den += Double(x[i, j]) * Double(x[i, j])
             }
         }
-        #expect(r.stdout.contains("‖X − ZW‖/‖X‖ = " + String(format: "%.4g", (num / den).squareRoot())), "\(r.stdout)")
+        #expect(r.stdout.contains("‖X − X̂‖/‖X‖ = " + String(format: "%.4g", (num / den).squareRoot())), "\(r.stdout)")
 
         // --layers overrides T; bad inputs give one line.
         try Self.ok(["encode", "--model", "run/model.safetensors", "--data", "data.npz", "--output", "z5.npz", "--layers", "5"], in: dir)

@@ -275,7 +275,7 @@ import UnrollIO
     }
 
     /// `unroll reproduce crsae-denoise --scale tiny --json` on a folder of PNGs given by $UNROLL_IMAGES.
-    @Test func reproduceCLIPrintsOneJSONTable() throws {
+    @Test(.needsCLI) func reproduceCLIPrintsOneJSONTable() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unroll-crsae-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         for (sub, size) in [("train", (60, 70)), ("test", (50, 52))] {
@@ -310,8 +310,7 @@ import UnrollIO
     /// `unroll denoise` reads tied and untied CRsAE models. Without shift averaging, the tied model's
     /// output equals the generic FISTA encoder over its filters with the thresholds b_c themselves,
     /// built here from the file's tensors; with it (the default), the output differs and still denoises.
-    @Test func denoiseReadsTiedAndUntiedCRsAEModels() throws {
-        guard CLITests.binary != nil else { return }
+    @Test(.needsCLI) func denoiseReadsTiedAndUntiedCRsAEModels() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unroll-crsae-cli-\(UUID().uuidString)")
         let images = dir.appendingPathComponent("train")
         try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)

@@ -24,7 +24,7 @@ import UnrollIO
         return p.terminationStatus == 0
     }()
 
-    @Test func benchStepRunsAndLowersTheLoss() throws {
+    @Test(.needsCLI) func benchStepRunsAndLowersTheLoss() throws {
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let r = try CLITests.ok(["bench", "conv-denoise", "--no-peer", "--repeats", "3", "--size", "33", "--json"], in: dir)

@@ -188,8 +188,7 @@ import UnrollIO
     }
 
     /// `train --model conv2d --resume` after 2 steps gives the same model file as 4 steps in one go.
-    @Test func cliResumeGivesTheSameModelAsOneRun() throws {
-        guard CLITests.binary != nil else { return }
+    @Test(.needsCLI) func cliResumeGivesTheSameModelAsOneRun() throws {
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let images = dir.appendingPathComponent("train")
@@ -226,7 +225,7 @@ import UnrollIO
     }
 
     /// 16-bit gray and RGB PNGs are converted to gray [0, 1] (written by Python's zlib, not our encoder).
-    @Test func sixteenBitAndRGBPNGsAreConverted() throws {
+    @Test(.needsCLI) func sixteenBitAndRGBPNGsAreConverted() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unroll-png-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -162,7 +162,7 @@ import UnrollCore
     static let digits = sharedData + "/digits/digits.csv.gz"
 
     /// `unroll explain example` on a small digits model: converges, the identity holds, the figure is written.
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: digits)))
+    @Test(.needsCLI, .enabled(if: FileManager.default.fileExists(atPath: digits)))
     func explainExampleCommand() throws {
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }

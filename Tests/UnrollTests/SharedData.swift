@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// The project's real data sets: `$UNROLL_DATA` when set, else `shared/data` beside the package
 /// (`<package>/../shared/data`, where CI and the project's machines keep it).
@@ -7,3 +8,15 @@ let sharedData: String = {
     return URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../../../shared/data").standardizedFileURL.path
 }()
+
+extension Trait where Self == ConditionTrait {
+    /// Tests that run the built `unroll` binary: reported as skipped, with the reason, when it is missing.
+    static var needsCLI: Self {
+        .enabled(if: CLITests.binary != nil, "needs the built unroll binary (swift build -c release) or $UNROLL_BIN")
+    }
+
+    /// Tests that read the project's real data: reported as skipped when `sharedData` is missing.
+    static var needsSharedData: Self {
+        .enabled(if: FileManager.default.fileExists(atPath: sharedData), "needs ../shared/data beside the package or $UNROLL_DATA")
+    }
+}

@@ -232,8 +232,7 @@ import UnrollIO
 
     /// The `spikes` verbs end to end: simulate, train from given filters (`--start`, here the true
     /// ones, so the learned templates stay close to them), sort; a start of the wrong shape is refused.
-    @Test func spikesCLISimulateTrainFromStartAndSort() throws {
-        guard CLITests.binary != nil else { return }
+    @Test(.needsCLI) func spikesCLISimulateTrainFromStartAndSort() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unroll-spikes-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -185,8 +185,7 @@ import UnrollIO
 
     /// `vsc train --generator conv` writes a model that `vsc eval` reads and `--resume` continues;
     /// `reproduce vsc-fmnist --scale tiny --json` prints every family at every z beside the paper.
-    @Test func cliTrainEvalResumeAndTinyReproduction() throws {
-        guard CLITests.binary != nil else { return }
+    @Test(.needsCLI) func cliTrainEvalResumeAndTinyReproduction() throws {
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let folder = try Self.fakeFashion(in: dir, train: 128, test: 64)

@@ -69,7 +69,7 @@ import UnrollIO
     /// Whitened 16×16 patches of a real image and 256 latents, as in the paper (the balance of the
     /// pixel-mean loss against the KL matters: with far fewer pixels per latent the straight-through
     /// gradient can push μ of a latent whose scale has collapsed without bound), with a small encoder.
-    @Test(arguments: [VariationalFamily.thresholdedLaplacian, .gaussian])
+    @Test(.needsSharedData, arguments: [VariationalFamily.thresholdedLaplacian, .gaussian])
     func trainingOnWhitenedPatchesLowersTheLossWithSparseCodes(_ family: VariationalFamily) throws {
         let image = try PNG.readGray(sharedData + "/images/train/astronaut.png")
         var rng = Random(seed: 5)
@@ -141,8 +141,7 @@ import UnrollIO
 
     /// `unroll vsc train` writes a model that `vsc eval` reads, `--resume` continues it, and bad
     /// settings stop with one line naming the option.
-    @Test func cliTrainEvalAndResume() throws {
-        guard CLITests.binary != nil else { return }
+    @Test(.needsCLI) func cliTrainEvalAndResume() throws {
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let images = dir.appendingPathComponent("images")

@@ -93,6 +93,17 @@ public struct UnrolledAutoencoder<Op: DictionaryOperator>: Sendable {
     }
 }
 
+extension UnrolledAutoencoder where Op == Convolution1DDictionary {
+    /// Codes `[C, samples − K + 1]` of a `[channels, samples]` recording of any length, in chunks whose
+    /// margins T(K − 1) make them equal to one pass (`ChunkedEncoding`), `batch` chunks per call.
+    public func encode(recording: Tensor, chunkSamples: Int = 20_000, batch: Int = 8) throws -> Tensor {
+        let k = dictionary.filterLength
+        let margin = ChunkedEncoding.exactMargin(layers: encoder.layers, filterLength: k)
+        let chunks = ChunkedEncoding(length: max(chunkSamples, 2 * margin + 4 * k), margin: margin, batch: batch)
+        return try chunks.encode(recording, atoms: atoms, filterLength: k) { try encode($0) }
+    }
+}
+
 /// CRsAE's EM-inspired λ: the per-filter λ_c (with a Gamma prior) and the noise σ of the last update;
 /// the encoder's penalty (1-D) or threshold (2-D) is derived from them.
 public struct EMLambda: Equatable, Sendable {

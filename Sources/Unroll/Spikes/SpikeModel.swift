@@ -52,18 +52,9 @@ public struct SpikeModel: Equatable, Sendable {
                       threshold: model.encoder.threshold, alpha: alpha)
     }
 
-    /// Chunks of `chunkSeconds`·fs samples with the exact margin T(K − 1): the same codes as one pass.
-    public func chunking(chunkSamples: Int, batch: Int = 8) -> ChunkedEncoding {
-        let margin = ChunkedEncoding.exactMargin(layers: layers, filterLength: filterLength)
-        return ChunkedEncoding(length: max(chunkSamples, 2 * margin + 4 * filterLength), margin: margin, batch: batch)
-    }
-
     /// Codes `[C, samples − K + 1]` of a `[channels, samples]` recording by the trained encoder.
     public func encode(_ recording: Tensor, chunkSamples: Int = 20_000, batch: Int = 8) throws -> Tensor {
-        let op = dictionary, enc = encoder
-        return try chunking(chunkSamples: chunkSamples, batch: batch).encode(recording, atoms: op.atoms, filterLength: filterLength) {
-            try enc.encode($0, with: op)
-        }
+        try autoencoder().encode(recording: recording, chunkSamples: chunkSamples, batch: batch)
     }
 
     /// Codes of the convex baseline (the same lasso to `tolerance`), with the largest iteration count used

@@ -1,0 +1,135 @@
+import Foundation
+import Unroll
+import UnrollCore
+import UnrollIO
+
+/// Any model file run on data, for `unroll encode` and `unroll eval`: the signals as the model takes
+/// them, their codes and the decoded signals (the signals' shape). What `--data` holds depends on the
+/// model: rows of a matrix (dense, vsc-linear, vsc-conv: images as rows of 784 values in [0, 1]), a
+/// recording samples × channels (conv1d), images (conv2d: a PNG/PGM, or an array [H, W] or [B, H, W]).
+struct ModelRun {
+    var signals: Tensor
+    var codes: Tensor
+    var reconstruction: Tensor
+    /// Signals in the batch (rows, recordings, images).
+    var count: Int
+    /// "400 signals of 20 values", for messages.
+    var what: String
+
+    static func run(_ file: ModelFile, model path: String, data: String, layers: Int?, samples: Int?, seed: UInt64) throws -> ModelRun {
+        if layers != nil, case .vsc = file.model { throw CLIError("--layers does not apply to \(file.described) (its encoder is a network)") }
+        if samples != nil {
+            guard case .vsc = file.model else { throw CLIError("--samples applies to VSC models only; \(path) holds \(file.described)") }
+        }
+        switch file.model {
+        case let .dense(m):
+            let x = try ArrayInput.matrix(ArrayReference(data), option: "--data", defaults: ["X"]).tensor
+            guard x.cols == m.dictionary.signalSize else {
+                throw CLIError("shape mismatch: --data \(data) has rows of \(x.cols) values, but the model's atoms have length m = \(m.dictionary.signalSize)")
+            }
+            let model = try overriding(m, layers: layers)
+            // Batches of rows keep the encoder's working memory bounded.
+            let chunk = 4096
+            var codes = [Float]()
+            codes.reserveCapacity(x.rows * m.atoms)
+            let progress = ProgressBar(total: x.rows, label: "encode")
+            for lo in stride(from: 0, to: x.rows, by: chunk) {
+                codes += try inContext("encode") { try model.encode(x.rows(lo..<min(x.rows, lo + chunk))) }.data
+                progress.update(min(x.rows, lo + chunk))
+            }
+            progress.finish()
+            let z = Tensor(shape: [x.rows, m.atoms], data: codes)
+            return ModelRun(signals: x, codes: z, reconstruction: model.decoder.apply(z), count: x.rows,
+                            what: "\(x.rows) signals of \(x.cols) values")
+        case let .conv1d(m):
+            let recording = try SpikeRecordingFile.read(data, option: "--data").signal
+            guard recording.shape[0] == m.dictionary.channels else {
+                throw CLIError("--data \(data) has \(recording.shape[0]) channel(s), the model's filters \(m.dictionary.channels)")
+            }
+            let model = try overriding(m, layers: layers)
+            let z = try inContext("encode") { try model.encode(recording: recording) }
+            let x̂ = model.decoder.apply(z.reshaped([1] + z.shape)).reshaped(recording.shape)
+            return ModelRun(signals: recording, codes: z, reconstruction: x̂, count: 1,
+                            what: "a recording of \(recording.shape[1]) samples × \(recording.shape[0]) channel(s)")
+        case let .conv2d(m):
+            let x = try images(data)
+            let model = try overriding(m, layers: layers)
+            let (z, x̂) = try inContext("encode") { try model.reconstruct(x) }
+            return ModelRun(signals: x, codes: z, reconstruction: x̂, count: x.shape[0],
+                            what: "\(x.shape[0]) image(s) of \(x.shape[2])×\(x.shape[1])")
+        case let .vsc(v):
+            let x = try ArrayInput.matrix(ArrayReference(data), option: "--data", defaults: ["X"]).tensor
+            var rng = Random(seed: seed)
+            switch v.generator {
+            case .linear:
+                let trainer = try inContext("--model \(path)") { try LinearGeneratorTrainer(checkpoint: v.state) }
+                var model = trainer.model
+                guard x.cols == model.pixels else { throw CLIError("--data \(data) has rows of \(x.cols) values; the model's atoms have \(model.pixels) pixels") }
+                let c = trainer.config
+                let z = model.infer(x, samples: samples ?? c.variational.samples, klWeight: c.klWeight, aggregation: c.aggregation,
+                                    temperature: c.temperature(step: trainer.step), rng: &rng)
+                return ModelRun(signals: x, codes: z, reconstruction: z.matmul(model.dictionary), count: x.rows,
+                                what: "\(x.rows) signals of \(x.cols) values")
+            case .conv:
+                let trainer = try inContext("--model \(path)") { try NetworkGeneratorTrainer(checkpoint: v.state) }
+                var model = trainer.model
+                let pixels = NetworkGeneratorModel.pixels
+                guard x.cols == pixels else { throw CLIError("--data \(data) has rows of \(x.cols) values; the model takes 28×28 images as rows of \(pixels)") }
+                let c = trainer.config
+                let r = model.evaluate(x, samples: samples ?? c.variational.samples, klWeight: c.klWeight, aggregation: c.aggregation,
+                                       temperature: c.temperature(step: trainer.step), keep: x.rows, rng: &rng)
+                return ModelRun(signals: x, codes: r.codes, reconstruction: r.reconstructions, count: x.rows,
+                                what: "\(x.rows) images of 28×28")
+            }
+        }
+    }
+
+    /// The model with T replaced by `layers` (checked).
+    static func overriding<Op: DictionaryOperator>(_ m: UnrolledAutoencoder<Op>, layers: Int?) throws -> UnrolledAutoencoder<Op> {
+        var m = m
+        if let t = layers {
+            m.encoder.layers = t
+            try inContext("--layers") { try m.encoder.validate(for: m.dictionary) }
+        }
+        return m
+    }
+
+    /// Images `[B, H, W]` from a PNG/PGM file or an array `[H, W]` / `[B, H, W]`.
+    static func images(_ data: String) throws -> Tensor {
+        let lower = data.lowercased()
+        if lower.hasSuffix(".png") || lower.hasSuffix(".pgm") {
+            let image = try ImageFolder.readImage(data, option: "--data")
+            return image.reshaped([1] + image.shape)
+        }
+        let (name, t, _) = try ArrayInput.load(ArrayReference(data), option: "--data", defaults: ["images", "X"])
+        guard t.rank == 2 || t.rank == 3, t.count > 0 else {
+            throw CLIError("--data \(data): a conv2d model takes images [H, W] or [B, H, W]; array '\(name)' has shape \(t.shape)")
+        }
+        if t.hasNonFinite { throw CLIError("--data \(data): array '\(name)' contains NaN or Inf") }
+        return t.rank == 2 ? t.reshaped([1] + t.shape) : t
+    }
+
+    // MARK: measures
+
+    /// ‖x − x̂‖_F / ‖x‖_F.
+    var relativeError: Double {
+        let n = signals.squaredNorm()
+        return n > 0 ? ((signals - reconstruction).squaredNorm() / n).squareRoot() : 0
+    }
+
+    var meanSquaredError: Double { (signals - reconstruction).squaredNorm() / Double(max(1, signals.count)) }
+    var zeroFraction: Double { Double(codes.zeroCount()) / Double(max(1, codes.count)) }
+    var nonZerosPerSignal: Double { Double(codes.count - codes.zeroCount()) / Double(max(1, count)) }
+
+    /// The lasso objective per signal, ½‖x − D z‖² + Σ λ_j |z_j|, for a tied model whose λ is a penalty.
+    static func lassoObjective<Op: DictionaryOperator>(_ m: UnrolledAutoencoder<Op>, _ run: ModelRun) -> Double? {
+        guard m.isTied, m.encoder.lambdaIsPenalty, m.encoder.threshold != .hard else { return nil }
+        let lambdas = m.encoder.lambda.values(atoms: m.atoms).map { Double($0) }
+        let perAtom = run.codes.count / max(1, run.count * m.atoms)
+        var l1 = 0.0
+        run.codes.data.withUnsafeBufferPointer { z in
+            for i in 0..<z.count { l1 += lambdas[(i / perAtom) % m.atoms] * Double(abs(z[i])) }
+        }
+        return (0.5 * (run.signals - run.reconstruction).squaredNorm() + l1) / Double(max(1, run.count))
+    }
+}
