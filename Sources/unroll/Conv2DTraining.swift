@@ -153,9 +153,9 @@ struct Conv2DTraining {
         }
         let progress = ProgressBar(total: steps, label: "train conv2d")
         let clock = ContinuousClock.now
-        var last: DenoisingRecord?
+        var last: DenoisingTrainer.Report?
         while trainer.step < steps {
-            let r: DenoisingRecord
+            let r: DenoisingTrainer.Report
             do {
                 r = try trainer.trainStep()
             } catch let UnrollError.diverged(step, reason) {

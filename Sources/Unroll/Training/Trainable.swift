@@ -1,0 +1,54 @@
+import UnrollCore
+
+/// A model the one `Trainer` can train (layer 6 of the design): its learned tensors, the loss and the
+/// gradients of a batch, and what changes without a gradient after a step (normalising atoms, CRsAE's
+/// EM λ). PUDLE's dense and convolutional models, CRsAE 1-D and 2-D conform; the trainer owns the
+/// loop, the optimizers, the divergence guard, checkpoints and the gradient-reduction seam.
+public protocol Trainable: Sendable {
+    associatedtype Batch
+    /// What one batch gives: the loss, a gradient per parameter, and the model's own measures.
+    associatedtype Evaluation: StepEvaluation
+
+    /// The learned tensors, in a fixed order (`parameterNames` names them in checkpoints).
+    var parameters: [Tensor] { get set }
+    var parameterNames: [String] { get }
+
+    /// Loss and gradients of `batch` at the current parameters, for step `step` (1-based; schedules such
+    /// as PUDLE's λ decay depend on it). Must not change the model.
+    func evaluate(_ batch: Batch, step: Int) throws -> Evaluation
+
+    /// After the optimizer step (the parameters are updated and finite): projections and updates
+    /// without a gradient. Throws `UnrollError.diverged` to reject the step (the trainer rolls back).
+    mutating func finishStep(_ evaluation: Evaluation, step: Int) throws
+
+    /// State beyond the parameters that a resume needs (EM λ, σ, L), and its restore.
+    func exportState() -> TrainerCheckpoint
+    mutating func restoreState(_ checkpoint: TrainerCheckpoint) throws
+}
+
+extension Trainable {
+    public func exportState() -> TrainerCheckpoint { TrainerCheckpoint(tensors: [:], metadata: [:]) }
+    public mutating func restoreState(_ checkpoint: TrainerCheckpoint) throws {}
+    public mutating func finishStep(_ evaluation: Evaluation, step: Int) throws {}
+}
+
+/// The part of a step's result the trainer reads.
+public protocol StepEvaluation: Sendable {
+    var loss: Double { get }
+    /// One per parameter, in `parameters` order; the reducer may replace them (averaged across workers).
+    var gradients: [Tensor] { get set }
+}
+
+/// Where a batch's gradient is combined across workers before the update: the identity in one
+/// process; the multi-machine issue plugs an `MPI_Allreduce` in here. Every worker must call it once
+/// per step, in step order.
+public protocol GradientReducer: Sendable {
+    /// Replaces `gradients` and `loss` by their mean over the workers.
+    func reduce(_ gradients: inout [Tensor], loss: inout Double) throws
+}
+
+/// One process: nothing to combine.
+public struct LocalReducer: GradientReducer {
+    public init() {}
+    public func reduce(_ gradients: inout [Tensor], loss: inout Double) throws {}
+}
