@@ -129,6 +129,23 @@ public final class CSVLog {
         }
     }
 
+    /// Continues the log of a run resumed from its checkpoint at `step`: rows of later steps (first
+    /// column), written after that checkpoint, are dropped first, so every step appears once.
+    public convenience init(resuming path: String, columns: [String], upToStep step: Int) throws {
+        if FileManager.default.fileExists(atPath: path) {
+            let lines = String(decoding: try FileBytes.read(path), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true)
+            let header = columns.map(CSV.field).joined(separator: ",")
+            guard let first = lines.first, first == header else {
+                throw UnrollIOError(.malformed, file: path, "cannot resume: the existing header differs from \(columns.joined(separator: ","))")
+            }
+            let kept = [first] + lines.dropFirst().filter { line in
+                (line.split(separator: ",", maxSplits: 1).first.flatMap { Double($0) } ?? .infinity) <= Double(step)
+            }
+            if kept.count != lines.count { try AtomicFile.write(kept.joined(separator: "\n") + "\n", to: path) }
+        }
+        try self.init(path: path, columns: columns, append: true)
+    }
+
     deinit { try? handle.close() }
 
     /// A row of numbers (Double or Float), each in its shortest exact form.

@@ -13,8 +13,8 @@ struct CRsAE2DTraining {
     func run() throws {
         let c = o.conv
         if o.epochs != nil { throw CLIError("--model conv2d counts --steps (one batch of crops each), not --epochs") }
-        if o.initFile != nil || o.truth != nil || o.lambdaPerAtom != nil || o.resume || o.betaDecay || o.tau != nil || o.step != nil {
-            throw CLIError("--family crsae does not take --init, --truth, --lambda-per-atom, --resume, --beta-decay, --tau or --step (the step is 1/--lipschitz)")
+        if o.initFile != nil || o.truth != nil || o.lambdaPerAtom != nil || o.betaDecay || o.tau != nil || o.step != nil {
+            throw CLIError("--family crsae does not take --init, --truth, --lambda-per-atom, --beta-decay, --tau or --step (the step is 1/--lipschitz)")
         }
         if o.lambda != nil { throw CLIError("--family crsae sets λ by --lambda-mean (λ̄) and --bias, not --lambda") }
         let steps = o.steps ?? 1000
@@ -53,51 +53,34 @@ struct CRsAE2DTraining {
             }
         }
         var trainer = try inContext("--family crsae") { try CRsAE2DTrainer(images: train.map(\.image), config: config) }
-        try inContext("--output") { try FileManager.default.createDirectory(atPath: o.output, withIntermediateDirectories: true) }
-        let log = try inContext("--output") {
-            try CSVLog(path: o.output + "/log.csv", columns: ["step", "rec", "density", "mean_lambda", "mean_threshold", "test_psnr", "seconds"])
-        }
-        func evaluate() throws -> Denoiser.Evaluation? {
+        let run = try TrainingRun(output: o.output, resume: o.resume, checkpointEvery: o.checkpointEvery)
+        func evaluate(_ network: CRsAE2DNetwork) throws -> Denoiser.Evaluation? {
             guard let test else { return nil }
-            return try trainer.network.evaluate(clean: test.map(\.image), sigma: config.sigma, seed: o.seed &+ 1, shiftAverage: true)
+            return try network.evaluate(clean: test.map(\.image), sigma: config.sigma, seed: o.seed &+ 1, shiftAverage: true)
         }
         let label = "crsae \(config.tying.rawValue) \(config.bias.name)"
-        let progress = ProgressBar(total: steps, label: "train " + label)
         let clock = ContinuousClock.now
-        var last: CRsAE2DRecord?
-        while trainer.step < steps {
-            let r: CRsAE2DRecord
-            do {
-                r = try trainer.trainStep()
-            } catch let UnrollError.diverged(step, reason) {
-                progress.finish()
-                try save(trainer)
-                throw CLIError("training diverged at step \(step): \(reason); the last good model is saved in \(o.output)")
-            }
-            last = r
-            var psnr = Double.nan
-            if let e = c.evalEvery, r.step % e == 0, r.step < steps, let ev = try evaluate() { psnr = ev.meanDenoised }
-            try log.append(fields: [String(r.step), CSV.format(r.reconstruction), CSV.format(r.density), CSV.format(Double(r.meanLambda)),
-                                    CSV.format(Double(r.meanThreshold)), CSV.format(psnr),
-                                    String(format: "%.3f", secondsSince(clock))])
-            progress.update(r.step, detail: String(format: "rec %.3g, density %.3f, λ %.3g", r.reconstruction, r.density, r.meanLambda))
-        }
-        progress.finish()
-        let file = try save(trainer)
+        let last = try run.run(&trainer, steps: steps, label: "train " + label,
+                               columns: ["rec", "density", "mean_lambda", "mean_threshold"],
+                               fields: { r in [CSV.format(r.reconstruction), CSV.format(r.density), CSV.format(Double(r.meanLambda)),
+                                               CSV.format(Double(r.meanThreshold))] },
+                               detail: { r in String(format: "rec %.3g, density %.3f, λ %.3g", r.reconstruction, r.density, r.meanLambda) },
+                               evaluateEvery: c.evalEvery, evaluate: { try evaluate($0.network)?.meanDenoised },
+                               save: { try save($0) })
+        let file = "model.safetensors"
         var summary = "\(label): step \(trainer.step)"
         if let r = last { summary += String(format: ", rec %.4g, code density %.3f, mean λ %.3g", r.reconstruction, r.density, r.meanLambda) }
-        if let ev = try evaluate() {
+        if let ev = try evaluate(trainer.network) {
             summary += String(format: "; test PSNR (averaged over the %d shifts) %.2f dB (noisy %.2f dB, gain %.2f dB) with peak 1, %.2f dB (noisy %.2f dB) with peak = max of the clean image, on %d images",
                               config.stride * config.stride, ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax,
                               ev.meanNoisyCleanMax, ev.scores.count)
         }
-        summary += String(format: ", %.1f s; wrote %@/%@, atoms.png, log.csv", secondsSince(clock), o.output, file)
+        summary += String(format: ", %.1f s; wrote %@/%@, checkpoint.safetensors, atoms.png, log.csv", secondsSince(clock), o.output, file)
         print(summary)
     }
 
-    /// Writes the model and the atoms image; returns the model's file name.
-    @discardableResult
-    func save(_ trainer: CRsAE2DTrainer) throws -> String {
+    /// Writes the model and the atoms image.
+    func save(_ trainer: CRsAE2DTrainer) throws {
         let net = trainer.network, config = trainer.config
         let info = [
             "training.family": "crsae", "training.bias": config.bias.name, "training.tying": config.tying.rawValue,
@@ -119,6 +102,5 @@ struct CRsAE2DTraining {
             try AtomGrid(atomHeight: k, atomWidth: k, scale: max(1, 48 / k))
                 .writePNG(net.decoderFilters.reshaped([net.atoms, k * k]), to: o.output + "/atoms.png")
         }
-        return name
     }
 }

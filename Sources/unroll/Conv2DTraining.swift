@@ -85,11 +85,6 @@ struct Conv2DTraining {
         if o.initFile != nil || o.truth != nil || o.lambdaPerAtom != nil || o.betaDecay {
             throw CLIError("--model conv2d does not take --init, --truth, --lambda-per-atom or --beta-decay")
         }
-        guard o.checkpointEvery >= 1 else { throw CLIError("--checkpoint-every must be ≥ 1, got \(o.checkpointEvery)") }
-        let checkpointPath = o.output + "/checkpoint.safetensors"
-        if o.resume && !FileManager.default.fileExists(atPath: checkpointPath) {
-            throw CLIError("--resume: \(checkpointPath) does not exist (nothing to resume; run without --resume to start)")
-        }
         let steps = o.steps ?? 1000
         guard steps >= 0 else { throw CLIError("--steps must be ≥ 0, got \(steps)") }
         let sigma = try parseSigma(c.sigma ?? "25/255", option: "--sigma")
@@ -133,52 +128,21 @@ struct Conv2DTraining {
             try Convolution2DDictionary(filters: o.atoms ?? 64, kernel: kernel, stride: stride, height: crop, width: crop, rng: &rng)
         }
         var trainer = try inContext("--model conv2d") { try DenoisingTrainer(dictionary: initial, images: train.map(\.image), config: config) }
-        try inContext("--output") { try FileManager.default.createDirectory(atPath: o.output, withIntermediateDirectories: true) }
-        if o.resume {
-            let checkpoint = try CheckpointFile.read(checkpointPath)
-            try inContext("--resume \(checkpointPath)") { try trainer.restore(checkpoint) }
-        }
-        let log = try inContext("--output") {
-            try CSVLog(path: o.output + "/log.csv", columns: ["step", "loss", "rec", "l1", "density", "test_psnr", "seconds"],
-                       append: o.resume)
-        }
-        func writeCheckpoint() throws {
-            try inContext("writing the checkpoint") { try CheckpointFile.write(trainer.checkpoint(), extra: [:], to: checkpointPath) }
-        }
-
-        func evaluate() throws -> Denoiser.Evaluation? {
+        let run = try TrainingRun(output: o.output, resume: o.resume, checkpointEvery: o.checkpointEvery)
+        func evaluate(_ dictionary: Convolution2DDictionary) throws -> Denoiser.Evaluation? {
             guard let test else { return nil }
-            return try Denoiser.evaluate(clean: test.map(\.image), sigma: sigma, seed: o.seed &+ 1,
-                                         dictionary: trainer.dictionary, encoder: encoder)
+            return try Denoiser.evaluate(clean: test.map(\.image), sigma: sigma, seed: o.seed &+ 1, dictionary: dictionary, encoder: encoder)
         }
-        let progress = ProgressBar(total: steps, label: "train conv2d")
         let clock = ContinuousClock.now
-        var last: DenoisingTrainer.Report?
-        while trainer.step < steps {
-            let r: DenoisingTrainer.Report
-            do {
-                r = try trainer.trainStep()
-            } catch let UnrollError.diverged(step, reason) {
-                progress.finish()
-                try save(trainer, encoder: encoder, sigma: sigma)
-                try writeCheckpoint()
-                throw CLIError("training diverged at step \(step): \(reason); the last good state (step \(trainer.step)) is saved in \(o.output)/model.safetensors and checkpoint.safetensors")
-            }
-            last = r
-            var psnr = Double.nan
-            if let e = c.evalEvery, r.step % e == 0, r.step < steps, let ev = try evaluate() { psnr = ev.meanDenoised }
-            try log.append(fields: [String(r.step), CSV.format(r.loss), CSV.format(r.reconstruction), CSV.format(r.l1),
-                                    CSV.format(r.density), CSV.format(psnr),
-                                    String(format: "%.3f", secondsSince(clock))])
-            progress.update(r.step, detail: String(format: "rec %.3g, density %.3f", r.reconstruction, r.density))
-            if r.step % o.checkpointEvery == 0 { try writeCheckpoint() }
-        }
-        progress.finish()
-        try save(trainer, encoder: encoder, sigma: sigma)
-        try writeCheckpoint()
+        let last = try run.run(&trainer, steps: steps, label: "train conv2d", columns: ["loss", "rec", "l1", "density"],
+                               fields: { r in [CSV.format(r.loss), CSV.format(r.reconstruction), CSV.format(r.l1), CSV.format(r.density)] },
+                               detail: { r in String(format: "rec %.3g, density %.3f", r.reconstruction, r.density) },
+                               evaluateEvery: c.evalEvery,
+                               evaluate: { try evaluate($0.dictionary)?.meanDenoised },
+                               save: { t in try save(t, encoder: encoder, sigma: sigma) })
         var summary = "\(mode.paperName) conv2d: step \(trainer.step)"
         if let r = last { summary += String(format: ", rec %.4g, code density %.3f", r.reconstruction, r.density) }
-        if let ev = try evaluate() {
+        if let ev = try evaluate(trainer.dictionary) {
             summary += String(format: "; test PSNR %.2f dB (noisy %.2f dB, gain %.2f dB) with peak 1, %.2f dB (noisy %.2f dB) with peak = max of the clean image, on %d images",
                               ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax, ev.meanNoisyCleanMax, ev.scores.count)
         }

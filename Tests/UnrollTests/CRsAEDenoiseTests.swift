@@ -93,7 +93,7 @@ import UnrollIO
         var net = base
         net.thresholds = net.emThresholds(lambdas: lambdas, sigma: sigma)
         let (codes, _, trace) = try net.forward(x)
-        let g = try CRsAE2DTrainer.lambdaLossGradient(network: net, trace: trace!, codes: codes, lambdas: lambdas,
+        let g = try CRsAE2DModel.lambdaLossGradient(network: net, trace: trace!, codes: codes, lambdas: lambdas,
                                                       sigma: sigma, prior: prior)
         var throughSeen = false
         for c in 0..<3 {
@@ -221,6 +221,29 @@ import UnrollIO
         #expect(trainer.lambdas.allSatisfy { $0.isFinite && (bias == .freeBias ? $0 >= 0 : $0 > 0) })
         if bias == .fixed { #expect(trainer.lambdas == [Float](repeating: 2, count: 4)) }
         if bias == .em(form: .closedForm) { #expect(trainer.lambdas != [Float](repeating: 2, count: 4)) }
+    }
+
+    /// A CRsAE 2-D trainer restored from a mid-run checkpoint continues bit for bit (every bias form:
+    /// λ, the thresholds and a guarded L are state beside the filters); other settings are refused.
+    @Test(arguments: [CRsAE2DBias.em(form: .closedForm), .em(form: .backprop), .freeBias, .fixed])
+    func aCheckpointContinuesBitForBit(_ bias: CRsAE2DBias) throws {
+        let images = [Self.image(40, 40), Self.image(40, 40, phase: 1)]
+        var c = CRsAE2DConfig()
+        c.atoms = 4; c.kernel = 5; c.stride = 2; c.layers = 4; c.cropSize = 21; c.sigma = 0.1; c.lambdaMean = 2
+        c.lipschitz = 0.8; c.guardLipschitz = true; c.bias = bias; c.learningRateStep = 2; c.tying = bias == .fixed ? .untied : .tied
+        var trainer = try CRsAE2DTrainer(images: images, config: c)
+        for _ in 0..<3 { try trainer.trainStep() }
+        let saved = trainer.checkpoint()
+        for _ in 0..<3 { try trainer.trainStep() }
+        var resumed = try CRsAE2DTrainer(images: images, config: c)
+        try resumed.restore(saved)
+        for _ in 0..<3 { try resumed.trainStep() }
+        #expect(resumed.network == trainer.network && resumed.lambdas == trainer.lambdas && resumed.step == 6, "\(bias.name)")
+        #expect(resumed.optimizers == trainer.optimizers)
+        var other = c
+        other.sigma = 0.2
+        var mismatched = try CRsAE2DTrainer(images: images, config: other)
+        #expect(throws: UnrollError.self) { try mismatched.restore(saved) }
     }
 
     @Test func lipschitzGuardKeepsLAboveTheOperatorNorm() throws {

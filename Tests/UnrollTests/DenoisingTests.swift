@@ -187,25 +187,34 @@ import UnrollIO
         #expect(throws: UnrollError.self) { try resumed.restore(broken) }
     }
 
-    /// `train --model conv2d --resume` after 2 steps gives the same model file as 4 steps in one go.
-    @Test(.needsCLI) func cliResumeGivesTheSameModelAsOneRun() throws {
+    /// Every conv2d family: a run killed after step 5 with its last checkpoint at step 3, resumed to
+    /// step 6, gives the same model file as 6 steps in one go, and its log has each step once.
+    @Test(.needsCLI, arguments: [[String](), ["--family", "crsae"], ["--family", "crsae", "--untied", "--bias", "free-bias"],
+                                 ["--family", "crsae", "--bias", "em-backprop", "--guard-lipschitz"]])
+    func cliResumeGivesTheSameModelAsOneRun(_ family: [String]) throws {
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let images = dir.appendingPathComponent("train")
         try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
         try PNG.write(Raster(gray: Self.image(40, 40)), to: images.appendingPathComponent("a.png").path)
         let common = ["train", "--model", "conv2d", "--data", images.path, "--atoms", "4", "--kernel", "5", "--stride", "2",
-                      "--crop", "17", "--layers", "3", "--lr", "1e-2"]
-        try CLITests.ok(common + ["--steps", "4", "--output", "one"], in: dir)
-        try CLITests.ok(common + ["--steps", "2", "--output", "two"], in: dir)
-        try CLITests.ok(common + ["--steps", "4", "--output", "two", "--resume"], in: dir)
+                      "--crop", "17", "--layers", "3", "--lr", "1e-2", "--sigma", "0.1"] + family
+        try CLITests.ok(common + ["--steps", "6", "--output", "one"], in: dir)
+        try CLITests.ok(common + ["--steps", "3", "--output", "two"], in: dir)
+        let checkpoint = dir.appendingPathComponent("two/checkpoint.safetensors")
+        let atStep3 = try Data(contentsOf: checkpoint)
+        try CLITests.ok(common + ["--steps", "5", "--output", "two", "--resume"], in: dir)
+        try atStep3.write(to: checkpoint)   // killed after step 5, before its next checkpoint
+        try CLITests.ok(common + ["--steps", "6", "--output", "two", "--resume"], in: dir)
         let a = try Data(contentsOf: dir.appendingPathComponent("one/model.safetensors"))
         let b = try Data(contentsOf: dir.appendingPathComponent("two/model.safetensors"))
-        #expect(a == b)
-        let log = try String(contentsOf: dir.appendingPathComponent("two/log.csv"), encoding: .utf8)
-        #expect(log.split(separator: "\n").count == 5)   // header + steps 1…4
-        let changed = try CLITests.run(common + ["--steps", "6", "--output", "two", "--resume", "--sigma", "0.2"], in: dir)
-        #expect(changed.status != 0 && changed.stderr.contains("denoise.sigma"), "\(changed.stderr)")
+        #expect(a == b, "\(family): the resumed model differs from one run")
+        let steps = try CLITests.logRows(dir.appendingPathComponent("two/log.csv")).map { $0[0] }
+        #expect(steps == [1, 2, 3, 4, 5, 6], "\(family): log steps \(steps)")
+        let changed = try CLITests.run(common + ["--steps", "7", "--output", "two", "--resume", "--sigma", "0.2"], in: dir)
+        #expect(changed.status != 0 && changed.stderr.contains("sigma"), "\(changed.stderr)")
+        let faster = try CLITests.run(common + ["--steps", "7", "--output", "two", "--resume", "--lr", "0.5"], in: dir)
+        #expect(faster.status != 0 && faster.stderr.contains("learning_rate"), "\(faster.stderr)")
         let missing = try CLITests.run(common + ["--steps", "6", "--output", "none", "--resume"], in: dir)
         #expect(missing.status != 0 && missing.stderr.contains("does not exist"), "\(missing.stderr)")
     }

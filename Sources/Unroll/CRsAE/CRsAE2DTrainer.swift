@@ -89,40 +89,36 @@ public struct CRsAE2DConfig: Equatable, Sendable {
 }
 
 /// One CRsAE 2-D step's numbers.
-public struct CRsAE2DRecord: Sendable {
-    public var step: Int
-    /// ½Σ‖target − x̂‖²/B before the update.
+public struct CRsAE2DRecord: StepEvaluation {
+    /// ½Σ‖target − x̂‖²/B before the update (the loss).
     public var reconstruction: Double
+    public var loss: Double { reconstruction }
     /// Fraction of non-zero codes.
     public var density: Double
     /// Mean threshold b_c after the step.
-    public var meanThreshold: Float
+    public var meanThreshold: Float = 0
     /// Mean λ_c after the step (EM and fixed; b_c L/σ² for the free bias).
-    public var meanLambda: Float
+    public var meanLambda: Float = 0
     /// L after the step.
-    public var lipschitz: Float
-    public var seconds: Double
+    public var lipschitz: Float = 0
+    public var gradients: [Tensor]
+    /// z_T of the batch (the EM λ update reads it).
+    var codes: Tensor
 }
 
-/// Trains a CRsAE 2-D denoiser. Per step: a batch of noisy crops (`DenoisingSampler`), the forward
-/// pass, the reconstruction loss against the clean (or noisy) crop backpropagated through the layers
-/// to the filter banks (and to b_c for the free bias), Adam, unit-norm filters; then the λ stage of
-/// the EM model. Divergence throws `UnrollError.diverged` and leaves the trainer at its last good state.
-public struct CRsAE2DTrainer {
+/// CRsAE's 2-D denoiser as a `Trainable` model. Per step: the forward pass on a batch of noisy
+/// crops, the reconstruction loss against the clean (or noisy) crop backpropagated through the
+/// layers to the filter banks (and to b_c for the free bias, to λ for the EM backprop form); after
+/// the optimizers, unit-norm filters, the optional guard on L, and the λ stage of the EM model.
+/// `CRsAE2DTrainer` is the one trainer over it and random crops; it checkpoints and resumes.
+public struct CRsAE2DModel: Trainable {
     public private(set) var network: CRsAE2DNetwork
-    /// λ_c (EM, fixed); for the free bias the equivalent b_c L/σ².
     public private(set) var lambdas: [Float]
     public let config: CRsAE2DConfig
-    public let sampler: DenoisingSampler
-    public private(set) var step = 0
-    private var filterOptimizers: [Optimizer]
-    private var biasOptimizer: Optimizer
-    private var rng: Random
 
-    public init(images: [Tensor], config: CRsAE2DConfig) throws {
+    /// Random unit-norm filters from `config.seed`, λ = λ̄ and the thresholds it gives.
+    public init(config: CRsAE2DConfig) throws {
         try config.validate()
-        try DenoisingImages.validate(images, what: "training image", minimumSide: config.kernel)
-        self.sampler = try DenoisingSampler(images: images, cropSize: config.cropSize, sigma: config.sigma, flips: config.flips)
         var initRng = Random(seed: config.seed)
         let lambda0 = config.lambdaMean
         let b0 = lambda0 * config.sigma * config.sigma / config.lipschitz
@@ -130,11 +126,51 @@ public struct CRsAE2DTrainer {
                                           lipschitz: config.lipschitz, tying: config.tying, threshold: b0, rng: &initRng)
         self.lambdas = [Float](repeating: lambda0, count: config.atoms)
         self.config = config
+    }
+
+    /// The banks, then b (free bias) or λ (EM backprop) when a gradient trains them.
+    public var parameters: [Tensor] {
+        get {
+            var p = network.filters
+            switch config.bias {
+            case .freeBias: p.append(Tensor(shape: [network.atoms], data: network.thresholds))
+            case .em(.backprop): p.append(Tensor(shape: [network.atoms], data: lambdas))
+            default: break
+            }
+            return p
+        }
+        set {
+            let banks = network.filters.count
+            network.filters = Array(newValue[0..<banks])
+            switch config.bias {
+            case .freeBias: network.thresholds = newValue[banks].data
+            case .em(.backprop): lambdas = newValue[banks].data
+            default: break
+            }
+        }
+    }
+
+    public var parameterNames: [String] {
+        var names = network.filters.count == 1 ? ["filters"] : ["H", "We", "Wd"]
+        switch config.bias {
+        case .freeBias: names.append("thresholds")
+        case .em(.backprop): names.append("lambda")
+        default: break
+        }
+        return names
+    }
+
+    /// Adam on the banks (and on b for the free bias) at the learning rate, on λ at the λ rate; the
+    /// step decay applies to the banks and the free bias.
+    var optimizers: (optimizers: [Optimizer], scheduled: [Bool]) {
         let adam = Optimizer.adam(learningRate: config.learningRate, epsilon: config.epsilon)
-        self.filterOptimizers = [Optimizer](repeating: adam, count: network.filters.count)
-        self.biasOptimizer = config.bias == .freeBias ? adam
-            : .adam(learningRate: config.lambdaLearningRate, epsilon: config.epsilon)
-        self.rng = Random(seed: config.seed &+ 1)
+        var o = [Optimizer](repeating: adam, count: network.filters.count), s = [Bool](repeating: true, count: o.count)
+        switch config.bias {
+        case .freeBias: o.append(adam); s.append(true)
+        case .em(.backprop): o.append(.adam(learningRate: config.lambdaLearningRate, epsilon: config.epsilon)); s.append(false)
+        default: break
+        }
+        return (o, s)
     }
 
     /// The gradient of the λ-loss Σ_c [λ_c (mean_b‖x_T,c‖₁ + δ) − (Ne + r − 1) log λ_c] with respect to λ,
@@ -162,75 +198,111 @@ public struct CRsAE2DTrainer {
         }
     }
 
-    @discardableResult
-    public mutating func trainStep() throws -> CRsAE2DRecord {
-        let t0 = ContinuousClock.now
-        let thisStep = step + 1
-        var nextRng = rng
-        let (noisy, clean) = sampler.next(batch: config.batchSize, rng: &nextRng)
-        let target = config.target == .clean ? clean : noisy
-        let batch = noisy.rows
-
-        let (codes, reconstruction, trace) = try network.forward(noisy, record: true)
+    public func evaluate(_ batch: CropBatches.Batch, step: Int) throws -> CRsAE2DRecord {
+        let target = config.target == .clean ? batch.clean : batch.noisy
+        let n = batch.noisy.rows
+        let (codes, reconstruction, trace) = try network.forward(batch.noisy, record: true)
         var residual = reconstruction
         residual.add(target, scaledBy: -1)
-        let rec = 0.5 * residual.squaredNorm() / Double(batch)
-        guard rec.isFinite else { throw UnrollError.diverged(step: thisStep, reason: "the reconstruction loss is \(rec)") }
-        let grads = try network.backward(trace!, codeGradient: nil, reconstructionGradient: (1 / Float(batch)) * residual)
-        if grads.filters.contains(where: \.hasNonFinite) || grads.thresholds.contains(where: { !$0.isFinite }) {
-            throw UnrollError.diverged(step: thisStep, reason: "the gradient contains NaN or Inf")
+        let rec = 0.5 * residual.squaredNorm() / Double(n)
+        guard rec.isFinite else { throw UnrollError.diverged(step: step, reason: "the reconstruction loss is \(rec)") }
+        let grads = try network.backward(trace!, codeGradient: nil, reconstructionGradient: (1 / Float(n)) * residual)
+        var gradients = grads.filters
+        switch config.bias {
+        case .freeBias: gradients.append(Tensor(shape: [network.atoms], data: grads.thresholds))
+        case .em(.backprop):
+            let g = try Self.lambdaLossGradient(network: network, trace: trace!, codes: codes, lambdas: lambdas,
+                                                sigma: config.sigma, prior: config.prior)
+            gradients.append(Tensor(shape: [network.atoms], data: g))
+        default: break
         }
+        return CRsAE2DRecord(reconstruction: rec, density: 1 - Double(codes.zeroCount()) / Double(max(1, codes.count)),
+                             gradients: gradients, codes: codes)
+    }
 
-        var net = network
-        var optimizers = filterOptimizers
-        for i in net.filters.indices { optimizers[i].step(&net.filters[i], gradient: grads.filters[i]) }
-        if config.normalize { net.normalize() }
-        if net.filters.contains(where: \.hasNonFinite) {
-            throw UnrollError.diverged(step: thisStep, reason: "the updated filters contain NaN or Inf")
-        }
+    public mutating func finishStep(_ e: inout CRsAE2DRecord, step: Int) throws {
+        if config.normalize { network.normalize() }
         if config.guardLipschitz {
-            let bound = try net.estimatedLipschitz(side: 64, iterations: 20, seed: UInt64(thisStep))
-            if bound.isFinite, bound > net.lipschitz { net.lipschitz = 1.05 * bound }
+            let bound = try network.estimatedLipschitz(side: 64, iterations: 20, seed: UInt64(step))
+            if bound.isFinite, bound > network.lipschitz { network.lipschitz = 1.05 * bound }
         }
-        var biasOpt = biasOptimizer
-        var newLambdas = lambdas
-        let toLambda = net.lipschitz / max(config.sigma * config.sigma, .leastNormalMagnitude)
         switch config.bias {
         case .fixed:
             break
         case .freeBias:
-            var b = Tensor(shape: [net.atoms], data: net.thresholds)
-            biasOpt.step(&b, gradient: Tensor(shape: [net.atoms], data: grads.thresholds))
-            net.thresholds = b.data.map { max(0, $0) }
-            newLambdas = net.thresholds.map { $0 * toLambda }
+            network.thresholds = network.thresholds.map { max(0, $0) }
+            let toLambda = network.lipschitz / max(config.sigma * config.sigma, .leastNormalMagnitude)
+            lambdas = network.thresholds.map { $0 * toLambda }
         case .em(.closedForm):
-            newLambdas = config.prior.update(codes: codes, atoms: net.atoms)
+            lambdas = config.prior.update(codes: e.codes, atoms: network.atoms)
         case .em(.backprop):
-            let g = try Self.lambdaLossGradient(network: network, trace: trace!, codes: codes, lambdas: lambdas,
-                                                sigma: config.sigma, prior: config.prior)
-            var l = Tensor(shape: [net.atoms], data: lambdas)
-            biasOpt.step(&l, gradient: Tensor(shape: [net.atoms], data: g))
-            newLambdas = l.data.map { max($0, 1e-3) }   // λ > 0 (the loss has −log λ)
+            lambdas = lambdas.map { max($0, 1e-3) }   // λ > 0 (the loss has −log λ)
         }
-        if config.bias != .freeBias { net.thresholds = net.emThresholds(lambdas: newLambdas, sigma: config.sigma) }
-        if newLambdas.contains(where: { !$0.isFinite }) || net.thresholds.contains(where: { !$0.isFinite }) {
-            throw UnrollError.diverged(step: thisStep, reason: "λ or the thresholds are not finite")
+        if config.bias != .freeBias { network.thresholds = network.emThresholds(lambdas: lambdas, sigma: config.sigma) }
+        if lambdas.contains(where: { !$0.isFinite }) || network.thresholds.contains(where: { !$0.isFinite }) {
+            throw UnrollError.diverged(step: step, reason: "λ or the thresholds are not finite")
         }
-
-        network = net
-        lambdas = newLambdas
-        filterOptimizers = optimizers
-        biasOptimizer = biasOpt
-        rng = nextRng
-        step = thisStep
-        if let every = config.learningRateStep, step % every == 0 {
-            for i in filterOptimizers.indices { filterOptimizers[i].learningRate *= config.learningRateGamma }
-            if config.bias == .freeBias { biasOptimizer.learningRate *= config.learningRateGamma }
-        }
-        return CRsAE2DRecord(step: step, reconstruction: rec,
-                             density: 1 - Double(codes.zeroCount()) / Double(max(1, codes.count)),
-                             meanThreshold: network.thresholds.reduce(0, +) / Float(network.atoms),
-                             meanLambda: lambdas.reduce(0, +) / Float(lambdas.count), lipschitz: network.lipschitz,
-                             seconds: secondsSince(t0))
+        e.meanThreshold = network.thresholds.reduce(0, +) / Float(network.atoms)
+        e.meanLambda = lambdas.reduce(0, +) / Float(lambdas.count)
+        e.lipschitz = network.lipschitz
+        e.codes = Tensor(zeros: [0])
     }
+
+    /// The run's settings (a checkpoint resumes only the same run).
+    var settings: [String: String] {
+        let c = config
+        return ["crsae.atoms": String(c.atoms), "crsae.kernel": String(c.kernel), "crsae.stride": String(c.stride),
+                "crsae.layers": String(c.layers), "crsae.tying": c.tying.rawValue, "crsae.bias": c.bias.name,
+                "crsae.sigma": c.sigma.description, "crsae.lambda_mean": c.lambdaMean.description,
+                "crsae.delta": c.lambdaRate.description, "crsae.crop": String(c.cropSize), "crsae.batch": String(c.batchSize),
+                "crsae.target": c.target.rawValue, "crsae.flips": String(c.flips), "crsae.normalize": String(c.normalize),
+                "crsae.guard_lipschitz": String(c.guardLipschitz), "crsae.seed": String(c.seed)]
+    }
+
+    /// λ, the thresholds and L (which the guard may raise) beside the settings.
+    public func exportState() -> TrainerCheckpoint {
+        var meta = settings
+        meta["crsae.lipschitz"] = network.lipschitz.description
+        return TrainerCheckpoint(tensors: ["crsae.lambda": Tensor(shape: [lambdas.count], data: lambdas),
+                                           "crsae.thresholds": Tensor(shape: [network.atoms], data: network.thresholds)],
+                                 metadata: meta)
+    }
+
+    public mutating func restoreState(_ c: TrainerCheckpoint) throws {
+        for (key, value) in settings.sorted(by: { $0.key < $1.key }) where c.metadata[key] != value {
+            throw UnrollError.invalidCheckpoint("\(key) is \(c.metadata[key] ?? "missing"), this run's is \(value)")
+        }
+        guard let l = c.tensors["crsae.lambda"], l.shape == [network.atoms], let b = c.tensors["crsae.thresholds"],
+              b.shape == [network.atoms], !l.hasNonFinite, !b.hasNonFinite, b.data.allSatisfy({ $0 >= 0 }) else {
+            throw UnrollError.invalidCheckpoint("crsae.lambda and crsae.thresholds must be [\(network.atoms)], finite, thresholds ≥ 0")
+        }
+        guard let lip = c.metadata["crsae.lipschitz"].flatMap(Float.init), lip.isFinite, lip > 0 else {
+            throw UnrollError.invalidCheckpoint("crsae.lipschitz is missing or not > 0")
+        }
+        lambdas = l.data
+        network.thresholds = b.data
+        network.lipschitz = lip
+    }
+}
+
+/// Trains a CRsAE 2-D denoiser: the one trainer over `CRsAE2DModel` and random noisy crops (the
+/// crops' generator seeded by seed + 1, the filters' by seed).
+public typealias CRsAE2DTrainer = Trainer<CRsAE2DModel, CropBatches>
+
+extension Trainer where Model == CRsAE2DModel, Stream == CropBatches {
+    public init(images: [Tensor], config: CRsAE2DConfig) throws {
+        let model = try CRsAE2DModel(config: config)
+        try DenoisingImages.validate(images, what: "training image", minimumSide: config.kernel)
+        let sampler = try DenoisingSampler(images: images, cropSize: config.cropSize, sigma: config.sigma, flips: config.flips)
+        let (optimizers, scheduled) = model.optimizers
+        try self.init(model: model, stream: CropBatches(sampler: sampler, batchSize: config.batchSize, seed: config.seed &+ 1),
+                      optimizers: optimizers,
+                      schedule: config.learningRateStep.map { .stepDecay(every: $0, gamma: config.learningRateGamma) } ?? .constant,
+                      scheduled: scheduled)
+    }
+
+    public var network: CRsAE2DNetwork { model.network }
+    public var lambdas: [Float] { model.lambdas }
+    public var config: CRsAE2DConfig { model.config }
+    public var sampler: DenoisingSampler { stream.sampler }
 }

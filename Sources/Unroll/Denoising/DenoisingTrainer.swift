@@ -85,7 +85,7 @@ public struct ConvDenoisingModel: Trainable {
                                density: 1 - Double(r.codes.zeroCount()) / Double(max(1, r.codes.count)), gradients: [r.gradient])
     }
 
-    public mutating func finishStep(_ evaluation: DenoisingRecord, step: Int) throws {
+    public mutating func finishStep(_ evaluation: inout DenoisingRecord, step: Int) throws {
         if config.normalizeFilters { dictionary.normalize() }
     }
 

@@ -18,8 +18,8 @@ public protocol Trainable: Sendable {
     func evaluate(_ batch: Batch, step: Int) throws -> Evaluation
 
     /// After the optimizer step (the parameters are updated and finite): projections and updates
-    /// without a gradient. Throws `UnrollError.diverged` to reject the step (the trainer rolls back).
-    mutating func finishStep(_ evaluation: Evaluation, step: Int) throws
+    /// without a gradient; it may complete the step's measures. Throws `UnrollError.diverged` to reject the step (the trainer rolls back).
+    mutating func finishStep(_ evaluation: inout Evaluation, step: Int) throws
 
     /// State beyond the parameters that a resume needs (EM λ, σ, L), and its restore.
     func exportState() -> TrainerCheckpoint
@@ -29,7 +29,7 @@ public protocol Trainable: Sendable {
 extension Trainable {
     public func exportState() -> TrainerCheckpoint { TrainerCheckpoint(tensors: [:], metadata: [:]) }
     public mutating func restoreState(_ checkpoint: TrainerCheckpoint) throws {}
-    public mutating func finishStep(_ evaluation: Evaluation, step: Int) throws {}
+    public mutating func finishStep(_ evaluation: inout Evaluation, step: Int) throws {}
 }
 
 /// The part of a step's result the trainer reads.

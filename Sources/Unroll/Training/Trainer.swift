@@ -139,7 +139,7 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
             }
         }
         newModel.parameters = parameters
-        try newModel.finishStep(evaluation, step: thisStep)
+        try newModel.finishStep(&evaluation, step: thisStep)
         for (t, name) in zip(newModel.parameters, names) where t.hasNonFinite {
             throw UnrollError.diverged(step: thisStep, reason: "the updated \(name) contains NaN or Inf")
         }
@@ -202,8 +202,15 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
         let newStep = try c.count("trainer.step")
         var newStream = stream
         try newStream.restoreState(c)
-        for i in newOptimizers.indices where scheduled[i] {
-            newOptimizers[i].learningRate = schedule.rate(baseOptimizers[i].learningRate, step: newStep, epoch: newStream.epoch)
+        for i in newOptimizers.indices {
+            if scheduled[i] {
+                newOptimizers[i].learningRate = schedule.rate(baseOptimizers[i].learningRate, step: newStep, epoch: newStream.epoch)
+            }
+            // The run's optimizer settings must be the checkpoint's (the moments mean nothing under others).
+            for (key, value) in newOptimizers[i].exportState(prefix: prefix(i)).metadata.sorted(by: { $0.key < $1.key })
+            where !key.hasSuffix(".steps") && c.metadata[key] != value {
+                throw UnrollError.invalidCheckpoint("\(key) is \(c.metadata[key] ?? "missing"), this run's is \(value)")
+            }
         }
         model = newModel
         optimizers = newOptimizers
