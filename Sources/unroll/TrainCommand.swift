@@ -368,7 +368,7 @@ struct TrainingSetup {
         while !done() {
             let record: TrainingRecord
             do {
-                record = try trainer.trainStep()
+                record = try trainer.trainStep().evaluation
             } catch let UnrollError.diverged(step, reason) {
                 progress.finish()
                 try writeOutputs(trainer, history: history)

@@ -8,7 +8,7 @@ import UnrollCore
                                       config: cfg, groundTruth: GroundTruth(weights: prob.truth))
         let start = t.dictionaryError()!
         var records: [TrainingRecord] = []
-        try t.train(steps: steps) { records.append($0) }
+        try t.train(steps: steps) { records.append($0.evaluation) }
         return (start, t.dictionaryError()!, records)
     }
 

@@ -19,7 +19,7 @@ import UnrollCore
                                             config: cfg, groundTruth: GroundTruth(weights: prob.truth, codes: prob.codes))
         let initialError = trainer.dictionaryError()!
         var records: [TrainingRecord] = []
-        try trainer.train(steps: 240) { records.append($0) }
+        try trainer.train(steps: 240) { records.append($0.evaluation) }
         let first = records.prefix(8).map(\.loss).reduce(0, +) / 8
         let last = records.suffix(8).map(\.loss).reduce(0, +) / 8
         let finalError = records.last!.dictionaryError!
@@ -43,7 +43,7 @@ import UnrollCore
             let w0 = try DenseDictionary(weights: prob.initial)
             var straight = try DictionaryTrainer(dictionary: w0, data: prob.signals, config: cfg)
             var straightRecords: [TrainingRecord] = []
-            try straight.train(steps: 13) { straightRecords.append($0) }
+            try straight.train(steps: 13) { straightRecords.append($0.evaluation) }
 
             var first = try DictionaryTrainer(dictionary: w0, data: prob.signals, config: cfg)
             try first.train(steps: 7)
@@ -51,7 +51,7 @@ import UnrollCore
             var resumed = try DictionaryTrainer(dictionary: w0, data: prob.signals, config: cfg)
             try resumed.restore(saved)
             var resumedRecords: [TrainingRecord] = []
-            try resumed.train(steps: 6) { resumedRecords.append($0) }
+            try resumed.train(steps: 6) { resumedRecords.append($0.evaluation) }
 
             #expect(resumed.dictionary.weights == straight.dictionary.weights, "\(mode)")
             #expect(resumed.optimizer == straight.optimizer)

@@ -98,7 +98,7 @@ public struct GroundTruth: Sendable {
 }
 
 /// One training step's log record.
-public struct TrainingRecord: Equatable, Sendable {
+public struct TrainingRecord: StepEvaluation, Equatable {
     /// 1-based number of this step (= completed steps after it).
     public var step: Int
     /// 0-based epoch the step's batch came from.
@@ -118,9 +118,8 @@ public struct TrainingRecord: Equatable, Sendable {
     public var beta: Float
     /// The encoder step α used.
     public var alpha: Float
-    /// Wall-clock seconds of this step, and since the trainer was created or restored.
-    public var seconds: Double
-    public var elapsed: Double
+    /// ∂loss/∂W (the trainer reads it; the reducer may average it across workers).
+    public var gradients: [Tensor]
 }
 
 /// A trainer's full state for an exact resume: named tensors and string metadata.

@@ -153,13 +153,24 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
 
     /// Steps until `steps` are complete in total; `onStep` sees each report.
     public mutating func train(toStep steps: Int, onStep: ((Report) throws -> Void)? = nil) throws {
-        while step < steps { try onStep?(try trainStep()) }
+        while step < steps {
+            let report = try trainStep()
+            try onStep?(report)
+        }
+    }
+
+    /// `steps` more steps.
+    public mutating func train(steps: Int, onStep: ((Report) throws -> Void)? = nil) throws {
+        try train(toStep: step + max(0, steps), onStep: onStep)
     }
 
     /// Trains until `epochs` more epochs are complete (finishing a partly done epoch counts as one).
     public mutating func train(epochs: Int, onStep: ((Report) throws -> Void)? = nil) throws {
         let target = stream.epoch + max(0, epochs)
-        while stream.epoch < target { try onStep?(try trainStep()) }
+        while stream.epoch < target {
+            let report = try trainStep()
+            try onStep?(report)
+        }
     }
 
     // MARK: checkpoints
