@@ -101,14 +101,14 @@ public enum SpikesExperiment {
         var dictionary = try Convolution1DDictionary(weights: start)
         dictionary.normalize()
         var trainer = try CRsAETrainer(dictionary: dictionary, lambdas: [Float](repeating: lambda0, count: c), sigma: sigma0,
-                                       config: config)
+                                       data: windows, config: config)
         let initial = SpikeTemplates.errors(learned: dictionary.weights, truth: train.filters).map(\.error)
         var history = [initial]
         let total = max(1, s.epochs) + max(0, s.refineEpochs)
         func run(_ epochs: Int) throws {
             for _ in 0..<epochs {
                 var rec = 0.0, steps = 0
-                try trainer.train(data: windows, epochs: 1) { r in rec += r.reconstruction; steps += 1 }
+                try trainer.train(epochs: 1) { r in rec += r.reconstruction; steps += 1 }
                 let errs = SpikeTemplates.errors(learned: trainer.dictionary.weights, truth: train.filters).map(\.error)
                 history.append(errs)
                 progress?("epoch \(history.count - 1)/\(total) (T \(trainer.config.layers)): loss "
@@ -123,7 +123,8 @@ public enum SpikesExperiment {
             config.layers = s.refineLayers
             config.learningRate = s.refineLearningRate
             config.learningRateDecay = 1
-            trainer = try CRsAETrainer(dictionary: trainer.dictionary, lambdas: trainer.lambdas, sigma: trainer.sigma, config: config)
+            trainer = try CRsAETrainer(dictionary: trainer.dictionary, lambdas: trainer.lambdas, sigma: trainer.sigma,
+                                       data: windows, config: config)
             try run(s.refineEpochs)
         }
         let alpha = try trainer.encoder.stepSize(for: trainer.dictionary)

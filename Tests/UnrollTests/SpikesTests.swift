@@ -173,6 +173,34 @@ import UnrollIO
         #expect(relativeDifference(doubles(try long.encode(y, with: op)), doubles(z)) < 1e-3)
     }
 
+    /// A CRsAE 1-D trainer restored from a mid-epoch checkpoint continues bit for bit: filters, λ, σ,
+    /// the optimizer (with the per-epoch learning-rate decay) and the shuffling position.
+    @Test func crsaeCheckpointContinuesBitForBit() throws {
+        var rng = Random(seed: 9)
+        let truth = Convolution1DDictionary(filters: 2, channels: 1, length: 6, rng: &rng)
+        let x = Tensor.normal([20, 1, 30], std: 0.3, rng: &rng)
+        var config = CRsAEConfig()
+        config.layers = 6
+        config.batchSize = 6
+        config.learningRateDecay = 0.9
+        config.lambdaPrior = GammaPriorLambda(priorMean: 5, rate: 2)
+        config.sigmaSmoothing = 0.9
+        var trainer = try CRsAETrainer(dictionary: truth, lambdas: [5, 5], sigma: 0.1, data: x, config: config)
+        try trainer.train(steps: 6)                      // 1½ epochs of 4 steps
+        let saved = trainer.checkpoint()
+        try trainer.train(steps: 7)
+        var resumed = try CRsAETrainer(dictionary: truth, lambdas: [5, 5], sigma: 0.1, data: x, config: config)
+        try resumed.restore(saved)
+        try resumed.train(steps: 7)
+        #expect(resumed.dictionary == trainer.dictionary && resumed.lambdas == trainer.lambdas && resumed.sigma == trainer.sigma)
+        #expect(resumed.optimizers == trainer.optimizers && resumed.epoch == trainer.epoch && resumed.position == trainer.position)
+        #expect(trainer.optimizers[0].learningRate < config.learningRate)
+        var other = config
+        other.layers = 7
+        var mismatched = try CRsAETrainer(dictionary: truth, lambdas: [5, 5], sigma: 0.1, data: x, config: other)
+        #expect(throws: UnrollError.self) { try mismatched.restore(saved) }
+    }
+
     /// CRsAE training (FISTA encoder, EM λ with a Gamma prior, σ from the residual, Adam, unit norm) brings
     /// perturbed filters closer to the generating ones (48 steps); λ moves to the closed form of its codes and σ
     /// towards the noise level.
@@ -191,10 +219,10 @@ import UnrollIO
         config.lambdaPrior = GammaPriorLambda(priorMean: 40, rate: 20)
         config.sigmaSmoothing = 0.99
         var trainer = try CRsAETrainer(dictionary: try Convolution1DDictionary(weights: start), lambdas: [40, 40], sigma: 0.05,
-                                       config: config)
+                                       data: x, config: config)
         let before = SpikeTemplates.errors(learned: start, truth: truth.weights).map(\.error)
         var last: CRsAEStepRecord?
-        try trainer.train(data: x, epochs: 8) { last = $0 }
+        try trainer.train(epochs: 8) { last = $0.evaluation }
         let after = SpikeTemplates.errors(learned: trainer.dictionary.weights, truth: truth.weights).map(\.error)
         for c in 0..<2 { #expect(after[c] < 0.85 * before[c], "filter \(c): \(before[c]) → \(after[c])") }
         #expect(after.reduce(0, +) < 0.75 * before.reduce(0, +), "mean template error \(before) → \(after)")

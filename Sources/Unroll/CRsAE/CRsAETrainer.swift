@@ -48,35 +48,41 @@ public struct CRsAEConfig: Equatable, Sendable {
 }
 
 /// One CRsAE step's log record.
-public struct CRsAEStepRecord: Equatable, Sendable {
+public struct CRsAEStepRecord: StepEvaluation, Equatable {
     public var step: Int
     public var epoch: Int
     /// ½Σ‖y − ŷ‖²/B before the update.
     public var reconstruction: Double
+    /// The gradient mode's loss (before the update).
+    public var loss: Double
     /// λ_c after the step's EM update.
     public var lambdas: [Float]
+    /// σ after the step.
     public var sigma: Float
     public var alpha: Float
-    public var seconds: Double
+    public var gradients: [Tensor]
+    /// x_T of the batch (the EM update reads it).
+    var codes: Tensor
+    var batchRows: Int
+    var batchCount: Int
 }
 
-/// CRsAE training for any `DictionaryOperator` (1-D spikes here; the 2-D denoising model can reuse it).
-/// Per step (one mini-batch of signals):
+/// CRsAE for any `DictionaryOperator` (1-D spikes here) as a `Trainable` model. Per step (one
+/// mini-batch of signals):
 ///
 ///     x_T ← FISTA_T(y; H, λσ²)                        (E-step: MAP codes)
 ///     H   ← Adam(∂ ½‖y − H x_T‖²/B / ∂H);  normalise   (M-step 1, backprop through the layers)
 ///     λ_c ← (Ne + r − 1)/(mean ‖x_T,c‖₁ + δ)           (M-step 2, closed form; `GammaPriorLambda`)
 ///     σ   ← s σ + (1 − s) rms(y − H x_T)
-public struct CRsAETrainer<Op: DictionaryOperator> {
+///
+/// `CRsAETrainer` is the one trainer over it and shuffled mini-batches of the signals; the learning
+/// rate decays per epoch; λ and σ are checkpointed with the filters.
+public struct CRsAEModel<Op: DictionaryOperator>: Trainable {
     public private(set) var dictionary: Op
     /// λ_c of the model (the encoder's penalty is λ_c σ²).
     public private(set) var lambdas: [Float]
     public private(set) var sigma: Float
     public let config: CRsAEConfig
-    public private(set) var optimizer: Optimizer
-    public private(set) var step = 0
-    public private(set) var epoch = 0
-    private var rng: Random
 
     public init(dictionary: Op, lambdas: [Float], sigma: Float, config: CRsAEConfig) throws {
         try config.validate()
@@ -89,8 +95,6 @@ public struct CRsAETrainer<Op: DictionaryOperator> {
         self.lambdas = lambdas
         self.sigma = sigma
         self.config = config
-        self.optimizer = .adam(learningRate: config.learningRate, epsilon: config.epsilon)
-        self.rng = Random(seed: config.seed)
     }
 
     /// The encoder of the current model: T FISTA layers, threshold λ_c σ² α.
@@ -99,50 +103,90 @@ public struct CRsAETrainer<Op: DictionaryOperator> {
                         lambda: GammaPriorLambda.encoderLambda(lambdas, sigma: sigma), step: config.step)
     }
 
-    /// One step on `batch` (`[B, …]` signals the operator accepts). Throws on divergence, changing nothing.
-    @discardableResult
-    public mutating func trainStep(batch: Tensor) throws -> CRsAEStepRecord {
-        let t0 = ContinuousClock.now
-        let result = try config.mode.evaluate(signals: batch, operator: dictionary, encoder: encoder)
-        guard result.losses.loss.isFinite, !result.gradient.hasNonFinite else {
-            throw UnrollError.diverged(step: step + 1, reason: "non-finite CRsAE loss or gradient")
-        }
-        var newDictionary = dictionary
-        var w = newDictionary.weights
-        var newOptimizer = optimizer
-        newOptimizer.step(&w, gradient: result.gradient)
-        if w.hasNonFinite { throw UnrollError.diverged(step: step + 1, reason: "the updated filters contain NaN or Inf") }
-        newDictionary.weights = w
-        if config.normalize { newDictionary.normalize() }
+    public var parameters: [Tensor] {
+        get { [dictionary.weights] }
+        set { dictionary.weights = newValue[0] }
+    }
+    public var parameterNames: [String] { ["filters"] }
 
-        dictionary = newDictionary
-        optimizer = newOptimizer
+    public func evaluate(_ batch: RowBatches.Batch, step: Int) throws -> CRsAEStepRecord {
+        let r = try config.mode.evaluate(signals: batch.rows, operator: dictionary, encoder: encoder)
+        return CRsAEStepRecord(step: step, epoch: batch.epoch, reconstruction: r.losses.reconstruction, loss: r.losses.loss,
+                               lambdas: lambdas, sigma: sigma, alpha: r.alpha, gradients: [r.gradient], codes: r.codes,
+                               batchRows: batch.rows.rows, batchCount: batch.rows.count)
+    }
+
+    public mutating func finishStep(_ e: inout CRsAEStepRecord, step: Int) throws {
+        if config.normalize { dictionary.normalize() }
         if let prior = config.lambdaPrior {
-            lambdas = prior.update(codes: result.codes, atoms: dictionary.atoms, previous: lambdas)
+            lambdas = prior.update(codes: e.codes, atoms: dictionary.atoms, previous: lambdas)
         }
         if let s = config.sigmaSmoothing {
             // ½Σ‖r‖²/B = reconstruction, so mean r² = 2·rec·B / (entries of the batch).
-            let rms = Float((2 * result.losses.reconstruction * Double(batch.rows) / Double(max(1, batch.count))).squareRoot())
+            let rms = Float((2 * e.reconstruction * Double(e.batchRows) / Double(max(1, e.batchCount))).squareRoot())
             if rms > 0 { sigma = s * sigma + (1 - s) * rms }
         }
-        step += 1
-        return CRsAEStepRecord(step: step, epoch: epoch, reconstruction: result.losses.reconstruction, lambdas: lambdas,
-                               sigma: sigma, alpha: result.alpha,
-                               seconds: secondsSince(t0))
+        guard sigma.isFinite, sigma > 0, lambdas.allSatisfy({ $0.isFinite }) else {
+            throw UnrollError.diverged(step: step, reason: "λ or σ is not finite (σ \(sigma))")
+        }
+        e.lambdas = lambdas
+        e.sigma = sigma
+        e.codes = Tensor(zeros: [0])
     }
 
-    /// `epochs` passes over `data` (`[n, …]`) in shuffled mini-batches.
-    public mutating func train(data: Tensor, epochs: Int, onStep: ((CRsAEStepRecord) throws -> Void)? = nil) throws {
-        guard data.rows >= 1 else { throw UnrollError.shapeMismatch("CRsAE training data has no windows") }
-        for _ in 0..<max(0, epochs) {
-            let order = rng.permutation(data.rows)
-            for start in stride(from: 0, to: order.count, by: config.batchSize) {
-                let idx = Array(order[start..<min(order.count, start + config.batchSize)])
-                let record = try trainStep(batch: data.gatherRows(idx))
-                try onStep?(record)
-            }
-            epoch += 1
-            optimizer.learningRate *= config.learningRateDecay
-        }
+    /// λ and σ beside the settings that must match on resume.
+    public func exportState() -> TrainerCheckpoint {
+        TrainerCheckpoint(tensors: ["crsae.lambda": Tensor(shape: [lambdas.count], data: lambdas)],
+                          metadata: ["crsae.sigma": sigma.description, "crsae.layers": String(config.layers),
+                                     "crsae.threshold": config.threshold.rawValue, "crsae.mode": config.mode.rawValue,
+                                     "crsae.batch": String(config.batchSize), "crsae.seed": String(config.seed)])
     }
+
+    public mutating func restoreState(_ c: TrainerCheckpoint) throws {
+        for (key, value) in exportState().metadata where key != "crsae.sigma" && c.metadata[key] != value {
+            throw UnrollError.invalidCheckpoint("\(key) is \(c.metadata[key] ?? "missing"), this run's is \(value)")
+        }
+        guard let l = c.tensors["crsae.lambda"], l.shape == [lambdas.count], !l.hasNonFinite,
+              let s = c.metadata["crsae.sigma"].flatMap(Float.init), s.isFinite, s > 0 else {
+            throw UnrollError.invalidCheckpoint("crsae.lambda [\(lambdas.count)] or crsae.sigma is missing or not finite")
+        }
+        lambdas = l.data
+        sigma = s
+    }
+}
+
+/// CRsAE training: the one trainer over `CRsAEModel` and shuffled mini-batches of the signals
+/// (`[n, …]` rows the operator accepts), seeded by `config.seed`.
+public typealias CRsAETrainer<Op: DictionaryOperator> = Trainer<CRsAEModel<Op>, RowBatches>
+
+/// What the trainer's accessors need from a CRsAE model.
+public protocol CRsAELearning: Trainable {
+    associatedtype Op: DictionaryOperator
+    var dictionary: Op { get }
+    var lambdas: [Float] { get }
+    var sigma: Float { get }
+    var config: CRsAEConfig { get }
+    var encoder: UnrolledEncoder { get }
+}
+
+extension CRsAEModel: CRsAELearning {}
+
+extension Trainer where Stream == RowBatches {
+    public init<Op: DictionaryOperator>(dictionary: Op, lambdas: [Float], sigma: Float, data: Tensor, config: CRsAEConfig) throws
+        where Model == CRsAEModel<Op> {
+        guard data.rows >= 1, data.count > 0 else { throw UnrollError.shapeMismatch("CRsAE training data has no windows") }
+        _ = try dictionary.codeShape(signalShape: data.shape)
+        try self.init(model: CRsAEModel(dictionary: dictionary, lambdas: lambdas, sigma: sigma, config: config),
+                      stream: RowBatches(data: data, batchSize: config.batchSize, seed: config.seed),
+                      optimizers: [.adam(learningRate: config.learningRate, epsilon: config.epsilon)],
+                      schedule: config.learningRateDecay == 1 ? .constant : .epochDecay(gamma: config.learningRateDecay))
+    }
+}
+
+extension Trainer where Model: CRsAELearning {
+    public var dictionary: Model.Op { model.dictionary }
+    public var lambdas: [Float] { model.lambdas }
+    public var sigma: Float { model.sigma }
+    public var config: CRsAEConfig { model.config }
+    public var encoder: UnrolledEncoder { model.encoder }
 }
