@@ -120,14 +120,14 @@ PY
         pin "crsae-$tying/model.safetensors" "conv2d-crsae-$tying"
     done
     "$unroll" spikes simulate --seconds 4 --seed 2 --output "rec.npz" >/dev/null
-    "$unroll" spikes train --recording "rec.npz" --epochs 2 --refine-epochs 1 --layers 10 --refine-layers 12 \
+    "$unroll" spikes train --data "rec.npz" --epochs 2 --refine-epochs 1 --layers 10 --refine-layers 12 \
         --threads 1 --output "spikes.safetensors" >/dev/null 2>&1
     pin "spikes.safetensors" conv1d-crsae
     "$unroll" vsc train --images "$data/images/train" --patches 400 --validation 100 --side 8 --epochs 1 \
         --samples 2 --hidden 32 --threads 1 --quiet --output "vsc-linear.safetensors" >/dev/null
     pin "vsc-linear.safetensors" vsc-linear
     "$unroll" vsc train --generator conv --data "$data/fashion-mnist" --train-size 256 --test-size 64 --latents 8 \
-        --batch-size 64 --epochs 1 --samples 1 --hidden 32 --threads 1 --quiet --output "vsc-conv.safetensors" >/dev/null
+        --batch 64 --epochs 1 --samples 1 --hidden 32 --threads 1 --quiet --output "vsc-conv.safetensors" >/dev/null
     pin "vsc-conv.safetensors" vsc-conv
     cat "$models"
 fi

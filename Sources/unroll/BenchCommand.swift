@@ -12,8 +12,7 @@ struct Bench: ParsableCommand {
     @Argument(help: "Benchmark case (\(Benchmarks.all.map(\.name).joined(separator: ", ")), or all).")
     var name: String
 
-    @Option(help: "Threads for BLAS, our workers and the peer.")
-    var threads: Int = 2
+    @OptionGroup var threading: ThreadOptions
 
     @Option(help: "Timed repetitions; numbers are medians.")
     var repeats: Int = 5
@@ -40,7 +39,6 @@ struct Bench: ParsableCommand {
         guard name == "all" || Benchmarks.named(name) != nil else {
             throw ValidationError("unknown benchmark '\(name)'; expected one of: \(Benchmarks.all.map(\.name).joined(separator: ", ")), all")
         }
-        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
         guard repeats >= 1 else { throw ValidationError("--repeats must be ≥ 1, got \(repeats)") }
         if let s = size, s < 1 { throw ValidationError("--size must be ≥ 1, got \(s)") }
         if let m = mode, !["decoder", "lasso", "least-squares"].contains(m) {
@@ -49,7 +47,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        let options = BenchOptions(threads: threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
+        let options = BenchOptions(threads: threading.threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
                                    mode: mode, runPeer: !noPeer)
         let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
         var reports: [BenchReport] = []

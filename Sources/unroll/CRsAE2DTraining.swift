@@ -12,11 +12,6 @@ struct CRsAE2DTraining {
 
     func run() throws {
         let c = o.conv
-        if o.epochs != nil { throw CLIError("--model conv2d counts --steps (one batch of crops each), not --epochs") }
-        if o.initFile != nil || o.truth != nil || o.lambdaPerAtom != nil || o.betaDecay || o.tau != nil || o.step != nil {
-            throw CLIError("--family crsae does not take --init, --truth, --lambda-per-atom, --beta-decay, --tau or --step (the step is 1/--lipschitz)")
-        }
-        if o.lambda != nil { throw CLIError("--family crsae sets λ by --lambda-mean (λ̄) and --bias, not --lambda") }
         let steps = o.steps ?? 1000
         guard steps >= 0 else { throw CLIError("--steps must be ≥ 0, got \(steps)") }
         var config = CRsAE2DConfig()

@@ -77,14 +77,7 @@ struct Conv2DTraining {
     func run() throws {
         let c = o.conv
         if c.family == .crsae { return try CRsAE2DTraining(o: o).run() }
-        if c.bias != .em || c.untied || c.lambdaMean != 20 || c.delta != 100 || c.lipschitz != 10 || c.guardLipschitz {
-            throw CLIError("--bias, --untied, --lambda-mean, --delta, --lipschitz and --guard-lipschitz are for --family crsae")
-        }
         let (kernel, stride, crop) = (c.kernel ?? 9, c.stride ?? 4, c.crop ?? 129)
-        if o.epochs != nil { throw CLIError("--model conv2d counts --steps (one batch of crops each), not --epochs") }
-        if o.initFile != nil || o.truth != nil || o.lambdaPerAtom != nil || o.betaDecay {
-            throw CLIError("--model conv2d does not take --init, --truth, --lambda-per-atom or --beta-decay")
-        }
         let steps = o.steps ?? 1000
         guard steps >= 0 else { throw CLIError("--steps must be ≥ 0, got \(steps)") }
         let sigma = try parseSigma(c.sigma ?? "25/255", option: "--sigma")

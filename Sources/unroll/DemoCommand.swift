@@ -35,6 +35,7 @@ struct Demo: ParsableCommand {
     var epochs: Int = 10
     @Option(parsing: .unconditional, help: "Number of training signals n.")
     var examples: Int = 5000
+    @OptionGroup var threading: ThreadOptions
 
     struct Outcome {
         var gradient: GradientChoice
@@ -45,7 +46,9 @@ struct Demo: ParsableCommand {
         var seconds: Double
     }
 
-    func run() throws {
+    func run() throws { try threading.run { try execute() } }
+
+    private func execute() throws {
         lineBufferedOutput()
         guard epochs >= 1 else { throw CLIError("--epochs must be ≥ 1, got \(epochs)") }
         guard examples >= 50 else { throw CLIError("--examples must be ≥ 50, got \(examples)") }

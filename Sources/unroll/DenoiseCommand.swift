@@ -39,8 +39,11 @@ struct Denoise: ParsableCommand {
     var seed: UInt64 = 0
     @Flag(help: "CRsAE models: encode the image once instead of averaging the s² shifted encodings.")
     var noShiftAverage = false
+    @OptionGroup var threading: ThreadOptions
 
-    func run() throws {
+    func run() throws { try threading.run { try execute() } }
+
+    private func execute() throws {
         let file = try ModelFile.read(model, option: "--model")
         let network = try file.conv2d(model)
         var image = try ImageFolder.readImage(input, option: "--input")

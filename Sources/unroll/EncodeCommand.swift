@@ -32,15 +32,13 @@ struct Encode: ParsableCommand {
     var samples: Int?
     @Option(help: "Seed of VSC models' draws.")
     var seed: UInt64 = 0
-    @Option(help: "Threads for BLAS and our workers.")
-    var threads: Int = 2
+    @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
         if let s = samples, s < 1 { throw ValidationError("--samples must be ≥ 1, got \(s)") }
     }
 
-    func run() throws { try Parallel.withWorkers(threads) { try execute() } }
+    func run() throws { try threading.run { try execute() } }
 
     private func execute() throws {
         let lower = output.lowercased()

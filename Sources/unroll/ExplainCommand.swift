@@ -45,8 +45,7 @@ struct Explain: ParsableCommand {
         var dataDir: String?
         @Option(help: "Seed of the subset and the initial dictionary.")
         var seed: UInt64 = 0
-        @Option(help: "Threads for BLAS and our workers.")
-        var threads: Int = 2
+        @OptionGroup var threading: ThreadOptions
         @Flag(help: "No progress lines on stderr.")
         var quiet = false
 
@@ -58,11 +57,10 @@ struct Explain: ParsableCommand {
             if let v = lambda, !(v.isFinite && v >= 0) { throw ValidationError("--lambda must be finite and ≥ 0, got \(v)") }
             if let v = omega, !(v.isFinite && v > 0) { throw ValidationError("--omega must be finite and > 0, got \(v)") }
             guard top >= 1 else { throw ValidationError("--top must be ≥ 1, got \(top)") }
-            guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
         }
 
         /// Loads the data, trains the model, and reports its gap.
-        func model() throws -> InterpretModel { try Parallel.withWorkers(threads) { try trainModel() } }
+        func model() throws -> InterpretModel { try threading.run { try trainModel() } }
 
         private func trainModel() throws -> InterpretModel {
             let name = ExplainData.Name(rawValue: dataset)!

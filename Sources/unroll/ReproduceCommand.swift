@@ -47,8 +47,7 @@ struct Reproduce: ParsableCommand {
     @Option(help: "Folder for table.json, table.txt and the curves (CSV + PNG); default reproduce-<experiment>-<scale>.")
     var output: String?
 
-    @Option(help: "Threads for BLAS and our workers.")
-    var threads: Int = 2
+    @OptionGroup var threading: ThreadOptions
 
     @Option(help: "Seed of the data and the shuffling.")
     var seed: UInt64 = 0
@@ -72,7 +71,6 @@ struct Reproduce: ParsableCommand {
         guard ReproductionScale(rawValue: scale) != nil else {
             throw ValidationError("--scale must be one of tiny, small, paper; got '\(scale)'")
         }
-        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
         if let s = steps, s < 1 { throw ValidationError("--steps must be ≥ 1, got \(s)") }
         if layers != nil && experiment != .theory { throw ValidationError("--layers applies to theory only") }
         if sparsity != nil && experiment != .fig5 { throw ValidationError("--sparsity applies to fig5 only") }
@@ -81,7 +79,7 @@ struct Reproduce: ParsableCommand {
         _ = try parseIntList(sparsity, "--sparsity", minimum: 1)
     }
 
-    func run() throws { try Parallel.withWorkers(threads) { try execute() } }
+    func run() throws { try threading.run { try execute() } }
 
     private func execute() throws {
         let scaleValue = ReproductionScale(rawValue: scale)!

@@ -16,8 +16,8 @@ struct Spikes: ParsableCommand {
 
         Example:
           unroll spikes simulate --seconds 60 --output rec.npz
-          unroll spikes train --recording rec.npz --output model.safetensors
-          unroll spikes sort --recording rec.npz --model model.safetensors --output sorted
+          unroll spikes train --data rec.npz --output model.safetensors
+          unroll spikes sort --data rec.npz --model model.safetensors --output sorted
         """,
         subcommands: [SpikesSimulate.self, SpikesTrain.self, SpikesSort.self])
 }
@@ -118,7 +118,8 @@ struct SpikesTrain: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "train",
         abstract: "Learn spike templates with CRsAE (FISTA encoder, EM λ, σ from the residual, Adam) and write the model .npz.")
 
-    @Option(help: "Recording (.npy samples × channels, or .npz with \"signal\").") var recording: String
+    @Option(name: [.customLong("data"), .customLong("recording")], help: "Recording (.npy samples × channels, or .npz with \"signal\"; --recording is the old spelling).")
+    var recording: String
     @Option(help: "Output model (.safetensors, unroll-model/2: filters, λ, EM state, encoder settings).") var output: String
     @Option(help: "Number of templates (neurons).") var neurons: Int = 3
     @Option(help: "Template length in samples (default: the file's filters, else 2.5 ms at the sampling rate).") var filterLength: Int?
@@ -139,16 +140,16 @@ struct SpikesTrain: ParsableCommand {
     @Option(name: .customLong("start"), help: "Start from these filters instead (a model written by `spikes train`, or .npy [C, channels, K]); replaces --initialization.")
     var startFile: String?
     @Flag(help: "One-sided (non-negative) codes instead of CRsAE's two-sided ReLU.") var nonNegative = false
-    @Option(help: "Threads.") var threads: Int = 2
+    @OptionGroup var threading: ThreadOptions
     @Option(help: "Seed.") var seed: UInt64 = 0
 
-    func run() throws { try Parallel.withWorkers(threads) { try execute() } }
+    func run() throws { try threading.run { try execute() } }
 
     private func execute() throws {
         if output.lowercased().hasSuffix(".npz") {
             throw CLIError("--output \(output): spikes models are written as .safetensors now (unroll-model/2; .npz models of earlier releases still load), e.g. --output model.safetensors")
         }
-        let file = try SpikeRecordingFile.read(recording, option: "--recording")
+        let file = try SpikeRecordingFile.read(recording, option: "--data")
         let fs = file.samplingRate ?? rate
         let k = filterLength ?? file.filters?.shape[2] ?? max(3, Int((2.5 * fs / 1000).rounded()))
         guard neurons >= 1, k >= 2, window > k, layers >= 1, epochs >= 1, batch >= 1, refineEpochs >= 0, refineLayers >= 1 else {
@@ -217,7 +218,8 @@ struct SpikesSort: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "sort",
         abstract: "Sort a recording: encode it in chunks, pick each neuron's spikes, write spikes.csv (and score against ground truth).")
 
-    @Option(help: "Recording (.npy samples × channels, or .npz with \"signal\").") var recording: String
+    @Option(name: [.customLong("data"), .customLong("recording")], help: "Recording (.npy samples × channels, or .npz with \"signal\"; --recording is the old spelling).")
+    var recording: String
     @Option(help: "Model from `unroll spikes train` (.safetensors, or a .npz of earlier releases).") var model: String
     @Option(help: "Output folder (spikes.csv; with ground truth also miss_false_alarm.csv/.png and templates.png).") var output: String
     @Option(help: "Keep detections with peak height ≥ this (0 = all peaks).") var threshold: Float = 0
@@ -226,15 +228,15 @@ struct SpikesSort: ParsableCommand {
     @Option(help: "Sampling rate (Hz) when the file does not store one.") var rate: Double = 10_000
     @Flag(help: "Use the convex baseline (FISTA to --tolerance) instead of the trained encoder.") var convex = false
     @Option(help: "Convex baseline tolerance (relative change of the iterate).") var tolerance: Float = 1e-4
-    @Option(help: "Threads.") var threads: Int = 2
+    @OptionGroup var threading: ThreadOptions
 
-    func run() throws { try Parallel.withWorkers(threads) { try execute() } }
+    func run() throws { try threading.run { try execute() } }
 
     private func execute() throws {
-        let file = try SpikeRecordingFile.read(recording, option: "--recording")
+        let file = try SpikeRecordingFile.read(recording, option: "--data")
         let m = try ModelFile.read(model, option: "--model").spikes(model)
         guard m.filters.shape[1] == file.signal.shape[0] else {
-            throw CLIError("--model has \(m.filters.shape[1])-channel templates but --recording has \(file.signal.shape[0]) channels")
+            throw CLIError("--model has \(m.filters.shape[1])-channel templates but --data has \(file.signal.shape[0]) channels")
         }
         guard chunk > m.filterLength else { throw CLIError("--chunk must exceed the template length \(m.filterLength)") }
         let fs = file.samplingRate ?? rate

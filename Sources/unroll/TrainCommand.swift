@@ -115,12 +115,15 @@ struct Train: ParsableCommand {
     var resume = false
     @Option(help: ArgumentHelp("Atom shape for atoms.png, e.g. 8x8 (default: √m×√m when m is a square).", valueName: "HxW"))
     var patch: PatchShape?
+    @OptionGroup var threading: ThreadOptions
 
     func run() throws {
         lineBufferedOutput()
-        if model == .conv2d { return try Conv2DTraining(o: self).run() }
-        let setup = try TrainingSetup(self)
-        try setup.train()
+        try TrainOptionScope.check(GivenOptions.current(), model: model, family: conv.family)
+        try threading.run {
+            if model == .conv2d { return try Conv2DTraining(o: self).run() }
+            try TrainingSetup(self).train()
+        }
     }
 }
 

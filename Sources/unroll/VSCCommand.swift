@@ -91,14 +91,16 @@ struct VSCTrain: ParsableCommand {
     @Option(help: "Aggregation of the J samples: max (max-ELBO), average or importance-weighted.")
     var aggregation: String = "max"
     @Option(help: "Epochs.") var epochs: Int = 10
-    @Option(help: "Batch size (default 100 linear, 512 conv).") var batchSize: Int?
+    @Option(name: [.customLong("batch"), .customLong("batch-size")], help: "Examples per step (default 100 linear, 512 conv; --batch-size is the old spelling).")
+    var batchSize: Int?
     @Option(help: "Encoder hidden widths, comma-separated.") var hidden: String = "512,1024,512,256"
-    @Option(help: "Peak learning rate of the one-cycle schedule (default: linear 0.01, SGD with Nesterov momentum 0.9 on the encoder; conv 3e-4, Adam on every weight).") var learningRate: Float?
+    @Option(name: [.customLong("lr"), .customLong("learning-rate")], help: "Peak learning rate of the one-cycle schedule (default: linear 0.01, SGD with Nesterov momentum 0.9 on the encoder; conv 3e-4, Adam on every weight; --learning-rate is the old spelling).")
+    var learningRate: Float?
     @Option(help: "KL weight.") var klWeight: Float = 0.01
     @Option(help: "Output model (.safetensors), rewritten atomically after every epoch.") var output: String = "vsc.safetensors"
     @Option(help: "Continue from this model file (same settings; the run continues bit for bit).") var resume: String?
     @Option(help: "Write the learned atoms as a PNG grid.") var atoms: String?
-    @Option(help: "Threads for BLAS and our workers.") var threads: Int = 2
+    @OptionGroup var threading: ThreadOptions
     @Flag(help: "No progress lines.") var quiet = false
     @Option(help: "Generator: linear (dictionary on whitened patches) or conv (the DNN of vsc §5 on Fashion-MNIST).")
     var generator: GeneratorChoice = .linear
@@ -106,11 +108,10 @@ struct VSCTrain: ParsableCommand {
 
     func validate() throws {
         guard samples >= 1 else { throw ValidationError("--samples must be ≥ 1, got \(samples)") }
-        guard epochs >= 1, (batchSize ?? 1) >= 1 else { throw ValidationError("--epochs and --batch-size must be ≥ 1") }
+        guard epochs >= 1, (batchSize ?? 1) >= 1 else { throw ValidationError("--epochs and --batch must be ≥ 1") }
         guard SampleAggregation(rawValue: aggregation) != nil else {
             throw ValidationError("--aggregation must be one of \(SampleAggregation.allCases.map(\.rawValue).joined(separator: ", ")); got '\(aggregation)'")
         }
-        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
         _ = try parseIntList(hidden, "--hidden", minimum: 1)
     }
 
@@ -138,7 +139,7 @@ struct VSCTrain: ParsableCommand {
 
     func run() throws {
         if generator == .conv { return try VSCFashion.train(self) }
-        try Parallel.withWorkers(threads) { try execute() }
+        try threading.run { try execute() }
     }
 
     private func execute() throws {
@@ -184,13 +185,13 @@ struct VSCEval: ParsableCommand {
     @Option(help: "Write the learned atoms as a PNG grid.") var atoms: String?
     @Option(help: "Forward passes per gradient-SNR estimate on one validation batch of 100 (0 = skip; the reference: 1000).")
     var snrPasses: Int = 0
-    @Option(help: "Threads for BLAS and our workers.") var threads: Int = 2
+    @OptionGroup var threading: ThreadOptions
     /// Conv models (`vsc train --generator conv`) are evaluated on Fashion-MNIST's test images.
     @OptionGroup var fashion: FashionOptions
 
     func run() throws {
-        if VSCConvModelFile.isConv(model) { return try VSCFashion.eval(model: model, fashion: fashion, threads: threads) }
-        try Parallel.withWorkers(threads) { try execute() }
+        if VSCConvModelFile.isConv(model) { return try VSCFashion.eval(model: model, fashion: fashion, threading: threading) }
+        try threading.run { try execute() }
     }
 
     private func execute() throws {

@@ -57,7 +57,7 @@ enum VSCConvModelFile {
 
 enum VSCFashion {
     /// `vsc train --generator conv`.
-    static func train(_ o: VSCTrain) throws { try Parallel.withWorkers(o.threads) { try trainConv(o) } }
+    static func train(_ o: VSCTrain) throws { try o.threading.run { try trainConv(o) } }
 
     private static func trainConv(_ o: VSCTrain) throws {
         do {
@@ -80,7 +80,7 @@ enum VSCFashion {
             try c.validate()
             let images = try o.fashion.load()
             guard images.train.rows >= c.batchSize else {
-                throw CLIError("--train-size \(images.train.rows) is smaller than --batch-size \(c.batchSize)")
+                throw CLIError("--train-size \(images.train.rows) is smaller than --batch \(c.batchSize)")
             }
             c = c.compressingSchedules(steps: o.epochs * (images.train.rows / c.batchSize))
             var trainer = try NetworkGeneratorTrainer(trainingSize: images.train.rows, config: c)
@@ -115,8 +115,8 @@ enum VSCFashion {
     }
 
     /// `vsc eval --model <conv model>`.
-    static func eval(model: String, fashion: FashionOptions, threads: Int) throws {
-        try Parallel.withWorkers(threads) { try evalConv(model: model, fashion: fashion) }
+    static func eval(model: String, fashion: FashionOptions, threading: ThreadOptions) throws {
+        try threading.run { try evalConv(model: model, fashion: fashion) }
     }
 
     private static func evalConv(model: String, fashion: FashionOptions) throws {

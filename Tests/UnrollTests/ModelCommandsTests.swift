@@ -108,4 +108,28 @@ import UnrollIO
             #expect(r.status != 0 && r.stderr.contains(words) && r.stderr.split(separator: "\n").count == 1, "\(args): \(r.stderr)")
         }
     }
+
+    /// One table says which `train` options apply to which model; a given option that does not apply
+    /// is refused by name (also as --name=value), and every computing verb takes --threads.
+    @Test func optionsThatDoNotApplyAreRefusedByName() throws {
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try CLITests.synth(in: dir)
+        for (args, words) in [
+            (["--data", "data.npz", "--kernel", "5"], "--kernel does not apply to --model dense"),
+            (["--model", "conv2d", "--data", ".", "--epochs", "3"], "--epochs does not apply to --model conv2d --family pudle"),
+            (["--model", "conv2d", "--data", ".", "--lipschitz=3"], "--lipschitz does not apply to --model conv2d --family pudle"),
+            (["--model", "conv2d", "--family", "crsae", "--data", ".", "--lambda", "0.1"], "--lambda does not apply to --model conv2d --family crsae"),
+            (["--model", "conv2d", "--family", "crsae", "--data", ".", "--init", "data.npz"], "--init does not apply"),
+        ] {
+            let r = try CLITests.run(["train"] + args + ["--output", "out"], in: dir)
+            #expect(r.status != 0 && r.stderr.contains(words) && r.stderr.split(separator: "\n").count == 1, "\(args): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out").path), "\(args) wrote output")
+        }
+        for verb in [["train"], ["encode"], ["eval"], ["denoise"], ["demo"], ["reproduce"], ["bench"], ["explain", "atoms"],
+                     ["spikes", "train"], ["spikes", "sort"], ["vsc", "train"], ["vsc", "eval"]] {
+            let help = try CLITests.run(verb + ["--help"], in: dir)
+            #expect(help.stdout.contains("--threads <threads>"), "\(verb) has no --threads")
+        }
+    }
 }

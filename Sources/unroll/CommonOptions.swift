@@ -1,0 +1,60 @@
+import ArgumentParser
+import Unroll
+import UnrollCore
+
+/// `--threads N`, one spelling and one meaning on every verb that computes: the workers of our kernels
+/// and OpenBLAS's threads together (never both at full count: they take turns).
+struct ThreadOptions: ParsableArguments {
+    @Option(help: "Threads for BLAS and our workers.")
+    var threads: Int = 2
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
+    }
+
+    /// Runs `body` with this many workers.
+    func run<T>(_ body: () throws -> T) throws -> T { try Parallel.withWorkers(threads) { try body() } }
+}
+
+/// The long options the user typed (`--name` or `--name=value`), for refusing the ones that do not
+/// apply: ArgumentParser fills defaults in and cannot tell a default from a typed value.
+enum GivenOptions {
+    static func current(_ arguments: [String] = CommandLine.arguments) -> Set<String> {
+        var given = Set<String>()
+        for a in arguments.dropFirst() {
+            if a == "--" { break }
+            if a.hasPrefix("--") { given.insert(String(a.split(separator: "=", maxSplits: 1)[0])) }
+        }
+        return given
+    }
+}
+
+/// Which options of `unroll train` apply to which model: one table, checked before anything runs.
+enum TrainOptionScope {
+    static let denseOnly: Set = ["--init", "--truth", "--lambda-per-atom", "--beta-decay", "--beta-decrement", "--beta-every",
+                                 "--tolerance", "--no-shuffle", "--patch", "--epochs"]
+    static let conv2dOnly: Set = ["--family", "--kernel", "--stride", "--crop", "--sigma", "--target", "--test-images",
+                                  "--eval-every", "--no-flips"]
+    static let crsaeOnly: Set = ["--bias", "--untied", "--lambda-mean", "--delta", "--lipschitz", "--guard-lipschitz"]
+    /// CRsAE sets its encoder (FISTA, step 1/L, thresholds from λ) and its optimizer (Adam) itself.
+    static let notCRsAE: Set = ["--lambda", "--tau", "--step", "--encoder", "--threshold", "--gradient", "--optimizer",
+                                "--momentum", "--beta1", "--beta2"]
+
+    /// Throws naming the first given option that does not apply to `model` (and `family` for conv2d).
+    static func check(_ given: Set<String>, model: TrainModelChoice, family: Conv2DFamily) throws {
+        let what = model == .dense ? "--model dense" : "--model conv2d --family \(family.rawValue)"
+        var refused: [(Set<String>, String)] = []
+        if model == .dense {
+            refused = [(conv2dOnly, "an option of --model conv2d"), (crsaeOnly, "an option of --model conv2d --family crsae")]
+        } else {
+            refused = [(denseOnly, "an option of --model dense" + (given.contains("--epochs") ? " (conv2d counts --steps)" : ""))]
+            if family == .pudle { refused.append((crsaeOnly, "an option of --family crsae")) }
+            if family == .crsae { refused.append((notCRsAE, "not a CRsAE setting (FISTA at step 1/--lipschitz, thresholds from --lambda-mean and --bias, Adam)")) }
+        }
+        for (options, why) in refused {
+            if let bad = given.intersection(options).sorted().first {
+                throw CLIError("\(bad) does not apply to \(what): it is \(why)")
+            }
+        }
+    }
+}
