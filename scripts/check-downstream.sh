@@ -30,7 +30,8 @@ var trainer = try DictionaryTrainer(dictionary: try DenseDictionary(weights: sta
 let first = try trainer.trainStep().loss
 try trainer.train(steps: 39)
 let last = try GradientMode.leastSquares.evaluate(signals: signals, operator: trainer.dictionary, encoder: encoder).losses.loss
-try Safetensors.write([("W", trainer.dictionary.weights)], metadata: ["steps": String(trainer.step)], to: CommandLine.arguments[1])
+let model = try UnrolledAutoencoder(dictionary: trainer.dictionary, encoder: encoder)
+try ModelFile(model: .dense(model), info: ["training.step": String(trainer.step)]).write(to: CommandLine.arguments[1])
 print("downstream: \(trainer.step) steps, loss \(first) → \(last)")
 SWIFT
 echo "check-downstream: building a package that depends on Unroll by path" >&2
@@ -40,6 +41,8 @@ python3 - "$work/model.safetensors" <<'PY'
 import json, struct, sys
 raw = open(sys.argv[1], "rb").read()
 header = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
-assert header["W"]["shape"] == [24, 16] and header["__metadata__"]["steps"] == "40", header
-print("check-downstream: the saved model reads back ([24, 16], 40 steps)")
+meta = header["__metadata__"]
+assert header["dictionary"]["shape"] == [24, 16] and meta["training.step"] == "40", header
+assert meta["format"] == "unroll-model/2" and meta["model.kind"] == "dense" and meta["encoder.algorithm"] == "fista", meta
+print("check-downstream: the saved model file reads back (unroll-model/2, dense [24, 16], 40 steps)")
 PY
