@@ -35,7 +35,9 @@ enum TrainOptionScope {
                                  "--tolerance", "--no-shuffle", "--patch", "--epochs"]
     static let conv2dOnly: Set = ["--family", "--kernel", "--stride", "--crop", "--sigma", "--target", "--test-images",
                                   "--eval-every", "--no-flips"]
-    static let crsaeOnly: Set = ["--bias", "--untied", "--lambda-mean", "--delta", "--lipschitz", "--guard-lipschitz"]
+    static let crsaeOnly: Set = ["--bias", "--lambda-mean", "--delta", "--lipschitz", "--guard-lipschitz"]
+    /// Untied banks: dense (a learned analysis bank) and CRsAE (H, We, Wd), not PUDLE's conv2d.
+    static let untied: Set = ["--untied"]
     /// CRsAE sets its encoder (FISTA, step 1/L, thresholds from λ) and its optimizer (Adam) itself.
     static let notCRsAE: Set = ["--lambda", "--tau", "--step", "--encoder", "--threshold", "--gradient", "--optimizer",
                                 "--momentum", "--beta1", "--beta2"]
@@ -48,7 +50,7 @@ enum TrainOptionScope {
             refused = [(conv2dOnly, "an option of --model conv2d"), (crsaeOnly, "an option of --model conv2d --family crsae")]
         } else {
             refused = [(denseOnly, "an option of --model dense" + (given.contains("--epochs") ? " (conv2d counts --steps)" : ""))]
-            if family == .pudle { refused.append((crsaeOnly, "an option of --family crsae")) }
+            if family == .pudle { refused += [(crsaeOnly, "an option of --family crsae"), (untied, "an option of --model dense and --family crsae")] }
             if family == .crsae { refused.append((notCRsAE, "not a CRsAE setting (FISTA at step 1/--lipschitz, thresholds from --lambda-mean and --bias, Adam)")) }
         }
         for (options, why) in refused {

@@ -48,7 +48,7 @@ struct Conv2DTrainOptions: ParsableArguments {
     var sigma: String?
     @Option(help: "crsae: the thresholds: em (EM λ per filter, closed form), em-backprop (EM λ by Adam through the encoder), free-bias (trained by the reconstruction loss) or fixed.")
     var bias: CRsAEBiasChoice = .em
-    @Flag(help: "crsae: separate encoder and decoder filters (H, We, Wd) instead of one tied bank.")
+    @Flag(help: "dense: learn a separate analysis bank E in the encoder (v = y − α Eᵀ(Dy − x)); crsae: separate encoder and decoder filters (H, We, Wd) instead of one tied bank.")
     var untied = false
     @Option(name: .customLong("lambda-mean"), parsing: .unconditional, help: "crsae: λ̄, the Gamma prior's mean and the initial λ.")
     var lambdaMean: Float = 20

@@ -27,7 +27,8 @@ extension ModelFile {
     /// What `unroll info` prints about the model, a line per aspect.
     var summary: [String] {
         func banks<Op: DictionaryOperator>(_ m: UnrolledAutoencoder<Op>, _ geometry: String) -> [String] {
-            var lines = ["model: \(model.kind), \(m.isTied ? "tied (one bank)" : "untied (dictionary, analysis, synthesis)"), "
+            let banks = ["dictionary"] + (m.analysis == nil ? [] : ["analysis"]) + (m.synthesis == nil ? [] : ["synthesis"])
+            var lines = ["model: \(model.kind), \(m.isTied ? "tied (one bank)" : "untied (\(banks.joined(separator: ", ")))"), "
                          + "\(m.atoms) atoms, weights \(m.dictionary.weights.shape)\(geometry)"]
             lines.append("encoder: " + Encode.encoderSummary(self)
                          + (m.encoder.tolerance.map { ", stops at relative change \(CSV.format($0))" } ?? ""))

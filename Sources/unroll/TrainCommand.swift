@@ -238,11 +238,12 @@ struct TrainingSetup {
         let optimizer: Optimizer = optimizerChoice == .adam
             ? .adam(learningRate: lr, beta1: o.beta1, beta2: o.beta2, epsilon: o.eps)
             : .sgd(learningRate: lr, momentum: o.momentum)
-        let config = TrainerConfig(
+        var config = TrainerConfig(
             encoder: encoder, mode: g.mode, optimizer: optimizer, batchSize: o.batch.size,
             shuffle: !o.noShuffle, seed: o.seed, normalizeAtoms: !o.noNormalize,
             beta: o.betaDecay ? BetaSchedule(start: 1, decrement: o.betaDecrement, every: o.betaEvery) : .constant)
-        try config.validate()
+        config.untied = o.conv.untied
+        try inContext("--untied") { try config.validate() }
         self.config = config
 
         // Atom picture.
@@ -301,9 +302,7 @@ struct TrainingSetup {
             "data.file": o.data,
             "data.shape": "[\(signals.rows), \(signals.cols)]",
         ]
-        let model = try UnrolledAutoencoder(dictionary: trainer.dictionary, encoder: config.encoder,
-                                            beta: config.beta.beta(afterSteps: max(0, trainer.step - 1)))
-        return ModelFile(model: .dense(model), info: info)
+        return ModelFile(model: .dense(try trainer.model.autoencoder(afterSteps: trainer.step)), info: info)
     }
 
     func writeCheckpoint(_ trainer: DictionaryTrainer<DenseDictionary>) throws {

@@ -19,6 +19,7 @@ import UnrollIO
         try PNG.write(Raster(gray: DenoisingTests.image(30, 34, phase: 1)), to: dir.appendingPathComponent("ref.png").path)
         try CLITests.synth(in: dir)
         try CLITests.ok(CLITests.trainBase + ["--steps", "3", "--output", "dense"], in: dir)
+        try CLITests.ok(CLITests.trainBase + ["--steps", "3", "--untied", "--output", "untied-dense"], in: dir)
         let conv = ["train", "--model", "conv2d", "--data", images.path, "--atoms", "4", "--kernel", "5", "--stride", "2",
                     "--crop", "17", "--layers", "4", "--steps", "3"]
         try CLITests.ok(conv + ["--step", "0.1", "--lambda", "0.05", "--output", "pudle"], in: dir)
@@ -31,7 +32,7 @@ import UnrollIO
         var patches = Tensor.uniform([10, 64], rng: &rng)
         patches.add(Tensor(shape: [10, 64], data: .init(repeating: -0.5, count: 640)))
         try Npy.write(patches, to: dir.appendingPathComponent("patches.npy").path)
-        return [("dense", "dense/model.safetensors", "data.npz"), ("conv2d", "pudle/model.safetensors", "ref.png"),
+        return [("dense", "dense/model.safetensors", "data.npz"), ("dense", "untied-dense/model.safetensors", "data.npz"),("conv2d", "pudle/model.safetensors", "ref.png"),
                 ("conv2d", "untied/model.safetensors", "ref.png"), ("conv1d", "spikes.safetensors", "rec.npz"),
                 ("vsc-linear", "vsc.safetensors", "patches.npy")]
     }
@@ -89,7 +90,7 @@ import UnrollIO
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let all = try Self.trainAll(in: dir)
-        let untied = all[2].model
+        let untied = all[3].model
         let eval = try CLITests.ok(["eval", "--model", untied, "--data", "ref.png", "--sigma", "0.1", "--seed", "5", "--json"], in: dir)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any])
         guard case let .conv2d(m) = try ModelFile.read(dir.appendingPathComponent(untied).path).model else { Issue.record("kind"); return }

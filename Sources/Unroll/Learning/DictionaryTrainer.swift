@@ -13,20 +13,32 @@ import UnrollCore
 /// bit-identically (weights, optimizer, step, epoch, position in the epoch, the shuffling generator).
 public struct DictionaryModel<Op: DictionaryOperator>: Trainable {
     public private(set) var dictionary: Op
+    /// The untied encoder's analysis bank E (`config.untied`), started at the initial dictionary.
+    public private(set) var analysis: Op?
     public let config: TrainerConfig
     public let groundTruth: GroundTruth?
 
     public init(dictionary: Op, config: TrainerConfig, groundTruth: GroundTruth? = nil) {
         self.dictionary = dictionary
+        self.analysis = config.untied ? dictionary : nil
         self.config = config
         self.groundTruth = groundTruth
     }
 
     public var parameters: [Tensor] {
-        get { [dictionary.weights] }
-        set { dictionary.weights = newValue[0] }
+        get { [dictionary.weights] + (analysis.map { [$0.weights] } ?? []) }
+        set {
+            dictionary.weights = newValue[0]
+            if newValue.count > 1 { analysis?.weights = newValue[1] }
+        }
     }
-    public var parameterNames: [String] { ["dictionary"] }
+    public var parameterNames: [String] { analysis == nil ? ["dictionary"] : ["dictionary", "analysis"] }
+
+    /// The learned model: the dictionary, the untied bank if any, the encoder at β after `steps` steps.
+    public func autoencoder(afterSteps steps: Int) throws -> UnrolledAutoencoder<Op> {
+        try UnrolledAutoencoder(dictionary: dictionary, analysis: analysis, encoder: config.encoder,
+                                beta: config.beta.beta(afterSteps: max(0, steps - 1)))
+    }
 
     /// ‖W − W*‖_F / ‖W*‖_F of the current weights (nil without W*).
     public func dictionaryError() -> Double? {
@@ -35,23 +47,27 @@ public struct DictionaryModel<Op: DictionaryOperator>: Trainable {
 
     public func evaluate(_ batch: RowBatches.Batch, step: Int) throws -> TrainingRecord {
         let beta = config.beta.beta(afterSteps: step - 1)
-        let r = try config.mode.evaluate(signals: batch.rows, operator: dictionary, encoder: config.encoder, beta: beta)
+        let r = try config.mode.evaluate(signals: batch.rows, operator: dictionary, analysis: analysis, encoder: config.encoder, beta: beta)
         var codeError: Double?
         if let z = groundTruth?.codes { codeError = Self.meanRowDistance(r.codes, z.gatherRows(batch.indices)) }
         return TrainingRecord(step: step, epoch: batch.epoch, batchSize: batch.indices.count, loss: r.losses.loss,
                               reconstruction: r.losses.reconstruction, l1: r.losses.l1, dictionaryError: nil,
-                              codeError: codeError, beta: beta, alpha: r.alpha, gradients: [r.gradient])
+                              codeError: codeError, beta: beta, alpha: r.alpha, gradients: [r.gradient] + (r.analysisGradient.map { [$0] } ?? []))
     }
 
     public mutating func finishStep(_ e: inout TrainingRecord, step: Int) throws {
-        if config.normalizeAtoms { dictionary.normalize() }
+        if config.normalizeAtoms {
+            dictionary.normalize()
+            analysis?.normalize()
+        }
         e.dictionaryError = dictionaryError()
     }
 
     /// For information and the CLI's resume check: `trainer.mode` (checked on restore), `trainer.batch_size`,
     /// `trainer.shuffle`, `trainer.seed`, `encoder.*`.
     public func exportState() -> TrainerCheckpoint {
-        var meta = ["trainer.mode": config.mode.rawValue, "trainer.shuffle": String(config.shuffle), "trainer.seed": String(config.seed)]
+        var meta = ["trainer.mode": config.mode.rawValue, "trainer.shuffle": String(config.shuffle), "trainer.seed": String(config.seed),
+                    "trainer.untied": String(config.untied)]
         if let b = config.batchSize { meta["trainer.batch_size"] = String(b) }
         let enc = config.encoder
         meta["encoder.layers"] = String(enc.layers)
@@ -149,7 +165,7 @@ extension Trainer where Stream == RowBatches {
         }
         try self.init(model: DictionaryModel(dictionary: dictionary, config: config, groundTruth: groundTruth),
                       stream: RowBatches(data: data, batchSize: config.batchSize ?? n, shuffle: config.shuffle, seed: config.seed),
-                      optimizers: [config.optimizer], blowUpLimit: config.blowUpLimit)
+                      optimizers: [Optimizer](repeating: config.optimizer, count: config.untied ? 2 : 1), blowUpLimit: config.blowUpLimit)
     }
 
     public var data: Tensor { stream.data }

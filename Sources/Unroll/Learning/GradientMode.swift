@@ -43,30 +43,36 @@ public struct GradientResult {
     public var codes: Tensor
     /// The step α the encoder used.
     public var alpha: Float
+    /// ∂L/∂E of an untied encoder's analysis bank (nil when tied).
+    public var analysisGradient: Tensor?
 }
 
 extension GradientMode {
     /// Encodes `signals`, evaluates this mode's loss and its gradient with respect to `op.weights`.
     /// `beta` is the λ decay of the encoder layers (1 = none). Runs with denormals flushed to zero
     /// (restoring the caller's setting afterwards).
+    /// `analysis`: an untied encoder's bank E (its gradient comes back in `analysisGradient`).
     public func evaluate<Op: DictionaryOperator>(
-        signals: Tensor, operator op: Op, encoder: UnrolledEncoder, beta: Float = 1
+        signals: Tensor, operator op: Op, analysis: Op? = nil, encoder: UnrolledEncoder, beta: Float = 1
     ) throws -> GradientResult {
         try FlushDenormals.with(true) {
-            try evaluateFlushed(input: signals, target: signals, operator: op, encoder: encoder, beta: beta)
+            try evaluateFlushed(input: signals, target: signals, operator: op, analysis: analysis, encoder: encoder, beta: beta)
         }
     }
 
     /// z = encoder(input), r = D z − target: the loss compares the decoded codes with `target`
     /// (the signals themselves, or the clean images of a denoising batch).
     func evaluateFlushed<Op: DictionaryOperator>(
-        input signals: Tensor, target: Tensor, operator op: Op, encoder: UnrolledEncoder, beta: Float
+        input signals: Tensor, target: Tensor, operator op: Op, analysis: Op? = nil, encoder: UnrolledEncoder, beta: Float
     ) throws -> GradientResult {
         let batch = signals.rows
         guard batch >= 1 else { throw UnrollError.invalidArgument("a batch needs at least one signal") }
         let invB = 1 / Float(batch)
 
-        let (codes, trace, alpha, _) = try encoder.run(signals, op, beta: beta, record: throughEncoder)
+        if analysis != nil && !throughEncoder {
+            throw UnrollError.invalidArgument("an untied encoder's bank has a gradient only through the encoder (lasso, least-squares)")
+        }
+        let (codes, trace, alpha, _) = try encoder.run(signals, op, analysis: analysis, beta: beta, record: throughEncoder)
         var residual = op.apply(codes)
         residual.add(target, scaledBy: -1)               // r = D z − target
 
@@ -79,6 +85,7 @@ extension GradientMode {
             reconstruction: rec, l1: l1 / Double(batch), penalty: penalty / Double(batch))
 
         var gradient: Tensor
+        var analysisGradient: Tensor?
         switch self {
         case .decoder:
             gradient = invB * op.weightGradient(residual: residual, codes: codes)
@@ -90,10 +97,12 @@ extension GradientMode {
             if self == .lasso {
                 Self.addSignTerm(codes, lambdas: lambdas, positions: positions, scale: invB, into: &codeGradient)
             }
-            gradient = encoder.backward(trace!, codeGradient: codeGradient)
+            let g = trace!.gradients(codeGradient: codeGradient)
+            gradient = g.weights!
+            analysisGradient = g.analysis
             gradient.add(op.weightGradient(residual: residual, codes: codes), scaledBy: invB)
         }
-        return GradientResult(losses: losses, gradient: gradient, codes: codes, alpha: alpha)
+        return GradientResult(losses: losses, gradient: gradient, codes: codes, alpha: alpha, analysisGradient: analysisGradient)
     }
 
     /// The decoder gradient for given codes: (1/B)·∂/∂W ½Σ‖x − Dz‖² = (1/B)·Zᵀ(ZW − X) for a dense

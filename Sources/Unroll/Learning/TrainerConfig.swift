@@ -57,6 +57,9 @@ public struct TrainerConfig: Equatable, Sendable {
     public var beta: BetaSchedule
     /// A step whose updated weights have an entry larger than this in magnitude counts as diverged.
     public var blowUpLimit: Float
+    /// Learn a separate analysis bank E for the encoder's correlation, v = y − α Eᵀ(D y − x), started
+    /// at the initial dictionary (an untied PUDLE; through-the-encoder gradients only).
+    public var untied = false
 
     public init(encoder: UnrolledEncoder, mode: GradientMode, optimizer: Optimizer, batchSize: Int? = nil,
                 shuffle: Bool = true, seed: UInt64 = 0, normalizeAtoms: Bool = true,
@@ -80,6 +83,9 @@ public struct TrainerConfig: Equatable, Sendable {
         if let b = batchSize, b < 1 { throw UnrollError.invalidArgument("batch size must be ≥ 1, got \(b)") }
         guard blowUpLimit.isFinite, blowUpLimit > 0 else {
             throw UnrollError.invalidArgument("blow-up limit must be finite and > 0, got \(blowUpLimit)")
+        }
+        if untied && !mode.throughEncoder {
+            throw UnrollError.invalidArgument("an untied encoder learns its analysis bank through the encoder: use lasso or least-squares, not \(mode.rawValue)")
         }
     }
 }
