@@ -6,14 +6,19 @@ import UnrollCore
 public protocol BatchStream: Sendable {
     associatedtype Batch
     mutating func next() -> Batch
+    /// Takes back the generator a model drew samples from (`StepEvaluation.generator`); most streams
+    /// share none and ignore it.
+    mutating func adopt(_ generator: Random)
     /// Epochs completed (0 for streams without epochs).
     var epoch: Int { get }
     func exportState(into checkpoint: inout TrainerCheckpoint)
     mutating func restoreState(_ checkpoint: TrainerCheckpoint) throws
 }
 
-/// Rows of a data matrix in mini-batches, the order shuffled afresh each epoch from `seed` (or kept);
-/// the last batch of an epoch may be smaller.
+/// Rows of a data matrix in mini-batches, the order shuffled afresh each epoch from `seed` (or kept).
+/// The last batch of an epoch may be smaller, or be dropped (`dropLast`). An epoch's order is drawn
+/// when its first batch is: a model that samples from the same generator (`StepEvaluation.generator`,
+/// VSC) hands it back after each step, and the next epoch's order continues from there.
 public struct RowBatches: BatchStream {
     public struct Batch: Sendable {
         public var rows: Tensor
@@ -21,51 +26,68 @@ public struct RowBatches: BatchStream {
         public var indices: [Int]
         /// The epoch the batch belongs to.
         public var epoch: Int
+        /// The stream's generator after this batch's draws, for a model that samples from it.
+        public var generator: Random
     }
 
     public let data: Tensor
     public let batchSize: Int
     public let shuffle: Bool
+    public let dropLast: Bool
     public private(set) var epoch = 0
     /// Index in the epoch's order of the next batch's first row.
     public private(set) var position = 0
     private var rng: Random
     /// The generator's state before the current epoch's order was drawn (what a checkpoint stores).
     private var epochStartState: [UInt64]
-    private var order: [Int] = []
+    /// The current epoch's order; nil until its first batch is drawn.
+    private var order: [Int]?
+    /// Whether a model hands the generator back (then checkpoints also store its current state).
+    private var shared = false
 
-    public init(data: Tensor, batchSize: Int, shuffle: Bool = true, seed: UInt64) {
+    public init(data: Tensor, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64) {
         self.data = data
         self.batchSize = max(1, min(batchSize, data.rows))
         self.shuffle = shuffle
+        self.dropLast = dropLast
         self.rng = Random(seed: seed)
         self.epochStartState = rng.state
-        self.order = drawOrder()
     }
 
-    public var stepsPerEpoch: Int { (data.rows + batchSize - 1) / batchSize }
+    public var stepsPerEpoch: Int { dropLast ? data.rows / batchSize : (data.rows + batchSize - 1) / batchSize }
+    /// Rows an epoch uses.
+    private var epochRows: Int { dropLast ? stepsPerEpoch * batchSize : data.rows }
 
     private mutating func drawOrder() -> [Int] { shuffle ? rng.permutation(data.rows) : Array(0..<data.rows) }
 
     public mutating func next() -> Batch {
-        let end = min(position + batchSize, data.rows)
-        let indices = Array(order[position..<end])
-        let batch = Batch(rows: data.gatherRows(indices), indices: indices, epoch: epoch)
-        position = end
-        if position >= data.rows {
-            epoch += 1
-            position = 0
+        if order == nil {
             epochStartState = rng.state
             order = drawOrder()
         }
+        let end = min(position + batchSize, epochRows)
+        let indices = Array(order![position..<end])
+        let batch = Batch(rows: data.gatherRows(indices), indices: indices, epoch: epoch, generator: rng)
+        position = end
+        if position >= epochRows {
+            epoch += 1
+            position = 0
+            order = nil
+        }
         return batch
+    }
+
+    public mutating func adopt(_ generator: Random) {
+        rng = generator
+        shared = true
     }
 
     public func exportState(into c: inout TrainerCheckpoint) {
         c.metadata["trainer.epoch"] = String(epoch)
         c.metadata["trainer.position"] = String(position)
         c.metadata["trainer.examples"] = String(data.rows)
-        c.metadata["trainer.rng"] = epochStartState.map { String($0) }.joined(separator: ",")
+        c.metadata["trainer.rng"] = (order == nil ? rng.state : epochStartState).map { String($0) }.joined(separator: ",")
+        if shared && order != nil { c.setGenerator(rng, "trainer.rng_now") }
     }
 
     public mutating func restoreState(_ c: TrainerCheckpoint) throws {
@@ -74,15 +96,25 @@ public struct RowBatches: BatchStream {
             throw UnrollError.invalidCheckpoint("trainer.examples is \(examples), but the data have \(data.rows) rows")
         }
         let newEpoch = try c.count("trainer.epoch"), newPosition = try c.count("trainer.position")
-        guard newPosition < data.rows else {
-            throw UnrollError.invalidCheckpoint("trainer.position \(newPosition) is outside the \(data.rows) examples")
+        guard newPosition < epochRows else {
+            throw UnrollError.invalidCheckpoint("trainer.position \(newPosition) is outside the \(epochRows) examples of an epoch")
         }
-        rng = try c.generator("trainer.rng")
-        epochStartState = rng.state
-        order = drawOrder()
-        epoch = newEpoch
-        position = newPosition
+        var restored = self
+        restored.rng = try c.generator("trainer.rng")
+        restored.epochStartState = restored.rng.state
+        restored.order = nil
+        if newPosition > 0 {
+            restored.order = restored.drawOrder()
+            if c.metadata["trainer.rng_now"] != nil { restored.rng = try c.generator("trainer.rng_now") }
+        }
+        restored.epoch = newEpoch
+        restored.position = newPosition
+        self = restored
     }
+}
+
+extension BatchStream {
+    public mutating func adopt(_ generator: Random) {}
 }
 
 /// Random noisy/clean crop pairs of training images (`DenoisingSampler`), `batchSize` per batch,

@@ -37,6 +37,13 @@ public protocol StepEvaluation: Sendable {
     var loss: Double { get }
     /// One per parameter, in `parameters` order; the reducer may replace them (averaged across workers).
     var gradients: [Tensor] { get set }
+    /// The batch's generator after the model's own draws, for a stream that shares it (VSC samples
+    /// from the generator that shuffles, as its reference does); nil for models that draw nothing.
+    var generator: Random? { get }
+}
+
+extension StepEvaluation {
+    public var generator: Random? { nil }
 }
 
 /// Where a batch's gradient is combined across workers before the update: the identity in one

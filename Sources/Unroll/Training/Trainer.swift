@@ -9,6 +9,8 @@ public enum LearningRateSchedule: Equatable, Sendable {
     case stepDecay(every: Int, gamma: Float)
     /// × γ after every epoch.
     case epochDecay(gamma: Float)
+    /// The one-cycle schedule (VSC), replacing the configured rate.
+    case oneCycle(OneCycleSchedule)
 
     /// The rate for the step after `step` completed steps in `epoch` completed epochs, from `base`
     /// (γ applied by repeated multiplication, as a running rate would be).
@@ -16,6 +18,7 @@ public enum LearningRateSchedule: Equatable, Sendable {
         let (times, gamma): (Int, Float)
         switch self {
         case .constant: return base
+        case let .oneCycle(schedule): return schedule.learningRate(step: step)
         case let .stepDecay(every, g): (times, gamma) = (step / max(1, every), g)
         case let .epochDecay(g): (times, gamma) = (epoch, g)
         }
@@ -27,6 +30,7 @@ public enum LearningRateSchedule: Equatable, Sendable {
     func validate() throws {
         switch self {
         case .constant: return
+        case let .oneCycle(schedule): try schedule.validate()
         case let .stepDecay(every, g):
             guard every >= 1 else { throw UnrollError.invalidArgument("learning-rate step must be ≥ 1, got \(every)") }
             guard g.isFinite, g > 0, g <= 1 else { throw UnrollError.invalidArgument("learning-rate γ must be in (0, 1], got \(g)") }
@@ -140,6 +144,7 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
         }
         newModel.parameters = parameters
         try newModel.finishStep(&evaluation, step: thisStep)
+        if let g = evaluation.generator { nextStream.adopt(g) }
         for (t, name) in zip(newModel.parameters, names) where t.hasNonFinite {
             throw UnrollError.diverged(step: thisStep, reason: "the updated \(name) contains NaN or Inf")
         }
