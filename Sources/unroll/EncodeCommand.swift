@@ -26,17 +26,8 @@ struct Encode: ParsableCommand {
     var data: String
     @Option(name: .shortAndLong, help: ArgumentHelp("Output codes, .npy (or .npz with array Z).", valueName: "file"))
     var output: String
-    @Option(parsing: .unconditional, help: "Unrolled models: use this many layers instead of the model's T.")
-    var layers: Int?
-    @Option(help: "VSC models: draws per signal (default: the model's).")
-    var samples: Int?
-    @Option(help: "Seed of VSC models' draws.")
-    var seed: UInt64 = 0
+    @OptionGroup var encoding: ModelRunOptions
     @OptionGroup var threading: ThreadOptions
-
-    func validate() throws {
-        if let s = samples, s < 1 { throw ValidationError("--samples must be ≥ 1, got \(s)") }
-    }
 
     func run() throws { try threading.run { try execute() } }
 
@@ -47,7 +38,7 @@ struct Encode: ParsableCommand {
         }
         let file = try ModelFile.read(model, option: "--model")
         let start = ContinuousClock.now
-        let r = try ModelRun.run(file, model: model, data: data, layers: layers, samples: samples, seed: seed)
+        let r = try ModelRun.run(file, model: model, data: data, options: encoding)
         let seconds = secondsSince(start)
         try inContext("--output") {
             if lower.hasSuffix(".npz") { try Npz.write([("Z", r.codes)], to: output) } else { try Npy.write(r.codes, to: output) }

@@ -27,19 +27,10 @@ struct Eval: ParsableCommand {
     var data: String
     @Option(help: ArgumentHelp("conv2d: denoise the images after adding noise of this σ (0.1 or 25/255).", valueName: "σ"))
     var sigma: String?
-    @Option(parsing: .unconditional, help: "Unrolled models: use this many layers instead of the model's T.")
-    var layers: Int?
-    @Option(help: "VSC models: draws per signal (default: the model's).")
-    var samples: Int?
-    @Option(help: "Seed of the added noise and of VSC models' draws.")
-    var seed: UInt64 = 0
     @Flag(help: "Print the measures as one JSON object.")
     var json = false
+    @OptionGroup var encoding: ModelRunOptions
     @OptionGroup var threading: ThreadOptions
-
-    func validate() throws {
-        if let s = samples, s < 1 { throw ValidationError("--samples must be ≥ 1, got \(s)") }
-    }
 
     func run() throws { try threading.run { try execute() } }
 
@@ -54,13 +45,13 @@ struct Eval: ParsableCommand {
             let clean = try ModelRun.images(data)
             let images = (0..<clean.shape[0]).map { clean.rows($0..<($0 + 1)).reshaped(Array(clean.shape.dropFirst())) }
             let e = try inContext("--data \(data)") {
-                try Denoiser.evaluate(clean: images, sigma: noise, seed: seed, model: try ModelRun.overriding(m, layers: layers))
+                try Denoiser.evaluate(clean: images, sigma: noise, seed: encoding.seed, model: try ModelRun.overriding(m, layers: encoding.layers))
             }
             measures = [("images", Double(images.count)), ("sigma", Double(noise)),
                         ("psnr_noisy", e.meanNoisy), ("psnr_denoised", e.meanDenoised), ("psnr_gain", e.gain),
                         ("psnr_noisy_clean_max", e.meanNoisyCleanMax), ("psnr_denoised_clean_max", e.meanDenoisedCleanMax)]
         } else {
-            let r = try ModelRun.run(file, model: model, data: data, layers: layers, samples: samples, seed: seed)
+            let r = try ModelRun.run(file, model: model, data: data, options: encoding)
             measures = [("signals", Double(r.count)), ("relative_error", r.relativeError), ("mse", r.meanSquaredError),
                         ("zero_fraction", r.zeroFraction), ("nonzeros_per_signal", r.nonZerosPerSignal)]
             var objective: Double?

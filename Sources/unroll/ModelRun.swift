@@ -1,7 +1,22 @@
+import ArgumentParser
 import Foundation
 import Unroll
 import UnrollCore
 import UnrollIO
+
+/// The options `unroll encode` and `unroll eval` share.
+struct ModelRunOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Unrolled models: use this many layers instead of the model's T.")
+    var layers: Int?
+    @Option(help: "VSC models: draws per signal (default: the model's).")
+    var samples: Int?
+    @Option(help: "Seed of the draws (VSC models' samples, eval's added noise).")
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        if let s = samples, s < 1 { throw ValidationError("--samples must be ≥ 1, got \(s)") }
+    }
+}
 
 /// Any model file run on data, for `unroll encode` and `unroll eval`: the signals as the model takes
 /// them, their codes and the decoded signals (the signals' shape). What `--data` holds depends on the
@@ -16,7 +31,8 @@ struct ModelRun {
     /// "400 signals of 20 values", for messages.
     var what: String
 
-    static func run(_ file: ModelFile, model path: String, data: String, layers: Int?, samples: Int?, seed: UInt64) throws -> ModelRun {
+    static func run(_ file: ModelFile, model path: String, data: String, options: ModelRunOptions) throws -> ModelRun {
+        let (layers, samples, seed) = (options.layers, options.samples, options.seed)
         if layers != nil, case .vsc = file.model { throw CLIError("--layers does not apply to \(file.described) (its encoder is a network)") }
         if samples != nil {
             guard case .vsc = file.model else { throw CLIError("--samples applies to VSC models only; \(path) holds \(file.described)") }
