@@ -116,12 +116,12 @@ public enum VSCFashionExperiment {
                                  x: (1...windows).map { Double($0 * steps / windows) })
             for v in s.families {
                 let config = Self.config(v, latents: z, s)
-                var trainer = try NetworkGeneratorTrainer(trainingSize: s.trainImages, config: config)
+                var trainer = try NetworkGeneratorTrainer(data: trainSet, config: config)
                 var losses = [Double](repeating: 0, count: windows), counts = [Int](repeating: 0, count: windows)
                 let t0 = ContinuousClock.now
                 for e in 0..<s.epochs {
                     var nonZero = 0.0, mse = 0.0, count = 0
-                    try trainer.trainEpoch(data: trainSet) { r in
+                    try trainer.train(epochs: 1) { r in
                         let w = min(windows - 1, (r.step - 1) * windows / steps)
                         losses[w] += r.loss
                         counts[w] += 1

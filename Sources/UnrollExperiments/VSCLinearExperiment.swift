@@ -115,13 +115,13 @@ public enum VSCLinearExperiment {
         var trained: [Trained] = []
         for v in s.families {
             let config = Self.config(v, s)
-            var trainer = try LinearGeneratorTrainer(pixels: s.side * s.side, trainingSize: s.trainPatches, config: config)
+            var trainer = try LinearGeneratorTrainer(data: patches.train, config: config)
             let label = v.label
             var epochLosses: [Double] = []
             let t0 = ContinuousClock.now
             for e in 0..<s.epochs {
                 var sum = 0.0, count = 0, nonZero = 0.0
-                try trainer.trainEpoch(data: patches.train) { r in
+                try trainer.train(epochs: 1) { r in
                     sum += r.loss
                     nonZero += r.nonZero
                     count += 1

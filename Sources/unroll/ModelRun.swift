@@ -78,22 +78,22 @@ struct ModelRun {
             var rng = Random(seed: seed)
             switch v.generator {
             case .linear:
-                let trainer = try inContext("--model \(path)") { try LinearGeneratorTrainer(checkpoint: v.state) }
-                var model = trainer.model
+                var model = try inContext("--model \(path)") { try LinearGeneratorModel(checkpoint: v.state) }
+                let step = try inContext("--model \(path)") { try v.state.count("trainer.step") }
                 guard x.cols == model.pixels else { throw CLIError("--data \(data) has rows of \(x.cols) values; the model's atoms have \(model.pixels) pixels") }
-                let c = trainer.config
+                let c = model.config
                 let z = model.infer(x, samples: samples ?? c.variational.samples, klWeight: c.klWeight, aggregation: c.aggregation,
-                                    temperature: c.temperature(step: trainer.step), rng: &rng)
+                                    temperature: c.temperature(step: step), rng: &rng)
                 return ModelRun(signals: x, codes: z, reconstruction: z.matmul(model.dictionary), count: x.rows,
                                 what: "\(x.rows) signals of \(x.cols) values")
             case .conv:
-                let trainer = try inContext("--model \(path)") { try NetworkGeneratorTrainer(checkpoint: v.state) }
-                var model = trainer.model
+                var model = try inContext("--model \(path)") { try NetworkGeneratorModel(checkpoint: v.state) }
+                let step = try inContext("--model \(path)") { try v.state.count("trainer.step") }
                 let pixels = NetworkGeneratorModel.pixels
                 guard x.cols == pixels else { throw CLIError("--data \(data) has rows of \(x.cols) values; the model takes 28×28 images as rows of \(pixels)") }
-                let c = trainer.config
+                let c = model.config
                 let r = model.evaluate(x, samples: samples ?? c.variational.samples, klWeight: c.klWeight, aggregation: c.aggregation,
-                                       temperature: c.temperature(step: trainer.step), keep: x.rows, rng: &rng)
+                                       temperature: c.temperature(step: step), keep: x.rows, rng: &rng)
                 return ModelRun(signals: x, codes: r.codes, reconstruction: r.reconstructions, count: x.rows,
                                 what: "\(x.rows) images of 28×28")
             }

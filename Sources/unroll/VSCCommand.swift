@@ -72,9 +72,15 @@ enum VSCModelFile {
         try ModelFile(model: .vsc(VSCModel(generator: .linear, state: trainer.checkpoint()))).write(to: path, option: "--output")
     }
 
-    static func read(_ path: String, option: String = "--model") throws -> LinearGeneratorTrainer {
-        let state = try ModelFile.read(path, option: option).vsc(.linear, path, option: option)
-        return try inContext("\(option) \(path)") { try LinearGeneratorTrainer(checkpoint: state) }
+    /// The trainer's state in the file (what `--resume` restores).
+    static func state(_ path: String, option: String = "--model") throws -> TrainerCheckpoint {
+        try ModelFile.read(path, option: option).vsc(.linear, path, option: option)
+    }
+
+    /// The trained model and the step training stood at.
+    static func read(_ path: String, option: String = "--model") throws -> (model: LinearGeneratorModel, step: Int) {
+        let s = try state(path, option: option)
+        return try inContext("\(option) \(path)") { (try LinearGeneratorModel(checkpoint: s), try s.count("trainer.step")) }
     }
 }
 
@@ -146,10 +152,10 @@ struct VSCTrain: ParsableCommand {
         do {
             let patches = try data.load()
             let config = try config()
-            var trainer = try LinearGeneratorTrainer(pixels: patches.train.cols, trainingSize: patches.train.rows, config: config)
+            var trainer = try LinearGeneratorTrainer(data: patches.train, config: config)
             if let resume {
-                let saved = try VSCModelFile.read(resume, option: "--resume")
-                try inContext("--resume \(resume)") { try trainer.restore(saved.checkpoint()) }
+                let saved = try VSCModelFile.state(resume, option: "--resume")
+                try inContext("--resume \(resume)") { try trainer.restore(saved) }
             }
             let log = quiet ? nil : { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
             log?("vsc train: \(config.variational.label), \(patches.train.rows) patches \(data.side)×\(data.side), J \(samples), \(epochs) epochs")
@@ -157,7 +163,7 @@ struct VSCTrain: ParsableCommand {
             let start = ContinuousClock.now
             while trainer.epoch < epochs {
                 var loss = 0.0, nonZero = 0.0, count = 0
-                try trainer.trainEpoch(data: patches.train) { r in
+                try trainer.train(epochs: 1) { r in
                     loss += r.loss
                     nonZero += r.nonZero
                     count += 1
@@ -168,7 +174,7 @@ struct VSCTrain: ParsableCommand {
                 log?(String(format: "epoch %d/%d: loss %.4f, non-zero %.1f%%, %.0f s", trainer.epoch, epochs,
                             loss / Double(max(count, 1)), 100 * nonZero / Double(max(count, 1)), secondsSince(start)))
             }
-            try VSCEval.report(trainer: trainer, patches: patches, atoms: atoms)
+            try VSCEval.report(model: trainer.model, step: trainer.step, patches: patches, atoms: atoms)
             print("wrote \(output)")
         } catch let e as UnrollError {
             throw CLIError(e.description)
@@ -196,25 +202,26 @@ struct VSCEval: ParsableCommand {
 
     private func execute() throws {
         do {
-            let trainer = try VSCModelFile.read(model)
+            let (trained, step) = try VSCModelFile.read(model)
             let patches = try data.load()
-            guard patches.validation.cols == trainer.model.pixels else {
-                throw CLIError("--side \(data.side) gives \(patches.validation.cols)-pixel patches; the model's atoms have \(trainer.model.pixels) pixels")
+            guard patches.validation.cols == trained.pixels else {
+                throw CLIError("--side \(data.side) gives \(patches.validation.cols)-pixel patches; the model's atoms have \(trained.pixels) pixels")
             }
             guard snrPasses == 0 || snrPasses >= 2 else { throw CLIError("--snr-passes must be 0 or ≥ 2, got \(snrPasses)") }
-            try Self.report(trainer: trainer, patches: patches, atoms: atoms, snrPasses: snrPasses)
+            try Self.report(model: trained, step: step, patches: patches, atoms: atoms, snrPasses: snrPasses)
         } catch let e as UnrollError {
             throw CLIError(e.description)
         }
     }
 
     /// Prints the validation measures of the model and of FISTA on its dictionary (λ = 20).
-    static func report(trainer: LinearGeneratorTrainer, patches: WhitenedPatches, atoms: String?, snrPasses: Int = 0) throws {
-        var model = trainer.model
-        var rng = Random(seed: trainer.config.seed &+ 1)
-        let ours = model.evaluate(patches.validation, samples: trainer.config.variational.samples,
-                                  klWeight: trainer.config.klWeight,
-                                  temperature: trainer.config.temperature(step: trainer.step), rng: &rng).report
+    static func report(model trained: LinearGeneratorModel, step: Int, patches: WhitenedPatches, atoms: String?, snrPasses: Int = 0) throws {
+        var model = trained
+        let config = model.config
+        var rng = Random(seed: config.seed &+ 1)
+        let ours = model.evaluate(patches.validation, samples: config.variational.samples,
+                                  klWeight: config.klWeight,
+                                  temperature: config.temperature(step: step), rng: &rng).report
         let fista = try SparseCodeReport.fista(signals: patches.validation, dictionary: model.dictionary, lambda: 20).report
         print("validation (\(patches.validation.rows) patches)     \(ours.method.padding(toLength: 22, withPad: " ", startingAt: 0))  FISTA (same Φ)")
         func line(_ name: String, _ a: Double?, _ b: Double?) {
@@ -229,11 +236,11 @@ struct VSCEval: ParsableCommand {
         line("coefficient collapse %", 100 * ours.coefficientCollapse, 100 * fista.coefficientCollapse)
         if snrPasses > 0 {
             let batch = patches.validation.rows(0..<min(100, patches.validation.rows))
-            for j in Set([1, trainer.config.variational.samples]).sorted() {
-                var snrRng = Random(seed: trainer.config.seed &+ 2)
-                let snr = model.gradientSNR(batch, samples: j, passes: snrPasses, klWeight: trainer.config.klWeight,
-                                            aggregation: trainer.config.aggregation,
-                                            temperature: trainer.config.temperature(step: trainer.step), rng: &snrRng)
+            for j in Set([1, config.variational.samples]).sorted() {
+                var snrRng = Random(seed: config.seed &+ 2)
+                let snr = model.gradientSNR(batch, samples: j, passes: snrPasses, klWeight: config.klWeight,
+                                            aggregation: config.aggregation,
+                                            temperature: config.temperature(step: step), rng: &snrRng)
                 print("gradient SNR, J = \(j), \(snrPasses) passes: encoder \(String(format: "%.4g", snr.encoder)), dictionary \(String(format: "%.4g", snr.dictionary))")
             }
         }

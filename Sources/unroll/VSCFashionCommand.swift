@@ -49,9 +49,15 @@ enum VSCConvModelFile {
         (try? ModelFile.read(path))?.model.kind == "vsc-conv"
     }
 
-    static func read(_ path: String, option: String = "--model") throws -> NetworkGeneratorTrainer {
-        let state = try ModelFile.read(path, option: option).vsc(.conv, path, option: option)
-        return try inContext("\(option) \(path)") { try NetworkGeneratorTrainer(checkpoint: state) }
+    /// The trainer's state in the file (what `--resume` restores).
+    static func state(_ path: String, option: String = "--model") throws -> TrainerCheckpoint {
+        try ModelFile.read(path, option: option).vsc(.conv, path, option: option)
+    }
+
+    /// The trained model and the step training stood at.
+    static func read(_ path: String, option: String = "--model") throws -> (model: NetworkGeneratorModel, step: Int) {
+        let s = try state(path, option: option)
+        return try inContext("\(option) \(path)") { (try NetworkGeneratorModel(checkpoint: s), try s.count("trainer.step")) }
     }
 }
 
@@ -83,10 +89,10 @@ enum VSCFashion {
                 throw CLIError("--train-size \(images.train.rows) is smaller than --batch \(c.batchSize)")
             }
             c = c.compressingSchedules(steps: o.epochs * (images.train.rows / c.batchSize))
-            var trainer = try NetworkGeneratorTrainer(trainingSize: images.train.rows, config: c)
+            var trainer = try NetworkGeneratorTrainer(data: images.train, config: c)
             if let resume = o.resume {
-                let saved = try VSCConvModelFile.read(resume, option: "--resume")
-                try inContext("--resume \(resume)") { try trainer.restore(saved.checkpoint()) }
+                let saved = try VSCConvModelFile.state(resume, option: "--resume")
+                try inContext("--resume \(resume)") { try trainer.restore(saved) }
             }
             let log = o.quiet ? nil : { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
             log?("vsc train: \(c.variational.label), conv generator, z \(c.latents), \(images.train.rows) Fashion-MNIST images, J \(o.samples), batch \(c.batchSize), \(o.epochs) epochs")
@@ -94,7 +100,7 @@ enum VSCFashion {
             let start = ContinuousClock.now
             while trainer.epoch < o.epochs {
                 var loss = 0.0, mse = 0.0, nonZero = 0.0, count = 0
-                try trainer.trainEpoch(data: images.train) { r in
+                try trainer.train(epochs: 1) { r in
                     loss += r.loss
                     mse += r.reconstruction
                     nonZero += r.nonZero
@@ -107,7 +113,7 @@ enum VSCFashion {
                 log?(String(format: "epoch %d/%d: loss %.4f, train MSE %.4f, non-zero %.1f%%, %.0f s", trainer.epoch, o.epochs,
                             loss / k, mse / k, 100 * nonZero / k, secondsSince(start)))
             }
-            try report(trainer, test: images.test, reconstructions: o.fashion.reconstructions)
+            try report(trainer.model, step: trainer.step, test: images.test, reconstructions: o.fashion.reconstructions)
             print("wrote \(o.output)")
         } catch let e as UnrollError {
             throw CLIError(e.description)
@@ -121,25 +127,26 @@ enum VSCFashion {
 
     private static func evalConv(model: String, fashion: FashionOptions) throws {
         do {
-            let trainer = try VSCConvModelFile.read(model)
-            try report(trainer, test: try fashion.load().test, reconstructions: fashion.reconstructions)
+            let (trained, step) = try VSCConvModelFile.read(model)
+            try report(trained, step: step, test: try fashion.load().test, reconstructions: fashion.reconstructions)
         } catch let e as UnrollError {
             throw CLIError(e.description)
         }
     }
 
     /// Prints test MSE per pixel (J draws, max-ELBO as the reference evaluates) and % non-zero.
-    static func report(_ trainer: NetworkGeneratorTrainer, test: Tensor, reconstructions: String?) throws {
-        var model = trainer.model
-        var rng = Random(seed: trainer.config.seed &+ 1)
-        let r = model.evaluate(test, samples: trainer.config.variational.samples, klWeight: trainer.config.klWeight,
-                               aggregation: trainer.config.aggregation,
-                               temperature: trainer.config.temperature(step: trainer.step), keep: 16, rng: &rng)
-        print("test (\(test.rows) images, J \(trainer.config.variational.samples), \(trainer.config.aggregation.rawValue)): \(trainer.config.variational.label), z \(model.latents)")
+    static func report(_ trained: NetworkGeneratorModel, step: Int, test: Tensor, reconstructions: String?) throws {
+        var model = trained
+        let config = model.config
+        var rng = Random(seed: config.seed &+ 1)
+        let r = model.evaluate(test, samples: config.variational.samples, klWeight: config.klWeight,
+                               aggregation: config.aggregation,
+                               temperature: config.temperature(step: step), keep: 16, rng: &rng)
+        print("test (\(test.rows) images, J \(config.variational.samples), \(config.aggregation.rawValue)): \(config.variational.label), z \(model.latents)")
         print(String(format: "test MSE per pixel            %.5f   (×125 = %.3f, the reference's scale)", r.mse, 125 * r.mse))
         print(String(format: "non-zero %%                    %.2f", 100 * r.nonZero))
         if let reconstructions {
-            try PNG.write(panel(test: test, report: r, title: "\(trainer.config.variational.label), z \(model.latents)"), to: reconstructions)
+            try PNG.write(panel(test: test, report: r, title: "\(config.variational.label), z \(model.latents)"), to: reconstructions)
             print("wrote \(reconstructions)")
         }
     }

@@ -93,15 +93,19 @@ import UnrollIO
         var rng = Random(seed: 9)
         let x = Tensor.uniform([6, 784], rng: &rng)
         for v in [VariationalConfig(family: .thresholdedLaplacian, threshold: .fixed(0.23)), VariationalConfig(family: .spikeAndSlab)] {
-            var trainer = try NetworkGeneratorTrainer(trainingSize: 6, config: Self.smallConfig(v))
-            try trainer.trainEpoch(data: x)
+            var trainer = try NetworkGeneratorTrainer(data: x, config: Self.smallConfig(v))
+            try trainer.train(epochs: 1)
             let saved = trainer.checkpoint()
-            try trainer.trainEpoch(data: x)
-            var resumed = try NetworkGeneratorTrainer(checkpoint: saved)
-            try resumed.trainEpoch(data: x)
+            try trainer.train(epochs: 1)
+            var resumed = try NetworkGeneratorTrainer(data: x, config: Self.smallConfig(v))
+            try resumed.restore(saved)
+            try resumed.train(epochs: 1)
             #expect(resumed.model.parameters == trainer.model.parameters)
-            #expect(resumed.step == trainer.step && resumed.epoch == 2)
-            var other = try NetworkGeneratorTrainer(trainingSize: 6, config: Self.smallConfig(VariationalConfig(family: .gaussian)))
+            #expect(resumed.model.encoder.runningStatistics == trainer.model.encoder.runningStatistics)
+            #expect(resumed.step == trainer.step && resumed.epoch == 2 && resumed.optimizers == trainer.optimizers)
+            // The model alone, as `vsc eval` reads it, is the trained one.
+            #expect(try NetworkGeneratorModel(checkpoint: trainer.checkpoint()).parameters == trainer.model.parameters)
+            var other = try NetworkGeneratorTrainer(data: x, config: Self.smallConfig(VariationalConfig(family: .gaussian)))
             #expect(throws: UnrollError.self) { try other.restore(saved) }
             // A damaged checkpoint is refused, naming what is wrong.
             for (key, value) in [("vsc.aggregation", "median"), ("vsc.family", "cauchy"), ("trainer.examples", "7"), ("trainer.rng", "x")] {
@@ -109,7 +113,7 @@ import UnrollIO
                 bad.metadata[key] = value
                 // (A checkpoint alone sizes the trainer from its own trainer.examples; restoring checks it against the data.)
                 let error = #expect(throws: UnrollError.self) {
-                    if key == "trainer.examples" { try trainer.restore(bad) } else { _ = try NetworkGeneratorTrainer(checkpoint: bad) }
+                    if key == "trainer.examples" || key == "trainer.rng" { try trainer.restore(bad) } else { _ = try NetworkGeneratorModel(checkpoint: bad) }
                 }
                 #expect(error.map { "\($0)".contains(key) } == true, "\(key): \(String(describing: error))")
             }
@@ -117,10 +121,13 @@ import UnrollIO
         // Bad settings and data are refused.
         var c = Self.smallConfig(VariationalConfig(family: .gaussian))
         c.channels = [2]
-        #expect(throws: UnrollError.self) { try NetworkGeneratorTrainer(trainingSize: 6, config: c) }
-        var trainer = try NetworkGeneratorTrainer(trainingSize: 6, config: Self.smallConfig(VariationalConfig(family: .gaussian)))
-        #expect(throws: UnrollError.self) { try trainer.trainStep(batch: Tensor(zeros: [3, 783])) }
-        #expect(throws: UnrollError.self) { try NetworkGeneratorTrainer(trainingSize: 2, config: Self.smallConfig(VariationalConfig(family: .gaussian))) }
+        #expect(throws: UnrollError.self) { try NetworkGeneratorTrainer(data: Tensor(zeros: [6, 784]), config: c) }
+        let gaussian = Self.smallConfig(VariationalConfig(family: .gaussian))
+        #expect(throws: UnrollError.self) { try NetworkGeneratorTrainer(data: Tensor(zeros: [6, 783]), config: gaussian) }
+        #expect(throws: UnrollError.self) { try NetworkGeneratorTrainer(data: Tensor(zeros: [2, 784]), config: gaussian) }
+        var nan = Tensor(zeros: [6, 784])
+        nan.data[5] = .nan
+        #expect(throws: UnrollError.self) { try NetworkGeneratorTrainer(data: nan, config: gaussian) }
     }
 
     static let fashion = sharedData + "/fashion-mnist"
@@ -145,11 +152,11 @@ import UnrollIO
         c.batchSize = 25
         c.epochs = 6
         c.learningRate = 3e-3
-        var trainer = try NetworkGeneratorTrainer(trainingSize: 1000, config: c)
+        var trainer = try NetworkGeneratorTrainer(data: data.train, config: c)
         var untrained = trainer.model
         var rng = Random(seed: 1)
         let before = untrained.evaluate(data.test, samples: 4, klWeight: c.klWeight, temperature: 1, rng: &rng)
-        for _ in 0..<c.epochs { try trainer.trainEpoch(data: data.train) }
+        try trainer.train(epochs: c.epochs)
         var model = trainer.model
         rng = Random(seed: 1)
         let after = model.evaluate(data.test, samples: 4, klWeight: c.klWeight, temperature: 1, keep: 3, rng: &rng)

@@ -80,11 +80,11 @@ import UnrollIO
         c.batchSize = 100   // the reference's; the dictionary step is unstable when η·λ_max(ZᵀZ/B) > 2
         c.epochs = 10
         c = c.compressingSchedules(steps: 100, epochs: 10)
-        var trainer = try LinearGeneratorTrainer(pixels: 256, trainingSize: 1000, config: c)
+        var trainer = try LinearGeneratorTrainer(data: patches.train, config: c)
         var losses: [Double] = []
         for _ in 0..<c.epochs {
             var sum = 0.0, n = 0
-            try trainer.trainEpoch(data: patches.train) { r in
+            try trainer.train(epochs: 1) { r in
                 sum += r.loss
                 n += 1
             }
@@ -109,18 +109,19 @@ import UnrollIO
                   VariationalConfig(family: .spikeAndSlab)] {
             var c = Self.smallConfig(v, aggregation: .max)
             c.epochs = 3
-            var trainer = try LinearGeneratorTrainer(pixels: 7, trainingSize: 12, config: c)
-            try trainer.trainEpoch(data: x)
+            var trainer = try LinearGeneratorTrainer(data: x, config: c)
+            try trainer.train(steps: 5)                       // mid-epoch: the sampling generator is state too
             let saved = trainer.checkpoint()
-            try trainer.trainEpoch(data: x)
-            var resumed = try LinearGeneratorTrainer(checkpoint: saved)
-            try resumed.trainEpoch(data: x)
+            try trainer.train(steps: 7)
+            var resumed = try LinearGeneratorTrainer(data: x, config: c)
+            try resumed.restore(saved)
+            try resumed.train(steps: 7)
             #expect(resumed.model.parameters == trainer.model.parameters)
             #expect(resumed.model.dictionary == trainer.model.dictionary)
-            #expect(resumed.step == trainer.step && resumed.epoch == 2)
+            #expect(resumed.step == trainer.step && resumed.epoch == trainer.epoch && resumed.optimizers == trainer.optimizers)
+            #expect(try LinearGeneratorModel(checkpoint: trainer.checkpoint()).dictionary == trainer.model.dictionary)
             // A checkpoint of another family is refused.
-            var other = try LinearGeneratorTrainer(pixels: 7, trainingSize: 12,
-                                                   config: Self.smallConfig(VariationalConfig(family: .gaussian), aggregation: .max))
+            var other = try LinearGeneratorTrainer(data: x, config: Self.smallConfig(VariationalConfig(family: .gaussian), aggregation: .max))
             #expect(throws: UnrollError.self) { try other.restore(saved) }
         }
     }
@@ -128,15 +129,12 @@ import UnrollIO
     @Test func badSettingsAndDataAreRejected() throws {
         var c = Self.smallConfig(VariationalConfig(family: .gaussian))
         c.klWeight = -1
-        #expect(throws: UnrollError.self) { try LinearGeneratorTrainer(pixels: 7, trainingSize: 12, config: c) }
+        #expect(throws: UnrollError.self) { try LinearGeneratorTrainer(data: Tensor(zeros: [12, 7]), config: c) }
         c = Self.smallConfig(VariationalConfig(family: .gaussian))
-        #expect(throws: UnrollError.self) { try LinearGeneratorTrainer(pixels: 7, trainingSize: 2, config: c) }
-        var trainer = try LinearGeneratorTrainer(pixels: 7, trainingSize: 12, config: c)
-        #expect(throws: UnrollError.self) { try trainer.trainStep(batch: Tensor(zeros: [4, 6])) }
-        #expect(throws: UnrollError.self) { try trainer.trainEpoch(data: Tensor(zeros: [11, 7])) }
-        var nan = Tensor(zeros: [4, 7])
+        #expect(throws: UnrollError.self) { try LinearGeneratorTrainer(data: Tensor(zeros: [2, 7]), config: c) }
+        var nan = Tensor(zeros: [12, 7])
         nan.data[3] = .nan
-        #expect(throws: UnrollError.self) { try trainer.trainStep(batch: nan) }
+        #expect(throws: UnrollError.self) { try LinearGeneratorTrainer(data: nan, config: c) }
     }
 
     /// `unroll vsc train` writes a model that `vsc eval` reads, `--resume` continues it, and bad

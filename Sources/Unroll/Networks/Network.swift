@@ -218,6 +218,16 @@ public struct Network: Sendable {
 
     // MARK: checkpoints
 
+    /// The parameters' `state_dict` names (`<prefix><layer index>.weight`, `.bias`), in `parameters` order.
+    public func parameterNames(prefix: String) -> [String] {
+        layers.enumerated().flatMap { i, layer in layer.parameterNames.map { "\(prefix)\(i).\($0)" } }
+    }
+
+    /// The batch-norm running statistics under their `state_dict` names (the state beside the parameters).
+    public func exportRunningStatistics(prefix: String) -> [String: Tensor] {
+        exportState(prefix: prefix).filter { $0.key.hasSuffix(".running_mean") || $0.key.hasSuffix(".running_var") }
+    }
+
     /// Parameters and batch-norm running statistics under PyTorch `state_dict` names:
     /// `<prefix><layer index>.weight`, `.bias`, `.running_mean`, `.running_var`.
     public func exportState(prefix: String) -> [String: Tensor] {

@@ -46,11 +46,16 @@ public struct RowBatches: BatchStream {
     private var shared = false
 
     public init(data: Tensor, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64) {
+        self.init(data: data, batchSize: batchSize, shuffle: shuffle, dropLast: dropLast, generator: Random(seed: seed))
+    }
+
+    /// Shuffling (and, for a sampling model, sampling) continues `generator`.
+    public init(data: Tensor, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, generator: Random) {
         self.data = data
         self.batchSize = max(1, min(batchSize, data.rows))
         self.shuffle = shuffle
         self.dropLast = dropLast
-        self.rng = Random(seed: seed)
+        self.rng = generator
         self.epochStartState = rng.state
     }
 

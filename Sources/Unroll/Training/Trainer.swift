@@ -101,10 +101,21 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
         self.model = model
         self.stream = stream
         self.baseOptimizers = optimizers.map { var o = $0; o.reset(); return o }
-        self.optimizers = baseOptimizers
         self.scheduled = scheduled ?? [Bool](repeating: true, count: p.count)
         self.schedule = schedule
         self.blowUpLimit = blowUpLimit
+        self.optimizers = []
+        self.optimizers = self.scheduled(baseOptimizers, step: 0, epoch: stream.epoch)
+    }
+
+    /// The optimizers with the schedule's rate for the step after `step` completed steps (what a
+    /// checkpoint stores, so a resume recomputes and checks it).
+    private func scheduled(_ optimizers: [Optimizer], step: Int, epoch: Int) -> [Optimizer] {
+        var out = optimizers
+        for i in out.indices where scheduled[i] {
+            out[i].learningRate = schedule.rate(baseOptimizers[i].learningRate, step: step, epoch: epoch)
+        }
+        return out
     }
 
     /// One step on the next batch; on divergence it throws and changes nothing.
@@ -128,9 +139,6 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
         var newOptimizers = optimizers
         var parameters = newModel.parameters
         for i in parameters.indices {
-            if scheduled[i] {
-                newOptimizers[i].learningRate = schedule.rate(baseOptimizers[i].learningRate, step: step, epoch: batchEpoch)
-            }
             newOptimizers[i].step(&parameters[i], gradient: evaluation.gradients[i])
             if !newOptimizers[i].isFinite {
                 throw UnrollError.diverged(step: thisStep, reason: "the optimizer state overflowed (gradient too large)")
@@ -150,7 +158,7 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
         }
 
         model = newModel
-        optimizers = newOptimizers
+        optimizers = scheduled(newOptimizers, step: thisStep, epoch: nextStream.epoch)
         stream = nextStream
         step = thisStep
         return Report(step: thisStep, epoch: batchEpoch, evaluation: evaluation, seconds: secondsSince(t0))
@@ -218,13 +226,12 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
         let newStep = try c.count("trainer.step")
         var newStream = stream
         try newStream.restoreState(c)
+        newOptimizers = scheduled(newOptimizers, step: newStep, epoch: newStream.epoch)
         for i in newOptimizers.indices {
-            if scheduled[i] {
-                newOptimizers[i].learningRate = schedule.rate(baseOptimizers[i].learningRate, step: newStep, epoch: newStream.epoch)
-            }
-            // The run's optimizer settings must be the checkpoint's (the moments mean nothing under others).
+            // The run's optimizer settings must be the checkpoint's (the moments mean nothing under
+            // others); a scheduled rate may differ: a longer run stretches a one-cycle schedule.
             for (key, value) in newOptimizers[i].exportState(prefix: prefix(i)).metadata.sorted(by: { $0.key < $1.key })
-            where !key.hasSuffix(".steps") && c.metadata[key] != value {
+            where !key.hasSuffix(".steps") && !(schedule != .constant && scheduled[i] && key.hasSuffix(".learning_rate")) && c.metadata[key] != value {
                 throw UnrollError.invalidCheckpoint("\(key) is \(c.metadata[key] ?? "missing"), this run's is \(value)")
             }
         }

@@ -90,6 +90,8 @@ public struct LinearGeneratorModel: Sendable {
     public var heads: [Network]
     public var dictionary: Tensor
     public let variational: VariationalConfig
+    /// The training settings (the loss's weights and schedules read them).
+    public let config: LinearGeneratorConfig
 
     /// PyTorch-default encoder initialisation; Φ ~ N(0, 1) with unit-norm atoms (normalised once).
     public init(pixels: Int, config: LinearGeneratorConfig, rng: inout Random) {
@@ -101,6 +103,7 @@ public struct LinearGeneratorModel: Sendable {
         phi.normalizeRows()
         dictionary = phi
         variational = config.variational
+        self.config = config
     }
 
     public var pixels: Int { dictionary.cols }
@@ -203,186 +206,52 @@ public struct LinearGeneratorModel: Sendable {
     }
 }
 
-/// What one training step measured (means over the batch, for the selected samples).
-public struct LinearGeneratorStepRecord: Equatable, Sendable {
-    public var step: Int
-    public var epoch: Int
-    /// Σ_b Σ_j w_bj L_bj / B, the loss the encoder descends.
-    public var loss: Double
-    /// mean_px(x − zΦ)² of the selected samples.
-    public var reconstruction: Double
-    /// Mean Σ_latents KL per datum.
-    public var kl: Double
-    /// Fraction of non-zero code entries over all J samples.
-    public var nonZero: Double
-    public var learningRate: Float
-}
 
-/// Trains a `LinearGeneratorModel` on signals `[n, pixels]` (vsc §4 and §6).
-public struct LinearGeneratorTrainer: Sendable {
-    public private(set) var model: LinearGeneratorModel
-    public let config: LinearGeneratorConfig
-    public private(set) var optimizer: NetworkOptimizer
-    public let schedule: OneCycleSchedule
-    public private(set) var step = 0
-    public private(set) var epoch = 0
-    public private(set) var rng: Random
-    /// Signals per epoch (fixes the one-cycle schedule's length).
-    public let trainingSize: Int
-
-    public init(pixels: Int, trainingSize: Int, config: LinearGeneratorConfig) throws {
-        try config.validate()
-        guard pixels >= 1, trainingSize >= config.batchSize else {
-            throw UnrollError.invalidArgument("training set of \(trainingSize) signals is smaller than the batch size \(config.batchSize)")
-        }
-        var rng = Random(seed: config.seed)
-        var modelRng = rng.split()
-        model = LinearGeneratorModel(pixels: pixels, config: config, rng: &modelRng)
-        self.config = config
-        optimizer = NetworkOptimizer(.sgd(learningRate: config.learningRate, momentum: config.momentum, nesterov: true),
-                                     count: model.parameters.count)
-        schedule = OneCycleSchedule(maxLearningRate: config.learningRate,
-                                    totalSteps: config.epochs * (trainingSize / config.batchSize))
-        self.rng = rng
-        self.trainingSize = trainingSize
+extension LinearGeneratorConfig {
+    /// The settings as checkpoint metadata (`vsc.*`).
+    public var metadata: [String: String] {
+        var meta = variational.metadata
+        meta["vsc.hidden"] = hidden.map(String.init).joined(separator: ",")
+        meta["vsc.latents"] = String(latents)
+        meta["vsc.batch_size"] = String(batchSize)
+        meta["vsc.epochs"] = String(epochs)
+        meta["vsc.learning_rate"] = learningRate.description
+        meta["vsc.momentum"] = momentum.description
+        meta["vsc.kl_weight"] = klWeight.description
+        meta["vsc.dictionary_rate"] = dictionaryRate.description
+        meta["vsc.dictionary_decay"] = dictionaryDecay.description
+        meta["vsc.frobenius"] = frobenius.description
+        meta["vsc.aggregation"] = aggregation.rawValue
+        meta["vsc.warmup_start"] = warmupStart.description
+        meta["vsc.warmup_delay"] = String(warmupDelay)
+        meta["vsc.warmup_rate"] = warmupRate.description
+        meta["vsc.temperature_decay"] = temperatureDecay.description
+        meta["vsc.temperature_floor"] = temperatureFloor.description
+        meta["vsc.seed"] = String(seed)
+        return meta
     }
 
-    /// One encoder step and one dictionary step on `batch` `[B, pixels]`.
-    public mutating func trainStep(batch x: Tensor) throws -> LinearGeneratorStepRecord {
-        guard x.rank == 2, x.cols == model.pixels else {
-            throw UnrollError.shapeMismatch("batch \(x.shape): expected [n, \(model.pixels)]")
-        }
-        guard !x.hasNonFinite else { throw UnrollError.nonFinite("the training batch contains NaN or Inf") }
-        model.zeroGradients()
-        let g = model.accumulateGradients(x, samples: config.variational.samples, klWeight: config.klWeight,
-                                          aggregation: config.aggregation, warmup: config.warmup(step: step),
-                                          temperature: config.temperature(step: step), rng: &rng)
-        guard g.loss.isFinite else {
-            throw UnrollError.diverged(step: step + 1, reason: "the loss is \(g.loss)")
-        }
-        let lr = schedule.learningRate(step: step)
-        optimizer.learningRate = lr
-        var parameters = model.parameters
-        optimizer.step(&parameters, gradients: model.gradients)
-        model.parameters = parameters
-        // Φ ← Φ + η(direction − 2ρΦ), with η decayed per epoch.
-        let eta = config.dictionaryRate * Float(pow(Double(config.dictionaryDecay), Double(epoch)))
-        var direction = g.dictionaryDirection
-        direction.add(model.dictionary, scaledBy: -2 * config.frobenius)
-        model.dictionary.add(direction, scaledBy: eta)
-        guard !model.dictionary.hasNonFinite else {
-            throw UnrollError.diverged(step: step + 1, reason: "the dictionary has non-finite entries")
-        }
-        step += 1
-        return LinearGeneratorStepRecord(step: step, epoch: epoch, loss: g.loss, reconstruction: g.reconstruction,
-                                         kl: g.kl, nonZero: g.nonZero, learningRate: lr)
-    }
-
-    /// One pass over `data` in a shuffled order (seeded), in batches (a final partial batch is dropped).
-    public mutating func trainEpoch(data: Tensor, onStep: ((LinearGeneratorStepRecord) throws -> Void)? = nil) throws {
-        guard data.rows == trainingSize, data.cols == model.pixels else {
-            throw UnrollError.shapeMismatch("training data \(data.shape): the trainer was set up for [\(trainingSize), \(model.pixels)]")
-        }
-        let order = rng.permutation(data.rows)
-        let batches = data.rows / config.batchSize
-        for k in 0..<batches {
-            let rows = Array(order[(k * config.batchSize)..<((k + 1) * config.batchSize)])
-            let record = try trainStep(batch: data.gatherRows(rows))
-            try onStep?(record)
-        }
-        epoch += 1
-    }
-}
-
-// MARK: checkpoints
-
-extension LinearGeneratorTrainer {
-    /// Everything to continue bit for bit: tensors `dictionary`, `encoder.trunk.*`, `encoder.head<i>.*`,
-    /// `optimizer.<i>.*`; metadata: the settings (`vsc.*`), `trainer.step`, `trainer.epoch`,
-    /// `trainer.examples` and `trainer.rng`. Taken between epochs.
-    public func checkpoint() -> TrainerCheckpoint {
-        var tensors = model.trunk.exportState(prefix: "encoder.trunk.")
-        for (i, head) in model.heads.enumerated() { tensors.merge(head.exportState(prefix: "encoder.head\(i).")) { _, b in b } }
-        tensors["dictionary"] = model.dictionary
-        let state = optimizer.exportState(prefix: "optimizer.")
-        tensors.merge(state.tensors) { _, b in b }
-        var meta = state.metadata
-        let c = config
-        meta.merge(c.variational.metadata) { _, b in b }
-        meta["vsc.hidden"] = c.hidden.map(String.init).joined(separator: ",")
-        meta["vsc.latents"] = String(c.latents)
-        meta["vsc.pixels"] = String(model.pixels)
-        meta["vsc.batch_size"] = String(c.batchSize)
-        meta["vsc.epochs"] = String(c.epochs)
-        meta["vsc.learning_rate"] = c.learningRate.description
-        meta["vsc.momentum"] = c.momentum.description
-        meta["vsc.kl_weight"] = c.klWeight.description
-        meta["vsc.dictionary_rate"] = c.dictionaryRate.description
-        meta["vsc.dictionary_decay"] = c.dictionaryDecay.description
-        meta["vsc.frobenius"] = c.frobenius.description
-        meta["vsc.aggregation"] = c.aggregation.rawValue
-        meta["vsc.warmup_start"] = c.warmupStart.description
-        meta["vsc.warmup_delay"] = String(c.warmupDelay)
-        meta["vsc.warmup_rate"] = c.warmupRate.description
-        meta["vsc.temperature_decay"] = c.temperatureDecay.description
-        meta["vsc.temperature_floor"] = c.temperatureFloor.description
-        meta["vsc.seed"] = String(c.seed)
-        var checkpoint = TrainerCheckpoint(tensors: tensors, metadata: meta)
-        checkpoint.setProgress(step: step, epoch: epoch, examples: trainingSize, rng: rng)
-        return checkpoint
-    }
-
-    /// A trainer rebuilt from `checkpoint()` alone (its settings come from the metadata).
-    public init(checkpoint: TrainerCheckpoint) throws {
-        let meta = checkpoint.metadata
-        let v = try VariationalConfig(metadata: meta)
-        var c = LinearGeneratorConfig(variational: v)
+    /// The settings `metadata` wrote.
+    public init(metadata meta: [String: String]) throws {
+        self.init(variational: try VariationalConfig(metadata: meta))
         let hidden = try meta.required("vsc.hidden").split(separator: ",").map { Int($0) }
         guard !hidden.contains(nil) else { throw UnrollError.invalidCheckpoint("metadata vsc.hidden is not a list of integers") }
-        c.hidden = hidden.map { $0! }
-        c.latents = try meta.number("vsc.latents", Int.self)
-        c.batchSize = try meta.number("vsc.batch_size", Int.self)
-        c.epochs = try meta.number("vsc.epochs", Int.self)
-        c.learningRate = try meta.number("vsc.learning_rate", Float.self)
-        c.momentum = try meta.number("vsc.momentum", Float.self)
-        c.klWeight = try meta.number("vsc.kl_weight", Float.self)
-        c.dictionaryRate = try meta.number("vsc.dictionary_rate", Float.self)
-        c.dictionaryDecay = try meta.number("vsc.dictionary_decay", Float.self)
-        c.frobenius = try meta.number("vsc.frobenius", Float.self)
-        c.aggregation = try meta.choice("vsc.aggregation", SampleAggregation.self)
-        c.warmupStart = try meta.number("vsc.warmup_start", Float.self)
-        c.warmupDelay = try meta.number("vsc.warmup_delay", Int.self)
-        c.warmupRate = try meta.number("vsc.warmup_rate", Float.self)
-        c.temperatureDecay = try meta.number("vsc.temperature_decay", Float.self)
-        c.temperatureFloor = try meta.number("vsc.temperature_floor", Float.self)
-        c.seed = try meta.number("vsc.seed", UInt64.self)
-        try self.init(pixels: try meta.number("vsc.pixels", Int.self), trainingSize: try meta.number("trainer.examples", Int.self), config: c)
-        try restore(checkpoint)
-    }
-
-    /// Restores a `checkpoint()` of a trainer with the same settings.
-    public mutating func restore(_ checkpoint: TrainerCheckpoint) throws {
-        let meta = checkpoint.metadata
-        let progress = try checkpoint.progress(examples: trainingSize, unit: "patches")
-        let current = self.checkpoint().metadata
-        for key in ["vsc.family", "vsc.threshold", "vsc.lambda", "vsc.samples", "vsc.hidden", "vsc.batch_size", "vsc.aggregation"] {
-            if let saved = meta[key], saved != current[key] {
-                throw UnrollError.invalidCheckpoint("\(key) is \(saved), this run's is \(current[key] ?? "unset")")
-            }
-        }
-        guard let dictionary = checkpoint.tensors["dictionary"], dictionary.shape == model.dictionary.shape,
-              !dictionary.hasNonFinite else {
-            throw UnrollError.invalidCheckpoint("the tensor dictionary is missing, non-finite or not \(model.dictionary.shape)")
-        }
-        var restored = model
-        try restored.trunk.restoreState(checkpoint.tensors, prefix: "encoder.trunk.")
-        for i in restored.heads.indices { try restored.heads[i].restoreState(checkpoint.tensors, prefix: "encoder.head\(i).") }
-        restored.dictionary = dictionary
-        var newOptimizer = optimizer
-        try newOptimizer.restoreState(tensors: checkpoint.tensors, metadata: meta,
-                                      shapes: restored.parameters.map(\.shape), prefix: "optimizer.")
-        model = restored
-        optimizer = newOptimizer
-        (step, epoch, rng) = progress
+        self.hidden = hidden.map { $0! }
+        latents = try meta.number("vsc.latents", Int.self)
+        batchSize = try meta.number("vsc.batch_size", Int.self)
+        epochs = try meta.number("vsc.epochs", Int.self)
+        learningRate = try meta.number("vsc.learning_rate", Float.self)
+        momentum = try meta.number("vsc.momentum", Float.self)
+        klWeight = try meta.number("vsc.kl_weight", Float.self)
+        dictionaryRate = try meta.number("vsc.dictionary_rate", Float.self)
+        dictionaryDecay = try meta.number("vsc.dictionary_decay", Float.self)
+        frobenius = try meta.number("vsc.frobenius", Float.self)
+        aggregation = try meta.choice("vsc.aggregation", SampleAggregation.self)
+        warmupStart = try meta.number("vsc.warmup_start", Float.self)
+        warmupDelay = try meta.number("vsc.warmup_delay", Int.self)
+        warmupRate = try meta.number("vsc.warmup_rate", Float.self)
+        temperatureDecay = try meta.number("vsc.temperature_decay", Float.self)
+        temperatureFloor = try meta.number("vsc.temperature_floor", Float.self)
+        seed = try meta.number("vsc.seed", UInt64.self)
     }
 }

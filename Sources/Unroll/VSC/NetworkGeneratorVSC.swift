@@ -112,6 +112,8 @@ public struct NetworkGeneratorModel: Sendable {
     public var decoder: Network
     public let variational: VariationalConfig
     public let latents: Int
+    /// The training settings (the loss's weights and schedules read them).
+    public let config: NetworkGeneratorConfig
     public static let pixels = FashionNetworks.side * FashionNetworks.side
 
     /// PyTorch-default initialisation of every layer (encoder, heads, decoder, in that order from `rng`).
@@ -121,6 +123,7 @@ public struct NetworkGeneratorModel: Sendable {
         decoder = FashionNetworks.decoder(latents: config.latents, channels: config.channels, rng: &rng)
         variational = config.variational
         latents = config.latents
+        self.config = config
     }
 
     /// The encoder's outputs for images `[n, 784]`.
@@ -243,151 +246,49 @@ public struct ImageReconstructionReport: Sendable {
     public var codes: Tensor
 }
 
-/// Trains a `NetworkGeneratorModel` on images `[n, 784]` (vsc §5): Adam on every weight, one-cycle schedule.
-public struct NetworkGeneratorTrainer: Sendable {
-    public private(set) var model: NetworkGeneratorModel
-    public let config: NetworkGeneratorConfig
-    public private(set) var optimizer: NetworkOptimizer
-    public let schedule: OneCycleSchedule
-    public private(set) var step = 0
-    public private(set) var epoch = 0
-    public private(set) var rng: Random
-    /// Images per epoch (fixes the one-cycle schedule's length).
-    public let trainingSize: Int
-
-    public init(trainingSize: Int, config: NetworkGeneratorConfig) throws {
-        try config.validate()
-        guard trainingSize >= config.batchSize else {
-            throw UnrollError.invalidArgument("training set of \(trainingSize) images is smaller than the batch size \(config.batchSize)")
-        }
-        var rng = Random(seed: config.seed)
-        var modelRng = rng.split()
-        model = NetworkGeneratorModel(config: config, rng: &modelRng)
-        self.config = config
-        optimizer = NetworkOptimizer(.adam(learningRate: config.learningRate, beta1: config.beta1, beta2: config.beta2,
-                                           weightDecay: config.weightDecay), count: model.parameters.count)
-        schedule = OneCycleSchedule(maxLearningRate: config.learningRate,
-                                    totalSteps: config.epochs * (trainingSize / config.batchSize))
-        self.rng = rng
-        self.trainingSize = trainingSize
-    }
-
-    /// One Adam step of every weight on `batch` `[B, 784]`. The record's fields are as for the linear generator.
-    public mutating func trainStep(batch x: Tensor) throws -> LinearGeneratorStepRecord {
-        guard x.rank == 2, x.cols == NetworkGeneratorModel.pixels, x.rows >= 2 else {
-            throw UnrollError.shapeMismatch("batch \(x.shape): expected [n ≥ 2, \(NetworkGeneratorModel.pixels)]")
-        }
-        guard !x.hasNonFinite else { throw UnrollError.nonFinite("the training batch contains NaN or Inf") }
-        model.zeroGradients()
-        let g = model.accumulateGradients(x, samples: config.variational.samples, klWeight: config.klWeight,
-                                          aggregation: config.aggregation, temperature: config.temperature(step: step), rng: &rng)
-        guard g.loss.isFinite else { throw UnrollError.diverged(step: step + 1, reason: "the loss is \(g.loss)") }
-        let lr = schedule.learningRate(step: step)
-        optimizer.learningRate = lr
-        var parameters = model.parameters
-        optimizer.step(&parameters, gradients: model.gradients)
-        model.parameters = parameters
-        step += 1
-        return LinearGeneratorStepRecord(step: step, epoch: epoch, loss: g.loss, reconstruction: g.reconstruction,
-                                         kl: g.kl, nonZero: g.nonZero, learningRate: lr)
-    }
-
-    /// One pass over `data` in a shuffled order (seeded), in batches (a final partial batch is dropped).
-    public mutating func trainEpoch(data: Tensor, onStep: ((LinearGeneratorStepRecord) throws -> Void)? = nil) throws {
-        guard data.rows == trainingSize, data.cols == NetworkGeneratorModel.pixels else {
-            throw UnrollError.shapeMismatch("training data \(data.shape): the trainer was set up for [\(trainingSize), \(NetworkGeneratorModel.pixels)]")
-        }
-        let order = rng.permutation(data.rows)
-        for k in 0..<(data.rows / config.batchSize) {
-            let rows = Array(order[(k * config.batchSize)..<((k + 1) * config.batchSize)])
-            let record = try trainStep(batch: data.gatherRows(rows))  // not inside `onStep?(…)`: that skips it when nil
-            try onStep?(record)
-        }
-        epoch += 1
-    }
-}
-
-// MARK: checkpoints
-
-extension NetworkGeneratorTrainer {
-    /// Everything to continue bit for bit: tensors `encoder.*`, `encoder.head<i>.*`, `decoder.*`,
-    /// `optimizer.<i>.*`; metadata: the settings (`vsc.*`, `vsc.generator` = conv), `trainer.step`,
-    /// `trainer.epoch`, `trainer.examples`, `trainer.rng`. Taken between epochs.
-    public func checkpoint() -> TrainerCheckpoint {
-        var tensors = model.encoder.exportState(prefix: "encoder.trunk.")
-        for (i, head) in model.heads.enumerated() { tensors.merge(head.exportState(prefix: "encoder.head\(i).")) { _, b in b } }
-        tensors.merge(model.decoder.exportState(prefix: "decoder.")) { _, b in b }
-        let state = optimizer.exportState(prefix: "optimizer.")
-        tensors.merge(state.tensors) { _, b in b }
-        var meta = state.metadata
-        let c = config
-        meta.merge(c.variational.metadata) { _, b in b }
+extension NetworkGeneratorConfig {
+    /// The settings as checkpoint metadata (`vsc.*`, `vsc.generator` = conv).
+    public var metadata: [String: String] {
+        var meta = variational.metadata
         meta["vsc.generator"] = "conv"
-        meta["vsc.latents"] = String(c.latents)
-        meta["vsc.channels"] = c.channels.map(String.init).joined(separator: ",")
-        meta["vsc.batch_size"] = String(c.batchSize)
-        meta["vsc.epochs"] = String(c.epochs)
-        meta["vsc.learning_rate"] = c.learningRate.description
-        meta["vsc.beta1"] = c.beta1.description
-        meta["vsc.beta2"] = c.beta2.description
-        meta["vsc.weight_decay"] = c.weightDecay.description
-        meta["vsc.kl_weight"] = c.klWeight.description
-        meta["vsc.aggregation"] = c.aggregation.rawValue
-        meta["vsc.temperature_decay"] = c.temperatureDecay.description
-        meta["vsc.temperature_floor"] = c.temperatureFloor.description
-        meta["vsc.seed"] = String(c.seed)
-        var checkpoint = TrainerCheckpoint(tensors: tensors, metadata: meta)
-        checkpoint.setProgress(step: step, epoch: epoch, examples: trainingSize, rng: rng)
-        return checkpoint
+        meta["vsc.latents"] = String(latents)
+        meta["vsc.channels"] = channels.map(String.init).joined(separator: ",")
+        meta["vsc.batch_size"] = String(batchSize)
+        meta["vsc.epochs"] = String(epochs)
+        meta["vsc.learning_rate"] = learningRate.description
+        meta["vsc.beta1"] = beta1.description
+        meta["vsc.beta2"] = beta2.description
+        meta["vsc.weight_decay"] = weightDecay.description
+        meta["vsc.kl_weight"] = klWeight.description
+        meta["vsc.aggregation"] = aggregation.rawValue
+        meta["vsc.temperature_decay"] = temperatureDecay.description
+        meta["vsc.temperature_floor"] = temperatureFloor.description
+        meta["vsc.seed"] = String(seed)
+        return meta
     }
 
-    /// A trainer rebuilt from `checkpoint()` alone (its settings come from the metadata).
-    public init(checkpoint: TrainerCheckpoint) throws {
-        let meta = checkpoint.metadata
+    /// The settings `metadata` wrote.
+    public init(metadata meta: [String: String]) throws {
         guard try meta.required("vsc.generator") == "conv" else {
             throw UnrollError.invalidCheckpoint("metadata vsc.generator is '\(meta["vsc.generator"]!)', expected 'conv'")
         }
-        let v = try VariationalConfig(metadata: meta)
-        var c = NetworkGeneratorConfig(variational: v)
+        self.init(variational: try VariationalConfig(metadata: meta))
         let channels = try meta.required("vsc.channels").split(separator: ",").map { Int($0) }
         guard channels.count == 2, !channels.contains(nil) else {
             throw UnrollError.invalidCheckpoint("metadata vsc.channels is not two integers")
         }
-        c.channels = channels.map { $0! }
-        c.latents = try meta.number("vsc.latents", Int.self)
-        c.batchSize = try meta.number("vsc.batch_size", Int.self)
-        c.epochs = try meta.number("vsc.epochs", Int.self)
-        c.learningRate = try meta.number("vsc.learning_rate", Float.self)
-        c.beta1 = try meta.number("vsc.beta1", Float.self)
-        c.beta2 = try meta.number("vsc.beta2", Float.self)
-        c.weightDecay = try meta.number("vsc.weight_decay", Float.self)
-        c.klWeight = try meta.number("vsc.kl_weight", Float.self)
-        c.aggregation = try meta.choice("vsc.aggregation", SampleAggregation.self)
-        c.temperatureDecay = try meta.number("vsc.temperature_decay", Float.self)
-        c.temperatureFloor = try meta.number("vsc.temperature_floor", Float.self)
-        c.seed = try meta.number("vsc.seed", UInt64.self)
-        try self.init(trainingSize: try meta.number("trainer.examples", Int.self), config: c)
-        try restore(checkpoint)
-    }
-
-    /// Restores a `checkpoint()` of a trainer with the same settings.
-    public mutating func restore(_ checkpoint: TrainerCheckpoint) throws {
-        let meta = checkpoint.metadata
-        let progress = try checkpoint.progress(examples: trainingSize, unit: "images")
-        let current = self.checkpoint().metadata
-        for key in ["vsc.generator", "vsc.family", "vsc.threshold", "vsc.lambda", "vsc.samples", "vsc.latents",
-                    "vsc.channels", "vsc.batch_size", "vsc.aggregation"] where meta[key] != current[key] {
-            throw UnrollError.invalidCheckpoint("\(key) is \(meta[key] ?? "missing"), this run's is \(current[key] ?? "unset")")
-        }
-        var restored = model
-        try restored.encoder.restoreState(checkpoint.tensors, prefix: "encoder.trunk.")
-        for i in restored.heads.indices { try restored.heads[i].restoreState(checkpoint.tensors, prefix: "encoder.head\(i).") }
-        try restored.decoder.restoreState(checkpoint.tensors, prefix: "decoder.")
-        var newOptimizer = optimizer
-        try newOptimizer.restoreState(tensors: checkpoint.tensors, metadata: meta,
-                                      shapes: restored.parameters.map(\.shape), prefix: "optimizer.")
-        model = restored
-        optimizer = newOptimizer
-        (step, epoch, rng) = progress
+        self.channels = channels.map { $0! }
+        latents = try meta.number("vsc.latents", Int.self)
+        batchSize = try meta.number("vsc.batch_size", Int.self)
+        epochs = try meta.number("vsc.epochs", Int.self)
+        learningRate = try meta.number("vsc.learning_rate", Float.self)
+        beta1 = try meta.number("vsc.beta1", Float.self)
+        beta2 = try meta.number("vsc.beta2", Float.self)
+        weightDecay = try meta.number("vsc.weight_decay", Float.self)
+        klWeight = try meta.number("vsc.kl_weight", Float.self)
+        aggregation = try meta.choice("vsc.aggregation", SampleAggregation.self)
+        temperatureDecay = try meta.number("vsc.temperature_decay", Float.self)
+        temperatureFloor = try meta.number("vsc.temperature_floor", Float.self)
+        seed = try meta.number("vsc.seed", UInt64.self)
     }
 }
