@@ -91,47 +91,116 @@ public enum SpikesExperiment {
     /// Trains a model from `start` filters on windows of `train`.
     public static func train(_ s: Settings, start: Tensor, train: SimulatedRecording,
                              progress: ((String) -> Void)? = nil) throws -> Outcome {
-        let windows = try SpikeSimulation.windows(train.signal, length: s.window)
-        let sigma0 = SpikeSimulation.robustSigma(train.signal)
-        let k = start.shape[2], c = start.shape[0]
-        let lambda0 = GammaPriorLambda.donoho(atoms: c, positions: s.window - k + 1, sigma: sigma0)
-        var config = s.training
-        config.seed = s.seed
-        config.lambdaPrior = GammaPriorLambda(priorMean: lambda0, rate: s.priorRate)
-        var dictionary = try Convolution1DDictionary(weights: start)
-        dictionary.normalize()
-        var trainer = try CRsAETrainer(dictionary: dictionary, lambdas: [Float](repeating: lambda0, count: c), sigma: sigma0,
-                                       data: windows, config: config)
-        let initial = SpikeTemplates.errors(learned: dictionary.weights, truth: train.filters).map(\.error)
+        var run = try TrainingRun(s, start: start, recording: train.signal)
+        let initial = SpikeTemplates.errors(learned: run.trainer.dictionary.weights, truth: train.filters).map(\.error)
         var history = [initial]
-        let total = max(1, s.epochs) + max(0, s.refineEpochs)
-        func run(_ epochs: Int) throws {
-            for _ in 0..<epochs {
-                var rec = 0.0, steps = 0
-                try trainer.train(epochs: 1) { r in rec += r.reconstruction; steps += 1 }
-                let errs = SpikeTemplates.errors(learned: trainer.dictionary.weights, truth: train.filters).map(\.error)
-                history.append(errs)
-                progress?("epoch \(history.count - 1)/\(total) (T \(trainer.config.layers)): loss "
-                    + "\(ReproductionTable.format(rec / Double(max(1, steps)))) template errors "
-                    + errs.map { ReproductionTable.format($0) }.joined(separator: " ")
-                    + " λ " + trainer.lambdas.map { ReproductionTable.format(Double($0)) }.joined(separator: " ")
-                    + " σ \(ReproductionTable.format(Double(trainer.sigma)))")
-            }
+        while !run.done {
+            let loss = try run.trainEpoch()
+            let errs = SpikeTemplates.errors(learned: run.trainer.dictionary.weights, truth: train.filters).map(\.error)
+            history.append(errs)
+            progress?(run.describeEpoch(loss: loss, templateErrors: errs))
         }
-        try run(max(1, s.epochs))
-        if s.refineEpochs > 0 {
-            config.layers = s.refineLayers
-            config.learningRate = s.refineLearningRate
-            config.learningRateDecay = 1
-            trainer = try CRsAETrainer(dictionary: trainer.dictionary, lambdas: trainer.lambdas, sigma: trainer.sigma,
-                                       data: windows, config: config)
-            try run(s.refineEpochs)
-        }
-        let alpha = try trainer.encoder.stepSize(for: trainer.dictionary)
-        let model = try SpikeModel(filters: trainer.dictionary.weights, lambdas: trainer.lambdas, sigma: trainer.sigma,
-                                   layers: config.layers, threshold: config.threshold, alpha: alpha)
+        let model = try run.model()
         return Outcome(model: model, initialErrors: initial,
                        errors: SpikeTemplates.errors(learned: model.filters, truth: train.filters), errorHistory: history)
+    }
+
+    /// One spikes training run, resumable: `epochs` epochs of CRsAE at T = `training.layers`, then
+    /// `refineEpochs` at T = `refineLayers` with the refine learning rate and a fresh optimizer (the
+    /// second phase's trainer starts from the first's filters, λ and σ). `checkpoint()` holds the
+    /// phase and its trainer's state; `restore` continues bit for bit.
+    public struct TrainingRun {
+        public let settings: Settings
+        let windows: Tensor
+        let config: CRsAEConfig
+        /// 1, then 2 for the refinement.
+        public private(set) var phase = 1
+        public private(set) var trainer: CRsAETrainer<Convolution1DDictionary>
+
+        /// The first phase's trainer from `start` `[C, channels, K]` (normalised), λ from Donoho's rule
+        /// at the recording's robust σ, on windows of `recording` `[channels, samples]`.
+        public init(_ s: Settings, start: Tensor, recording: Tensor) throws {
+            windows = try SpikeSimulation.windows(recording, length: s.window)
+            let sigma0 = SpikeSimulation.robustSigma(recording)
+            let k = start.shape[2], c = start.shape[0]
+            let lambda0 = GammaPriorLambda.donoho(atoms: c, positions: s.window - k + 1, sigma: sigma0)
+            var config = s.training
+            config.seed = s.seed
+            config.lambdaPrior = GammaPriorLambda(priorMean: lambda0, rate: s.priorRate)
+            var dictionary = try Convolution1DDictionary(weights: start)
+            dictionary.normalize()
+            trainer = try CRsAETrainer(dictionary: dictionary, lambdas: [Float](repeating: lambda0, count: c), sigma: sigma0,
+                                       data: windows, config: config)
+            self.settings = s
+            self.config = config
+        }
+
+        var phaseEpochs: Int { phase == 1 ? max(1, settings.epochs) : settings.refineEpochs }
+        public var totalEpochs: Int { max(1, settings.epochs) + max(0, settings.refineEpochs) }
+        public var epochsDone: Int { (phase == 1 ? 0 : max(1, settings.epochs)) + trainer.epoch }
+        public var done: Bool { epochsDone >= totalEpochs }
+
+        /// The refinement's settings.
+        var refineConfig: CRsAEConfig {
+            var c = config
+            c.layers = settings.refineLayers
+            c.learningRate = settings.refineLearningRate
+            c.learningRateDecay = 1
+            return c
+        }
+
+        /// One epoch (entering the refinement first when the first phase is complete); the mean loss.
+        @discardableResult
+        public mutating func trainEpoch() throws -> Double {
+            if phase == 1 && trainer.epoch >= phaseEpochs {
+                trainer = try CRsAETrainer(dictionary: trainer.dictionary, lambdas: trainer.lambdas, sigma: trainer.sigma,
+                                           data: windows, config: refineConfig)
+                phase = 2
+            }
+            var rec = 0.0, steps = 0
+            try trainer.train(epochs: 1) { r in rec += r.reconstruction; steps += 1 }
+            return rec / Double(max(1, steps))
+        }
+
+        public func checkpoint() -> TrainerCheckpoint {
+            var c = trainer.checkpoint()
+            c.metadata["spikes.phase"] = String(phase)
+            return c
+        }
+
+        /// Continues from `checkpoint()` of a run with the same settings and recording.
+        public mutating func restore(_ c: TrainerCheckpoint) throws {
+            guard let p = c.metadata["spikes.phase"].flatMap(Int.init), p == 1 || p == 2 else {
+                throw UnrollError.invalidCheckpoint("spikes.phase is \(c.metadata["spikes.phase"] ?? "missing"), expected 1 or 2")
+            }
+            var restored = trainer
+            if p == 2 {
+                guard settings.refineEpochs > 0 else {
+                    throw UnrollError.invalidCheckpoint("the checkpoint is in the refinement, but this run has no refinement epochs")
+                }
+                restored = try CRsAETrainer(dictionary: trainer.dictionary, lambdas: trainer.lambdas, sigma: trainer.sigma,
+                                            data: windows, config: refineConfig)
+            }
+            try restored.restore(c)
+            trainer = restored
+            phase = p
+        }
+
+        /// "epoch 3/24 (T 50): loss …, template errors …, λ …, σ …" after an epoch.
+        public func describeEpoch(loss: Double, templateErrors errs: [Double]) -> String {
+            "epoch \(epochsDone)/\(totalEpochs) (T \(trainer.config.layers)): loss "
+                + "\(ReproductionTable.format(loss)) template errors "
+                + errs.map { ReproductionTable.format($0) }.joined(separator: " ")
+                + " λ " + trainer.lambdas.map { ReproductionTable.format(Double($0)) }.joined(separator: " ")
+                + " σ \(ReproductionTable.format(Double(trainer.sigma)))"
+        }
+
+        /// The trained model (the encoder of the last phase).
+        public func model() throws -> SpikeModel {
+            let alpha = try trainer.encoder.stepSize(for: trainer.dictionary)
+            return try SpikeModel(filters: trainer.dictionary.weights, lambdas: trainer.lambdas, sigma: trainer.sigma,
+                                  layers: trainer.config.layers, threshold: trainer.config.threshold, alpha: alpha)
+        }
     }
 
     /// Detections per true neuron (the matched learned filter's, shifted by the matching lag).

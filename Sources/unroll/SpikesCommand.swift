@@ -116,7 +116,11 @@ struct SpikesSimulate: ParsableCommand {
 
 struct SpikesTrain: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "train",
-        abstract: "Learn spike templates with CRsAE (FISTA encoder, EM λ, σ from the residual, Adam) and write the model .npz.")
+        abstract: "Learn spike templates with CRsAE (FISTA encoder, EM λ, σ from the residual, Adam) and write the model.",
+        discussion: """
+            After every epoch the run's state is written to <output>.checkpoint.safetensors (atomically); \
+            --resume continues from it bit for bit (same recording and settings; more epochs may be asked for).
+            """)
 
     @Option(name: [.customLong("data"), .customLong("recording")], help: "Recording (.npy samples × channels, or .npz with \"signal\"; --recording is the old spelling).")
     var recording: String
@@ -142,10 +146,19 @@ struct SpikesTrain: ParsableCommand {
     @Flag(help: "One-sided (non-negative) codes instead of CRsAE's two-sided ReLU.") var nonNegative = false
     @OptionGroup var threading: ThreadOptions
     @Option(help: "Seed.") var seed: UInt64 = 0
+    @Flag(help: "Continue from <output>.checkpoint.safetensors.") var resume = false
 
     func run() throws { try threading.run { try execute() } }
 
+    /// model.safetensors → model.checkpoint.safetensors.
+    var checkpointPath: String {
+        (output.lowercased().hasSuffix(".safetensors") ? String(output.dropLast(11)) : output + ".") + "checkpoint.safetensors"
+    }
+
     private func execute() throws {
+        if resume && !FileManager.default.fileExists(atPath: checkpointPath) {
+            throw CLIError("--resume: \(checkpointPath) does not exist (nothing to resume; run without --resume to start)")
+        }
         if output.lowercased().hasSuffix(".npz") {
             throw CLIError("--output \(output): spikes models are written as .safetensors now (unroll-model/2; .npz models of earlier releases still load), e.g. --output model.safetensors")
         }
@@ -199,18 +212,25 @@ struct SpikesTrain: ParsableCommand {
         settings.priorRate = priorRate
         settings.seed = seed
         let truth = file.filters.flatMap { $0.shape == start.shape ? $0 : nil } ?? start
-        let rec = SimulatedRecording(signal: file.signal, filters: truth, spikeTimes: [], amplitudes: [], sigma: 0, samplingRate: fs)
-        let outcome = try inContext("spikes train") {
-            try SpikesExperiment.train(settings, start: start, train: rec) { line in
-                FileHandle.standardError.write(Data((line + (file.filters == nil ? " (template errors vs the start)" : "") + "\n").utf8))
-            }
+        var run = try inContext("spikes train") { try SpikesExperiment.TrainingRun(settings, start: start, recording: file.signal) }
+        if resume {
+            let checkpoint = try CheckpointFile.read(checkpointPath)
+            try inContext("--resume \(checkpointPath)") { try run.restore(checkpoint) }
         }
-        try ModelFile(model: .conv1d(try outcome.model.autoencoder()),
+        while !run.done {
+            let loss = try inContext("spikes train") { try run.trainEpoch() }
+            let errors = SpikeTemplates.errors(learned: run.trainer.dictionary.weights, truth: truth).map(\.error)
+            let line = run.describeEpoch(loss: loss, templateErrors: errors) + (file.filters == nil ? " (template errors vs the start)" : "")
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+            try inContext("writing the checkpoint") { try CheckpointFile.write(run.checkpoint(), extra: [:], to: checkpointPath) }
+        }
+        let model = try inContext("spikes train") { try run.model() }
+        try ModelFile(model: .conv1d(try model.autoencoder()),
                       info: ["training.seed": String(seed), "training.epochs": String(epochs), "training.refine_epochs": String(refineEpochs),
                              "data.recording": (recording as NSString).lastPathComponent])
             .write(to: output, option: "--output")
-        print("wrote \(output): \(neurons) templates of \(k) samples, λ " + outcome.model.lambdas.map { String(format: "%.2f", $0) }.joined(separator: ",")
-              + String(format: ", σ %.4g", outcome.model.sigma))
+        print("wrote \(output): \(neurons) templates of \(k) samples, λ " + model.lambdas.map { String(format: "%.2f", $0) }.joined(separator: ",")
+              + String(format: ", σ %.4g", model.sigma))
     }
 }
 

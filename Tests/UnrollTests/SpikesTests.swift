@@ -173,6 +173,39 @@ import UnrollIO
         #expect(relativeDifference(doubles(try long.encode(y, with: op)), doubles(z)) < 1e-3)
     }
 
+    /// The two-phase spikes run resumes bit for bit from a checkpoint in either phase, and a
+    /// checkpoint of the refinement is refused by a run without one.
+    @Test func spikesRunResumesInEitherPhase() throws {
+        var rng = Random(seed: 3)
+        var config = SpikeRecordingConfig()
+        config.duration = 0.6
+        let filters = SpikeSimulation.filters(config, rng: &rng)
+        let rec = try SpikeSimulation.record(config, filters: filters, rng: &rng)
+        var s = SpikesExperiment.Settings(trainSeconds: 0, testSeconds: 0, epochs: 2)
+        s.window = 500
+        s.training.layers = 5
+        s.training.batchSize = 4
+        s.refineEpochs = 2
+        s.refineLayers = 7
+        var straight = try SpikesExperiment.TrainingRun(s, start: filters, recording: rec.signal)
+        var checkpoints: [TrainerCheckpoint] = []
+        while !straight.done {
+            try straight.trainEpoch()
+            checkpoints.append(straight.checkpoint())
+        }
+        #expect(checkpoints.map { $0.metadata["spikes.phase"] } == ["1", "1", "2", "2"])
+        for saved in checkpoints.prefix(3) {
+            var resumed = try SpikesExperiment.TrainingRun(s, start: filters, recording: rec.signal)
+            try resumed.restore(saved)
+            while !resumed.done { try resumed.trainEpoch() }
+            #expect(try resumed.model() == straight.model(), "resumed after epoch \(saved.metadata["trainer.epoch"] ?? "?") of phase \(saved.metadata["spikes.phase"] ?? "?")")
+        }
+        var short = s
+        short.refineEpochs = 0
+        var noRefinement = try SpikesExperiment.TrainingRun(short, start: filters, recording: rec.signal)
+        #expect(throws: UnrollError.self) { try noRefinement.restore(checkpoints[2]) }
+    }
+
     /// A CRsAE 1-D trainer restored from a mid-epoch checkpoint continues bit for bit: filters, λ, σ,
     /// the optimizer (with the per-epoch learning-rate decay) and the shuffling position.
     @Test func crsaeCheckpointContinuesBitForBit() throws {
@@ -282,6 +315,16 @@ import UnrollIO
         try Npy.write(Tensor(zeros: [2, 1, truth.shape[2]]), to: dir.appendingPathComponent("bad.npy").path)
         let bad = try CLITests.run(["spikes", "train", "--recording", "rec.npz", "--start", "bad.npy", "--output", "m2.safetensors"], in: dir)
         #expect(bad.status != 0 && bad.stderr.contains("--start"), "\(bad.stderr)")
+        // Interrupted after the first phase (its checkpoint beside the model), resumed into the refinement:
+        // the same model as one run.
+        let short = ["spikes", "train", "--data", "rec.npz", "--start", "start.npy", "--epochs", "1", "--layers", "6", "--refine-layers", "8"]
+        try CLITests.ok(short + ["--refine-epochs", "1", "--output", "one.safetensors"], in: dir)
+        try CLITests.ok(short + ["--refine-epochs", "0", "--output", "two.safetensors"], in: dir)
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("two.checkpoint.safetensors").path))
+        try CLITests.ok(short + ["--refine-epochs", "1", "--output", "two.safetensors", "--resume"], in: dir)
+        #expect(try Data(contentsOf: dir.appendingPathComponent("one.safetensors")) == Data(contentsOf: dir.appendingPathComponent("two.safetensors")))
+        let missing = try CLITests.run(short + ["--output", "three.safetensors", "--resume"], in: dir)
+        #expect(missing.status != 0 && missing.stderr.contains("does not exist"), "\(missing.stderr)")
         let npz = try CLITests.run(["spikes", "train", "--recording", "rec.npz", "--output", "m2.npz"], in: dir)
         #expect(npz.status != 0 && npz.stderr.contains("written as .safetensors"), "\(npz.stderr)")
         #expect(bad.status != 0 && bad.stderr.contains("--start"), "\(bad.stderr)")
