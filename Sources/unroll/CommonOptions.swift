@@ -42,14 +42,23 @@ enum TrainOptionScope {
     static let notCRsAE: Set = ["--lambda", "--tau", "--step", "--encoder", "--threshold", "--gradient", "--optimizer",
                                 "--momentum", "--beta1", "--beta2"]
 
+    /// The dense encoder and optimizer options: conv1d (spikes) sets its own (FISTA at 1/L, EM λ, Adam).
+    static let denseEncoder: Set = ["--lambda", "--tau", "--step", "--encoder", "--threshold", "--gradient", "--optimizer",
+                                    "--momentum", "--beta1", "--beta2", "--eps", "--steps", "--checkpoint-every", "--no-normalize"]
+
     /// Throws naming the first given option that does not apply to `model` (and `family` for conv2d).
     static func check(_ given: Set<String>, model: TrainModelChoice, family: Conv2DFamily) throws {
-        let what = model == .dense ? "--model dense" : "--model conv2d --family \(family.rawValue)"
+        let what = model == .conv2d ? "--model conv2d --family \(family.rawValue)" : "--model \(model.rawValue)"
         var refused: [(Set<String>, String)] = []
+        if model != .conv1d { refused.append((SpikesTrainOptions.names, "an option of --model conv1d")) }
         if model == .dense {
-            refused = [(conv2dOnly, "an option of --model conv2d"), (crsaeOnly, "an option of --model conv2d --family crsae")]
+            refused += [(conv2dOnly, "an option of --model conv2d"), (crsaeOnly, "an option of --model conv2d --family crsae")]
+        } else if model == .conv1d {
+            refused += [(conv2dOnly.union(crsaeOnly).union(untied), "an option of --model conv2d"),
+                        (denseOnly.subtracting(["--epochs"]), "an option of --model dense"),
+                        (denseEncoder, "not a setting of spikes training (FISTA at step 1/L, EM λ, Adam; a checkpoint after every epoch)")]
         } else {
-            refused = [(denseOnly, "an option of --model dense" + (given.contains("--epochs") ? " (conv2d counts --steps)" : ""))]
+            refused += [(denseOnly, "an option of --model dense" + (given.contains("--epochs") ? " (conv2d counts --steps)" : ""))]
             if family == .pudle { refused += [(crsaeOnly, "an option of --family crsae"), (untied, "an option of --model dense and --family crsae")] }
             if family == .crsae { refused.append((notCRsAE, "not a CRsAE setting (FISTA at step 1/--lipschitz, thresholds from --lambda-mean and --bias, Adam)")) }
         }

@@ -119,49 +119,77 @@ struct SpikesTrain: ParsableCommand {
         abstract: "Learn spike templates with CRsAE (FISTA encoder, EM λ, σ from the residual, Adam) and write the model.",
         discussion: """
             After every epoch the run's state is written to <output>.checkpoint.safetensors (atomically); \
-            --resume continues from it bit for bit (same recording and settings; more epochs may be asked for).
+            --resume continues from it bit for bit (same recording and settings; more epochs may be asked for). \
+            `unroll train --model conv1d --data REC --output DIR` runs the same training into a folder.
             """)
 
     @Option(name: [.customLong("data"), .customLong("recording")], help: "Recording (.npy samples × channels, or .npz with \"signal\"; --recording is the old spelling).")
     var recording: String
     @Option(help: "Output model (.safetensors, unroll-model/2: filters, λ, EM state, encoder settings).") var output: String
-    @Option(help: "Number of templates (neurons).") var neurons: Int = 3
-    @Option(help: "Template length in samples (default: the file's filters, else 2.5 ms at the sampling rate).") var filterLength: Int?
-    @Option(help: "Sampling rate (Hz) when the file does not store one.") var rate: Double = 10_000
-    @Option(help: "Training window in samples.") var window: Int = 1000
     @Option(help: "FISTA layers T.") var layers: Int = 50
     @Option(help: "Epochs over the windows.") var epochs: Int = 15
     @Option(help: "Windows per batch.") var batch: Int = 32
     @Option(help: "Adam learning rate.") var lr: Float = 0.01
-    @Option(help: "Learning-rate factor per epoch.") var lrDecay: Float = 0.9
-    @Option(help: "Epochs of a second phase at --refine-layers FISTA layers, from the first phase's templates (0 = none).") var refineEpochs: Int = 12
-    @Option(help: "FISTA layers of the second phase (more layers: codes not smeared over neighbouring samples).") var refineLayers: Int = 100
-    @Option(help: "Constant Adam learning rate of the second phase.") var refineLr: Float = 0.001
-    @Option(help: "Gamma prior rate δ of the EM λ (0 = maximum likelihood).") var priorRate: Float = 500
-    @Option(help: "Start: crossings (threshold crossings, minimum mutual correlation) or truth (the file's filters at error 0.4–0.5).")
-    var initialization: String = "crossings"
-    @Option(help: "Crossing threshold in robust σ (median|y|/0.6745) for --initialization crossings.") var crossing: Float = 4
-    @Option(name: .customLong("start"), help: "Start from these filters instead (a model written by `spikes train`, or .npy [C, channels, K]); replaces --initialization.")
-    var startFile: String?
-    @Flag(help: "One-sided (non-negative) codes instead of CRsAE's two-sided ReLU.") var nonNegative = false
-    @OptionGroup var threading: ThreadOptions
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Flag(help: "Continue from <output>.checkpoint.safetensors.") var resume = false
+    @OptionGroup var spikes: SpikesTrainOptions
+    @OptionGroup var threading: ThreadOptions
 
-    func run() throws { try threading.run { try execute() } }
-
-    /// model.safetensors → model.checkpoint.safetensors.
-    var checkpointPath: String {
-        (output.lowercased().hasSuffix(".safetensors") ? String(output.dropLast(11)) : output + ".") + "checkpoint.safetensors"
-    }
-
-    private func execute() throws {
-        if resume && !FileManager.default.fileExists(atPath: checkpointPath) {
-            throw CLIError("--resume: \(checkpointPath) does not exist (nothing to resume; run without --resume to start)")
-        }
+    func run() throws {
         if output.lowercased().hasSuffix(".npz") {
             throw CLIError("--output \(output): spikes models are written as .safetensors now (unroll-model/2; .npz models of earlier releases still load), e.g. --output model.safetensors")
         }
+        // model.safetensors → model.checkpoint.safetensors
+        let checkpoint = (output.lowercased().hasSuffix(".safetensors") ? String(output.dropLast(11)) : output + ".") + "checkpoint.safetensors"
+        let run = SpikesTraining(recording: recording, modelPath: output, checkpointPath: checkpoint, layers: layers, epochs: epochs,
+                                 batch: batch, lr: lr, seed: seed, resume: resume, options: spikes)
+        try threading.run { try run.execute() }
+    }
+}
+
+/// The options of spikes training beyond the shared ones (`spikes train`, `train --model conv1d`).
+struct SpikesTrainOptions: ParsableArguments {
+    @Option(help: "conv1d: number of templates (neurons).") var neurons: Int = 3
+    @Option(help: "conv1d: template length in samples (default: the file's filters, else 2.5 ms at the sampling rate).") var filterLength: Int?
+    @Option(help: "conv1d: sampling rate (Hz) when the file does not store one.") var rate: Double = 10_000
+    @Option(help: "conv1d: training window in samples.") var window: Int = 1000
+    @Option(help: "conv1d: learning-rate factor per epoch.") var lrDecay: Float = 0.9
+    @Option(help: "conv1d: epochs of a second phase at --refine-layers FISTA layers, from the first phase's templates (0 = none).") var refineEpochs: Int = 12
+    @Option(help: "conv1d: FISTA layers of the second phase (more layers: codes not smeared over neighbouring samples).") var refineLayers: Int = 100
+    @Option(help: "conv1d: constant Adam learning rate of the second phase.") var refineLr: Float = 0.001
+    @Option(help: "conv1d: Gamma prior rate δ of the EM λ (0 = maximum likelihood).") var priorRate: Float = 500
+    @Option(help: "conv1d: start: crossings (threshold crossings, minimum mutual correlation) or truth (the file's filters at error 0.4–0.5).")
+    var initialization: String = "crossings"
+    @Option(help: "conv1d: crossing threshold in robust σ (median|y|/0.6745) for --initialization crossings.") var crossing: Float = 4
+    @Option(name: .customLong("start"), help: "conv1d: start from these filters instead (a model written by `spikes train`, or .npy [C, channels, K]); replaces --initialization.")
+    var startFile: String?
+    @Flag(help: "conv1d: one-sided (non-negative) codes instead of CRsAE's two-sided ReLU.") var nonNegative = false
+
+    /// The long names, for the table of which `train` options apply where.
+    static let names: Set = ["--neurons", "--filter-length", "--rate", "--window", "--lr-decay", "--refine-epochs", "--refine-layers",
+                             "--refine-lr", "--prior-rate", "--initialization", "--crossing", "--start", "--non-negative"]
+}
+
+/// One spikes training run: the recording, the start, the two phases with a checkpoint after every
+/// epoch, the model file.
+struct SpikesTraining {
+    let recording: String
+    let modelPath: String
+    let checkpointPath: String
+    let layers: Int, epochs: Int, batch: Int
+    let lr: Float
+    let seed: UInt64
+    let resume: Bool
+    let options: SpikesTrainOptions
+
+    func execute() throws {
+        if resume && !FileManager.default.fileExists(atPath: checkpointPath) {
+            throw CLIError("--resume: \(checkpointPath) does not exist (nothing to resume; run without --resume to start)")
+        }
+        let o = options
+        let (neurons, filterLength, rate, window, lrDecay) = (o.neurons, o.filterLength, o.rate, o.window, o.lrDecay)
+        let (refineEpochs, refineLayers, refineLr, priorRate) = (o.refineEpochs, o.refineLayers, o.refineLr, o.priorRate)
+        let (initialization, crossing, startFile, nonNegative) = (o.initialization, o.crossing, o.startFile, o.nonNegative)
         let file = try SpikeRecordingFile.read(recording, option: "--data")
         let fs = file.samplingRate ?? rate
         let k = filterLength ?? file.filters?.shape[2] ?? max(3, Int((2.5 * fs / 1000).rounded()))
@@ -228,8 +256,8 @@ struct SpikesTrain: ParsableCommand {
         try ModelFile(model: .conv1d(try model.autoencoder()),
                       info: ["training.seed": String(seed), "training.epochs": String(epochs), "training.refine_epochs": String(refineEpochs),
                              "data.recording": (recording as NSString).lastPathComponent])
-            .write(to: output, option: "--output")
-        print("wrote \(output): \(neurons) templates of \(k) samples, λ " + model.lambdas.map { String(format: "%.2f", $0) }.joined(separator: ",")
+            .write(to: modelPath, option: "--output")
+        print("wrote \(modelPath): \(neurons) templates of \(k) samples, λ " + model.lambdas.map { String(format: "%.2f", $0) }.joined(separator: ",")
               + String(format: ", σ %.4g", model.sigma))
     }
 }

@@ -42,9 +42,10 @@ struct Train: ParsableCommand {
             """)
 
     // Data and initial dictionary
-    @Option(help: "Model: dense, or conv2d (a convolutional dictionary for image denoising; --data is then a folder of PNGs, see docs/denoising.md).")
+    @Option(help: "Model: dense; conv1d (CRsAE spike templates; --data is a recording, see docs/spikes.md); or conv2d (a convolutional dictionary for image denoising; --data is a folder of PNGs, see docs/denoising.md).")
     var model: TrainModelChoice = .dense
     @OptionGroup var conv: Conv2DTrainOptions
+    @OptionGroup var spikes: SpikesTrainOptions
     @Option(help: ArgumentHelp("Training signals [n, m], samples as rows.", valueName: "file[:array]"))
     var data: String
     @Option(name: .customLong("init"), help: ArgumentHelp("Initial dictionary [p, m], atoms as rows.", valueName: "file[:array]"))
@@ -121,9 +122,22 @@ struct Train: ParsableCommand {
         lineBufferedOutput()
         try TrainOptionScope.check(GivenOptions.current(), model: model, family: conv.family)
         try threading.run {
+            if model == .conv1d { return try spikesTraining().execute() }
             if model == .conv2d { return try Conv2DTraining(o: self).run() }
             try TrainingSetup(self).train()
         }
+    }
+}
+
+extension Train {
+    /// `--model conv1d`: the spikes training into the folder (model.safetensors, checkpoint.safetensors).
+    func spikesTraining() throws -> SpikesTraining {
+        try inContext("--output") { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
+        var options = spikes
+        if let a = atoms { options.neurons = a }
+        return SpikesTraining(recording: data, modelPath: output + "/model.safetensors", checkpointPath: output + "/checkpoint.safetensors",
+                              layers: layers ?? 50, epochs: epochs ?? 15, batch: batch.size ?? 32, lr: lr ?? 0.01, seed: seed,
+                              resume: resume, options: options)
     }
 }
 

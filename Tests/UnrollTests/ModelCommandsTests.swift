@@ -122,6 +122,9 @@ import UnrollIO
             (["--model", "conv2d", "--data", ".", "--lipschitz=3"], "--lipschitz does not apply to --model conv2d --family pudle"),
             (["--model", "conv2d", "--family", "crsae", "--data", ".", "--lambda", "0.1"], "--lambda does not apply to --model conv2d --family crsae"),
             (["--model", "conv2d", "--family", "crsae", "--data", ".", "--init", "data.npz"], "--init does not apply"),
+            (["--model", "conv1d", "--data", "data.npz", "--lambda", "0.2"], "--lambda does not apply to --model conv1d"),
+            (["--model", "conv1d", "--data", "data.npz", "--steps", "3"], "--steps does not apply to --model conv1d"),
+            (["--data", "data.npz", "--refine-epochs", "3"], "--refine-epochs does not apply to --model dense: it is an option of --model conv1d"),
         ] {
             let r = try CLITests.run(["train"] + args + ["--output", "out"], in: dir)
             #expect(r.status != 0 && r.stderr.contains(words) && r.stderr.split(separator: "\n").count == 1, "\(args): \(r.stderr)")

@@ -323,6 +323,10 @@ import UnrollIO
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("two.checkpoint.safetensors").path))
         try CLITests.ok(short + ["--refine-epochs", "1", "--output", "two.safetensors", "--resume"], in: dir)
         #expect(try Data(contentsOf: dir.appendingPathComponent("one.safetensors")) == Data(contentsOf: dir.appendingPathComponent("two.safetensors")))
+        // `unroll train --model conv1d` is the same training into a folder.
+        try CLITests.ok(["train", "--model", "conv1d"] + short.dropFirst(2) + ["--refine-epochs", "1", "--output", "run"], in: dir)
+        #expect(try Data(contentsOf: dir.appendingPathComponent("one.safetensors")) == Data(contentsOf: dir.appendingPathComponent("run/model.safetensors")))
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("run/checkpoint.safetensors").path))
         let missing = try CLITests.run(short + ["--output", "three.safetensors", "--resume"], in: dir)
         #expect(missing.status != 0 && missing.stderr.contains("does not exist"), "\(missing.stderr)")
         let npz = try CLITests.run(["spikes", "train", "--recording", "rec.npz", "--output", "m2.npz"], in: dir)
