@@ -105,6 +105,9 @@ import UnrollIO
             #expect(resumed.step == trainer.step && resumed.epoch == 2 && resumed.optimizers == trainer.optimizers)
             // The model alone, as `vsc eval` reads it, is the trained one.
             #expect(try NetworkGeneratorModel(checkpoint: trainer.checkpoint()).parameters == trainer.model.parameters)
+            let files = [trainer, resumed].map { ModelFile(model: .vsc(VSCModel(generator: .conv, state: $0.checkpoint()))).contents() }
+            #expect(files[0].metadata == files[1].metadata && files[0].tensors.map(\.name) == files[1].tensors.map(\.name)
+                    && zip(files[0].tensors, files[1].tensors).allSatisfy { $0.tensor == $1.tensor })
             var other = try NetworkGeneratorTrainer(data: x, config: Self.smallConfig(VariationalConfig(family: .gaussian)))
             #expect(throws: UnrollError.self) { try other.restore(saved) }
             // A damaged checkpoint is refused, naming what is wrong.

@@ -120,6 +120,10 @@ import UnrollIO
             #expect(resumed.model.dictionary == trainer.model.dictionary)
             #expect(resumed.step == trainer.step && resumed.epoch == trainer.epoch && resumed.optimizers == trainer.optimizers)
             #expect(try LinearGeneratorModel(checkpoint: trainer.checkpoint()).dictionary == trainer.model.dictionary)
+            // The model files they write are the same bytes.
+            let files = [trainer, resumed].map { ModelFile(model: .vsc(VSCModel(generator: .linear, state: $0.checkpoint()))).contents() }
+            #expect(files[0].metadata == files[1].metadata && files[0].tensors.map(\.name) == files[1].tensors.map(\.name)
+                    && zip(files[0].tensors, files[1].tensors).allSatisfy { $0.tensor == $1.tensor })
             // A checkpoint of another family is refused.
             var other = try LinearGeneratorTrainer(data: x, config: Self.smallConfig(VariationalConfig(family: .gaussian), aggregation: .max))
             #expect(throws: UnrollError.self) { try other.restore(saved) }
