@@ -186,6 +186,8 @@ struct SpikesTraining {
         if resume && !FileManager.default.fileExists(atPath: checkpointPath) {
             throw CLIError("--resume: \(checkpointPath) does not exist (nothing to resume; run without --resume to start)")
         }
+        let lock = try inContext("--output") { try RunLock(model: modelPath, outputs: [checkpointPath]) }
+        defer { withExtendedLifetime(lock) {} }
         let o = options
         let (neurons, filterLength, rate, window, lrDecay) = (o.neurons, o.filterLength, o.rate, o.window, o.lrDecay)
         let (refineEpochs, refineLayers, refineLr, priorRate) = (o.refineEpochs, o.refineLayers, o.refineLr, o.priorRate)

@@ -350,6 +350,8 @@ struct TrainingSetup {
         try inContext("--output") {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
+        let lock = try inContext("--output") { try RunLock(model: modelPath, outputs: [checkpointPath, logPath]) }
+        defer { withExtendedLifetime(lock) {} }
         var trainer = try DictionaryTrainer(dictionary: try DenseDictionary(weights: initial), data: signals,
                                             config: config, groundTruth: truth)
         let initialError = trainer.dictionaryError()

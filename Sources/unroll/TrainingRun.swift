@@ -11,6 +11,8 @@ struct TrainingRun {
     let output: String
     let resume: Bool
     let checkpointEvery: Int
+    /// One run per folder at a time.
+    let lock: RunLock
     var checkpointPath: String { output + "/checkpoint.safetensors" }
     var logPath: String { output + "/log.csv" }
 
@@ -23,6 +25,9 @@ struct TrainingRun {
         self.resume = resume
         self.checkpointEvery = checkpointEvery
         try inContext("--output") { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
+        lock = try inContext("--output") {
+            try RunLock(model: output + "/model.safetensors", outputs: [output + "/checkpoint.safetensors", output + "/log.csv"])
+        }
     }
 
     /// Trains to `steps` steps in total. `columns` and `fields` are the model's log columns between

@@ -149,6 +149,8 @@ struct VSCTrain: ParsableCommand {
     }
 
     private func execute() throws {
+        let lock = try inContext("--output") { try RunLock(model: output) }
+        defer { withExtendedLifetime(lock) {} }
         do {
             let patches = try data.load()
             let config = try config()

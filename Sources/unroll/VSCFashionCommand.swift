@@ -66,6 +66,8 @@ enum VSCFashion {
     static func train(_ o: VSCTrain) throws { try o.threading.run { try trainConv(o) } }
 
     private static func trainConv(_ o: VSCTrain) throws {
+        let lock = try inContext("--output") { try RunLock(model: o.output) }
+        defer { withExtendedLifetime(lock) {} }
         do {
             let f = o.family.family
             let kind: ThresholdKind?

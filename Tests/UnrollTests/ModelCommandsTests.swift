@@ -136,4 +136,26 @@ import UnrollIO
             #expect(help.stdout.contains("--threads <threads>"), "\(verb) has no --threads")
         }
     }
+
+    /// One run per output at a time: while another process holds the run's lock, a second run into
+    /// the same folder stops with one line and writes nothing; a killed run's temporaries are removed.
+    @Test func oneRunOwnsAnOutputFolder() throws {
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try CLITests.synth(in: dir)
+        let run = dir.appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        let stale = run.appendingPathComponent(".checkpoint.safetensors.tmp-1-2")
+        try Data([1, 2, 3]).write(to: stale)
+        do {
+            let held = try RunLock(model: run.appendingPathComponent("model.safetensors").path)
+            let second = try CLITests.run(CLITests.trainBase + ["--steps", "2", "--output", "run"], in: dir)
+            #expect(second.status != 0 && second.stderr.contains("another unroll run (pid \(getpid()))"), "\(second.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: run.appendingPathComponent("model.safetensors").path))
+            withExtendedLifetime(held) {}
+        }
+        try CLITests.ok(CLITests.trainBase + ["--steps", "2", "--output", "run"], in: dir)
+        #expect(!FileManager.default.fileExists(atPath: stale.path), "the stale temporary is still there")
+        #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("model.safetensors").path))
+    }
 }
