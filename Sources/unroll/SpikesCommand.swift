@@ -189,6 +189,12 @@ struct SpikesTraining {
         let lock = try inContext("--output") { try RunLock(model: modelPath, outputs: [checkpointPath]) }
         defer { withExtendedLifetime(lock) {} }
         let o = options
+        func writeModel(_ model: SpikeModel) throws {
+            try ModelFile(model: .conv1d(try model.autoencoder()),
+                          info: ["training.seed": String(seed), "training.epochs": String(epochs), "training.refine_epochs": String(o.refineEpochs),
+                                 "data.recording": (recording as NSString).lastPathComponent])
+                .write(to: modelPath, option: "--output")
+        }
         let (neurons, filterLength, rate, window, lrDecay) = (o.neurons, o.filterLength, o.rate, o.window, o.lrDecay)
         let (refineEpochs, refineLayers, refineLr, priorRate) = (o.refineEpochs, o.refineLayers, o.refineLr, o.priorRate)
         let (initialization, crossing, startFile, nonNegative) = (o.initialization, o.crossing, o.startFile, o.nonNegative)
@@ -252,13 +258,11 @@ struct SpikesTraining {
             let errors = SpikeTemplates.errors(learned: run.trainer.dictionary.weights, truth: truth).map(\.error)
             let line = run.describeEpoch(loss: loss, templateErrors: errors) + (file.filters == nil ? " (template errors vs the start)" : "")
             FileHandle.standardError.write(Data((line + "\n").utf8))
+            try writeModel(try inContext("spikes train") { try run.model() })   // usable if the run is killed
             try inContext("writing the checkpoint") { try CheckpointFile.write(run.checkpoint(), extra: [:], to: checkpointPath) }
         }
         let model = try inContext("spikes train") { try run.model() }
-        try ModelFile(model: .conv1d(try model.autoencoder()),
-                      info: ["training.seed": String(seed), "training.epochs": String(epochs), "training.refine_epochs": String(refineEpochs),
-                             "data.recording": (recording as NSString).lastPathComponent])
-            .write(to: modelPath, option: "--output")
+        try writeModel(model)
         print("wrote \(modelPath): \(neurons) templates of \(k) samples, λ " + model.lambdas.map { String(format: "%.2f", $0) }.joined(separator: ",")
               + String(format: ", σ %.4g", model.sigma))
     }

@@ -319,7 +319,9 @@ struct TrainingSetup {
         return ModelFile(model: .dense(try trainer.model.autoencoder(afterSteps: trainer.step)), info: info)
     }
 
+    /// The model and the checkpoint (a killed run leaves a usable model of its last checkpoint).
     func writeCheckpoint(_ trainer: DictionaryTrainer<DenseDictionary>) throws {
+        try inContext("writing the model") { try model(trainer).write(to: modelPath) }
         try inContext("writing the checkpoint") {
             try CheckpointFile.write(trainer.checkpoint(), extra: cliSettings, to: checkpointPath)
         }
@@ -328,7 +330,6 @@ struct TrainingSetup {
     /// Model, checkpoint and figures for the trainer's current state.
     func writeOutputs(_ trainer: DictionaryTrainer<DenseDictionary>, history: TrainingHistory) throws {
         try writeCheckpoint(trainer)
-        try inContext("writing the model") { try model(trainer).write(to: modelPath) }
         if let patch {
             let scale = max(1, 64 / max(patch.height, patch.width))
             try inContext("writing atoms.png") {

@@ -68,7 +68,10 @@ struct TrainingRun {
             if let e = evaluateEvery, r.step % e == 0, r.step < steps, let p = try evaluate(trainer) { psnr = p }
             try log.append(fields: [String(r.step)] + fields(r) + [CSV.format(psnr), String(format: "%.3f", secondsSince(clock))])
             progress.update(r.step, detail: detail(r))
-            if r.step % checkpointEvery == 0 { try writeCheckpoint() }
+            if r.step % checkpointEvery == 0 {
+                try save(trainer)   // a killed run leaves a usable model of its last checkpoint
+                try writeCheckpoint()
+            }
         }
         progress.finish()
         try save(trainer)
