@@ -23,13 +23,19 @@ public enum CSV {
         try AtomicFile.write(text, to: path)
     }
 
-    /// A numeric table: a header row is recognised by a field that is not a number.
+    /// A numeric table. The first row is a header only when none of its fields is a number; any other
+    /// field that is not a number is an error naming its line and column (no row is lost silently).
     public static func readNumeric(_ path: String) throws -> (header: [String]?, table: Tensor) {
         let bytes = try FileBytes.readMaybeGzip(path)
         return try naming(path) { try decodeNumeric(bytes) }
     }
 
     public static func decodeNumeric(_ bytes: [UInt8]) throws -> (header: [String]?, table: Tensor) {
+        if let nul = bytes.firstIndex(of: 0) {
+            // Number parsing stops at a NUL byte, so "7\0abc" would read as 7.
+            let line = bytes[..<nul].reduce(1) { $0 + ($1 == 0x0A ? 1 : 0) }
+            throw UnrollIOError(.malformed, "CSV line \(line) contains a NUL byte (not a text file?)")
+        }
         guard let text = String(bytes: bytes, encoding: .utf8) else { throw UnrollIOError(.malformed, "CSV is not UTF-8 text") }
         var header: [String]?
         var values: [Float] = []
@@ -43,7 +49,7 @@ public enum CSV {
             let numbers = fields.map { Double($0) }
             if columns < 0 {
                 columns = fields.count
-                if numbers.contains(where: { $0 == nil }) {
+                if numbers.allSatisfy({ $0 == nil }) {
                     header = fields.map { $0.hasPrefix("\"") && $0.hasSuffix("\"") && $0.count >= 2 ? String($0.dropFirst().dropLast()) : $0 }
                     continue
                 }

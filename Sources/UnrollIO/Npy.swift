@@ -153,7 +153,11 @@ struct NpyHeader {
 
     init(parsing text: String) throws {
         var parser = PythonLiteralParser(text)
-        guard case .dict(let entries)? = try? parser.parseValue() else {
+        let value: PythonLiteral?
+        do { value = try parser.parseValue() } catch let f as PythonLiteralParser.Failure where f.tooDeep {
+            throw UnrollIOError(.malformed, ".npy header nests brackets deeper than \(PythonLiteralParser.maxDepth) levels")
+        } catch { value = nil }
+        guard case .dict(let entries)? = value else {
             throw UnrollIOError(.malformed, ".npy header is not a Python dict literal: \(text.prefix(120))")
         }
         func field(_ key: String) throws -> PythonLiteral {
@@ -198,9 +202,12 @@ indirect enum PythonLiteral: Equatable {
 }
 
 struct PythonLiteralParser {
-    struct Failure: Error {}
+    struct Failure: Error { var tooDeep = false }
+    /// Deeper nesting is refused before it can exhaust the stack (a header needs 2 levels).
+    static let maxDepth = 32
     let chars: [Character]
     var i = 0
+    var depth = 0
 
     init(_ text: String) { chars = Array(text) }
 
@@ -215,6 +222,12 @@ struct PythonLiteralParser {
     mutating func parseValue() throws -> PythonLiteral {
         skipSpace()
         guard i < chars.count else { throw Failure() }
+        let container = "([{".contains(chars[i])
+        if container {
+            depth += 1
+            guard depth <= Self.maxDepth else { throw Failure(tooDeep: true) }
+        }
+        defer { if container { depth -= 1 } }
         switch chars[i] {
         case "'", "\"":
             return .string(try parseString())

@@ -19,7 +19,7 @@ private func handNpy(_ dict: String, payload: [UInt8], version: UInt8 = 1) -> [U
     if version == 1 {
         out += [UInt8(header.count & 0xff), UInt8(header.count >> 8)]
     } else {
-        out += [UInt8(header.count & 0xff), UInt8(header.count >> 8), 0, 0]
+        out += (0..<4).map { UInt8(truncatingIfNeeded: header.count >> (8 * $0)) }
     }
     header += payload
     return out + header
@@ -61,6 +61,19 @@ private func handSafetensors(_ json: String, dataBytes: Int) -> [UInt8] {
         expectError(.malformed, "fortran_order") {
             _ = try Npy.decode(handNpy("{'descr': '<f4', 'fortran_order': 3, 'shape': (1,), }", payload: [0, 0, 0, 0]))
         }
+        // 40 000 nested brackets used to overflow the parser's stack (exit 139); a header needs 2 levels.
+        let deep = String(repeating: "(", count: 40_000) + String(repeating: ")", count: 40_000)
+        expectError(.malformed, "deeper than 32 levels") {
+            _ = try Npy.decode(handNpy("{'descr': '<f4', 'fortran_order': False, 'shape': \(deep), }", payload: [], version: 2))
+        }
+    }
+
+    /// A CSV number cut by a NUL byte, and a first row mixing numbers and text, are errors naming the place.
+    @Test func csv() throws {
+        expectError(.malformed, "line 2 contains a NUL byte") { _ = try CSV.decodeNumeric(Array("1,2\n7\u{0}abc,3\n".utf8)) }
+        expectError(.malformed, "line 1, column 3: 'x' is not a number") { _ = try CSV.decodeNumeric(Array("1,2,x\n3,4,5\n".utf8)) }
+        let (header, table) = try CSV.decodeNumeric(Array("a,b\n1,2\n".utf8))
+        #expect(header == ["a", "b"] && table.shape == [1, 2])
     }
 
     @Test func npz() throws {
