@@ -40,10 +40,15 @@ public enum Safetensors {
             throw UnrollIOError(.malformed, "safetensors header length \(n) is implausible (limit \(maxHeaderLength); not a safetensors file?)")
         }
         let headerBytes = try r.bytes(Int(n), "the safetensors JSON header")
-        guard headerBytes.first == UInt8(ascii: "{"),
-              let json = try? JSONSerialization.jsonObject(with: Data(headerBytes)),
-              let header = json as? [String: Any] else {
+        guard headerBytes.first == UInt8(ascii: "{") else {
             throw UnrollIOError(.badMagic, "safetensors header is not a JSON object (not a safetensors file?)")
+        }
+        let header: [(key: String, value: StrictJSON)]
+        do {
+            guard case let .object(entries) = try StrictJSON.parse(Array(headerBytes)) else { throw StrictJSON.Failure(message: "not an object") }
+            header = entries
+        } catch let f as StrictJSON.Failure {
+            throw UnrollIOError(.malformed, "safetensors header is not valid JSON: \(f.message)")
         }
         let dataStart = r.offset
         let dataLength = bytes.count - dataStart
@@ -52,19 +57,23 @@ public enum Safetensors {
         var entries: [(name: String, type: ElementType, dtype: String, shape: [Int], begin: Int, end: Int)] = []
         for (name, value) in header {
             if name == "__metadata__" {
-                guard let m = value as? [String: Any] else {
+                guard case let .object(m) = value else {
                     throw UnrollIOError(.malformed, "safetensors __metadata__ must be an object of strings")
                 }
                 for (k, v) in m {
-                    guard let s = v as? String else {
+                    guard case let .string(s) = v else {
                         throw UnrollIOError(.malformed, "safetensors __metadata__ value for '\(k)' is not a string")
                     }
                     metadata[k] = s
                 }
                 continue
             }
-            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                  let shapeAny = info["shape"] as? [Any], let offsetsAny = info["data_offsets"] as? [Any] else {
+            func field(_ key: String) -> StrictJSON? {
+                guard case let .object(fields) = value else { return nil }
+                return fields.first { $0.key == key }?.value
+            }
+            guard case let .string(dtype)? = field("dtype"), case let .array(shapeAny)? = field("shape"),
+                  case let .array(offsetsAny)? = field("data_offsets") else {
                 throw UnrollIOError(.malformed, "safetensors tensor '\(name)' needs dtype, shape and data_offsets")
             }
             guard let type = dtypes[dtype] else {
@@ -115,10 +124,9 @@ public enum Safetensors {
         return SafetensorsFile(tensors: tensors, metadata: metadata)
     }
 
-    /// An integer from JSONSerialization's output, rejecting fractions.
-    static func jsonInt(_ v: Any) -> Int? {
-        if let i = v as? Int { return i }
-        if let d = v as? Double, d.rounded() == d, let i = Int(exactly: d) { return i }
+    /// A JSON integer (not a boolean, not `2.0`).
+    static func jsonInt(_ v: StrictJSON) -> Int? {
+        if case let .integer(i) = v { return i }
         return nil
     }
 

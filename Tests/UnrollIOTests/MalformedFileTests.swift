@@ -100,7 +100,22 @@ private func handSafetensors(_ json: String, dataBytes: Int) -> [UInt8] {
         expectError(.truncated, "JSON header") { _ = try Safetensors.decode(Array(good.prefix(20))) }
         expectError(.truncated, "holds only 12 data bytes") { _ = try Safetensors.decode(Array(good.dropLast(4))) }
         expectError(.malformed, "implausible") { _ = try Safetensors.decode([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x7b]) }
-        expectError(.badMagic, "not a JSON object") { _ = try Safetensors.decode(handSafetensors("{not json", dataBytes: 0)) }
+        expectError(.badMagic, "not a JSON object") { _ = try Safetensors.decode(handSafetensors("[1, 2]", dataBytes: 0)) }
+        expectError(.malformed, "not valid JSON") { _ = try Safetensors.decode(handSafetensors("{not json", dataBytes: 0)) }
+        // Stricter than JSONSerialization, as the reference (serde) is: booleans and 2.0 are not
+        // dimensions, a key may not repeat (which one would win?), nesting is bounded.
+        for shape in ["[true,2]", "[2.0,1]", "[\"2\",1]"] {
+            expectError(.malformed, "shape must hold integers") {
+                _ = try Safetensors.decode(handSafetensors(#"{"x":{"dtype":"F32","shape":"# + shape + #","data_offsets":[0,8]}}"#, dataBytes: 8))
+            }
+        }
+        expectError(.malformed, "the key 'x' appears twice") {
+            _ = try Safetensors.decode(handSafetensors(
+                #"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, dataBytes: 4))
+        }
+        expectError(.malformed, "deeper than 64 levels") {
+            _ = try Safetensors.decode(handSafetensors(#"{"__metadata__":"# + String(repeating: "[", count: 100_000) + "}", dataBytes: 0))
+        }
         expectError(.unsupported, "dtype C64") {
             _ = try Safetensors.decode(handSafetensors(#"{"x":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}}"#, dataBytes: 8))
         }
