@@ -59,6 +59,19 @@ public enum Zip {
             out.append(Entry(name: name, method: method, flags: flags, crc32: crc,
                              compressedSize: c, size: s, localHeaderOffset: o))
         }
+        // Which of two same-named entries would a reader mean? And entries sharing bytes turn a small
+        // file into many large ones (a zip bomb): both are refused.
+        var names = Set<String>()
+        for e in out where !names.insert(e.name).inserted {
+            throw UnrollIOError(.malformed, "zip entry '\(e.name)' appears twice")
+        }
+        let ordered = out.sorted { $0.localHeaderOffset < $1.localHeaderOffset }
+        for (a, b) in zip(ordered, ordered.dropFirst()) {
+            let (end, overflow) = a.localHeaderOffset.addingReportingOverflow(30 + a.name.utf8.count + a.compressedSize)
+            guard !overflow, end <= b.localHeaderOffset else {
+                throw UnrollIOError(.malformed, "zip entries '\(a.name)' and '\(b.name)' overlap (entries must not share bytes)")
+            }
+        }
         return out
     }
 

@@ -92,6 +92,15 @@ private func handSafetensors(_ json: String, dataBytes: Int) -> [UInt8] {
         expectError(.malformed, "past the end") { _ = try Npz.decode(badOffset) }
         let notNpy = Zip.archive([("readme.txt", Array("hello".utf8))])
         expectError(.badMagic, "entry 'readme.txt'") { _ = try Npz.decode(notNpy) }
+        // Two entries named X (which one is X?), and entries that share bytes (1 200 names for one
+        // 8 MiB member made a 10 MB file expand to 10 GB) are refused.
+        let npy = Npy.encode(Tensor(rows: [[1, 2]]))
+        expectError(.malformed, "'X.npy' appears twice") { _ = try Npz.decode(Zip.archive([("X.npy", npy), ("X.npy", npy)])) }
+        var shared = Zip.archive([("a.npy", npy), ("b.npy", npy)])
+        let directory = (0..<(shared.count - 4)).filter { shared[$0] == 0x50 && shared[$0 + 1] == 0x4b && shared[$0 + 2] == 1 && shared[$0 + 3] == 2 }
+        #expect(directory.count == 2)
+        for k in 0..<4 { shared[directory[1] + 42 + k] = 0 }   // b's local header offset → a's
+        expectError(.malformed, "overlap") { _ = try Npz.decode(shared) }
     }
 
     @Test func safetensors() throws {
