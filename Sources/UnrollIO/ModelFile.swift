@@ -29,8 +29,8 @@ import UnrollCore
 public struct ModelFile: Sendable {
     public static let format = "unroll-model/2"
     /// Upper bounds on what a file may ask the encoder to do (a hostile file must not hang a reader).
-    public static let maxLayers = 100_000
-    public static let maxPowerIterations = 100_000
+    public static let maxLayers = UnrolledEncoder.maxLayers
+    public static let maxPowerIterations = UnrolledEncoder.maxPowerIterations
 
     public var model: UnrollModel
     /// Provenance (`training.*`, `data.*`), written as given; other keys are dropped.

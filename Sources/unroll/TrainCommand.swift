@@ -177,6 +177,11 @@ struct TrainingSetup {
             throw CLIError("give --init or --atoms, not both")
         case let (nil, p?):
             guard p >= 1 else { throw CLIError("--atoms must be ≥ 1, got \(p)") }
+            // p·m floats for the dictionary, and as many again per optimizer moment and batch of codes.
+            let (size, overflow) = p.multipliedReportingOverflow(by: m)
+            guard !overflow, size <= 1 << 28 else {
+                throw CLIError("--atoms \(p) with signals of m = \(m) makes a dictionary of \(overflow ? "more than 2⁶³" : String(size)) values; the limit is 2²⁸ (1 GiB of float32)")
+            }
             var rng = Random(seed: o.seed)
             var initRng = rng.split()
             initial = DenseDictionary(atoms: p, signalSize: m, rng: &initRng).weights
@@ -257,7 +262,7 @@ struct TrainingSetup {
             shuffle: !o.noShuffle, seed: o.seed, normalizeAtoms: !o.noNormalize,
             beta: o.betaDecay ? BetaSchedule(start: 1, decrement: o.betaDecrement, every: o.betaEvery) : .constant)
         config.untied = o.conv.untied
-        try inContext("--untied") { try config.validate() }
+        try inContext("train settings") { try config.validate() }
         self.config = config
 
         // Atom picture.

@@ -125,6 +125,9 @@ import UnrollIO
             (["--model", "conv1d", "--data", "data.npz", "--lambda", "0.2"], "--lambda does not apply to --model conv1d"),
             (["--model", "conv1d", "--data", "data.npz", "--steps", "3"], "--steps does not apply to --model conv1d"),
             (["--data", "data.npz", "--refine-epochs", "3"], "--refine-epochs does not apply to --model dense: it is an option of --model conv1d"),
+            // Sizes that multiply into an allocation or a loop are bounded (were: an 80 GB abort, a hang).
+            (["--data", "data.npz", "--atoms", "1000000000"], "the limit is 2²⁸"),
+            (["--data", "data.npz", "--init", "data.npz", "--layers", "1000000000"], "encoder layers T must be ≤ 100000"),
         ] {
             let r = try CLITests.run(["train"] + args + ["--output", "out"], in: dir)
             #expect(r.status != 0 && r.stderr.contains(words) && r.stderr.split(separator: "\n").count == 1, "\(args): \(r.stderr)")

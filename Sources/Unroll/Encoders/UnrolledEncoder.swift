@@ -51,9 +51,14 @@ public struct UnrolledEncoder: Equatable, Sendable {
         self.lambdaIsPenalty = lambdaIsPenalty
     }
 
+    /// Upper bounds on the work settings may ask for (a mistyped or hostile value must not hang a run).
+    public static let maxLayers = 100_000
+    public static let maxPowerIterations = 100_000
+
     /// Checks the settings that do not depend on an operator.
     public func validate() throws {
         if layers < 1 { throw UnrollError.invalidArgument("encoder layers T must be ≥ 1, got \(layers)") }
+        if layers > Self.maxLayers { throw UnrollError.invalidArgument("encoder layers T must be ≤ \(Self.maxLayers), got \(layers)") }
         let name = threshold == .hard ? "hard threshold τ" : "encoder λ"
         for v in lambda.allValues where !(v.isFinite && v >= 0) {
             throw UnrollError.invalidArgument("\(name) must be finite and ≥ 0, got \(v)")
@@ -65,8 +70,8 @@ public struct UnrolledEncoder: Equatable, Sendable {
         case let .fixed(a):
             if !(a.isFinite && a > 0) { throw UnrollError.invalidArgument("encoder step α must be finite and > 0, got \(a)") }
         case let .inverseLipschitz(iterations, _):
-            if iterations < 1 {
-                throw UnrollError.invalidArgument("power iterations for α = 1/L must be ≥ 1, got \(iterations)")
+            if iterations < 1 || iterations > Self.maxPowerIterations {
+                throw UnrollError.invalidArgument("power iterations for α = 1/L must be in 1…\(Self.maxPowerIterations), got \(iterations)")
             }
         }
         if let tol = tolerance, !(tol.isFinite && tol >= 0) {
