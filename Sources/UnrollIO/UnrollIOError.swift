@@ -1,4 +1,5 @@
 import Foundation
+import UnrollCore
 
 /// Every failure of reading or writing a file in `UnrollIO`.
 ///
@@ -27,9 +28,10 @@ public struct UnrollIOError: Error, CustomStringConvertible, LocalizedError, Equ
         self.detail = detail
     }
 
+    /// One line; control bytes from a file (in a name, a header, a field) are shown as `\x1b`.
     public var description: String {
         let oneLine = detail.replacingOccurrences(of: "\n", with: " ")
-        return file.isEmpty ? oneLine : "\(file): \(oneLine)"
+        return (file.isEmpty ? oneLine : "\(file): \(oneLine)").escapingControlCharacters
     }
 
     public var errorDescription: String? { description }

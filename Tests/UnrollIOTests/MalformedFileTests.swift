@@ -72,6 +72,8 @@ private func handSafetensors(_ json: String, dataBytes: Int) -> [UInt8] {
     @Test func csv() throws {
         expectError(.malformed, "line 2 contains a NUL byte") { _ = try CSV.decodeNumeric(Array("1,2\n7\u{0}abc,3\n".utf8)) }
         expectError(.malformed, "line 1, column 3: 'x' is not a number") { _ = try CSV.decodeNumeric(Array("1,2,x\n3,4,5\n".utf8)) }
+        // A file's control bytes are shown escaped, so they cannot drive the terminal.
+        expectError(.malformed, "'\\x1b[31mred' is not a number") { _ = try CSV.decodeNumeric(Array("a,b\n1,\u{1B}[31mred\n".utf8)) }
         let (header, table) = try CSV.decodeNumeric(Array("a,b\n1,2\n".utf8))
         #expect(header == ["a", "b"] && table.shape == [1, 2])
     }
