@@ -18,11 +18,15 @@ public enum FileBytes {
         }
     }
 
-    /// The file's bytes, gunzipped when they start with the gzip magic (1f 8b).
-    public static func readMaybeGzip(_ path: String) throws -> [UInt8] {
+    /// The file's bytes, gunzipped when they start with the gzip magic (1f 8b), at most `limit` bytes.
+    public static func readMaybeGzip(_ path: String, limit: Int = DecodeLimit.bytes) throws -> [UInt8] {
         let raw = try read(path)
         guard Zlib.isGzip(raw) else { return raw }
-        return try naming(path) { try Zlib.gunzip(raw) }
+        return try naming(path) {
+            do { return try Zlib.gunzip(raw, limit: limit) } catch let e as UnrollIOError where e.kind == .corrupt && e.detail.contains("more than the expected") {
+                throw UnrollIOError(.unsupported, "gzip data decode to more than the limit of \(limit) bytes (raise it with \(DecodeLimit.environmentVariable))")
+            }
+        }
     }
 }
 

@@ -53,7 +53,8 @@ public enum PNG {
         try read(path).gray()
     }
 
-    public static func decode(_ bytes: [UInt8]) throws -> PNGImage {
+    /// `limit`: the most bytes the image's pixels may take (a header may declare 50 000²).
+    public static func decode(_ bytes: [UInt8], limit: Int = DecodeLimit.bytes) throws -> PNGImage {
         guard bytes.count >= 8, Array(bytes[0..<8]) == signature else {
             throw UnrollIOError(.badMagic, "not a PNG file (bad signature)")
         }
@@ -108,6 +109,7 @@ public enum PNG {
         let rowBits = try byteCount(h.width, bitsPerPixel, "PNG row")
         let rowBytes = rowBits / 8 + (rowBits % 8 == 0 ? 0 : 1)
         let total = try byteCount(h.height, rowBytes + 1, "PNG image")
+        try DecodeLimit.check(total, "PNG \(h.width)×\(h.height)", limit: limit)
         var raw: [UInt8]
         do {
             raw = try Zlib.inflate(compressed, format: .zlib, sizeHint: total, limit: total)

@@ -17,7 +17,8 @@ public enum Zip {
     // MARK: Reading
 
     /// The archive's entries (from its central directory), in archive order.
-    public static func entries(_ bytes: [UInt8]) throws -> [Entry] {
+    /// `limit`: the most bytes all entries together may decode to.
+    public static func entries(_ bytes: [UInt8], limit: Int = DecodeLimit.bytes) throws -> [Entry] {
         let (count, directoryOffset) = try endOfCentralDirectory(bytes)
         var r = ByteReader(bytes, offset: directoryOffset)
         var out: [Entry] = []
@@ -59,6 +60,11 @@ public enum Zip {
             out.append(Entry(name: name, method: method, flags: flags, crc32: crc,
                              compressedSize: c, size: s, localHeaderOffset: o))
         }
+        let (total, overflow) = out.reduce((0, false)) { acc, e in
+            let (s, o) = acc.0.addingReportingOverflow(e.size)
+            return (s, acc.1 || o)
+        }
+        try DecodeLimit.check(overflow ? Int.max : total, "the zip archive's \(out.count) entries", limit: limit)
         // Which of two same-named entries would a reader mean? And entries sharing bytes turn a small
         // file into many large ones (a zip bomb): both are refused.
         var names = Set<String>()

@@ -253,4 +253,22 @@ private func handSafetensors(_ json: String, dataBytes: Int) -> [UInt8] {
         expectError(.notFound, "no such file") { _ = try Safetensors.read(dir.file("absent.safetensors")) }
         expectError(.unreadable, "is a directory") { _ = try PNG.read(dir.path) }
     }
+
+    /// Decoders stop at the decoded-size limit before allocating (1 GiB by default, raised by
+    /// UNROLL_MAX_DECODED_BYTES): a gzip bomb, a PNG declaring a huge image, an archive declaring huge members.
+    @Test func decodedSizeIsLimited() throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let bomb = dir.file("zeros.csv.gz")
+        try Data(Zlib.gzip([UInt8](repeating: 0x30, count: 100_000))).write(to: URL(fileURLWithPath: bomb))
+        expectError(.unsupported, "more than the limit of 1000 bytes (raise it with UNROLL_MAX_DECODED_BYTES)") {
+            _ = try FileBytes.readMaybeGzip(bomb, limit: 1000)
+        }
+        #expect(try FileBytes.readMaybeGzip(bomb).count == 100_000)
+        let png = PNG.encode(Raster(width: 20, height: 20, channels: 1, fill: 9))
+        expectError(.unsupported, "PNG 20×20 would decode to 420 bytes, more than the limit of 100") { _ = try PNG.decode(png, limit: 100) }
+        let npz = Npz.encode([("a", Tensor(zeros: [100]))])
+        expectError(.unsupported, "would decode to 528 bytes, more than the limit of 500") { _ = try Zip.entries(npz, limit: 500) }
+        #expect(DecodeLimit.bytes == DecodeLimit.defaultBytes || ProcessInfo.processInfo.environment[DecodeLimit.environmentVariable] != nil)
+    }
 }
