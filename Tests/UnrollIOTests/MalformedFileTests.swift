@@ -202,8 +202,11 @@ private func handSafetensors(_ json: String, dataBytes: Int) -> [UInt8] {
         expectError(.malformed, "bit depth 4 is invalid for color type 2") { _ = try PNG.decode(png(bitDepth: 4, colorType: 2, idat: [])) }
         expectError(.malformed, "size 0×4") { _ = try PNG.decode(png(width: 0, idat: [])) }
         // Headers claiming huge images with a tiny stream: errors, not giant allocations.
-        expectError(.truncated, "PNG image data holds 24 bytes") {
+        expectError(.unsupported, "PNG 2147483647×1000 would decode to") {
             _ = try PNG.decode(png(width: 0x7fff_ffff, height: 1000, bitDepth: 16, colorType: 6, idat: Zlib.deflate(rows, format: .zlib)))
+        }
+        expectError(.truncated, "PNG image data holds 24 bytes") {   // under the limit, the stream is still checked
+            _ = try PNG.decode(png(width: 0x7fff_ffff, height: 1000, bitDepth: 16, colorType: 6, idat: Zlib.deflate(rows, format: .zlib)), limit: Int.max)
         }
         expectError(.malformed, "overflows") {
             _ = try PNG.decode(png(width: 0x7fff_ffff, height: 0x7fff_ffff, bitDepth: 16, colorType: 6, idat: Zlib.deflate(rows, format: .zlib)))
