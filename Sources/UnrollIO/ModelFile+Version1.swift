@@ -18,13 +18,8 @@ extension ModelFile {
             let dictionary = try r.context("tensor W") { try DenseDictionary(weights: w) }
             let lambda: Lambda = file["lambda"] != nil ? .perAtom(try r.vector("lambda", count: dictionary.atoms))
                                                        : .scalar(try r.float("encoder.lambda"))
-            let step: StepSize = try r.string("encoder.step") == "auto"
-                ? .inverseLipschitz(iterations: try r.int("encoder.power_iterations", 1...maxPowerIterations),
-                                    seed: try r.uint64("encoder.power_seed"))
-                : .fixed(try r.float("encoder.step"))
-            let encoder = UnrolledEncoder(layers: try r.int("encoder.layers", 1...maxLayers), algorithm: try algorithm(r),
-                                          threshold: try threshold(r), lambda: lambda, step: step,
-                                          tolerance: file.metadata["encoder.tolerance"] == nil ? nil : try r.float("encoder.tolerance"))
+            let encoder = UnrolledEncoder(layers: try r.layers("encoder.layers"), algorithm: try r.algorithm(),
+                                          threshold: try r.threshold(), lambda: lambda, step: try r.step(), tolerance: try r.tolerance())
             let beta = file.metadata["encoder.beta"] == nil ? 1 : try r.float("encoder.beta")
             model = .dense(try r.context("the model") { try UnrolledAutoencoder(dictionary: dictionary, encoder: encoder, beta: beta) })
         case "conv2d-dictionary":
@@ -41,8 +36,8 @@ extension ModelFile {
             guard values.count == 1 || values.count == dictionary.atoms else {
                 throw UnrollIOError(.malformed, "metadata encoder.lambda has \(values.count) values for \(dictionary.atoms) filters")
             }
-            let encoder = UnrolledEncoder(layers: try r.int("encoder.layers", 1...maxLayers), algorithm: try algorithm(r),
-                                          threshold: try threshold(r), lambda: values.count == 1 ? .scalar(values[0]) : .perAtom(values),
+            let encoder = UnrolledEncoder(layers: try r.layers("encoder.layers"), algorithm: try r.algorithm(),
+                                          threshold: try r.threshold(), lambda: values.count == 1 ? .scalar(values[0]) : .perAtom(values),
                                           step: .fixed(try r.float("encoder.step")))
             // CRsAE's tied models were trained and scored with the shift average.
             model = .conv2d(try r.context("the model") {
@@ -56,7 +51,7 @@ extension ModelFile {
             guard let b = file["b"]?.tensor else { throw UnrollIOError(.malformed, "no tensor 'b'") }
             model = .conv2d(try r.context("the model") {
                 let net = try CRsAE2DNetwork(filters: banks, thresholds: b.data, stride: try r.int("stride", 1...4096),
-                                             layers: try r.int("layers", 1...maxLayers), lipschitz: try r.float("lipschitz"))
+                                             layers: try r.layers("layers"), lipschitz: try r.float("lipschitz"))
                 return try net.autoencoder(height: net.kernel, width: net.kernel)
             })
         case "vsc-linear", "vsc-conv":
@@ -92,19 +87,5 @@ extension ModelFile {
             try SpikeModel(filters: filters, lambdas: lambdas, sigma: sigma, layers: Int(layers), threshold: threshold, alpha: alpha).autoencoder()
         }
         return ModelFile(model: .conv1d(model))
-    }
-
-    private static func algorithm(_ r: Entries) throws -> UnrolledEncoder.Algorithm {
-        guard let a = UnrolledEncoder.Algorithm(rawValue: try r.string("encoder.algorithm")) else {
-            throw UnrollIOError(.malformed, "metadata encoder.algorithm is \(r.quoted("encoder.algorithm")), expected ista or fista")
-        }
-        return a
-    }
-
-    private static func threshold(_ r: Entries) throws -> Threshold {
-        guard let t = thresholdNames.first(where: { $0.value == r.file.metadata["encoder.threshold"] })?.key else {
-            throw UnrollIOError(.malformed, "metadata encoder.threshold is \(r.quoted("encoder.threshold")), expected soft, non-negative or hard")
-        }
-        return t
     }
 }

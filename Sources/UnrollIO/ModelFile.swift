@@ -166,26 +166,14 @@ public struct ModelFile: Sendable {
         }
         guard let dictionary = try bank("dictionary") else { throw UnrollIOError(.malformed, "no tensor 'dictionary'") }
         let analysis = try bank("analysis"), synthesis = try bank("synthesis")
-        guard let threshold = thresholdNames.first(where: { $0.value == r.file.metadata["encoder.threshold"] })?.key else {
-            throw UnrollIOError(.malformed, "metadata encoder.threshold is \(r.quoted("encoder.threshold")), expected soft, non-negative or hard")
-        }
-        guard let algorithm = UnrolledEncoder.Algorithm(rawValue: try r.string("encoder.algorithm")) else {
-            throw UnrollIOError(.malformed, "metadata encoder.algorithm is \(r.quoted("encoder.algorithm")), expected ista or fista")
-        }
         let lambda: Lambda = try r.string("encoder.lambda") == "per-atom"
             ? .perAtom(try r.vector("lambda", count: dictionary.atoms)) : .scalar(try r.float("encoder.lambda"))
         let role = try r.string("encoder.lambda_role")
         guard role == "penalty" || role == "threshold" else {
             throw UnrollIOError(.malformed, "metadata encoder.lambda_role is '\(role)', expected penalty or threshold")
         }
-        let step: StepSize = try r.string("encoder.step") == "auto"
-            ? .inverseLipschitz(iterations: try r.int("encoder.power_iterations", 1...maxPowerIterations),
-                                seed: try r.uint64("encoder.power_seed"))
-            : .fixed(try r.float("encoder.step"))
-        let encoder = UnrolledEncoder(layers: try r.int("encoder.layers", 1...maxLayers), algorithm: algorithm, threshold: threshold,
-                                      lambda: lambda, step: step,
-                                      tolerance: r.file.metadata["encoder.tolerance"] == nil ? nil : try r.float("encoder.tolerance"),
-                                      lambdaIsPenalty: role == "penalty")
+        let encoder = UnrolledEncoder(layers: try r.layers("encoder.layers"), algorithm: try r.algorithm(), threshold: try r.threshold(),
+                                      lambda: lambda, step: try r.step(), tolerance: try r.tolerance(), lambdaIsPenalty: role == "penalty")
         var em: EMLambda?
         if r.file["em.lambda"] != nil {
             em = EMLambda(lambdas: try r.vector("em.lambda", count: dictionary.atoms), sigma: try r.float("em.sigma"))
@@ -229,6 +217,34 @@ public struct ModelFile: Sendable {
             }
             return v
         }
+
+        // The encoder's settings, spelled the same in both versions.
+
+        func layers(_ key: String) throws -> Int { try int(key, 1...ModelFile.maxLayers) }
+
+        func algorithm() throws -> UnrolledEncoder.Algorithm {
+            guard let a = UnrolledEncoder.Algorithm(rawValue: try string("encoder.algorithm")) else {
+                throw UnrollIOError(.malformed, "metadata encoder.algorithm is \(quoted("encoder.algorithm")), expected ista or fista")
+            }
+            return a
+        }
+
+        func threshold() throws -> Threshold {
+            guard let t = ModelFile.thresholdNames.first(where: { $0.value == file.metadata["encoder.threshold"] })?.key else {
+                throw UnrollIOError(.malformed, "metadata encoder.threshold is \(quoted("encoder.threshold")), expected soft, non-negative or hard")
+            }
+            return t
+        }
+
+        /// A number, or `auto` with the power iterations and their seed.
+        func step() throws -> StepSize {
+            try string("encoder.step") == "auto"
+                ? .inverseLipschitz(iterations: try int("encoder.power_iterations", 1...ModelFile.maxPowerIterations),
+                                    seed: try uint64("encoder.power_seed"))
+                : .fixed(try float("encoder.step"))
+        }
+
+        func tolerance() throws -> Float? { file.metadata["encoder.tolerance"] == nil ? nil : try float("encoder.tolerance") }
 
         func vector(_ name: String, count: Int) throws -> [Float] {
             guard let t = file[name]?.tensor else { throw UnrollIOError(.malformed, "no tensor '\(name)'") }

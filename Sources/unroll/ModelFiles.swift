@@ -77,6 +77,43 @@ extension ModelFile {
     }
 }
 
+/// The VSC models, whose model file holds their trainer's state (so `--resume` continues from it).
+protocol VSCGenerator: Trainable where Batch == RowBatches.Batch {
+    static var generator: VSCModel.Generator { get }
+    init(checkpoint: TrainerCheckpoint) throws
+}
+
+extension LinearGeneratorModel: VSCGenerator {
+    static var generator: VSCModel.Generator { .linear }
+}
+
+extension NetworkGeneratorModel: VSCGenerator {
+    static var generator: VSCModel.Generator { .conv }
+}
+
+/// A VSC model on disk: the library's model file (`vsc-linear`, `vsc-conv`), written atomically.
+enum VSCModelFile {
+    static func write<M: VSCGenerator>(_ trainer: Trainer<M, RowBatches>, to path: String) throws {
+        try ModelFile(model: .vsc(VSCModel(generator: M.generator, state: trainer.checkpoint()))).write(to: path, option: "--output")
+    }
+
+    /// The trainer's state in the file (what `--resume` restores).
+    static func state<M: VSCGenerator>(_ type: M.Type, _ path: String, option: String = "--model") throws -> TrainerCheckpoint {
+        try ModelFile.read(path, option: option).vsc(M.generator, path, option: option)
+    }
+
+    /// The trained model and the step training stood at.
+    static func read<M: VSCGenerator>(_ type: M.Type, _ path: String, option: String = "--model") throws -> (model: M, step: Int) {
+        let s = try state(type, path, option: option)
+        return try inContext("\(option) \(path)") { (try M(checkpoint: s), try s.count("trainer.step")) }
+    }
+
+    /// Whether `path` holds a conv model (false for other kinds and unreadable files, which the linear reader reports).
+    static func isConv(_ path: String) -> Bool {
+        (try? ModelFile.read(path))?.model.kind == "vsc-conv"
+    }
+}
+
 /// A trainer checkpoint on disk (`checkpoint.safetensors`): the trainer's tensors and metadata plus
 /// the CLI's own `cli.*` settings, which `--resume` compares with the new command line.
 enum CheckpointFile {

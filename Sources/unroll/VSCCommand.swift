@@ -65,25 +65,6 @@ struct PatchOptions: ParsableArguments {
     }
 }
 
-/// A trained linear-generator model on disk: the library's model file (`vsc-linear`), holding every
-/// encoder tensor, the dictionary and the settings (written atomically).
-enum VSCModelFile {
-    static func write(_ trainer: LinearGeneratorTrainer, to path: String) throws {
-        try ModelFile(model: .vsc(VSCModel(generator: .linear, state: trainer.checkpoint()))).write(to: path, option: "--output")
-    }
-
-    /// The trainer's state in the file (what `--resume` restores).
-    static func state(_ path: String, option: String = "--model") throws -> TrainerCheckpoint {
-        try ModelFile.read(path, option: option).vsc(.linear, path, option: option)
-    }
-
-    /// The trained model and the step training stood at.
-    static func read(_ path: String, option: String = "--model") throws -> (model: LinearGeneratorModel, step: Int) {
-        let s = try state(path, option: option)
-        return try inContext("\(option) \(path)") { (try LinearGeneratorModel(checkpoint: s), try s.count("trainer.step")) }
-    }
-}
-
 struct VSCTrain: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "train",
         abstract: "Train a variational sparse-coding encoder and a linear dictionary on whitened patches.")
@@ -156,7 +137,7 @@ struct VSCTrain: ParsableCommand {
             let config = try config()
             var trainer = try LinearGeneratorTrainer(data: patches.train, config: config)
             if let resume {
-                let saved = try VSCModelFile.state(resume, option: "--resume")
+                let saved = try VSCModelFile.state(LinearGeneratorModel.self, resume, option: "--resume")
                 try inContext("--resume \(resume)") { try trainer.restore(saved) }
             }
             let log = quiet ? nil : { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
@@ -198,13 +179,13 @@ struct VSCEval: ParsableCommand {
     @OptionGroup var fashion: FashionOptions
 
     func run() throws {
-        if VSCConvModelFile.isConv(model) { return try VSCFashion.eval(model: model, fashion: fashion, threading: threading) }
+        if VSCModelFile.isConv(model) { return try VSCFashion.eval(model: model, fashion: fashion, threading: threading) }
         try threading.run { try execute() }
     }
 
     private func execute() throws {
         do {
-            let (trained, step) = try VSCModelFile.read(model)
+            let (trained, step) = try VSCModelFile.read(LinearGeneratorModel.self, model)
             let patches = try data.load()
             guard patches.validation.cols == trained.pixels else {
                 throw CLIError("--side \(data.side) gives \(patches.validation.cols)-pixel patches; the model's atoms have \(trained.pixels) pixels")

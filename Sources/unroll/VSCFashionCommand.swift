@@ -38,29 +38,6 @@ struct FashionOptions: ParsableArguments {
     }
 }
 
-/// A trained conv-generator model on disk: the library's model file (`vsc-conv`).
-enum VSCConvModelFile {
-    static func write(_ trainer: NetworkGeneratorTrainer, to path: String) throws {
-        try ModelFile(model: .vsc(VSCModel(generator: .conv, state: trainer.checkpoint()))).write(to: path, option: "--output")
-    }
-
-    /// Whether `path` holds a conv model (false for other kinds and unreadable files, which the linear reader reports).
-    static func isConv(_ path: String) -> Bool {
-        (try? ModelFile.read(path))?.model.kind == "vsc-conv"
-    }
-
-    /// The trainer's state in the file (what `--resume` restores).
-    static func state(_ path: String, option: String = "--model") throws -> TrainerCheckpoint {
-        try ModelFile.read(path, option: option).vsc(.conv, path, option: option)
-    }
-
-    /// The trained model and the step training stood at.
-    static func read(_ path: String, option: String = "--model") throws -> (model: NetworkGeneratorModel, step: Int) {
-        let s = try state(path, option: option)
-        return try inContext("\(option) \(path)") { (try NetworkGeneratorModel(checkpoint: s), try s.count("trainer.step")) }
-    }
-}
-
 enum VSCFashion {
     /// `vsc train --generator conv`.
     static func train(_ o: VSCTrain) throws { try o.threading.run { try trainConv(o) } }
@@ -93,7 +70,7 @@ enum VSCFashion {
             c = c.compressingSchedules(steps: o.epochs * (images.train.rows / c.batchSize))
             var trainer = try NetworkGeneratorTrainer(data: images.train, config: c)
             if let resume = o.resume {
-                let saved = try VSCConvModelFile.state(resume, option: "--resume")
+                let saved = try VSCModelFile.state(NetworkGeneratorModel.self, resume, option: "--resume")
                 try inContext("--resume \(resume)") { try trainer.restore(saved) }
             }
             let log = o.quiet ? nil : { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
@@ -109,7 +86,7 @@ enum VSCFashion {
                     count += 1
                     bar.update(r.step, detail: String(format: "loss %.4f", r.loss))
                 }
-                try VSCConvModelFile.write(trainer, to: o.output)
+                try VSCModelFile.write(trainer, to: o.output)
                 bar.finish()
                 let k = Double(max(count, 1))
                 log?(String(format: "epoch %d/%d: loss %.4f, train MSE %.4f, non-zero %.1f%%, %.0f s", trainer.epoch, o.epochs,
@@ -129,7 +106,7 @@ enum VSCFashion {
 
     private static func evalConv(model: String, fashion: FashionOptions) throws {
         do {
-            let (trained, step) = try VSCConvModelFile.read(model)
+            let (trained, step) = try VSCModelFile.read(NetworkGeneratorModel.self, model)
             try report(trained, step: step, test: try fashion.load().test, reconstructions: fashion.reconstructions)
         } catch let e as UnrollError {
             throw CLIError(e.description)
