@@ -103,6 +103,8 @@ public final class CSVLog {
     public let path: String
     public let columns: [String]
     private let handle: FileHandle
+    /// The rows a resumed log kept (fields as written), for the run's history.
+    public private(set) var resumedRows: [[String]] = []
 
     /// Creates (or truncates) the file and writes the header. With `append`, an existing file with
     /// the same header is continued instead (resuming a run); a different header is an error.
@@ -138,6 +140,7 @@ public final class CSVLog {
     /// Continues the log of a run resumed from its checkpoint at `step`: rows of later steps (first
     /// column), written after that checkpoint, are dropped first, so every step appears once.
     public convenience init(resuming path: String, columns: [String], upToStep step: Int) throws {
+        var rows: [[String]] = []
         if FileManager.default.fileExists(atPath: path) {
             let lines = String(decoding: try FileBytes.read(path), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true)
             let header = columns.map(CSV.field).joined(separator: ",")
@@ -148,8 +151,10 @@ public final class CSVLog {
                 (line.split(separator: ",", maxSplits: 1).first.flatMap { Double($0) } ?? .infinity) <= Double(step)
             }
             if kept.count != lines.count { try AtomicFile.write(kept.joined(separator: "\n") + "\n", to: path) }
+            rows = kept.dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
         }
         try self.init(path: path, columns: columns, append: true)
+        resumedRows = rows
     }
 
     deinit { try? handle.close() }

@@ -61,7 +61,10 @@ struct CRsAE2DTraining {
                                                CSV.format(Double(r.meanThreshold))] },
                                detail: { r in String(format: "rec %.3g, density %.3f, λ %.3g", r.reconstruction, r.density, r.meanLambda) },
                                evaluateEvery: c.evalEvery, evaluate: { try evaluate($0.network)?.meanDenoised },
-                               save: { try save($0) })
+                               save: { t, history in
+                                   try save(t)
+                                   try writeCurve(history.plot(title: "unroll train " + label, series: ["rec"]), in: o.output)
+                               })
         let file = "model.safetensors"
         var summary = "\(label): step \(trainer.step)"
         if let r = last { summary += String(format: ", rec %.4g, code density %.3f, mean λ %.3g", r.reconstruction, r.density, r.meanLambda) }
@@ -70,7 +73,7 @@ struct CRsAE2DTraining {
                               config.stride * config.stride, ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax,
                               ev.meanNoisyCleanMax, ev.scores.count)
         }
-        summary += String(format: ", %.1f s; wrote %@/%@, checkpoint.safetensors, atoms.png, log.csv", secondsSince(clock), o.output, file)
+        summary += String(format: ", %.1f s; wrote %@/%@, checkpoint.safetensors, atoms.png, curve.png, log.csv", secondsSince(clock), o.output, file)
         print(summary)
     }
 

@@ -132,14 +132,17 @@ struct Conv2DTraining {
                                detail: { r in String(format: "rec %.3g, density %.3f", r.reconstruction, r.density) },
                                evaluateEvery: c.evalEvery,
                                evaluate: { try evaluate($0.dictionary)?.meanDenoised },
-                               save: { t in try save(t, encoder: encoder, sigma: sigma) })
+                               save: { t, history in
+                                   try save(t, encoder: encoder, sigma: sigma)
+                                   try writeCurve(history.plot(title: "unroll train conv2d (\(mode.paperName))", series: ["loss", "rec", "l1"]), in: o.output)
+                               })
         var summary = "\(mode.paperName) conv2d: step \(trainer.step)"
         if let r = last { summary += String(format: ", rec %.4g, code density %.3f", r.reconstruction, r.density) }
         if let ev = try evaluate(trainer.dictionary) {
             summary += String(format: "; test PSNR %.2f dB (noisy %.2f dB, gain %.2f dB) with peak 1, %.2f dB (noisy %.2f dB) with peak = max of the clean image, on %d images",
                               ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax, ev.meanNoisyCleanMax, ev.scores.count)
         }
-        summary += String(format: ", %.1f s; wrote %@/model.safetensors, checkpoint.safetensors, atoms.png, log.csv",
+        summary += String(format: ", %.1f s; wrote %@/model.safetensors, checkpoint.safetensors, atoms.png, curve.png, log.csv",
                           secondsSince(clock), o.output)
         print(summary)
     }
@@ -160,4 +163,9 @@ struct Conv2DTraining {
                 .writePNG(trainer.dictionary.weights.reshaped([trainer.dictionary.atoms, k * k]), to: o.output + "/atoms.png")
         }
     }
+}
+
+/// Writes a run's curve.png.
+func writeCurve(_ plot: LinePlot, in folder: String) throws {
+    try inContext("writing curve.png") { try plot.writePNG(to: folder + "/curve.png") }
 }

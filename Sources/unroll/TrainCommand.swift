@@ -153,8 +153,6 @@ struct TrainingSetup {
     let patch: PatchShape?
     let directory: String
 
-    static let logColumns = ["step", "epoch", "loss", "rec", "l1", "dict_error", "code_error", "beta", "seconds"]
-
     init(_ o: Train) throws {
         options = o
         directory = o.output
@@ -163,7 +161,6 @@ struct TrainingSetup {
         if let s = o.steps, s < 0 { throw CLIError("--steps must be ≥ 0, got \(s)") }
         targetSteps = o.steps
         targetEpochs = o.steps == nil ? (o.epochs ?? 100) : nil
-        guard o.checkpointEvery >= 1 else { throw CLIError("--checkpoint-every must be ≥ 1, got \(o.checkpointEvery)") }
 
         // Data, samples as rows.
         signals = try ArrayInput.matrix(ArrayReference(o.data), option: "--data", defaults: ["X"]).tensor
@@ -277,13 +274,8 @@ struct TrainingSetup {
         }
     }
 
-    // MARK: files
-
-    var modelPath: String { directory + "/model.safetensors" }
-    var checkpointPath: String { directory + "/checkpoint.safetensors" }
-    var logPath: String { directory + "/log.csv" }
-
-    /// The CLI's own settings stored in the checkpoint; `--resume` requires them unchanged.
+    /// The CLI's own settings, stored in the checkpoint; `--resume` requires them unchanged (the
+    /// trainer checks its own: encoder, batches, optimizer).
     var cliSettings: [String: String] {
         let b = config.beta
         return [
@@ -293,14 +285,6 @@ struct TrainingSetup {
             "cli.data_shape": "\(signals.shape)",
         ]
     }
-
-    /// Keys whose values must agree between a checkpoint and the trainer it resumes.
-    static let resumeKeys = [
-        "encoder.layers", "encoder.algorithm", "encoder.threshold", "encoder.lambda", "encoder.step", "encoder.tolerance",
-        "trainer.mode", "trainer.batch_size", "trainer.shuffle", "trainer.seed",
-        "optimizer.kind", "optimizer.learning_rate", "optimizer.beta1", "optimizer.beta2", "optimizer.epsilon", "optimizer.momentum",
-        "cli.gradient", "cli.normalize", "cli.beta_schedule", "cli.data_shape",
-    ]
 
     func model(_ trainer: DictionaryTrainer<DenseDictionary>) throws -> ModelFile {
         let o = options
@@ -324,17 +308,9 @@ struct TrainingSetup {
         return ModelFile(model: .dense(try trainer.model.autoencoder(afterSteps: trainer.step)), info: info)
     }
 
-    /// The model and the checkpoint (a killed run leaves a usable model of its last checkpoint).
-    func writeCheckpoint(_ trainer: DictionaryTrainer<DenseDictionary>) throws {
-        try inContext("writing the model") { try model(trainer).write(to: modelPath) }
-        try inContext("writing the checkpoint") {
-            try CheckpointFile.write(trainer.checkpoint(), extra: cliSettings, to: checkpointPath)
-        }
-    }
-
-    /// Model, checkpoint and figures for the trainer's current state.
-    func writeOutputs(_ trainer: DictionaryTrainer<DenseDictionary>, history: TrainingHistory) throws {
-        try writeCheckpoint(trainer)
+    /// The model and figures for the trainer's current state.
+    func save(_ trainer: DictionaryTrainer<DenseDictionary>, history: RunHistory, initialError: Double?) throws {
+        try inContext("writing the model") { try model(trainer).write(to: directory + "/model.safetensors") }
         if let patch {
             let scale = max(1, 64 / max(patch.height, patch.width))
             try inContext("writing atoms.png") {
@@ -342,84 +318,34 @@ struct TrainingSetup {
                     .writePNG(trainer.dictionary.weights, to: directory + "/atoms.png")
             }
         }
-        try inContext("writing curve.png") {
-            try history.plot(title: "unroll train (\(options.gradient.paperName))").writePNG(to: directory + "/curve.png")
-        }
+        let start = initialError.map { ["dict_error": $0] } ?? [:]
+        try writeCurve(history.plot(title: "unroll train (\(options.gradient.paperName))",
+                                    series: ["loss", "dict_error", "code_error"], start: start), in: directory)
     }
 
     // MARK: training
 
     func train() throws {
-        if options.resume && !FileManager.default.fileExists(atPath: checkpointPath) {
-            throw CLIError("--resume: \(checkpointPath) does not exist (nothing to resume; run without --resume to start)")
-        }
-        try inContext("--output") {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        }
-        let lock = try inContext("--output") { try RunLock(model: modelPath, outputs: [checkpointPath, logPath]) }
-        defer { withExtendedLifetime(lock) {} }
+        let run = try TrainingRun(output: directory, resume: options.resume, checkpointEvery: options.checkpointEvery)
         var trainer = try DictionaryTrainer(dictionary: try DenseDictionary(weights: initial), data: signals,
                                             config: config, groundTruth: truth)
         let initialError = trainer.dictionaryError()
-        var history = TrainingHistory(initialDictionaryError: initialError)
-
-        let log: CSVLog
-        if options.resume {
-            let checkpoint = try CheckpointFile.read(checkpointPath)
-            let fresh = trainer.checkpoint().metadata.merging(cliSettings) { _, new in new }
-            for key in Self.resumeKeys where checkpoint.metadata[key] != fresh[key] {
-                throw CLIError("--resume: \(checkpointPath) was trained with \(key) = \(checkpoint.metadata[key] ?? "(none)"), "
-                    + "but this command line gives \(fresh[key] ?? "(none)"); resume with the settings of the original run")
-            }
-            try inContext("--resume \(checkpointPath)") { try trainer.restore(checkpoint) }
-            history = try TrainingHistory.resuming(logPath, upToStep: trainer.step, initialDictionaryError: initialError)
-            log = try inContext("--resume") { try CSVLog(path: logPath, columns: Self.logColumns, append: true) }
-        } else {
-            log = try inContext("--output") { try CSVLog(path: logPath, columns: Self.logColumns) }
-        }
-
-        func done() -> Bool {
-            if let s = targetSteps { return trainer.step >= s }
-            return trainer.epoch >= targetEpochs!
-        }
-        let totalSteps = targetSteps ?? targetEpochs! * trainer.stepsPerEpoch
-        let progress = ProgressBar(total: totalSteps, label: "train")
-        let startStep = trainer.step
-        let secondsOffset = history.seconds.last ?? 0
         let clock = ContinuousClock.now
-        var lastRecord: TrainingRecord?
-
-        while !done() {
-            let record: TrainingRecord
-            do {
-                record = try trainer.trainStep().evaluation
-            } catch let UnrollError.diverged(step, reason) {
-                progress.finish()
-                try writeOutputs(trainer, history: history)
-                throw CLIError("training diverged at step \(step): \(reason); the last good state (step \(trainer.step)) "
-                    + "is saved in \(checkpointPath) and \(modelPath)")
-            }
-            lastRecord = record
-            let seconds = secondsOffset + secondsSince(clock)
-            history.append(record, seconds: seconds)
-            try log.append(fields: [
-                String(record.step), String(record.epoch), CSV.format(record.loss), CSV.format(record.reconstruction),
-                CSV.format(record.l1), record.dictionaryError.map { CSV.format($0) } ?? "nan",
-                record.codeError.map { CSV.format($0) } ?? "nan", CSV.format(record.beta), String(format: "%.3f", seconds),
-            ])
-            var detail = "loss \(fmt(record.loss))"
-            if let e = record.dictionaryError { detail += "  dict err \(fmt(e))" }
-            progress.update(trainer.step, detail: detail)
-            if trainer.step % options.checkpointEvery == 0 { try writeCheckpoint(trainer) }
-        }
-        progress.finish()
-        try writeOutputs(trainer, history: history)
+        let last = try run.run(
+            &trainer, steps: targetSteps ?? targetEpochs! * trainer.stepsPerEpoch, label: "train",
+            columns: ["epoch", "loss", "rec", "l1", "dict_error", "code_error", "beta"],
+            fields: { r in
+                [String(r.epoch), CSV.format(r.loss), CSV.format(r.reconstruction), CSV.format(r.l1),
+                 r.dictionaryError.map { CSV.format($0) } ?? "nan", r.codeError.map { CSV.format($0) } ?? "nan", CSV.format(r.beta)]
+            },
+            detail: { r in "loss \(fmt(r.loss))" + (r.dictionaryError.map { "  dict err \(fmt($0))" } ?? "") },
+            settings: cliSettings,
+            save: { t, history in try save(t, history: history, initialError: initialError) })
 
         // Summary line.
-        let elapsed = secondsSince(clock)
         var summary = "\(options.gradient.paperName): step \(trainer.step), epoch \(trainer.epoch)"
-        if trainer.step == startStep { summary += " (nothing to do: the target was already reached)" }
-        if let r = lastRecord {
+        if last == nil { summary += " (nothing to do: the target was already reached)" }
+        if let r = last {
             summary += ", loss \(fmt(r.loss)) (rec \(fmt(r.reconstruction)), l1 \(fmt(r.l1)))"
         }
         if let w = truth?.weights {
@@ -427,69 +353,8 @@ struct TrainingSetup {
             let matched = DictionaryMetrics.matchAtoms(trainer.dictionary.weights, to: w)
             summary += ", dict error \(fmt(initialError ?? .nan)) → \(fmt(final)) (matched mean sin \(fmt(matched.meanSinDistance)))"
         }
-        if let c = lastRecord?.codeError { summary += ", code error \(fmt(c))" }
-        summary += String(format: ", %.1f s", elapsed) + "; wrote \(modelPath)"
+        if let c = last?.codeError { summary += ", code error \(fmt(c))" }
+        summary += String(format: ", %.1f s", secondsSince(clock)) + "; wrote \(run.modelPath)"
         print(summary)
-    }
-}
-
-/// The per-step values behind curve.png (including the rows of a resumed run's earlier part).
-struct TrainingHistory {
-    var initialDictionaryError: Double?
-    var steps: [Double] = []
-    var loss: [Double] = []
-    var dictionaryError: [Double] = []
-    var codeError: [Double] = []
-    var seconds: [Double] = []
-
-    init(initialDictionaryError: Double?) { self.initialDictionaryError = initialDictionaryError }
-
-    mutating func append(_ r: TrainingRecord, seconds s: Double) {
-        steps.append(Double(r.step))
-        loss.append(r.loss)
-        dictionaryError.append(r.dictionaryError ?? .nan)
-        codeError.append(r.codeError ?? .nan)
-        seconds.append(s)
-    }
-
-    /// Reads the rows of `path` up to `step`, and rewrites the log without later rows (a run stopped
-    /// after its last checkpoint logged steps that the resumed run does again).
-    static func resuming(_ path: String, upToStep step: Int, initialDictionaryError: Double?) throws -> TrainingHistory {
-        var h = TrainingHistory(initialDictionaryError: initialDictionaryError)
-        guard FileManager.default.fileExists(atPath: path) else { return h }
-        let text = try inContext("--resume") { try String(contentsOfFile: path, encoding: .utf8) }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
-        guard let header = lines.first, header == TrainingSetup.logColumns.joined(separator: ",") else {
-            throw CLIError("--resume: \(path) does not start with the header \(TrainingSetup.logColumns.joined(separator: ","))")
-        }
-        lines.removeFirst()
-        var kept = [header]
-        for line in lines {
-            let f = line.split(separator: ",", omittingEmptySubsequences: false).map { Double($0) ?? .nan }
-            guard f.count == TrainingSetup.logColumns.count, f[0] <= Double(step) else { continue }
-            kept.append(line)
-            h.steps.append(f[0])
-            h.loss.append(f[2])
-            h.dictionaryError.append(f[5])
-            h.codeError.append(f[6])
-            h.seconds.append(f[8])
-        }
-        if kept.count != lines.count + 1 {
-            try inContext("--resume") { try AtomicFile.write(kept.joined(separator: "\n") + "\n", to: path) }
-        }
-        return h
-    }
-
-    /// Loss, dictionary and code error against the step, log y.
-    func plot(title: String) -> LinePlot {
-        var plot = LinePlot(title: title, xLabel: "step", yLabel: "log scale", yScale: .log10)
-        plot.add("loss", x: steps, y: loss)
-        if dictionaryError.contains(where: { $0.isFinite }) || initialDictionaryError != nil {
-            let x0 = initialDictionaryError == nil ? [] : [0.0]
-            let y0 = initialDictionaryError.map { [$0] } ?? []
-            plot.add("dict error", x: x0 + steps, y: y0 + dictionaryError)
-        }
-        if codeError.contains(where: { $0.isFinite }) { plot.add("code error", x: steps, y: codeError) }
-        return plot
     }
 }

@@ -172,6 +172,10 @@ import UnrollIO
         #expect(a.count == 10 && a.map { $0[0] } == b.map { $0[0] })
         #expect(zip(a, b).allSatisfy { $0.elementsEqual($1) { $0 == $1 || ($0.isNaN && $1.isNaN) } })
         #expect(Set(a.map { $0[7] }).count > 1)   // β did change
+        // The resumed run's clock continues the first part's.
+        let seconds = try Self.logRows(dir.appendingPathComponent("split/log.csv")).map { $0.last! }
+        #expect(zip(seconds, seconds.dropFirst()).allSatisfy { $0 <= $1 }, "\(seconds)")
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("split/curve.png").path))
 
         // A run that logged steps after its last checkpoint (a crash): those rows are dropped and redone.
         try Self.ok(common + ["--steps", "3", "--output", "crash"], in: dir)

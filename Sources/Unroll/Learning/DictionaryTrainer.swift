@@ -63,8 +63,8 @@ public struct DictionaryModel<Op: DictionaryOperator>: Trainable {
         e.dictionaryError = dictionaryError()
     }
 
-    /// For information and the CLI's resume check: `trainer.mode` (checked on restore), `trainer.batch_size`,
-    /// `trainer.shuffle`, `trainer.seed`, `encoder.*`.
+    /// The settings a checkpoint must share with the trainer that resumes it: `trainer.mode`,
+    /// `trainer.batch_size`, `trainer.shuffle`, `trainer.seed`, `trainer.untied`, `encoder.*`.
     public func exportState() -> TrainerCheckpoint {
         var meta = ["trainer.mode": config.mode.rawValue, "trainer.shuffle": String(config.shuffle), "trainer.seed": String(config.seed),
                     "trainer.untied": String(config.untied)]
@@ -83,8 +83,15 @@ public struct DictionaryModel<Op: DictionaryOperator>: Trainable {
     }
 
     public mutating func restoreState(_ c: TrainerCheckpoint) throws {
-        if let mode = c.metadata["trainer.mode"], mode != config.mode.rawValue {
-            throw UnrollError.invalidCheckpoint("trainer.mode is \(mode), the trainer's is \(config.mode.rawValue)")
+        let mine = exportState().metadata
+        // Either side may lack an optional key (batch size, tolerance); checkpoints written before
+        // untied banks existed are tied.
+        let keys = Set(mine.keys).union(c.metadata.keys.filter { $0.hasPrefix("encoder.") }).union(["trainer.batch_size"])
+        for key in keys.sorted() {
+            let saved = key == "trainer.untied" ? c.metadata[key] ?? "false" : c.metadata[key]
+            if saved != mine[key] {
+                throw UnrollError.invalidCheckpoint("\(key) is \(saved ?? "(none)"), this run's is \(mine[key] ?? "(none)")")
+            }
         }
     }
 
