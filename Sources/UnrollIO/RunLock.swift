@@ -14,7 +14,8 @@ public final class RunLock {
     private let descriptor: Int32
 
     /// Locks `lockFile` (created if missing) or throws naming the process that holds it; then removes
-    /// stale temporaries of `outputs` (paths of files this run writes atomically).
+    /// stale temporaries of `outputs` (paths of files this run writes atomically, or folders the run
+    /// owns whole: every temporary in them).
     public init(lockFile: String, outputs: [String]) throws {
         let fd = open(lockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
@@ -47,13 +48,21 @@ public final class RunLock {
         close(descriptor)
     }
 
-    /// Deletes `<dir>/.<name>.tmp-*`, the temporaries `AtomicFile.write(to: <dir>/<name>)` makes.
+    /// The lock of a run that owns the folder `folder` (its model, checkpoint, log and figures).
+    public convenience init(folder: String) throws {
+        try self.init(lockFile: folder + "/.model.safetensors.lock", outputs: [folder])
+    }
+
+    /// Deletes `<dir>/.<name>.tmp-*`, the temporaries `AtomicFile.write(to: <dir>/<name>)` makes (for
+    /// a folder: `<folder>/.*.tmp-*`).
     static func removeStaleTemporaries(of output: String) {
+        var isFolder: ObjCBool = false
+        let owned = FileManager.default.fileExists(atPath: output, isDirectory: &isFolder) && isFolder.boolValue
         let url = URL(fileURLWithPath: output)
-        let directory = url.deletingLastPathComponent().path
-        let prefix = "." + url.lastPathComponent + ".tmp-"
+        let directory = owned ? output : url.deletingLastPathComponent().path
+        let prefix = owned ? "." : "." + url.lastPathComponent + ".tmp-"
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
-        for entry in entries where entry.hasPrefix(prefix) {
+        for entry in entries where entry.hasPrefix(prefix) && (!owned || entry.contains(".tmp-")) {
             try? FileManager.default.removeItem(atPath: directory + "/" + entry)
         }
     }

@@ -46,17 +46,31 @@ enum TrainOptionScope {
     static let denseEncoder: Set = ["--lambda", "--tau", "--step", "--encoder", "--threshold", "--gradient", "--optimizer",
                                     "--momentum", "--beta1", "--beta2", "--eps", "--steps", "--checkpoint-every", "--no-normalize"]
 
+    /// VSC trains its encoder network and dictionary by SGD/Adam under a one-cycle schedule, for --epochs.
+    static let notVSC: Set = ["--layers", "--tau", "--step", "--encoder", "--threshold", "--gradient", "--optimizer", "--momentum",
+                              "--beta1", "--beta2", "--eps", "--steps", "--no-normalize"]
+    /// Where a name means something else for VSC, the option it has instead.
+    static let vscSpelling = ["--family": "--posterior", "--threshold": "--learn-threshold", "--steps": "--epochs"]
+
     /// Throws naming the first given option that does not apply to `model` (and `family` for conv2d).
     static func check(_ given: Set<String>, model: TrainModelChoice, family: Conv2DFamily) throws {
         let what = model == .conv2d ? "--model conv2d --family \(family.rawValue)" : "--model \(model.rawValue)"
         var refused: [(Set<String>, String)] = []
         if model != .conv1d { refused.append((SpikesTrainOptions.names, "an option of --model conv1d")) }
+        if model != .vsc { refused.append((VSCTrainOptions.names, "an option of --model vsc")) }
+        if model == .vsc, let bad = given.intersection(vscSpelling.keys).sorted().first {
+            throw CLIError("\(bad) does not apply to --model vsc: use \(vscSpelling[bad]!)")
+        }
         if model == .dense {
             refused += [(conv2dOnly, "an option of --model conv2d"), (crsaeOnly, "an option of --model conv2d --family crsae")]
         } else if model == .conv1d {
             refused += [(conv2dOnly.union(crsaeOnly).union(untied), "an option of --model conv2d"),
                         (denseOnly.subtracting(["--epochs"]), "an option of --model dense"),
                         (denseEncoder, "not a setting of spikes training (FISTA at step 1/L, EM λ, Adam; a checkpoint after every epoch)")]
+        } else if model == .vsc {
+            refused += [(conv2dOnly.union(crsaeOnly).union(untied), "an option of --model conv2d"),
+                        (denseOnly.subtracting(["--epochs"]), "an option of --model dense"),
+                        (notVSC, "not a setting of VSC training (an encoder network and a dictionary trained by SGD or Adam under a one-cycle schedule, for --epochs)")]
         } else {
             refused += [(denseOnly, "an option of --model dense" + (given.contains("--epochs") ? " (conv2d counts --steps)" : ""))]
             if family == .pudle { refused += [(crsaeOnly, "an option of --family crsae"), (untied, "an option of --model dense and --family crsae")] }

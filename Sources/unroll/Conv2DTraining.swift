@@ -6,7 +6,7 @@ import UnrollIO
 
 /// Which model `unroll train` learns.
 enum TrainModelChoice: String, CaseIterable, ExpressibleByArgument {
-    case dense, conv1d, conv2d
+    case dense, conv1d, conv2d, vsc
 }
 
 /// Which convolutional denoiser `unroll train --model conv2d` learns.

@@ -78,7 +78,7 @@ extension ModelFile {
 }
 
 /// The VSC models, whose model file holds their trainer's state (so `--resume` continues from it).
-protocol VSCGenerator: Trainable where Batch == RowBatches.Batch {
+protocol VSCGenerator: Trainable where Batch == RowBatches.Batch, Evaluation == VSCStepRecord<Self> {
     static var generator: VSCModel.Generator { get }
     init(checkpoint: TrainerCheckpoint) throws
 }

@@ -42,10 +42,11 @@ struct Train: ParsableCommand {
             """)
 
     // Data and initial dictionary
-    @Option(help: "Model: dense; conv1d (CRsAE spike templates; --data is a recording, see docs/spikes.md); or conv2d (a convolutional dictionary for image denoising; --data is a folder of PNGs, see docs/denoising.md).")
+    @Option(help: "Model: dense; conv1d (CRsAE spike templates; --data is a recording, see docs/spikes.md); conv2d (a convolutional dictionary for image denoising; --data is a folder of PNGs, see docs/denoising.md); or vsc (variational sparse coding; --data is a folder of PNGs, or Fashion-MNIST's IDX files with --generator conv, see docs/vsc.md).")
     var model: TrainModelChoice = .dense
     @OptionGroup var conv: Conv2DTrainOptions
     @OptionGroup var spikes: SpikesTrainOptions
+    @OptionGroup var vsc: VSCTrainOptions
     @Option(help: ArgumentHelp("Training signals [n, m], samples as rows.", valueName: "file[:array]"))
     var data: String
     @Option(name: .customLong("init"), help: ArgumentHelp("Initial dictionary [p, m], atoms as rows.", valueName: "file[:array]"))
@@ -124,6 +125,7 @@ struct Train: ParsableCommand {
         try threading.run {
             if model == .conv1d { return try spikesTraining().execute() }
             if model == .conv2d { return try Conv2DTraining(o: self).run() }
+            if model == .vsc { return try vscTraining() }
             try TrainingSetup(self).train()
         }
     }

@@ -26,9 +26,7 @@ struct TrainingRun {
         self.resume = resume
         self.checkpointEvery = checkpointEvery
         try inContext("--output") { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
-        lock = try inContext("--output") {
-            try RunLock(model: output + "/model.safetensors", outputs: [output + "/checkpoint.safetensors", output + "/log.csv"])
-        }
+        lock = try inContext("--output") { try RunLock(folder: output) }
     }
 
     /// Trains to `steps` steps in total. `columns` and `fields` are the model's log columns after

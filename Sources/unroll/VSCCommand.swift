@@ -15,9 +15,13 @@ struct VSC: ParsableCommand {
         thresholded families take --threshold fixed (λ, default 0.52 Gauss / 0.25 Laplace) or gamma (λ learned per \
         datum and latent, Gamma prior with mean --lambda).
 
+        `vsc train` is the older spelling of `unroll train --model vsc` (the same model, byte for byte; \
+        there --family is --posterior, --threshold gamma is --learn-threshold, and the output is a folder \
+        with a checkpoint, a log and figures).
+
         Example:
-          unroll vsc train --family thresholded-laplacian --epochs 10 --output vsc.safetensors --atoms atoms.png
-          unroll vsc eval --model vsc.safetensors
+          unroll train --model vsc --data IMAGE_FOLDER --posterior thresholded-laplacian --epochs 10 --output run
+          unroll vsc eval --model run/model.safetensors --images IMAGE_FOLDER
         """,
         subcommands: [VSCTrain.self, VSCEval.self])
 }
@@ -102,27 +106,16 @@ struct VSCTrain: ParsableCommand {
         _ = try parseIntList(hidden, "--hidden", minimum: 1)
     }
 
-    func config() throws -> LinearGeneratorConfig {
-        let f = family.family
-        let kind: ThresholdKind?
-        switch threshold {
-        case .fixed: kind = lambda.map { .fixed($0) }
-        case .gamma:
-            guard f.isThresholded else { throw CLIError("--threshold gamma applies to thresholded families only") }
-            kind = .gamma(priorMean: lambda ?? VariationalConfig.defaultThreshold(for: f).lambda)
+    /// The settings in the words of `unroll train --model vsc`.
+    var settings: VSCRunSettings {
+        get throws {
+            VSCRunSettings(family: family.family, learnThreshold: threshold == .gamma, lambda: lambda, samples: samples,
+                           aggregation: SampleAggregation(rawValue: aggregation)!, hidden: try parseIntList(hidden, "--hidden", minimum: 1)!,
+                           klWeight: klWeight, epochs: epochs, batch: batchSize, learningRate: learningRate, seed: data.seed)
         }
-        var c = LinearGeneratorConfig(variational: VariationalConfig(family: f, threshold: kind, samples: samples))
-        c.hidden = try parseIntList(hidden, "--hidden", minimum: 1)!
-        c.latents = data.side * data.side
-        c.batchSize = batchSize ?? 100
-        c.epochs = epochs
-        c.learningRate = learningRate ?? 0.01
-        c.klWeight = klWeight
-        c.aggregation = SampleAggregation(rawValue: aggregation)!
-        c.seed = data.seed
-        try c.validate()
-        return c.compressingSchedules(steps: epochs * (data.patches / c.batchSize), epochs: epochs)
     }
+
+    func config() throws -> LinearGeneratorConfig { try settings.linear(side: data.side, patches: data.patches, latents: nil) }
 
     func run() throws {
         if generator == .conv { return try VSCFashion.train(self) }

@@ -27,7 +27,9 @@ struct FashionOptions: ParsableArguments {
     var folder: String { data ?? SharedData.folder + "/fashion-mnist" }
 
     /// Train and test images `[n, 784]` in [0, 1], cut to the requested sizes.
-    func load() throws -> (train: Tensor, test: Tensor) {
+    func load() throws -> (train: Tensor, test: Tensor) { try Self.load(folder: folder, trainSize: trainSize, testSize: testSize) }
+
+    static func load(folder: String, trainSize: Int?, testSize: Int?) throws -> (train: Tensor, test: Tensor) {
         let images = try ExplainData.fashion(folder)
         func cut(_ x: Tensor, _ n: Int?, _ option: String) throws -> Tensor {
             guard let n else { return x }
@@ -46,28 +48,8 @@ enum VSCFashion {
         let lock = try inContext("--output") { try RunLock(model: o.output) }
         defer { withExtendedLifetime(lock) {} }
         do {
-            let f = o.family.family
-            let kind: ThresholdKind?
-            switch o.threshold {
-            case .fixed: kind = (o.lambda.map { .fixed($0) }) ?? NetworkGeneratorConfig.defaultThreshold(for: f)
-            case .gamma:
-                guard f.isThresholded else { throw CLIError("--threshold gamma applies to thresholded families only") }
-                kind = .gamma(priorMean: o.lambda ?? NetworkGeneratorConfig.defaultThreshold(for: f).lambda)
-            }
-            var c = NetworkGeneratorConfig(variational: VariationalConfig(family: f, threshold: kind, samples: o.samples))
-            c.latents = o.fashion.latents
-            c.batchSize = o.batchSize ?? 512
-            c.epochs = o.epochs
-            c.learningRate = o.learningRate ?? 3e-4
-            c.klWeight = o.klWeight
-            c.aggregation = SampleAggregation(rawValue: o.aggregation)!
-            c.seed = o.data.seed
-            try c.validate()
             let images = try o.fashion.load()
-            guard images.train.rows >= c.batchSize else {
-                throw CLIError("--train-size \(images.train.rows) is smaller than --batch \(c.batchSize)")
-            }
-            c = c.compressingSchedules(steps: o.epochs * (images.train.rows / c.batchSize))
+            let c = try o.settings.network(latents: o.fashion.latents, images: images.train.rows)
             var trainer = try NetworkGeneratorTrainer(data: images.train, config: c)
             if let resume = o.resume {
                 let saved = try VSCModelFile.state(NetworkGeneratorModel.self, resume, option: "--resume")

@@ -125,6 +125,12 @@ import UnrollIO
             (["--model", "conv1d", "--data", "data.npz", "--lambda", "0.2"], "--lambda does not apply to --model conv1d"),
             (["--model", "conv1d", "--data", "data.npz", "--steps", "3"], "--steps does not apply to --model conv1d"),
             (["--data", "data.npz", "--refine-epochs", "3"], "--refine-epochs does not apply to --model dense: it is an option of --model conv1d"),
+            (["--data", "data.npz", "--posterior", "gaussian"], "--posterior does not apply to --model dense: it is an option of --model vsc"),
+            (["--model", "vsc", "--data", ".", "--family", "crsae"], "--family does not apply to --model vsc: use --posterior"),
+            (["--model", "vsc", "--data", ".", "--threshold", "hard"], "--threshold does not apply to --model vsc: use --learn-threshold"),
+            (["--model", "vsc", "--data", ".", "--layers", "5"], "--layers does not apply to --model vsc: it is not a setting of VSC training"),
+            (["--model", "vsc", "--data", ".", "--kernel", "5"], "--kernel does not apply to --model vsc: it is an option of --model conv2d"),
+            (["--model", "vsc", "--data", ".", "--posterior", "gaussian", "--learn-threshold"], "applies to thresholded families only"),
             // Sizes that multiply into an allocation or a loop are bounded (were: an 80 GB abort, a hang).
             (["--data", "data.npz", "--atoms", "1000000000"], "the limit is 2²⁸"),
             (["--data", "data.npz", "--init", "data.npz", "--layers", "1000000000"], "encoder layers T must be ≤ 100000"),
