@@ -96,37 +96,47 @@ import UnrollIO
     }
 
     /// With input ≠ target: g_dec is the closed form (1/B)·∂⟨Dz − t, Dz⟩ with z the codes of the input,
-    /// and g_ae-ls / g_ae-lasso equal central differences of ½‖D(h)·z(h; input) − t‖² (+ λ|z|) in the filters.
+    /// and g_ae-ls / g_ae-lasso equal central differences of ½‖D(h)·z(h; input) − t‖² (+ λ|z|) in the
+    /// filters, all to 1e-5 (measured: 1e-7): the loss in Double precision, by the unrolled loop over the convolution's
+    /// matrix built from its definition (stride 2 on a 7×8 image, so the code grid overhangs it).
     @Test func supervisedObjectiveMatchesFiniteDifferences() throws {
-        let (hh, ww) = (7, 8)
+        let (hh, ww, c, k, stride, batch) = (7, 8, 2, 3, 2, 2)
         var rng = Random(seed: 21)
-        let op = try Convolution2DDictionary(filters: 2, kernel: 3, stride: 2, height: hh, width: ww, rng: &rng)
-        let target = Tensor.normal([2, hh, ww], rng: &rng)
-        let input = target + 0.3 * Tensor.normal([2, hh, ww], rng: &rng)
-        let enc = UnrolledEncoder(layers: 4, lambda: .scalar(0.2), step: .fixed(0.1))
-        func loss(_ h: Tensor, _ mode: GradientMode, fixed: Tensor?) throws -> Double {
-            var o = op
-            o.weights = h
-            let z = try fixed ?? enc.encode(input, with: o)
-            let r = o.apply(z) - target
-            var total = 0.5 * r.data.reduce(0.0) { $0 + Double($1) * Double($1) } / 2
-            if mode != .leastSquares { total += 0.2 * z.data.reduce(0.0) { $0 + abs(Double($1)) } / 2 }
-            return total
+        let op = try Convolution2DDictionary(filters: c, kernel: k, stride: stride, height: hh, width: ww, rng: &rng)
+        let target = Tensor.normal([batch, hh, ww], rng: &rng)
+        let input = target + 0.3 * Tensor.normal([batch, hh, ww], rng: &rng)
+        let (lambda, alpha, layers) = (0.2, 0.1, 4)
+        let enc = UnrolledEncoder(layers: layers, lambda: .scalar(Float(lambda)), step: .fixed(Float(alpha)))
+        let setting = SolverLoopTests.Setting(fista: false, threshold: .soft, untied: false, lambdaIsPenalty: true, beta: 1)
+        let (x, t, m) = (doubles(input), doubles(target), hh * ww)
+        func codes(_ matrix: [Double], _ p: Int) -> [Double] {
+            SolverLoopTests.loop(setting, d: matrix, e: matrix, lambdas: [Double](repeating: lambda, count: p), x: x,
+                                 p: p, m: m, layers: layers, alpha: alpha)
         }
-        let fixed = try enc.encode(input, with: op)
+        /// The mode's loss at filters f; with `fixed` codes (g_dec) the codes do not move with f.
+        func loss(_ f: [Double], _ mode: GradientMode, fixed: [Double]?) -> Double {
+            let (matrix, p) = SolverLoopTests.convolutionMatrix(f, filters: c, kernel: k, stride: stride, height: hh, width: ww)
+            let z = fixed ?? codes(matrix, p)
+            var total = 0.0
+            for i in 0..<batch {
+                for q in 0..<m {
+                    var r = -t[i * m + q]
+                    for j in 0..<p where z[i * p + j] != 0 { r += z[i * p + j] * matrix[j * m + q] }
+                    total += 0.5 * r * r
+                }
+            }
+            if mode != .leastSquares { total += lambda * z.reduce(0) { $0 + abs($1) } }
+            return total / Double(batch)
+        }
+        let f0 = doubles(op.weights)
+        let (m0, p0) = SolverLoopTests.convolutionMatrix(f0, filters: c, kernel: k, stride: stride, height: hh, width: ww)
+        let fixed = codes(m0, p0)
+        #expect(relativeDifference(doubles(try enc.encode(input, with: op)), fixed) < 1e-5)
         for mode in [GradientMode.decoder, .lasso, .leastSquares] {
             let g = try mode.evaluate(input: input, target: target, operator: op, encoder: enc)
-            #expect(abs(g.losses.loss - (try loss(op.weights, mode, fixed: nil))) < 1e-4)
-            // Float differences at h = 1e-2 on a loss that is piecewise smooth in h: compare loosely.
-            var fd = [Double]()
-            for q in 0..<op.weights.count {
-                var hp = op.weights, hm = op.weights
-                hp.data[q] += 1e-2
-                hm.data[q] -= 1e-2
-                let f = mode == .decoder ? fixed : nil
-                fd.append((try loss(hp, mode, fixed: f) - (try loss(hm, mode, fixed: f))) / 2e-2)
-            }
-            #expect(relativeDifference(doubles(g.gradient), fd) < 3e-2, "\(mode)")
+            #expect(abs(g.losses.loss - loss(f0, mode, fixed: nil)) < 1e-5 * loss(f0, mode, fixed: nil))
+            let fd = SolverLoopTests.centralDifferences(f0) { loss($0, mode, fixed: mode == .decoder ? fixed : nil) }
+            #expect(relativeDifference(doubles(g.gradient), fd) < 1e-5, "\(mode): \(relativeDifference(doubles(g.gradient), fd))")
         }
         // target = input: the same as the unsupervised evaluate.
         let a = try GradientMode.leastSquares.evaluate(input: input, target: input, operator: op, encoder: enc)

@@ -164,3 +164,19 @@ struct SyntheticProblem {
         initial = w0
     }
 }
+
+/// A gradient checked along directions through the whole tensor: for each of `directions` random
+/// unit Gaussian vectors r, u = (ĝ + r)/‖ĝ + r‖ with ĝ = g/‖g‖ (every entry moves, and ⟨g, u⟩ is
+/// about ‖g‖/√2 rather than ‖g‖/√n, so it stands above the Float rounding of the loss), the central
+/// difference (f(θ + hu) − f(θ − hu))/2h against ⟨g, u⟩. Returns the pairs (finite difference, analytic).
+func directionalDifferences(at theta: Tensor, gradient g: Tensor, directions: Int = 2, h: Float, seed: UInt64,
+                            _ f: (Tensor) -> Double) -> [(fd: Double, analytic: Double)] {
+    var rng = Random(seed: seed)
+    func unit(_ t: Tensor) -> Tensor { Float(1 / max(t.squaredNorm().squareRoot(), 1e-30)) * t }
+    return (0..<directions).map { _ in
+        let u = unit(unit(g) + unit(Tensor.normal(theta.shape, rng: &rng)))
+        let fd = (f(theta + h * u) - f(theta + (-h) * u)) / Double(2 * h)
+        let analytic = zip(g.data, u.data).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        return (fd, analytic)
+    }
+}
