@@ -2,8 +2,9 @@ import Foundation
 import UnrollCore
 
 /// The per-layer constants of one unrolled run — thresholds b_t and FISTA momenta μ_t — computed in one
-/// place so the generic layer loop and the dense fast path use bit-identical values.
-struct LayerSchedule {
+/// place so the generic layer loop and the dense fast path use bit-identical values. (Public so that an
+/// operator's own loop, `DictionaryOperator.unrolledLoop`, can receive it; its members are the module's.)
+public struct LayerSchedule {
     let layers: Int
     let fista: Bool
     let threshold: Threshold

@@ -131,9 +131,9 @@ public struct UnrolledEncoder: Equatable, Sendable {
     // MARK: the layer loop
 
     /// Encodes with flush-to-zero on (denormals in the layer loops cost a microcode assist each),
-    /// restoring the caller's setting afterwards. A dense dictionary takes the sparsity-aware fast path
-    /// (`DenseUnrolledEngine`) unless its `layerPolicy` says otherwise; every other operator runs the
-    /// generic layer loop over its `makeLayerKernel`.
+    /// restoring the caller's setting afterwards. A tied encoder runs the operator's own loop when it has
+    /// one (`unrolledLoop`: the dense dictionary's sparsity-aware fast path); every other case runs the
+    /// generic layer loop over the operator's `makeLayerKernel`.
     func run<Op: DictionaryOperator>(_ signals: Tensor, _ op: Op, analysis: Op? = nil, beta: Float, record: Bool) throws
         -> (codes: Tensor, trace: EncoderTrace?, alpha: Float, iterations: Int)
     {
@@ -150,50 +150,15 @@ public struct UnrolledEncoder: Equatable, Sendable {
             let schedule = LayerSchedule(layers: layers, fista: algorithm == .fista, threshold: threshold,
                                          base: lambda.values(atoms: op.atoms), beta: beta, alpha: alpha,
                                          scaledByStep: threshold.scalesWithStep && lambdaIsPenalty)
-            if analysis == nil, let dense = op as? DenseDictionary, dense.layerPolicy.fastPath {
-                return fastLoop(signals, dense, schedule: schedule, alpha: alpha, codeShape: codeShape, record: record)
+            if analysis == nil, let own = op.unrolledLoop(signals, encoder: self, schedule: schedule, alpha: alpha,
+                                                           codeShape: codeShape, record: record) {
+                return (own.codes, own.trace, alpha, own.iterations)
             }
             let kernel = analysis.map { GenericLayerKernel(operator: op, analysis: $0, signals: signals) }
                 ?? op.makeLayerKernel(signals: signals)
             return genericLoop(kernel, positions: op.positions(codeShape: codeShape), atoms: op.atoms,
                                schedule: schedule, alpha: alpha, codeShape: codeShape, record: record)
         }
-    }
-
-    /// Samples per chunk when encoding without a trace: the workspaces of one chunk (a few code
-    /// matrices of `chunk × p`) stay in the last-level cache across all the layers.
-    static func inferenceChunk(atoms p: Int) -> Int { max(256, (1 << 20) / max(1, p)) }
-
-    private func fastLoop(_ signals: Tensor, _ op: DenseDictionary, schedule: LayerSchedule, alpha: Float,
-                          codeShape: [Int], record: Bool) -> (codes: Tensor, trace: EncoderTrace?, alpha: Float, iterations: Int)
-    {
-        let batch = signals.rows, p = op.atoms
-        let chunk = max(1, op.layerPolicy.inferenceChunk ?? Self.inferenceChunk(atoms: p))
-        // Samples are independent, so inference (no trace, no batch-wide stopping rule) runs in chunks.
-        if !record && tolerance == nil && batch > chunk {
-            let engine = DenseUnrolledEngine(weights: op.weights, policy: op.layerPolicy, batch: chunk,
-                                             layers: layers, training: false)
-            var codes = Tensor(zeros: codeShape)
-            for start in stride(from: 0, to: batch, by: chunk) {
-                let end = min(batch, start + chunk)
-                let part = engine.forward(signals.rows(start..<end), schedule: schedule, alpha: alpha,
-                                          tolerance: nil, record: false)
-                codes.data.withUnsafeMutableBufferPointer { pc in
-                    part.codes.data.withUnsafeBufferPointer { pp in
-                        (pc.baseAddress! + start * p).update(from: pp.baseAddress!, count: pp.count)
-                    }
-                }
-            }
-            return (codes, nil, alpha, layers)
-        }
-        let engine = DenseUnrolledEngine(weights: op.weights, policy: op.layerPolicy, batch: batch,
-                                         layers: layers, training: record)
-        let r = engine.forward(signals, schedule: schedule, alpha: alpha, tolerance: tolerance, record: record)
-        let trace = r.history.map {
-            EncoderTrace(layers: r.layers, codeShape: codeShape, alpha: alpha, schedule: schedule, history: $0,
-                         backend: .dense(engine, signals: signals))
-        }
-        return (r.codes, trace, alpha, r.layers)
     }
 
     private func genericLoop(_ kernel: any UnrolledLayerKernel, positions: Int, atoms: Int, schedule: LayerSchedule,

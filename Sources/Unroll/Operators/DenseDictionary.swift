@@ -84,6 +84,43 @@ public struct DenseDictionary: DictionaryOperator, Equatable {
     public func makeLayerKernel(signals: Tensor) -> any UnrolledLayerKernel {
         GramLayerKernel(weights: weights, signals: signals)
     }
+
+    /// Samples per chunk when encoding without a trace: the workspaces of one chunk (a few code
+    /// matrices of `chunk × p`) stay in the last-level cache across all the layers.
+    static func inferenceChunk(atoms p: Int) -> Int { max(256, (1 << 20) / max(1, p)) }
+
+    /// The sparsity-aware fast path (`DenseUnrolledEngine`), unless `layerPolicy` turns it off.
+    public func unrolledLoop(_ signals: Tensor, encoder: UnrolledEncoder, schedule: LayerSchedule, alpha: Float,
+                             codeShape: [Int], record: Bool) -> (codes: Tensor, trace: EncoderTrace?, iterations: Int)? {
+        guard layerPolicy.fastPath else { return nil }
+        let (batch, p, layers) = (signals.rows, atoms, encoder.layers)
+        let chunk = max(1, layerPolicy.inferenceChunk ?? Self.inferenceChunk(atoms: p))
+        // Samples are independent, so inference (no trace, no batch-wide stopping rule) runs in chunks.
+        if !record && encoder.tolerance == nil && batch > chunk {
+            let engine = DenseUnrolledEngine(weights: weights, policy: layerPolicy, batch: chunk,
+                                             layers: layers, training: false)
+            var codes = Tensor(zeros: codeShape)
+            for start in stride(from: 0, to: batch, by: chunk) {
+                let end = min(batch, start + chunk)
+                let part = engine.forward(signals.rows(start..<end), schedule: schedule, alpha: alpha,
+                                          tolerance: nil, record: false)
+                codes.data.withUnsafeMutableBufferPointer { pc in
+                    part.codes.data.withUnsafeBufferPointer { pp in
+                        (pc.baseAddress! + start * p).update(from: pp.baseAddress!, count: pp.count)
+                    }
+                }
+            }
+            return (codes, nil, layers)
+        }
+        let engine = DenseUnrolledEngine(weights: weights, policy: layerPolicy, batch: batch,
+                                         layers: layers, training: record)
+        let r = engine.forward(signals, schedule: schedule, alpha: alpha, tolerance: encoder.tolerance, record: record)
+        let trace = r.history.map {
+            EncoderTrace(layers: r.layers, codeShape: codeShape, alpha: alpha, schedule: schedule, history: $0,
+                         backend: .dense(engine, signals: signals))
+        }
+        return (r.codes, trace, r.layers)
+    }
 }
 
 /// The dense dictionary's straightforward layer kernel in Gram form (the generic layer loop uses it when

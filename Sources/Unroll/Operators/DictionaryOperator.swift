@@ -47,6 +47,12 @@ public protocol DictionaryOperator: Sendable {
     /// Optional: the default is `GenericLayerKernel`, built from the members above.
     func makeLayerKernel(signals: Tensor) -> any UnrolledLayerKernel
 
+    /// All T layers of a tied encoder at once, when the operator has a loop faster than the generic
+    /// layer-by-layer one (dense: the sparsity-aware `DenseUnrolledEngine`). Optional: the default,
+    /// nil, runs the generic loop over `makeLayerKernel`.
+    func unrolledLoop(_ signals: Tensor, encoder: UnrolledEncoder, schedule: LayerSchedule, alpha: Float,
+                      codeShape: [Int], record: Bool) -> (codes: Tensor, trace: EncoderTrace?, iterations: Int)?
+
     /// The same weights set for signals of `signalShape` (batch first). Optional: an operator whose
     /// geometry depends on the signal size (a 2-D convolution is set for one image size) returns a
     /// resized copy; the default returns `self`, and `codeShape` reports a mismatch.
@@ -59,6 +65,9 @@ extension DictionaryOperator {
     }
 
     public func adapted(toSignalShape signalShape: [Int]) throws -> Self { self }
+
+    public func unrolledLoop(_ signals: Tensor, encoder: UnrolledEncoder, schedule: LayerSchedule, alpha: Float,
+                             codeShape: [Int], record: Bool) -> (codes: Tensor, trace: EncoderTrace?, iterations: Int)? { nil }
 
     /// Power iteration on DᵀD for a single code of shape `[1, …]` (`codeShape`), as a building block
     /// for `lipschitz(iterations:rng:)`. Returns the Rayleigh quotient ‖D u‖² of the final unit vector
