@@ -202,6 +202,19 @@ import UnrollIO
         let first = try CLITests.ok(train + ["--epochs", "1", "--reconstructions", "r.png"], in: work)
         #expect(first.stdout.contains("test MSE per pixel") && first.stdout.contains("non-zero"), "\(first.stdout)")
         #expect(FileManager.default.fileExists(atPath: work.appendingPathComponent("r.png").path))
+        // `unroll train --model vsc` is the same training into a folder, which info, encode and eval read.
+        try CLITests.ok(["train", "--model", "vsc", "--generator", "conv", "--data", folder.path, "--train-size", "64", "--test-size", "16",
+                         "--atoms", "8", "--batch", "32", "--samples", "2", "--epochs", "1", "--output", "run"], in: work)
+        let model = "run/model.safetensors"
+        #expect(try Data(contentsOf: work.appendingPathComponent(model)) == Data(contentsOf: work.appendingPathComponent("m.safetensors")))
+        #expect(try CLITests.ok(["info", model], in: work).stdout.contains("model: vsc-conv,"))
+        var rng = Random(seed: 8)
+        try Npy.write(Tensor.uniform([5, 784], rng: &rng), to: work.appendingPathComponent("x.npy").path)
+        try CLITests.ok(["encode", "--model", model, "--data", "x.npy", "--output", "z.npy"], in: work)
+        #expect(try Npy.read(work.appendingPathComponent("z.npy").path).tensor.shape == [5, 8])
+        let evaluated = try CLITests.ok(["eval", "--model", model, "--data", "x.npy", "--json"], in: work)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(evaluated.stdout.utf8)) as? [String: Any])
+        #expect(report["kind"] as? String == "vsc-conv" && (report["relative_error"] as? Double).map { $0 > 0 && $0.isFinite } == true)
         let resumed = try CLITests.ok(train + ["--epochs", "2", "--resume", "m.safetensors"], in: work)
         #expect(resumed.stdout.contains("wrote m.safetensors"))
         let eval = try CLITests.ok(["vsc", "eval", "--model", "m.safetensors", "--data", folder.path, "--test-size", "16"], in: work)
