@@ -4,7 +4,7 @@ import PackageDescription
 // Layers (data flows upward, nothing imports upward):
 //   UnrollCore (tensors, BLAS, kernels, RNG) → Unroll (operators, encoders, learning, models)
 //   → UnrollIO (files, the model file) ; Unroll → UnrollExperiments (the papers' experiments) ;
-//   UnrollBenchmarks ; unroll (CLI) on top of all.
+//   UnrollBenchmarks ; unroll (CLI) on top of all ; UnrollC (the C ABI, for Python) over Unroll and UnrollIO.
 
 let package = Package(
     name: "Unroll",
@@ -12,6 +12,8 @@ let package = Package(
     products: [
         .library(name: "Unroll", targets: ["Unroll", "UnrollCore", "UnrollIO"]),
         .executable(name: "unroll", targets: ["unroll"]),
+        // The C ABI (python/unroll/unroll.h) as a shared library, for the Python package.
+        .library(name: "UnrollC", type: .dynamic, targets: ["UnrollC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -34,6 +36,7 @@ let package = Package(
         .target(name: "Unroll", dependencies: ["UnrollCore"]),
         // The papers' experiments (their settings and published numbers): not part of the library product.
         .target(name: "UnrollExperiments", dependencies: ["Unroll", "UnrollCore"]),
+        .target(name: "UnrollC", dependencies: ["Unroll", "UnrollCore", "UnrollIO"]),
         .target(name: "UnrollBenchmarks", dependencies: ["Unroll", "UnrollCore", "UnrollIO"]),
         .executableTarget(
             name: "unroll",

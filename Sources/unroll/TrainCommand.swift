@@ -181,9 +181,7 @@ struct TrainingSetup {
             guard !overflow, size <= 1 << 28 else {
                 throw CLIError("--atoms \(p) with signals of m = \(m) makes a dictionary of \(overflow ? "more than 2⁶³" : String(size)) values; the limit is 2²⁸ (1 GiB of float32)")
             }
-            var rng = Random(seed: o.seed)
-            var initRng = rng.split()
-            initial = DenseDictionary(atoms: p, signalSize: m, rng: &initRng).weights
+            initial = DenseDictionary.random(atoms: p, signalSize: m, seed: o.seed).weights
         case let (file?, nil):
             let ref = ArrayReference(file)
             let (name, w, _) = try ArrayInput.load(ref, option: "--init", defaults: ["D_init", "W", "dictionary"])

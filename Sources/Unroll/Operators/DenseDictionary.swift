@@ -3,6 +3,14 @@ import UnrollCore
 /// A dense dictionary stored atoms-as-rows: `weights` W has shape `[p, m]` (p atoms of length m),
 /// decoding is X̂ = Z·W and the adjoint is R·Wᵀ. In the papers' notation D = Wᵀ (m × p).
 public struct DenseDictionary: DictionaryOperator, Equatable {
+    /// p random unit-norm Gaussian atoms of length m drawn from `seed` (`unroll train --atoms P --seed S`
+    /// and the Python estimators draw the same).
+    public static func random(atoms p: Int, signalSize m: Int, seed: UInt64) -> DenseDictionary {
+        var rng = Random(seed: seed)
+        var initRng = rng.split()
+        return DenseDictionary(atoms: p, signalSize: m, rng: &initRng)
+    }
+
     /// W, `[p, m]`. Assigning a tensor of another shape is a programming error (traps).
     public var weights: Tensor {
         didSet {

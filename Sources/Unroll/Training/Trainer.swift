@@ -186,6 +186,14 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
         }
     }
 
+    /// The same model, optimizers and step, drawing its batches from `stream` from now on (online
+    /// learning: each call of scikit-learn's `partial_fit` brings new data).
+    public func continuing(on stream: Stream) -> Trainer {
+        var t = self
+        t.stream = stream
+        return t
+    }
+
     // MARK: checkpoints
 
     /// The optimizer's key prefix: `optimizer.` for a model with one parameter, else `optimizer.<name>.`.

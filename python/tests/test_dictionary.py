@@ -1,0 +1,144 @@
+"""The Python package against independent references: scikit-learn's estimator checks, the CLI on
+the same problem (0 ulp), NumPy for the codes' reconstruction, pickling, dtypes and errors."""
+
+import json
+import pickle
+import struct
+import subprocess
+
+import numpy as np
+import pytest
+
+import unroll
+from unroll import UnrolledDictionaryLearning, sparse_encode
+from unroll._library import f32
+
+from conftest import unroll_binary
+
+
+def problem(n=60, m=16, p=20, s=3, seed=0):
+    rng = np.random.default_rng(seed)
+    d = rng.standard_normal((p, m)).astype(np.float32)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    z = np.zeros((n, p), dtype=np.float32)
+    for i in range(n):
+        z[i, rng.choice(p, s, replace=False)] = rng.standard_normal(s)
+    return (z @ d).astype(np.float32)
+
+
+def read_safetensors(path):
+    """Tensors of a safetensors file, read with NumPy from the format's definition."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    out = {}
+    for name, v in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        out[name] = np.frombuffer(blob[8 + n + a:8 + n + b], dtype=np.float32).reshape(v["shape"])
+    return out, header.get("__metadata__", {})
+
+
+def run_cli(*args, cwd):
+    r = subprocess.run([unroll_binary(), *args], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+SMALL = dict(n_components=6, n_layers=20, lam=0.1, step=0.2, learning_rate=1e-2, batch_size=10, max_iter=3, random_state=5)
+
+
+def test_the_cli_and_python_learn_the_same_model_to_0_ulp(tmp_path):
+    X = problem()
+    np.save(tmp_path / "x.npy", X)
+    run_cli("train", "--data", "x.npy", "--atoms", "6", "--layers", "20", "--lambda", "0.1", "--step", "0.2", "--lr", "1e-2",
+            "--batch", "10", "--epochs", "3", "--seed", "5", "--output", "run", "--threads", "1", cwd=tmp_path)
+    cli, meta = read_safetensors(tmp_path / "run" / "model.safetensors")
+    est = UnrolledDictionaryLearning(**SMALL).fit(X)
+    assert est.components_.dtype == np.float32
+    assert np.array_equal(est.components_, cli["dictionary"])          # bit for bit
+    assert est.n_iter_ == 3 and est.n_steps_ == 18 and len(est.loss_curve_) == 18
+    # The codes: `unroll encode` of the CLI's model equals transform, and load() reads that model.
+    run_cli("encode", "--model", "run/model.safetensors", "--data", "x.npy", "--output", "z.npy", "--threads", "1", cwd=tmp_path)
+    z_cli = np.load(tmp_path / "z.npy")
+    assert np.array_equal(est.transform(X), z_cli)
+    assert np.array_equal(unroll.load(tmp_path / "run" / "model.safetensors").transform(X), z_cli)
+    # The model Python saves is one the CLI reads, with the same dictionary.
+    est.save(tmp_path / "py.safetensors")
+    info = run_cli("info", "py.safetensors", cwd=tmp_path)
+    assert "model: dense," in info.stdout
+    assert np.array_equal(read_safetensors(tmp_path / "py.safetensors")[0]["dictionary"], cli["dictionary"])
+
+
+def test_codes_reconstruct_and_inverse_transform_is_the_product():
+    X = problem(seed=1)
+    est = UnrolledDictionaryLearning(n_components=20, n_layers=50, lam=0.05, learning_rate=1e-2, batch_size=20,
+                                     max_iter=30, random_state=0).fit(X)
+    z = est.transform(X)
+    assert z.shape == (60, 20)
+    np.testing.assert_allclose(est.inverse_transform(z), z @ est.components_, rtol=1e-5, atol=1e-6)
+    error = np.linalg.norm(X - z @ est.components_) / np.linalg.norm(X)
+    assert error < 0.5, error
+    assert est.loss_curve_[-1] < est.loss_curve_[0]
+    assert np.allclose(np.linalg.norm(est.components_, axis=1), 1, atol=1e-5)
+
+
+def test_sparse_encode_is_the_encoder_of_a_fitted_model():
+    X = problem(seed=2)
+    est = UnrolledDictionaryLearning(**SMALL).fit(X)
+    z = sparse_encode(X, est.components_, n_layers=20, lam=0.1, step=0.2)
+    assert np.array_equal(z, est.transform(X))
+    assert np.array_equal(sparse_encode(X.astype(np.float64), est.components_, n_layers=20, lam=0.1, step=0.2), z.astype(np.float64))
+
+
+def test_dtypes_are_preserved_and_float32_input_is_not_copied():
+    X = problem()
+    est = UnrolledDictionaryLearning(**SMALL).fit(X.astype(np.float64))
+    assert est.components_.dtype == np.float64 and est.transform(X.astype(np.float64)).dtype == np.float64
+    assert est.transform(X).dtype == np.float32
+    # A C-contiguous float32 array reaches the library as it is (its own buffer).
+    view, pointer = f32(X)
+    assert view is X and pointer.contents is not None
+    assert np.shares_memory(view, X)
+
+
+def test_pickle_and_partial_fit():
+    X = problem()
+    est = UnrolledDictionaryLearning(**SMALL).fit(X)
+    again = pickle.loads(pickle.dumps(est))
+    assert np.array_equal(again.transform(X), est.transform(X))
+    online = UnrolledDictionaryLearning(**SMALL)
+    for k in range(4):
+        online.partial_fit(X[(k % 2) * 30:(k % 2 + 1) * 30])
+    assert online.n_iter_ == 4 and online.n_steps_ == 12 and len(online.loss_curve_) == 12
+    assert np.mean(online.loss_curve_[-3:]) < np.mean(online.loss_curve_[:3])
+    with pytest.raises(ValueError):
+        online.partial_fit(X[:, :5])
+
+
+def test_bad_input_is_a_clear_error():
+    X = problem()
+    with pytest.raises(ValueError, match="NaN"):
+        UnrolledDictionaryLearning(**SMALL).fit(np.where(X > 1, np.nan, X))
+    with pytest.raises(ValueError, match="lam must be ≥ 0"):
+        UnrolledDictionaryLearning(lam=-1).fit(X)
+    with pytest.raises(ValueError, match="gradient must be one of"):
+        UnrolledDictionaryLearning(gradient="adam").fit(X)
+    with pytest.raises(ValueError, match="n_layers must be an integer"):
+        UnrolledDictionaryLearning(n_layers=0).fit(X)
+    est = UnrolledDictionaryLearning(**SMALL).fit(X)
+    with pytest.raises(ValueError, match="features"):
+        est.transform(X[:, :4])
+    with pytest.raises(unroll.UnrollError, match="no such file"):
+        unroll.load("/nonexistent/model.safetensors")
+
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+
+@parametrize_with_checks([UnrolledDictionaryLearning(n_components=3, n_layers=10, max_iter=3, random_state=0)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)

@@ -1,0 +1,143 @@
+"""Loads libUnrollC (the Swift library's C ABI, declared in unroll.h) with ctypes."""
+
+import ctypes
+import os
+from pathlib import Path
+
+import numpy as np
+
+_NAMES = ("libUnrollC.so", "libUnrollC.dylib")
+
+
+def _candidates():
+    if os.environ.get("UNROLL_LIBRARY"):
+        yield Path(os.environ["UNROLL_LIBRARY"])
+    here = Path(__file__).resolve().parent
+    for name in _NAMES:
+        yield here / name                                     # installed: beside this file
+        yield here.parent.parent / ".build" / "release" / name  # a checkout: python/unroll → .build
+
+
+def _load():
+    tried = []
+    for path in _candidates():
+        tried.append(str(path))
+        if path.exists():
+            return ctypes.CDLL(str(path))
+    raise ImportError(
+        "unroll: the Swift library libUnrollC was not found (looked at "
+        + ", ".join(tried)
+        + "); install with `pip install ./python`, or build it with "
+        "`swift build -c release --product UnrollC` and set UNROLL_LIBRARY"
+    )
+
+
+lib = _load()
+
+_p = ctypes.c_void_p
+_f32 = ctypes.POINTER(ctypes.c_float)
+_f64 = ctypes.POINTER(ctypes.c_double)
+_i64 = ctypes.c_int64
+_pi64 = ctypes.POINTER(ctypes.c_int64)
+
+for name, args, res in [
+    ("unroll_version", [], ctypes.c_char_p),
+    ("unroll_last_error", [], ctypes.c_char_p),
+    ("unroll_dense_create", [ctypes.c_char_p, ctypes.POINTER(_p)], ctypes.c_int),
+    ("unroll_load", [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(_p)], ctypes.c_int),
+    ("unroll_free", [_p], None),
+    ("unroll_fit", [_p, _f32, _i64, _i64, ctypes.c_int32], ctypes.c_int),
+    ("unroll_transform", [_p, _f32, _i64, _i64, _f32], ctypes.c_int),
+    ("unroll_inverse_transform", [_p, _f32, _i64, _i64, _f32], ctypes.c_int),
+    ("unroll_shape", [_p, _pi64, _pi64], ctypes.c_int),
+    ("unroll_dictionary", [_p, _f32], ctypes.c_int),
+    ("unroll_set_dictionary", [_p, _f32, _i64, _i64], ctypes.c_int),
+    ("unroll_progress", [_p, _pi64, _pi64, _pi64], ctypes.c_int),
+    ("unroll_losses", [_p, _f64], ctypes.c_int),
+    ("unroll_save", [_p, ctypes.c_char_p], ctypes.c_int),
+]:
+    fn = getattr(lib, name)
+    fn.argtypes = args
+    fn.restype = res
+
+
+class UnrollError(ValueError):
+    """A failure reported by the Swift library (bad settings, shapes, values or files)."""
+
+
+def check(status):
+    if status != 0:
+        raise UnrollError(lib.unroll_last_error().decode("utf-8", "replace"))
+
+
+def f32(a):
+    """A float32 C-ordered view of `a` (no copy when it already is one) and its data pointer."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    return a, a.ctypes.data_as(_f32)
+
+
+class Model:
+    """Owns one model handle of the library."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    @classmethod
+    def create(cls, settings_json):
+        h = _p()
+        check(lib.unroll_dense_create(settings_json.encode(), ctypes.byref(h)))
+        return cls(h)
+
+    @classmethod
+    def load(cls, path, settings_json=None):
+        h = _p()
+        check(lib.unroll_load(os.fsencode(path), None if settings_json is None else settings_json.encode(), ctypes.byref(h)))
+        return cls(h)
+
+    def __del__(self):
+        if getattr(self, "handle", None):
+            lib.unroll_free(self.handle)
+            self.handle = None
+
+    def fit(self, x, partial=False):
+        x, px = f32(x)
+        check(lib.unroll_fit(self.handle, px, x.shape[0], x.shape[1], int(partial)))
+
+    def shape(self):
+        p, m = _i64(), _i64()
+        check(lib.unroll_shape(self.handle, ctypes.byref(p), ctypes.byref(m)))
+        return p.value, m.value
+
+    def transform(self, x):
+        x, px = f32(x)
+        p, _ = self.shape()
+        codes = np.empty((x.shape[0], p), dtype=np.float32)
+        check(lib.unroll_transform(self.handle, px, x.shape[0], x.shape[1], codes.ctypes.data_as(_f32)))
+        return codes
+
+    def inverse_transform(self, codes):
+        codes, pc = f32(codes)
+        _, m = self.shape()
+        x = np.empty((codes.shape[0], m), dtype=np.float32)
+        check(lib.unroll_inverse_transform(self.handle, pc, codes.shape[0], codes.shape[1], x.ctypes.data_as(_f32)))
+        return x
+
+    def dictionary(self):
+        p, m = self.shape()
+        d = np.empty((p, m), dtype=np.float32)
+        check(lib.unroll_dictionary(self.handle, d.ctypes.data_as(_f32)))
+        return d
+
+    def set_dictionary(self, d):
+        d, pd = f32(d)
+        check(lib.unroll_set_dictionary(self.handle, pd, d.shape[0], d.shape[1]))
+
+    def progress(self):
+        steps, epochs, n = _i64(), _i64(), _i64()
+        check(lib.unroll_progress(self.handle, ctypes.byref(steps), ctypes.byref(epochs), ctypes.byref(n)))
+        losses = np.empty(n.value, dtype=np.float64)
+        check(lib.unroll_losses(self.handle, losses.ctypes.data_as(_f64)))
+        return steps.value, epochs.value, losses
+
+    def save(self, path):
+        check(lib.unroll_save(self.handle, os.fsencode(path)))

@@ -1,0 +1,37 @@
+/* The C ABI of the Unroll library (libUnrollC): dense unrolled dictionary learning (PUDLE).
+ *
+ * Every function that can fail returns 0 on success and -1 on failure and never aborts on bad
+ * input; unroll_last_error() then gives the calling thread's message. Arrays are float32 in C order,
+ * samples as rows; the caller owns every buffer (outputs are written into buffers it allocated with
+ * the sizes the shape functions report). Settings are a JSON object with scikit-learn's parameter
+ * names: n_components, n_layers, lam, gradient ("ae-ls" | "ae-lasso" | "dec"), threshold ("soft" |
+ * "hard" | "nonneg"), lambda_decay ({"decrement": d, "every": n} or null), encoder ("ista" |
+ * "fista"), step (α, or null for 1/L), batch_size (null: all), max_iter (epochs), learning_rate,
+ * random_state, n_jobs.
+ */
+#ifndef UNROLL_H
+#define UNROLL_H
+#include <stdint.h>
+
+typedef struct unroll_model unroll_model;
+
+const char *unroll_version(void);
+const char *unroll_last_error(void);
+
+int unroll_dense_create(const char *settings_json, unroll_model **out);
+int unroll_load(const char *path, const char *settings_json /* may be NULL */, unroll_model **out);
+void unroll_free(unroll_model *model);
+
+/* partial = 0: fit afresh for max_iter epochs; 1: one more epoch over x, continuing the optimizer. */
+int unroll_fit(unroll_model *model, const float *x, int64_t n, int64_t m, int32_t partial);
+int unroll_transform(unroll_model *model, const float *x, int64_t n, int64_t m, float *codes /* [n, p] */);
+int unroll_inverse_transform(unroll_model *model, const float *codes, int64_t n, int64_t p, float *x /* [n, m] */);
+
+int unroll_shape(unroll_model *model, int64_t *p, int64_t *m);
+int unroll_dictionary(unroll_model *model, float *out /* [p, m], atoms as rows */);
+int unroll_set_dictionary(unroll_model *model, const float *dictionary, int64_t p, int64_t m);
+int unroll_progress(unroll_model *model, int64_t *steps, int64_t *epochs, int64_t *losses);
+int unroll_losses(unroll_model *model, double *out);
+int unroll_save(unroll_model *model, const char *path);
+
+#endif
