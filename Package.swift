@@ -6,6 +6,10 @@ import PackageDescription
 //   → UnrollIO (files, the model file) ; Unroll → UnrollExperiments (the papers' experiments) ;
 //   UnrollBenchmarks ; unroll (CLI) on top of all ; UnrollC (the C ABI, for Python) over Unroll and UnrollIO.
 
+// UNROLL_MPI=1 swift build … adds data-parallel training over Open MPI (pkg-config ompi-c;
+// Debian: libopenmpi-dev): the targets CMPI and UnrollMPI, linked into `unroll`. docs/distributed.md.
+let mpi = Context.environment["UNROLL_MPI"] == "1"
+
 let package = Package(
     name: "Unroll",
     platforms: [.macOS(.v13)],
@@ -43,7 +47,7 @@ let package = Package(
             dependencies: [
                 "Unroll", "UnrollCore", "UnrollIO", "UnrollExperiments", "UnrollBenchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
+            ] + (mpi ? ["UnrollMPI"] : []),
             // The demo's denoising model and image.
             resources: [.copy("Resources")]),
         .testTarget(name: "UnrollCoreTests", dependencies: ["UnrollCore"]),
@@ -52,3 +56,10 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+if mpi {
+    package.targets += [
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "UnrollMPI", dependencies: ["Unroll", "UnrollCore", "CMPI"]),
+    ]
+}

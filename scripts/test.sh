@@ -8,3 +8,5 @@ swift build -c release --build-tests
 swift test -c release --skip-build "$@"
 # The Python package, over the library just built (python/tests/conftest.py finds it).
 python3 -m pytest python/tests -q
+# Data-parallel training over Open MPI (installs it; builds the MPI variant into .build-mpi).
+scripts/check-mpi.sh

@@ -136,6 +136,7 @@ struct Conv2DTraining {
                                    try save(t, encoder: encoder, sigma: sigma)
                                    try writeCurve(history.plot(title: "unroll train conv2d (\(mode.paperName))", series: ["loss", "rec", "l1"]), in: o.output)
                                })
+        guard run.job.isRoot else { return }
         var summary = "\(mode.paperName) conv2d: step \(trainer.step)"
         if let r = last { summary += String(format: ", rec %.4g, code density %.3f", r.reconstruction, r.density) }
         if let ev = try evaluate(trainer.dictionary) {
@@ -144,6 +145,7 @@ struct Conv2DTraining {
         }
         summary += String(format: ", %.1f s; wrote %@/model.safetensors, checkpoint.safetensors, atoms.png, curve.png, log.csv",
                           secondsSince(clock), o.output)
+        summary += run.job.summary(seconds: secondsSince(clock))
         print(summary)
     }
 

@@ -122,11 +122,18 @@ struct Train: ParsableCommand {
     func run() throws {
         lineBufferedOutput()
         try TrainOptionScope.check(GivenOptions.current(), model: model, family: conv.family)
-        try threading.run {
-            if model == .conv1d { return try spikesTraining().execute() }
-            if model == .conv2d { return try Conv2DTraining(o: self).run() }
-            if model == .vsc { return try vscTraining() }
-            try TrainingSetup(self).train()
+        let job = try Distributed.current()
+        try job.run {
+            if job.size > 1 && !(model == .dense || (model == .conv2d && conv.family == .pudle)) {
+                throw CLIError("--model \(model.rawValue)\(model == .conv2d ? " --family crsae" : "") does not train data-parallel yet "
+                    + "(dense and conv2d --family pudle do); run it as one process (docs/distributed.md)")
+            }
+            try threading.run {
+                if model == .conv1d { return try spikesTraining().execute() }
+                if model == .conv2d { return try Conv2DTraining(o: self).run() }
+                if model == .vsc { return try vscTraining() }
+                try TrainingSetup(self).train()
+            }
         }
     }
 }
@@ -355,6 +362,7 @@ struct TrainingSetup {
         }
         if let c = last?.codeError { summary += ", code error \(fmt(c))" }
         summary += String(format: ", %.1f s", secondsSince(clock)) + "; wrote \(run.modelPath)"
-        print(summary)
+        summary += run.job.summary(seconds: secondsSince(clock))
+        if run.job.isRoot { print(summary) }
     }
 }

@@ -11,8 +11,10 @@ struct TrainingRun {
     let output: String
     let resume: Bool
     let checkpointEvery: Int
-    /// One run per folder at a time.
-    let lock: RunLock
+    /// This process's place in a data-parallel job; rank 0 alone writes the folder.
+    let job: Distributed
+    /// One run per folder at a time (held by rank 0).
+    let lock: RunLock?
     var modelPath: String { output + "/model.safetensors" }
     var checkpointPath: String { output + "/checkpoint.safetensors" }
     var logPath: String { output + "/log.csv" }
@@ -25,8 +27,13 @@ struct TrainingRun {
         self.output = output
         self.resume = resume
         self.checkpointEvery = checkpointEvery
-        try inContext("--output") { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
-        lock = try inContext("--output") { try RunLock(folder: output) }
+        job = try Distributed.current()
+        if job.isRoot {
+            try inContext("--output") { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
+            lock = try inContext("--output") { try RunLock(folder: output) }
+        } else {
+            lock = nil
+        }
     }
 
     /// Trains to `steps` steps in total. `columns` and `fields` are the model's log columns after
@@ -42,7 +49,9 @@ struct TrainingRun {
                    save: (Trainer<M, S>, RunHistory) throws -> Void) throws -> Trainer<M, S>.Report? {
         let allColumns = ["step"] + columns + (evaluate == nil ? [] : ["test_psnr"]) + ["seconds"]
         var history = RunHistory(columns: allColumns)
-        let log: CSVLog
+        trainer.reducer = job.reducer
+        let root = job.isRoot
+        var log: CSVLog?
         if resume {
             let checkpoint = try CheckpointFile.read(checkpointPath)
             for (key, value) in settings.sorted(by: { $0.key < $1.key }) where checkpoint.metadata[key] != value {
@@ -50,15 +59,19 @@ struct TrainingRun {
                     + "but this command line gives \(value); resume with the settings of the original run")
             }
             try inContext("--resume \(checkpointPath)") { try trainer.restore(checkpoint) }
-            log = try inContext("--resume") { try CSVLog(resuming: logPath, columns: allColumns, upToStep: trainer.step) }
-            for row in log.resumedRows { history.append(row.map { Double($0) ?? .nan }) }
-        } else {
+            if root {
+                let resumed = try inContext("--resume") { try CSVLog(resuming: logPath, columns: allColumns, upToStep: trainer.step) }
+                for row in resumed.resumedRows { history.append(row.map { Double($0) ?? .nan }) }
+                log = resumed
+            }
+        } else if root {
             log = try inContext("--output") { try CSVLog(path: logPath, columns: allColumns) }
         }
         func writeCheckpoint() throws {
+            guard root else { return }
             try inContext("writing the checkpoint") { try CheckpointFile.write(trainer.checkpoint(), extra: settings, to: checkpointPath) }
         }
-        let progress = ProgressBar(total: steps, label: label)
+        let progress = ProgressBar(total: steps, label: label, enabled: root && isatty(STDERR_FILENO) != 0)
         let clock = ContinuousClock.now
         let secondsBefore = history.values("seconds").last ?? 0
         var last: Trainer<M, S>.Report?
@@ -68,7 +81,7 @@ struct TrainingRun {
                 r = try trainer.trainStep()
             } catch let UnrollError.diverged(step, reason) {
                 progress.finish()
-                try save(trainer, history)
+                if root { try save(trainer, history) }
                 try writeCheckpoint()
                 throw CLIError("training diverged at step \(step): \(reason); the last good state (step \(trainer.step)) is saved in \(modelPath) and \(checkpointPath)")
             }
@@ -76,20 +89,23 @@ struct TrainingRun {
             var row = [String(r.step)] + fields(r)
             if let evaluate {
                 var psnr = Double.nan
-                if let e = evaluateEvery, r.step % e == 0, r.step < steps, let p = try evaluate(trainer) { psnr = p }
+                if root, let e = evaluateEvery, r.step % e == 0, r.step < steps, let p = try evaluate(trainer) { psnr = p }
                 row.append(CSV.format(psnr))
             }
             row.append(String(format: "%.3f", secondsBefore + secondsSince(clock)))
-            try log.append(fields: row)
+            try log?.append(fields: row)
             history.append(row.map { Double($0) ?? .nan })
             progress.update(r.step, detail: detail(r))
             if r.step % checkpointEvery == 0 {
-                try save(trainer, history)   // a killed run leaves a usable model of its last checkpoint
+                if root { try save(trainer, history) }   // a killed run leaves a usable model of its last checkpoint
                 try writeCheckpoint()
             }
         }
         progress.finish()
-        try save(trainer, history)
+        if job.size > 1, !(try trainer.reducer.agree(on: trainer.model.parameters)) {
+            throw CLIError("the ranks ended with different weights (a rank's arithmetic differs); the model is not written")
+        }
+        if root { try save(trainer, history) }
         try writeCheckpoint()
         return last
     }

@@ -92,7 +92,10 @@ public struct CRsAE2DConfig: Equatable, Sendable {
 public struct CRsAE2DRecord: StepEvaluation {
     /// ½Σ‖target − x̂‖²/B before the update (the loss).
     public var reconstruction: Double
-    public var loss: Double { reconstruction }
+    public var loss: Double {
+        get { reconstruction }
+        set { reconstruction = newValue }
+    }
     /// Fraction of non-zero codes.
     public var density: Double
     /// Mean threshold b_c after the step.

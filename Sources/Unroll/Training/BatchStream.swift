@@ -13,6 +13,17 @@ public protocol BatchStream: Sendable {
     var epoch: Int { get }
     func exportState(into checkpoint: inout TrainerCheckpoint)
     mutating func restoreState(_ checkpoint: TrainerCheckpoint) throws
+    /// The examples in a batch.
+    static func examples(in batch: Batch) -> Int
+    /// Worker `worker`'s share of a global batch (examples worker·b/N ..< (worker+1)·b/N of b).
+    static func shard(_ batch: Batch, worker: Int, of workers: Int) -> Batch
+}
+
+extension BatchStream {
+    /// The examples of worker `worker` of `workers` in a batch of `count`.
+    public static func shareRange(_ count: Int, worker: Int, of workers: Int) -> Range<Int> {
+        (worker * count / workers)..<((worker + 1) * count / workers)
+    }
 }
 
 /// Rows of a data matrix in mini-batches, the order shuffled afresh each epoch from `seed` (or kept).
@@ -87,6 +98,13 @@ public struct RowBatches: BatchStream {
         shared = true
     }
 
+    public static func examples(in batch: Batch) -> Int { batch.rows.rows }
+
+    public static func shard(_ batch: Batch, worker: Int, of workers: Int) -> Batch {
+        let r = shareRange(batch.rows.rows, worker: worker, of: workers)
+        return Batch(rows: batch.rows.rows(r), indices: Array(batch.indices[r]), epoch: batch.epoch, generator: batch.generator)
+    }
+
     public func exportState(into c: inout TrainerCheckpoint) {
         c.metadata["trainer.epoch"] = String(epoch)
         c.metadata["trainer.position"] = String(position)
@@ -138,6 +156,13 @@ public struct CropBatches: BatchStream {
     }
 
     public mutating func next() -> Batch { sampler.next(batch: batchSize, rng: &rng) }
+
+    public static func examples(in batch: Batch) -> Int { batch.noisy.rows }
+
+    public static func shard(_ batch: Batch, worker: Int, of workers: Int) -> Batch {
+        let r = shareRange(batch.noisy.rows, worker: worker, of: workers)
+        return (batch.noisy.rows(r), batch.clean.rows(r))
+    }
 
     public func exportState(into c: inout TrainerCheckpoint) {
         c.setGenerator(rng, "trainer.rng")

@@ -34,7 +34,9 @@ extension Trainable {
 
 /// The part of a step's result the trainer reads.
 public protocol StepEvaluation: Sendable {
-    var loss: Double { get }
+    /// The batch's loss (with several workers, replaced by the mean over the global batch; the other
+    /// measures of a record stay this worker's share's).
+    var loss: Double { get set }
     /// One per parameter, in `parameters` order; the reducer may replace them (averaged across workers).
     var gradients: [Tensor] { get set }
     /// The batch's generator after the model's own draws, for a stream that shares it (VSC samples
@@ -47,15 +49,38 @@ extension StepEvaluation {
 }
 
 /// Where a batch's gradient is combined across workers before the update: the identity in one
-/// process; the multi-machine issue plugs an `MPI_Allreduce` in here. Every worker must call it once
-/// per step, in step order.
+/// process; `MPIReducer` (target UnrollMPI) sums over the ranks with one `MPI_Allreduce`. With more
+/// than one worker, each evaluates its share of every global batch (`BatchStream.shard`) and every
+/// worker applies the same reduced update. Every worker must call it once per step, in step order.
 public protocol GradientReducer: Sendable {
-    /// Replaces `gradients` and `loss` by their mean over the workers.
-    func reduce(_ gradients: inout [Tensor], loss: inout Double) throws
+    /// This worker's index in 0..<workers.
+    var rank: Int { get }
+    var workers: Int { get }
+    /// Replaces `gradients` and `loss`, this worker's means over its `examples`, by the means over
+    /// the examples of every worker.
+    func reduce(_ gradients: inout [Tensor], loss: inout Double, examples: Int) throws
+    /// Whether every worker holds exactly these tensors (compared by a 64-bit hash of their bits).
+    func agree(on tensors: [Tensor]) throws -> Bool
+}
+
+extension Tensor {
+    /// FNV-1a over the values' bits (for checking that workers hold the same weights).
+    public static func bitHash(_ tensors: [Tensor]) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for t in tensors {
+            for v in t.data {
+                h = (h ^ UInt64(v.bitPattern)) &* 0x0000_0100_0000_01b3
+            }
+        }
+        return h
+    }
 }
 
 /// One process: nothing to combine.
 public struct LocalReducer: GradientReducer {
     public init() {}
-    public func reduce(_ gradients: inout [Tensor], loss: inout Double) throws {}
+    public var rank: Int { 0 }
+    public var workers: Int { 1 }
+    public func reduce(_ gradients: inout [Tensor], loss: inout Double, examples: Int) throws {}
+    public func agree(on tensors: [Tensor]) throws -> Bool { true }
 }

@@ -126,10 +126,18 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
         let names = model.parameterNames
         var nextStream = stream
         let batchEpoch = stream.epoch
-        let batch = nextStream.next()
+        var batch = nextStream.next()
+        if reducer.workers > 1 {
+            let global = Stream.examples(in: batch)
+            guard global >= reducer.workers else {
+                throw UnrollError.invalidArgument("a batch of \(global) examples cannot be shared by \(reducer.workers) workers; use a batch ≥ \(reducer.workers)")
+            }
+            batch = Stream.shard(batch, worker: reducer.rank, of: reducer.workers)
+        }
         var evaluation = try FlushDenormals.with(true) { try model.evaluate(batch, step: thisStep) }
         var loss = evaluation.loss
-        try reducer.reduce(&evaluation.gradients, loss: &loss)
+        try reducer.reduce(&evaluation.gradients, loss: &loss, examples: Stream.examples(in: batch))
+        evaluation.loss = loss
         guard loss.isFinite else { throw UnrollError.diverged(step: thisStep, reason: "the loss is \(loss)") }
         for (g, name) in zip(evaluation.gradients, names) where g.hasNonFinite {
             throw UnrollError.diverged(step: thisStep, reason: "the gradient of the \(name) contains NaN or Inf")
