@@ -73,7 +73,20 @@ long=(train --data data.npz --init data.npz --layers 30 --step 0.2 --lambda 0.1 
 run2 "$mpi_unroll" "${long[@]}" --output killed >/dev/null 2>job.err &
 launcher=$!
 while [ ! -f killed/checkpoint.safetensors ]; do sleep 0.01; done
-victim=$(pgrep -f ".build-mpi/release/unroll train" | tail -1)
+victim=$(python3 - "$mpi_unroll" <<'PY'
+import os, sys
+ranks = []   # the unroll processes mpirun started (not mpirun itself)
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+    except OSError:
+        continue
+    if argv[0].decode(errors="replace") == sys.argv[1] and b"train" in argv:
+        ranks.append(int(pid))
+print(max(ranks) if ranks else "")
+PY
+)
+[ -n "$victim" ] || { echo "check-mpi: no rank to kill was found" >&2; exit 1; }
 kill -9 "$victim"
 start=$SECONDS
 wait "$launcher" && { echo "check-mpi: the job survived a killed rank" >&2; exit 1; }
