@@ -26,6 +26,8 @@ class BuildWithSwift(build_py):
         target = Path(self.build_lib) / "unroll"
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(library, target / Path(library).name)
+        # The shipped denoising model (ConvolutionalDenoiser.pretrained()).
+        shutil.copy2(ROOT / "Sources" / "unroll" / "Resources" / "denoise-model.safetensors", target)
 
 
 class BinaryDistribution(Distribution):

@@ -11,17 +11,23 @@ import UnrollIO
 // samples as rows; the caller owns every buffer, and outputs are written into buffers it allocated
 // with the sizes the shape functions report.
 
+/// A model behind a handle: its kind's state (`DenseHandle`, `ConvHandle`) and its threads.
+class Handle {
+    let threads: Int
+    /// The loss of every training step since the last full fit.
+    var losses: [Double] = []
+    init(threads: Int) { self.threads = threads }
+    var kind: StaticString { "unknown" }
+}
+
 /// A dense unrolled dictionary model (PUDLE) with its training state.
-final class DenseHandle {
+final class DenseHandle: Handle {
     let config: TrainerConfig
     let atoms: Int?
     let epochs: Int
-    let threads: Int
     var trainer: DictionaryTrainer<DenseDictionary>?
     /// The model to encode with (after fit, load or set_dictionary).
     var model: UnrolledAutoencoder<DenseDictionary>?
-    /// The loss of every training step so far.
-    var losses: [Double] = []
     var epochsDone = 0
     var fits = 0
 
@@ -29,8 +35,24 @@ final class DenseHandle {
         self.config = config
         self.atoms = atoms
         self.epochs = epochs
-        self.threads = threads
+        super.init(threads: threads)
     }
+    override var kind: StaticString { "dense" }
+}
+
+/// A 2-D convolutional denoising model (PUDLE's CAE, or a loaded CRsAE model) with its training state.
+final class ConvHandle: Handle {
+    let config: DenoisingConfig
+    let filters: Int, kernel: Int, stride: Int, steps: Int
+    var trainer: DenoisingTrainer?
+    var model: UnrolledAutoencoder<Convolution2DDictionary>?
+
+    init(config: DenoisingConfig, filters: Int, kernel: Int, stride: Int, steps: Int, threads: Int) {
+        self.config = config
+        (self.filters, self.kernel, self.stride, self.steps) = (filters, kernel, stride, steps)
+        super.init(threads: threads)
+    }
+    override var kind: StaticString { "conv2d" }
 }
 
 private final class ErrorBox: @unchecked Sendable {
@@ -70,12 +92,25 @@ struct APIError: Error {
     init(_ message: String) { self.message = message }
 }
 
-private func handle(_ pointer: OpaquePointer?) throws -> DenseHandle {
+private func anyHandle(_ pointer: OpaquePointer?) throws -> Handle {
     guard let pointer else { throw APIError("the model handle is NULL") }
-    return Unmanaged<DenseHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
+    return Unmanaged<Handle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
 }
 
-private func retained(_ h: DenseHandle) -> OpaquePointer {
+/// The handle as a dense model (the functions of dense dictionaries).
+private func handle(_ pointer: OpaquePointer?) throws -> DenseHandle {
+    let h = try anyHandle(pointer)
+    guard let dense = h as? DenseHandle else { throw APIError("this function takes a dense model; the handle holds a \(h.kind) model") }
+    return dense
+}
+
+private func convHandle(_ pointer: OpaquePointer?) throws -> ConvHandle {
+    let h = try anyHandle(pointer)
+    guard let conv = h as? ConvHandle else { throw APIError("this function takes a conv2d model; the handle holds a \(h.kind) model") }
+    return conv
+}
+
+private func retained(_ h: Handle) -> OpaquePointer {
     OpaquePointer(Unmanaged.passRetained(h).toOpaque())
 }
 
@@ -95,53 +130,82 @@ private func write(_ t: Tensor, to out: UnsafeMutablePointer<Float>?, _ what: St
 
 // MARK: settings
 
-/// The estimator's settings (JSON object; scikit-learn's parameter names).
-private func denseSettings(_ json: String) throws -> DenseHandle {
-    guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)), let s = object as? [String: Any] else {
-        throw APIError("settings must be a JSON object, got \(json.prefix(80))")
+/// A settings object (JSON, scikit-learn's parameter names), read with checks that name the key.
+private struct Settings {
+    let values: [String: Any]
+
+    init(_ json: String, known: Set<String>) throws {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)), let s = object as? [String: Any] else {
+            throw APIError("settings must be a JSON object, got \(json.prefix(80))")
+        }
+        if let unknown = s.keys.filter({ !known.contains($0) }).sorted().first { throw APIError("unknown setting \"\(unknown)\"") }
+        values = s
     }
-    let known: Set = ["n_components", "n_layers", "lam", "gradient", "threshold", "lambda_decay", "encoder", "step",
-                      "batch_size", "max_iter", "learning_rate", "random_state", "n_jobs"]
-    if let unknown = s.keys.filter({ !known.contains($0) }).sorted().first { throw APIError("unknown setting \"\(unknown)\"") }
+
+    private func value(_ key: String) -> Any? {
+        guard let v = values[key], !(v is NSNull) else { return nil }
+        return v
+    }
+
     func int(_ key: String, _ d: Int?, minimum: Int) throws -> Int? {
-        guard let v = s[key], !(v is NSNull) else { return d }
+        guard let v = value(key) else { return d }
         guard let n = v as? NSNumber, Double(n.intValue) == n.doubleValue, n.intValue >= minimum else {
             throw APIError("\(key) must be an integer ≥ \(minimum), got \(v)")
         }
         return n.intValue
     }
+
     func float(_ key: String, _ d: Float?) throws -> Float? {
-        guard let v = s[key], !(v is NSNull) else { return d }
+        guard let v = value(key) else { return d }
         guard let n = v as? NSNumber, n.doubleValue.isFinite else { throw APIError("\(key) must be a finite number, got \(v)") }
         return n.floatValue
     }
+
     func choice(_ key: String, _ d: String, _ options: [String]) throws -> String {
-        guard let v = s[key], !(v is NSNull) else { return d }
+        guard let v = value(key) else { return d }
         guard let c = v as? String, options.contains(c) else {
             throw APIError("\(key) must be one of \(options.joined(separator: ", ")), got \(v)")
         }
         return c
     }
-    let gradient = try choice("gradient", "ae-ls", ["ae-ls", "ae-lasso", "dec"])
-    let threshold = try choice("threshold", "soft", ["soft", "hard", "nonneg"])
-    let lam = try float("lam", threshold == "hard" ? 0.1 : 0.2)!
-    guard lam >= 0 else { throw APIError("lam must be ≥ 0, got \(lam)") }
-    let step: StepSize
-    if let a = try float("step", nil) {
-        guard a > 0 else { throw APIError("step must be > 0, got \(a)") }
-        step = .fixed(a)
-    } else {
-        step = .inverseLipschitz()
+
+    /// The unrolled encoder: `n_layers`, `encoder`, `threshold`, `lam` (≥ 0), `step` (> 0, or 1/L when
+    /// `autoStep`).
+    func encoder(layers: Int, lam: (soft: Float, hard: Float), step: Float?) throws -> UnrolledEncoder {
+        let threshold = try choice("threshold", "soft", ["soft", "hard", "nonneg"])
+        let lam = try float("lam", threshold == "hard" ? lam.hard : lam.soft)!
+        guard lam >= 0 else { throw APIError("lam must be ≥ 0, got \(lam)") }
+        var rule = StepSize.inverseLipschitz()
+        if let a = try float("step", step) {
+            guard a > 0 else { throw APIError("step must be > 0, got \(a)") }
+            rule = .fixed(a)
+        }
+        return UnrolledEncoder(layers: try int("n_layers", layers, minimum: 1)!,
+                               algorithm: try choice("encoder", "ista", ["ista", "fista"]) == "fista" ? .fista : .ista,
+                               threshold: threshold == "hard" ? .hard : threshold == "nonneg" ? .nonNegative : .soft,
+                               lambda: .scalar(lam), step: rule)
     }
-    let encoder = UnrolledEncoder(layers: try int("n_layers", 100, minimum: 1)!,
-                                  algorithm: try choice("encoder", "ista", ["ista", "fista"]) == "fista" ? .fista : .ista,
-                                  threshold: threshold == "hard" ? .hard : threshold == "nonneg" ? .nonNegative : .soft,
-                                  lambda: .scalar(lam), step: step)
-    let lr = try float("learning_rate", 1e-3)!
-    let seed = UInt64(try int("random_state", 0, minimum: 0)!)
-    var config = TrainerConfig(encoder: encoder, mode: gradient == "dec" ? .decoder : gradient == "ae-lasso" ? .lasso : .leastSquares,
-                               optimizer: .adam(learningRate: lr), batchSize: try int("batch_size", nil, minimum: 1), seed: seed)
-    if let decay = s["lambda_decay"], !(decay is NSNull) {
+
+    func gradient() throws -> GradientMode {
+        switch try choice("gradient", "ae-ls", ["ae-ls", "ae-lasso", "dec"]) {
+        case "dec": return .decoder
+        case "ae-lasso": return .lasso
+        default: return .leastSquares
+        }
+    }
+
+    var seed: UInt64 { get throws { UInt64(try int("random_state", 0, minimum: 0)!) } }
+    var threads: Int { get throws { try int("n_jobs", 1, minimum: 1)! } }
+}
+
+/// The dense estimator's settings.
+private func denseSettings(_ json: String) throws -> DenseHandle {
+    let s = try Settings(json, known: ["n_components", "n_layers", "lam", "gradient", "threshold", "lambda_decay", "encoder", "step",
+                                      "batch_size", "max_iter", "learning_rate", "random_state", "n_jobs"])
+    var config = TrainerConfig(encoder: try s.encoder(layers: 100, lam: (0.2, 0.1), step: nil), mode: try s.gradient(),
+                               optimizer: .adam(learningRate: try s.float("learning_rate", 1e-3)!),
+                               batchSize: try s.int("batch_size", nil, minimum: 1), seed: try s.seed)
+    if let decay = s.values["lambda_decay"], !(decay is NSNull) {
         guard let d = decay as? [String: Any], let dec = d["decrement"] as? NSNumber, let every = d["every"] as? NSNumber,
               dec.doubleValue >= 0, every.intValue >= 1 else {
             throw APIError("lambda_decay must be {\"decrement\": δ ≥ 0, \"every\": steps ≥ 1} or null")
@@ -149,8 +213,33 @@ private func denseSettings(_ json: String) throws -> DenseHandle {
         config.beta = BetaSchedule(start: 1, decrement: dec.floatValue, every: every.intValue)
     }
     try config.validate()
-    return DenseHandle(config: config, atoms: try int("n_components", nil, minimum: 1),
-                       epochs: try int("max_iter", 100, minimum: 1)!, threads: try int("n_jobs", 1, minimum: 1)!)
+    return DenseHandle(config: config, atoms: try s.int("n_components", nil, minimum: 1),
+                       epochs: try s.int("max_iter", 100, minimum: 1)!, threads: try s.threads)
+}
+
+/// The convolutional denoiser's settings (defaults: PUDLE Table 1, as `unroll train --model conv2d`).
+private func convSettings(_ json: String) throws -> ConvHandle {
+    let s = try Settings(json, known: ["n_filters", "kernel_size", "stride", "n_layers", "lam", "gradient", "threshold", "encoder", "step",
+                                      "crop_size", "sigma", "batch_size", "max_iter", "learning_rate", "target", "flips", "random_state",
+                                      "n_jobs"])
+    let kernel = try s.int("kernel_size", 9, minimum: 1)!, crop = try s.int("crop_size", 129, minimum: 1)!
+    guard crop >= kernel else { throw APIError("crop_size \(crop) is smaller than kernel_size \(kernel)") }
+    let sigma = try s.float("sigma", 25.0 / 255)!
+    guard sigma >= 0 else { throw APIError("sigma must be ≥ 0, got \(sigma)") }
+    let flips: Bool
+    switch s.values["flips"] {
+    case nil, is NSNull: flips = true
+    case let b as Bool: flips = b
+    default: throw APIError("flips must be true or false")
+    }
+    let config = DenoisingConfig(encoder: try s.encoder(layers: 15, lam: (0.16, 0.05), step: 0.1), mode: try s.gradient(),
+                                 optimizer: .adam(learningRate: try s.float("learning_rate", 1e-4)!), sigma: sigma, cropSize: crop,
+                                 batchSize: try s.int("batch_size", 1, minimum: 1)!,
+                                 target: try s.choice("target", "clean", ["clean", "noisy"]) == "clean" ? .clean : .noisy,
+                                 flips: flips, seed: try s.seed)
+    return ConvHandle(config: config, filters: try s.int("n_filters", 64, minimum: 1)!, kernel: kernel,
+                      stride: try s.int("stride", 4, minimum: 1)!, steps: try s.int("max_iter", 1000, minimum: 0)!,
+                      threads: try s.threads)
 }
 
 // MARK: the ABI
@@ -182,7 +271,7 @@ public func unrollDenseCreate(_ settings: UnsafePointer<CChar>?, _ out: UnsafeMu
 @_cdecl("unroll_free")
 public func unrollFree(_ h: OpaquePointer?) {
     guard let h else { return }
-    Unmanaged<DenseHandle>.fromOpaque(UnsafeRawPointer(h)).release()
+    Unmanaged<Handle>.fromOpaque(UnsafeRawPointer(h)).release()
 }
 
 /// Trains on `x` `[n, m]`: `partial` = 0 starts afresh (random atoms from the seed, `max_iter`
@@ -257,22 +346,29 @@ public func unrollInverseTransform(_ h: OpaquePointer?, _ codes: UnsafePointer<F
     }
 }
 
-/// The dictionary's shape (atoms p, signal length m); 0, 0 before fitting.
+/// The dictionary's shape: atoms p and their length m (conv2d: filters C and K·K); 0, 0 before fitting.
 @_cdecl("unroll_shape")
 public func unrollShape(_ h: OpaquePointer?, _ p: UnsafeMutablePointer<Int64>?, _ m: UnsafeMutablePointer<Int64>?) -> Int32 {
     guarded {
-        let model = try handle(h)
-        p?.pointee = Int64(model.model?.dictionary.atoms ?? 0)
-        m?.pointee = Int64(model.model?.dictionary.signalSize ?? 0)
+        let w = try weights(anyHandle(h))
+        p?.pointee = Int64(w?.shape[0] ?? 0)
+        m?.pointee = Int64(w.map { $0.count / $0.shape[0] } ?? 0)
     }
 }
 
-/// The dictionary `[p, m]` (atoms as rows) into `out`.
+/// The model's weights: a dense dictionary `[p, m]`, or conv2d filters `[C, 1, K, K]`.
+private func weights(_ h: Handle) -> Tensor? {
+    if let d = h as? DenseHandle { return d.model?.dictionary.weights }
+    if let c = h as? ConvHandle { return c.model?.dictionary.weights }
+    return nil
+}
+
+/// The dictionary (atoms as rows; conv2d: the filters, C × K·K) into `out`.
 @_cdecl("unroll_dictionary")
 public func unrollDictionary(_ h: OpaquePointer?, _ out: UnsafeMutablePointer<Float>?) -> Int32 {
     guarded {
-        guard let ae = try handle(h).model else { throw APIError("the model is not fitted") }
-        try write(ae.dictionary.weights, to: out, "dictionary")
+        guard let w = weights(try anyHandle(h)) else { throw APIError("the model is not fitted") }
+        try write(w, to: out, "dictionary")
     }
 }
 
@@ -294,9 +390,10 @@ public func unrollSetDictionary(_ h: OpaquePointer?, _ d: UnsafePointer<Float>?,
 public func unrollProgress(_ h: OpaquePointer?, _ steps: UnsafeMutablePointer<Int64>?, _ epochs: UnsafeMutablePointer<Int64>?,
                            _ losses: UnsafeMutablePointer<Int64>?) -> Int32 {
     guarded {
-        let model = try handle(h)
-        steps?.pointee = Int64(model.trainer?.step ?? 0)
-        epochs?.pointee = Int64(model.epochsDone)
+        let model = try anyHandle(h)
+        let dense = model as? DenseHandle, conv = model as? ConvHandle
+        steps?.pointee = Int64(dense?.trainer?.step ?? conv?.trainer?.step ?? 0)
+        epochs?.pointee = Int64(dense?.epochsDone ?? 0)
         losses?.pointee = Int64(model.losses.count)
     }
 }
@@ -305,7 +402,7 @@ public func unrollProgress(_ h: OpaquePointer?, _ steps: UnsafeMutablePointer<In
 @_cdecl("unroll_losses")
 public func unrollLosses(_ h: OpaquePointer?, _ out: UnsafeMutablePointer<Double>?) -> Int32 {
     guarded {
-        let model = try handle(h)
+        let model = try anyHandle(h)
         guard let out else { throw APIError("the losses output buffer is NULL") }
         model.losses.withUnsafeBufferPointer { if let b = $0.baseAddress { out.update(from: b, count: $0.count) } }
     }
@@ -315,27 +412,104 @@ public func unrollLosses(_ h: OpaquePointer?, _ out: UnsafeMutablePointer<Double
 @_cdecl("unroll_save")
 public func unrollSave(_ h: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
     guarded {
-        let model = try handle(h)
+        let model = try anyHandle(h)
         guard let path else { throw APIError("path is NULL") }
-        guard let ae = model.model else { throw APIError("the model is not fitted") }
         var info = ["training.source": "python"]
-        if let t = model.trainer { info["training.step"] = String(t.step); info["training.epoch"] = String(t.epoch) }
-        try ModelFile(model: .dense(ae), info: info).write(to: String(cString: path))
+        let file: ModelFile
+        if let d = model as? DenseHandle, let ae = d.model {
+            if let t = d.trainer { info["training.step"] = String(t.step); info["training.epoch"] = String(t.epoch) }
+            file = ModelFile(model: .dense(ae), info: info)
+        } else if let c = model as? ConvHandle, let ae = c.model {
+            if let t = c.trainer { info["training.step"] = String(t.step); info["training.sigma"] = c.config.sigma.description }
+            file = ModelFile(model: .conv2d(ae), info: info)
+        } else {
+            throw APIError("the model is not fitted")
+        }
+        try file.write(to: String(cString: path))
     }
 }
 
-/// Reads a dense model file into a new handle (ready to transform; `settings` (JSON, may be NULL)
-/// give the threads and what `partial_fit` continues with).
+/// Reads a dense or conv2d model file into a new handle, ready to transform or denoise; `settings`
+/// (JSON, may be NULL) give the threads and what a later fit continues with.
 @_cdecl("unroll_load")
 public func unrollLoad(_ path: UnsafePointer<CChar>?, _ settings: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guarded {
         guard let path, let out else { throw APIError("path and the output pointer must not be NULL") }
         let file = try ModelFile.read(String(cString: path))
-        guard case let .dense(ae) = file.model else {
-            throw APIError("\(String(cString: path)) holds a \(file.model.kind) model; this function reads dense models")
+        let json = settings.map { String(cString: $0) } ?? "{}"
+        switch file.model {
+        case let .dense(ae):
+            let h = try denseSettings(json)
+            h.model = ae
+            out.pointee = retained(h)
+        case let .conv2d(ae):
+            let h = try convSettings(json)
+            h.model = ae
+            out.pointee = retained(h)
+        default:
+            throw APIError("\(String(cString: path)) holds a \(file.model.kind) model; Python reads dense and conv2d models")
         }
-        let h = try denseSettings(settings.map { String(cString: $0) } ?? "{}")
-        h.model = ae
-        out.pointee = retained(h)
+    }
+}
+
+/// The handle's model kind: "dense" or "conv2d".
+@_cdecl("unroll_kind")
+public func unrollKind(_ h: OpaquePointer?) -> UnsafePointer<CChar> {
+    guard let model = try? anyHandle(h) else { return cString("") }
+    return cString(model.kind)
+}
+
+// MARK: conv2d denoising
+
+/// A new, untrained convolutional denoiser from settings (JSON).
+@_cdecl("unroll_conv2d_create")
+public func unrollConv2DCreate(_ settings: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded {
+        guard let settings, let out else { throw APIError("settings and the output pointer must not be NULL") }
+        out.pointee = retained(try convSettings(String(cString: settings)))
+    }
+}
+
+/// Trains from random filters (seeded) on `count` grayscale images in [0, 1], their pixels one after
+/// another in `pixels` (image i is `heights[i]` × `widths[i]`, row-major), for `max_iter` steps of
+/// random noisy crops, as `unroll train --model conv2d` does.
+@_cdecl("unroll_fit_images")
+public func unrollFitImages(_ h: OpaquePointer?, _ pixels: UnsafePointer<Float>?, _ heights: UnsafePointer<Int64>?,
+                            _ widths: UnsafePointer<Int64>?, _ count: Int64) -> Int32 {
+    guarded {
+        let model = try convHandle(h)
+        guard let pixels, let heights, let widths else { throw APIError("pixels, heights and widths must not be NULL") }
+        guard count >= 1, count <= 1 << 20 else { throw APIError("need between 1 and 2²⁰ images, got \(count)") }
+        var images: [Tensor] = []
+        var offset = 0
+        for i in 0..<Int(count) {
+            let (hh, ww) = (Int(heights[i]), Int(widths[i]))
+            guard hh >= 1, ww >= 1, hh <= 1 << 16, ww <= 1 << 16 else { throw APIError("image \(i) is \(ww)×\(hh)") }
+            images.append(Tensor(shape: [hh, ww], data: Array(UnsafeBufferPointer(start: pixels + offset, count: hh * ww))))
+            offset += hh * ww
+        }
+        try DenoisingImages.validate(images, what: "training image", minimumSide: model.kernel)
+        try Parallel.withWorkers(model.threads) {
+            var rng = Random(seed: model.config.seed)
+            let initial = try Convolution2DDictionary(filters: model.filters, kernel: model.kernel, stride: model.stride,
+                                                      height: model.config.cropSize, width: model.config.cropSize, rng: &rng)
+            var trainer = try DenoisingTrainer(dictionary: initial, images: images, config: model.config)
+            model.losses = []
+            while trainer.step < model.steps { model.losses.append(try trainer.trainStep().loss) }
+            model.trainer = trainer
+            model.model = try UnrolledAutoencoder(dictionary: trainer.dictionary, encoder: model.config.encoder)
+        }
+    }
+}
+
+/// The denoised `[height, width]` image (not clamped) of a noisy one into `out`.
+@_cdecl("unroll_denoise")
+public func unrollDenoise(_ h: OpaquePointer?, _ image: UnsafePointer<Float>?, _ height: Int64, _ width: Int64,
+                          _ out: UnsafeMutablePointer<Float>?) -> Int32 {
+    guarded {
+        let model = try convHandle(h)
+        guard let ae = model.model else { throw APIError("the model is not fitted") }
+        let noisy = try matrix(image, height, width, "image")
+        try write(try Parallel.withWorkers(model.threads) { try Denoiser.denoise(noisy, model: ae) }, to: out, "denoised image")
     }
 }

@@ -184,11 +184,19 @@ def sparse_encode(X, dictionary, *, n_layers=100, lam=0.2, threshold="soft", enc
 
 
 def load(path, n_jobs=None):
-    """A fitted estimator from a dense model file (written by `unroll train` or `save`)."""
+    """A fitted estimator from a model file (written by `unroll train` or `save`): an
+    `UnrolledDictionaryLearning` for a dense model, a `ConvolutionalDenoiser` for a conv2d one."""
+    model = Model.load(path, json.dumps({"n_jobs": _threads(n_jobs)}))
+    if model.kind() == "conv2d":
+        from ._denoiser import ConvolutionalDenoiser
+        est = ConvolutionalDenoiser(n_jobs=n_jobs)
+        est._model = model
+        est._record()
+        return est
     est = UnrolledDictionaryLearning(n_jobs=n_jobs)
-    est._model = Model.load(path, est._settings(0))
-    est.components_ = est._model.dictionary()
+    est._model = model
+    est.components_ = model.dictionary()
     est.n_features_in_ = est.components_.shape[1]
-    est.n_steps_, est.n_iter_, losses = est._model.progress()
+    est.n_steps_, est.n_iter_, losses = model.progress()
     est.loss_curve_ = losses.tolist()
     return est

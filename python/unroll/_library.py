@@ -55,6 +55,10 @@ for name, args, res in [
     ("unroll_progress", [_p, _pi64, _pi64, _pi64], ctypes.c_int),
     ("unroll_losses", [_p, _f64], ctypes.c_int),
     ("unroll_save", [_p, ctypes.c_char_p], ctypes.c_int),
+    ("unroll_kind", [_p], ctypes.c_char_p),
+    ("unroll_conv2d_create", [ctypes.c_char_p, ctypes.POINTER(_p)], ctypes.c_int),
+    ("unroll_fit_images", [_p, _f32, _pi64, _pi64, _i64], ctypes.c_int),
+    ("unroll_denoise", [_p, _f32, _i64, _i64, _f32], ctypes.c_int),
 ]:
     fn = getattr(lib, name)
     fn.argtypes = args
@@ -83,10 +87,28 @@ class Model:
         self.handle = handle
 
     @classmethod
-    def create(cls, settings_json):
+    def create(cls, settings_json, kind="dense"):
         h = _p()
-        check(lib.unroll_dense_create(settings_json.encode(), ctypes.byref(h)))
+        create = lib.unroll_dense_create if kind == "dense" else lib.unroll_conv2d_create
+        check(create(settings_json.encode(), ctypes.byref(h)))
         return cls(h)
+
+    def kind(self):
+        return lib.unroll_kind(self.handle).decode()
+
+    def fit_images(self, images):
+        images = [np.ascontiguousarray(a, dtype=np.float32) for a in images]
+        pixels = np.concatenate([a.ravel() for a in images]) if images else np.zeros(0, np.float32)
+        heights = np.array([a.shape[0] for a in images], dtype=np.int64)
+        widths = np.array([a.shape[1] for a in images], dtype=np.int64)
+        check(lib.unroll_fit_images(self.handle, pixels.ctypes.data_as(_f32), heights.ctypes.data_as(_pi64),
+                                    widths.ctypes.data_as(_pi64), len(images)))
+
+    def denoise(self, image):
+        image, pi = f32(image)
+        out = np.empty(image.shape, dtype=np.float32)
+        check(lib.unroll_denoise(self.handle, pi, image.shape[0], image.shape[1], out.ctypes.data_as(_f32)))
+        return out
 
     @classmethod
     def load(cls, path, settings_json=None):

@@ -1,4 +1,5 @@
-/* The C ABI of the Unroll library (libUnrollC): dense unrolled dictionary learning (PUDLE).
+/* The C ABI of the Unroll library (libUnrollC): dense unrolled dictionary learning and 2-D
+ * convolutional denoising (PUDLE).
  *
  * Every function that can fail returns 0 on success and -1 on failure and never aborts on bad
  * input; unroll_last_error() then gives the calling thread's message. Arrays are float32 in C order,
@@ -33,5 +34,13 @@ int unroll_set_dictionary(unroll_model *model, const float *dictionary, int64_t 
 int unroll_progress(unroll_model *model, int64_t *steps, int64_t *epochs, int64_t *losses);
 int unroll_losses(unroll_model *model, double *out);
 int unroll_save(unroll_model *model, const char *path);
+const char *unroll_kind(unroll_model *model);            /* "dense" or "conv2d" */
+
+/* 2-D convolutional denoising (PUDLE's CAE). Settings: n_filters, kernel_size, stride, n_layers, lam,
+ * gradient, threshold, encoder, step, crop_size, sigma, batch_size, max_iter (steps), learning_rate,
+ * target ("clean" | "noisy"), flips, random_state, n_jobs. unroll_load also reads conv2d files. */
+int unroll_conv2d_create(const char *settings_json, unroll_model **out);
+int unroll_fit_images(unroll_model *model, const float *pixels, const int64_t *heights, const int64_t *widths, int64_t count);
+int unroll_denoise(unroll_model *model, const float *image, int64_t height, int64_t width, float *out);
 
 #endif

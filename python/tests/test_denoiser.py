@@ -1,0 +1,81 @@
+"""ConvolutionalDenoiser against the CLI on the same problem (0 ulp), and load / pretrained / errors."""
+
+import pickle
+import subprocess
+
+import numpy as np
+import pytest
+
+import unroll
+from unroll import ConvolutionalDenoiser
+
+from conftest import read_png_gray, unroll_binary, write_png
+from test_dictionary import read_safetensors, run_cli
+
+
+def images():
+    y, x = np.mgrid[0:40, 0:44]
+    a = (127 + 100 * np.sin(x / 5) * np.cos(y / 7)).astype(np.uint8)
+    b = (127 + 90 * np.cos((x + 2 * y) / 6)).astype(np.uint8)
+    return [a, b]
+
+
+SETTINGS = dict(n_filters=8, kernel_size=5, stride=2, crop_size=17, n_layers=4, max_iter=20, learning_rate=1e-2, random_state=1)
+
+
+def test_the_cli_and_python_learn_the_same_denoiser_to_0_ulp(tmp_path):
+    (tmp_path / "train").mkdir()
+    pixels = images()
+    for i, a in enumerate(pixels):
+        write_png(tmp_path / "train" / f"{i}.png", a)
+    run_cli("train", "--model", "conv2d", "--data", "train", "--atoms", "8", "--kernel", "5", "--stride", "2", "--crop", "17",
+            "--layers", "4", "--steps", "20", "--lr", "1e-2", "--seed", "1", "--threads", "1", "--output", "run", cwd=tmp_path)
+    cli = read_safetensors(tmp_path / "run" / "model.safetensors")[0]["dictionary"]
+    # The CLI reads 8-bit pixels as p / 255 (in double, then float).
+    est = ConvolutionalDenoiser(**SETTINGS, n_jobs=1).fit([(a.astype(np.float64) / 255).astype(np.float32) for a in pixels])
+    assert est.filters_.shape == (8, 5, 5)
+    assert np.array_equal(est.filters_, cli.reshape(8, 5, 5))
+    assert est.n_steps_ == 20 and len(est.loss_curve_) == 20
+    # Denoising: the CLI's 8-bit output equals Python's estimate rounded the same way.
+    rng = np.random.default_rng(0)
+    noisy8 = np.clip(pixels[0] + rng.normal(0, 20, pixels[0].shape), 0, 255).round().astype(np.uint8)
+    write_png(tmp_path / "noisy.png", noisy8)
+    run_cli("denoise", "--model", "run/model.safetensors", "--input", "noisy.png", "--output", "out.png", "--threads", "1", cwd=tmp_path)
+    ours = est.denoise((noisy8.astype(np.float64) / 255).astype(np.float32))
+    scaled = ours.astype(np.float32) * np.float32(255)
+    expected = np.clip(np.floor(scaled.astype(np.float64) + 0.5), 0, 255).astype(np.uint8)
+    assert np.array_equal(read_png_gray(tmp_path / "out.png"), expected)
+    # load() of the CLI's model denoises identically; the model Python saves is one the CLI reads.
+    loaded = unroll.load(tmp_path / "run" / "model.safetensors")
+    assert isinstance(loaded, ConvolutionalDenoiser) and np.array_equal(loaded.denoise(noisy8 / 255.0), est.denoise(noisy8 / 255.0))
+    est.save(tmp_path / "py.safetensors")
+    assert "model: conv2d," in run_cli("info", "py.safetensors", cwd=tmp_path).stdout
+
+
+def test_the_shipped_model_denoises():
+    model = ConvolutionalDenoiser.pretrained()
+    assert model.filters_.shape == (64, 9, 9)
+    clean = (images()[0].astype(np.float64) / 255).astype(np.float32)
+    rng = np.random.default_rng(3)
+    noisy = (clean + rng.normal(0, 25 / 255, clean.shape)).astype(np.float32)
+    estimate = np.clip(model.denoise(noisy), 0, 1)
+    psnr = lambda x: 10 * np.log10(1 / np.mean((x - clean) ** 2))
+    assert psnr(estimate) > psnr(noisy) + 3, (psnr(noisy), psnr(estimate))
+    assert model.denoise(noisy.astype(np.float64)).dtype == np.float64
+
+
+def test_pickle_and_bad_input():
+    est = ConvolutionalDenoiser(**SETTINGS).fit([a / 255.0 for a in images()])
+    again = pickle.loads(pickle.dumps(est))
+    image = images()[1] / 255.0
+    assert np.array_equal(again.denoise(image), est.denoise(image))
+    with pytest.raises(ValueError, match="2-D"):
+        ConvolutionalDenoiser(**SETTINGS).fit([np.zeros((3, 20, 20))])
+    with pytest.raises(ValueError, match="dtype"):
+        ConvolutionalDenoiser(**SETTINGS).fit(images())
+    with pytest.raises(ValueError, match="crop_size"):
+        ConvolutionalDenoiser(n_filters=2, kernel_size=9, crop_size=5).fit([a / 255.0 for a in images()])
+    with pytest.raises(ValueError, match="smaller|filters|kernel"):
+        est.denoise(np.zeros((3, 3)))
+    with pytest.raises(unroll.UnrollError, match="takes a dense model; the handle holds a conv2d model"):
+        est._model.transform(np.zeros((2, 25), np.float32))

@@ -1,0 +1,133 @@
+"""A 2-D convolutional denoiser (PUDLE's convolutional autoencoder) over the Swift library."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._compat import BaseEstimator, check_is_fitted
+from ._dictionary import _seed, _threads
+from ._library import Model
+
+
+def _images(images):
+    """A list of 2-D float arrays from a list of arrays or a 3-D array [n, H, W]."""
+    if isinstance(images, np.ndarray) and images.ndim == 2:
+        images = [images]
+    out = []
+    for i, a in enumerate(images):
+        a = np.asarray(a)
+        if a.ndim != 2:
+            raise ValueError(f"image {i} has shape {a.shape}; images are 2-D grayscale arrays [H, W] in [0, 1]")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise ValueError(f"image {i} has dtype {a.dtype}; pass floats in [0, 1] (e.g. uint8 pixels / 255)")
+        if not np.isfinite(a).all():
+            raise ValueError(f"image {i} contains NaN or infinity")
+        out.append(a)
+    if not out:
+        raise ValueError("no images")
+    return out
+
+
+class ConvolutionalDenoiser(BaseEstimator):
+    """Learns a convolutional dictionary for denoising grayscale images by backpropagation through an
+    unrolled ISTA encoder (PUDLE §6, Table 1): random noisy crops of the training images, the loss
+    against the clean crop (`target="clean"`). Defaults are Table 1's: 64 filters 9×9, stride 4,
+    T 15, λ 0.16, α 0.1, 129×129 crops, σ 25/255, Adam.
+
+    `fit(images)` takes a list of 2-D arrays in [0, 1] (or an array [n, H, W]); `denoise(image)`
+    returns the estimate of a noisy image (not clamped), in the image's dtype. `max_iter` counts
+    optimizer steps. `filters_` is [n_filters, kernel_size, kernel_size].
+    """
+
+    def __init__(self, n_filters=64, *, kernel_size=9, stride=4, n_layers=15, lam=0.16, gradient="ae-ls",
+                 threshold="soft", encoder="ista", step=0.1, crop_size=129, sigma=25 / 255, batch_size=1,
+                 max_iter=1000, learning_rate=1e-4, target="clean", flips=True, random_state=None, n_jobs=None):
+        self.n_filters = n_filters
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.n_layers = n_layers
+        self.lam = lam
+        self.gradient = gradient
+        self.threshold = threshold
+        self.encoder = encoder
+        self.step = step
+        self.crop_size = crop_size
+        self.sigma = sigma
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.target = target
+        self.flips = flips
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _settings(self, seed):
+        s = {k: getattr(self, k) for k in ("n_filters", "kernel_size", "stride", "n_layers", "lam", "gradient", "threshold",
+                                           "encoder", "step", "crop_size", "sigma", "batch_size", "max_iter",
+                                           "learning_rate", "target", "flips")}
+        s.update(random_state=seed, n_jobs=_threads(self.n_jobs))
+        try:
+            return json.dumps(s, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"ConvolutionalDenoiser: a parameter is not a plain finite number, string or bool: {e}") from None
+
+    def _record(self):
+        p, kk = self._model.shape()
+        k = int(round(kk ** 0.5))
+        self.filters_ = self._model.dictionary().reshape(p, k, k)
+        self.n_steps_, _, losses = self._model.progress()
+        self.loss_curve_ = losses.tolist()
+
+    def fit(self, images, y=None):
+        """Learns the filters from clean training images; returns self."""
+        images = _images(images)
+        self._model = Model.create(self._settings(_seed(self.random_state)), kind="conv2d")
+        self._model.fit_images(images)
+        self._record()
+        return self
+
+    def denoise(self, image):
+        """The denoised image [H, W] of a noisy one (the image's dtype; values not clamped)."""
+        check_is_fitted(self, "filters_")
+        image = _images([image])[0]
+        return self._model.denoise(image).astype(image.dtype, copy=False)
+
+    def save(self, path):
+        """Writes the model file that `unroll denoise|eval|info` and `unroll.load` read."""
+        check_is_fitted(self, "filters_")
+        self._model.save(path)
+
+    @classmethod
+    def pretrained(cls, n_jobs=None):
+        """The model the package ships (PUDLE Table 1 settings, g_ae-ls, 2000 steps on the training
+        images at σ 25/255; the demo's denoiser)."""
+        here = Path(__file__).resolve().parent
+        for path in (here / "denoise-model.safetensors",
+                     here.parent.parent / "Sources" / "unroll" / "Resources" / "denoise-model.safetensors"):
+            if path.exists():
+                from ._dictionary import load
+                return load(path, n_jobs=n_jobs)
+        raise FileNotFoundError("the shipped denoising model (denoise-model.safetensors) is not in the package")
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        model = state.pop("_model", None)
+        if model is not None:
+            import tempfile
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "model.safetensors")
+                model.save(path)
+                state["_model_file"] = Path(path).read_bytes()
+        return state
+
+    def __setstate__(self, state):
+        data = state.pop("_model_file", None)
+        self.__dict__.update(state)
+        if data is not None:
+            import tempfile
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "model.safetensors")
+                Path(path).write_bytes(data)
+                self._model = Model.load(path, self._settings(0))
