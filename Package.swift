@@ -51,7 +51,8 @@ let package = Package(
             // The demo's denoising model and image.
             resources: [.copy("Resources")]),
         .testTarget(name: "UnrollCoreTests", dependencies: ["UnrollCore"]),
-        .testTarget(name: "UnrollIOTests", dependencies: ["UnrollIO", "Unroll", "UnrollCore"]),
+        .testTarget(name: "UnrollIOTests", dependencies: ["UnrollIO", "Unroll", "UnrollCore"],
+                    exclude: ["Corpus"]),   // hostile files, read by FuzzTests from the checkout
         .testTarget(name: "UnrollTests", dependencies: ["Unroll", "UnrollCore", "UnrollIO", "UnrollExperiments"]),
     ],
     swiftLanguageModes: [.v6]

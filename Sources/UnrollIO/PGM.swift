@@ -59,15 +59,22 @@ public enum PGM {
         guard width > 0, height > 0 else { throw UnrollIOError(.malformed, "PGM size \(width)×\(height) is invalid") }
         guard (1...65535).contains(maxValue) else { throw UnrollIOError(.malformed, "PGM maxval \(maxValue) is not in 1…65535") }
         let count = try elementCount([height, width], "PGM")
-        var samples = [UInt16](repeating: 0, count: count)
+        // The file must hold the pixels before they are allocated (a header may claim 2³¹ × 2³¹).
+        let wide = maxValue > 255
         if binary {
             guard i < bytes.count, isSpace(bytes[i]) else { throw UnrollIOError(.truncated, "PGM file ends after its header") }
             i += 1  // exactly one whitespace byte before the raster
-            let wide = maxValue > 255
             let size = try byteCount(count, wide ? 2 : 1, "PGM")
             guard bytes.count - i >= size else {
                 throw UnrollIOError(.truncated, "PGM \(width)×\(height) needs \(size) bytes of pixels, the file has \(bytes.count - i)")
             }
+        } else {
+            guard count <= (bytes.count - i + 1) / 2 else {   // a digit and a separator per pixel at least
+                throw UnrollIOError(.truncated, "PGM \(width)×\(height) needs \(count) pixels, the file has \(bytes.count - i) bytes after its header")
+            }
+        }
+        var samples = [UInt16](repeating: 0, count: count)
+        if binary {
             for k in 0..<count {
                 samples[k] = wide ? UInt16(bytes[i + 2 * k]) << 8 | UInt16(bytes[i + 2 * k + 1]) : UInt16(bytes[i + k])
             }
