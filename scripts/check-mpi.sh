@@ -2,7 +2,8 @@
 # Data-parallel training over MPI, checked on this machine (loopback, 2 ranks): installs Open MPI
 # if missing, builds `unroll` with UNROLL_MPI=1 into .build-mpi, and shows for dense g_ae-ls and
 # conv2d PUDLE that `mpirun -np 2 unroll train …` ends with the model of one process (same global
-# batch, 50 steps, ≤ 1e-5 relative) with the same weights on both ranks; that a killed rank ends the
+# batch, 50 steps, ≤ 1e-5 relative) with the same weights on both ranks; that `mpirun -np 2 unroll
+# encode` writes one process's codes byte for byte; that a killed rank ends the
 # job with a message, the checkpoint intact, and --resume continues to the same model; and that an
 # ordinary build refuses a distributed run by name. Called by scripts/test.sh.
 set -euo pipefail
@@ -66,6 +67,15 @@ conv=(train --model conv2d --data images --atoms 8 --kernel 5 --stride 2 --crop 
 out=$(run2 "$mpi_unroll" "${conv[@]}" --output conv-two)
 grep -q "2 ranks, the same weights on each" <<<"$out" || { echo "check-mpi: conv2d: $out" >&2; exit 1; }
 check_equal "conv2d PUDLE" conv-one/model.safetensors conv-two/model.safetensors dictionary
+
+# Distributed encoding: each rank writes its rows into one .npy; with one thread per rank the codes
+# equal one process's (one thread) byte for byte.
+"$plain_unroll" encode --model one/model.safetensors --data data.npz --output z1.npy --threads 1 >/dev/null
+out=$(run2 "$mpi_unroll" encode --model one/model.safetensors --data data.npz --output z2.npy --threads 1)
+grep -q "on 2 ranks" <<<"$out" || { echo "check-mpi: encode: $out" >&2; exit 1; }
+cmp -s z1.npy z2.npy || { echo "check-mpi: 2-rank encoding differs from one process" >&2; exit 1; }
+[ ! -e z2.npy.tmp-ranks ] || { echo "check-mpi: encode left its partial file" >&2; exit 1; }
+echo "check-mpi: encode on 2 ranks writes the codes of one process, byte for byte"
 
 # A killed rank ends the job; the checkpoint is intact and --resume continues to the same model.
 long=(train --data data.npz --init data.npz --layers 30 --step 0.2 --lambda 0.1 --lr 1e-2 --batch 40 --steps 4000

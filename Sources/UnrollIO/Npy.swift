@@ -102,6 +102,14 @@ public enum Npy {
 
     static func encode(descr: String, shape: [Int], payload: [UInt8]) -> [UInt8] {
         precondition(shape.reduce(1, *) * ElementType(descr: descr)!.size == payload.count, "payload does not match shape")
+        return header(descr: descr, shape: shape) + payload
+    }
+
+    /// The bytes before the data of a float32 array of `shape` (C order): a writer that fills the
+    /// data in parts (ranks of a distributed run) puts them after it.
+    public static func float32Header(shape: [Int]) -> [UInt8] { header(descr: "<f4", shape: shape) }
+
+    static func header(descr: String, shape: [Int]) -> [UInt8] {
         let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
         // Like NumPy: room for the first dimension to grow in place to 21 digits.
@@ -114,9 +122,7 @@ public enum Npy {
         headerBytes += [UInt8](repeating: 0x20, count: padding) + [0x0a]
         var out = magic + [major, 0]
         if major == 1 { out.appendLE(UInt16(headerBytes.count)) } else { out.appendLE(UInt32(headerBytes.count)) }
-        out += headerBytes
-        out += payload
-        return out
+        return out + headerBytes
     }
 }
 

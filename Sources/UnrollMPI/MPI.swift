@@ -29,6 +29,21 @@ public enum MPI {
         exit(code)
     }
 
+    /// Waits until every rank is here.
+    public static func barrier() {
+        MPI_Barrier(unroll_mpi_comm_world())
+    }
+
+    /// The element-wise sums over the ranks.
+    public static func sum(_ values: [Double]) -> [Double] {
+        var v = values
+        _ = v.withUnsafeMutableBufferPointer {
+            MPI_Allreduce(unroll_mpi_in_place(), $0.baseAddress, Int32($0.count), unroll_mpi_double(), unroll_mpi_sum(),
+                          unroll_mpi_comm_world())
+        }
+        return v
+    }
+
     static func finish() {
         var finalized: Int32 = 0
         MPI_Finalized(&finalized)

@@ -40,6 +40,24 @@ struct Distributed: Sendable {
         #endif
     }
 
+    /// Waits for every rank (nothing in one process).
+    func barrier() {
+        #if canImport(UnrollMPI)
+        if size > 1 { MPI.barrier() }
+        #endif
+    }
+
+    /// Element-wise sums over the ranks (the values themselves in one process).
+    func sum(_ values: [Double]) -> [Double] {
+        #if canImport(UnrollMPI)
+        if size > 1 { return MPI.sum(values) }
+        #endif
+        return values
+    }
+
+    /// This rank's rows of `count` (rank·n/N ..< (rank+1)·n/N).
+    func share(of count: Int) -> Range<Int> { (rank * count / size)..<((rank + 1) * count / size) }
+
     /// For a run's summary line: the ranks, and the time in MPI_Allreduce against the run's `seconds`.
     func summary(seconds: Double) -> String {
         guard size > 1 else { return "" }

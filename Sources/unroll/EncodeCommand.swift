@@ -37,6 +37,8 @@ struct Encode: ParsableCommand {
             throw CLIError("--output \(output): expected a .npy or .npz file name")
         }
         let file = try ModelFile.read(model, option: "--model")
+        let job = try Distributed.current()
+        if job.size > 1 { return try job.run { try encodeDistributed(file, job: job) } }
         let start = ContinuousClock.now
         let r = try ModelRun.run(file, model: model, data: data, options: encoding)
         let seconds = secondsSince(start)
@@ -46,6 +48,61 @@ struct Encode: ParsableCommand {
         print("encoded \(r.what) with \(file.described) (\(Self.encoderSummary(file))) in \(String(format: "%.2f", seconds)) s: "
             + "zeros \(String(format: "%.1f", 100 * r.zeroFraction))% (\(String(format: "%.2f", r.nonZerosPerSignal)) non-zeros per signal), "
             + "reconstruction error ‖X − X̂‖/‖X‖ = \(fmt(r.relativeError)); wrote \(output) \(r.codes.shape)")
+    }
+
+    /// `mpirun -np N unroll encode`: each rank encodes its rows (rank·n/N ..< (rank+1)·n/N) and writes
+    /// them into their place in one .npy (rank 0 writes the header and sizes the file first; the file
+    /// takes its name when every rank is done); the summary adds the ranks' counts.
+    private func encodeDistributed(_ file: ModelFile, job: Distributed) throws {
+        guard case let .dense(m) = file.model else {
+            throw CLIError("--model \(model) holds \(file.described): distributed encoding takes dense models for now; run it as one process")
+        }
+        guard output.lowercased().hasSuffix(".npy") else {
+            throw CLIError("--output \(output): a distributed encoding writes .npy (each rank its rows of one file)")
+        }
+        let x = try ArrayInput.matrix(ArrayReference(data), option: "--data", defaults: ["X"]).tensor
+        guard x.cols == m.dictionary.signalSize else {
+            throw CLIError("shape mismatch: --data \(data) has rows of \(x.cols) values, but the model's atoms have length m = \(m.dictionary.signalSize)")
+        }
+        let encoder = try ModelRun.overriding(m, layers: encoding.layers)
+        let rows = job.share(of: x.rows), p = m.atoms
+        let start = ContinuousClock.now
+        let mine = x.rows(rows)
+        let z = try inContext("encode") { try encoder.encode(mine) }
+        let seconds = secondsSince(start)
+        var residual = mine
+        residual.add(encoder.decoder.apply(z), scaledBy: -1)
+
+        let header = Npy.float32Header(shape: [x.rows, p])
+        let partial = output + ".tmp-ranks"
+        if job.isRoot {
+            try inContext("--output") {
+                try Data(header).write(to: URL(fileURLWithPath: partial))
+                guard truncate(partial, off_t(header.count + x.rows * p * 4)) == 0 else {
+                    throw CLIError("--output \(output): cannot size the file: \(String(cString: strerror(errno)))")
+                }
+            }
+        }
+        job.barrier()
+        let fd = open(partial, O_WRONLY)
+        guard fd >= 0 else { throw CLIError("--output \(output): cannot open \(partial): \(String(cString: strerror(errno)))") }
+        let written = z.data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(header.count + rows.lowerBound * p * 4)) }
+        let synced = fsync(fd)
+        close(fd)
+        guard written == z.count * 4, synced == 0 else {
+            throw CLIError("--output \(output): rank \(job.rank) could not write its rows: \(String(cString: strerror(errno)))")
+        }
+        let totals = job.sum([Double(z.zeroCount()), Double(z.count), residual.squaredNorm(), mine.squaredNorm(), seconds])
+        job.barrier()
+        guard job.isRoot else { return }
+        try inContext("--output") {
+            guard rename(partial, output) == 0 else { throw CLIError("cannot rename \(partial): \(String(cString: strerror(errno)))") }
+        }
+        let zeros = totals[0] / max(totals[1], 1)
+        print("encoded \(x.rows) signals of \(x.cols) values with \(file.described) (\(Self.encoderSummary(file))) on \(job.size) ranks "
+            + "in \(String(format: "%.2f", secondsSince(start))) s (\(String(format: "%.2f", totals[4] / Double(job.size))) s encoding per rank): "
+            + "zeros \(String(format: "%.1f", 100 * zeros))% (\(String(format: "%.2f", (1 - zeros) * Double(p))) non-zeros per signal), "
+            + "reconstruction error ‖X − X̂‖/‖X‖ = \(fmt((totals[2] / totals[3]).squareRoot())); wrote \(output) [\(x.rows), \(p)]")
     }
 
     /// "ista, T 15, soft λ 0.1, α 0.2" for autoencoders; the family for VSC.
