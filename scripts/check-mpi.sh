@@ -68,6 +68,15 @@ out=$(run2 "$mpi_unroll" "${conv[@]}" --output conv-two)
 grep -q "2 ranks, the same weights on each" <<<"$out" || { echo "check-mpi: conv2d: $out" >&2; exit 1; }
 check_equal "conv2d PUDLE" conv-one/model.safetensors conv-two/model.safetensors dictionary
 
+# Conv2d CRsAE with EM λ: the per-filter code statistics are summed over the ranks with the gradient.
+crsae=(train --model conv2d --family crsae --data images --atoms 6 --kernel 5 --stride 2 --crop 21 --layers 8 --sigma 0.1
+       --lipschitz 4 --batch 4 --steps 50 --threads 1)
+"$plain_unroll" "${crsae[@]}" --output crsae-one >/dev/null
+out=$(run2 "$mpi_unroll" "${crsae[@]}" --output crsae-two)
+grep -q "2 ranks, the same weights on each" <<<"$out" || { echo "check-mpi: crsae: $out" >&2; exit 1; }
+check_equal "conv2d CRsAE (EM λ)" crsae-one/model.safetensors crsae-two/model.safetensors dictionary
+check_equal "conv2d CRsAE λ" crsae-one/model.safetensors crsae-two/model.safetensors em.lambda
+
 # Distributed encoding: each rank writes its rows into one .npy; with one thread per rank the codes
 # equal one process's (one thread) byte for byte.
 "$plain_unroll" encode --model one/model.safetensors --data data.npz --output z1.npy --threads 1 >/dev/null

@@ -52,7 +52,8 @@ public enum MPI {
 }
 
 /// Sums every rank's gradients, weighted by its examples, with one in-place `MPI_Allreduce` of float32
-/// per step: [g₀·b, g₁·b, …, loss·b, b] → divided by Σb, every rank holds the mean over the global batch.
+/// per step: [g₀·b, g₁·b, …, pooled sums, loss·b, b] → divided by Σb (the pooled sums are summed), every
+/// rank holds the mean over the global batch.
 public struct MPIReducer: GradientReducer {
     public let rank: Int
     public let workers: Int
@@ -65,11 +66,12 @@ public struct MPIReducer: GradientReducer {
         self.workers = workers
     }
 
-    public func reduce(_ gradients: inout [Tensor], loss: inout Double, examples: Int) throws {
+    public func reduce(_ gradients: inout [Tensor], loss: inout Double, sums: inout [Double], examples: Int) throws {
         let weight = Float(examples)
         var buffer = [Float]()
-        buffer.reserveCapacity(gradients.reduce(2) { $0 + $1.count })
+        buffer.reserveCapacity(gradients.reduce(2 + sums.count) { $0 + $1.count })
         for g in gradients { buffer.append(contentsOf: g.data.lazy.map { $0 * weight }) }
+        buffer.append(contentsOf: sums.map { Float($0) })
         buffer.append(Float(loss) * weight)
         buffer.append(weight)
         let start = ContinuousClock.now
@@ -87,6 +89,8 @@ public struct MPIReducer: GradientReducer {
             for k in 0..<n { gradients[i].data[k] = buffer[offset + k] / total }
             offset += n
         }
+        for i in sums.indices { sums[i] = Double(buffer[offset + i]) }
+        offset += sums.count
         loss = Double(buffer[offset] / total)
     }
 

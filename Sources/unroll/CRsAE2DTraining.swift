@@ -65,6 +65,7 @@ struct CRsAE2DTraining {
                                    try save(t)
                                    try writeCurve(history.plot(title: "unroll train " + label, series: ["rec"]), in: o.output)
                                })
+        guard run.job.isRoot else { return }
         let file = "model.safetensors"
         var summary = "\(label): step \(trainer.step)"
         if let r = last { summary += String(format: ", rec %.4g, code density %.3f, mean λ %.3g", r.reconstruction, r.density, r.meanLambda) }
@@ -74,6 +75,7 @@ struct CRsAE2DTraining {
                               ev.meanNoisyCleanMax, ev.scores.count)
         }
         summary += String(format: ", %.1f s; wrote %@/%@, checkpoint.safetensors, atoms.png, curve.png, log.csv", secondsSince(clock), o.output, file)
+        summary += run.job.summary(seconds: secondsSince(clock))
         print(summary)
     }
 

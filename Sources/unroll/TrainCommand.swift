@@ -124,9 +124,9 @@ struct Train: ParsableCommand {
         try TrainOptionScope.check(GivenOptions.current(), model: model, family: conv.family)
         let job = try Distributed.current()
         try job.run {
-            if job.size > 1 && !(model == .dense || (model == .conv2d && conv.family == .pudle)) {
-                throw CLIError("--model \(model.rawValue)\(model == .conv2d ? " --family crsae" : "") does not train data-parallel yet "
-                    + "(dense and conv2d --family pudle do); run it as one process (docs/distributed.md)")
+            if job.size > 1 && !(model == .dense || model == .conv2d) {
+                throw CLIError("--model \(model.rawValue) does not train data-parallel yet (dense and conv2d do); "
+                    + "run it as one process (docs/distributed.md)")
             }
             try threading.run {
                 if model == .conv1d { return try spikesTraining().execute() }

@@ -44,18 +44,20 @@ import UnrollCore
         let shared: ThreadReducer
         var workers: Int { shared.workers }
 
-        func reduce(_ gradients: inout [Tensor], loss: inout Double, examples: Int) throws {
+        func reduce(_ gradients: inout [Tensor], loss: inout Double, sums: inout [Double], examples: Int) throws {
             let b = Double(examples)
             var values = gradients.flatMap { $0.data.map { Double($0) * b } }
-            values += [loss * b, b]
-            let sums = shared.allReduce(values)
-            let total = sums[sums.count - 1]
+            values += sums + [loss * b, b]
+            let totals = shared.allReduce(values)
+            let total = totals[totals.count - 1]
             var offset = 0
             for i in gradients.indices {
-                for k in 0..<gradients[i].count { gradients[i].data[k] = Float(sums[offset + k] / total) }
+                for k in 0..<gradients[i].count { gradients[i].data[k] = Float(totals[offset + k] / total) }
                 offset += gradients[i].count
             }
-            loss = sums[offset] / total
+            for i in sums.indices { sums[i] = totals[offset + i] }
+            offset += sums.count
+            loss = totals[offset] / total
         }
 
         /// Σ over workers of the hash's 16-bit parts equals workers × this worker's parts.

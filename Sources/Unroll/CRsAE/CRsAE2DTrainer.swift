@@ -105,8 +105,11 @@ public struct CRsAE2DRecord: StepEvaluation {
     /// L after the step.
     public var lipschitz: Float = 0
     public var gradients: [Tensor]
-    /// z_T of the batch (the EM λ update reads it).
-    var codes: Tensor
+    /// The EM λ update's statistics of the batch's z_T: Σ‖z_c‖₁ per filter, then the samples (summed
+    /// over the workers of a data-parallel run).
+    public var pooledSums: [Double]
+    /// Code positions per filter and sample.
+    var positions: Int
 }
 
 /// CRsAE's 2-D denoiser as a `Trainable` model. Per step: the forward pass on a batch of noisy
@@ -219,8 +222,9 @@ public struct CRsAE2DModel: Trainable {
             gradients.append(Tensor(shape: [network.atoms], data: g))
         default: break
         }
+        let (l1, positions) = GammaPriorLambda.l1PerAtom(codes, atoms: network.atoms)
         return CRsAE2DRecord(reconstruction: rec, density: 1 - Double(codes.zeroCount()) / Double(max(1, codes.count)),
-                             gradients: gradients, codes: codes)
+                             gradients: gradients, pooledSums: l1 + [Double(codes.rows)], positions: positions)
     }
 
     public mutating func finishStep(_ e: inout CRsAE2DRecord, step: Int) throws {
@@ -237,7 +241,8 @@ public struct CRsAE2DModel: Trainable {
             let toLambda = network.lipschitz / max(config.sigma * config.sigma, .leastNormalMagnitude)
             lambdas = network.thresholds.map { $0 * toLambda }
         case .em(.closedForm):
-            lambdas = config.prior.update(codes: e.codes, atoms: network.atoms)
+            lambdas = config.prior.update(l1Sums: Array(e.pooledSums.dropLast()), positions: e.positions,
+                                          samples: Int(e.pooledSums.last!.rounded()))
         case .em(.backprop):
             lambdas = lambdas.map { max($0, 1e-3) }   // λ > 0 (the loss has −log λ)
         }
@@ -248,7 +253,6 @@ public struct CRsAE2DModel: Trainable {
         e.meanThreshold = network.thresholds.reduce(0, +) / Float(network.atoms)
         e.meanLambda = lambdas.reduce(0, +) / Float(lambdas.count)
         e.lipschitz = network.lipschitz
-        e.codes = Tensor(zeros: [0])
     }
 
     /// The run's settings (a checkpoint resumes only the same run).

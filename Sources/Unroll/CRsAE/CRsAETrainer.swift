@@ -61,10 +61,11 @@ public struct CRsAEStepRecord: StepEvaluation, Equatable {
     public var sigma: Float
     public var alpha: Float
     public var gradients: [Tensor]
-    /// x_T of the batch (the EM update reads it).
-    var codes: Tensor
-    var batchRows: Int
-    var batchCount: Int
+    /// The EM updates' statistics of the batch: Σ‖x_c‖₁ per filter, the samples, Σ‖y − ŷ‖² and the
+    /// signal values (summed over the workers of a data-parallel run).
+    public var pooledSums: [Double]
+    /// Code positions per filter and sample.
+    var positions: Int
 }
 
 /// CRsAE for any `DictionaryOperator` (1-D spikes here) as a `Trainable` model. Per step (one
@@ -111,19 +112,23 @@ public struct CRsAEModel<Op: DictionaryOperator>: Trainable {
 
     public func evaluate(_ batch: RowBatches.Batch, step: Int) throws -> CRsAEStepRecord {
         let r = try config.mode.evaluate(signals: batch.rows, operator: dictionary, encoder: encoder)
+        let (l1, positions) = GammaPriorLambda.l1PerAtom(r.codes, atoms: dictionary.atoms)
+        // ½Σ‖r‖²/B = reconstruction, so Σ‖r‖² = 2·rec·B.
+        let squares = 2 * r.losses.reconstruction * Double(batch.rows.rows)
         return CRsAEStepRecord(step: step, epoch: batch.epoch, reconstruction: r.losses.reconstruction, loss: r.losses.loss,
-                               lambdas: lambdas, sigma: sigma, alpha: r.alpha, gradients: [r.gradient], codes: r.codes,
-                               batchRows: batch.rows.rows, batchCount: batch.rows.count)
+                               lambdas: lambdas, sigma: sigma, alpha: r.alpha, gradients: [r.gradient],
+                               pooledSums: l1 + [Double(r.codes.rows), squares, Double(batch.rows.count)], positions: positions)
     }
 
     public mutating func finishStep(_ e: inout CRsAEStepRecord, step: Int) throws {
         if config.normalize { dictionary.normalize() }
         if let prior = config.lambdaPrior {
-            lambdas = prior.update(codes: e.codes, atoms: dictionary.atoms, previous: lambdas)
+            lambdas = prior.update(l1Sums: Array(e.pooledSums.prefix(dictionary.atoms)), positions: e.positions,
+                                   samples: Int(e.pooledSums[dictionary.atoms].rounded()), previous: lambdas)
         }
         if let s = config.sigmaSmoothing {
-            // ½Σ‖r‖²/B = reconstruction, so mean r² = 2·rec·B / (entries of the batch).
-            let rms = Float((2 * e.reconstruction * Double(e.batchRows) / Double(max(1, e.batchCount))).squareRoot())
+            let (squares, values) = (e.pooledSums[dictionary.atoms + 1], e.pooledSums[dictionary.atoms + 2])
+            let rms = Float((squares / max(1, values)).squareRoot())
             if rms > 0 { sigma = s * sigma + (1 - s) * rms }
         }
         guard sigma.isFinite, sigma > 0, lambdas.allSatisfy({ $0.isFinite }) else {
@@ -131,7 +136,6 @@ public struct CRsAEModel<Op: DictionaryOperator>: Trainable {
         }
         e.lambdas = lambdas
         e.sigma = sigma
-        e.codes = Tensor(zeros: [0])
     }
 
     /// λ and σ beside the settings that must match on resume.

@@ -65,8 +65,14 @@ public struct GammaPriorLambda: Equatable, Sendable {
     /// The closed-form M-step for codes `[J, atoms, …]` (J ≥ 1), smoothed towards `previous` if given.
     public func update(codes: Tensor, atoms: Int, previous: [Float]? = nil) -> [Float] {
         let (sums, ne) = Self.l1PerAtom(codes, atoms: atoms)
-        let j = Double(max(1, codes.rows)), r = Double(shape), d = Double(rate)
-        return (0..<atoms).map { c in
+        return update(l1Sums: sums, positions: ne, samples: codes.rows, previous: previous)
+    }
+
+    /// `update` from the codes' statistics: Σ‖x_c‖₁ per atom over `samples` samples of `positions`
+    /// code positions each (what data-parallel workers add up before the update).
+    public func update(l1Sums sums: [Double], positions ne: Int, samples: Int, previous: [Float]? = nil) -> [Float] {
+        let j = Double(max(1, samples)), r = Double(shape), d = Double(rate)
+        return (0..<sums.count).map { c in
             let fresh: Double
             switch pooling {
             case .sum: fresh = (j * Double(ne) + r - 1) / (sums[c] + d)

@@ -39,6 +39,9 @@ public protocol StepEvaluation: Sendable {
     var loss: Double { get set }
     /// One per parameter, in `parameters` order; the reducer may replace them (averaged across workers).
     var gradients: [Tensor] { get set }
+    /// Sums over the batch that `finishStep` reads (CRsAE's EM statistics); with several workers the
+    /// reducer replaces them by their sums over every worker's share. None by default.
+    var pooledSums: [Double] { get set }
     /// The batch's generator after the model's own draws, for a stream that shares it (VSC samples
     /// from the generator that shuffles, as its reference does); nil for models that draw nothing.
     var generator: Random? { get }
@@ -46,6 +49,10 @@ public protocol StepEvaluation: Sendable {
 
 extension StepEvaluation {
     public var generator: Random? { nil }
+    public var pooledSums: [Double] {
+        get { [] }
+        set {}
+    }
 }
 
 /// Where a batch's gradient is combined across workers before the update: the identity in one
@@ -57,8 +64,8 @@ public protocol GradientReducer: Sendable {
     var rank: Int { get }
     var workers: Int { get }
     /// Replaces `gradients` and `loss`, this worker's means over its `examples`, by the means over
-    /// the examples of every worker.
-    func reduce(_ gradients: inout [Tensor], loss: inout Double, examples: Int) throws
+    /// the examples of every worker, and `sums` by their sums over the workers.
+    func reduce(_ gradients: inout [Tensor], loss: inout Double, sums: inout [Double], examples: Int) throws
     /// Whether every worker holds exactly these tensors (compared by a 64-bit hash of their bits).
     func agree(on tensors: [Tensor]) throws -> Bool
 }
@@ -81,6 +88,6 @@ public struct LocalReducer: GradientReducer {
     public init() {}
     public var rank: Int { 0 }
     public var workers: Int { 1 }
-    public func reduce(_ gradients: inout [Tensor], loss: inout Double, examples: Int) throws {}
+    public func reduce(_ gradients: inout [Tensor], loss: inout Double, sums: inout [Double], examples: Int) throws {}
     public func agree(on tensors: [Tensor]) throws -> Bool { true }
 }

@@ -136,7 +136,10 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
         }
         var evaluation = try FlushDenormals.with(true) { try model.evaluate(batch, step: thisStep) }
         var loss = evaluation.loss
-        try reducer.reduce(&evaluation.gradients, loss: &loss, examples: Stream.examples(in: batch))
+        var (gradients, sums) = (evaluation.gradients, evaluation.pooledSums)
+        try reducer.reduce(&gradients, loss: &loss, sums: &sums, examples: Stream.examples(in: batch))
+        evaluation.gradients = gradients
+        evaluation.pooledSums = sums
         evaluation.loss = loss
         guard loss.isFinite else { throw UnrollError.diverged(step: thisStep, reason: "the loss is \(loss)") }
         for (g, name) in zip(evaluation.gradients, names) where g.hasNonFinite {
