@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Data-parallel training over MPI, checked on this machine (loopback, 2 ranks): installs Open MPI
-# if missing, builds `unroll` with UNROLL_MPI=1 into .build-mpi, and shows for dense g_ae-ls and
-# conv2d PUDLE that `mpirun -np 2 unroll train …` ends with the model of one process (same global
-# batch, 50 steps, ≤ 1e-5 relative) with the same weights on both ranks; that `mpirun -np 2 unroll
-# encode` writes one process's codes byte for byte; that a killed rank ends the
-# job with a message, the checkpoint intact, and --resume continues to the same model; and that an
-# ordinary build refuses a distributed run by name. Called by scripts/test.sh.
+# if missing and builds `unroll` with UNROLL_MPI=1 into .build-mpi. Shows that `mpirun -np 2 unroll
+# train …` ends with one process's model (same global batch, 50–60 steps, ≤ 1e-5 relative, the same
+# weights on both ranks) for dense g_ae-ls, conv2d PUDLE, conv2d CRsAE (EM λ) and conv1d CRsAE
+# (spikes); that `mpirun -np 2 unroll encode` writes one process's codes byte for byte; that a killed
+# rank ends the job with a message, the checkpoint intact, and --resume continues to the same model;
+# and that an ordinary build refuses a distributed run by name. Called by scripts/test.sh.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 if ! command -v mpirun >/dev/null || ! pkg-config --exists ompi-c 2>/dev/null; then
@@ -37,7 +37,7 @@ check_equal() {   # name, one-process model, two-rank model, tensor
     local d; d=$(relative "$2" "$3" "$4")
     python3 -c "import sys; sys.exit(0 if float('$d') <= 1e-5 else 1)" \
         || { echo "check-mpi: $1: 2 ranks differ from one process by $d (> 1e-5)" >&2; exit 1; }
-    echo "check-mpi: $1: 2 ranks vs one process after 50 steps: relative difference $d"
+    echo "check-mpi: $1: 2 ranks vs one process: relative difference $d"
 }
 
 # Dense g_ae-ls.
@@ -46,7 +46,7 @@ dense=(train --data data.npz --init data.npz --layers 30 --step 0.2 --lambda 0.1
 "$plain_unroll" "${dense[@]}" --output one >/dev/null
 out=$(run2 "$mpi_unroll" "${dense[@]}" --output two)
 grep -q "2 ranks, the same weights on each" <<<"$out" || { echo "check-mpi: dense: $out" >&2; exit 1; }
-check_equal "dense g_ae-ls" one/model.safetensors two/model.safetensors dictionary
+check_equal "dense g_ae-ls, 50 steps" one/model.safetensors two/model.safetensors dictionary
 
 # Conv2d PUDLE (crops and noise drawn once per global batch, the same on both ranks).
 mkdir images
@@ -66,7 +66,7 @@ conv=(train --model conv2d --data images --atoms 8 --kernel 5 --stride 2 --crop 
 "$plain_unroll" "${conv[@]}" --output conv-one >/dev/null
 out=$(run2 "$mpi_unroll" "${conv[@]}" --output conv-two)
 grep -q "2 ranks, the same weights on each" <<<"$out" || { echo "check-mpi: conv2d: $out" >&2; exit 1; }
-check_equal "conv2d PUDLE" conv-one/model.safetensors conv-two/model.safetensors dictionary
+check_equal "conv2d PUDLE, 50 steps" conv-one/model.safetensors conv-two/model.safetensors dictionary
 
 # Conv2d CRsAE with EM λ: the per-filter code statistics are summed over the ranks with the gradient.
 crsae=(train --model conv2d --family crsae --data images --atoms 6 --kernel 5 --stride 2 --crop 21 --layers 8 --sigma 0.1
@@ -74,8 +74,16 @@ crsae=(train --model conv2d --family crsae --data images --atoms 6 --kernel 5 --
 "$plain_unroll" "${crsae[@]}" --output crsae-one >/dev/null
 out=$(run2 "$mpi_unroll" "${crsae[@]}" --output crsae-two)
 grep -q "2 ranks, the same weights on each" <<<"$out" || { echo "check-mpi: crsae: $out" >&2; exit 1; }
-check_equal "conv2d CRsAE (EM λ)" crsae-one/model.safetensors crsae-two/model.safetensors dictionary
-check_equal "conv2d CRsAE λ" crsae-one/model.safetensors crsae-two/model.safetensors em.lambda
+check_equal "conv2d CRsAE (EM λ), 50 steps, filters" crsae-one/model.safetensors crsae-two/model.safetensors dictionary
+check_equal "conv2d CRsAE (EM λ), 50 steps, λ" crsae-one/model.safetensors crsae-two/model.safetensors em.lambda
+
+# CRsAE 1-D (spikes), both phases: EM λ and σ pooled over the ranks.
+"$plain_unroll" spikes simulate --seconds 3 --seed 2 --output rec.npz >/dev/null
+spikes=(train --model conv1d --data rec.npz --epochs 3 --layers 6 --refine-epochs 1 --refine-layers 8 --batch 2 --threads 1)
+"$plain_unroll" "${spikes[@]}" --output spikes-one >/dev/null 2>&1
+out=$(run2 "$mpi_unroll" "${spikes[@]}" --output spikes-two 2>/dev/null)
+grep -q "2 ranks, the same weights on each" <<<"$out" || { echo "check-mpi: conv1d: $out" >&2; exit 1; }
+check_equal "conv1d CRsAE (spikes), 60 steps in two phases" spikes-one/model.safetensors spikes-two/model.safetensors dictionary
 
 # Distributed encoding: each rank writes its rows into one .npy; with one thread per rank the codes
 # equal one process's (one thread) byte for byte.

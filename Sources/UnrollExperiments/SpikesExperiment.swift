@@ -116,6 +116,11 @@ public enum SpikesExperiment {
         /// 1, then 2 for the refinement.
         public private(set) var phase = 1
         public private(set) var trainer: CRsAETrainer<Convolution1DDictionary>
+        /// Where each step's gradient and EM statistics are combined across workers (data-parallel
+        /// runs; each phase's trainer uses it).
+        public var reducer: any GradientReducer = LocalReducer() {
+            didSet { trainer.reducer = reducer }
+        }
 
         /// The first phase's trainer from `start` `[C, channels, K]` (normalised), λ from Donoho's rule
         /// at the recording's robust σ, on windows of `recording` `[channels, samples]`.
@@ -155,6 +160,7 @@ public enum SpikesExperiment {
             if phase == 1 && trainer.epoch >= phaseEpochs {
                 trainer = try CRsAETrainer(dictionary: trainer.dictionary, lambdas: trainer.lambdas, sigma: trainer.sigma,
                                            data: windows, config: refineConfig)
+                trainer.reducer = reducer
                 phase = 2
             }
             var rec = 0.0, steps = 0
@@ -180,6 +186,7 @@ public enum SpikesExperiment {
                 }
                 restored = try CRsAETrainer(dictionary: trainer.dictionary, lambdas: trainer.lambdas, sigma: trainer.sigma,
                                             data: windows, config: refineConfig)
+                restored.reducer = reducer
             }
             try restored.restore(c)
             trainer = restored

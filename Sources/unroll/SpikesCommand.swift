@@ -186,7 +186,10 @@ struct SpikesTraining {
         if resume && !FileManager.default.fileExists(atPath: checkpointPath) {
             throw CLIError("--resume: \(checkpointPath) does not exist (nothing to resume; run without --resume to start)")
         }
-        let lock = try inContext("--output") { try RunLock(model: modelPath, outputs: [checkpointPath]) }
+        // Data-parallel under mpirun: every rank trains, rank 0 alone writes and reports.
+        let job = try Distributed.current()
+        let clock = ContinuousClock.now
+        let lock = job.isRoot ? try inContext("--output") { try RunLock(model: modelPath, outputs: [checkpointPath]) } : nil
         defer { withExtendedLifetime(lock) {} }
         let o = options
         func writeModel(_ model: SpikeModel) throws {
@@ -249,6 +252,7 @@ struct SpikesTraining {
         settings.seed = seed
         let truth = file.filters.flatMap { $0.shape == start.shape ? $0 : nil } ?? start
         var run = try inContext("spikes train") { try SpikesExperiment.TrainingRun(settings, start: start, recording: file.signal) }
+        run.reducer = job.reducer
         if resume {
             let checkpoint = try CheckpointFile.read(checkpointPath)
             try inContext("--resume \(checkpointPath)") { try run.restore(checkpoint) }
@@ -256,15 +260,20 @@ struct SpikesTraining {
         while !run.done {
             let loss = try inContext("spikes train") { try run.trainEpoch() }
             let errors = SpikeTemplates.errors(learned: run.trainer.dictionary.weights, truth: truth).map(\.error)
+            guard job.isRoot else { continue }
             let line = run.describeEpoch(loss: loss, templateErrors: errors) + (file.filters == nil ? " (template errors vs the start)" : "")
             FileHandle.standardError.write(Data((line + "\n").utf8))
             try writeModel(try inContext("spikes train") { try run.model() })   // usable if the run is killed
             try inContext("writing the checkpoint") { try CheckpointFile.write(run.checkpoint(), extra: [:], to: checkpointPath) }
         }
+        if job.size > 1, !(try job.reducer.agree(on: run.trainer.model.parameters)) {
+            throw CLIError("the ranks ended with different weights; the model is not written")
+        }
+        guard job.isRoot else { return }
         let model = try inContext("spikes train") { try run.model() }
         try writeModel(model)
         print("wrote \(modelPath): \(neurons) templates of \(k) samples, λ " + model.lambdas.map { String(format: "%.2f", $0) }.joined(separator: ",")
-              + String(format: ", σ %.4g", model.sigma))
+              + String(format: ", σ %.4g", model.sigma) + job.summary(seconds: secondsSince(clock)))
     }
 }
 

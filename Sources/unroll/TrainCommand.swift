@@ -124,8 +124,8 @@ struct Train: ParsableCommand {
         try TrainOptionScope.check(GivenOptions.current(), model: model, family: conv.family)
         let job = try Distributed.current()
         try job.run {
-            if job.size > 1 && !(model == .dense || model == .conv2d) {
-                throw CLIError("--model \(model.rawValue) does not train data-parallel yet (dense and conv2d do); "
+            if job.size > 1 && model == .vsc {
+                throw CLIError("--model vsc does not train data-parallel yet (dense, conv1d and conv2d do); "
                     + "run it as one process (docs/distributed.md)")
             }
             try threading.run {
