@@ -17,9 +17,11 @@ public enum ElementType: String, CaseIterable, Sendable {
 }
 
 /// Converts `count` packed elements of type `type` starting at `bytes[offset]` to Float.
-/// `bigEndian` selects the byte order of multi-byte elements. The caller has checked the size.
-func decodeElements(_ bytes: [UInt8], offset: Int, count: Int, type: ElementType, bigEndian: Bool) -> [Float] {
+/// `bigEndian` selects the byte order of multi-byte elements. The caller has checked the size; this
+/// checks that the float values fit in the memory the process may still take.
+func decodeElements(_ bytes: [UInt8], offset: Int, count: Int, type: ElementType, bigEndian: Bool) throws -> [Float] {
     precondition(offset >= 0 && count >= 0 && offset + count * type.size <= bytes.count)
+    try MemoryBudget.check(count * MemoryLayout<Float>.size, for: "the \(count) values")
     var out = [Float](repeating: 0, count: count)
     bytes.withUnsafeBytes { raw in
         let src = UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + count * type.size)])

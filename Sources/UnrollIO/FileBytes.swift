@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reading whole files into memory, with errors that say why a file could not be read.
 public enum FileBytes {
@@ -11,11 +14,29 @@ public enum FileBytes {
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw UnrollIOError(.unreadable, file: path, "permission denied")
         }
-        do {
-            return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            throw UnrollIOError(.unreadable, file: path, "cannot read: \(error.localizedDescription)")
+        // One allocation of the file's size, filled by read(2) (no intermediate Data copy), after
+        // checking that it fits.
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw UnrollIOError(.unreadable, file: path, "cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw UnrollIOError(.unreadable, file: path, "cannot stat: \(String(cString: strerror(errno)))") }
+        let size = Int(info.st_size)
+        try MemoryBudget.check(size, for: "its \(size) bytes", file: path)
+        var failure: Int32 = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            count = 0
+            while count < size {
+                let n = Glibc.read(fd, buffer.baseAddress! + count, size - count)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { failure = n < 0 ? errno : EIO; break }
+                count += n
+            }
         }
+        guard failure == 0, bytes.count == size else {
+            throw UnrollIOError(.unreadable, file: path, "cannot read: \(failure == 0 ? "the file shrank while being read" : String(cString: strerror(failure)))")
+        }
+        return bytes
     }
 
     /// The file's bytes, gunzipped when they start with the gzip magic (1f 8b), at most `limit` bytes.

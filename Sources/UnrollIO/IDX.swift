@@ -38,7 +38,7 @@ public enum IDX {
             throw UnrollIOError(r.remaining < size ? .truncated : .malformed,
                 "IDX header promises shape \(shape) of \(type.numpyName) (\(size) bytes) but the file has \(r.remaining) bytes of data")
         }
-        let values = decodeElements(bytes, offset: r.offset, count: count, type: type, bigEndian: true)
+        let values = try decodeElements(bytes, offset: r.offset, count: count, type: type, bigEndian: true)
         return NDArray(dtype: type.numpyName, tensor: Tensor(shape: shape, data: values))
     }
 

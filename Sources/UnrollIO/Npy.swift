@@ -47,7 +47,7 @@ public enum Npy {
             throw UnrollIOError(.malformed,
                 ".npy header promises shape \(header.shape) of \(header.descr) (\(size) bytes) but the file has \(r.remaining) bytes of data")
         }
-        var values = decodeElements(bytes, offset: r.offset, count: count, type: header.type, bigEndian: header.bigEndian)
+        var values = try decodeElements(bytes, offset: r.offset, count: count, type: header.type, bigEndian: header.bigEndian)
         if header.fortranOrder && header.shape.count > 1 { values = fortranToRowMajor(values, shape: header.shape) }
         return NDArray(dtype: header.type.numpyName, tensor: Tensor(shape: header.shape, data: values))
     }

@@ -117,9 +117,9 @@ public enum Safetensors {
             throw UnrollIOError(.malformed, "safetensors data has \(dataLength) bytes but its tensors cover \(covered)")
         }
 
-        let tensors = entries.map { e in
+        let tensors = try entries.map { e in
             (name: e.name, array: NDArray(dtype: e.type.numpyName, tensor: Tensor(shape: e.shape, data:
-                decodeElements(bytes, offset: dataStart + e.begin, count: e.shape.reduce(1, *), type: e.type, bigEndian: false))))
+                try decodeElements(bytes, offset: dataStart + e.begin, count: e.shape.reduce(1, *), type: e.type, bigEndian: false))))
         }
         return SafetensorsFile(tensors: tensors, metadata: metadata)
     }

@@ -326,3 +326,46 @@ import UnrollIO
         #expect(PSNR.value(denoised, clean: clean) > PSNR.value(noisy, clean: clean) + 4)
     }
 }
+
+/// A data file too large for the process's memory cap (`ulimit -v`) is refused with one line naming
+/// the need and the cap, instead of the runtime's abort on a failed allocation (exit 134).
+@Suite(.needsCLI) struct MemoryCapTests {
+    /// Runs `unroll args` under `ulimit -v kilobytes`.
+    static func capped(_ kilobytes: Int, _ args: [String], in dir: URL) throws -> CLITests.Result {
+        let binary = try #require(CLITests.binary)
+        let quoted = ([binary] + args).map { "'\($0)'" }.joined(separator: " ")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        // `timeout`: under a cap too small for OpenBLAS's per-thread buffers (128 MB each), OpenBLAS's
+        // worker retries its allocation forever and the process never exits.
+        process.arguments = ["-c", "ulimit -v \(kilobytes) && exec timeout 60 \(quoted)"]
+        process.currentDirectoryURL = dir
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return CLITests.Result(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                               stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    @Test func aFileLargerThanTheCapIsOneLine() throws {
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Npy.write(Tensor(zeros: [4, 3]), to: dir.appendingPathComponent("tiny.npy").path)
+        // The smallest cap (in 32 MB steps from 320 MB, above OpenBLAS's thread buffers) under which
+        // the CLI starts and reads a tiny file.
+        var base = 320 * 1024
+        while try Self.capped(base, ["info", "tiny.npy"], in: dir).status != 0 {
+            base += 32 * 1024
+            try #require(base < 4 << 20, "unroll did not start under any cap up to 4 GB")
+        }
+        // 96 MB of floats against 64 MB of headroom.
+        try Npy.write(Tensor(zeros: [24 << 10, 1 << 10]), to: dir.appendingPathComponent("big.npy").path)
+        let r = try Self.capped(base + 64 * 1024, ["train", "--data", "big.npy", "--atoms", "4", "--steps", "1", "--output", "run"], in: dir)
+        #expect(r.status == 1, "exit \(r.status): \(r.stderr)")
+        #expect(r.stderr.hasPrefix("Error: --data: ") && r.stderr.contains("ulimit -v") && r.stderr.contains("MB more"), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+    }
+}
