@@ -1,14 +1,13 @@
 """A 2-D convolutional denoiser (PUDLE's convolutional autoencoder) over the Swift library."""
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ._compat import BaseEstimator, check_is_fitted
 from ._dictionary import _seed, _threads
-from ._library import Model
+from ._library import Model, PickledThroughModelFile
 
 
 def _images(images):
@@ -30,7 +29,7 @@ def _images(images):
     return out
 
 
-class ConvolutionalDenoiser(BaseEstimator):
+class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
     """Learns a convolutional dictionary for denoising grayscale images by backpropagation through an
     unrolled ISTA encoder (PUDLE §6, Table 1): random noisy crops of the training images, the loss
     against the clean crop (`target="clean"`). Defaults are Table 1's: 64 filters 9×9, stride 4,
@@ -110,24 +109,3 @@ class ConvolutionalDenoiser(BaseEstimator):
                 from ._dictionary import load
                 return load(path, n_jobs=n_jobs)
         raise FileNotFoundError("the shipped denoising model (denoise-model.safetensors) is not in the package")
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        model = state.pop("_model", None)
-        if model is not None:
-            import tempfile
-            with tempfile.TemporaryDirectory() as d:
-                path = os.path.join(d, "model.safetensors")
-                model.save(path)
-                state["_model_file"] = Path(path).read_bytes()
-        return state
-
-    def __setstate__(self, state):
-        data = state.pop("_model_file", None)
-        self.__dict__.update(state)
-        if data is not None:
-            import tempfile
-            with tempfile.TemporaryDirectory() as d:
-                path = os.path.join(d, "model.safetensors")
-                Path(path).write_bytes(data)
-                self._model = Model.load(path, self._settings(0))

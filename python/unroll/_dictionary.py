@@ -3,13 +3,12 @@
 import json
 import numbers
 import os
-import tempfile
 
 import numpy as np
 
 from ._compat import HAVE_SKLEARN, BaseEstimator, TransformerMixin, check_array, check_is_fitted, check_random_state
 from ._compat import validate_data as _validate_data
-from ._library import Model
+from ._library import Model, PickledThroughModelFile
 
 
 def _threads(n_jobs):
@@ -28,7 +27,7 @@ def _seed(random_state):
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
-class UnrolledDictionaryLearning(TransformerMixin, BaseEstimator):
+class UnrolledDictionaryLearning(PickledThroughModelFile, TransformerMixin, BaseEstimator):
     """Learns a dictionary whose atoms code the samples sparsely, by backpropagation through an
     unrolled ISTA/FISTA encoder (PUDLE): X ≈ codes · components_.
 
@@ -139,28 +138,6 @@ class UnrolledDictionaryLearning(TransformerMixin, BaseEstimator):
         """Writes the model file (unroll-model/2) that `unroll encode|eval|info` and `unroll.load` read."""
         check_is_fitted(self, "components_")
         self._model.save(path)
-
-    # The library handle does not pickle: the model file's bytes stand in for it.
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        model = state.pop("_model", None)
-        if model is not None:
-            with tempfile.TemporaryDirectory() as d:
-                path = os.path.join(d, "model.safetensors")
-                model.save(path)
-                with open(path, "rb") as f:
-                    state["_model_file"] = f.read()
-        return state
-
-    def __setstate__(self, state):
-        data = state.pop("_model_file", None)
-        self.__dict__.update(state)
-        if data is not None:
-            with tempfile.TemporaryDirectory() as d:
-                path = os.path.join(d, "model.safetensors")
-                with open(path, "wb") as f:
-                    f.write(data)
-                self._model = Model.load(path, self._settings(_seed(0)))
 
     if HAVE_SKLEARN:
         def __sklearn_tags__(self):

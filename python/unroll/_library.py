@@ -163,3 +163,31 @@ class Model:
 
     def save(self, path):
         check(lib.unroll_save(self.handle, os.fsencode(path)))
+
+
+class PickledThroughModelFile:
+    """Pickling for estimators that hold a library handle (`_model`), which does not pickle: the model
+    file's bytes stand in for it, and unpickling loads them into a new handle (with `_settings`)."""
+
+    def __getstate__(self):
+        import tempfile
+        state = self.__dict__.copy()
+        model = state.pop("_model", None)
+        if model is not None:
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "model.safetensors")
+                model.save(path)
+                with open(path, "rb") as f:
+                    state["_model_file"] = f.read()
+        return state
+
+    def __setstate__(self, state):
+        import tempfile
+        data = state.pop("_model_file", None)
+        self.__dict__.update(state)
+        if data is not None:
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "model.safetensors")
+                with open(path, "wb") as f:
+                    f.write(data)
+                self._model = Model.load(path, self._settings(0))
