@@ -20,14 +20,6 @@ struct Distributed: Sendable {
         return env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMI_SIZE"] != nil || env["PMIX_RANK"] != nil
     }
 
-    static var hasMPI: Bool {
-        #if canImport(UnrollMPI)
-        return true
-        #else
-        return false
-        #endif
-    }
-
     /// The job of this process, started once.
     static func current() throws -> Distributed {
         guard launchedByMPI else { return Distributed(rank: 0, size: 1, reducer: LocalReducer()) }
@@ -55,8 +47,8 @@ struct Distributed: Sendable {
         return values
     }
 
-    /// This rank's rows of `count` (rank·n/N ..< (rank+1)·n/N).
-    func share(of count: Int) -> Range<Int> { (rank * count / size)..<((rank + 1) * count / size) }
+    /// This rank's rows of `count` (rank·n/N ..< (rank+1)·n/N, as the trainer shares a batch).
+    func share(of count: Int) -> Range<Int> { RowBatches.shareRange(count, worker: rank, of: size) }
 
     /// For a run's summary line: the ranks, and the time in MPI_Allreduce against the run's `seconds`.
     func summary(seconds: Double) -> String {

@@ -186,8 +186,13 @@ struct SpikesTraining {
         if resume && !FileManager.default.fileExists(atPath: checkpointPath) {
             throw CLIError("--resume: \(checkpointPath) does not exist (nothing to resume; run without --resume to start)")
         }
-        // Data-parallel under mpirun: every rank trains, rank 0 alone writes and reports.
+        // Data-parallel under mpirun: every rank trains, rank 0 alone writes and reports; a failing
+        // rank ends the job.
         let job = try Distributed.current()
+        try job.run { try train(job: job) }
+    }
+
+    private func train(job: Distributed) throws {
         let clock = ContinuousClock.now
         let lock = job.isRoot ? try inContext("--output") { try RunLock(model: modelPath, outputs: [checkpointPath]) } : nil
         defer { withExtendedLifetime(lock) {} }
