@@ -229,6 +229,22 @@ import UnrollIO
         #expect(missing.status != 0 && missing.stderr.contains("does not exist"), "\(missing.stderr)")
     }
 
+    /// Table 1's ordering (PUDLE: g_ae-ls above g_dec above the noisy input) at the tiny scale, with its
+    /// fixed seed, on the shared images as `unroll reproduce table1 --scale tiny` reads them (measured
+    /// 24.65, 24.07 and 20.09 dB): a regression that loses the ordering cannot pass.
+    @Test(.needsSharedData) func table1TinyKeepsThePapersOrdering() throws {
+        func folder(_ name: String) throws -> [Tensor] {
+            let dir = sharedData + "/images/" + name
+            return try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.lowercased().hasSuffix(".png") }.sorted()
+                .map { try PNG.readGray(dir + "/" + $0) }
+        }
+        let t = try Table1Experiment.run(Table1Experiment.settings(.tiny), train: folder("train"), test: folder("test"), scale: "tiny").table
+        let noisy = try #require(t.measured(["gradient": .string("noisy input")]))
+        let dec = try #require(t.measured(["gradient": .string("dec"), "lambda": .double(0.12)]))
+        let ls = try #require(t.measured(["gradient": .string("ae-ls"), "lambda": .double(0.12)]))
+        #expect(ls > dec + 0.25 && dec > noisy + 2, "ae-ls \(ls), dec \(dec), noisy \(noisy) dB")
+    }
+
     @Test func table1TinyRunsAndReportsEveryRow() throws {
         var s = Table1Experiment.settings(.tiny)
         s.steps = 6
