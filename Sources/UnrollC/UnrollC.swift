@@ -259,13 +259,19 @@ public func unrollLastError() -> UnsafePointer<CChar> {
     return cString("")
 }
 
+/// A new handle from settings (JSON) read by `make`.
+private func create(_ settings: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                    _ make: (String) throws -> Handle) -> Int32 {
+    guarded {
+        guard let settings, let out else { throw APIError("settings and the output pointer must not be NULL") }
+        out.pointee = retained(try make(String(cString: settings)))
+    }
+}
+
 /// A new, untrained dense model from settings (JSON).
 @_cdecl("unroll_dense_create")
 public func unrollDenseCreate(_ settings: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    guarded {
-        guard let settings, let out else { throw APIError("settings and the output pointer must not be NULL") }
-        out.pointee = retained(try denseSettings(String(cString: settings)))
-    }
+    create(settings, out, denseSettings)
 }
 
 @_cdecl("unroll_free")
@@ -464,10 +470,7 @@ public func unrollKind(_ h: OpaquePointer?) -> UnsafePointer<CChar> {
 /// A new, untrained convolutional denoiser from settings (JSON).
 @_cdecl("unroll_conv2d_create")
 public func unrollConv2DCreate(_ settings: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    guarded {
-        guard let settings, let out else { throw APIError("settings and the output pointer must not be NULL") }
-        out.pointee = retained(try convSettings(String(cString: settings)))
-    }
+    create(settings, out, convSettings)
 }
 
 /// Trains from random filters (seeded) on `count` grayscale images in [0, 1], their pixels one after

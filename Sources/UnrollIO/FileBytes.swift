@@ -1,6 +1,10 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+private let systemRead = Glibc.read
+#elseif canImport(Darwin)
+import Darwin
+private let systemRead = Darwin.read
 #endif
 
 /// Reading whole files into memory, with errors that say why a file could not be read.
@@ -27,7 +31,7 @@ public enum FileBytes {
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             count = 0
             while count < size {
-                let n = Glibc.read(fd, buffer.baseAddress! + count, size - count)
+                let n = systemRead(fd, buffer.baseAddress! + count, size - count)
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { failure = n < 0 ? errno : EIO; break }
                 count += n

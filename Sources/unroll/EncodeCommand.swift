@@ -60,10 +60,7 @@ struct Encode: ParsableCommand {
         guard output.lowercased().hasSuffix(".npy") else {
             throw CLIError("--output \(output): a distributed encoding writes .npy (each rank its rows of one file)")
         }
-        let x = try ArrayInput.matrix(ArrayReference(data), option: "--data", defaults: ["X"]).tensor
-        guard x.cols == m.dictionary.signalSize else {
-            throw CLIError("shape mismatch: --data \(data) has rows of \(x.cols) values, but the model's atoms have length m = \(m.dictionary.signalSize)")
-        }
+        let x = try ModelRun.rows(data, for: m)
         let encoder = try ModelRun.overriding(m, layers: encoding.layers)
         let rows = job.share(of: x.rows), p = m.atoms
         let start = ContinuousClock.now

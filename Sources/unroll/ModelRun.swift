@@ -39,10 +39,7 @@ struct ModelRun {
         }
         switch file.model {
         case let .dense(m):
-            let x = try ArrayInput.matrix(ArrayReference(data), option: "--data", defaults: ["X"]).tensor
-            guard x.cols == m.dictionary.signalSize else {
-                throw CLIError("shape mismatch: --data \(data) has rows of \(x.cols) values, but the model's atoms have length m = \(m.dictionary.signalSize)")
-            }
+            let x = try rows(data, for: m)
             let model = try overriding(m, layers: layers)
             // Batches of rows keep the encoder's working memory bounded.
             let chunk = 4096
@@ -101,6 +98,15 @@ struct ModelRun {
     }
 
     /// The model with T replaced by `layers` (checked).
+    /// The rows of `data` for a dense model (checked against its atoms' length).
+    static func rows(_ data: String, for m: UnrolledAutoencoder<DenseDictionary>) throws -> Tensor {
+        let x = try ArrayInput.matrix(ArrayReference(data), option: "--data", defaults: ["X"]).tensor
+        guard x.cols == m.dictionary.signalSize else {
+            throw CLIError("shape mismatch: --data \(data) has rows of \(x.cols) values, but the model's atoms have length m = \(m.dictionary.signalSize)")
+        }
+        return x
+    }
+
     static func overriding<Op: DictionaryOperator>(_ m: UnrolledAutoencoder<Op>, layers: Int?) throws -> UnrolledAutoencoder<Op> {
         var m = m
         if let t = layers {

@@ -111,12 +111,12 @@ extension Train {
     /// `--model vsc`: either generator into the folder, through the shared run (checkpoint every
     /// --checkpoint-every steps, --resume, log.csv, curve.png); the report of `vsc eval` at the end.
     func vscTraining() throws {
-        let v = vsc
-        if let e = epochs, e < 1 { throw CLIError("--epochs must be ≥ 1, got \(e)") }
+        let v = vsc, epochCount = epochs ?? 10
+        guard epochCount >= 1 else { throw CLIError("--epochs must be ≥ 1, got \(epochCount)") }
         let settings = VSCRunSettings(family: v.posterior.family, learnThreshold: v.learnThreshold, lambda: lambda, samples: v.samples,
                                       aggregation: SampleAggregation(rawValue: v.aggregation)!,
                                       hidden: try parseIntList(v.hidden, "--hidden", minimum: 1)!, klWeight: v.klWeight,
-                                      epochs: epochs ?? 10, batch: batch.size, learningRate: lr, seed: seed)
+                                      epochs: epochCount, batch: batch.size, learningRate: lr, seed: seed)
         try settings.validate()
         do {
             switch v.generator {
@@ -127,14 +127,14 @@ extension Train {
                     try WhitenedPatches(images: images, side: v.side, train: v.patches, validation: v.validation, rng: &rng)
                 }
                 var trainer = try LinearGeneratorTrainer(data: patches.train, config: try settings.linear(side: v.side, patches: v.patches, latents: atoms))
-                try runVSC(&trainer, label: "vsc linear") { t in
+                try runVSC(&trainer, epochs: epochCount, label: "vsc linear") { t in
                     try AtomGrid(atomHeight: v.side, atomWidth: v.side, scale: 2).writePNG(t.model.dictionary, to: output + "/atoms.png")
                 }
                 try VSCEval.report(model: trainer.model, step: trainer.step, patches: patches, atoms: nil)
             case .conv:
                 let images = try FashionOptions.load(folder: data, trainSize: v.trainSize, testSize: v.testSize)
                 var trainer = try NetworkGeneratorTrainer(data: images.train, config: try settings.network(latents: atoms ?? 64, images: images.train.rows))
-                try runVSC(&trainer, label: "vsc conv") { _ in }
+                try runVSC(&trainer, epochs: epochCount, label: "vsc conv") { _ in }
                 try VSCFashion.report(trainer.model, step: trainer.step, test: images.test, reconstructions: output + "/reconstructions.png")
             }
         } catch let e as UnrollError {
@@ -142,10 +142,10 @@ extension Train {
         }
     }
 
-    private func runVSC<M: VSCGenerator>(_ trainer: inout Trainer<M, RowBatches>, label: String,
+    private func runVSC<M: VSCGenerator>(_ trainer: inout Trainer<M, RowBatches>, epochs: Int, label: String,
                                          figures: (Trainer<M, RowBatches>) throws -> Void) throws {
         let run = try TrainingRun(output: output, resume: resume, checkpointEvery: checkpointEvery)
-        try run.run(&trainer, steps: (epochs ?? 10) * trainer.stream.stepsPerEpoch, label: "train " + label,
+        try run.run(&trainer, steps: epochs * trainer.stream.stepsPerEpoch, label: "train " + label,
                     columns: ["epoch", "loss", "rec", "kl", "non_zero"],
                     fields: { r in [String(r.epoch), CSV.format(r.loss), CSV.format(r.reconstruction), CSV.format(r.kl), CSV.format(r.nonZero)] },
                     detail: { r in String(format: "loss %.4f, non-zero %.1f%%", r.loss, 100 * r.nonZero) },
