@@ -55,6 +55,34 @@ final class ConvHandle: Handle {
     override var kind: StaticString { "conv2d" }
 }
 
+/// A CRsAE spike-sorting model (multichannel 1-D convolutional dictionary) with its training recipe.
+final class SpikeHandle: Handle {
+    let settings: SpikeTrainingSettings
+    let neurons: Int, filterLength: Int?, samplingRate: Double, crossing: Float
+    var model: SpikeModel?
+    var epochsDone = 0
+    /// The last `unroll_sort`'s detections, ordered by time.
+    var detections: [(neuron: Int, spike: DetectedSpike)] = []
+
+    init(settings: SpikeTrainingSettings, neurons: Int, filterLength: Int?, samplingRate: Double, crossing: Float, threads: Int) {
+        self.settings = settings
+        (self.neurons, self.filterLength, self.samplingRate, self.crossing) = (neurons, filterLength, samplingRate, crossing)
+        super.init(threads: threads)
+    }
+    override var kind: StaticString { "conv1d" }
+}
+
+/// A variational sparse-coding model read from a file (trained by `unroll train --model vsc`).
+final class VSCHandle: Handle {
+    let model: VSCModel
+
+    init(model: VSCModel, threads: Int) {
+        self.model = model
+        super.init(threads: threads)
+    }
+    override var kind: StaticString { model.generator == .linear ? "vsc-linear" : "vsc-conv" }
+}
+
 private final class ErrorBox: @unchecked Sendable {
     var message: UnsafeMutablePointer<CChar>?
     deinit { free(message) }
@@ -161,6 +189,18 @@ private struct Settings {
         return n.floatValue
     }
 
+    func positive(_ key: String, _ d: Float) throws -> Float {
+        let v = try float(key, d)!
+        guard v > 0 else { throw APIError("\(key) must be > 0, got \(v)") }
+        return v
+    }
+
+    func bool(_ key: String, _ d: Bool) throws -> Bool {
+        guard let v = value(key) else { return d }
+        guard let b = v as? Bool else { throw APIError("\(key) must be true or false, got \(v)") }
+        return b
+    }
+
     func choice(_ key: String, _ d: String, _ options: [String]) throws -> String {
         guard let v = value(key) else { return d }
         guard let c = v as? String, options.contains(c) else {
@@ -226,20 +266,38 @@ private func convSettings(_ json: String) throws -> ConvHandle {
     guard crop >= kernel else { throw APIError("crop_size \(crop) is smaller than kernel_size \(kernel)") }
     let sigma = try s.float("sigma", 25.0 / 255)!
     guard sigma >= 0 else { throw APIError("sigma must be ≥ 0, got \(sigma)") }
-    let flips: Bool
-    switch s.values["flips"] {
-    case nil, is NSNull: flips = true
-    case let b as Bool: flips = b
-    default: throw APIError("flips must be true or false")
-    }
     let config = DenoisingConfig(encoder: try s.encoder(layers: 15, lam: (0.16, 0.05), step: 0.1), mode: try s.gradient(),
                                  optimizer: .adam(learningRate: try s.float("learning_rate", 1e-4)!), sigma: sigma, cropSize: crop,
                                  batchSize: try s.int("batch_size", 1, minimum: 1)!,
                                  target: try s.choice("target", "clean", ["clean", "noisy"]) == "clean" ? .clean : .noisy,
-                                 flips: flips, seed: try s.seed)
+                                 flips: try s.bool("flips", true), seed: try s.seed)
     return ConvHandle(config: config, filters: try s.int("n_filters", 64, minimum: 1)!, kernel: kernel,
                       stride: try s.int("stride", 4, minimum: 1)!, steps: try s.int("max_iter", 1000, minimum: 0)!,
                       threads: try s.threads)
+}
+
+/// The spike sorter's settings (defaults: `unroll spikes train`'s).
+private func spikeSettings(_ json: String) throws -> SpikeHandle {
+    let s = try Settings(json, known: ["n_neurons", "filter_length", "sampling_rate", "n_layers", "max_iter", "batch_size", "learning_rate",
+                                      "lr_decay", "window", "refine_epochs", "refine_layers", "refine_learning_rate", "prior_rate",
+                                      "crossing", "non_negative", "random_state", "n_jobs"])
+    var settings = SpikeTrainingSettings(epochs: try s.int("max_iter", 15, minimum: 1)!)
+    settings.window = try s.int("window", 1000, minimum: 3)!
+    settings.training.layers = try s.int("n_layers", 50, minimum: 1)!
+    settings.training.batchSize = try s.int("batch_size", 32, minimum: 1)!
+    settings.training.learningRate = try s.positive("learning_rate", 0.01)
+    settings.training.learningRateDecay = try s.positive("lr_decay", 0.9)
+    settings.refineEpochs = try s.int("refine_epochs", 12, minimum: 0)!
+    settings.refineLayers = try s.int("refine_layers", 100, minimum: 1)!
+    settings.refineLearningRate = try s.positive("refine_learning_rate", 0.001)
+    let priorRate = try s.float("prior_rate", 500)!
+    guard priorRate >= 0 else { throw APIError("prior_rate must be ≥ 0, got \(priorRate)") }
+    settings.priorRate = priorRate
+    settings.training.threshold = try s.bool("non_negative", false) ? .nonNegative : .soft
+    settings.seed = try s.seed
+    return SpikeHandle(settings: settings, neurons: try s.int("n_neurons", 3, minimum: 1)!,
+                       filterLength: try s.int("filter_length", nil, minimum: 2), samplingRate: Double(try s.positive("sampling_rate", 10_000)),
+                       crossing: try s.positive("crossing", 4), threads: try s.threads)
 }
 
 // MARK: the ABI
@@ -352,11 +410,19 @@ public func unrollInverseTransform(_ h: OpaquePointer?, _ codes: UnsafePointer<F
     }
 }
 
-/// The dictionary's shape: atoms p and their length m (conv2d: filters C and K·K); 0, 0 before fitting.
+/// The dictionary's shape: atoms p and their length m (conv2d: filters C and K·K; conv1d: C and channels·K;
+/// VSC: latents and pixels); 0, 0 before fitting.
 @_cdecl("unroll_shape")
 public func unrollShape(_ h: OpaquePointer?, _ p: UnsafeMutablePointer<Int64>?, _ m: UnsafeMutablePointer<Int64>?) -> Int32 {
     guarded {
-        let w = try weights(anyHandle(h))
+        let model = try anyHandle(h)
+        if let v = model as? VSCHandle {
+            let (latents, pixels) = try v.model.sizes()
+            p?.pointee = Int64(latents)
+            m?.pointee = Int64(pixels)
+            return
+        }
+        let w = weights(model)
         p?.pointee = Int64(w?.shape[0] ?? 0)
         m?.pointee = Int64(w.map { $0.count / $0.shape[0] } ?? 0)
     }
@@ -366,7 +432,48 @@ public func unrollShape(_ h: OpaquePointer?, _ p: UnsafeMutablePointer<Int64>?, 
 private func weights(_ h: Handle) -> Tensor? {
     if let d = h as? DenseHandle { return d.model?.dictionary.weights }
     if let c = h as? ConvHandle { return c.model?.dictionary.weights }
+    if let s = h as? SpikeHandle { return s.model?.filters }
+    if let v = h as? VSCHandle, v.model.generator == .linear { return try? LinearGeneratorModel(checkpoint: v.model.state).dictionary }
     return nil
+}
+
+/// The weights' shape (dense `[p, m]`, conv2d `[C, 1, K, K]`, conv1d `[C, channels, K]`, vsc-linear
+/// `[latents, pixels]`) into `shape` (room for 4) and its rank into `rank`; rank 0 before fitting and
+/// for vsc-conv (a network).
+@_cdecl("unroll_weights_shape")
+public func unrollWeightsShape(_ h: OpaquePointer?, _ shape: UnsafeMutablePointer<Int64>?, _ rank: UnsafeMutablePointer<Int64>?) -> Int32 {
+    guarded {
+        guard let shape, let rank else { throw APIError("shape and rank must not be NULL") }
+        let dims = weights(try anyHandle(h))?.shape ?? []
+        rank.pointee = Int64(dims.count)
+        for (i, d) in dims.enumerated() { shape[i] = Int64(d) }
+    }
+}
+
+/// The encoder's threshold per atom (λ; conv1d: the lasso penalty λ_c σ²) into `out` when it is not
+/// NULL, and their number into `count`.
+@_cdecl("unroll_lambdas")
+public func unrollLambdas(_ h: OpaquePointer?, _ out: UnsafeMutablePointer<Float>?, _ count: UnsafeMutablePointer<Int64>?) -> Int32 {
+    guarded {
+        let model = try anyHandle(h)
+        func perAtom<Op: DictionaryOperator>(_ ae: UnrolledAutoencoder<Op>?) -> [Float]? {
+            guard let ae else { return nil }
+            switch ae.encoder.lambda {
+            case let .scalar(v): return [Float](repeating: v, count: ae.dictionary.atoms)
+            case let .perAtom(v): return v
+            }
+        }
+        let values: [Float]?
+        switch model {
+        case let d as DenseHandle: values = perAtom(d.model)
+        case let c as ConvHandle: values = perAtom(c.model)
+        case let s as SpikeHandle: values = perAtom(try s.model?.autoencoder())
+        default: throw APIError("a \(model.kind) model has no λ per atom")
+        }
+        guard let values else { throw APIError("the model is not fitted") }
+        count?.pointee = Int64(values.count)
+        out?.update(from: values, count: values.count)
+    }
 }
 
 /// The dictionary (atoms as rows; conv2d: the filters, C × K·K) into `out`.
@@ -398,8 +505,9 @@ public func unrollProgress(_ h: OpaquePointer?, _ steps: UnsafeMutablePointer<In
     guarded {
         let model = try anyHandle(h)
         let dense = model as? DenseHandle, conv = model as? ConvHandle
+        let spikes = model as? SpikeHandle
         steps?.pointee = Int64(dense?.trainer?.step ?? conv?.trainer?.step ?? 0)
-        epochs?.pointee = Int64(dense?.epochsDone ?? 0)
+        epochs?.pointee = Int64(dense?.epochsDone ?? spikes?.epochsDone ?? 0)
         losses?.pointee = Int64(model.losses.count)
     }
 }
@@ -428,6 +536,11 @@ public func unrollSave(_ h: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> In
         } else if let c = model as? ConvHandle, let ae = c.model {
             if let t = c.trainer { info["training.step"] = String(t.step); info["training.sigma"] = c.config.sigma.description }
             file = ModelFile(model: .conv2d(ae), info: info)
+        } else if let s = model as? SpikeHandle, let m = s.model {
+            info["training.epochs"] = String(s.epochsDone)
+            file = ModelFile(model: .conv1d(try m.autoencoder()), info: info)
+        } else if let v = model as? VSCHandle {
+            file = ModelFile(model: .vsc(v.model), info: info)
         } else {
             throw APIError("the model is not fitted")
         }
@@ -435,7 +548,7 @@ public func unrollSave(_ h: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> In
     }
 }
 
-/// Reads a dense or conv2d model file into a new handle, ready to transform or denoise; `settings`
+/// Reads a model file of any kind into a new handle, ready to transform, denoise or sort; `settings`
 /// (JSON, may be NULL) give the threads and what a later fit continues with.
 @_cdecl("unroll_load")
 public func unrollLoad(_ path: UnsafePointer<CChar>?, _ settings: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
@@ -452,13 +565,17 @@ public func unrollLoad(_ path: UnsafePointer<CChar>?, _ settings: UnsafePointer<
             let h = try convSettings(json)
             h.model = ae
             out.pointee = retained(h)
-        default:
-            throw APIError("\(String(cString: path)) holds a \(file.model.kind) model; Python reads dense and conv2d models")
+        case let .conv1d(ae):
+            let h = try spikeSettings(json)
+            h.model = try SpikeModel(ae)
+            out.pointee = retained(h)
+        case let .vsc(m):
+            out.pointee = retained(VSCHandle(model: m, threads: try Settings(json, known: ["n_jobs"]).threads))
         }
     }
 }
 
-/// The handle's model kind: "dense" or "conv2d".
+/// The handle's model kind: "dense", "conv2d", "conv1d", "vsc-linear" or "vsc-conv".
 @_cdecl("unroll_kind")
 public func unrollKind(_ h: OpaquePointer?) -> UnsafePointer<CChar> {
     guard let model = try? anyHandle(h) else { return cString("") }
@@ -514,5 +631,136 @@ public func unrollDenoise(_ h: OpaquePointer?, _ image: UnsafePointer<Float>?, _
         guard let ae = model.model else { throw APIError("the model is not fitted") }
         let noisy = try matrix(image, height, width, "image")
         try write(try Parallel.withWorkers(model.threads) { try Denoiser.denoise(noisy, model: ae) }, to: out, "denoised image")
+    }
+}
+
+// MARK: conv1d spike sorting
+
+/// A new, untrained spike sorter from settings (JSON).
+@_cdecl("unroll_conv1d_create")
+public func unrollConv1DCreate(_ settings: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    create(settings, out, spikeSettings)
+}
+
+/// A `[channels, samples]` recording from the caller's `[samples, channels]` buffer (C order).
+private func recording(_ pointer: UnsafePointer<Float>?, _ samples: Int64, _ channels: Int64) throws -> Tensor {
+    let rows = try matrix(pointer, samples, channels, "recording")
+    let (n, c) = (rows.rows, rows.cols)
+    var data = [Float](repeating: 0, count: n * c)
+    for i in 0..<n { for j in 0..<c { data[j * n + i] = rows.data[i * c + j] } }
+    guard data.allSatisfy(\.isFinite) else { throw APIError("the recording holds NaN or infinite values") }
+    return Tensor(shape: [c, n], data: data)
+}
+
+/// Learns the templates from a recording `[samples, channels]` as `unroll spikes train` does from a
+/// file: a start from its threshold crossings, `max_iter` epochs over windows, then `refine_epochs`.
+@_cdecl("unroll_fit_recording")
+public func unrollFitRecording(_ h: OpaquePointer?, _ signal: UnsafePointer<Float>?, _ samples: Int64, _ channels: Int64) -> Int32 {
+    guarded {
+        let model = try anyHandle(h)
+        guard let sorter = model as? SpikeHandle else { throw APIError("this function takes a conv1d model; the handle holds a \(model.kind) model") }
+        let x = try recording(signal, samples, channels)
+        let k = sorter.filterLength ?? max(3, Int((2.5 * sorter.samplingRate / 1000).rounded()))
+        guard sorter.settings.window > k, x.shape[1] >= sorter.settings.window else {
+            throw APIError("need filter_length \(k) < window \(sorter.settings.window) ≤ the recording's \(x.shape[1]) samples")
+        }
+        try Parallel.withWorkers(sorter.threads) {
+            var rng = Random(seed: sorter.settings.seed)
+            let start = try SpikeTemplates.crossingStart(x, count: sorter.neurons, length: k, threshold: sorter.crossing, rng: &rng)
+            var run = try SpikeTrainingRun(sorter.settings, start: start, recording: x)
+            sorter.losses = []
+            while !run.done { sorter.losses.append(try run.trainEpoch()) }
+            sorter.epochsDone = run.epochsDone
+            sorter.model = try run.model()
+        }
+    }
+}
+
+/// Sorts a recording `[samples, channels]`: encodes it in chunks of `chunk` samples, picks each
+/// neuron's spikes, and keeps them (ordered by time) for `unroll_sorted`; their number into `count`.
+@_cdecl("unroll_sort")
+public func unrollSort(_ h: OpaquePointer?, _ signal: UnsafePointer<Float>?, _ samples: Int64, _ channels: Int64, _ chunk: Int64,
+                       _ count: UnsafeMutablePointer<Int64>?) -> Int32 {
+    guarded {
+        let model = try anyHandle(h)
+        guard let sorter = model as? SpikeHandle else { throw APIError("this function takes a conv1d model; the handle holds a \(model.kind) model") }
+        guard let m = sorter.model else { throw APIError("the model is not fitted") }
+        let x = try recording(signal, samples, channels)
+        guard x.shape[0] == m.filters.shape[1] else {
+            throw APIError("the recording has \(x.shape[0]) channel(s), the model's templates \(m.filters.shape[1])")
+        }
+        guard chunk > m.filterLength, x.shape[1] >= m.filterLength else {
+            throw APIError("chunk (\(chunk)) and the recording (\(x.shape[1]) samples) must exceed the template length \(m.filterLength)")
+        }
+        let codes = try Parallel.withWorkers(sorter.threads) { try m.encode(x, chunkSamples: Int(chunk)) }
+        sorter.detections = SpikeDetection.byTime(SpikeDetection.detect(codes: codes, filters: m.filters))
+        count?.pointee = Int64(sorter.detections.count)
+    }
+}
+
+/// The last `unroll_sort`'s detections: neuron, sample index and peak height of each, into buffers of
+/// the count it reported.
+@_cdecl("unroll_sorted")
+public func unrollSorted(_ h: OpaquePointer?, _ neurons: UnsafeMutablePointer<Int64>?, _ times: UnsafeMutablePointer<Int64>?,
+                         _ heights: UnsafeMutablePointer<Float>?) -> Int32 {
+    guarded {
+        let model = try anyHandle(h)
+        guard let sorter = model as? SpikeHandle else { throw APIError("this function takes a conv1d model; the handle holds a \(model.kind) model") }
+        guard let neurons, let times, let heights else { throw APIError("the output buffers must not be NULL") }
+        for (i, d) in sorter.detections.enumerated() {
+            neurons[i] = Int64(d.neuron)
+            times[i] = Int64(d.spike.time)
+            heights[i] = d.spike.height
+        }
+    }
+}
+
+// MARK: variational sparse coding
+
+/// Codes `[n, latents]` and reconstructions `[n, pixels]` of rows `x` `[n, pixels]` under a VSC model,
+/// as `unroll encode --samples S --seed seed`: each row's code chosen among `samples` draws (0: the
+/// model's own count).
+@_cdecl("unroll_vsc_encode")
+public func unrollVSCEncode(_ h: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n: Int64, _ m: Int64, _ samples: Int64, _ seed: UInt64,
+                            _ codes: UnsafeMutablePointer<Float>?, _ reconstruction: UnsafeMutablePointer<Float>?) -> Int32 {
+    guarded {
+        let model = try anyHandle(h)
+        guard let v = model as? VSCHandle else { throw APIError("this function takes a VSC model; the handle holds a \(model.kind) model") }
+        guard samples >= 0, samples <= 1 << 16 else { throw APIError("samples must be in 0…65536, got \(samples)") }
+        let data = try matrix(x, n, m, "X")
+        var rng = Random(seed: seed)
+        let (z, r) = try Parallel.withWorkers(v.threads) {
+            try v.model.encode(data, samples: samples == 0 ? nil : Int(samples), rng: &rng)
+        }
+        try write(z, to: codes, "codes")
+        try write(r, to: reconstruction, "reconstruction")
+    }
+}
+
+// MARK: images
+
+/// A PNG image (8- or 16-bit; gray, RGB(A) or palette, RGB as ITU-R 601 luma) as gray levels in
+/// [0, 1]: its size into `height` and `width`, and its pixels (row-major) into `out` when not NULL.
+@_cdecl("unroll_read_png")
+public func unrollReadPNG(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<Float>?, _ height: UnsafeMutablePointer<Int64>?,
+                          _ width: UnsafeMutablePointer<Int64>?) -> Int32 {
+    guarded {
+        guard let path, let height, let width else { throw APIError("path, height and width must not be NULL") }
+        let image = try PNG.readGray(String(cString: path))
+        height.pointee = Int64(image.shape[0])
+        width.pointee = Int64(image.shape[1])
+        if let out { try write(image, to: out, "image") }
+    }
+}
+
+/// Writes `[height, width]` gray levels in [0, 1] (clamped, rounded) as an 8-bit PNG, atomically.
+@_cdecl("unroll_write_png")
+public func unrollWritePNG(_ path: UnsafePointer<CChar>?, _ image: UnsafePointer<Float>?, _ height: Int64, _ width: Int64) -> Int32 {
+    guarded {
+        guard let path else { throw APIError("path is NULL") }
+        let pixels = try matrix(image, height, width, "image")
+        guard height <= 1 << 16, width <= 1 << 16 else { throw APIError("image of \(width)×\(height) is too large for a PNG here (limit 65536)") }
+        guard pixels.data.allSatisfy({ !$0.isNaN }) else { throw APIError("the image holds NaN values") }
+        try PNG.write(Raster(gray: pixels), to: String(cString: path))
     }
 }

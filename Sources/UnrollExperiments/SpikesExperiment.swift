@@ -15,24 +15,15 @@ public enum SpikesExperiment {
         case crossings
     }
 
+    /// The experiment's recordings, starts and scoring around the training recipe (`learning`, whose
+    /// fields read as the settings' own: `s.window`, `s.training.layers`, `s.epochs`, …).
+    @dynamicMemberLookup
     public struct Settings: Equatable, Sendable {
         public var recording = SpikeRecordingConfig()
         public var trainSeconds: Double
         public var testSeconds: Double
-        /// Training window length in samples (CRsAE: 1000).
-        public var window = 1000
-        public var training = CRsAEConfig()
-        public var epochs: Int
-        /// A second phase of `refineEpochs` epochs at `refineLayers` FISTA layers, from what the first phase
-        /// learned, with a fresh Adam at the constant `refineLearningRate` (0 epochs: none). 50 layers leave
-        /// the codes of a smooth template smeared over neighbouring samples, which biases the learned template
-        /// (docs/spikes.md); 100 layers do not, but started far from the truth they land in worse minima.
-        public var refineEpochs = 0
-        public var refineLayers = 100
-        public var refineLearningRate: Float = 0.001
+        public var learning: SpikeTrainingSettings
         public var initializations: [Initialization] = [.close, .crossings]
-        /// Gamma prior rate δ of the EM λ (prior mean: Donoho's λ for the initial σ).
-        public var priorRate: Float = 500
         /// Matching tolerance in milliseconds (0.5 ms: 5 samples at 10 kHz, the peer's event range).
         public var toleranceMilliseconds = 0.5
         public var falseAlarm = 0.05
@@ -42,18 +33,16 @@ public enum SpikesExperiment {
         public var chunkSamples = 20_000
         /// Run the convex baseline (the expensive part at the paper scale).
         public var convex = true
-        public var seed: UInt64 = 0
 
         public init(trainSeconds: Double, testSeconds: Double, epochs: Int) {
             self.trainSeconds = trainSeconds
             self.testSeconds = testSeconds
-            self.epochs = epochs
-            training.layers = 50
-            training.batchSize = 32
-            training.learningRate = 0.01
-            training.learningRateDecay = 0.9
-            training.epsilon = 1e-3
-            training.sigmaSmoothing = 0.99
+            learning = SpikeTrainingSettings(epochs: epochs)
+        }
+
+        public subscript<T>(dynamicMember path: WritableKeyPath<SpikeTrainingSettings, T>) -> T {
+            get { learning[keyPath: path] }
+            set { learning[keyPath: path] = newValue }
         }
     }
 
@@ -91,7 +80,7 @@ public enum SpikesExperiment {
     /// Trains a model from `start` filters on windows of `train`.
     public static func train(_ s: Settings, start: Tensor, train: SimulatedRecording,
                              progress: ((String) -> Void)? = nil) throws -> Outcome {
-        var run = try TrainingRun(s, start: start, recording: train.signal)
+        var run = try SpikeTrainingRun(s.learning, start: start, recording: train.signal)
         let initial = SpikeTemplates.errors(learned: run.trainer.dictionary.weights, truth: train.filters).map(\.error)
         var history = [initial]
         while !run.done {
@@ -103,111 +92,6 @@ public enum SpikesExperiment {
         let model = try run.model()
         return Outcome(model: model, initialErrors: initial,
                        errors: SpikeTemplates.errors(learned: model.filters, truth: train.filters), errorHistory: history)
-    }
-
-    /// One spikes training run, resumable: `epochs` epochs of CRsAE at T = `training.layers`, then
-    /// `refineEpochs` at T = `refineLayers` with the refine learning rate and a fresh optimizer (the
-    /// second phase's trainer starts from the first's filters, λ and σ). `checkpoint()` holds the
-    /// phase and its trainer's state; `restore` continues bit for bit.
-    public struct TrainingRun {
-        public let settings: Settings
-        let windows: Tensor
-        let config: CRsAEConfig
-        /// 1, then 2 for the refinement.
-        public private(set) var phase = 1
-        public private(set) var trainer: CRsAETrainer<Convolution1DDictionary>
-        /// Where each step's gradient and EM statistics are combined across workers (data-parallel
-        /// runs; each phase's trainer uses it).
-        public var reducer: any GradientReducer = LocalReducer() {
-            didSet { trainer.reducer = reducer }
-        }
-
-        /// The first phase's trainer from `start` `[C, channels, K]` (normalised), λ from Donoho's rule
-        /// at the recording's robust σ, on windows of `recording` `[channels, samples]`.
-        public init(_ s: Settings, start: Tensor, recording: Tensor) throws {
-            windows = try SpikeSimulation.windows(recording, length: s.window)
-            let sigma0 = SpikeSimulation.robustSigma(recording)
-            let k = start.shape[2], c = start.shape[0]
-            let lambda0 = GammaPriorLambda.donoho(atoms: c, positions: s.window - k + 1, sigma: sigma0)
-            var config = s.training
-            config.seed = s.seed
-            config.lambdaPrior = GammaPriorLambda(priorMean: lambda0, rate: s.priorRate)
-            var dictionary = try Convolution1DDictionary(weights: start)
-            dictionary.normalize()
-            trainer = try CRsAETrainer(dictionary: dictionary, lambdas: [Float](repeating: lambda0, count: c), sigma: sigma0,
-                                       data: windows, config: config)
-            self.settings = s
-            self.config = config
-        }
-
-        var phaseEpochs: Int { phase == 1 ? max(1, settings.epochs) : settings.refineEpochs }
-        public var totalEpochs: Int { max(1, settings.epochs) + max(0, settings.refineEpochs) }
-        public var epochsDone: Int { (phase == 1 ? 0 : max(1, settings.epochs)) + trainer.epoch }
-        public var done: Bool { epochsDone >= totalEpochs }
-
-        /// The refinement's settings.
-        var refineConfig: CRsAEConfig {
-            var c = config
-            c.layers = settings.refineLayers
-            c.learningRate = settings.refineLearningRate
-            c.learningRateDecay = 1
-            return c
-        }
-
-        /// One epoch (entering the refinement first when the first phase is complete); the mean loss.
-        @discardableResult
-        public mutating func trainEpoch() throws -> Double {
-            if phase == 1 && trainer.epoch >= phaseEpochs {
-                trainer = try CRsAETrainer(dictionary: trainer.dictionary, lambdas: trainer.lambdas, sigma: trainer.sigma,
-                                           data: windows, config: refineConfig)
-                trainer.reducer = reducer
-                phase = 2
-            }
-            var rec = 0.0, steps = 0
-            try trainer.train(epochs: 1) { r in rec += r.reconstruction; steps += 1 }
-            return rec / Double(max(1, steps))
-        }
-
-        public func checkpoint() -> TrainerCheckpoint {
-            var c = trainer.checkpoint()
-            c.metadata["spikes.phase"] = String(phase)
-            return c
-        }
-
-        /// Continues from `checkpoint()` of a run with the same settings and recording.
-        public mutating func restore(_ c: TrainerCheckpoint) throws {
-            guard let p = c.metadata["spikes.phase"].flatMap(Int.init), p == 1 || p == 2 else {
-                throw UnrollError.invalidCheckpoint("spikes.phase is \(c.metadata["spikes.phase"] ?? "missing"), expected 1 or 2")
-            }
-            var restored = trainer
-            if p == 2 {
-                guard settings.refineEpochs > 0 else {
-                    throw UnrollError.invalidCheckpoint("the checkpoint is in the refinement, but this run has no refinement epochs")
-                }
-                restored = try CRsAETrainer(dictionary: trainer.dictionary, lambdas: trainer.lambdas, sigma: trainer.sigma,
-                                            data: windows, config: refineConfig)
-                restored.reducer = reducer
-            }
-            try restored.restore(c)
-            trainer = restored
-            phase = p
-        }
-
-        /// "epoch 3/24 (T 50): loss …, template errors …, λ …, σ …" after an epoch.
-        public func describeEpoch(loss: Double, templateErrors errs: [Double]) -> String {
-            "epoch \(epochsDone)/\(totalEpochs) (T \(trainer.config.layers)): loss "
-                + "\(ReproductionTable.format(loss)) template errors "
-                + errs.map { ReproductionTable.format($0) }.joined(separator: " ")
-                + " λ " + trainer.lambdas.map { ReproductionTable.format(Double($0)) }.joined(separator: " ")
-                + " σ \(ReproductionTable.format(Double(trainer.sigma)))"
-        }
-
-        /// The trained model (the encoder of the last phase).
-        public func model() throws -> SpikeModel {
-            let alpha = try trainer.encoder.stepSize(for: trainer.dictionary)
-            return try SpikeModel(filters: trainer.dictionary.weights, lambdas: trainer.lambdas, sigma: trainer.sigma,
-                                  layers: trainer.config.layers, threshold: trainer.config.threshold, alpha: alpha)
-        }
     }
 
     /// Detections per true neuron (the matched learned filter's, shifted by the matching lag).
@@ -252,9 +136,7 @@ public enum SpikesExperiment {
             case .close:
                 startFilters = SpikeTemplates.perturbed(filters, rng: &initRNG)
             case .crossings:
-                let sigma = SpikeSimulation.robustSigma(trainRecording.signal)
-                let waves = SpikeTemplates.crossings(trainRecording.signal, threshold: 4 * sigma, length: k, before: k / 4)
-                startFilters = try SpikeTemplates.minimumCorrelation(waves, count: c, draws: 5000, rng: &initRNG)
+                startFilters = try SpikeTemplates.crossingStart(trainRecording.signal, count: c, length: k, rng: &initRNG)
             }
             let outcome = try train(s, start: startFilters, train: trainRecording) { callbacks.progress?("\(name) " + $0) }
             let model = outcome.model
@@ -343,5 +225,16 @@ public enum SpikesExperiment {
         [.init("seed", .int(Int(s.seed))), .init("epochs", .int(s.epochs)), .init("T", .int(s.training.layers))]
             + (s.refineEpochs > 0 ? [.init("refine_epochs", .int(s.refineEpochs)), .init("refine_T", .int(s.refineLayers))] : [])
             + [.init("wall_seconds", .double((secondsSince(start) * 10).rounded() / 10))]
+    }
+}
+
+extension SpikeTrainingRun {
+    /// "epoch 3/24 (T 50): loss …, template errors …, λ …, σ …" after an epoch.
+    public func describeEpoch(loss: Double, templateErrors errs: [Double]) -> String {
+        "epoch \(epochsDone)/\(totalEpochs) (T \(trainer.config.layers)): loss "
+            + "\(ReproductionTable.format(loss)) template errors "
+            + errs.map { ReproductionTable.format($0) }.joined(separator: " ")
+            + " λ " + trainer.lambdas.map { ReproductionTable.format(Double($0)) }.joined(separator: " ")
+            + " σ \(ReproductionTable.format(Double(trainer.sigma)))"
     }
 }

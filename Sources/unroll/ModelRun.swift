@@ -73,31 +73,12 @@ struct ModelRun {
         case let .vsc(v):
             let x = try ArrayInput.matrix(ArrayReference(data), option: "--data", defaults: ["X"]).tensor
             var rng = Random(seed: seed)
-            switch v.generator {
-            case .linear:
-                var model = try inContext("--model \(path)") { try LinearGeneratorModel(checkpoint: v.state) }
-                let step = try inContext("--model \(path)") { try v.state.count("trainer.step") }
-                guard x.cols == model.pixels else { throw CLIError("--data \(data) has rows of \(x.cols) values; the model's atoms have \(model.pixels) pixels") }
-                let c = model.config
-                let z = model.infer(x, samples: samples ?? c.variational.samples, klWeight: c.klWeight, aggregation: c.aggregation,
-                                    temperature: c.temperature(step: step), rng: &rng)
-                return ModelRun(signals: x, codes: z, reconstruction: z.matmul(model.dictionary), count: x.rows,
-                                what: "\(x.rows) signals of \(x.cols) values")
-            case .conv:
-                var model = try inContext("--model \(path)") { try NetworkGeneratorModel(checkpoint: v.state) }
-                let step = try inContext("--model \(path)") { try v.state.count("trainer.step") }
-                let pixels = NetworkGeneratorModel.pixels
-                guard x.cols == pixels else { throw CLIError("--data \(data) has rows of \(x.cols) values; the model takes 28×28 images as rows of \(pixels)") }
-                let c = model.config
-                let r = model.evaluate(x, samples: samples ?? c.variational.samples, klWeight: c.klWeight, aggregation: c.aggregation,
-                                       temperature: c.temperature(step: step), keep: x.rows, rng: &rng)
-                return ModelRun(signals: x, codes: r.codes, reconstruction: r.reconstructions, count: x.rows,
-                                what: "\(x.rows) images of 28×28")
-            }
+            let (z, x̂) = try inContext("--data \(data) with --model \(path)") { try v.encode(x, samples: samples, rng: &rng) }
+            return ModelRun(signals: x, codes: z, reconstruction: x̂, count: x.rows,
+                            what: v.generator == .conv ? "\(x.rows) images of 28×28" : "\(x.rows) signals of \(x.cols) values")
         }
     }
 
-    /// The model with T replaced by `layers` (checked).
     /// The rows of `data` for a dense model (checked against its atoms' length).
     static func rows(_ data: String, for m: UnrolledAutoencoder<DenseDictionary>) throws -> Tensor {
         let x = try ArrayInput.matrix(ArrayReference(data), option: "--data", defaults: ["X"]).tensor
@@ -107,6 +88,7 @@ struct ModelRun {
         return x
     }
 
+    /// The model with T replaced by `layers` (checked).
     static func overriding<Op: DictionaryOperator>(_ m: UnrolledAutoencoder<Op>, layers: Int?) throws -> UnrolledAutoencoder<Op> {
         var m = m
         if let t = layers {

@@ -236,14 +236,14 @@ struct SpikesTraining {
                 }
                 start = SpikeTemplates.perturbed(f, rng: &rng)
             case "crossings":
-                let sigma = SpikeSimulation.robustSigma(file.signal)
-                let waves = SpikeTemplates.crossings(file.signal, threshold: crossing * sigma, length: k, before: k / 4)
-                start = try inContext("--initialization crossings") { try SpikeTemplates.minimumCorrelation(waves, count: neurons, rng: &rng) }
+                start = try inContext("--initialization crossings") {
+                    try SpikeTemplates.crossingStart(file.signal, count: neurons, length: k, threshold: crossing, rng: &rng)
+                }
             default:
                 throw CLIError("--initialization must be crossings or truth, got '\(initialization)'")
             }
         }
-        var settings = SpikesExperiment.Settings(trainSeconds: 0, testSeconds: 0, epochs: epochs)
+        var settings = SpikeTrainingSettings(epochs: epochs)
         settings.window = window
         settings.training.layers = layers
         settings.training.batchSize = batch
@@ -256,7 +256,7 @@ struct SpikesTraining {
         settings.priorRate = priorRate
         settings.seed = seed
         let truth = file.filters.flatMap { $0.shape == start.shape ? $0 : nil } ?? start
-        var run = try inContext("spikes train") { try SpikesExperiment.TrainingRun(settings, start: start, recording: file.signal) }
+        var run = try inContext("spikes train") { try SpikeTrainingRun(settings, start: start, recording: file.signal) }
         run.reducer = job.reducer
         if resume {
             let checkpoint = try CheckpointFile.read(checkpointPath)
@@ -318,11 +318,8 @@ struct SpikesSort: ParsableCommand {
         let found = SpikeDetection.detect(codes: codes, filters: m.filters)
         let seconds = secondsSince(t0)
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-        var rows: [[Double]] = []
-        for (n, spikes) in found.enumerated() {
-            for s in spikes where s.height >= threshold { rows.append([Double(n), Double(s.time), Double(s.time) / fs, Double(s.height)]) }
-        }
-        rows.sort { $0[1] < $1[1] }
+        let rows = SpikeDetection.byTime(found).filter { $0.spike.height >= threshold }
+            .map { [Double($0.neuron), Double($0.spike.time), Double($0.spike.time) / fs, Double($0.spike.height)] }
         try CSV.write(header: ["neuron", "sample", "seconds", "height"], rows: rows, to: output + "/spikes.csv")
         print(String(format: "sorted %.1f s of recording in %.2f s (%@): %d detections → %@/spikes.csv",
                      Double(file.signal.shape[1]) / fs, seconds, convex ? "convex baseline" : "trained encoder", rows.count, output))

@@ -181,13 +181,13 @@ import UnrollIO
         config.duration = 0.6
         let filters = SpikeSimulation.filters(config, rng: &rng)
         let rec = try SpikeSimulation.record(config, filters: filters, rng: &rng)
-        var s = SpikesExperiment.Settings(trainSeconds: 0, testSeconds: 0, epochs: 2)
+        var s = SpikeTrainingSettings(epochs: 2)
         s.window = 500
         s.training.layers = 5
         s.training.batchSize = 4
         s.refineEpochs = 2
         s.refineLayers = 7
-        var straight = try SpikesExperiment.TrainingRun(s, start: filters, recording: rec.signal)
+        var straight = try SpikeTrainingRun(s, start: filters, recording: rec.signal)
         var checkpoints: [TrainerCheckpoint] = []
         while !straight.done {
             try straight.trainEpoch()
@@ -195,14 +195,14 @@ import UnrollIO
         }
         #expect(checkpoints.map { $0.metadata["spikes.phase"] } == ["1", "1", "2", "2"])
         for saved in checkpoints.prefix(3) {
-            var resumed = try SpikesExperiment.TrainingRun(s, start: filters, recording: rec.signal)
+            var resumed = try SpikeTrainingRun(s, start: filters, recording: rec.signal)
             try resumed.restore(saved)
             while !resumed.done { try resumed.trainEpoch() }
             #expect(try resumed.model() == straight.model(), "resumed after epoch \(saved.metadata["trainer.epoch"] ?? "?") of phase \(saved.metadata["spikes.phase"] ?? "?")")
         }
         var short = s
         short.refineEpochs = 0
-        var noRefinement = try SpikesExperiment.TrainingRun(short, start: filters, recording: rec.signal)
+        var noRefinement = try SpikeTrainingRun(short, start: filters, recording: rec.signal)
         #expect(throws: UnrollError.self) { try noRefinement.restore(checkpoints[2]) }
     }
 

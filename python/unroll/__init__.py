@@ -3,10 +3,13 @@ library (libUnrollC) in-process. See docs/python.md."""
 
 from ._denoiser import ConvolutionalDenoiser
 from ._dictionary import UnrolledDictionaryLearning, load, sparse_encode
-from ._library import UnrollError, lib
+from ._library import UnrollError, lib, read_png, write_png
+from ._spikes import SpikeSorter
+from ._vsc import VSCModel
 
 __version__ = "0.2.0"
-__all__ = ["UnrolledDictionaryLearning", "ConvolutionalDenoiser", "sparse_encode", "load", "UnrollError"]
+__all__ = ["UnrolledDictionaryLearning", "ConvolutionalDenoiser", "SpikeSorter", "VSCModel", "sparse_encode", "load",
+           "read_png", "write_png", "UnrollError"]
 
 
 def library_version():

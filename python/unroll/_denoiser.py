@@ -73,9 +73,8 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
             raise ValueError(f"ConvolutionalDenoiser: a parameter is not a plain finite number, string or bool: {e}") from None
 
     def _record(self):
-        p, kk = self._model.shape()
-        k = int(round(kk ** 0.5))
-        self.filters_ = self._model.dictionary().reshape(p, k, k)
+        w = self._model.weights()
+        self.filters_ = w.reshape(w.shape[0], w.shape[2], w.shape[3])
         self.n_steps_, _, losses = self._model.progress()
         self.loss_curve_ = losses.tolist()
 

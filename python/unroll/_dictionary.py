@@ -97,8 +97,11 @@ class UnrolledDictionaryLearning(PickledThroughModelFile, TransformerMixin, Base
         except (TypeError, ValueError) as e:
             raise ValueError(f"UnrolledDictionaryLearning: a parameter is not a plain finite number or string: {e}") from None
 
-    def _record(self, X):
-        self.components_ = self._model.dictionary().astype(X.dtype, copy=False)
+    def _record(self, X=None):
+        self.components_ = self._model.dictionary()
+        if X is not None:
+            self.components_ = self.components_.astype(X.dtype, copy=False)
+        self.n_features_in_ = self.components_.shape[1]
         self.n_steps_, self.n_iter_, losses = self._model.progress()
         self.loss_curve_ = losses.tolist()
 
@@ -161,19 +164,22 @@ def sparse_encode(X, dictionary, *, n_layers=100, lam=0.2, threshold="soft", enc
 
 
 def load(path, n_jobs=None):
-    """A fitted estimator from a model file (written by `unroll train` or `save`): an
-    `UnrolledDictionaryLearning` for a dense model, a `ConvolutionalDenoiser` for a conv2d one."""
+    """A fitted model from a model file (written by `unroll train`, `unroll spikes train` or `save`):
+    an `UnrolledDictionaryLearning` for a dense model, a `ConvolutionalDenoiser` for a conv2d one
+    (PUDLE or CRsAE), a `SpikeSorter` for a conv1d one, a `VSCModel` for a vsc-linear or vsc-conv one."""
     model = Model.load(path, json.dumps({"n_jobs": _threads(n_jobs)}))
-    if model.kind() == "conv2d":
+    kind = model.kind()
+    if kind.startswith("vsc-"):
+        from ._vsc import VSCModel
+        return VSCModel(model)
+    if kind == "conv2d":
         from ._denoiser import ConvolutionalDenoiser
         est = ConvolutionalDenoiser(n_jobs=n_jobs)
-        est._model = model
-        est._record()
-        return est
-    est = UnrolledDictionaryLearning(n_jobs=n_jobs)
+    elif kind == "conv1d":
+        from ._spikes import SpikeSorter
+        est = SpikeSorter(n_jobs=n_jobs)
+    else:
+        est = UnrolledDictionaryLearning(n_jobs=n_jobs)
     est._model = model
-    est.components_ = model.dictionary()
-    est.n_features_in_ = est.components_.shape[1]
-    est.n_steps_, est.n_iter_, losses = model.progress()
-    est.loss_curve_ = losses.tolist()
+    est._record()
     return est

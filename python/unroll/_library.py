@@ -59,6 +59,15 @@ for name, args, res in [
     ("unroll_conv2d_create", [ctypes.c_char_p, ctypes.POINTER(_p)], ctypes.c_int),
     ("unroll_fit_images", [_p, _f32, _pi64, _pi64, _i64], ctypes.c_int),
     ("unroll_denoise", [_p, _f32, _i64, _i64, _f32], ctypes.c_int),
+    ("unroll_weights_shape", [_p, _pi64, _pi64], ctypes.c_int),
+    ("unroll_lambdas", [_p, _f32, _pi64], ctypes.c_int),
+    ("unroll_conv1d_create", [ctypes.c_char_p, ctypes.POINTER(_p)], ctypes.c_int),
+    ("unroll_fit_recording", [_p, _f32, _i64, _i64], ctypes.c_int),
+    ("unroll_sort", [_p, _f32, _i64, _i64, _i64, _pi64], ctypes.c_int),
+    ("unroll_sorted", [_p, _pi64, _pi64, _f32], ctypes.c_int),
+    ("unroll_read_png", [ctypes.c_char_p, _f32, _pi64, _pi64], ctypes.c_int),
+    ("unroll_write_png", [ctypes.c_char_p, _f32, _i64, _i64], ctypes.c_int),
+    ("unroll_vsc_encode", [_p, _f32, _i64, _i64, _i64, ctypes.c_uint64, _f32, _f32], ctypes.c_int),
 ]:
     fn = getattr(lib, name)
     fn.argtypes = args
@@ -89,7 +98,7 @@ class Model:
     @classmethod
     def create(cls, settings_json, kind="dense"):
         h = _p()
-        create = lib.unroll_dense_create if kind == "dense" else lib.unroll_conv2d_create
+        create = {"dense": lib.unroll_dense_create, "conv2d": lib.unroll_conv2d_create, "conv1d": lib.unroll_conv1d_create}[kind]
         check(create(settings_json.encode(), ctypes.byref(h)))
         return cls(h)
 
@@ -150,6 +159,42 @@ class Model:
         check(lib.unroll_dictionary(self.handle, d.ctypes.data_as(_f32)))
         return d
 
+    def weights(self):
+        """The weights in their own shape (conv2d [C, 1, K, K], conv1d [C, channels, K], …)."""
+        shape, rank = (_i64 * 4)(), _i64()
+        check(lib.unroll_weights_shape(self.handle, shape, ctypes.byref(rank)))
+        return self.dictionary().reshape(tuple(shape[: rank.value]))
+
+    def lambdas(self):
+        n = _i64()
+        check(lib.unroll_lambdas(self.handle, None, ctypes.byref(n)))
+        out = np.empty(n.value, dtype=np.float32)
+        check(lib.unroll_lambdas(self.handle, out.ctypes.data_as(_f32), ctypes.byref(n)))
+        return out
+
+    def fit_recording(self, signal):
+        signal, ps = f32(signal)
+        check(lib.unroll_fit_recording(self.handle, ps, signal.shape[0], signal.shape[1]))
+
+    def sort(self, signal, chunk):
+        signal, ps = f32(signal)
+        n = _i64()
+        check(lib.unroll_sort(self.handle, ps, signal.shape[0], signal.shape[1], int(chunk), ctypes.byref(n)))
+        neurons, times = np.empty(n.value, dtype=np.int64), np.empty(n.value, dtype=np.int64)
+        heights = np.empty(n.value, dtype=np.float32)
+        check(lib.unroll_sorted(self.handle, neurons.ctypes.data_as(_pi64), times.ctypes.data_as(_pi64),
+                                heights.ctypes.data_as(_f32)))
+        return neurons, times, heights
+
+    def vsc_encode(self, x, samples, seed):
+        x, px = f32(x)
+        latents, pixels = self.shape()
+        codes = np.empty((x.shape[0], latents), dtype=np.float32)
+        recon = np.empty((x.shape[0], pixels), dtype=np.float32)
+        check(lib.unroll_vsc_encode(self.handle, px, x.shape[0], x.shape[1], samples, seed, codes.ctypes.data_as(_f32),
+                                    recon.ctypes.data_as(_f32)))
+        return codes, recon
+
     def set_dictionary(self, d):
         d, pd = f32(d)
         check(lib.unroll_set_dictionary(self.handle, pd, d.shape[0], d.shape[1]))
@@ -163,6 +208,25 @@ class Model:
 
     def save(self, path):
         check(lib.unroll_save(self.handle, os.fsencode(path)))
+
+
+def read_png(path):
+    """A PNG image as gray levels in [0, 1], float32 [height, width] (8- or 16-bit; gray, RGB(A) or
+    palette, RGB converted with the ITU-R 601 luma weights): the reader `unroll` itself uses."""
+    h, w = _i64(), _i64()
+    check(lib.unroll_read_png(os.fsencode(path), None, ctypes.byref(h), ctypes.byref(w)))
+    out = np.empty((h.value, w.value), dtype=np.float32)
+    check(lib.unroll_read_png(os.fsencode(path), out.ctypes.data_as(_f32), ctypes.byref(h), ctypes.byref(w)))
+    return out
+
+
+def write_png(path, image):
+    """Writes a 2-D array of gray levels in [0, 1] (clamped, rounded) as an 8-bit PNG."""
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"write_png takes a 2-D gray image [height, width], got shape {image.shape}")
+    image, pi = f32(image)
+    check(lib.unroll_write_png(os.fsencode(path), pi, image.shape[0], image.shape[1]))
 
 
 class PickledThroughModelFile:

@@ -33,3 +33,40 @@ public struct VSCModel: Sendable {
         self.state = state
     }
 }
+
+extension VSCModel {
+    /// The code length and the signal length (vsc-conv: 28×28 images).
+    public func sizes() throws -> (latents: Int, pixels: Int) {
+        (try state.count("vsc.latents"), generator == .conv ? NetworkGeneratorModel.pixels : try state.count("vsc.pixels"))
+    }
+
+    /// Codes `[n, latents]` of rows `x` and their reconstructions, as `unroll encode` and Python give
+    /// them: each row's code is the one the model's aggregation picks among `samples` draws (default:
+    /// the model's own count) from `rng`; vsc-conv rows are 28×28 images in [0, 1].
+    public func encode(_ x: Tensor, samples: Int? = nil, rng: inout Random) throws -> (codes: Tensor, reconstruction: Tensor) {
+        let step = try state.count("trainer.step")
+        guard x.rank == 2, x.rows >= 1 else { throw UnrollError.shapeMismatch("expected rows of signals, got shape \(x.shape)") }
+        if let samples, samples < 1 { throw UnrollError.invalidArgument("samples must be ≥ 1, got \(samples)") }
+        switch generator {
+        case .linear:
+            var model = try LinearGeneratorModel(checkpoint: state)
+            guard x.cols == model.pixels else {
+                throw UnrollError.shapeMismatch("rows of \(x.cols) values; the model's atoms have \(model.pixels) pixels")
+            }
+            let c = model.config
+            let z = model.infer(x, samples: samples ?? c.variational.samples, klWeight: c.klWeight, aggregation: c.aggregation,
+                                temperature: c.temperature(step: step), rng: &rng)
+            return (z, z.matmul(model.dictionary))
+        case .conv:
+            var model = try NetworkGeneratorModel(checkpoint: state)
+            let pixels = NetworkGeneratorModel.pixels
+            guard x.cols == pixels else {
+                throw UnrollError.shapeMismatch("rows of \(x.cols) values; the model takes 28×28 images as rows of \(pixels)")
+            }
+            let c = model.config
+            let r = model.evaluate(x, samples: samples ?? c.variational.samples, klWeight: c.klWeight, aggregation: c.aggregation,
+                                   temperature: c.temperature(step: step), keep: x.rows, rng: &rng)
+            return (r.codes, r.reconstructions)
+        }
+    }
+}

@@ -72,6 +72,12 @@ public enum SpikeDetection {
         return taken.sorted { $0.0 < $1.0 }.map { (index: $0.0, height: $0.1) }
     }
 
+    /// Every neuron's detections in one list ordered by time, then neuron (what `spikes sort` writes).
+    public static func byTime(_ perNeuron: [[DetectedSpike]]) -> [(neuron: Int, spike: DetectedSpike)] {
+        perNeuron.enumerated().flatMap { n, spikes in spikes.map { (neuron: n, spike: $0) } }
+            .sorted { ($0.spike.time, $0.neuron) < ($1.spike.time, $1.neuron) }
+    }
+
     /// Every neuron's detected spikes (all peaks, heights to be thresholded by the scoring) from codes `[C, Ne]`.
     public static func detect(codes: Tensor, filters: Tensor, separation: Int? = nil) -> [[DetectedSpike]] {
         let (c, k) = (filters.shape[0], filters.shape[2])

@@ -99,6 +99,15 @@ public enum SpikeTemplates {
         return out
     }
 
+    /// A start from the recording alone: the `minimumCorrelation` choice among the waveforms at the
+    /// crossings of `threshold` robust σ (median|y|/0.6745) of a `[channels, samples]` recording.
+    public static func crossingStart(_ recording: Tensor, count: Int, length: Int, threshold: Float = 4, draws: Int = 5000,
+                                     rng: inout Random) throws -> Tensor {
+        let sigma = SpikeSimulation.robustSigma(recording)
+        let waves = crossings(recording, threshold: threshold * sigma, length: length, before: length / 4)
+        return try minimumCorrelation(waves, count: count, draws: draws, rng: &rng)
+    }
+
     /// CRsAE's data-driven start (`generateMinCorrTemplates`): among `draws` random subsets of `count`
     /// waveforms (rows of `[W, channels, K]`), the one with the smallest summed |correlation| between its
     /// normalised members; returned normalised, `[count, channels, K]`. Throws when there are fewer
