@@ -10,3 +10,6 @@ swift test -c release --skip-build "$@"
 python3 -m pytest python/tests -q
 # Data-parallel training over Open MPI (installs it; builds the MPI variant into .build-mpi).
 scripts/check-mpi.sh
+# The libFuzzer harness builds, and every reader survives a short, seeded run (longer runs:
+# scripts/fuzz.sh --seconds 600).
+scripts/fuzz.sh --runs 20000 --seed 1

@@ -116,15 +116,18 @@ public struct ModelFile: Sendable {
     /// VSC safetensors, spikes .npz). Every error names the file and the entry.
     public static func read(_ path: String) throws -> ModelFile {
         let bytes = try FileBytes.read(path)
-        return try naming(path) {
-            if bytes.starts(with: [0x50, 0x4B]) { return try version1Spikes(Npz.decode(bytes)) }   // "PK": a zip
-            let file = try Safetensors.decode(bytes)
-            switch file.metadata["format"] {
-            case Self.format: return try decode(file)
-            case nil, "unroll-model/1": return try version1(file)
-            case let other?:
-                throw UnrollIOError(.unsupported, "model format '\(other)' is not one this version reads (\(Self.format) or unroll-model/1); a newer Unroll wrote it?")
-            }
+        return try naming(path) { try decode(bytes) }
+    }
+
+    /// A model file's bytes, read as `read(_:)` does.
+    public static func decode(_ bytes: [UInt8]) throws -> ModelFile {
+        if bytes.starts(with: [0x50, 0x4B]) { return try version1Spikes(Npz.decode(bytes)) }   // "PK": a zip
+        let file = try Safetensors.decode(bytes)
+        switch file.metadata["format"] {
+        case Self.format: return try decode(file)
+        case nil, "unroll-model/1": return try version1(file)
+        case let other?:
+            throw UnrollIOError(.unsupported, "model format '\(other)' is not one this version reads (\(Self.format) or unroll-model/1); a newer Unroll wrote it?")
         }
     }
 

@@ -34,25 +34,32 @@ import UnrollIO
     }
 
     static let readers: [Reader] = [
-        Reader(name: "npy", seed: { Npy.encode(tensor([5, 4])) }, read: { _ = try Npy.decode($0) }),
-        Reader(name: "npz stored", seed: { Npz.encode([("X", tensor([4, 3])), ("y", tensor([4]))]) }, read: { _ = try Npz.decode($0) }),
-        Reader(name: "npz deflated", seed: { Npz.encode([("X", tensor([6, 5]))], compressed: true) }, read: { _ = try Npz.decode($0) }),
+        Reader(name: "npy", seed: { Npy.encode(tensor([5, 4])) }, read: FormatReaders.named("npy")!),
+        Reader(name: "npz stored", seed: { Npz.encode([("X", tensor([4, 3])), ("y", tensor([4]))]) }, read: FormatReaders.named("npz")!),
+        Reader(name: "npz deflated", seed: { Npz.encode([("X", tensor([6, 5]))], compressed: true) }, read: FormatReaders.named("npz")!),
         Reader(name: "safetensors", seed: { Safetensors.encode([("a", tensor([3, 4])), ("b", tensor([2]))], metadata: ["k": "v"]) },
-               read: { _ = try Safetensors.decode($0) }),
-        Reader(name: "png gray", seed: { var r = Random(seed: 5); return PNG.encode(Raster(gray: Tensor.uniform([9, 11], rng: &r))) }, read: { _ = try PNG.decode($0) }),
-        Reader(name: "pgm", seed: { var r = Random(seed: 6); return PGM.encode(Tensor.uniform([6, 7], rng: &r)) }, read: { _ = try PGM.decode($0) }),
-        Reader(name: "idx", seed: { IDX.encode(uint8: (0..<60).map { UInt8($0) }, shape: [3, 4, 5]) }, read: { _ = try IDX.decode($0) }),
+               read: FormatReaders.named("safetensors")!),
+        Reader(name: "png gray", seed: { var r = Random(seed: 5); return PNG.encode(Raster(gray: Tensor.uniform([9, 11], rng: &r))) }, read: FormatReaders.named("png")!),
+        Reader(name: "pgm", seed: { var r = Random(seed: 6); return PGM.encode(Tensor.uniform([6, 7], rng: &r)) }, read: FormatReaders.named("pgm")!),
+        Reader(name: "idx", seed: { IDX.encode(uint8: (0..<60).map { UInt8($0) }, shape: [3, 4, 5]) }, read: FormatReaders.named("idx")!),
         Reader(name: "idx gz", seed: { Zlib.gzip(IDX.encode(uint8: (0..<60).map { UInt8($0) }, shape: [3, 4, 5])) },
                read: { bytes in try throughFile(bytes, name: "x-ubyte.gz") { _ = try DataFile.read($0) } }),
-        Reader(name: "csv", seed: { Array("a,b,c\n1,2,3\n4.5,-6,7e-3\n".utf8) }, read: { _ = try CSV.decodeNumeric($0) }),
+        Reader(name: "csv", seed: { Array("a,b,c\n1,2,3\n4.5,-6,7e-3\n".utf8) }, read: FormatReaders.named("csv")!),
+        Reader(name: "gzip", seed: { Zlib.gzip(Array(String(repeating: "0.25,-1e-3\n", count: 20).utf8)) }, read: FormatReaders.named("gzip")!),
         Reader(name: "model file", seed: {
                    let model = try! UnrolledAutoencoder(dictionary: DenseDictionary(weights: tensor([4, 6])),
                                                         encoder: UnrolledEncoder(layers: 3, lambda: .scalar(0.1), step: .fixed(0.2)))
                    let c = ModelFile(model: .dense(model), info: ["training.step": "3"]).contents()
                    return Safetensors.encode(c.tensors, metadata: c.metadata)
                },
-               read: { bytes in try throughFile(bytes, name: "m.safetensors") { _ = try ModelFile.read($0) } }),
+               read: FormatReaders.named("model")!),
     ]
+
+    /// Every reader the libFuzzer harness drives is also mutated here.
+    @Test func everyFormatReaderIsFuzzedHere() {
+        let here = Set(Self.readers.map { String($0.name.split(separator: " ")[0]) })
+        for (name, _) in FormatReaders.all { #expect(here.contains(name), "\(name) has no mutation test") }
+    }
 
     /// The `k`-th mutant of `seed` (deterministic).
     static func mutant(_ seed: [UInt8], _ k: Int) -> [UInt8] {

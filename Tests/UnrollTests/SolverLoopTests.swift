@@ -192,7 +192,7 @@ import UnrollCore
         w.normalizeRows()
         let x = Tensor.normal([batch, m], rng: &rng)
         let op = try DenseDictionary(weights: w)
-        let l = try op.lipschitz(iterations: 200, rng: &rng)
+        let l = op.lipschitz(iterations: 200, rng: &rng)
         let solver = ConvexLassoSolver(lambda: .scalar(0.1), alpha: 1 / l, tolerance: 1e-7, maxIterations: 50_000)
         let (codes, iterations) = try solver.solve(x, operator: op)
         #expect(iterations > 1 && iterations < 50_000)

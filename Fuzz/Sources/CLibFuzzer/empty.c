@@ -1,0 +1,1 @@
+// Declarations only (include/libfuzzer.h); the driver comes with -sanitize=fuzzer.
