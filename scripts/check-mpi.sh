@@ -3,7 +3,7 @@
 # if missing and builds `unroll` with UNROLL_MPI=1 into .build-mpi. Shows that `mpirun -np 2 unroll
 # train …` ends with one process's model (same global batch, 50–60 steps, ≤ 1e-5 relative, the same
 # weights on both ranks) for dense g_ae-ls, conv2d PUDLE, conv2d CRsAE (EM λ) and conv1d CRsAE
-# (spikes); that `mpirun -np 2 unroll encode` writes one process's codes byte for byte; that a killed
+# (spikes); that VSC trains on 2 ranks with the same state on each; that `mpirun -np 2 unroll encode` writes one process's codes byte for byte; that a killed
 # rank ends the job with a message, the checkpoint intact, and --resume continues to the same model;
 # and that an ordinary build refuses a distributed run by name. Called by scripts/test.sh.
 set -euo pipefail
@@ -84,6 +84,14 @@ spikes=(train --model conv1d --data rec.npz --epochs 3 --layers 6 --refine-epoch
 out=$(run2 "$mpi_unroll" "${spikes[@]}" --output spikes-two 2>/dev/null)
 grep -q "2 ranks, the same weights on each" <<<"$out" || { echo "check-mpi: conv1d: $out" >&2; exit 1; }
 check_equal "conv1d CRsAE (spikes), 60 steps in two phases" spikes-one/model.safetensors spikes-two/model.safetensors dictionary
+
+# VSC (linear generator): each rank samples its share from its own generator, so the run is not one
+# process's; Φ's update and the gradients are averaged, and every rank must end with the same state.
+vsc=(train --model vsc --data images --patches 400 --validation 50 --side 8 --samples 2 --hidden 16 --batch 40 --lr 0.002
+     --epochs 3 --threads 1)
+out=$(run2 "$mpi_unroll" "${vsc[@]}" --output vsc-two)
+grep -q "2 ranks, the same weights on each" <<<"$out" || { echo "check-mpi: vsc: $out" >&2; exit 1; }
+echo "check-mpi: vsc linear on 2 ranks: $(grep -m1 "validation" <<<"$out" | tr -s ' ' | cut -c1-80)…; the same weights on each rank"
 
 # Distributed encoding: each rank writes its rows into one .npy; with one thread per rank the codes
 # equal one process's (one thread) byte for byte.

@@ -51,6 +51,14 @@ public struct Random: RandomNumberGenerator, Sendable {
     /// An independent stream derived from this one (for parallel workers or sub-tasks).
     public mutating func split() -> Random { Random(seed: next()) }
 
+    /// An independent generator for `key` (a worker's share of one batch, say), seeded from this
+    /// generator's state and the key without advancing this one.
+    public func derived(_ key: [UInt64]) -> Random {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for v in state + key { h = (h ^ v) &* 0x0000_0100_0000_01b3; h ^= h >> 29 }
+        return Random(seed: h)
+    }
+
     /// Uniform in [0, 1) with 53 random bits.
     public mutating func uniform() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 

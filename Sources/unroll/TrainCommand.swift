@@ -124,10 +124,6 @@ struct Train: ParsableCommand {
         try TrainOptionScope.check(GivenOptions.current(), model: model, family: conv.family)
         let job = try Distributed.current()
         try job.run {
-            if job.size > 1 && model == .vsc {
-                throw CLIError("--model vsc does not train data-parallel yet (dense, conv1d and conv2d do); "
-                    + "run it as one process (docs/distributed.md)")
-            }
             try threading.run {
                 if model == .conv1d { return try spikesTraining().execute() }
                 if model == .conv2d { return try Conv2DTraining(o: self).run() }

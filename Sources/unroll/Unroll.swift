@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import CUnrollSupport
 import UnrollCore
 
@@ -14,6 +15,9 @@ struct UnrollCLI: ParsableCommand {
     static func main() {
         // Per-call convolution workspaces are large; without this, every call maps and faults them anew.
         unroll_keep_freed_memory()
+        // Past a file-size limit (ulimit -f) a write then fails with EFBIG, which the atomic writers
+        // report and clean up after, instead of the signal killing the process mid-file.
+        signal(SIGXFSZ, SIG_IGN)
         main(nil)
     }
 }

@@ -118,6 +118,9 @@ extension Train {
                                       hidden: try parseIntList(v.hidden, "--hidden", minimum: 1)!, klWeight: v.klWeight,
                                       epochs: epochCount, batch: batch.size, learningRate: lr, seed: seed)
         try settings.validate()
+        // Under mpirun every rank trains its share of each batch; rank 0 alone reports.
+        let job = try Distributed.current(), root = job.isRoot, clock = ContinuousClock.now
+        defer { if root && job.size > 1 { print("trained \(output)/model.safetensors" + job.summary(seconds: secondsSince(clock))) } }
         do {
             switch v.generator {
             case .linear:
@@ -130,12 +133,12 @@ extension Train {
                 try runVSC(&trainer, epochs: epochCount, label: "vsc linear") { t in
                     try AtomGrid(atomHeight: v.side, atomWidth: v.side, scale: 2).writePNG(t.model.dictionary, to: output + "/atoms.png")
                 }
-                try VSCEval.report(model: trainer.model, step: trainer.step, patches: patches, atoms: nil)
+                if root { try VSCEval.report(model: trainer.model, step: trainer.step, patches: patches, atoms: nil) }
             case .conv:
                 let images = try FashionOptions.load(folder: data, trainSize: v.trainSize, testSize: v.testSize)
                 var trainer = try NetworkGeneratorTrainer(data: images.train, config: try settings.network(latents: atoms ?? 64, images: images.train.rows))
                 try runVSC(&trainer, epochs: epochCount, label: "vsc conv") { _ in }
-                try VSCFashion.report(trainer.model, step: trainer.step, test: images.test, reconstructions: output + "/reconstructions.png")
+                if root { try VSCFashion.report(trainer.model, step: trainer.step, test: images.test, reconstructions: output + "/reconstructions.png") }
             }
         } catch let e as UnrollError {
             throw CLIError(e.description)

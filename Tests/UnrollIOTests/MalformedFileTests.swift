@@ -103,6 +103,12 @@ private func handSafetensors(_ json: String, dataBytes: Int) -> [UInt8] {
         #expect(directory.count == 2)
         for k in 0..<4 { shared[directory[1] + 42 + k] = 0 }   // b's local header offset → a's
         expectError(.malformed, "overlap") { _ = try Npz.decode(shared) }
+        // A member whose .npy header nests 40 000 brackets (a stack overflow once) is refused by name.
+        let deep = String(repeating: "(", count: 40_000) + String(repeating: ")", count: 40_000)
+        let nested = handNpy("{'descr': '<f4', 'fortran_order': False, 'shape': \(deep), }", payload: [], version: 2)
+        expectError(.malformed, "entry 'X.npy': .npy header nests brackets deeper than 32 levels") {
+            _ = try Npz.decode(Zip.archive([("X.npy", nested)]))
+        }
     }
 
     @Test func safetensors() throws {
@@ -244,6 +250,13 @@ private func handSafetensors(_ json: String, dataBytes: Int) -> [UInt8] {
         expectError(.malformed, "maxval 0") { _ = try PGM.decode(Array("P5 1 1 0\n".utf8) + [0]) }
         expectError(.malformed, "above maxval 10") { _ = try PGM.decode(Array("P2 2 1 10\n3 11\n".utf8)) }
         expectError(.malformed, "too large") { _ = try PGM.decode(Array("P5 99999999999999999999999 1 255\n".utf8)) }
+        // A 24-byte file claiming 40 000² pixels used to allocate 3.1 GB first; text (P2) files too.
+        let claim = Array("P5 40000 40000 255\n".utf8) + [1, 2, 3, 4, 5]
+        #expect(claim.count == 24)
+        expectError(.truncated, "PGM 40000×40000 needs 1600000000 bytes of pixels, the file has 5") { _ = try PGM.decode(claim) }
+        expectError(.truncated, "needs 1600000000 pixels, the file has 7 bytes after its header") {
+            _ = try PGM.decode(Array("P2 40000 40000 255\n1 2 3\n".utf8))
+        }
     }
 
     @Test func filesNamedInErrors() throws {
@@ -272,6 +285,15 @@ private func handSafetensors(_ json: String, dataBytes: Int) -> [UInt8] {
         expectError(.unsupported, "PNG 20×20 would decode to 420 bytes, more than the limit of 100") { _ = try PNG.decode(png, limit: 100) }
         let npz = Npz.encode([("a", Tensor(zeros: [100]))])
         expectError(.unsupported, "would decode to 528 bytes, more than the limit of 500") { _ = try Zip.entries(npz, limit: 500) }
+        // Gzipped .npy and IDX files go through the same limit (a 10 GiB .npy.gz or IDX .gz bomb).
+        let npyBomb = dir.file("big.npy.gz"), idxBomb = dir.file("big-ubyte.gz")
+        try Data(Zlib.gzip(Npy.encode(Tensor(zeros: [50, 50])))).write(to: URL(fileURLWithPath: npyBomb))
+        try Data(Zlib.gzip(IDX.encode(uint8: [UInt8](repeating: 0, count: 10_000), shape: [100, 100]))).write(to: URL(fileURLWithPath: idxBomb))
+        setenv(DecodeLimit.environmentVariable, "5000", 1)
+        defer { unsetenv(DecodeLimit.environmentVariable) }
+        expectError(.unsupported, "more than the limit of 5000 bytes (raise it with UNROLL_MAX_DECODED_BYTES)") { _ = try DataFile.read(npyBomb) }
+        expectError(.unsupported, "more than the limit of 5000 bytes (raise it with UNROLL_MAX_DECODED_BYTES)") { _ = try IDX.read(idxBomb) }
+        unsetenv(DecodeLimit.environmentVariable)
         #expect(DecodeLimit.bytes == DecodeLimit.defaultBytes || ProcessInfo.processInfo.environment[DecodeLimit.environmentVariable] != nil)
     }
 }

@@ -172,6 +172,9 @@ import UnrollIO
         try expectError({ _, t in t = t.map { $0.name == "analysis" ? ($0.name, Tensor(shape: [4, 1, 3, 3], data: .init(repeating: 0, count: 36))) : $0 } },
                         "the analysis bank's weights [4, 1, 3, 3] differ")
         try expectError({ m, _ in m["operator.stride"] = "0" }, "operator.stride is '0'")
+        // 10⁹ power iterations of a step computed at load ran without bound once.
+        try expectError({ m, _ in m["encoder.step"] = "auto"; m["encoder.power_seed"] = "1"; m["encoder.power_iterations"] = "1000000000" },
+                        "encoder.power_iterations is '1000000000', expected an integer in 1…100000")
     }
 
     /// The model value itself: a conv2d model is resized to each image, tied decode = D, untied = the synthesis bank.

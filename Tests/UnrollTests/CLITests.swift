@@ -29,11 +29,19 @@ import UnrollIO
         return nil
     }()
 
-    static func run(_ args: [String], in dir: URL) throws -> Result {
+    /// Runs `unroll args` in `dir` (with `environment` added; under `bash -c "<shell>; exec unroll …"`
+    /// when `shell` is given, e.g. a ulimit).
+    static func run(_ args: [String], in dir: URL, environment: [String: String] = [:], shell: String? = nil) throws -> Result {
         let path = try #require(binary, "the unroll binary was not found next to the tests; build it (swift build --build-tests) or set UNROLL_BIN")
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = args
+        if let shell {
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            process.arguments = ["-c", shell + "; exec \"$0\" \"$@\"", path] + args
+        } else {
+            process.executableURL = URL(fileURLWithPath: path)
+            process.arguments = args
+        }
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         process.currentDirectoryURL = dir
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
@@ -285,11 +293,43 @@ import UnrollIO
             (["--model", "data.npz", "--data", "data.npz"], "--model: data.npz: not a model file"),
             (["--model", "run/model.safetensors", "--data", "data.npz:Z_true"], "shape mismatch: --data data.npz:Z_true has rows of 20 values"),
             (["--model", "run/model.safetensors", "--data", "data.npz", "--layers", "0"], "layers T must be ≥ 1"),
+            // 10⁹ layers ran without bound once.
+            (["--model", "run/model.safetensors", "--data", "data.npz", "--layers", "1000000000"], "--layers: invalid argument: encoder layers T must be ≤ 100000"),
         ] {
             let bad = try Self.run(["encode"] + args + ["--output", "bad.npy"], in: dir)
             #expect(bad.status != 0, "\(args) should fail")
             #expect(bad.stderr.split(separator: "\n").count == 1 && bad.stderr.contains(expected), "\(args): \(bad.stderr)")
         }
+    }
+
+    /// Inputs once crashed, hung or ran for minutes, and a full disk: each ends with one line.
+    @Test func hostileInputsAndAFullDiskGiveOneLine() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Gzipped .npy and IDX bombs stop at the decoded-size limit, named with the way to raise it.
+        try Data(Zlib.gzip(Npy.encode(Tensor(zeros: [50, 50])))).write(to: dir.appendingPathComponent("big.npy.gz"))
+        try Data(Zlib.gzip(IDX.encode(uint8: [UInt8](repeating: 0, count: 10_000), shape: [100, 100])))
+            .write(to: dir.appendingPathComponent("big-ubyte.gz"))
+        for file in ["big.npy.gz", "big-ubyte.gz"] {
+            let r = try Self.run(["info", file], in: dir, environment: ["UNROLL_MAX_DECODED_BYTES": "5000"])
+            #expect(r.status != 0 && r.stderr.split(separator: "\n").count == 1
+                    && r.stderr.contains("more than the limit of 5000 bytes (raise it with UNROLL_MAX_DECODED_BYTES)"), "\(file): \(r.stderr)")
+            try Self.ok(["info", file], in: dir)   // under the default limit it reads
+        }
+        // A full disk (here a file-size limit, ulimit -f): the write fails with one line, no
+        // temporary is left, and the last checkpoint stays whole.
+        try Self.ok(["synth", "--m", "64", "--p", "96", "--n", "200", "--s", "3", "--seed", "1", "--output", "data.npz"], in: dir)
+        let train = ["train", "--data", "data.npz", "--atoms", "300", "--layers", "5", "--batch", "20", "--checkpoint-every", "5", "--output", "run"]
+        try Self.ok(train + ["--steps", "10"], in: dir)
+        let checkpoint = dir.appendingPathComponent("run/checkpoint.safetensors")
+        let before = try Data(contentsOf: checkpoint)
+        #expect(before.count > 200 * 1024)
+        let full = try Self.run(train + ["--steps", "20", "--resume"], in: dir, shell: "ulimit -f 200")
+        #expect(full.status == 1 && full.stderr.split(separator: "\n").count == 1 && full.stderr.contains("File too large"), "\(full.stderr)")
+        #expect(try Data(contentsOf: checkpoint) == before)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("run").path).filter { $0.contains(".tmp-") }
+        #expect(left.isEmpty, "temporaries left: \(left)")
+        try Self.ok(train + ["--steps", "20", "--resume"], in: dir)   // with room again, the run continues
     }
 
     // MARK: demo

@@ -124,6 +124,76 @@ import UnrollCore
         }
     }
 
+    /// Trains one trainer per worker thread (all from `make`) for `epochs`; each worker's checkpoint
+    /// tensors (weights, optimizer state, batch-norm statistics), or nil when it failed.
+    static func trainOnWorkers<M, S>(_ workers: Int, epochs: Int, _ make: @escaping @Sendable () throws -> Trainer<M, S>)
+        -> [[String: Tensor]?] {
+        let shared = ThreadReducer(workers: workers)
+        let results = Results(count: workers)
+        let states = StateBox(count: workers)
+        let threads = (0..<workers).map { rank in
+            Thread {
+                do {
+                    var t = try make()
+                    t.reducer = Worker(rank: rank, shared: shared)
+                    try Parallel.withWorkers(1) { try t.train(epochs: epochs) }
+                    states.set(rank, t.checkpoint().tensors)
+                    results.set(rank, Tensor(shape: [1], data: [try t.reducer.agree(on: t.model.parameters) ? 1 : 0]))
+                } catch {
+                    results.set(rank, nil)
+                }
+            }
+        }
+        threads.forEach { $0.start() }
+        let agreed = results.wait()
+        return (0..<workers).map { agreed[$0]?.data == [1] ? states.values[$0] : nil }
+    }
+
+    final class StateBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private(set) var values: [[String: Tensor]?]
+        init(count: Int) { values = Array(repeating: nil, count: count) }
+        func set(_ i: Int, _ v: [String: Tensor]) { lock.lock(); values[i] = v; lock.unlock() }
+    }
+
+    /// VSC data-parallel: each worker samples its share from its own generator, Φ's update direction
+    /// and the batch-norm running statistics are averaged like the gradients, and the shuffling stays
+    /// global, so the workers end with identical state (weights, optimizer moments, Φ, batch norm).
+    @Test func vscWorkersEndIdentical() throws {
+        var rng = Random(seed: 5)
+        let patches = Tensor.normal([24, 16], rng: &rng)
+        let linear = Self.trainOnWorkers(2, epochs: 3) {
+            var c = VSCLinearTests.smallConfig(VariationalConfig(family: .thresholdedLaplacian, threshold: .fixed(0.2)))
+            c.batchSize = 6
+            return try LinearGeneratorTrainer(data: patches, config: c)
+        }
+        #expect(linear.allSatisfy { $0 != nil }, "a linear worker failed or disagreed")
+        #expect(linear[0] == linear[1] && linear[0]?["dictionary"] != nil)
+        let images = Tensor.uniform([12, 784], rng: &rng)
+        let conv = Self.trainOnWorkers(3, epochs: 1) {
+            var c = VSCFashionTests.smallConfig(VariationalConfig(family: .thresholdedGaussian))
+            c.batchSize = 6
+            return try NetworkGeneratorTrainer(data: images, config: c)
+        }
+        #expect(conv.allSatisfy { $0 != nil }, "a conv worker failed or disagreed")
+        #expect(conv[0] == conv[1] && conv[1] == conv[2])
+        #expect(conv[0]?.keys.contains { $0.hasSuffix("running_var") } == true)
+    }
+
+    /// Workers draw from different generators, reproducibly.
+    @Test func workersSampleFromTheirOwnGenerators() {
+        var rng = Random(seed: 2)
+        var stream = RowBatches(data: Tensor.normal([10, 3], rng: &rng), batchSize: 6, seed: 7)
+        let batch = stream.next()
+        var a = RowBatches.shard(batch, worker: 0, of: 2).generator, b = RowBatches.shard(batch, worker: 1, of: 2).generator
+        var again = RowBatches.shard(batch, worker: 1, of: 2).generator
+        let (x, y, z) = (a.next(), b.next(), again.next())
+        #expect(x != y && y == z)
+        var next = stream.next().generator
+        var c = RowBatches.shard(stream.next(), worker: 1, of: 2).generator
+        #expect(c.next() != y && next.next() != x)
+    }
+
     @Test func aBatchSmallerThanTheWorkersIsRefused() throws {
         var rng = Random(seed: 1)
         let data = Tensor.normal([4, 6], rng: &rng)

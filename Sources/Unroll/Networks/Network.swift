@@ -13,6 +13,22 @@ public struct Network: Sendable {
     public private(set) var gradients: [Tensor]
     /// Per layer: batch norm's running mean and variance, empty for other layers.
     public private(set) var runningStatistics: [[Tensor]]
+
+    /// Every batch norm's running mean and variance in layer order, as one list (shapes kept).
+    public var flatRunningStatistics: [Tensor] {
+        get { runningStatistics.flatMap { $0 } }
+        set {
+            var next = newValue.makeIterator()
+            for l in runningStatistics.indices {
+                for k in runningStatistics[l].indices {
+                    guard let t = next.next(), t.shape == runningStatistics[l][k].shape else {
+                        preconditionFailure("flatRunningStatistics: the new list does not match the network's")
+                    }
+                    runningStatistics[l][k] = t
+                }
+            }
+        }
+    }
     /// Index into `parameters` of each layer's first tensor.
     public let parameterOffsets: [Int]
 

@@ -100,9 +100,13 @@ public struct RowBatches: BatchStream {
 
     public static func examples(in batch: Batch) -> Int { batch.rows.rows }
 
+    /// A sampling model draws each worker's share from its own generator, derived from the batch's
+    /// generator, the epoch, the batch's first row and the worker (reproducible from the seed and the
+    /// rank; the shuffling stays global because the stream keeps its own generator, see `Trainer`).
     public static func shard(_ batch: Batch, worker: Int, of workers: Int) -> Batch {
         let r = shareRange(batch.rows.rows, worker: worker, of: workers)
-        return Batch(rows: batch.rows.rows(r), indices: Array(batch.indices[r]), epoch: batch.epoch, generator: batch.generator)
+        let generator = batch.generator.derived([UInt64(batch.epoch), UInt64(batch.indices.first ?? 0), UInt64(worker)])
+        return Batch(rows: batch.rows.rows(r), indices: Array(batch.indices[r]), epoch: batch.epoch, generator: generator)
     }
 
     public func exportState(into c: inout TrainerCheckpoint) {

@@ -163,7 +163,9 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
         }
         newModel.parameters = parameters
         try newModel.finishStep(&evaluation, step: thisStep)
-        if let g = evaluation.generator { nextStream.adopt(g) }
+        // With several workers each drew from its own generator (`shard`); the stream keeps its own,
+        // so every worker shuffles the next epoch alike.
+        if let g = evaluation.generator, reducer.workers == 1 { nextStream.adopt(g) }
         for (t, name) in zip(newModel.parameters, names) where t.hasNonFinite {
             throw UnrollError.diverged(step: thisStep, reason: "the updated \(name) contains NaN or Inf")
         }

@@ -110,6 +110,22 @@ public struct NetworkGeneratorModel: Sendable {
     /// Heads in `EncoderOutputs` order (see `LinearGeneratorModel.heads`).
     public var heads: [Network]
     public var decoder: Network
+
+    /// The batch-norm running statistics of the encoder, the heads and the decoder, in that order.
+    var runningStatistics: [Tensor] {
+        get { ([encoder] + heads + [decoder]).flatMap(\.flatRunningStatistics) }
+        set {
+            var offset = 0
+            func take(_ network: inout Network) {
+                let n = network.flatRunningStatistics.count
+                network.flatRunningStatistics = Array(newValue[offset..<(offset + n)])
+                offset += n
+            }
+            take(&encoder)
+            for h in heads.indices { take(&heads[h]) }
+            take(&decoder)
+        }
+    }
     public let variational: VariationalConfig
     public let latents: Int
     /// The training settings (the loss's weights and schedules read them).

@@ -21,10 +21,32 @@ public struct VSCStepRecord<Model: Sendable>: StepEvaluation {
     public var nonZero: Double
     public var gradients: [Tensor]
     public var generator: Random?
+    /// What is averaged over workers besides the gradients (Φ's update direction, the batch-norm
+    /// running statistics), each × the examples, then the examples; `finishStep` divides.
+    public var pooledSums: [Double] = []
     /// The model after the step's passes (caches, batch-norm statistics), before the update.
     var trained: Model?
     /// The linear generator's dictionary update direction.
     var direction: Tensor?
+}
+
+extension VSCStepRecord {
+    /// Puts `tensors` (this worker's means over `examples`) into `pooledSums`, weighted by `examples`.
+    mutating func pool(_ tensors: [Tensor], examples: Int) {
+        let n = Double(examples)
+        pooledSums = tensors.flatMap { $0.data.map { Double($0) * n } } + [n]
+    }
+
+    /// The pooled tensors (shaped like `tensors`) as means over every worker's examples: exactly the
+    /// pooled values with one worker.
+    func pooled(like tensors: [Tensor]) -> [Tensor] {
+        guard let n = pooledSums.last else { return tensors }
+        var offset = 0
+        return tensors.map { t in
+            defer { offset += t.count }
+            return Tensor(shape: t.shape, data: (0..<t.count).map { Float(pooledSums[offset + $0] / n) })
+        }
+    }
 }
 
 public typealias LinearGeneratorStepRecord = VSCStepRecord<LinearGeneratorModel>
@@ -42,9 +64,11 @@ extension LinearGeneratorModel: Trainable {
         let g = m.accumulateGradients(batch.rows, samples: config.variational.samples, klWeight: config.klWeight,
                                       aggregation: config.aggregation, warmup: config.warmup(step: step - 1),
                                       temperature: config.temperature(step: step - 1), rng: &rng)
-        return LinearGeneratorStepRecord(step: step, epoch: batch.epoch, loss: g.loss, reconstruction: g.reconstruction, kl: g.kl,
-                                         nonZero: g.nonZero, gradients: m.gradients, generator: rng, trained: m,
-                                         direction: g.dictionaryDirection)
+        var record = LinearGeneratorStepRecord(step: step, epoch: batch.epoch, loss: g.loss, reconstruction: g.reconstruction, kl: g.kl,
+                                               nonZero: g.nonZero, gradients: m.gradients, generator: rng, trained: m,
+                                               direction: g.dictionaryDirection)
+        record.pool([g.dictionaryDirection], examples: batch.rows.rows)
+        return record
     }
 
     /// Φ ← Φ + η(direction − 2ρΦ), η decayed per epoch (the reference's manual step).
@@ -53,7 +77,7 @@ extension LinearGeneratorModel: Trainable {
         self = e.trained!
         parameters = updated
         let eta = config.dictionaryRate * Float(pow(Double(config.dictionaryDecay), Double(e.epoch)))
-        var direction = e.direction!
+        var direction = e.pooled(like: [e.direction!])[0]
         direction.add(dictionary, scaledBy: -2 * config.frobenius)
         dictionary.add(direction, scaledBy: eta)
         guard !dictionary.hasNonFinite else { throw UnrollError.diverged(step: step, reason: "the dictionary has non-finite entries") }
@@ -132,15 +156,18 @@ extension NetworkGeneratorModel: Trainable {
         m.zeroGradients()
         let g = m.accumulateGradients(batch.rows, samples: config.variational.samples, klWeight: config.klWeight,
                                       aggregation: config.aggregation, temperature: config.temperature(step: step - 1), rng: &rng)
-        return NetworkGeneratorStepRecord(step: step, epoch: batch.epoch, loss: g.loss, reconstruction: g.reconstruction, kl: g.kl,
-                                          nonZero: g.nonZero, gradients: m.gradients, generator: rng, trained: m)
+        var record = NetworkGeneratorStepRecord(step: step, epoch: batch.epoch, loss: g.loss, reconstruction: g.reconstruction, kl: g.kl,
+                                                nonZero: g.nonZero, gradients: m.gradients, generator: rng, trained: m)
+        record.pool(m.runningStatistics, examples: batch.rows.rows)
+        return record
     }
 
-    /// Keeps the step's batch-norm statistics with the updated weights.
+    /// Keeps the step's batch-norm statistics (averaged over workers) with the updated weights.
     public mutating func finishStep(_ e: inout NetworkGeneratorStepRecord, step: Int) throws {
         let updated = parameters
         self = e.trained!
         parameters = updated
+        runningStatistics = e.pooled(like: runningStatistics)
         e.trained = nil
     }
 
