@@ -408,4 +408,56 @@ import UnrollIO
         #expect(r.stderr.hasPrefix("Error: --data: ") && r.stderr.contains("ulimit -v") && r.stderr.contains("MB more"), "\(r.stderr)")
         #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
     }
+
+    /// Files under 10 MB that declare or expand to gigabytes (gzip, deflate and PNG bombs, lying
+    /// headers), read by `info`, `train` and `encode` under a cap of 1 GB above what the CLI needs to
+    /// start: each gives a result or one line, never a crash.
+    @Test func smallHostileFilesStayUnderAGigabyte() throws {
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Npy.write(Tensor(zeros: [4, 3]), to: dir.appendingPathComponent("tiny.npy").path)
+        var base = 320 * 1024
+        while try Self.capped(base, ["info", "tiny.npy"], in: dir).status != 0 {
+            base += 32 * 1024
+            try #require(base < 4 << 20, "unroll did not start under any cap up to 4 GB")
+        }
+        let zeros = [UInt8](repeating: 0, count: 8 << 20)
+        var files: [(String, [UInt8])] = [
+            // 1 GiB of floats declared, 8 MB there.
+            ("lying.npy.gz", Zlib.gzip(Npy.float32Header(shape: [16384, 16384]) + zeros)),
+            // 600 MB of pixels declared, 8 MB there.
+            ("lying-ubyte.gz", Zlib.gzip([0, 0, 0x08, 3, 0, 0, 0xEA, 0x60, 0, 0, 0, 100, 0, 0, 0, 100] + zeros)),
+            // 240 MB of real floats: a full-batch step on them needs about 900 MB more (it aborted once).
+            ("level.npy.gz", Zlib.gzip(Npy.encode(Tensor(repeating: 0.01, shape: [60_000, 1000])))),
+            // 20 MB of CSV text that parses into 10 M numbers.
+            ("zeros.csv.gz", Zlib.gzip([UInt8](String(repeating: String(repeating: "0,", count: 999) + "0\n", count: 10_000).utf8))),
+            // an .npz member of 900 MB declared, 8 MB of data.
+            ("lying.npz", Zip.archive([("X.npy", Npy.float32Header(shape: [15000, 15000]) + zeros)], compressed: true)),
+        ]
+        // A 30 000² PNG (900 MB of pixels, 3.6 GB as floats) whose image data is 8 MB of zeros.
+        func chunk(_ kind: String, _ data: [UInt8]) -> [UInt8] {
+            func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+            let body = Array(kind.utf8) + data
+            return be32(UInt32(data.count)) + body + be32(Zlib.crc32(body))
+        }
+        let png = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", [0, 0, 0x75, 0x30, 0, 0, 0x75, 0x30, 8, 0, 0, 0, 0])
+            + chunk("IDAT", Zlib.deflate(zeros, format: .zlib)) + chunk("IEND", [])
+        files.append(("big.png", png))
+        for (name, bytes) in files {
+            #expect(bytes.count < 10 << 20, "\(name) is \(bytes.count) bytes")
+            try Data(bytes).write(to: dir.appendingPathComponent(name))
+        }
+        try CLITests.ok(["train", "--data", "tiny.npy", "--atoms", "4", "--steps", "1", "--output", "good"], in: dir)
+        for (name, _) in files {
+            for args in [["info", name], ["train", "--data", name, "--atoms", "4", "--steps", "1", "--output", "run-" + name],
+                         ["encode", "--model", "good/model.safetensors", "--data", name, "--output", "z.npy"]] {
+                let r = try Self.capped(base + (1 << 20), args, in: dir)
+                #expect(r.status == 0 || r.status == 1, "\(args): exit \(r.status): \(r.stderr.suffix(300))")
+                #expect(r.stderr.split(separator: "\n").count <= 1, "\(args): \(r.stderr.suffix(300))")
+                if args[0] == "train" && name == "level.npy.gz" {
+                    #expect(r.stderr.contains("Error: --batch 60000: steps on batches of 60000 × 1000 need"), "\(r.stderr)")
+                }
+            }
+        }
+    }
 }
