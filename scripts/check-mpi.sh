@@ -47,6 +47,12 @@ dense=(train --data data.npz --init data.npz --layers 30 --step 0.2 --lambda 0.1
 out=$(run2 "$mpi_unroll" "${dense[@]}" --output two)
 grep -q "2 ranks, the same weights on each" <<<"$out" || { echo "check-mpi: dense: $out" >&2; exit 1; }
 check_equal "dense g_ae-ls, 50 steps" one/model.safetensors two/model.safetensors dictionary
+# The same data as a float32 .npy: each rank maps the file instead of reading it (the page cache
+# holds one copy for both), and trains to the same model.
+python3 -c "import numpy as np; np.save('data.npy', np.load('data.npz')['X'])"
+mapped=("${dense[@]}"); mapped[2]=data.npy     # --data data.npy, --init still data.npz
+run2 "$mpi_unroll" "${mapped[@]}" --output mapped >/dev/null
+check_equal "dense g_ae-ls, 50 steps, mapped .npy" one/model.safetensors mapped/model.safetensors dictionary
 
 # Conv2d PUDLE (crops and noise drawn once per global batch, the same on both ranks).
 mkdir images

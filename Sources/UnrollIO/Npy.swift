@@ -17,7 +17,8 @@ public enum Npy {
         return try naming(path) { try decode(bytes) }
     }
 
-    public static func decode(_ bytes: [UInt8]) throws -> NDArray {
+    /// The header of a `.npy` file's first bytes, and where its data start.
+    static func parseHeader(_ bytes: [UInt8]) throws -> (header: NpyHeader, dataOffset: Int) {
         var r = ByteReader(bytes)
         guard bytes.count >= 6, Array(bytes[0..<6]) == magic else {
             throw UnrollIOError(.badMagic, "not a .npy file (missing the \\x93NUMPY magic)")
@@ -36,7 +37,12 @@ public enum Npy {
         guard let headerText = String(bytes: headerBytes, encoding: major == 3 ? .utf8 : .isoLatin1) else {
             throw UnrollIOError(.malformed, ".npy header is not valid text")
         }
-        let header = try NpyHeader(parsing: headerText)
+        return (try NpyHeader(parsing: headerText), r.offset)
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> NDArray {
+        let (header, offset) = try parseHeader(bytes)
+        let r = ByteReader(bytes, offset: offset)
         let count = try elementCount(header.shape, ".npy shape")
         let size = try byteCount(count, header.type.size, ".npy data")
         if r.remaining < size {

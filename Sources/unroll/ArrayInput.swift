@@ -68,6 +68,21 @@ enum ArrayInput {
         return tensor.reshaped([tensor.shape[0], tensor.count / tensor.shape[0]])
     }
 
+    /// A data matrix (samples as rows) from `reference`, checked for NaN/Inf: a float32 `.npy` of rank
+    /// ≥ 2 is mapped into memory (`MappedRows`), every other file is read.
+    static func rowSource(_ reference: ArrayReference, option: String, defaults: [String]) throws -> any RowSource {
+        let path = reference.path, stem = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+        if path.lowercased().hasSuffix(".npy"), reference.name == nil || reference.name == stem,
+           let mapped = try inContext(option, { try Npy.mapRows(path) }), mapped.shape.count >= 2 {
+            if let bad = mapped.firstNonFinite {
+                let c = mapped.valuesPerRow
+                throw CLIError("\(option) \(path): array '\(stem)' contains NaN or Inf (first at row \(bad / c), column \(bad % c))")
+            }
+            return mapped
+        }
+        return try matrix(reference, option: option, defaults: defaults).tensor
+    }
+
     /// A data matrix (samples as rows) from `reference`, checked for NaN/Inf.
     static func matrix(_ reference: ArrayReference, option: String, defaults: [String]) throws -> (name: String, tensor: Tensor) {
         let (name, raw, format) = try load(reference, option: option, defaults: defaults)

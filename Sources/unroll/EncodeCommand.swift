@@ -62,7 +62,7 @@ struct Encode: ParsableCommand {
         }
         let x = try ModelRun.rows(data, for: m)
         let encoder = try ModelRun.overriding(m, layers: encoding.layers)
-        let rows = job.share(of: x.rows), p = m.atoms
+        let rows = job.share(of: x.rowCount), p = m.atoms
         let start = ContinuousClock.now
         let mine = x.rows(rows)
         let z = try inContext("encode") { try encoder.encode(mine) }
@@ -70,12 +70,12 @@ struct Encode: ParsableCommand {
         var residual = mine
         residual.add(encoder.decoder.apply(z), scaledBy: -1)
 
-        let header = Npy.float32Header(shape: [x.rows, p])
+        let header = Npy.float32Header(shape: [x.rowCount, p])
         let partial = output + ".tmp-ranks"
         if job.isRoot {
             try inContext("--output") {
                 try Data(header).write(to: URL(fileURLWithPath: partial))
-                guard truncate(partial, off_t(header.count + x.rows * p * 4)) == 0 else {
+                guard truncate(partial, off_t(header.count + x.rowCount * p * 4)) == 0 else {
                     throw CLIError("--output \(output): cannot size the file: \(String(cString: strerror(errno)))")
                 }
             }
@@ -96,10 +96,10 @@ struct Encode: ParsableCommand {
             guard rename(partial, output) == 0 else { throw CLIError("cannot rename \(partial): \(String(cString: strerror(errno)))") }
         }
         let zeros = totals[0] / max(totals[1], 1)
-        print("encoded \(x.rows) signals of \(x.cols) values with \(file.described) (\(Self.encoderSummary(file))) on \(job.size) ranks "
+        print("encoded \(x.rowCount) signals of \(x.valuesPerRow) values with \(file.described) (\(Self.encoderSummary(file))) on \(job.size) ranks "
             + "in \(String(format: "%.2f", secondsSince(start))) s (\(String(format: "%.2f", totals[4] / Double(job.size))) s encoding per rank): "
             + "zeros \(String(format: "%.1f", 100 * zeros))% (\(String(format: "%.2f", (1 - zeros) * Double(p))) non-zeros per signal), "
-            + "reconstruction error ‖X − X̂‖/‖X‖ = \(fmt((totals[2] / totals[3]).squareRoot())); wrote \(output) [\(x.rows), \(p)]")
+            + "reconstruction error ‖X − X̂‖/‖X‖ = \(fmt((totals[2] / totals[3]).squareRoot())); wrote \(output) [\(x.rowCount), \(p)]")
     }
 
     /// "ista, T 15, soft λ 0.1, α 0.2" for autoencoders; the family for VSC.

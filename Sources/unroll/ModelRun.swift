@@ -39,7 +39,8 @@ struct ModelRun {
         }
         switch file.model {
         case let .dense(m):
-            let x = try rows(data, for: m)
+            let source = try rows(data, for: m)
+            let x = source as? Tensor ?? source.rows(0..<source.rowCount)
             let model = try overriding(m, layers: layers)
             // Batches of rows keep the encoder's working memory bounded.
             let chunk = 4096
@@ -79,11 +80,12 @@ struct ModelRun {
         }
     }
 
-    /// The rows of `data` for a dense model (checked against its atoms' length).
-    static func rows(_ data: String, for m: UnrolledAutoencoder<DenseDictionary>) throws -> Tensor {
-        let x = try ArrayInput.matrix(ArrayReference(data), option: "--data", defaults: ["X"]).tensor
-        guard x.cols == m.dictionary.signalSize else {
-            throw CLIError("shape mismatch: --data \(data) has rows of \(x.cols) values, but the model's atoms have length m = \(m.dictionary.signalSize)")
+    /// The rows of `data` for a dense model (checked against its atoms' length); a float32 `.npy` is
+    /// mapped, so a rank of a distributed encoding reads only its rows.
+    static func rows(_ data: String, for m: UnrolledAutoencoder<DenseDictionary>) throws -> any RowSource {
+        let x = try ArrayInput.rowSource(ArrayReference(data), option: "--data", defaults: ["X"])
+        guard x.valuesPerRow == m.dictionary.signalSize else {
+            throw CLIError("shape mismatch: --data \(data) has rows of \(x.valuesPerRow) values, but the model's atoms have length m = \(m.dictionary.signalSize)")
         }
         return x
     }

@@ -149,7 +149,7 @@ extension Train {
 /// Everything `unroll train` resolved from its options and files, and the training loop.
 struct TrainingSetup {
     let options: Train
-    let signals: Tensor
+    let signals: any RowSource
     let initial: Tensor
     let truth: GroundTruth?
     let config: TrainerConfig
@@ -168,8 +168,8 @@ struct TrainingSetup {
         targetEpochs = o.steps == nil ? (o.epochs ?? 100) : nil
 
         // Data, samples as rows.
-        signals = try ArrayInput.matrix(ArrayReference(o.data), option: "--data", defaults: ["X"]).tensor
-        let (n, m) = (signals.rows, signals.cols)
+        signals = try ArrayInput.rowSource(ArrayReference(o.data), option: "--data", defaults: ["X"])
+        let (n, m) = (signals.rowCount, signals.valuesPerRow)
 
         // Initial dictionary, atoms as rows.
         switch (o.initFile, o.atoms) {
@@ -306,7 +306,7 @@ struct TrainingSetup {
             "training.normalize": String(config.normalizeAtoms),
             "training.beta_schedule": cliSettings["cli.beta_schedule"]!,
             "data.file": o.data,
-            "data.shape": "[\(signals.rows), \(signals.cols)]",
+            "data.shape": "[\(signals.rowCount), \(signals.valuesPerRow)]",
         ]
         return ModelFile(model: .dense(try trainer.model.autoencoder(afterSteps: trainer.step)), info: info)
     }
@@ -333,9 +333,9 @@ struct TrainingSetup {
         // checked before the first step, so a batch too large for the memory left gives one line
         // instead of an abort. Measured for B 60 000, m 1000: 3.8 copies of B × (m + p) floats
         // resident, more in address space (what ulimit -v counts); 6 are asked for.
-        let b = config.batchSize ?? signals.rows
+        let b = config.batchSize ?? signals.rowCount
         try inContext("--batch \(b)") {
-            try MemoryBudget.check(24 * b * (signals.cols + initial.rows), for: "steps on batches of \(b) × \(signals.cols)")
+            try MemoryBudget.check(24 * b * (signals.valuesPerRow + initial.rows), for: "steps on batches of \(b) × \(signals.valuesPerRow)")
         }
         let run = try TrainingRun(output: directory, resume: options.resume, checkpointEvery: options.checkpointEvery)
         var trainer = try DictionaryTrainer(dictionary: try DenseDictionary(weights: initial), data: signals,

@@ -401,8 +401,8 @@ import UnrollIO
             base += 32 * 1024
             try #require(base < 4 << 20, "unroll did not start under any cap up to 4 GB")
         }
-        // 96 MB of floats against 64 MB of headroom.
-        try Npy.write(Tensor(zeros: [24 << 10, 1 << 10]), to: dir.appendingPathComponent("big.npy").path)
+        // 256 MB of floats (mapped, not read) against 64 MB of headroom.
+        try Npy.write(Tensor(zeros: [64 << 10, 1 << 10]), to: dir.appendingPathComponent("big.npy").path)
         let r = try Self.capped(base + 64 * 1024, ["train", "--data", "big.npy", "--atoms", "4", "--steps", "1", "--output", "run"], in: dir)
         #expect(r.status == 1, "exit \(r.status): \(r.stderr)")
         #expect(r.stderr.hasPrefix("Error: --data: ") && r.stderr.contains("ulimit -v") && r.stderr.contains("MB more"), "\(r.stderr)")

@@ -147,13 +147,13 @@ extension Trainer where Stream == RowBatches {
     ///   - dictionary: the initial dictionary (e.g. `DenseDictionary` with W₀).
     ///   - data: the training signals, one per row (`[n, m]` for a dense dictionary).
     ///   - groundTruth: W* and/or Z* for the per-step error metrics.
-    public init<Op: DictionaryOperator>(dictionary: Op, data: Tensor, config: TrainerConfig, groundTruth: GroundTruth? = nil) throws
+    public init<Op: DictionaryOperator>(dictionary: Op, data: any RowSource, config: TrainerConfig, groundTruth: GroundTruth? = nil) throws
         where Model == DictionaryModel<Op> {
         try config.validate()
         try config.encoder.validate(for: dictionary)
         let codeShape = try dictionary.codeShape(signalShape: data.shape)
-        let n = data.rows
-        guard n >= 1, data.count > 0 else { throw UnrollError.shapeMismatch("training data has no examples (shape \(data.shape))") }
+        let n = data.rowCount
+        guard n >= 1, data.valuesPerRow > 0 else { throw UnrollError.shapeMismatch("training data has no examples (shape \(data.shape))") }
         if data.hasNonFinite { throw UnrollError.nonFinite("training data contain NaN or Inf") }
         if dictionary.weights.hasNonFinite { throw UnrollError.nonFinite("initial dictionary contains NaN or Inf") }
         if let truth = groundTruth {
@@ -175,7 +175,7 @@ extension Trainer where Stream == RowBatches {
                       optimizers: [Optimizer](repeating: config.optimizer, count: config.untied ? 2 : 1), blowUpLimit: config.blowUpLimit)
     }
 
-    public var data: Tensor { stream.data }
+    public var data: any RowSource { stream.data }
     public var batchSize: Int { stream.batchSize }
     public var epoch: Int { stream.epoch }
     /// Index in the epoch's order of the next batch's first example.

@@ -41,7 +41,7 @@ public struct RowBatches: BatchStream {
         public var generator: Random
     }
 
-    public let data: Tensor
+    public let data: any RowSource
     public let batchSize: Int
     public let shuffle: Bool
     public let dropLast: Bool
@@ -56,25 +56,25 @@ public struct RowBatches: BatchStream {
     /// Whether a model hands the generator back (then checkpoints also store its current state).
     private var shared = false
 
-    public init(data: Tensor, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64) {
+    public init(data: any RowSource, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64) {
         self.init(data: data, batchSize: batchSize, shuffle: shuffle, dropLast: dropLast, generator: Random(seed: seed))
     }
 
     /// Shuffling (and, for a sampling model, sampling) continues `generator`.
-    public init(data: Tensor, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, generator: Random) {
+    public init(data: any RowSource, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, generator: Random) {
         self.data = data
-        self.batchSize = max(1, min(batchSize, data.rows))
+        self.batchSize = max(1, min(batchSize, data.rowCount))
         self.shuffle = shuffle
         self.dropLast = dropLast
         self.rng = generator
         self.epochStartState = rng.state
     }
 
-    public var stepsPerEpoch: Int { dropLast ? data.rows / batchSize : (data.rows + batchSize - 1) / batchSize }
+    public var stepsPerEpoch: Int { dropLast ? data.rowCount / batchSize : (data.rowCount + batchSize - 1) / batchSize }
     /// Rows an epoch uses.
-    private var epochRows: Int { dropLast ? stepsPerEpoch * batchSize : data.rows }
+    private var epochRows: Int { dropLast ? stepsPerEpoch * batchSize : data.rowCount }
 
-    private mutating func drawOrder() -> [Int] { shuffle ? rng.permutation(data.rows) : Array(0..<data.rows) }
+    private mutating func drawOrder() -> [Int] { shuffle ? rng.permutation(data.rowCount) : Array(0..<data.rowCount) }
 
     public mutating func next() -> Batch {
         if order == nil {
@@ -112,15 +112,15 @@ public struct RowBatches: BatchStream {
     public func exportState(into c: inout TrainerCheckpoint) {
         c.metadata["trainer.epoch"] = String(epoch)
         c.metadata["trainer.position"] = String(position)
-        c.metadata["trainer.examples"] = String(data.rows)
+        c.metadata["trainer.examples"] = String(data.rowCount)
         c.metadata["trainer.rng"] = (order == nil ? rng.state : epochStartState).map { String($0) }.joined(separator: ",")
         if shared && order != nil { c.setGenerator(rng, "trainer.rng_now") }
     }
 
     public mutating func restoreState(_ c: TrainerCheckpoint) throws {
         let examples = try c.count("trainer.examples")
-        guard examples == data.rows else {
-            throw UnrollError.invalidCheckpoint("trainer.examples is \(examples), but the data have \(data.rows) rows")
+        guard examples == data.rowCount else {
+            throw UnrollError.invalidCheckpoint("trainer.examples is \(examples), but the data have \(data.rowCount) rows")
         }
         let newEpoch = try c.count("trainer.epoch"), newPosition = try c.count("trainer.position")
         guard newPosition < epochRows else {
