@@ -3,7 +3,8 @@
 # if missing and builds `unroll` with UNROLL_MPI=1 into .build-mpi. Shows that `mpirun -np 2 unroll
 # train …` ends with one process's model (same global batch, 50–60 steps, ≤ 1e-5 relative, the same
 # weights on both ranks) for dense g_ae-ls, conv2d PUDLE, conv2d CRsAE (EM λ) and conv1d CRsAE
-# (spikes); that VSC trains on 2 ranks with the same state on each; that `mpirun -np 2 unroll encode` writes one process's codes byte for byte; that a killed
+# (spikes); that VSC trains on 2 ranks with the same state on each; that `mpirun -np 2 unroll denoise`
+# of a folder writes one process's images; that `mpirun -np 2 unroll encode` writes one process's codes byte for byte; that a killed
 # rank ends the job with a message, the checkpoint intact, and --resume continues to the same model;
 # and that an ordinary build refuses a distributed run by name. Called by scripts/test.sh.
 set -euo pipefail
@@ -112,6 +113,13 @@ grep -q "on 2 ranks" <<<"$out" || { echo "check-mpi: encode: $out" >&2; exit 1; 
 cmp -s z1.npy z2.npy || { echo "check-mpi: 2-rank encoding differs from one process" >&2; exit 1; }
 [ ! -e z2.npy.tmp-ranks ] || { echo "check-mpi: encode left its partial file" >&2; exit 1; }
 echo "check-mpi: encode on 2 ranks writes the codes of one process, byte for byte"
+
+# Distributed denoising of a folder: each rank its share of the images, the same files as one process.
+"$plain_unroll" denoise --model conv-one/model.safetensors --input images --clean images --add-noise 0.1 --output dn1 --threads 1 >/dev/null
+out=$(run2 "$mpi_unroll" denoise --model conv-one/model.safetensors --input images --clean images --add-noise 0.1 --output dn2 --threads 1)
+grep -q "on 2 ranks" <<<"$out" || { echo "check-mpi: denoise: $out" >&2; exit 1; }
+for f in dn1/*; do cmp -s "$f" "dn2/$(basename "$f")" || { echo "check-mpi: 2-rank denoising differs from one process ($f)" >&2; exit 1; }; done
+echo "check-mpi: denoise of a folder on 2 ranks writes one process's images, byte for byte: $(tail -1 <<<"$out" | cut -c1-90)…"
 
 # A killed rank ends the job; the checkpoint is intact and --resume continues to the same model.
 long=(train --data data.npz --init data.npz --layers 30 --step 0.2 --lambda 0.1 --lr 1e-2 --batch 40 --steps 4000

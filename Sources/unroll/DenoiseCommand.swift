@@ -20,18 +20,24 @@ struct Denoise: ParsableCommand {
             reconstructions of the s² shifted copies of the image (crsae §2), as their test PSNRs do; \
             --no-shift-average encodes the image once.
 
+            A folder as --input denoises every PNG in it into the folder --output (same names); --clean \
+            is then a folder of the clean images under the same names, and the PSNRs are printed per \
+            image and as means. --add-noise draws image i's noise from --seed and i. Under \
+            `mpirun -np N` each rank denoises its share of the folder's images.
+
             Example:
               unroll denoise --model run/model.safetensors --input camera.png --clean camera.png \\
                 --add-noise 25/255 --seed 1 --output camera-denoised.png
+              unroll denoise --model run/model.safetensors --input test --clean test --add-noise 25/255 --output denoised
             """)
 
     @Option(help: ArgumentHelp("A model.safetensors from `unroll train --model conv2d` (either family).", valueName: "file"))
     var model: String
-    @Option(help: ArgumentHelp("The noisy image (PNG).", valueName: "file"))
+    @Option(help: ArgumentHelp("The noisy image (PNG), or a folder of them.", valueName: "file|folder"))
     var input: String
-    @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the denoised image (PNG).", valueName: "file"))
+    @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the denoised image (PNG), or the folder for a folder's.", valueName: "file|folder"))
     var output: String
-    @Option(help: ArgumentHelp("The clean image, to print the PSNR.", valueName: "file"))
+    @Option(help: ArgumentHelp("The clean image, or a folder of them (same names), to print the PSNR.", valueName: "file|folder"))
     var clean: String?
     @Option(name: .customLong("add-noise"), help: ArgumentHelp("Add Gaussian noise of this σ to the input first (e.g. 0.1 or 25/255).", valueName: "σ"))
     var addNoise: String?
@@ -46,6 +52,11 @@ struct Denoise: ParsableCommand {
     private func execute() throws {
         let file = try ModelFile.read(model, option: "--model")
         let network = try file.conv2d(model)
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: input, isDirectory: &isFolder), isFolder.boolValue {
+            let job = try Distributed.current()
+            return try job.run { try denoiseFolder(network, job: job) }
+        }
         var image = try ImageFolder.readImage(input, option: "--input")
         if let text = addNoise {
             let sigma = try parseSigma(text, option: "--add-noise")
@@ -69,6 +80,64 @@ struct Denoise: ParsableCommand {
                            s.denoised, s.noisy, s.denoised - s.noisy, s.denoisedCleanMax, s.noisyCleanMax)
         }
         print(line)
+    }
+}
+
+extension Denoise {
+    /// Every PNG of the folder `input` into the folder `output`; each rank of a job its share of the
+    /// images (by name order), rank 0 printing every image's line and the means.
+    private func denoiseFolder(_ network: UnrolledAutoencoder<Convolution2DDictionary>, job: Distributed) throws {
+        let names = try ImageFolder.names(input, option: "--input")
+        let sigma = try addNoise.map { try parseSigma($0, option: "--add-noise") }
+        if job.isRoot { try inContext("--output") { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) } }
+        job.barrier()
+        let start = ContinuousClock.now
+        // Per image: width, height, then (with --clean) PSNR noisy / denoised, peak 1 and peak max.
+        var table = [Double](repeating: 0, count: names.count * 6)
+        for i in job.share(of: names.count) {
+            let name = names[i]
+            var image = try ImageFolder.readImage(input + "/" + name, option: "--input")
+            if let sigma {
+                var rng = Random(seed: seed).derived([UInt64(i)])
+                image = DenoisingImages.addNoise(image, sigma: sigma, rng: &rng)
+                try ImageFolder.write(image, to: output + "/" + String(name.dropLast(4)) + "-noisy.png", option: "--output")
+            }
+            let estimate = try inContext("--input \(input)/\(name)") {
+                try Denoiser.denoise(image, model: network, shiftAverage: noShiftAverage ? false : nil)
+            }
+            try ImageFolder.write(estimate, to: output + "/" + name, option: "--output")
+            table[i * 6] = Double(image.shape[1])
+            table[i * 6 + 1] = Double(image.shape[0])
+            if let clean {
+                let reference = try ImageFolder.readImage(clean + "/" + name, option: "--clean")
+                guard reference.shape == image.shape else {
+                    throw CLIError("--clean \(clean)/\(name) is \(reference.shape[1])×\(reference.shape[0]), the input is \(image.shape[1])×\(image.shape[0])")
+                }
+                let s = Denoiser.Score(noisy: image, denoised: estimate, clean: reference)
+                table.replaceSubrange((i * 6 + 2)..<(i * 6 + 6), with: [s.noisy, s.denoised, s.noisyCleanMax, s.denoisedCleanMax])
+            }
+        }
+        let seconds = secondsSince(start)
+        table = job.sum(table)
+        guard job.isRoot else { return }
+        var sums = [Double](repeating: 0, count: 4)
+        for (i, name) in names.enumerated() {
+            let row = Array(table[(i * 6)..<(i * 6 + 6)])
+            var line = "\(output)/\(name) (\(Int(row[0]))×\(Int(row[1])))"
+            if clean != nil {
+                line += String(format: ": PSNR %.2f dB (input %.2f dB) with peak 1; %.2f dB (input %.2f dB) with peak = max", row[3], row[2], row[5], row[4])
+                for k in 0..<4 { sums[k] += row[k + 2] }
+            }
+            print(line)
+        }
+        var summary = "denoised \(names.count) images into \(output) in \(String(format: "%.2f", seconds)) s"
+            + (job.size > 1 ? " on \(job.size) ranks" : "")
+        if clean != nil {
+            let n = Double(names.count)
+            summary += String(format: "; mean PSNR %.2f dB (input %.2f dB, gain %.2f dB) with peak 1; %.2f dB (input %.2f dB) with peak = max",
+                              sums[1] / n, sums[0] / n, (sums[1] - sums[0]) / n, sums[3] / n, sums[2] / n)
+        }
+        print(summary)
     }
 }
 

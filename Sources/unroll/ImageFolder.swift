@@ -13,6 +13,11 @@ enum ImageFolder {
 
     /// Every `*.png` in `folder` (sorted by name), as `(name, [height, width])`.
     static func load(_ folder: String, option: String) throws -> [(name: String, image: Tensor)] {
+        try names(folder, option: option).map { name in (name, try readImage(folder + "/" + name, option: option)) }
+    }
+
+    /// The names of the `*.png` files in `folder`, sorted.
+    static func names(_ folder: String, option: String) throws -> [String] {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir) else {
             throw CLIError("\(option) \(folder): no such folder")
@@ -21,7 +26,7 @@ enum ImageFolder {
         let names = try inContext("\(option) \(folder)") { try FileManager.default.contentsOfDirectory(atPath: folder) }
             .filter { $0.lowercased().hasSuffix(".png") }.sorted()
         guard !names.isEmpty else { throw CLIError("\(option) \(folder): no .png images in the folder") }
-        return try names.map { name in (name, try readImage(folder + "/" + name, option: option)) }
+        return names
     }
 
     /// Writes `[height, width]` values in [0, 1] (clamped) as an 8-bit gray PNG.

@@ -302,6 +302,28 @@ import UnrollIO
         }
     }
 
+    /// A folder as --input: every PNG denoised into the --output folder, each equal to denoising it
+    /// alone; per-image and mean PSNRs against a --clean folder; a missing clean image is one line.
+    @Test func denoiseAFolder() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Sources/unroll/Resources/denoise-model.safetensors").standardizedFileURL.path
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("in"), withIntermediateDirectories: true)
+        var rng = Random(seed: 4)
+        for name in ["a.png", "b.png"] {
+            try PNG.write(Raster(gray: Tensor.uniform([40, 52], rng: &rng)), to: dir.appendingPathComponent("in/" + name).path)
+        }
+        let r = try Self.ok(["denoise", "--model", model, "--input", "in", "--clean", "in", "--add-noise", "0.1", "--output", "out"], in: dir)
+        #expect(r.stdout.contains("out/a.png (52×40): PSNR") && r.stdout.contains("denoised 2 images into out") && r.stdout.contains("mean PSNR"), "\(r.stdout)")
+        try Self.ok(["denoise", "--model", model, "--input", "out/b-noisy.png", "--output", "b-alone.png"], in: dir)
+        try Self.ok(["denoise", "--model", model, "--input", "out", "--output", "again"], in: dir)
+        #expect(try Data(contentsOf: dir.appendingPathComponent("b-alone.png")) == Data(contentsOf: dir.appendingPathComponent("again/b-noisy.png")))
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("out/b.png"))
+        let bad = try Self.run(["denoise", "--model", model, "--input", "in", "--clean", "out", "--output", "x"], in: dir)
+        #expect(bad.status == 1 && bad.stderr.split(separator: "\n").count == 1 && bad.stderr.contains("--clean out/b.png: no such file"), "\(bad.stderr)")
+    }
+
     /// Inputs once crashed, hung or ran for minutes, and a full disk: each ends with one line.
     @Test func hostileInputsAndAFullDiskGiveOneLine() throws {
         let dir = try Self.tempDir()
