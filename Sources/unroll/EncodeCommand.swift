@@ -50,32 +50,58 @@ struct Encode: ParsableCommand {
             + "reconstruction error ‖X − X̂‖/‖X‖ = \(fmt(r.relativeError)); wrote \(output) \(r.codes.shape)")
     }
 
-    /// `mpirun -np N unroll encode`: each rank encodes its rows (rank·n/N ..< (rank+1)·n/N) and writes
-    /// them into their place in one .npy (rank 0 writes the header and sizes the file first; the file
-    /// takes its name when every rank is done); the summary adds the ranks' counts.
+    /// `mpirun -np N unroll encode`: each rank encodes its share of the rows (dense, VSC) or images
+    /// (conv2d), rank·n/N ..< (rank+1)·n/N, and writes its codes into their place in one .npy (rank 0
+    /// writes the header and sizes the file first; the file takes its name when every rank is done);
+    /// the summary adds the ranks' counts. A conv1d recording is encoded by one process.
     private func encodeDistributed(_ file: ModelFile, job: Distributed) throws {
-        guard case let .dense(m) = file.model else {
-            throw CLIError("--model \(model) holds \(file.described): distributed encoding takes dense models for now; run it as one process")
-        }
         guard output.lowercased().hasSuffix(".npy") else {
             throw CLIError("--output \(output): a distributed encoding writes .npy (each rank its rows of one file)")
         }
-        let x = try ModelRun.rows(data, for: m)
-        let encoder = try ModelRun.overriding(m, layers: encoding.layers)
-        let rows = job.share(of: x.rowCount), p = m.atoms
         let start = ContinuousClock.now
-        let mine = x.rows(rows)
-        let z = try inContext("encode") { try encoder.encode(mine) }
+        // This rank's codes [k, …] from row `first` of `total`, its signals and their reconstructions.
+        let (total, first, z, mine, reconstruction, what): (Int, Int, Tensor, Tensor, Tensor, String)
+        switch file.model {
+        case let .dense(m):
+            let x = try ModelRun.rows(data, for: m)
+            let encoder = try ModelRun.overriding(m, layers: encoding.layers)
+            let rows = job.share(of: x.rowCount)
+            let signals = x.rows(rows)
+            let codes = try inContext("encode") { try encoder.encode(signals) }
+            (total, first, z, mine, reconstruction) = (x.rowCount, rows.lowerBound, codes, signals, encoder.decoder.apply(codes))
+            what = "\(x.rowCount) signals of \(x.valuesPerRow) values"
+        case let .conv2d(m):
+            let images = try ModelRun.images(data)
+            let model = try ModelRun.overriding(m, layers: encoding.layers)
+            let share = job.share(of: images.shape[0])
+            let signals = images.rows(share)
+            let (codes, x̂) = try inContext("encode") { try model.reconstruct(signals) }
+            (total, first, z, mine, reconstruction) = (images.shape[0], share.lowerBound, codes, signals, x̂)
+            what = "\(images.shape[0]) image(s) of \(images.shape[2])×\(images.shape[1])"
+        case let .vsc(v):
+            let x = try ArrayInput.matrix(ArrayReference(data), option: "--data", defaults: ["X"]).tensor
+            let rows = job.share(of: x.rows)
+            // Each rank draws from its own generator (from --seed and the rank).
+            var rng = Random(seed: encoding.seed).derived([UInt64(job.rank)])
+            let (codes, x̂) = try inContext("--data \(data) with --model \(model)") {
+                try v.encode(x.rows(rows), samples: encoding.samples, rng: &rng)
+            }
+            (total, first, z, mine, reconstruction) = (x.rows, rows.lowerBound, codes, x.rows(rows), x̂)
+            what = "\(x.rows) signals of \(x.cols) values"
+        case .conv1d:
+            throw CLIError("--model \(model) holds \(file.described): a recording is encoded by one process; run it without mpirun")
+        }
         let seconds = secondsSince(start)
+        let rowShape = Array(z.shape.dropFirst()), rowValues = rowShape.reduce(1, *)
         var residual = mine
-        residual.add(encoder.decoder.apply(z), scaledBy: -1)
+        residual.add(reconstruction, scaledBy: -1)
 
-        let header = Npy.float32Header(shape: [x.rowCount, p])
+        let header = Npy.float32Header(shape: [total] + rowShape)
         let partial = output + ".tmp-ranks"
         if job.isRoot {
             try inContext("--output") {
                 try Data(header).write(to: URL(fileURLWithPath: partial))
-                guard truncate(partial, off_t(header.count + x.rowCount * p * 4)) == 0 else {
+                guard truncate(partial, off_t(header.count + total * rowValues * 4)) == 0 else {
                     throw CLIError("--output \(output): cannot size the file: \(String(cString: strerror(errno)))")
                 }
             }
@@ -83,7 +109,7 @@ struct Encode: ParsableCommand {
         job.barrier()
         let fd = open(partial, O_WRONLY)
         guard fd >= 0 else { throw CLIError("--output \(output): cannot open \(partial): \(String(cString: strerror(errno)))") }
-        let written = z.data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(header.count + rows.lowerBound * p * 4)) }
+        let written = z.data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(header.count + first * rowValues * 4)) }
         let synced = fsync(fd)
         close(fd)
         guard written == z.count * 4, synced == 0 else {
@@ -96,10 +122,10 @@ struct Encode: ParsableCommand {
             guard rename(partial, output) == 0 else { throw CLIError("cannot rename \(partial): \(String(cString: strerror(errno)))") }
         }
         let zeros = totals[0] / max(totals[1], 1)
-        print("encoded \(x.rowCount) signals of \(x.valuesPerRow) values with \(file.described) (\(Self.encoderSummary(file))) on \(job.size) ranks "
+        print("encoded \(what) with \(file.described) (\(Self.encoderSummary(file))) on \(job.size) ranks "
             + "in \(String(format: "%.2f", secondsSince(start))) s (\(String(format: "%.2f", totals[4] / Double(job.size))) s encoding per rank): "
-            + "zeros \(String(format: "%.1f", 100 * zeros))% (\(String(format: "%.2f", (1 - zeros) * Double(p))) non-zeros per signal), "
-            + "reconstruction error ‖X − X̂‖/‖X‖ = \(fmt((totals[2] / totals[3]).squareRoot())); wrote \(output) [\(x.rowCount), \(p)]")
+            + "zeros \(String(format: "%.1f", 100 * zeros))% (\(String(format: "%.2f", (1 - zeros) * Double(rowValues))) non-zeros per row), "
+            + "reconstruction error ‖X − X̂‖/‖X‖ = \(fmt((totals[2] / totals[3]).squareRoot())); wrote \(output) \([total] + rowShape)")
     }
 
     /// "ista, T 15, soft λ 0.1, α 0.2" for autoencoders; the family for VSC.
