@@ -31,6 +31,8 @@ public enum CRsAEDenoiseExperiment {
         public var testSeed: UInt64 = 12345
         /// The training-loss curve is sampled every this many steps.
         public var logEvery = 50
+        /// The test PSNR (shift-averaged) is measured every this many steps for its curve; nil = at the end only.
+        public var evaluateEvery: Int?
         public var seed: UInt64 = 0
 
         public init(steps: Int, runs: [Run]) {
@@ -57,6 +59,7 @@ public enum CRsAEDenoiseExperiment {
             var s = Settings(steps: 50_000, runs: paperRuns)
             s.config.learningRateStep = 5000
             s.logEvery = 500
+            s.evaluateEvery = 2500
             return s
         case .small:
             var s = Settings(steps: 1500, runs: paperRuns)
@@ -105,6 +108,8 @@ public enum CRsAEDenoiseExperiment {
         public var shiftAveraged: Denoiser.Evaluation
         public var singlePass: Denoiser.Evaluation
         public var curve: [Double]
+        /// (step, test PSNR with peak max x, shift-averaged) every `evaluateEvery` steps and at the end.
+        public var testCurve: [(step: Int, psnr: Double)]
     }
 
     public static func train(_ s: Settings, _ run: Run, train images: [Tensor], test: [Tensor],
@@ -115,6 +120,8 @@ public enum CRsAEDenoiseExperiment {
         config.seed = s.seed
         var trainer = try CRsAE2DTrainer(images: images, config: config)
         var curve: [Double] = [], recent = 0.0, count = 0
+        var testCurve: [(step: Int, psnr: Double)] = []
+        let crops = s.testCrop.map { side in test.map { centreCrop($0, side: side) } } ?? test
         let start = ContinuousClock.now
         while trainer.step < s.steps {
             let r = try trainer.trainStep()
@@ -130,13 +137,18 @@ public enum CRsAEDenoiseExperiment {
                 recent = 0
                 count = 0
             }
+            if let every = s.evaluateEvery, trainer.step % every == 0, trainer.step < s.steps {
+                let e = try trainer.network.evaluate(clean: crops, sigma: config.sigma, seed: s.testSeed, shiftAverage: true)
+                testCurve.append((trainer.step, e.meanDenoisedCleanMax))
+                progress?(String(format: "%@ step %d: test PSNR %.2f dB (peak max x, shift-averaged)", run.label, trainer.step, e.meanDenoisedCleanMax))
+            }
         }
-        let crops = s.testCrop.map { side in test.map { centreCrop($0, side: side) } } ?? test
         let averaged = try trainer.network.evaluate(clean: crops, sigma: config.sigma, seed: s.testSeed, shiftAverage: true)
         let single = try trainer.network.evaluate(clean: crops, sigma: config.sigma, seed: s.testSeed, shiftAverage: false)
         progress?(String(format: "%@: test PSNR %.2f dB shift-averaged, %.2f dB single pass (peak max x), %.1f s",
                          run.label, averaged.meanDenoisedCleanMax, single.meanDenoisedCleanMax, secondsSince(start)))
-        return Outcome(trainer: trainer, shiftAveraged: averaged, singlePass: single, curve: curve)
+        testCurve.append((trainer.step, averaged.meanDenoisedCleanMax))
+        return Outcome(trainer: trainer, shiftAveraged: averaged, singlePass: single, curve: curve, testCurve: testCurve)
     }
 
     /// Every configured run; rows `{encoder, bias}` with the final mean test PSNR (peak = max of the clean
@@ -161,6 +173,9 @@ public enum CRsAEDenoiseExperiment {
         ]
         var curve = CurveSet(name: "crsae_denoise_loss", title: "training loss 0.5 sum (target - x_hat)^2 vs step", xLabel: "step",
                              yLabel: "loss", logY: true, x: [])
+        var psnrCurve = CurveSet(name: "crsae_denoise_test_psnr", title: "test PSNR (peak max x, shift-averaged) vs step", xLabel: "step",
+                                 yLabel: "PSNR (dB)", logY: false, x: [])
+        func curves() -> [CurveSet] { s.evaluateEvery == nil ? [curve] : [curve, psnrCurve] }
         var noisyRowAdded = false
         for run in s.runs {
             callbacks.progress?("training \(run.label) for \(s.steps) steps")
@@ -181,11 +196,13 @@ public enum CRsAEDenoiseExperiment {
                                       l.reduce(0, +) / Float(l.count), l.min() ?? 0, l.max() ?? 0, out.trainer.network.lipschitz,
                                       e.scores.map { String(format: "%.2f", $0.denoisedCleanMax) }.joined(separator: ", ")))
             curve.add(run.label, y: out.curve)
+            psnrCurve.x = out.testCurve.map { Double($0.step) }
+            psnrCurve.add(run.label, y: out.testCurve.map(\.psnr))
             table.info = table.info.filter { $0.key != "seconds" } + [.init("seconds", .double((secondsSince(start) * 10).rounded() / 10))]
-            callbacks.partial?(ReproductionResult(table: table, curves: [curve]))
+            callbacks.partial?(ReproductionResult(table: table, curves: curves()))
         }
         table.info.append(.init("seed", .int(Int(s.seed))))
         table.info.append(.init("steps", .int(s.steps)))
-        return ReproductionResult(table: table, curves: [curve])
+        return ReproductionResult(table: table, curves: curves())
     }
 }
