@@ -412,17 +412,22 @@ import UnrollIO
                                stderr: String(decoding: e, as: UTF8.self))
     }
 
-    @Test func aFileLargerThanTheCapIsOneLine() throws {
-        let dir = try CLITests.tempDir()
-        defer { try? FileManager.default.removeItem(at: dir) }
+    /// The smallest cap in kB (in 32 MB steps from 320 MB, above OpenBLAS's thread buffers) under which
+    /// the CLI starts and reads a tiny file (`tiny.npy`, written into `dir`).
+    static func startingCap(in dir: URL) throws -> Int {
         try Npy.write(Tensor(zeros: [4, 3]), to: dir.appendingPathComponent("tiny.npy").path)
-        // The smallest cap (in 32 MB steps from 320 MB, above OpenBLAS's thread buffers) under which
-        // the CLI starts and reads a tiny file.
         var base = 320 * 1024
-        while try Self.capped(base, ["info", "tiny.npy"], in: dir).status != 0 {
+        while try capped(base, ["info", "tiny.npy"], in: dir).status != 0 {
             base += 32 * 1024
             try #require(base < 4 << 20, "unroll did not start under any cap up to 4 GB")
         }
+        return base
+    }
+
+    @Test func aFileLargerThanTheCapIsOneLine() throws {
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let base = try Self.startingCap(in: dir)
         // 256 MB of floats (mapped, not read) against 64 MB of headroom.
         try Npy.write(Tensor(zeros: [64 << 10, 1 << 10]), to: dir.appendingPathComponent("big.npy").path)
         let r = try Self.capped(base + 64 * 1024, ["train", "--data", "big.npy", "--atoms", "4", "--steps", "1", "--output", "run"], in: dir)
@@ -437,12 +442,7 @@ import UnrollIO
     @Test func smallHostileFilesStayUnderAGigabyte() throws {
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        try Npy.write(Tensor(zeros: [4, 3]), to: dir.appendingPathComponent("tiny.npy").path)
-        var base = 320 * 1024
-        while try Self.capped(base, ["info", "tiny.npy"], in: dir).status != 0 {
-            base += 32 * 1024
-            try #require(base < 4 << 20, "unroll did not start under any cap up to 4 GB")
-        }
+        let base = try Self.startingCap(in: dir)
         let zeros = [UInt8](repeating: 0, count: 8 << 20)
         var files: [(String, [UInt8])] = [
             // 1 GiB of floats declared, 8 MB there.
