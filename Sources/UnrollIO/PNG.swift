@@ -34,6 +34,14 @@ public struct PNGImage: Equatable, Sendable {
         }
         return Tensor(shape: [height, width], data: out)
     }
+
+    /// The color planes in [0, 1], each `[height, width]`: one for gray, three for RGB; alpha is dropped.
+    public func planes() -> [Tensor] {
+        let n = width * height, m = Float(maxValue), c = channels
+        return (0..<(c <= 2 ? 1 : 3)).map { k in
+            Tensor(shape: [height, width], data: (0..<n).map { Float(samples[$0 * c + k]) / m })
+        }
+    }
 }
 
 /// PNG reading (all color types, bit depths 1–16, all five filters, non-interlaced) and writing

@@ -27,9 +27,19 @@ public struct Raster: Equatable, Sendable {
 
     /// A gray raster from a `[height, width]` tensor, mapping `lo...hi` to 0...255 (clamped).
     public init(gray t: Tensor, lo: Float = 0, hi: Float = 1) {
-        precondition(t.rank == 2, "gray raster needs a [height, width] tensor, got \(t.shape)")
-        let scale = hi > lo ? 255 / (hi - lo) : 0
-        self.init(width: t.shape[1], height: t.shape[0], channels: 1,
-                  pixels: t.data.map { UInt8(Swift.max(0, Swift.min(255, (($0 - lo) * scale).rounded()))) })
+        self.init(planes: [t], lo: lo, hi: hi)
+    }
+
+    /// A gray (one plane) or RGB (three) raster from `[height, width]` planes, mapping `lo...hi` to
+    /// 0...255 (clamped).
+    public init(planes: [Tensor], lo: Float = 0, hi: Float = 1) {
+        precondition(planes.count == 1 || planes.count == 3, "a raster takes 1 or 3 planes, got \(planes.count)")
+        precondition(planes.allSatisfy { $0.rank == 2 && $0.shape == planes[0].shape }, "planes must be [height, width] of one size")
+        let scale = hi > lo ? 255 / (hi - lo) : 0, c = planes.count, n = planes[0].count
+        var pixels = [UInt8](repeating: 0, count: n * c)
+        for (k, p) in planes.enumerated() {
+            for i in 0..<n { pixels[i * c + k] = UInt8(Swift.max(0, Swift.min(255, ((p.data[i] - lo) * scale).rounded()))) }
+        }
+        self.init(width: planes[0].shape[1], height: planes[0].shape[0], channels: c, pixels: pixels)
     }
 }

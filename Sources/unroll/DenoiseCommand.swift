@@ -10,8 +10,8 @@ struct Denoise: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Denoise a PNG image with a convolutional dictionary trained by `unroll train --model conv2d`.",
         discussion: """
-            The input is read as gray levels in [0, 1] (8- or 16-bit, gray or RGB; RGB is converted with \
-            the ITU-R 601 luma weights). With --add-noise σ the input is first corrupted with Gaussian \
+            The input is read as levels in [0, 1] (8- or 16-bit PNG); an RGB image is denoised channel by \
+            channel and written as RGB (alpha is dropped), a gray one as gray. With --add-noise σ the input is first corrupted with Gaussian \
             noise of standard deviation σ (in [0, 1] units; 25/255 is accepted) drawn from --seed, and the \
             noisy image is written beside the output as <output>-noisy.png. With --clean (a reference \
             image of the same size) the PSNR of the noisy input and of the output are printed, with \
@@ -33,7 +33,7 @@ struct Denoise: ParsableCommand {
 
     @Option(help: ArgumentHelp("A model.safetensors from `unroll train --model conv2d` (either family).", valueName: "file"))
     var model: String
-    @Option(help: ArgumentHelp("The noisy image (PNG), or a folder of them.", valueName: "file|folder"))
+    @Option(help: ArgumentHelp("The noisy image (PNG, gray or RGB), or a folder of them.", valueName: "file|folder"))
     var input: String
     @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the denoised image (PNG), or the folder for a folder's.", valueName: "file|folder"))
     var output: String
@@ -57,29 +57,43 @@ struct Denoise: ParsableCommand {
             let job = try Distributed.current()
             return try job.run { try denoiseFolder(network, job: job) }
         }
-        var image = try ImageFolder.readImage(input, option: "--input")
-        if let text = addNoise {
-            let sigma = try parseSigma(text, option: "--add-noise")
-            var rng = Random(seed: seed)
-            image = DenoisingImages.addNoise(image, sigma: sigma, rng: &rng)
-            let noisyPath = (output.hasSuffix(".png") ? String(output.dropLast(4)) : output) + "-noisy.png"
-            try ImageFolder.write(image, to: noisyPath, option: "--output")
-        }
-        let estimate = try inContext("--input \(input)") {
-            try Denoiser.denoise(image, model: network, shiftAverage: noShiftAverage ? false : nil)
-        }
-        try ImageFolder.write(estimate, to: output, option: "--output")
-        var line = "wrote \(output) (\(image.shape[1])×\(image.shape[0]))"
-        if let ref = clean {
-            let reference = try ImageFolder.readImage(ref, option: "--clean")
-            guard reference.shape == image.shape else {
-                throw CLIError("--clean \(ref) is \(reference.shape[1])×\(reference.shape[0]), the input is \(image.shape[1])×\(image.shape[0])")
-            }
-            let s = Denoiser.Score(noisy: image, denoised: estimate, clean: reference)
+        let sigma = try addNoise.map { try parseSigma($0, option: "--add-noise") }
+        var rng = Random(seed: seed)
+        let noisyPath = (output.hasSuffix(".png") ? String(output.dropLast(4)) : output) + "-noisy.png"
+        let r = try denoise(input, noise: sigma.map { ($0, noisyPath) }, rng: &rng, network: network, output: output, clean: clean)
+        var line = "wrote \(output) (\(r.width)×\(r.height)\(r.planes == 3 ? ", RGB" : ""))"
+        if let s = r.score {
             line += String(format: "; PSNR %.2f dB (input %.2f dB, gain %.2f dB) with peak 1; %.2f dB (input %.2f dB) with peak = max of the clean image",
                            s.denoised, s.noisy, s.denoised - s.noisy, s.denoisedCleanMax, s.noisyCleanMax)
         }
         print(line)
+    }
+
+    /// One image: its planes (gray, or R, G, B), each with noise of σ from `rng` when asked (the noisy
+    /// image written to the given path), denoised by the network and written to `output`; scored
+    /// against `clean` over all planes.
+    private func denoise(_ path: String, noise: (sigma: Float, path: String)?, rng: inout Random,
+                         network: UnrolledAutoencoder<Convolution2DDictionary>, output: String, clean: String?) throws
+        -> (width: Int, height: Int, planes: Int, score: Denoiser.Score?) {
+        var planes = try ImageFolder.readPlanes(path, option: "--input")
+        if let noise {
+            planes = planes.map { DenoisingImages.addNoise($0, sigma: noise.sigma, rng: &rng) }
+            try ImageFolder.write(planes: planes, to: noise.path, option: "--output")
+        }
+        let estimates = try planes.map { plane in
+            try inContext("--input \(path)") { try Denoiser.denoise(plane, model: network, shiftAverage: noShiftAverage ? false : nil) }
+        }
+        try ImageFolder.write(planes: estimates, to: output, option: "--output")
+        let (h, w) = (planes[0].shape[0], planes[0].shape[1])
+        guard let clean else { return (w, h, planes.count, nil) }
+        let reference = try ImageFolder.readPlanes(clean, option: "--clean")
+        guard reference.count == planes.count, reference[0].shape == planes[0].shape else {
+            throw CLIError("--clean \(clean) is \(reference[0].shape[1])×\(reference[0].shape[0])\(reference.count == 3 ? " RGB" : ""), "
+                + "the input is \(w)×\(h)\(planes.count == 3 ? " RGB" : "")")
+        }
+        // PSNR over every plane's pixels: the planes stacked into one [planes·H, W] image.
+        func stacked(_ p: [Tensor]) -> Tensor { Tensor(shape: [p.count * h, w], data: p.flatMap(\.data)) }
+        return (w, h, planes.count, Denoiser.Score(noisy: stacked(planes), denoised: stacked(estimates), clean: stacked(reference)))
     }
 }
 
@@ -96,24 +110,12 @@ extension Denoise {
         var table = [Double](repeating: 0, count: names.count * 6)
         for i in job.share(of: names.count) {
             let name = names[i]
-            var image = try ImageFolder.readImage(input + "/" + name, option: "--input")
-            if let sigma {
-                var rng = Random(seed: seed).derived([UInt64(i)])
-                image = DenoisingImages.addNoise(image, sigma: sigma, rng: &rng)
-                try ImageFolder.write(image, to: output + "/" + String(name.dropLast(4)) + "-noisy.png", option: "--output")
-            }
-            let estimate = try inContext("--input \(input)/\(name)") {
-                try Denoiser.denoise(image, model: network, shiftAverage: noShiftAverage ? false : nil)
-            }
-            try ImageFolder.write(estimate, to: output + "/" + name, option: "--output")
-            table[i * 6] = Double(image.shape[1])
-            table[i * 6 + 1] = Double(image.shape[0])
-            if let clean {
-                let reference = try ImageFolder.readImage(clean + "/" + name, option: "--clean")
-                guard reference.shape == image.shape else {
-                    throw CLIError("--clean \(clean)/\(name) is \(reference.shape[1])×\(reference.shape[0]), the input is \(image.shape[1])×\(image.shape[0])")
-                }
-                let s = Denoiser.Score(noisy: image, denoised: estimate, clean: reference)
+            var rng = Random(seed: seed).derived([UInt64(i)])
+            let r = try denoise(input + "/" + name, noise: sigma.map { ($0, output + "/" + String(name.dropLast(4)) + "-noisy.png") },
+                                rng: &rng, network: network, output: output + "/" + name, clean: clean.map { $0 + "/" + name })
+            table[i * 6] = Double(r.width)
+            table[i * 6 + 1] = Double(r.height)
+            if let s = r.score {
                 table.replaceSubrange((i * 6 + 2)..<(i * 6 + 6), with: [s.noisy, s.denoised, s.noisyCleanMax, s.denoisedCleanMax])
             }
         }

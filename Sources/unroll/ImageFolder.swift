@@ -11,6 +11,17 @@ enum ImageFolder {
         return try inContext("\(option) \(path)") { try PNG.readGray(path) }
     }
 
+    /// One image's color planes in [0, 1]: one for gray, three for RGB (alpha dropped), each `[height, width]`.
+    static func readPlanes(_ path: String, option: String) throws -> [Tensor] {
+        guard FileManager.default.fileExists(atPath: path) else { throw CLIError("\(option) \(path): no such file") }
+        return try inContext("\(option) \(path)") { try PNG.read(path).planes() }
+    }
+
+    /// Writes one plane as an 8-bit gray PNG, or three as RGB (values in [0, 1], clamped).
+    static func write(planes: [Tensor], to path: String, option: String) throws {
+        try inContext("\(option) \(path)") { try PNG.write(Raster(planes: planes), to: path) }
+    }
+
     /// Every `*.png` in `folder` (sorted by name), as `(name, [height, width])`.
     static func load(_ folder: String, option: String) throws -> [(name: String, image: Tensor)] {
         try names(folder, option: option).map { name in (name, try readImage(folder + "/" + name, option: option)) }

@@ -324,6 +324,29 @@ import UnrollIO
         #expect(bad.status == 1 && bad.stderr.split(separator: "\n").count == 1 && bad.stderr.contains("--clean out/b.png: no such file"), "\(bad.stderr)")
     }
 
+    /// An RGB image is denoised channel by channel: each channel of the RGB output equals the gray
+    /// output for that channel alone; the PSNR is over all three.
+    @Test func denoiseAnRGBImageChannelByChannel() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Sources/unroll/Resources/denoise-model.safetensors").standardizedFileURL.path
+        var rng = Random(seed: 6)
+        let planes = (0..<3).map { _ in Tensor.uniform([36, 44], rng: &rng) }
+        try PNG.write(Raster(planes: planes), to: dir.appendingPathComponent("rgb.png").path)
+        let r = try Self.ok(["denoise", "--model", model, "--input", "rgb.png", "--clean", "rgb.png", "--output", "out.png"], in: dir)
+        #expect(r.stdout.contains("(44×36, RGB); PSNR"), "\(r.stdout)")
+        let out = try PNG.read(dir.appendingPathComponent("out.png").path)
+        #expect(out.channels == 3 && out.width == 44 && out.height == 36)
+        let rgb = try PNG.read(dir.appendingPathComponent("rgb.png").path).planes()
+        for k in 0..<3 {
+            try PNG.write(Raster(gray: rgb[k]), to: dir.appendingPathComponent("c\(k).png").path)
+            try Self.ok(["denoise", "--model", model, "--input", "c\(k).png", "--output", "d\(k).png"], in: dir)
+            let gray = try PNG.read(dir.appendingPathComponent("d\(k).png").path)
+            #expect(gray.samples == (0..<(44 * 36)).map { out.samples[$0 * 3 + k] }, "channel \(k)")
+        }
+    }
+
     /// Inputs once crashed, hung or ran for minutes, and a full disk: each ends with one line.
     @Test func hostileInputsAndAFullDiskGiveOneLine() throws {
         let dir = try Self.tempDir()
