@@ -29,10 +29,13 @@ struct Denoise: ParsableCommand {
               unroll denoise --model run/model.safetensors --input camera.png --clean camera.png \\
                 --add-noise 25/255 --seed 1 --output camera-denoised.png
               unroll denoise --model run/model.safetensors --input test --clean test --add-noise 25/255 --output denoised
+              unroll denoise --input noisy.png --sigma 25/255 --output out.png      # the shipped model
             """)
 
-    @Option(help: ArgumentHelp("A model.safetensors from `unroll train --model conv2d` (either family).", valueName: "file"))
-    var model: String
+    @Option(help: ArgumentHelp("A model.safetensors from `unroll train --model conv2d` (either family); default: the model the package ships (σ 25/255).", valueName: "file"))
+    var model: String?
+    @Option(help: ArgumentHelp("The input's noise σ (e.g. 25/255), checked against the σ the model was trained at.", valueName: "σ"))
+    var sigma: String?
     @Option(help: ArgumentHelp("The noisy image (PNG, gray or RGB), or a folder of them.", valueName: "file|folder"))
     var input: String
     @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the denoised image (PNG), or the folder for a folder's.", valueName: "file|folder"))
@@ -50,8 +53,7 @@ struct Denoise: ParsableCommand {
     func run() throws { try threading.run { try execute() } }
 
     private func execute() throws {
-        let file = try ModelFile.read(model, option: "--model")
-        let network = try file.conv2d(model)
+        let network = try Self.network(model, sigma: sigma)
         var isFolder: ObjCBool = false
         if FileManager.default.fileExists(atPath: input, isDirectory: &isFolder), isFolder.boolValue {
             let job = try Distributed.current()
@@ -67,6 +69,32 @@ struct Denoise: ParsableCommand {
                            s.denoised, s.noisy, s.denoised - s.noisy, s.denoisedCleanMax, s.noisyCleanMax)
         }
         print(line)
+    }
+
+    /// The model of `path`, or the shipped one; with `sigma`, one trained at that σ (within 2 %).
+    static func network(_ path: String?, sigma: String?) throws -> UnrolledAutoencoder<Convolution2DDictionary> {
+        let file: ModelFile, name: String
+        if let path {
+            (file, name) = (try ModelFile.read(path, option: "--model"), path)
+        } else {
+            guard let url = Bundle.module.url(forResource: "denoise-model", withExtension: "safetensors", subdirectory: "Resources") else {
+                throw CLIError("no --model given, and the package's own denoising model is missing from its resources")
+            }
+            (file, name) = (try ModelFile.read(url.path, option: "the shipped model"), "the shipped model")
+        }
+        if let text = sigma {
+            let wanted = try parseSigma(text, option: "--sigma")
+            guard let trained = file.info["training.sigma"].flatMap(Float.init) else {
+                throw CLIError("--sigma \(text): \(name) does not record the σ it was trained at (training.sigma); leave --sigma out to use it")
+            }
+            guard abs(trained - wanted) <= 0.02 * max(trained, wanted) else {
+                let fix = path == nil
+                    ? "the package ships a model for σ 25/255 only; train one with `unroll train --model conv2d --sigma \(text) …` and pass it with --model"
+                    : "use a model trained at this σ (`unroll train --model conv2d --sigma \(text) …`)"
+                throw CLIError("--sigma \(text): \(name) was trained at σ \(String(format: "%.4g", trained)) (\(String(format: "%.3g", trained * 255))/255); \(fix)")
+            }
+        }
+        return try file.conv2d(name, option: path == nil ? "the shipped model" : "--model")
     }
 
     /// One image: its planes (gray, or R, G, B), each with noise of σ from `rng` when asked (the noisy

@@ -347,6 +347,22 @@ import UnrollIO
         }
     }
 
+    /// Without --model the shipped model denoises; --sigma is checked against the σ a model was trained at.
+    @Test func denoiseWithTheShippedModelAndASigma() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Sources/unroll/Resources/denoise-model.safetensors").standardizedFileURL.path
+        var rng = Random(seed: 7)
+        try PNG.write(Raster(gray: Tensor.uniform([30, 40], rng: &rng)), to: dir.appendingPathComponent("in.png").path)
+        try Self.ok(["denoise", "--input", "in.png", "--sigma", "25/255", "--output", "shipped.png"], in: dir)
+        try Self.ok(["denoise", "--model", model, "--input", "in.png", "--output", "given.png"], in: dir)
+        #expect(try Data(contentsOf: dir.appendingPathComponent("shipped.png")) == Data(contentsOf: dir.appendingPathComponent("given.png")))
+        let bad = try Self.run(["denoise", "--input", "in.png", "--sigma", "50/255", "--output", "x.png"], in: dir)
+        #expect(bad.status == 1 && bad.stderr.split(separator: "\n").count == 1
+                && bad.stderr.contains("the shipped model was trained at σ 0.09804 (25/255); the package ships a model for σ 25/255 only"), "\(bad.stderr)")
+    }
+
     /// Inputs once crashed, hung or ran for minutes, and a full disk: each ends with one line.
     @Test func hostileInputsAndAFullDiskGiveOneLine() throws {
         let dir = try Self.tempDir()

@@ -79,3 +79,15 @@ def test_pickle_and_bad_input():
         est.denoise(np.zeros((3, 3)))
     with pytest.raises(unroll.UnrollError, match="takes a dense model; the handle holds a conv2d model"):
         est._model.transform(np.zeros((2, 25), np.float32))
+
+
+def test_an_rgb_image_is_denoised_channel_by_channel():
+    est = unroll.ConvolutionalDenoiser.pretrained(n_jobs=1)
+    rgb = np.random.default_rng(3).random((30, 34, 3)).astype(np.float32)
+    out = est.denoise(rgb)
+    assert out.shape == (30, 34, 3) and out.dtype == np.float32
+    for k in range(3):
+        assert np.array_equal(out[:, :, k], est.denoise(np.ascontiguousarray(rgb[:, :, k])))
+    with pytest.raises(ValueError, match="2-D grayscale"):
+        est.denoise(rgb[:, :, :2])
+

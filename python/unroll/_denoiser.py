@@ -87,8 +87,12 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
         return self
 
     def denoise(self, image):
-        """The denoised image [H, W] of a noisy one (the image's dtype; values not clamped)."""
+        """The denoised image of a noisy one, [H, W] gray or [H, W, 3] RGB (denoised channel by
+        channel, as `unroll denoise` does), in the image's dtype; values not clamped."""
         check_is_fitted(self, "filters_")
+        image = np.asarray(image)
+        if image.ndim == 3 and image.shape[2] == 3:
+            return np.stack([self.denoise(image[:, :, k]) for k in range(3)], axis=2)
         image = _images([image])[0]
         return self._model.denoise(image).astype(image.dtype, copy=False)
 
