@@ -15,12 +15,13 @@ enum CRsAEDenoiseReproduce {
             }
         }
 
-    static func run(scale: ReproductionScale, seed: UInt64, steps: Int?, methods: String?,
+    static func run(scale: ReproductionScale, seed: UInt64, steps: Int?, methods: String?, guardLipschitz: Bool = false,
                     callbacks: ReproductionCallbacks) throws -> ReproductionResult {
         let root = ProcessInfo.processInfo.environment["UNROLL_IMAGES"] ?? SharedData.folder + "/images"
         var s = CRsAEDenoiseExperiment.settings(scale)
         s.seed = seed
         if let n = steps { s.steps = n }
+        if guardLipschitz { s.config.guardLipschitz = true }
         if let methods { s.runs = try parseChoices(methods, "--methods", choices) }
         let train = try ImageFolder.load(root + "/train", option: "crsae-denoise training images ($UNROLL_IMAGES/train)").map(\.image)
         let test = try ImageFolder.load(root + "/test", option: "crsae-denoise test images ($UNROLL_IMAGES/test)").map(\.image)

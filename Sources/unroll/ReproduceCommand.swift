@@ -64,6 +64,8 @@ struct Reproduce: ParsableCommand {
     @Option(help: "Override the length: epochs (theory, spikes, vsc-linear, vsc-fmnist), iterations (fig5), largest t (gradients), steps per run (table1, crsae-denoise).")
     var steps: Int?
 
+    @Flag(help: "crsae-denoise: raise L to 1.05‖H‖‖We‖ whenever the learned filters outgrow it (else L stays the paper's 10).")
+    var guardLipschitz = false
     @Flag(help: "No progress lines on stderr.")
     var quiet = false
 
@@ -130,7 +132,8 @@ struct Reproduce: ParsableCommand {
             case .spikes:
                 result = try SpikesReproduce.run(scale: scaleValue, seed: seed, steps: steps, callbacks: callbacks)
             case .crsaeDenoise:
-                result = try CRsAEDenoiseReproduce.run(scale: scaleValue, seed: seed, steps: steps, methods: methods, callbacks: callbacks)
+                result = try CRsAEDenoiseReproduce.run(scale: scaleValue, seed: seed, steps: steps, methods: methods,
+                                                       guardLipschitz: guardLipschitz, callbacks: callbacks)
             case .vscLinear:
                 result = try VSCLinearReproduce.run(scale: scaleValue, seed: seed, steps: steps, methods: methods,
                                                     folder: folder, callbacks: callbacks)
