@@ -302,13 +302,16 @@ import UnrollIO
         }
     }
 
+    /// The denoising model the package ships.
+    static let shippedModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../Sources/unroll/Resources/denoise-model.safetensors").standardizedFileURL.path
+
     /// A folder as --input: every PNG denoised into the --output folder, each equal to denoising it
     /// alone; per-image and mean PSNRs against a --clean folder; a missing clean image is one line.
     @Test func denoiseAFolder() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../Sources/unroll/Resources/denoise-model.safetensors").standardizedFileURL.path
+        let model = Self.shippedModel
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("in"), withIntermediateDirectories: true)
         var rng = Random(seed: 4)
         for name in ["a.png", "b.png"] {
@@ -329,8 +332,7 @@ import UnrollIO
     @Test func denoiseAnRGBImageChannelByChannel() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../Sources/unroll/Resources/denoise-model.safetensors").standardizedFileURL.path
+        let model = Self.shippedModel
         var rng = Random(seed: 6)
         let planes = (0..<3).map { _ in Tensor.uniform([36, 44], rng: &rng) }
         try PNG.write(Raster(planes: planes), to: dir.appendingPathComponent("rgb.png").path)
@@ -351,8 +353,7 @@ import UnrollIO
     @Test func denoiseWithTheShippedModelAndASigma() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../Sources/unroll/Resources/denoise-model.safetensors").standardizedFileURL.path
+        let model = Self.shippedModel
         var rng = Random(seed: 7)
         try PNG.write(Raster(gray: Tensor.uniform([30, 40], rng: &rng)), to: dir.appendingPathComponent("in.png").path)
         try Self.ok(["denoise", "--input", "in.png", "--sigma", "25/255", "--output", "shipped.png"], in: dir)
