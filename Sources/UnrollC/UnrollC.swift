@@ -660,7 +660,7 @@ public func unrollFitRecording(_ h: OpaquePointer?, _ signal: UnsafePointer<Floa
         let model = try anyHandle(h)
         guard let sorter = model as? SpikeHandle else { throw APIError("this function takes a conv1d model; the handle holds a \(model.kind) model") }
         let x = try recording(signal, samples, channels)
-        let k = sorter.filterLength ?? max(3, Int((2.5 * sorter.samplingRate / 1000).rounded()))
+        let k = sorter.filterLength ?? SpikeTrainingSettings.defaultFilterLength(samplingRate: sorter.samplingRate)
         guard sorter.settings.window > k, x.shape[1] >= sorter.settings.window else {
             throw APIError("need filter_length \(k) < window \(sorter.settings.window) ≤ the recording's \(x.shape[1]) samples")
         }

@@ -38,7 +38,6 @@ public enum MemoryBudget {
         guard bytes > 16 << 20, let (free, reason) = available(), bytes > free else { return }
         let message = "\(what) need \(bytes / (1 << 20)) MB, but this process can take only \(free / (1 << 20)) MB more (\(reason))"
         guard let file else { throw UnrollIOError(.unsupported, message) }
-        throw UnrollIOError(.unsupported, file: file,
-                            "\(what) need \(bytes / (1 << 20)) MB, but this process can take only \(free / (1 << 20)) MB more (\(reason))")
+        throw UnrollIOError(.unsupported, file: file, message)
     }
 }

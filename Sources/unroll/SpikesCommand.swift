@@ -208,7 +208,7 @@ struct SpikesTraining {
         let (initialization, crossing, startFile, nonNegative) = (o.initialization, o.crossing, o.startFile, o.nonNegative)
         let file = try SpikeRecordingFile.read(recording, option: "--data")
         let fs = file.samplingRate ?? rate
-        let k = filterLength ?? file.filters?.shape[2] ?? max(3, Int((2.5 * fs / 1000).rounded()))
+        let k = filterLength ?? file.filters?.shape[2] ?? SpikeTrainingSettings.defaultFilterLength(samplingRate: fs)
         guard neurons >= 1, k >= 2, window > k, layers >= 1, epochs >= 1, batch >= 1, refineEpochs >= 0, refineLayers >= 1 else {
             throw CLIError("need --neurons ≥ 1, --filter-length ≥ 2, --window > filter length, --layers/--epochs/--batch/--refine-layers ≥ 1, --refine-epochs ≥ 0")
         }

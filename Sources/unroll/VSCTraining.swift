@@ -120,7 +120,6 @@ extension Train {
         try settings.validate()
         // Under mpirun every rank trains its share of each batch; rank 0 alone reports.
         let job = try Distributed.current(), root = job.isRoot, clock = ContinuousClock.now
-        defer { if root && job.size > 1 { print("trained \(output)/model.safetensors" + job.summary(seconds: secondsSince(clock))) } }
         do {
             switch v.generator {
             case .linear:
@@ -143,6 +142,7 @@ extension Train {
         } catch let e as UnrollError {
             throw CLIError(e.description)
         }
+        if root && job.size > 1 { print("trained \(output)/model.safetensors" + job.summary(seconds: secondsSince(clock))) }
     }
 
     private func runVSC<M: VSCGenerator>(_ trainer: inout Trainer<M, RowBatches>, epochs: Int, label: String,

@@ -1,13 +1,12 @@
 """A 2-D convolutional denoiser (PUDLE's convolutional autoencoder) over the Swift library."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ._compat import BaseEstimator, check_is_fitted
 from ._dictionary import _seed, _threads
-from ._library import Model, PickledThroughModelFile
+from ._library import Model, PickledThroughModelFile, settings_json
 
 
 def _images(images):
@@ -67,10 +66,7 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
                                            "encoder", "step", "crop_size", "sigma", "batch_size", "max_iter",
                                            "learning_rate", "target", "flips")}
         s.update(random_state=seed, n_jobs=_threads(self.n_jobs))
-        try:
-            return json.dumps(s, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"ConvolutionalDenoiser: a parameter is not a plain finite number, string or bool: {e}") from None
+        return settings_json(type(self).__name__, s)
 
     def _record(self):
         w = self._model.weights()

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._compat import HAVE_SKLEARN, BaseEstimator, TransformerMixin, check_array, check_is_fitted, check_random_state
 from ._compat import validate_data as _validate_data
-from ._library import Model, PickledThroughModelFile
+from ._library import Model, PickledThroughModelFile, settings_json
 
 
 def _threads(n_jobs):
@@ -92,10 +92,7 @@ class UnrolledDictionaryLearning(PickledThroughModelFile, TransformerMixin, Base
             "n_jobs": _threads(self.n_jobs),
             "lambda_decay": None if self.lambda_decay is None else {"decrement": self.lambda_decay, "every": 100},
         }
-        try:
-            return json.dumps(s, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"UnrolledDictionaryLearning: a parameter is not a plain finite number or string: {e}") from None
+        return settings_json(type(self).__name__, s)
 
     def _record(self, X=None):
         self.components_ = self._model.dictionary()
@@ -156,8 +153,8 @@ def sparse_encode(X, dictionary, *, n_layers=100, lam=0.2, threshold="soft", enc
     D = check_array(dictionary, dtype=[np.float64, np.float32])
     if D.shape[1] != X.shape[1]:
         raise ValueError(f"dictionary atoms have {D.shape[1]} values, X has {X.shape[1]} features")
-    settings = json.dumps({"n_layers": n_layers, "lam": lam, "threshold": threshold, "encoder": encoder, "step": step,
-                           "n_jobs": _threads(n_jobs)})
+    settings = settings_json("sparse_encode", {"n_layers": n_layers, "lam": lam, "threshold": threshold, "encoder": encoder,
+                                               "step": step, "n_jobs": _threads(n_jobs)})
     model = Model.create(settings)
     model.set_dictionary(D)
     return model.transform(X).astype(X.dtype, copy=False)

@@ -1,6 +1,7 @@
 """Loads libUnrollC (the Swift library's C ABI, declared in unroll.h) with ctypes."""
 
 import ctypes
+import json
 import os
 from pathlib import Path
 
@@ -83,6 +84,14 @@ def check(status):
         raise UnrollError(lib.unroll_last_error().decode("utf-8", "replace"))
 
 
+def settings_json(name, settings):
+    """Settings (of the estimator or function `name`) as the JSON object the library's constructors read."""
+    try:
+        return json.dumps(settings, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: a parameter is not a plain finite number, string or bool: {e}") from None
+
+
 def f32(a):
     """A float32 C-ordered view of `a` (no copy when it already is one) and its data pointer."""
     a = np.ascontiguousarray(a, dtype=np.float32)
@@ -96,10 +105,10 @@ class Model:
         self.handle = handle
 
     @classmethod
-    def create(cls, settings_json, kind="dense"):
+    def create(cls, settings, kind="dense"):
         h = _p()
         create = {"dense": lib.unroll_dense_create, "conv2d": lib.unroll_conv2d_create, "conv1d": lib.unroll_conv1d_create}[kind]
-        check(create(settings_json.encode(), ctypes.byref(h)))
+        check(create(settings.encode(), ctypes.byref(h)))
         return cls(h)
 
     def kind(self):
@@ -120,9 +129,9 @@ class Model:
         return out
 
     @classmethod
-    def load(cls, path, settings_json=None):
+    def load(cls, path, settings=None):
         h = _p()
-        check(lib.unroll_load(os.fsencode(path), None if settings_json is None else settings_json.encode(), ctypes.byref(h)))
+        check(lib.unroll_load(os.fsencode(path), None if settings is None else settings.encode(), ctypes.byref(h)))
         return cls(h)
 
     def __del__(self):

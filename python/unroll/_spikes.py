@@ -1,12 +1,11 @@
 """CRsAE spike sorting (a multichannel 1-D convolutional dictionary) over the Swift library."""
 
-import json
 
 import numpy as np
 
 from ._compat import BaseEstimator, check_is_fitted
 from ._dictionary import _seed, _threads
-from ._library import Model, PickledThroughModelFile
+from ._library import Model, PickledThroughModelFile, settings_json
 
 
 def _recording(X):
@@ -64,10 +63,7 @@ class SpikeSorter(PickledThroughModelFile, BaseEstimator):
                                            "learning_rate", "lr_decay", "window", "refine_epochs", "refine_layers",
                                            "refine_learning_rate", "prior_rate", "crossing", "non_negative")}
         s.update(random_state=seed, n_jobs=_threads(self.n_jobs))
-        try:
-            return json.dumps(s, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"SpikeSorter: a parameter is not a plain finite number or bool: {e}") from None
+        return settings_json(type(self).__name__, s)
 
     def _record(self):
         self.filters_ = self._model.weights()

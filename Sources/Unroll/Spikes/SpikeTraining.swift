@@ -20,6 +20,9 @@ public struct SpikeTrainingSettings: Equatable, Sendable {
     public var priorRate: Float = 500
     public var seed: UInt64 = 0
 
+    /// The template length when none is given: 2.5 ms at `samplingRate` (CRsAE's), at least 3 samples.
+    public static func defaultFilterLength(samplingRate: Double) -> Int { max(3, Int((2.5 * samplingRate / 1000).rounded())) }
+
     /// CRsAE's settings: T 50, batch 32, Adam lr 0.01 ε 1e-3 ×0.9 per epoch, σ smoothing 0.99.
     public init(epochs: Int) {
         self.epochs = epochs
