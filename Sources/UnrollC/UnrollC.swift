@@ -59,14 +59,16 @@ final class ConvHandle: Handle {
 final class SpikeHandle: Handle {
     let settings: SpikeTrainingSettings
     let neurons: Int, filterLength: Int?, samplingRate: Double, crossing: Float
+    let start: SpikeStart
     var model: SpikeModel?
     var epochsDone = 0
     /// The last `unroll_sort`'s detections, ordered by time.
     var detections: [(neuron: Int, spike: DetectedSpike)] = []
 
-    init(settings: SpikeTrainingSettings, neurons: Int, filterLength: Int?, samplingRate: Double, crossing: Float, threads: Int) {
+    init(settings: SpikeTrainingSettings, neurons: Int, filterLength: Int?, samplingRate: Double, crossing: Float, start: SpikeStart,
+         threads: Int) {
         self.settings = settings
-        (self.neurons, self.filterLength, self.samplingRate, self.crossing) = (neurons, filterLength, samplingRate, crossing)
+        (self.neurons, self.filterLength, self.samplingRate, self.crossing, self.start) = (neurons, filterLength, samplingRate, crossing, start)
         super.init(threads: threads)
     }
     override var kind: StaticString { "conv1d" }
@@ -280,14 +282,16 @@ private func convSettings(_ json: String) throws -> ConvHandle {
 private func spikeSettings(_ json: String) throws -> SpikeHandle {
     let s = try Settings(json, known: ["n_neurons", "filter_length", "sampling_rate", "n_layers", "max_iter", "batch_size", "learning_rate",
                                       "lr_decay", "window", "refine_epochs", "refine_layers", "refine_learning_rate", "prior_rate",
-                                      "crossing", "non_negative", "random_state", "n_jobs"])
-    var settings = SpikeTrainingSettings(epochs: try s.int("max_iter", 15, minimum: 1)!)
+                                      "initialization", "crossing", "non_negative", "random_state", "n_jobs"])
+    let start = SpikeStart(rawValue: try s.choice("initialization", "clusters", SpikeStart.allCases.map(\.rawValue)))!
+    var settings = SpikeTrainingSettings(epochs: try s.int("max_iter", SpikeTrainingSettings.defaultEpochs(start: start), minimum: 0)!)
     settings.window = try s.int("window", 1000, minimum: 3)!
     settings.training.layers = try s.int("n_layers", 50, minimum: 1)!
     settings.training.batchSize = try s.int("batch_size", 32, minimum: 1)!
     settings.training.learningRate = try s.positive("learning_rate", 0.01)
     settings.training.learningRateDecay = try s.positive("lr_decay", 0.9)
     settings.refineEpochs = try s.int("refine_epochs", 12, minimum: 0)!
+    guard settings.epochs + settings.refineEpochs >= 1 else { throw APIError("max_iter + refine_epochs must be ≥ 1") }
     settings.refineLayers = try s.int("refine_layers", 100, minimum: 1)!
     settings.refineLearningRate = try s.positive("refine_learning_rate", 0.001)
     let priorRate = try s.float("prior_rate", 500)!
@@ -297,7 +301,9 @@ private func spikeSettings(_ json: String) throws -> SpikeHandle {
     settings.seed = try s.seed
     return SpikeHandle(settings: settings, neurons: try s.int("n_neurons", 3, minimum: 1)!,
                        filterLength: try s.int("filter_length", nil, minimum: 2), samplingRate: Double(try s.positive("sampling_rate", 10_000)),
-                       crossing: try s.positive("crossing", 4), threads: try s.threads)
+                       crossing: try s.positive("crossing", 4),
+                       start: start,
+                       threads: try s.threads)
 }
 
 // MARK: the ABI
@@ -653,7 +659,7 @@ private func recording(_ pointer: UnsafePointer<Float>?, _ samples: Int64, _ cha
 }
 
 /// Learns the templates from a recording `[samples, channels]` as `unroll spikes train` does from a
-/// file: a start from its threshold crossings, `max_iter` epochs over windows, then `refine_epochs`.
+/// file: a start from the recording (`initialization`), `max_iter` epochs over windows, then `refine_epochs`.
 @_cdecl("unroll_fit_recording")
 public func unrollFitRecording(_ h: OpaquePointer?, _ signal: UnsafePointer<Float>?, _ samples: Int64, _ channels: Int64) -> Int32 {
     guarded {
@@ -666,7 +672,7 @@ public func unrollFitRecording(_ h: OpaquePointer?, _ signal: UnsafePointer<Floa
         }
         try Parallel.withWorkers(sorter.threads) {
             var rng = Random(seed: sorter.settings.seed)
-            let start = try SpikeTemplates.crossingStart(x, count: sorter.neurons, length: k, threshold: sorter.crossing, rng: &rng)
+            let start = try sorter.start.templates(x, count: sorter.neurons, length: k, threshold: sorter.crossing, rng: &rng)
             var run = try SpikeTrainingRun(sorter.settings, start: start, recording: x)
             sorter.losses = []
             while !run.done { sorter.losses.append(try run.trainEpoch()) }

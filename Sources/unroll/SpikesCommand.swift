@@ -127,7 +127,8 @@ struct SpikesTrain: ParsableCommand {
     var recording: String
     @Option(help: "Output model (.safetensors, unroll-model/2: filters, λ, EM state, encoder settings).") var output: String
     @Option(help: "FISTA layers T.") var layers: Int = 50
-    @Option(help: "Epochs over the windows.") var epochs: Int = 15
+    @Option(help: "Epochs of the first phase (T --layers, --lr decaying by --lr-decay) before the refinement (default: 0 from --initialization clusters, whose start is already near the templates; 15 otherwise).")
+    var epochs: Int?
     @Option(help: "Windows per batch.") var batch: Int = 32
     @Option(help: "Adam learning rate.") var lr: Float = 0.01
     @Option(help: "Seed.") var seed: UInt64 = 0
@@ -158,9 +159,9 @@ struct SpikesTrainOptions: ParsableArguments {
     @Option(help: "conv1d: FISTA layers of the second phase (more layers: codes not smeared over neighbouring samples).") var refineLayers: Int = 100
     @Option(help: "conv1d: constant Adam learning rate of the second phase.") var refineLr: Float = 0.001
     @Option(help: "conv1d: Gamma prior rate δ of the EM λ (0 = maximum likelihood).") var priorRate: Float = 500
-    @Option(help: "conv1d: start: crossings (threshold crossings, minimum mutual correlation) or truth (the file's filters at error 0.4–0.5).")
-    var initialization: String = "crossings"
-    @Option(help: "conv1d: crossing threshold in robust σ (median|y|/0.6745) for --initialization crossings.") var crossing: Float = 4
+    @Option(help: "conv1d: start: clusters (the detected spikes clustered into 3 × --neurons groups, then merged), crossings (threshold crossings, minimum mutual correlation) or truth (the file's filters at error 0.4–0.5).")
+    var initialization: String = "clusters"
+    @Option(help: "conv1d: spike detection threshold in robust σ (median|y|/0.6745) for --initialization clusters and crossings.") var crossing: Float = 4
     @Option(name: .customLong("start"), help: "conv1d: start from these filters instead (a model written by `spikes train`, or .npy [C, channels, K]); replaces --initialization.")
     var startFile: String?
     @Flag(help: "conv1d: one-sided (non-negative) codes instead of CRsAE's two-sided ReLU.") var nonNegative = false
@@ -176,7 +177,7 @@ struct SpikesTraining {
     let recording: String
     let modelPath: String
     let checkpointPath: String
-    let layers: Int, epochs: Int, batch: Int
+    let layers: Int, epochs: Int?, batch: Int
     let lr: Float
     let seed: UInt64
     let resume: Bool
@@ -197,20 +198,23 @@ struct SpikesTraining {
         let lock = job.isRoot ? try inContext("--output") { try RunLock(model: modelPath, outputs: [checkpointPath]) } : nil
         defer { withExtendedLifetime(lock) {} }
         let o = options
-        func writeModel(_ model: SpikeModel) throws {
-            try ModelFile(model: .conv1d(try model.autoencoder()),
-                          info: ["training.seed": String(seed), "training.epochs": String(epochs), "training.refine_epochs": String(o.refineEpochs),
-                                 "data.recording": (recording as NSString).lastPathComponent])
-                .write(to: modelPath, option: "--output")
-        }
         let (neurons, filterLength, rate, window, lrDecay) = (o.neurons, o.filterLength, o.rate, o.window, o.lrDecay)
         let (refineEpochs, refineLayers, refineLr, priorRate) = (o.refineEpochs, o.refineLayers, o.refineLr, o.priorRate)
         let (initialization, crossing, startFile, nonNegative) = (o.initialization, o.crossing, o.startFile, o.nonNegative)
         let file = try SpikeRecordingFile.read(recording, option: "--data")
         let fs = file.samplingRate ?? rate
         let k = filterLength ?? file.filters?.shape[2] ?? SpikeTrainingSettings.defaultFilterLength(samplingRate: fs)
-        guard neurons >= 1, k >= 2, window > k, layers >= 1, epochs >= 1, batch >= 1, refineEpochs >= 0, refineLayers >= 1 else {
-            throw CLIError("need --neurons ≥ 1, --filter-length ≥ 2, --window > filter length, --layers/--epochs/--batch/--refine-layers ≥ 1, --refine-epochs ≥ 0")
+        let method = startFile == nil ? SpikeStart(rawValue: initialization) : nil
+        let epochs = self.epochs ?? SpikeTrainingSettings.defaultEpochs(start: method)
+        guard neurons >= 1, k >= 2, window > k, layers >= 1, batch >= 1, refineLayers >= 1, epochs >= 0, refineEpochs >= 0,
+              epochs + refineEpochs >= 1 else {
+            throw CLIError("need --neurons ≥ 1, --filter-length ≥ 2, --window > filter length, --layers/--batch/--refine-layers ≥ 1, --epochs and --refine-epochs ≥ 0 with at least one epoch in all")
+        }
+        func writeModel(_ model: SpikeModel) throws {
+            try ModelFile(model: .conv1d(try model.autoencoder()),
+                          info: ["training.seed": String(seed), "training.epochs": String(epochs), "training.refine_epochs": String(o.refineEpochs),
+                                 "data.recording": (recording as NSString).lastPathComponent])
+                .write(to: modelPath, option: "--output")
         }
         guard refineLr.isFinite, refineLr > 0 else { throw CLIError("--refine-lr must be finite and > 0, got \(refineLr)") }
         var rng = Random(seed: seed)
@@ -229,18 +233,17 @@ struct SpikesTraining {
             }
             start = f
         } else {
-            switch initialization {
-            case "truth":
+            if initialization == "truth" {
                 guard let f = file.filters, f.shape[0] == neurons, f.shape[2] == k else {
                     throw CLIError("--initialization truth needs the recording's \"filters\" array with \(neurons) filters of length \(k)")
                 }
                 start = SpikeTemplates.perturbed(f, rng: &rng)
-            case "crossings":
-                start = try inContext("--initialization crossings") {
-                    try SpikeTemplates.crossingStart(file.signal, count: neurons, length: k, threshold: crossing, rng: &rng)
+            } else if let method {
+                start = try inContext("--initialization \(initialization)") {
+                    try method.templates(file.signal, count: neurons, length: k, threshold: crossing, rng: &rng)
                 }
-            default:
-                throw CLIError("--initialization must be crossings or truth, got '\(initialization)'")
+            } else {
+                throw CLIError("--initialization must be clusters, crossings or truth, got '\(initialization)'")
             }
         }
         var settings = SpikeTrainingSettings(epochs: epochs)
@@ -261,6 +264,10 @@ struct SpikesTraining {
         if resume {
             let checkpoint = try CheckpointFile.read(checkpointPath)
             try inContext("--resume \(checkpointPath)") { try run.restore(checkpoint) }
+        }
+        if job.isRoot && !resume, file.filters != nil {
+            let errors = SpikeTemplates.errors(learned: start, truth: truth).map { String(format: "%.4g", $0.error) }
+            FileHandle.standardError.write(Data(("start (\(startFile == nil ? initialization : "--start")): template errors " + errors.joined(separator: " ") + "\n").utf8))
         }
         while !run.done {
             let loss = try inContext("spikes train") { try run.trainEpoch() }

@@ -141,7 +141,7 @@ extension Train {
         var options = spikes
         if let a = atoms { options.neurons = a }
         return SpikesTraining(recording: data, modelPath: output + "/model.safetensors", checkpointPath: output + "/checkpoint.safetensors",
-                              layers: layers ?? 50, epochs: epochs ?? 15, batch: batch.size ?? 32, lr: lr ?? 0.01, seed: seed,
+                              layers: layers ?? 50, epochs: epochs, batch: batch.size ?? 32, lr: lr ?? 0.01, seed: seed,
                               resume: resume, options: options)
     }
 }

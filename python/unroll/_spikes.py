@@ -26,7 +26,9 @@ class SpikeSorter(PickledThroughModelFile, BaseEstimator):
     """Learns one template per neuron from a recording and sorts spikes with CRsAE (Tolooshams et al.
     2021 §6): a FISTA encoder unrolled `n_layers` times over a multichannel 1-D convolutional
     dictionary, λ per neuron learned by EM with a Gamma prior, σ from the residual, Adam; the start
-    is chosen from the recording's threshold crossings (no ground truth needed). The defaults are
+    is computed from the recording alone (no ground truth needed): by default its detected spikes
+    clustered into 3 × `n_neurons` groups and merged (`initialization="clusters"`), or CRsAE's
+    minimum-correlation choice among the threshold crossings (`"crossings"`). The defaults are
     `unroll spikes train`'s, and the same settings give the same model.
 
     `fit(X)` takes a recording [samples, channels] (or 1-D); `predict(X)` gives the spike times
@@ -36,10 +38,10 @@ class SpikeSorter(PickledThroughModelFile, BaseEstimator):
     and `loss_curve_` the mean loss of each epoch.
     """
 
-    def __init__(self, n_neurons=3, *, filter_length=None, sampling_rate=10_000.0, n_layers=50, max_iter=15,
+    def __init__(self, n_neurons=3, *, filter_length=None, sampling_rate=10_000.0, n_layers=50, max_iter=None,
                  batch_size=32, learning_rate=0.01, lr_decay=0.9, window=1000, refine_epochs=12, refine_layers=100,
-                 refine_learning_rate=0.001, prior_rate=500.0, crossing=4.0, non_negative=False, random_state=None,
-                 n_jobs=None):
+                 refine_learning_rate=0.001, prior_rate=500.0, initialization="clusters", crossing=4.0, non_negative=False,
+                 random_state=None, n_jobs=None):
         self.n_neurons = n_neurons
         self.filter_length = filter_length
         self.sampling_rate = sampling_rate
@@ -53,6 +55,7 @@ class SpikeSorter(PickledThroughModelFile, BaseEstimator):
         self.refine_layers = refine_layers
         self.refine_learning_rate = refine_learning_rate
         self.prior_rate = prior_rate
+        self.initialization = initialization
         self.crossing = crossing
         self.non_negative = non_negative
         self.random_state = random_state
@@ -61,7 +64,8 @@ class SpikeSorter(PickledThroughModelFile, BaseEstimator):
     def _settings(self, seed):
         s = {k: getattr(self, k) for k in ("n_neurons", "filter_length", "sampling_rate", "n_layers", "max_iter", "batch_size",
                                            "learning_rate", "lr_decay", "window", "refine_epochs", "refine_layers",
-                                           "refine_learning_rate", "prior_rate", "crossing", "non_negative")}
+                                           "refine_learning_rate", "prior_rate", "initialization", "crossing",
+                                           "non_negative")}
         s.update(random_state=seed, n_jobs=_threads(self.n_jobs))
         return settings_json(type(self).__name__, s)
 

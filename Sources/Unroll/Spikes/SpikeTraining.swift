@@ -2,7 +2,7 @@ import Foundation
 import UnrollCore
 
 /// How `unroll spikes train` (and Python's `SpikeSorter`) learn spike templates from a recording with
-/// CRsAE: windows of the recording, FISTA at `training.layers` for `epochs` epochs, then an optional
+/// CRsAE: windows of the recording, FISTA at `training.layers` for `epochs` epochs (0: none), then an optional
 /// refinement at `refineLayers`; EM λ per filter with a Gamma prior; σ from the residual; Adam.
 public struct SpikeTrainingSettings: Equatable, Sendable {
     /// Training window length in samples (CRsAE: 1000).
@@ -19,6 +19,12 @@ public struct SpikeTrainingSettings: Equatable, Sendable {
     /// Gamma prior rate δ of the EM λ (prior mean: Donoho's λ for the initial σ).
     public var priorRate: Float = 500
     public var seed: UInt64 = 0
+
+    /// Epochs of the first phase (T 50, lr 0.01 decaying) when none are given: CRsAE's 15 to bring a far
+    /// start (crossings, the perturbed truth, a file) near the templates, and none from a clustered
+    /// start, which is already near them: on the simulated draws one such epoch moved a start at
+    /// template errors ≤ 0.03 to 0.09 (docs/spikes.md), so that run goes straight to the refinement.
+    public static func defaultEpochs(start: SpikeStart?) -> Int { start == .clusters ? 0 : 15 }
 
     /// The template length when none is given: 2.5 ms at `samplingRate` (CRsAE's), at least 3 samples.
     public static func defaultFilterLength(samplingRate: Double) -> Int { max(3, Int((2.5 * samplingRate / 1000).rounded())) }
@@ -55,6 +61,9 @@ public struct SpikeTrainingRun {
     /// The first phase's trainer from `start` `[C, channels, K]` (normalised), λ from Donoho's rule
     /// at the recording's robust σ, on windows of `recording` `[channels, samples]`.
     public init(_ s: SpikeTrainingSettings, start: Tensor, recording: Tensor) throws {
+        guard s.epochs >= 0, s.refineEpochs >= 0, s.epochs + s.refineEpochs >= 1 else {
+            throw UnrollError.invalidArgument("spikes training needs epochs ≥ 0 and refinement epochs ≥ 0, at least one in all; got \(s.epochs) and \(s.refineEpochs)")
+        }
         windows = try SpikeSimulation.windows(recording, length: s.window)
         let sigma0 = SpikeSimulation.robustSigma(recording)
         let k = start.shape[2], c = start.shape[0]
@@ -70,9 +79,9 @@ public struct SpikeTrainingRun {
         self.config = config
     }
 
-    var phaseEpochs: Int { phase == 1 ? max(1, settings.epochs) : settings.refineEpochs }
-    public var totalEpochs: Int { max(1, settings.epochs) + max(0, settings.refineEpochs) }
-    public var epochsDone: Int { (phase == 1 ? 0 : max(1, settings.epochs)) + trainer.epoch }
+    var phaseEpochs: Int { phase == 1 ? settings.epochs : settings.refineEpochs }
+    public var totalEpochs: Int { settings.epochs + settings.refineEpochs }
+    public var epochsDone: Int { (phase == 1 ? 0 : settings.epochs) + trainer.epoch }
     public var done: Bool { epochsDone >= totalEpochs }
 
     /// The refinement's settings.
