@@ -58,6 +58,9 @@ enum PudleBenchmarks {
         ("decoder", .decoder, "g_dec"), ("lasso", .lasso, "g_ae-lasso"), ("least-squares", .leastSquares, "g_ae-ls"),
     ]
 
+    /// The `encode` case's per-sample tolerance for "to the lasso minimum".
+    static let encodeTolerance: Float = 1e-4
+
     static var encoder: UnrolledEncoder {
         UnrolledEncoder(layers: layers, algorithm: .ista, threshold: .soft, lambda: .scalar(lambda), step: .fixed(alpha))
     }
@@ -247,7 +250,7 @@ enum PudleBenchmarks {
     static func runEncode(_ o: BenchOptions) throws -> BenchReport {
         let n = o.size ?? 10_000
         var report = BenchReport(benchmark: "encode", threads: o.threads, repeats: o.repeats)
-        var torch: PythonPeer.Session?, sklearn: PythonPeer.Session?
+        var torch: PythonPeer.Session?, sklearn: PythonPeer.Session?, spams: PythonPeer.Session?
         if o.runPeer {
             let common = ["--samples", "\(n)", "--threads", "\(o.threads)", "--warmup", "1", "--repeats", "\(o.repeats)"]
             do { torch = try startPeer("pudle_torch.py", ["--case", "encode"] + common, o) } catch {
@@ -256,6 +259,9 @@ enum PudleBenchmarks {
             do { sklearn = try startPeer("sklearn_encode.py", common, o) } catch {
                 report.notes.append("scikit-learn peer unavailable: \(error)")
             }
+            do { spams = try startPeer("spams_encode.py", common, o) } catch {
+                report.notes.append("SPAMS peer unavailable: \(error)")
+            }
         }
 
         var config = fig5.data
@@ -263,24 +269,45 @@ enum PudleBenchmarks {
         let data = try SyntheticDictionaryData(config, seed: 0)
         let dictionary = try DenseDictionary(weights: data.initialDictionary)
         let enc = encoder
-        var codes = Tensor(zeros: [0])
+        // The lasso solved per sample: ISTA until each code changes by ≤ `encodeTolerance` (cap 10·T).
+        var solver = encoder
+        solver.layers = 10 * layers
+        solver.tolerance = encodeTolerance
+        solver.stopsPerSample = true
+        var codes = Tensor(zeros: [0]), solved = Tensor(zeros: [0])
         _ = try enc.encode(data.signals.rows(0..<min(n, 500)), with: dictionary)   // warm-up
-        var sides = [Side(label: "ours", run: {
-            try FlushDenormals.with(true) {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                codes = try enc.encode(data.signals, with: dictionary)
-                return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+        func timed(_ encode: @escaping () throws -> Void) -> () throws -> Double {
+            {
+                try FlushDenormals.with(true) {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    try encode()
+                    return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+                }
             }
-        })]
+        }
+        var sides = [Side(label: "ours", run: timed { codes = try enc.encode(data.signals, with: dictionary) }),
+                     Side(label: "ours to tolerance", run: timed { solved = try solver.encode(data.signals, with: dictionary) })]
         if let p = torch { sides.append(Side(label: "PyTorch", run: { try peerUnit(p) })) }
         if let p = sklearn { sides.append(Side(label: "scikit-learn", run: { try peerUnit(p) })) }
+        if let p = spams { sides.append(Side(label: "SPAMS", run: { try peerUnit(p) })) }
         interleave(&sides, repeats: o.repeats)
-        if let e = sides[0].error { throw e }
+        if let e = sides[0].error ?? sides[1].error { throw e }
 
         let ours = sides[0].times, oursMedian = Stopwatch.median(ours)
-        var residual = codes.matmul(dictionary.weights)
-        residual.add(data.signals, scaledBy: -1)
-        let objective = (0.5 * residual.squaredNorm() + Double(lambda) * Double(codes.l1Norm())) / Double(n)
+        let solvedMedian = Stopwatch.median(sides[1].times)
+        func lassoObjective(_ z: Tensor) -> Double {
+            var residual = z.matmul(dictionary.weights)
+            residual.add(data.signals, scaledBy: -1)
+            return (0.5 * residual.squaredNorm() + Double(lambda) * Double(z.l1Norm())) / Double(n)
+        }
+        let objective = lassoObjective(codes), solvedObjective = lassoObjective(solved)
+        // The minimum to compare with: ISTA at 10·T layers from the T-layer codes' settings (untimed).
+        var reference = encoder
+        reference.layers = 10 * layers
+        let minimum = lassoObjective(try reference.encode(data.signals, with: dictionary))
+        report.details["ours: lasso objective gap to \(10 * layers) ISTA layers, T \(layers) / to tolerance \(encodeTolerance)"] =
+            String(format: "%.2e / %.2e", (objective - minimum) / minimum, (solvedObjective - minimum) / minimum)
+        report.details["ours to tolerance: seconds per encode"] = seconds(sides[1].times)
         report.details["setting"] = "\(n) signals, m 1000, p 1500, s 10, δ 0.005 (codes from W₀), T \(layers), λ = α = \(lambda)"
         report.details["ours: seconds per encode"] = seconds(ours)
         report.details["ours: mean ½‖x − zW‖² + λ‖z‖₁, non-zeros per code"] =
@@ -289,8 +316,9 @@ enum PudleBenchmarks {
 
         var torchRow = BenchRow(name: "encode \(n) × T \(layers)", unit: "s", ours: oursMedian, oursLabel: "Unroll")
         var sklearnRow = BenchRow(name: "encode \(n) (lasso)", unit: "s", ours: oursMedian, oursLabel: "Unroll")
-        for side in sides.dropFirst() {
-            let session = side.label == "PyTorch" ? torch! : sklearn!
+        var spamsRow = BenchRow(name: "encode \(n) to the lasso minimum", unit: "s", ours: solvedMedian, oursLabel: "Unroll, per-sample tolerance")
+        for side in sides.dropFirst(2) {
+            let session = side.label == "PyTorch" ? torch! : side.label == "SPAMS" ? spams! : sklearn!
             do {
                 if let e = side.error { throw e }
                 let info = try stopPeer(session)
@@ -310,6 +338,17 @@ enum PudleBenchmarks {
                         report.details["torch: version"] = v + policy
                     }
                     if let pk = info["peak_rss_mb"] as? Double { report.details["torch: peak RSS (MB)"] = String(format: "%.0f", pk) }
+                } else if side.label == "SPAMS" {
+                    spamsRow.peer = median
+                    spamsRow.peerLabel = "SPAMS lasso (LARS)"
+                    spamsRow.ratio = median / solvedMedian
+                    spamsRow.ratioLabel = "× (SPAMS/ours)"
+                    report.details["spams: seconds per encode"] = seconds(theirs)
+                    if let obj = info["objective"] as? Double, let nz = info["nonzeros_per_code"] as? Double {
+                        report.details["spams: mean ½‖x − Da‖² + λ‖a‖₁ (its own data), non-zeros per code"] = String(format: "%.7g, %.1f", obj, nz)
+                    }
+                    report.details["spams: version, settings"] = "\((info["spams"] as? String) ?? "?"), lasso(lambda1=\(lambda), mode=2), "
+                        + "\((info["dtype"] as? String) ?? "?"), numThreads \(o.threads)"
                 } else {
                     sklearnRow.peer = median
                     sklearnRow.peerLabel = "scikit-learn lasso_cd"
@@ -327,7 +366,7 @@ enum PudleBenchmarks {
                 report.notes.append("\(side.label) peer failed: \(error)")
             }
         }
-        report.rows = [torchRow, sklearnRow]
+        report.rows = [torchRow, sklearnRow, spamsRow]
         if let r = torchRow.ratio, r < 10 {
             report.notes.append(String(format: "encode: %.2f× PyTorch, below issue 4's ≥ 10× target", r))
         }

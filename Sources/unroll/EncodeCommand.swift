@@ -64,7 +64,7 @@ struct Encode: ParsableCommand {
         switch file.model {
         case let .dense(m):
             let x = try ModelRun.rows(data, for: m)
-            let encoder = try ModelRun.overriding(m, layers: encoding.layers)
+            let encoder = try ModelRun.overriding(m, layers: encoding.layers, tolerance: encoding.tolerance)
             let rows = job.share(of: x.rowCount)
             let signals = x.rows(rows)
             let codes = try inContext("encode") { try encoder.encode(signals) }
@@ -72,7 +72,7 @@ struct Encode: ParsableCommand {
             what = "\(x.rowCount) signals of \(x.valuesPerRow) values"
         case let .conv2d(m):
             let images = try ModelRun.images(data)
-            let model = try ModelRun.overriding(m, layers: encoding.layers)
+            let model = try ModelRun.overriding(m, layers: encoding.layers, tolerance: encoding.tolerance)
             let share = job.share(of: images.shape[0])
             let signals = images.rows(share)
             let (codes, x̂) = try inContext("encode") { try model.reconstruct(signals) }

@@ -45,7 +45,7 @@ struct Eval: ParsableCommand {
             let clean = try ModelRun.images(data)
             let images = (0..<clean.shape[0]).map { clean.rows($0..<($0 + 1)).reshaped(Array(clean.shape.dropFirst())) }
             let e = try inContext("--data \(data)") {
-                try Denoiser.evaluate(clean: images, sigma: noise, seed: encoding.seed, model: try ModelRun.overriding(m, layers: encoding.layers))
+                try Denoiser.evaluate(clean: images, sigma: noise, seed: encoding.seed, model: try ModelRun.overriding(m, layers: encoding.layers, tolerance: encoding.tolerance))
             }
             measures = [("images", Double(images.count)), ("sigma", Double(noise)),
                         ("psnr_noisy", e.meanNoisy), ("psnr_denoised", e.meanDenoised), ("psnr_gain", e.gain),

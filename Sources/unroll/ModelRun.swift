@@ -8,6 +8,8 @@ import UnrollIO
 struct ModelRunOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Unrolled models: use this many layers instead of the model's T.")
     var layers: Int?
+    @Option(help: "Unrolled models: stop each sample once its code changes by at most this between layers (‖z_t − z_{t−1}‖ ≤ tol·‖z_t‖); --layers is then the cap (default: every sample runs all layers).")
+    var tolerance: Float?
     @Option(help: "VSC models: draws per signal (default: the model's).")
     var samples: Int?
     @Option(help: "Seed of the draws (VSC models' samples, eval's added noise).")
@@ -32,8 +34,10 @@ struct ModelRun {
     var what: String
 
     static func run(_ file: ModelFile, model path: String, data: String, options: ModelRunOptions) throws -> ModelRun {
-        let (layers, samples, seed) = (options.layers, options.samples, options.seed)
-        if layers != nil, case .vsc = file.model { throw CLIError("--layers does not apply to \(file.described) (its encoder is a network)") }
+        let (layers, samples, seed, tolerance) = (options.layers, options.samples, options.seed, options.tolerance)
+        for (name, given) in [("--layers", layers != nil), ("--tolerance", tolerance != nil)] where given {
+            if case .vsc = file.model { throw CLIError("\(name) does not apply to \(file.described) (its encoder is a network)") }
+        }
         if samples != nil {
             guard case .vsc = file.model else { throw CLIError("--samples applies to VSC models only; \(path) holds \(file.described)") }
         }
@@ -41,7 +45,7 @@ struct ModelRun {
         case let .dense(m):
             let source = try rows(data, for: m)
             let x = source as? Tensor ?? source.rows(0..<source.rowCount)
-            let model = try overriding(m, layers: layers)
+            let model = try overriding(m, layers: layers, tolerance: tolerance)
             // Batches of rows keep the encoder's working memory bounded.
             let chunk = 4096
             var codes = [Float]()
@@ -60,14 +64,14 @@ struct ModelRun {
             guard recording.shape[0] == m.dictionary.channels else {
                 throw CLIError("--data \(data) has \(recording.shape[0]) channel(s), the model's filters \(m.dictionary.channels)")
             }
-            let model = try overriding(m, layers: layers)
+            let model = try overriding(m, layers: layers, tolerance: tolerance)
             let z = try inContext("encode") { try model.encode(recording: recording) }
             let x̂ = model.decoder.apply(z.reshaped([1] + z.shape)).reshaped(recording.shape)
             return ModelRun(signals: recording, codes: z, reconstruction: x̂, count: 1,
                             what: "a recording of \(recording.shape[1]) samples × \(recording.shape[0]) channel(s)")
         case let .conv2d(m):
             let x = try images(data)
-            let model = try overriding(m, layers: layers)
+            let model = try overriding(m, layers: layers, tolerance: tolerance)
             let (z, x̂) = try inContext("encode") { try model.reconstruct(x) }
             return ModelRun(signals: x, codes: z, reconstruction: x̂, count: x.shape[0],
                             what: "\(x.shape[0]) image(s) of \(x.shape[2])×\(x.shape[1])")
@@ -90,9 +94,16 @@ struct ModelRun {
         return x
     }
 
-    /// The model with T replaced by `layers` (checked).
-    static func overriding<Op: DictionaryOperator>(_ m: UnrolledAutoencoder<Op>, layers: Int?) throws -> UnrolledAutoencoder<Op> {
+    /// The model with T replaced by `layers` (checked), and each sample stopped at `tolerance` when given.
+    static func overriding<Op: DictionaryOperator>(_ m: UnrolledAutoencoder<Op>, layers: Int?, tolerance: Float? = nil) throws
+        -> UnrolledAutoencoder<Op>
+    {
         var m = m
+        if let tol = tolerance {
+            guard tol.isFinite, tol >= 0 else { throw CLIError("--tolerance must be finite and ≥ 0, got \(tol)") }
+            m.encoder.tolerance = tol
+            m.encoder.stopsPerSample = true
+        }
         if let t = layers {
             m.encoder.layers = t
             try inContext("--layers") { try m.encoder.validate(for: m.dictionary) }

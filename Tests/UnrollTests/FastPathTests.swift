@@ -229,6 +229,46 @@ import UnrollCore
         }
     }
 
+    /// Per-sample stopping: every policy, the chunked path and the generic loop give each sample the code
+    /// it gets when encoded alone with the batch-wide rule (an independent reference: one row's batch is
+    /// itself), with samples stopping at different layers; tolerance 0 gives the fixed-T codes bit for bit;
+    /// a trace cannot be asked for.
+    @Test func perSampleToleranceStopsEachSampleOnItsOwn() throws {
+        let (m, p, batch) = (20, 40, 9)
+        for algorithm in UnrolledEncoder.Algorithm.allCases {
+            var (enc, _) = Self.encoder(.soft, algorithm, .scalar, layers: 400, p: p)
+            enc.tolerance = 1e-3
+            let (w, x) = Self.data(m: m, p: p, batch: batch, s: 3, seed: 8)
+            var alone = Tensor(zeros: [batch, p]), layers = Set<Int>()
+            for i in 0..<batch {
+                let r = try enc.solve(x.rows(i..<(i + 1)), with: GenericDense(inner: try DenseDictionary(weights: w)))
+                alone.data.replaceSubrange((i * p)..<((i + 1) * p), with: r.codes.data)
+                layers.insert(r.iterations)
+            }
+            #expect(layers.count > 2 && layers.max()! < 400, "samples stop at different layers: \(layers.sorted())")
+            enc.stopsPerSample = true
+            let ops: [(String, any DictionaryOperator)] = Self.policies.map { ("\($0.form)/\($0.products)", try! Self.dense(w, $0)) }
+                + [("chunks of 4", try Self.dense(w, DenseLayerPolicy(inferenceChunk: 4))),
+                   ("generic", GenericDense(inner: try DenseDictionary(weights: w)))]
+            for (name, op) in ops {
+                func encode<Op: DictionaryOperator>(_ op: Op) throws -> (codes: Tensor, iterations: Int) { try enc.solve(x, with: op) }
+                let r = try encode(op)
+                #expect(Self.relative(r.codes, alone) < 1e-5, "\(algorithm) \(name)")
+                #expect(r.iterations == layers.max()!, "\(algorithm) \(name): \(r.iterations) layers")
+            }
+            var exact = enc
+            exact.tolerance = 0
+            exact.layers = 60
+            var fixed = exact
+            fixed.tolerance = nil
+            for policy in Self.policies {
+                let op = try Self.dense(w, policy)
+                #expect(try exact.encode(x, with: op) == (try fixed.encode(x, with: op)), "\(algorithm) \(policy.form)/\(policy.products) at tolerance 0")
+            }
+            #expect(throws: UnrollError.self) { try enc.forward(x, with: try Self.dense(w, .automatic)) }
+        }
+    }
+
     /// The trace keeps masks and non-zero values: its layers decode to the generic path's codes, and it
     /// holds exactly rows·⌈p/64⌉ mask words, rows + 1 offsets and one value per non-zero per layer.
     @Test func compactTraceHoldsMasksAndValues() throws {

@@ -68,6 +68,11 @@ import UnrollIO
             #expect(info.stdout.contains("model: \(kind),"), "\(model): \(info.stdout)")
             try CLITests.ok(["encode", "--model", model, "--data", data, "--output", "z.npy", "--threads", "1"], in: dir)
             let codes = try Npy.read(dir.appendingPathComponent("z.npy").path).tensor
+            if kind != "vsc-linear" && kind != "vsc-conv" {
+                // Per-sample stopping at tolerance 0 stops a sample only at an exact fixed point: the same codes.
+                try CLITests.ok(["encode", "--model", model, "--data", data, "--output", "z0.npy", "--tolerance", "0", "--threads", "1"], in: dir)
+                #expect(try Npy.read(dir.appendingPathComponent("z0.npy").path).tensor == codes, "\(model) at --tolerance 0")
+            }
             let eval = try CLITests.ok(["eval", "--model", model, "--data", data, "--json"], in: dir)
             let json = try #require(try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any])
             #expect(json["kind"] as? String == kind)
@@ -101,6 +106,8 @@ import UnrollIO
         for (args, words) in [
             (["eval", "--model", "spikes.safetensors", "--data", "rec.npz", "--sigma", "0.1"], "--sigma applies to conv2d models"),
             (["encode", "--model", "vsc.safetensors", "--data", "patches.npy", "--layers", "3", "--output", "z.npy"], "--layers does not apply to a vsc-linear model"),
+            (["encode", "--model", "vsc.safetensors", "--data", "patches.npy", "--tolerance", "1e-4", "--output", "z.npy"], "--tolerance does not apply to a vsc-linear model"),
+            (["encode", "--model", "dense/model.safetensors", "--data", "data.npz", "--tolerance", "nan", "--output", "z.npy"], "--tolerance must be finite and ≥ 0"),
             (["encode", "--model", "dense/model.safetensors", "--data", "data.npz", "--samples", "3", "--output", "z.npy"], "--samples applies to VSC models only"),
             (["denoise", "--model", "spikes.safetensors", "--input", "ref.png", "--output", "o.png"], "holds a conv1d model; this command needs a conv2d model"),
             (["spikes", "sort", "--recording", "rec.npz", "--model", "dense/model.safetensors", "--output", "s"], "holds a dense model; this command needs a spikes model"),

@@ -36,6 +36,9 @@ public struct UnrolledEncoder: Equatable, Sendable {
     /// When set, stop early once ‖z_t − z_{t−1}‖_F ≤ tolerance·‖z_t‖_F over the batch (an iterative
     /// solver rather than a fixed network; used by the alternating-minimisation baseline).
     public var tolerance: Float?
+    /// With `tolerance`, stop every sample on its own: once its code changed by at most `tolerance`
+    /// (relative) it is final, and the later layers skip it (inference only: `encode` and `solve`).
+    public var stopsPerSample = false
     /// Soft kinds: λ is the lasso penalty and the layer threshold λα (PUDLE, the default), or λ is the
     /// threshold itself (CRsAE's per-filter biases b_c). The hard threshold's τ is always the threshold.
     public var lambdaIsPenalty: Bool
@@ -139,6 +142,9 @@ public struct UnrolledEncoder: Equatable, Sendable {
     {
         try FlushDenormals.with(true) {
             try validate(for: op)
+            if record && stopsPerSample && tolerance != nil {
+                throw UnrollError.invalidArgument("per-sample stopping is for inference: a trace for the backward needs the same layers for every sample")
+            }
             guard beta.isFinite, beta >= 0 else {
                 throw UnrollError.invalidArgument("λ decay β must be finite and ≥ 0, got \(beta)")
             }
@@ -175,6 +181,11 @@ public struct UnrolledEncoder: Equatable, Sendable {
         var b = [Float](repeating: 0, count: atoms)
         let history = record ? CodeHistory(rows: codeShape[0], width: perSample) : nil
         var used = 0
+        // Per-sample stopping (as DenseUnrolledEngine's): a converged row keeps its code from then on.
+        let rows = codeShape[0]
+        let sampleTolerance = stopsPerSample ? tolerance : nil
+        var done = [Bool](repeating: false, count: sampleTolerance == nil ? 0 : rows)
+        var final = Tensor(zeros: sampleTolerance == nil ? [0] : codeShape)
 
         for t in 1...layers {
             b.withUnsafeMutableBufferPointer { schedule.thresholds(layer: t, into: $0.baseAddress!) }
@@ -188,11 +199,30 @@ public struct UnrolledEncoder: Equatable, Sendable {
             if let history { z.data.withUnsafeBufferPointer { history.append(dense: $0.baseAddress!) } }
             used = t
             if fista { Self.extrapolate(z, zPrev, schedule.momentum[t - 1], into: &y) }
-            if let tol = tolerance, Self.relativeChange(z, zPrev) <= Double(tol) { break }
+            if let tol = sampleTolerance {
+                for i in 0..<rows where !done[i] {
+                    let range = (i * perSample)..<((i + 1) * perSample)
+                    var (d, n) = (0.0, 0.0)
+                    for q in range {
+                        let a = Double(z.data[q]), e = a - Double(zPrev.data[q])
+                        d += e * e
+                        n += a * a
+                    }
+                    if d <= Double(tol) * Double(tol) * n {
+                        done[i] = true
+                        final.data.replaceSubrange(range, with: z.data[range])
+                    }
+                }
+                if !done.contains(false) { break }
+            } else if let tol = tolerance, Self.relativeChange(z, zPrev) <= Double(tol) { break }
         }
         let trace = history.map {
             EncoderTrace(layers: used, codeShape: codeShape, alpha: alpha, schedule: schedule, history: $0,
                          backend: .kernel(kernel))
+        }
+        for i in 0..<done.count where done[i] {
+            let range = (i * perSample)..<((i + 1) * perSample)
+            z.data.replaceSubrange(range, with: final.data[range])
         }
         return (z, trace, alpha, used)
     }

@@ -104,25 +104,29 @@ public struct DenseDictionary: DictionaryOperator, Equatable {
         let (batch, p, layers) = (signals.rows, atoms, encoder.layers)
         let chunk = max(1, layerPolicy.inferenceChunk ?? Self.inferenceChunk(atoms: p))
         // Samples are independent, so inference (no trace, no batch-wide stopping rule) runs in chunks.
-        if !record && encoder.tolerance == nil && batch > chunk {
+        let perSample = encoder.stopsPerSample && encoder.tolerance != nil
+        if !record && (encoder.tolerance == nil || perSample) && batch > chunk {
             let engine = DenseUnrolledEngine(weights: weights, policy: layerPolicy, batch: chunk,
                                              layers: layers, training: false)
             var codes = Tensor(zeros: codeShape)
+            var iterations = 0
             for start in stride(from: 0, to: batch, by: chunk) {
                 let end = min(batch, start + chunk)
                 let part = engine.forward(signals.rows(start..<end), schedule: schedule, alpha: alpha,
-                                          tolerance: nil, record: false)
+                                          tolerance: encoder.tolerance, perSample: perSample, record: false)
+                iterations = max(iterations, part.layers)
                 codes.data.withUnsafeMutableBufferPointer { pc in
                     part.codes.data.withUnsafeBufferPointer { pp in
                         (pc.baseAddress! + start * p).update(from: pp.baseAddress!, count: pp.count)
                     }
                 }
             }
-            return (codes, nil, layers)
+            return (codes, nil, iterations)
         }
         let engine = DenseUnrolledEngine(weights: weights, policy: layerPolicy, batch: batch,
                                          layers: layers, training: record)
-        let r = engine.forward(signals, schedule: schedule, alpha: alpha, tolerance: encoder.tolerance, record: record)
+        let r = engine.forward(signals, schedule: schedule, alpha: alpha, tolerance: encoder.tolerance, perSample: perSample,
+                               record: record)
         let trace = r.history.map {
             EncoderTrace(layers: r.layers, codeShape: codeShape, alpha: alpha, schedule: schedule, history: $0,
                          backend: .dense(engine, signals: signals))

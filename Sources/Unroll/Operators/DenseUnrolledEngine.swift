@@ -84,18 +84,21 @@ final class DenseUnrolledEngine {
     }
 
     /// Runs the network on `signals` (`[B, m]`). `tolerance`: stop once ‖z_t − z_{t−1}‖ ≤ tol·‖z_t‖ over
-    /// the batch (as `UnrolledEncoder.tolerance`).
-    func forward(_ signals: Tensor, schedule: LayerSchedule, alpha: Float, tolerance: Float?, record: Bool) -> Forward {
-        signals.data.withUnsafeBufferPointer { px in
+    /// the batch (as `UnrolledEncoder.tolerance`), or, `perSample`, per sample: a sample whose code
+    /// changed by at most that is final and skipped by the later layers (inference: not with `record`).
+    func forward(_ signals: Tensor, schedule: LayerSchedule, alpha: Float, tolerance: Float?, perSample: Bool = false,
+                 record: Bool) -> Forward {
+        precondition(!(perSample && record), "per-sample stopping keeps no trace")
+        return signals.data.withUnsafeBufferPointer { px in
             weights.data.withUnsafeBufferPointer { pw in
                 forward(px.baseAddress!, rows: signals.rows, w: pw.baseAddress!, schedule: schedule, alpha: alpha,
-                        tolerance: tolerance, record: record)
+                        tolerance: tolerance, perSample: perSample && tolerance != nil, record: record)
             }
         }
     }
 
     private func forward(_ x: UnsafePointer<Float>, rows batch: Int, w: UnsafePointer<Float>, schedule: LayerSchedule,
-                         alpha: Float, tolerance: Float?, record: Bool) -> Forward {
+                         alpha: Float, tolerance: Float?, perSample: Bool, record: Bool) -> Forward {
         let (p, m, form) = (self.p, self.m, self.form)
         let fista = schedule.fista
         let threshold = schedule.threshold
@@ -121,6 +124,11 @@ final class DenseUnrolledEngine {
         let coefScratch = Buffer<Float>(zeros: workers * p)
         let changeSums = Buffer<Double>(zeros: workers * 2)
         let history = record ? CodeHistory(rows: batch, width: p) : nil
+        // Per-sample stopping: a converged row's code is copied here and the row is skipped from then on.
+        let done = Buffer<UInt8>(zeros: perSample ? batch : 0)
+        let final = Buffer<Float>(zeros: perSample ? batch * p : 0)
+        let squaredTolerance = Double(tolerance ?? 0) * Double(tolerance ?? 0)
+        @inline(__always) func skipped(_ i: Int) -> Bool { perSample && done.base[i] != 0 }
         var denseFlags: [Bool] = []
         denseFlags.reserveCapacity(schedule.layers)
 
@@ -145,8 +153,8 @@ final class DenseUnrolledEngine {
             var nonZeros = 0
             if t >= 2 {
                 var a = 0, b = 0
-                for i in 0..<batch { a += Int(n1[i]) }
-                if momentum { for i in 0..<batch { b += Int(n2[i]) } }
+                for i in 0..<batch where !skipped(i) { a += Int(n1[i]) }
+                if momentum { for i in 0..<batch where !skipped(i) { b += Int(n2[i]) } }
                 nonZeros = max(a, b)
             }
             let inner = form == .gram ? p : m
@@ -197,6 +205,10 @@ final class DenseUnrolledEngine {
                     }
                     changeSums.base[2 * part] += d
                     changeSums.base[2 * part + 1] += n
+                    if perSample && d <= squaredTolerance * n {
+                        done.base[i] = 1
+                        (final.base + i * p).update(from: row, count: p)
+                    }
                 }
             }
 
@@ -210,7 +222,7 @@ final class DenseUnrolledEngine {
                     let work = rowWork + Double(nonZeros) * Double(p)
                     Parallel.forEachPart(batch, parts: LayerCostModel.parts(work: work, limit: workers)) { part, range in
                         let v = rowScratch.row(part, p), index = indexScratch.row(part, p), coef = coefScratch.row(part, p)
-                        for i in range {
+                        for i in range where !skipped(i) {
                             v.update(from: c + i * p, count: p)
                             if t >= 2 {
                                 let n = inputList(i, index, coef)
@@ -232,7 +244,7 @@ final class DenseUnrolledEngine {
                                b: gram!.base, ldb: p, beta: 0, c: prod, ldc: p)
                     Parallel.forEachPart(batch, parts: LayerCostModel.parts(work: rowWork, limit: workers)) { part, range in
                         let v = rowScratch.row(part, p)
-                        for i in range {
+                        for i in range where !skipped(i) {
                             let (yr, cr, pr) = (y + i * p, c + i * p, prod + i * p)
                             for j in 0..<p { v[j] = yr[j] + (cr[j] - alpha * pr[j]) }
                             finish(i, part, v)
@@ -252,7 +264,7 @@ final class DenseUnrolledEngine {
                     let work = Double(batch * m) + Double(nonZeros) * Double(m)
                     Parallel.forEachPart(batch, parts: LayerCostModel.parts(work: work, limit: workers)) { part, range in
                         let index = indexScratch.row(part, p), coef = coefScratch.row(part, p)
-                        for i in range {
+                        for i in range where !skipped(i) {
                             let ri = r + i * m, xi = x + i * m
                             for k in 0..<m { ri[k] = -xi[k] }
                             if t >= 2 {
@@ -266,7 +278,7 @@ final class DenseUnrolledEngine {
                            beta: 0, c: prod, ldc: p)
                 Parallel.forEachPart(batch, parts: LayerCostModel.parts(work: rowWork, limit: workers)) { part, range in
                     let v = rowScratch.row(part, p)
-                    for i in range {
+                    for i in range where !skipped(i) {
                         let pr = prod + i * p
                         if t == 1 {
                             for j in 0..<p { v[j] = -(alpha * pr[j]) }
@@ -286,7 +298,11 @@ final class DenseUnrolledEngine {
             history?.append(dense: zt, support: st, counts: nt)
             last = c0
             used = t
-            if let tol = tolerance {
+            if perSample {
+                var remaining = 0
+                for i in 0..<batch where done.base[i] == 0 { remaining += 1 }
+                if remaining == 0 { break }
+            } else if let tol = tolerance {
                 var (d, n) = (0.0, 0.0)
                 for k in 0..<workers {
                     d += changeSums.base[2 * k]
@@ -298,9 +314,14 @@ final class DenseUnrolledEngine {
         }
         forwardDense = denseFlags
         let out = z[last]
-        let codes = Tensor(shape: [batch, p], data: Array(UnsafeBufferPointer(start: out.base, count: batch * p)))
+        var codes = Tensor(shape: [batch, p], data: Array(UnsafeBufferPointer(start: out.base, count: batch * p)))
+        if perSample {
+            codes.data.withUnsafeMutableBufferPointer { pc in
+                for i in 0..<batch where done.base[i] != 0 { (pc.baseAddress! + i * p).update(from: final.base + i * p, count: p) }
+            }
+        }
         // The loops above address these through raw pointers: keep them alive until here.
-        withExtendedLifetime((z, support, counts, scaledData, residual, product, input)) {}
+        withExtendedLifetime((z, support, counts, scaledData, residual, product, input, done, final)) {}
         return Forward(codes: codes, history: history, layers: used)
     }
 
