@@ -195,7 +195,24 @@ final class DenseUnrolledEngine {
             func finish(_ i: Int, _ part: Int, _ v: UnsafePointer<Float>) {
                 let row = zt + i * p
                 nt[i] = Int32(threshold.applyRow(v, thresholds.base, p, row, st + i * p))
-                if tolerance != nil {
+                if perSample {
+                    // Over the supports of z_t and z_{t−1} only: the other entries are 0 in both.
+                    let prev = z1 + i * p, (now, before) = (st + i * p, s1 + i * p)
+                    var (d, n) = (0.0, 0.0)
+                    for q in 0..<Int(nt[i]) {
+                        let k = Int(now[q]), a = Double(row[k]), e = a - Double(prev[k])
+                        d += e * e
+                        n += a * a
+                    }
+                    for q in 0..<Int(n1[i]) where row[Int(before[q])] == 0 {
+                        let e = Double(prev[Int(before[q])])
+                        d += e * e
+                    }
+                    if d <= squaredTolerance * n {
+                        done.base[i] = 1
+                        (final.base + i * p).update(from: row, count: p)
+                    }
+                } else if tolerance != nil {
                     let prev = z1 + i * p
                     var (d, n) = (0.0, 0.0)
                     for j in 0..<p {
@@ -205,10 +222,6 @@ final class DenseUnrolledEngine {
                     }
                     changeSums.base[2 * part] += d
                     changeSums.base[2 * part + 1] += n
-                    if perSample && d <= squaredTolerance * n {
-                        done.base[i] = 1
-                        (final.base + i * p).update(from: row, count: p)
-                    }
                 }
             }
 
