@@ -8,11 +8,11 @@ public enum Parallel {
     /// Number of workers the loops inside the current `withWorkers` scope use (outside any: every core).
     @TaskLocal public static var workers: Int = ProcessInfoShim.activeProcessors
 
-    /// Runs `body` with `n` workers (at least 1) for our loops and for BLAS. BLAS's thread count is
-    /// OpenBLAS's own process-wide setting: it is set here, and stays set after `body` returns.
+    /// Runs `body` with `n` workers (at least 1) for our loops and for BLAS products (`BLAS.sgemm` splits
+    /// them over the workers; OpenBLAS's own thread count, a process-wide setting, is kept at 1).
     public static func withWorkers<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
         let n = max(1, n)
-        BLAS.threads = n
+        BLAS.threads = 1
         return try $workers.withValue(n, operation: body)
     }
 
