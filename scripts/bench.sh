@@ -6,7 +6,8 @@
 #   scripts/bench.sh [--install] [--repeats N] [--threads N] [--cases "gemm ftz pudle-fig5 pudle-theory encode"]
 #                    [--scratch-path DIR] [--no-doc] [--note TEXT] [--wait-idle MINUTES]
 #
-#   --install       install torch (CPU wheels, else PyPI's default wheel), scikit-learn and SPAMS (spams-bin) with pip if missing
+#   --install       install torch (CPU wheels, else PyPI's default wheel), scikit-learn, SPAMS (spams-bin), bm3d and
+#                   scikit-image with pip if missing
 #   --repeats N     timed runs per measurement (default 5; the doc reports medians)
 #   --threads N     threads for us and every peer (default 2)
 #   --cases LIST    which cases (default: every case `unroll bench --help` lists)
@@ -44,6 +45,8 @@ if ((install)); then
         pip_install torch --index-url https://download.pytorch.org/whl/cpu || pip_install torch; }
     python3 -c 'import sklearn' 2>/dev/null || { echo "bench.sh: installing scikit-learn" >&2; pip_install scikit-learn; }
     python3 -c 'import spams' 2>/dev/null || { echo "bench.sh: installing SPAMS" >&2; pip_install spams-bin; }
+    python3 -c 'import bm3d' 2>/dev/null || { echo "bench.sh: installing bm3d" >&2; pip_install bm3d; }
+    python3 -c 'import skimage' 2>/dev/null || { echo "bench.sh: installing scikit-image (SSIM cross-check)" >&2; pip_install scikit-image; }
 fi
 python3 -c 'import torch' 2>/dev/null || echo "bench.sh: PyTorch missing: the pudle/encode cases print our numbers only (use --install)" >&2
 python3 -c 'import sklearn' 2>/dev/null || echo "bench.sh: scikit-learn missing: encode prints no scikit-learn row (use --install)" >&2

@@ -17,9 +17,12 @@ public struct BenchOptions: Sendable {
     public var mode: String?
     /// Run the Python peers (false: our numbers only).
     public var runPeer: Bool
+    /// `denoise`: the folder of PNG test images, and the conv2d model to run on them.
+    public var data: String?
+    public var model: String?
 
     public init(threads: Int = 2, repeats: Int = 5, size: Int? = nil, python: String = "python3", scriptDirectory: String? = nil,
-                mode: String? = nil, runPeer: Bool = true) {
+                mode: String? = nil, runPeer: Bool = true, data: String? = nil, model: String? = nil) {
         self.threads = threads
         self.repeats = repeats
         self.size = size
@@ -27,6 +30,8 @@ public struct BenchOptions: Sendable {
         self.scriptDirectory = scriptDirectory
         self.mode = mode
         self.runPeer = runPeer
+        self.data = data
+        self.model = model
     }
 }
 
@@ -124,7 +129,7 @@ public enum Benchmarks {
     /// Every case `unroll bench` knows, in the order `unroll bench all` runs them.
     public static let all: [BenchmarkCase] = [GemmBenchmark.case, FlushToZeroBenchmark.case, KernelBenchmarks.case,
                                               PudleBenchmarks.fig5Case, PudleBenchmarks.theoryCase, PudleBenchmarks.encodeCase,
-                                              ConvDenoiseBenchmark.case]
+                                              ConvDenoiseBenchmark.case, DenoiseBenchmark.case]
 
     public static func named(_ name: String) -> BenchmarkCase? { all.first { $0.name == name } }
 

@@ -50,7 +50,7 @@ enum PudleBenchmarks {
         run: { try runTraining(theory, $0, memoryRows: false) })
     static let encodeCase = BenchmarkCase(
         name: "encode",
-        summary: "inference: 10000 fig5 signals (--size) through T = 100 ISTA layers vs PyTorch and scikit-learn sparse_encode (lasso_cd)",
+        summary: "inference: 10000 fig5 signals (--size) through T = 100 ISTA layers vs PyTorch and scikit-learn sparse_encode (lasso_cd); to the lasso minimum (per-sample tolerance 1e-4) vs SPAMS lasso (bench/spams_encode.py)",
         run: { try runEncode($0) })
 
     /// The modes, by their CLI names, with the paper's names.

@@ -32,6 +32,12 @@ struct Bench: ParsableCommand {
     @Option(help: "Folder with the peer scripts (default: bench/ in the working directory or the package).")
     var scripts: String?
 
+    @Option(help: "denoise: folder of PNG test images (default: $UNROLL_IMAGES/test, else the shared data's images/test).")
+    var data: String?
+
+    @Option(help: "denoise: the conv2d model to run (default: the shipped one).")
+    var model: String?
+
     @Flag(help: "Print one JSON object instead of tables.")
     var json = false
 
@@ -47,8 +53,13 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        if (data != nil || model != nil) && name != "denoise" {
+            throw CLIError("--data and --model apply to the denoise case only, not to '\(name)'")
+        }
+        let images = data ?? (ProcessInfo.processInfo.environment["UNROLL_IMAGES"] ?? SharedData.folder + "/images") + "/test"
+        let shipped = Bundle.module.url(forResource: "denoise-model", withExtension: "safetensors", subdirectory: "Resources")?.path
         let options = BenchOptions(threads: threading.threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
-                                   mode: mode, runPeer: !noPeer)
+                                   mode: mode, runPeer: !noPeer, data: images, model: model ?? shipped)
         let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
         var reports: [BenchReport] = []
         for n in names {

@@ -42,6 +42,37 @@ import UnrollIO
         #expect(try #require(details["setting"]).contains("33×33 crop"))
     }
 
+    /// `bench denoise` without its peer on a folder of two small images and the shipped model: PSNR above
+    /// the noisy input's at every σ, SSIM in (0, 1], the noise seeded (two runs agree); `--data` with
+    /// another case is refused by name.
+    @Test(.needsCLI) func benchDenoiseScoresOurModelOnAFolder() throws {
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let images = dir.appendingPathComponent("test")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        for (i, name) in ["a.png", "b.png"].enumerated() {
+            try PNG.write(Raster(gray: DenoisingTests.image(40, 36, phase: Double(i))), to: images.appendingPathComponent(name).path)
+        }
+        let args = ["bench", "denoise", "--no-peer", "--repeats", "1", "--data", images.path, "--json"]
+        let r = try CLITests.ok(args, in: dir)
+        let report = try #require(((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first)
+        let rows = try #require(report["rows"] as? [[String: Any]])
+        #expect(rows.count == 9)
+        for s in [15, 25, 50] {
+            let psnr = try #require(rows.first { ($0["name"] as? String)?.hasPrefix("σ \(s): mean PSNR") == true })
+            let name = try #require(psnr["name"] as? String)
+            let noisy = try #require(Double(name.split(separator: "(noisy ")[1].split(separator: " ")[0]))
+            #expect(try #require(psnr["ours"] as? Double) > noisy, "\(name)")
+            let ssim = try #require(rows.first { ($0["name"] as? String) == "σ \(s): mean SSIM" }?["ours"] as? Double)
+            #expect(ssim > 0 && ssim <= 1)
+        }
+        let again = try CLITests.ok(args, in: dir)
+        let rows2 = try #require(((try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first?["rows"] as? [[String: Any]])
+        #expect(rows.filter { ($0["unit"] as? String) == "dB" }.map { $0["ours"] as? Double } == rows2.filter { ($0["unit"] as? String) == "dB" }.map { $0["ours"] as? Double })
+        let wrong = try CLITests.run(["bench", "gemm", "--data", images.path], in: dir)
+        #expect(wrong.status != 0 && wrong.stderr.contains("--data and --model apply to the denoise case only"), "\(wrong.stderr)")
+    }
+
     /// One g_ae-ls step of ours (the benchmark's step: evaluate, Adam, normalise) against the peer's float64
     /// step on the same inputs: a size that does not fit the stride (padding and cropping), batch 2.
     @Test(.enabled(if: torchInstalled)) func peerSelfTestAndSameStepAsOurs() throws {

@@ -144,7 +144,7 @@ public enum SpikeTemplates {
     public static func clusteredStart(_ recording: Tensor, count: Int, length k: Int, threshold: Float = 4,
                                       candidates: Int? = nil, mergeCorrelation: Double = 0.9, limit: Int = 2000,
                                       restarts: Int = 10, rng: inout Random) throws -> Tensor {
-        let (ch, n) = (recording.shape[0], recording.shape[1])
+        let ch = recording.shape[0]
         let clusters = candidates ?? 3 * count
         guard count >= 1, clusters >= count else {
             throw UnrollError.invalidArgument("template init: \(clusters) candidate clusters for \(count) neurons")
