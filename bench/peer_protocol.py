@@ -59,6 +59,20 @@ def serve(work, warmup):
     return times
 
 
+def encode_arguments(ap, threads_help, samples_help="samples timed"):
+    """The options every peer of the `encode` case takes (bench/sklearn_encode.py, bench/spams_encode.py)."""
+    ap.add_argument("--threads", type=int, default=2, help=threads_help)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--samples", type=int, default=10_000, help=samples_help)
+    ap.add_argument("--warmup-samples", type=int, default=100)
+    ap.add_argument("--lam", type=float, default=0.2, help="lambda of 1/2||x - zD||^2 + lambda||z||_1")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="print only the JSON line")
+    ap.add_argument("--serve", action="store_true",
+                    help="interleaved timing: print 'ready', then time one encode per 'run' line on stdin until 'quit'")
+
+
 def measure(setup, args):
     """`setup(args)` gives (JSON fields, work, finish); times the work — interleaved over stdin with
     --serve, else --warmup then --repeats units — and returns the fields with the timing ones."""

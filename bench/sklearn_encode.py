@@ -141,20 +141,12 @@ def setup(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2, help="n_jobs of sparse_encode")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--samples", type=int, default=10_000, help="samples timed (fewer: scaled linearly to 10000)")
-    ap.add_argument("--warmup-samples", type=int, default=100)
-    ap.add_argument("--lam", type=float, default=0.2, help="lambda of 1/2||x - zD||^2 + lambda||z||_1")
-    ap.add_argument("--seed", type=int, default=0)
+    peer_protocol.encode_arguments(ap, threads_help="n_jobs of sparse_encode",
+                                   samples_help="samples timed (fewer: scaled linearly to 10000)")
     ap.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                     help="float64 (default): scikit-learn's fixed tol 1e-8 is reachable; in float32 most samples "
                          "run to max_iter without converging and take several times longer")
     ap.add_argument("--check-scaling", action="store_true", help="verify the alpha scaling, then exit")
-    ap.add_argument("--json", action="store_true", help="print only the JSON line")
-    ap.add_argument("--serve", action="store_true",
-                    help="interleaved timing: print 'ready', then time one encode per 'run' line on stdin until 'quit'")
     args = ap.parse_args()
     if args.threads < 1 or args.repeats < 1 or args.samples < 1:
         ap.error("--threads, --repeats and --samples must be >= 1")

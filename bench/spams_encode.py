@@ -58,17 +58,8 @@ def setup(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2, help="SPAMS numThreads")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--samples", type=int, default=10_000)
-    ap.add_argument("--warmup-samples", type=int, default=100)
-    ap.add_argument("--lam", type=float, default=0.2, help="lambda of 1/2||x - Da||^2 + lambda||a||_1")
-    ap.add_argument("--seed", type=int, default=0)
+    peer_protocol.encode_arguments(ap, threads_help="SPAMS numThreads")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    ap.add_argument("--json", action="store_true", help="print only the JSON line")
-    ap.add_argument("--serve", action="store_true",
-                    help="interleaved timing: print 'ready', then time one encode per 'run' line on stdin until 'quit'")
     args = ap.parse_args()
     if args.threads < 1 or args.repeats < 1 or args.samples < 1:
         ap.error("--threads, --repeats and --samples must be >= 1")

@@ -324,40 +324,33 @@ enum PudleBenchmarks {
                 let info = try stopPeer(session)
                 // Every side encodes the same number of signals (--samples n), so the times compare as they are.
                 let theirs = side.times, median = Stopwatch.median(theirs)
-                if side.label == "PyTorch" {
-                    torchRow.peer = median
-                    torchRow.peerLabel = "PyTorch"
-                    torchRow.ratio = median / oursMedian
-                    torchRow.ratioLabel = "× (torch/ours)"
-                    report.details["torch: seconds per encode"] = seconds(theirs)
+                func peer(_ row: inout BenchRow, _ label: String, _ ratioLabel: String) {
+                    (row.peer, row.peerLabel, row.ratio, row.ratioLabel) = (median, label, median / row.ours, ratioLabel)
+                }
+                func peerObjective(_ key: String, digits: Int = 5) {
                     if let obj = info["objective"] as? Double, let nz = info["nonzeros_per_code"] as? Double {
-                        report.details["torch: mean ½‖x − Dz‖² + λ‖z‖₁, non-zeros per code"] = String(format: "%.5g, %.1f", obj, nz)
+                        report.details[key] = String(format: "%.\(digits)g, %.1f", obj, nz)
                     }
+                }
+                let prefix = side.label == "PyTorch" ? "torch" : side.label == "SPAMS" ? "spams" : "sklearn"
+                report.details["\(prefix): seconds per encode"] = seconds(theirs)
+                switch side.label {
+                case "PyTorch":
+                    peer(&torchRow, "PyTorch", "× (torch/ours)")
+                    peerObjective("torch: mean ½‖x − Dz‖² + λ‖z‖₁, non-zeros per code")
                     if let v = info["torch"] as? String {
                         let policy = (info["omp_wait_policy"] as? String).map { $0.isEmpty ? "" : ", OMP_WAIT_POLICY=\($0)" } ?? ""
                         report.details["torch: version"] = v + policy
                     }
                     if let pk = info["peak_rss_mb"] as? Double { report.details["torch: peak RSS (MB)"] = String(format: "%.0f", pk) }
-                } else if side.label == "SPAMS" {
-                    spamsRow.peer = median
-                    spamsRow.peerLabel = "SPAMS lasso (LARS)"
-                    spamsRow.ratio = median / solvedMedian
-                    spamsRow.ratioLabel = "× (SPAMS/ours)"
-                    report.details["spams: seconds per encode"] = seconds(theirs)
-                    if let obj = info["objective"] as? Double, let nz = info["nonzeros_per_code"] as? Double {
-                        report.details["spams: mean ½‖x − Da‖² + λ‖a‖₁ (its own data), non-zeros per code"] = String(format: "%.7g, %.1f", obj, nz)
-                    }
+                case "SPAMS":
+                    peer(&spamsRow, "SPAMS lasso (LARS)", "× (SPAMS/ours)")
+                    peerObjective("spams: mean ½‖x − Da‖² + λ‖a‖₁ (its own data), non-zeros per code", digits: 7)
                     report.details["spams: version, settings"] = "\((info["spams"] as? String) ?? "?"), lasso(lambda1=\(lambda), mode=2), "
                         + "\((info["dtype"] as? String) ?? "?"), numThreads \(o.threads)"
-                } else {
-                    sklearnRow.peer = median
-                    sklearnRow.peerLabel = "scikit-learn lasso_cd"
-                    sklearnRow.ratio = median / oursMedian
-                    sklearnRow.ratioLabel = "× (sklearn/ours)"
-                    report.details["sklearn: seconds per encode"] = seconds(theirs)
-                    if let obj = info["objective"] as? Double, let nz = info["nonzeros_per_code"] as? Double {
-                        report.details["sklearn: mean ½‖x − zD‖² + λ‖z‖₁, non-zeros per code"] = String(format: "%.5g, %.1f", obj, nz)
-                    }
+                default:
+                    peer(&sklearnRow, "scikit-learn lasso_cd", "× (sklearn/ours)")
+                    peerObjective("sklearn: mean ½‖x − zD‖² + λ‖z‖₁, non-zeros per code")
                     let version = (info["sklearn"] as? String) ?? "?", dtype = (info["dtype"] as? String) ?? "?"
                     report.details["sklearn: version, settings"] =
                         "\(version), sparse_encode(algorithm='lasso_cd', alpha=\(lambda)), \(dtype), n_jobs \(o.threads)"
