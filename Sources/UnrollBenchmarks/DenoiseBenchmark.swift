@@ -8,6 +8,35 @@ import UnrollIO
 /// the same noisy images; PSNR (peak 1) and SSIM computed here for both, seconds per image for both.
 enum DenoiseBenchmark {
     static let sigmas = [15, 25, 50]
+    /// The panels show a centre crop of this side, so the detail stays visible.
+    static let panelSide = 160
+
+    /// |estimate − clean|·4 (clamped estimate), so an error of 0.25 shows white.
+    static func errorMap(_ estimate: Tensor, _ clean: Tensor) -> Tensor {
+        Tensor(shape: clean.shape, data: zip(estimate.data, clean.data).map { min(1, 4 * abs(min(max($0, 0), 1) - $1)) })
+    }
+
+    static func centreCrop(_ x: Tensor, side: Int) -> Tensor {
+        let (h, w) = (x.shape[0], x.shape[1]), (ch, cw) = (min(side, h), min(side, w))
+        let (top, left) = ((h - ch) / 2, (w - cw) / 2)
+        var out = Tensor(zeros: [ch, cw])
+        for i in 0..<ch { for j in 0..<cw { out.data[i * cw + j] = x.data[(top + i) * w + left + j] } }
+        return out
+    }
+
+    /// The tiles side by side with 4-pixel white gaps (all the same height).
+    static func panel(_ tiles: [Tensor]) -> Tensor {
+        let h = tiles[0].shape[0], gap = 4
+        let width = tiles.map { $0.shape[1] }.reduce(0, +) + gap * (tiles.count - 1)
+        var out = Tensor(shape: [h, width], data: .init(repeating: 1, count: h * width))
+        var left = 0
+        for t in tiles {
+            let w = t.shape[1]
+            for i in 0..<h { for j in 0..<w { out.data[i * width + left + j] = t.data[i * w + j] } }
+            left += w + gap
+        }
+        return out
+    }
 
     static let `case` = BenchmarkCase(
         name: "denoise",
@@ -110,6 +139,21 @@ enum DenoiseBenchmark {
                     .map { String(format: "%.2f/%.2f", $0, $1) }.joined(separator: " ")
             }
             report.rows += [psnrRow, ssimRow, timeRow]
+        }
+        if let dir = o.panels {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for (k, s) in sigmas.enumerated() {
+                for (i, clean) in images.enumerated() {
+                    var tiles = [clean, noisy[k][i], ours[k][i].estimate]
+                    if let t = theirs?[k][i] { tiles.append(t.estimate) }
+                    tiles.append(errorMap(ours[k][i].estimate, clean))
+                    if let t = theirs?[k][i] { tiles.append(errorMap(t.estimate, clean)) }
+                    let stem = (names[i] as NSString).deletingPathExtension
+                    try PNG.write(Raster(gray: panel(tiles.map { centreCrop($0, side: panelSide) })), to: "\(dir)/\(stem)-s\(s).png")
+                }
+            }
+            report.details["panels"] = "\(dir)/NAME-sσ.png: centre \(panelSide)×\(panelSide) crops of clean, noisy, ours"
+                + (theirs == nil ? "" : ", BM3D") + ", then |estimate − clean|×4 for ours" + (theirs == nil ? "" : " and BM3D")
         }
         report.details["images"] = "\(folder): " + names.joined(separator: ", ")
         let trained = model.dictionary

@@ -38,6 +38,9 @@ struct Bench: ParsableCommand {
     @Option(help: "denoise: the conv2d model to run (default: the shipped one).")
     var model: String?
 
+    @Option(help: "denoise: write a panel per image and σ into this folder (centre crop: clean, noisy, ours, BM3D, and both errors ×4).")
+    var panels: String?
+
     @Flag(help: "Print one JSON object instead of tables.")
     var json = false
 
@@ -53,13 +56,13 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        if (data != nil || model != nil) && name != "denoise" {
-            throw CLIError("--data and --model apply to the denoise case only, not to '\(name)'")
+        if (data != nil || model != nil || panels != nil) && name != "denoise" {
+            throw CLIError("--data, --model and --panels apply to the denoise case only, not to '\(name)'")
         }
         let images = data ?? (ProcessInfo.processInfo.environment["UNROLL_IMAGES"] ?? SharedData.folder + "/images") + "/test"
         let shipped = Bundle.module.url(forResource: "denoise-model", withExtension: "safetensors", subdirectory: "Resources")?.path
         let options = BenchOptions(threads: threading.threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
-                                   mode: mode, runPeer: !noPeer, data: images, model: model ?? shipped)
+                                   mode: mode, runPeer: !noPeer, data: images, model: model ?? shipped, panels: panels)
         let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
         var reports: [BenchReport] = []
         for n in names {

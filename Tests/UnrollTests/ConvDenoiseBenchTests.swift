@@ -43,8 +43,8 @@ import UnrollIO
     }
 
     /// `bench denoise` without its peer on a folder of two small images and the shipped model: PSNR above
-    /// the noisy input's at every σ, SSIM in (0, 1], the noise seeded (two runs agree); `--data` with
-    /// another case is refused by name.
+    /// the noisy input's at every σ, SSIM in (0, 1], the noise seeded (two runs agree), one panel per image
+    /// and σ; `--data` with another case is refused by name.
     @Test(.needsCLI) func benchDenoiseScoresOurModelOnAFolder() throws {
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -54,7 +54,14 @@ import UnrollIO
             try PNG.write(Raster(gray: DenoisingTests.image(40, 36, phase: Double(i))), to: images.appendingPathComponent(name).path)
         }
         let args = ["bench", "denoise", "--no-peer", "--repeats", "1", "--data", images.path, "--json"]
-        let r = try CLITests.ok(args, in: dir)
+        let r = try CLITests.ok(args + ["--panels", "panels"], in: dir)
+        // A panel per image and σ: centre crops (≤ 160) of clean, noisy, ours and our error, 4-pixel gaps.
+        for name in ["a", "b"] {
+            for s in [15, 25, 50] {
+                let panel = try PNG.readGray(dir.appendingPathComponent("panels/\(name)-s\(s).png").path)
+                #expect(panel.shape == [40, 4 * 36 + 3 * 4], "\(name) σ \(s): \(panel.shape)")
+            }
+        }
         let report = try #require(((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first)
         let rows = try #require(report["rows"] as? [[String: Any]])
         #expect(rows.count == 9)
@@ -70,7 +77,7 @@ import UnrollIO
         let rows2 = try #require(((try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first?["rows"] as? [[String: Any]])
         #expect(rows.filter { ($0["unit"] as? String) == "dB" }.map { $0["ours"] as? Double } == rows2.filter { ($0["unit"] as? String) == "dB" }.map { $0["ours"] as? Double })
         let wrong = try CLITests.run(["bench", "gemm", "--data", images.path], in: dir)
-        #expect(wrong.status != 0 && wrong.stderr.contains("--data and --model apply to the denoise case only"), "\(wrong.stderr)")
+        #expect(wrong.status != 0 && wrong.stderr.contains("--data, --model and --panels apply to the denoise case only"), "\(wrong.stderr)")
     }
 
     /// One g_ae-ls step of ours (the benchmark's step: evaluate, Adam, normalise) against the peer's float64
