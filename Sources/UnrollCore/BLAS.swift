@@ -58,13 +58,33 @@ public enum BLAS {
 
     /// C = alpha·A·Aᵀ + beta·C for A n×k, computing only the upper triangle of the n×n C (row-major:
     /// entries C[i, j] with j ≥ i); the strictly lower triangle is left untouched. Half the work of sgemm.
-    @inlinable
+    /// Split over `Parallel`'s workers like `sgemm`: bands of rows of equal triangle area, each its diagonal
+    /// block by syrk and the block right of it by gemm.
     public static func ssyrkUpper(
         n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if n == 0 { return }
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(n), Int32(k), alpha, a, Int32(lda), beta, c, Int32(ldc))
+        let parts = min(Parallel.workers, (n * n / 2 * max(1, k)) / minWorkPerPart, n / blockQuantum)
+        if parts <= 1 {
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(n), Int32(k), alpha, a, Int32(lda), beta, c, Int32(ldc))
+            return
+        }
+        // Row r_q = n(1 − √(1 − q/parts)) leaves q/parts of the triangle above it.
+        let edges = (0...parts).map { q -> Int in
+            q == parts ? n : Int((Double(n) * (1 - (1 - Double(q) / Double(parts)).squareRoot()) / Double(blockQuantum)).rounded()) * blockQuantum
+        }
+        nonisolated(unsafe) let (a, c) = (a, c)
+        Parallel.forEachPart(parts, parts: parts) { q, _ in
+            let (lo, hi) = (edges[q], edges[q + 1])
+            guard hi > lo else { return }
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(hi - lo), Int32(k), alpha, a + lo * lda, Int32(lda),
+                        beta, c + lo * ldc + lo, Int32(ldc))
+            if hi < n {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(hi - lo), Int32(n - hi), Int32(k), alpha,
+                            a + lo * lda, Int32(lda), a + hi * lda, Int32(lda), beta, c + lo * ldc + hi, Int32(ldc))
+            }
+        }
     }
 
     /// y = alpha·op(A)·x + beta·y with A rows×cols.
