@@ -21,33 +21,26 @@ public enum BLAS {
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if m == 0 || n == 0 { return }
-        let workers = Parallel.workers
-        let parts = min(workers, (m * n * max(1, k)) / minWorkPerPart)
-        if parts <= 1 || max(m, n) < 2 * blockQuantum {
-            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-            return
-        }
-        // Split the longer side of C into `parts` blocks whose edges are multiples of the quantum.
-        let byRows = m >= n
-        let side = byRows ? m : n
-        let count = min(parts, side / blockQuantum)
+        // One BLAS call on rows (or columns) lo..<hi of C; op(A)'s rows are A's rows or columns, op(B)'s
+        // columns B's columns or rows.
         nonisolated(unsafe) let (a, b, c) = (a, b, c)
+        func gemm(byRows: Bool, _ lo: Int, _ hi: Int) {
+            let (rows, cols) = byRows ? (hi - lo, n) : (m, hi - lo)
+            let aPart = byRows ? (transA ? a + lo : a + lo * lda) : a
+            let bPart = byRows ? b : (transB ? b + lo * ldb : b + lo)
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        Int32(rows), Int32(cols), Int32(k), alpha, aPart, Int32(lda), bPart, Int32(ldb), beta,
+                        byRows ? c + lo * ldc : c + lo, Int32(ldc))
+        }
+        let parts = min(Parallel.workers, (m * n * max(1, k)) / minWorkPerPart)
+        let byRows = m >= n, side = max(m, n)
+        guard parts > 1, side >= 2 * blockQuantum else { return gemm(byRows: true, 0, m) }
+        // The longer side of C in `parts` blocks whose edges are multiples of the quantum.
+        let count = min(parts, side / blockQuantum)
         Parallel.forEachPart(count, parts: count) { part, _ in
             let lo = (side * part / count) / blockQuantum * blockQuantum
             let hi = part == count - 1 ? side : (side * (part + 1) / count) / blockQuantum * blockQuantum
-            guard hi > lo else { return }
-            if byRows {
-                // Rows lo..<hi of C and of op(A): A's rows (no transpose) or columns (transposed).
-                cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                            Int32(hi - lo), Int32(n), Int32(k), alpha, transA ? a + lo : a + lo * lda, Int32(lda),
-                            b, Int32(ldb), beta, c + lo * ldc, Int32(ldc))
-            } else {
-                // Columns lo..<hi of C and of op(B): B's columns (no transpose) or rows (transposed).
-                cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                            Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda),
-                            transB ? b + lo * ldb : b + lo, Int32(ldb), beta, c + lo, Int32(ldc))
-            }
+            if hi > lo { gemm(byRows: byRows, lo, hi) }
         }
     }
 

@@ -202,19 +202,13 @@ public struct UnrolledEncoder: Equatable, Sendable {
             if let tol = sampleTolerance {
                 for i in 0..<rows where !done[i] {
                     let range = (i * perSample)..<((i + 1) * perSample)
-                    var (d, n) = (0.0, 0.0)
-                    for q in range {
-                        let a = Double(z.data[q]), e = a - Double(zPrev.data[q])
-                        d += e * e
-                        n += a * a
-                    }
-                    if d <= Double(tol) * Double(tol) * n {
+                    if Self.relativeChange(z, zPrev, in: range) <= Double(tol) {
                         done[i] = true
                         final.data.replaceSubrange(range, with: z.data[range])
                     }
                 }
                 if !done.contains(false) { break }
-            } else if let tol = tolerance, Self.relativeChange(z, zPrev) <= Double(tol) { break }
+            } else if let tol = tolerance, Self.relativeChange(z, zPrev, in: 0..<z.count) <= Double(tol) { break }
         }
         let trace = history.map {
             EncoderTrace(layers: used, codeShape: codeShape, alpha: alpha, schedule: schedule, history: $0,
@@ -238,12 +232,12 @@ public struct UnrolledEncoder: Equatable, Sendable {
         }
     }
 
-    /// ‖z − zPrev‖ / ‖z‖ (0 when both are zero).
-    private static func relativeChange(_ z: Tensor, _ zPrev: Tensor) -> Double {
+    /// ‖z − zPrev‖ / ‖z‖ over the entries `range` (0 when both are zero).
+    private static func relativeChange(_ z: Tensor, _ zPrev: Tensor, in range: Range<Int>) -> Double {
         z.data.withUnsafeBufferPointer { pz in
             zPrev.data.withUnsafeBufferPointer { pp in
                 var d = 0.0, n = 0.0
-                for i in 0..<pz.count {
+                for i in range {
                     let a = Double(pz[i]), e = a - Double(pp[i])
                     d += e * e
                     n += a * a
