@@ -17,14 +17,16 @@ public struct BenchOptions: Sendable {
     public var mode: String?
     /// Run the Python peers (false: our numbers only).
     public var runPeer: Bool
-    /// `denoise`: the folder of PNG test images, the conv2d model to run on them, and a folder for the
-    /// comparison panels (nil: none).
+    /// `denoise`: the test images by file name and the folder they came from, the conv2d model to run on
+    /// them, and a folder for the comparison panels (nil: none).
+    public var images: [String: Tensor]?
     public var data: String?
     public var model: String?
     public var panels: String?
 
     public init(threads: Int = 2, repeats: Int = 5, size: Int? = nil, python: String = "python3", scriptDirectory: String? = nil,
-                mode: String? = nil, runPeer: Bool = true, data: String? = nil, model: String? = nil, panels: String? = nil) {
+                mode: String? = nil, runPeer: Bool = true, images: [String: Tensor]? = nil, data: String? = nil, model: String? = nil,
+                panels: String? = nil) {
         self.threads = threads
         self.repeats = repeats
         self.size = size
@@ -32,6 +34,7 @@ public struct BenchOptions: Sendable {
         self.scriptDirectory = scriptDirectory
         self.mode = mode
         self.runPeer = runPeer
+        self.images = images
         self.data = data
         self.model = model
         self.panels = panels

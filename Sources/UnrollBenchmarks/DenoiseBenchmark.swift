@@ -44,13 +44,10 @@ enum DenoiseBenchmark {
         run: { try run($0) })
 
     static func run(_ o: BenchOptions) throws -> BenchReport {
-        guard let folder = o.data, let modelPath = o.model else {
+        guard let byName = o.images, !byName.isEmpty, let folder = o.data, let modelPath = o.model else {
             throw BenchError("denoise needs --data (a folder of PNG test images) and --model (a conv2d model)")
         }
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
-            .filter { $0.lowercased().hasSuffix(".png") }.sorted()
-        guard !names.isEmpty else { throw BenchError("--data \(folder): no .png images there") }
-        let images = try names.map { try PNG.readGray(folder + "/" + $0) }
+        let names = byName.keys.sorted(), images = names.map { byName[$0]! }
         guard case let .conv2d(model) = try ModelFile.read(modelPath).model else {
             throw BenchError("--model \(modelPath) does not hold a conv2d (image) model")
         }

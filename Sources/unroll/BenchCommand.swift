@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import UnrollBenchmarks
+import UnrollCore
 
 /// `unroll bench <case>`: timings of our kernels beside their peers (NumPy, later PyTorch) in the same run.
 struct Bench: ParsableCommand {
@@ -59,10 +60,18 @@ struct Bench: ParsableCommand {
         if (data != nil || model != nil || panels != nil) && name != "denoise" {
             throw CLIError("--data, --model and --panels apply to the denoise case only, not to '\(name)'")
         }
-        let images = data ?? (ProcessInfo.processInfo.environment["UNROLL_IMAGES"] ?? SharedData.folder + "/images") + "/test"
+        // The denoise case's images, read by the CLI's one image-folder reader (under `all`, a missing
+        // folder leaves the case to say what it needs).
+        let folder = data ?? (ProcessInfo.processInfo.environment["UNROLL_IMAGES"] ?? SharedData.folder + "/images") + "/test"
+        var images: [String: Tensor]?
+        if name == "denoise" {
+            images = Dictionary(uniqueKeysWithValues: try ImageFolder.load(folder, option: "--data").map { ($0.name, $0.image) })
+        } else if name == "all" {
+            images = (try? ImageFolder.load(folder, option: "--data")).map { Dictionary(uniqueKeysWithValues: $0.map { ($0.name, $0.image) }) }
+        }
         let shipped = Bundle.module.url(forResource: "denoise-model", withExtension: "safetensors", subdirectory: "Resources")?.path
         let options = BenchOptions(threads: threading.threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
-                                   mode: mode, runPeer: !noPeer, data: images, model: model ?? shipped, panels: panels)
+                                   mode: mode, runPeer: !noPeer, images: images, data: folder, model: model ?? shipped, panels: panels)
         let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
         var reports: [BenchReport] = []
         for n in names {
