@@ -77,12 +77,14 @@ enum DenoiseBenchmark {
         // Ours: the median of `repeats` denoisings of each image, after one warm-up.
         _ = try Denoiser.denoise(noisy[0][0], model: model)
         var ours: [[(estimate: Tensor, seconds: Double)]] = []
-        for row in noisy {
+        for (k, row) in noisy.enumerated() {
+            // A noise-adaptive model is set for each σ (as `unroll denoise --sigma` sets it).
+            let atSigma = model.adaptiveSigma == nil ? model : try model.atNoise(Float(sigmas[k]) / 255)
             ours.append(try row.map { y in
                 var estimate = y
                 let times = try (0..<o.repeats).map { _ in
                     let t0 = DispatchTime.now().uptimeNanoseconds
-                    estimate = try Denoiser.denoise(y, model: model)
+                    estimate = try Denoiser.denoise(y, model: atSigma)
                     return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
                 }
                 return (estimate, Stopwatch.median(times))
@@ -155,6 +157,7 @@ enum DenoiseBenchmark {
         report.details["images"] = "\(folder): " + names.joined(separator: ", ")
         let trained = model.dictionary
         report.details["ours: model"] = "\(modelPath): \(trained.atoms) filters \(trained.kernel)×\(trained.kernel), stride \(trained.stride), T \(model.encoder.layers), shift averaging \(model.shiftAverage ? "on" : "off")"
+            + (model.adaptiveSigma.map { String(format: ", noise-adaptive (thresholds set for each σ from σ %.3g/255)", $0 * 255) } ?? "")
         report.details["noise"] = "N(0, σ²) per pixel from seed σ (one generator per σ, the images in order), added to the whole clean image"
         if theirs != nil {
             report.details["SSIM check: largest |ours − scikit-image| on the BM3D estimates"] = String(format: "%.1e", worstSSIMGap)

@@ -628,14 +628,21 @@ public func unrollFitImages(_ h: OpaquePointer?, _ pixels: UnsafePointer<Float>?
     }
 }
 
-/// The denoised `[height, width]` image (not clamped) of a noisy one into `out`.
+/// The denoised `[height, width]` image (not clamped) of a noisy one into `out`. `sigma` is the
+/// input's noise level, for which a noise-adaptive model sets its thresholds (≤ 0: estimated from
+/// the image, `NoiseEstimate`); other models ignore it.
 @_cdecl("unroll_denoise")
-public func unrollDenoise(_ h: OpaquePointer?, _ image: UnsafePointer<Float>?, _ height: Int64, _ width: Int64,
+public func unrollDenoise(_ h: OpaquePointer?, _ image: UnsafePointer<Float>?, _ height: Int64, _ width: Int64, _ sigma: Float,
                           _ out: UnsafeMutablePointer<Float>?) -> Int32 {
     guarded {
         let model = try convHandle(h)
-        guard let ae = model.model else { throw APIError("the model is not fitted") }
+        guard var ae = model.model else { throw APIError("the model is not fitted") }
         let noisy = try matrix(image, height, width, "image")
+        if ae.adaptiveSigma != nil {
+            guard sigma.isFinite else { throw APIError("sigma must be a finite noise level, got \(sigma)") }
+            let level = sigma > 0 ? sigma : try NoiseEstimate.sigma(noisy)
+            if level > 0 { ae = try ae.atNoise(level) }
+        }
         try write(try Parallel.withWorkers(model.threads) { try Denoiser.denoise(noisy, model: ae) }, to: out, "denoised image")
     }
 }

@@ -129,6 +129,15 @@ extension Tensor {
         }
     }
 
+    /// Multiplies row i (the first axis) by `factors[i]`.
+    public mutating func scaleRows(by factors: [Float]) {
+        precondition(factors.count == rows, "scaleRows: \(factors.count) factors for \(rows) rows")
+        let c = cols
+        data.withUnsafeMutableBufferPointer { p in
+            for i in 0..<factors.count { for j in 0..<c { p[i * c + j] *= factors[i] } }
+        }
+    }
+
     /// Scales every column of a matrix to unit ℓ2 norm (zero columns stay zero).
     public mutating func normalizeColumns() {
         let c = shape[1], inv = columnNorms().map { $0 > 0 ? 1 / $0 : 0 }

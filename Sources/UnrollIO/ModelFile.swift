@@ -19,7 +19,8 @@ import UnrollCore
 /// `encoder.layers`, `encoder.threshold` (soft, non-negative, hard), `encoder.lambda` (a number, or
 /// `per-atom` with the tensor), `encoder.lambda_role` (penalty: threshold λα; threshold: λ itself),
 /// `encoder.step` (a number, or `auto` = 1/L with `encoder.power_iterations` and `encoder.power_seed`),
-/// `encoder.tolerance` (when set), `encoder.beta`, `em.sigma`, `model.shift_average` (conv2d: true/false). Keys under `training.` and `data.` are
+/// `encoder.tolerance` (when set), `encoder.beta`, `em.sigma`, `model.shift_average` (conv2d: true/false),
+/// `model.adaptive_sigma` (a noise-adaptive model's reference σ, when it is one). Keys under `training.` and `data.` are
 /// provenance (`info`), never read back into the model; they hold no machine paths in shipped models.
 ///
 /// VSC (`model.kind` vsc-linear, vsc-conv): the trainer's tensors and settings under their own names.
@@ -106,6 +107,7 @@ public struct ModelFile: Sendable {
             tensors.append(("em.lambda", Tensor(shape: [em.lambdas.count], data: em.lambdas)))
             meta["em.sigma"] = em.sigma.description
         }
+        if let s = m.adaptiveSigma { meta["model.adaptive_sigma"] = s.description }
     }
 
     static let thresholdNames: [Threshold: String] = [.soft: "soft", .nonNegative: "non-negative", .hard: "hard"]
@@ -183,7 +185,8 @@ public struct ModelFile: Sendable {
         }
         return try r.context("the model") {
             try UnrolledAutoencoder(dictionary: dictionary, analysis: analysis, synthesis: synthesis, encoder: encoder,
-                                    beta: try r.float("encoder.beta"), em: em)
+                                    beta: try r.float("encoder.beta"), em: em,
+                                    adaptiveSigma: r.file.metadata["model.adaptive_sigma"] != nil ? try r.float("model.adaptive_sigma") : nil)
         }
     }
 

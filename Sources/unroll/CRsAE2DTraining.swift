@@ -32,12 +32,26 @@ struct CRsAE2DTraining {
         config.batchSize = o.batch.size ?? 1
         config.target = c.target
         config.flips = !c.noFlips
+        config.rotations = c.rotations
+        config.noiseRange = try c.sigmaRange.map(Self.parseRange)
+        if config.noiseRange != nil, c.sigma == nil { config.sigma = 25.0 / 255 }
+        config.shiftsPerCrop = c.shifts
+        config.learningRateStep = c.lrStep
+        config.learningRateGamma = c.lrGamma
         config.normalize = !o.noNormalize
         config.seed = o.seed
         if let e = c.evalEvery, e < 1 { throw CLIError("--eval-every must be ≥ 1, got \(e)") }
         try inContext("--family crsae") { try config.validate() }
 
-        let train = try ImageFolder.load(o.data, option: "--data")
+        var train = try ImageFolder.load(o.data, option: "--data")
+        var validation: [(name: String, image: Tensor)] = []
+        if let name = c.holdOut {
+            guard let i = train.firstIndex(where: { $0.name == name }) else {
+                throw CLIError("--hold-out \(name): no such image in --data \(o.data) (it has \(train.map(\.name).joined(separator: ", ")))")
+            }
+            validation = [train.remove(at: i)]
+            guard !train.isEmpty else { throw CLIError("--hold-out \(name): nothing is left to train on") }
+        }
         let test = try c.testImages.map { try ImageFolder.load($0, option: "--test-images") }
         try inContext("--data") {
             try DenoisingImages.validate(train.map(\.image), what: "training image", names: train.map(\.name), minimumSide: config.kernel)
@@ -49,10 +63,18 @@ struct CRsAE2DTraining {
         }
         var trainer = try inContext("--family crsae") { try CRsAE2DTrainer(images: train.map(\.image), config: config) }
         let run = try TrainingRun(output: o.output, resume: o.resume, checkpointEvery: o.checkpointEvery)
-        func evaluate(_ network: CRsAE2DNetwork) throws -> Denoiser.Evaluation? {
-            guard let test else { return nil }
-            return try network.evaluate(clean: test.map(\.image), sigma: config.sigma, seed: o.seed &+ 1, shiftAverage: true)
+        /// Whole images with noise of σ (from the seed), denoised at σ (a noise-adaptive model set for it).
+        func score(_ model: CRsAE2DModel, _ images: [(name: String, image: Tensor)], sigma: Float) throws -> Denoiser.Evaluation {
+            var m = try model.autoencoder(height: images[0].image.shape[0], width: images[0].image.shape[1])
+            if m.adaptiveSigma != nil { m = try m.atNoise(sigma) }
+            return try Denoiser.evaluate(clean: images.map(\.image), sigma: sigma, seed: o.seed &+ 1, model: m)
         }
+        func evaluate(_ model: CRsAE2DModel) throws -> Denoiser.Evaluation? {
+            guard let test else { return nil }
+            return try score(model, test, sigma: config.sigma)
+        }
+        /// The σ the hold-out image is scored at: the training σ, or the range's ends and the reference.
+        let validationSigmas = config.noiseRange.map { [$0.lowerBound, config.sigma, $0.upperBound] } ?? [config.sigma]
         let label = "crsae \(config.tying.rawValue) \(config.bias.name)"
         let clock = ContinuousClock.now
         let last = try run.run(&trainer, steps: steps, label: "train " + label,
@@ -60,7 +82,10 @@ struct CRsAE2DTraining {
                                fields: { r in [CSV.format(r.reconstruction), CSV.format(r.density), CSV.format(Double(r.meanLambda)),
                                                CSV.format(Double(r.meanThreshold))] },
                                detail: { r in String(format: "rec %.3g, density %.3f, λ %.3g", r.reconstruction, r.density, r.meanLambda) },
-                               evaluateEvery: c.evalEvery, evaluate: { try evaluate($0.network)?.meanDenoised },
+                               evaluateEvery: c.evalEvery,
+                               evaluate: { t in validation.isEmpty ? try evaluate(t.model)?.meanDenoised
+                                   : try score(t.model, validation, sigma: config.sigma).meanDenoised },
+                               evaluationColumn: validation.isEmpty ? "test_psnr" : "validation_psnr",
                                save: { t, history in
                                    try save(t)
                                    try writeCurve(history.plot(title: "unroll train " + label, series: ["rec"]), in: o.output)
@@ -69,7 +94,11 @@ struct CRsAE2DTraining {
         let file = "model.safetensors"
         var summary = "\(label): step \(trainer.step)"
         if let r = last { summary += String(format: ", rec %.4g, code density %.3f, mean λ %.3g", r.reconstruction, r.density, r.meanLambda) }
-        if let ev = try evaluate(trainer.network) {
+        if !validation.isEmpty {
+            let psnr = try validationSigmas.map { sigma in String(format: "%.2f dB at σ %.3g/255", try score(trainer.model, validation, sigma: sigma).meanDenoised, sigma * 255) }
+            summary += "; validation (\(validation[0].name), held out) " + psnr.joined(separator: ", ")
+        }
+        if let ev = try evaluate(trainer.model) {
             summary += String(format: "; test PSNR (averaged over the %d shifts) %.2f dB (noisy %.2f dB, gain %.2f dB) with peak 1, %.2f dB (noisy %.2f dB) with peak = max of the clean image, on %d images",
                               config.stride * config.stride, ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax,
                               ev.meanNoisyCleanMax, ev.scores.count)
@@ -77,6 +106,27 @@ struct CRsAE2DTraining {
         summary += String(format: ", %.1f s; wrote %@/%@, checkpoint.safetensors, atoms.png, curve.png, log.csv", secondsSince(clock), o.output, file)
         summary += run.job.summary(seconds: secondsSince(clock))
         print(summary)
+    }
+
+    /// The settings added for CSCNet-class training, recorded when used.
+    private var provenance: [String: String] {
+        let c = o.conv
+        var p: [String: String] = [:]
+        if let r = c.sigmaRange { p["training.sigma_range"] = r }
+        if c.rotations { p["training.rotations"] = "true" }
+        if c.shifts > 0 { p["training.shifts"] = String(c.shifts) }
+        if let h = c.holdOut { p["training.hold_out"] = h }
+        if let s = c.lrStep { p["training.lr_step"] = String(s); p["training.lr_gamma"] = c.lrGamma.description }
+        return p
+    }
+
+    /// `LOW:HIGH`, each a σ such as 5/255.
+    static func parseRange(_ text: String) throws -> ClosedRange<Float> {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { throw CLIError("--sigma-range '\(text)': expected LOW:HIGH, e.g. 5/255:55/255") }
+        let (low, high) = (try parseSigma(String(parts[0]), option: "--sigma-range"), try parseSigma(String(parts[1]), option: "--sigma-range"))
+        guard low > 0, low <= high else { throw CLIError("--sigma-range '\(text)': need 0 < LOW ≤ HIGH") }
+        return low...high
     }
 
     /// Writes the model and the atoms image.
@@ -89,12 +139,10 @@ struct CRsAE2DTraining {
             "training.learning_rate": config.learningRate.description, "training.lipschitz": net.lipschitz.description,
             "training.lambda_mean": config.lambdaMean.description, "training.delta": config.lambdaRate.description,
             "data.folder": o.data,
-        ]
+        ].merging(provenance) { a, _ in a }
         let name = "model.safetensors"
-        var em: EMLambda?
-        if case .em = config.bias { em = EMLambda(lambdas: trainer.lambdas, sigma: config.sigma) }
         try inContext("writing the model") {
-            let model = try net.autoencoder(height: config.cropSize, width: config.cropSize, em: em)
+            let model = try trainer.model.autoencoder(height: config.cropSize, width: config.cropSize)
             try ModelFile(model: .conv2d(model), info: info).write(to: o.output + "/" + name)
         }
         let k = net.kernel

@@ -66,6 +66,20 @@ struct Conv2DTrainOptions: ParsableArguments {
     var evalEvery: Int?
     @Flag(name: .customLong("no-flips"), help: "conv2d: no random horizontal/vertical flips of the crops.")
     var noFlips = false
+    @Flag(help: "crsae: random transposes of the crops too (with the flips: all eight rotations and reflections).")
+    var rotations = false
+    @Option(name: .customLong("sigma-range"), help: ArgumentHelp(
+        "crsae: a noise-adaptive model: each crop's σ drawn uniformly from LOW:HIGH (e.g. 5/255:55/255); the thresholds are learned for --sigma and scale with σ, and `unroll denoise --sigma` sets them for the input.",
+        valueName: "low:high"))
+    var sigmaRange: String?
+    @Option(help: "crsae: train through the shift average: each crop encoded at N random shifts of the s² (s² = all), the loss on their mean (0: unshifted).")
+    var shifts: Int = 0
+    @Option(name: .customLong("hold-out"), help: ArgumentHelp("crsae: leave this image of --data out of training and report its PSNR (validation) every --eval-every steps and at the end.", valueName: "name.png"))
+    var holdOut: String?
+    @Option(name: .customLong("lr-step"), help: "crsae: multiply the learning rate by --lr-gamma every N steps.")
+    var lrStep: Int?
+    @Option(name: .customLong("lr-gamma"), help: "crsae: the learning-rate factor of --lr-step.")
+    var lrGamma: Float = 0.7
 }
 
 extension DenoisingTarget: ExpressibleByArgument {}

@@ -20,6 +20,8 @@ struct Denoise: ParsableCommand {
             reconstructions of the s² shifted copies of the image (crsae §2), as their test PSNRs do; \
             --no-shift-average encodes the image once.
 
+            A noise-adaptive model (the shipped one, or `unroll train --family crsae --sigma-range …`)             sets its thresholds for the input's noise level: --sigma, else --add-noise's σ, else σ             estimated from each image (channel) by the median of its finest diagonal wavelet band             (printed).
+
             A folder as --input denoises every PNG in it into the folder --output (same names); --clean \
             is then a folder of the clean images under the same names, and the PSNRs are printed per \
             image and as means. --add-noise draws image i's noise from --seed and i. Under \
@@ -32,9 +34,9 @@ struct Denoise: ParsableCommand {
               unroll denoise --input noisy.png --sigma 25/255 --output out.png      # the shipped model
             """)
 
-    @Option(help: ArgumentHelp("A model.safetensors from `unroll train --model conv2d` (either family); default: the model the package ships (σ 25/255).", valueName: "file"))
+    @Option(help: ArgumentHelp("A model.safetensors from `unroll train --model conv2d` (either family); default: the model the package ships (noise-adaptive).", valueName: "file"))
     var model: String?
-    @Option(help: ArgumentHelp("The input's noise σ (e.g. 25/255), checked against the σ the model was trained at.", valueName: "σ"))
+    @Option(help: ArgumentHelp("The input's noise σ (e.g. 25/255): a noise-adaptive model is set for it (default: estimated from the image); another model is checked to be trained at it.", valueName: "σ"))
     var sigma: String?
     @Option(help: ArgumentHelp("The noisy image (PNG, gray or RGB), or a folder of them.", valueName: "file|folder"))
     var input: String
@@ -63,7 +65,7 @@ struct Denoise: ParsableCommand {
         var rng = Random(seed: seed)
         let noisyPath = (output.hasSuffix(".png") ? String(output.dropLast(4)) : output) + "-noisy.png"
         let r = try denoise(input, noise: sigma.map { ($0, noisyPath) }, rng: &rng, network: network, output: output, clean: clean)
-        var line = "wrote \(output) (\(r.width)×\(r.height)\(r.planes == 3 ? ", RGB" : ""))"
+        var line = "wrote \(output) (\(r.width)×\(r.height)\(r.planes == 3 ? ", RGB" : "")\(Self.describe(estimated: r.estimatedSigma)))"
         if let s = r.score {
             line += String(format: "; PSNR %.2f dB (input %.2f dB, gain %.2f dB) with peak 1; %.2f dB (input %.2f dB) with peak = max of the clean image",
                            s.denoised, s.noisy, s.denoised - s.noisy, s.denoisedCleanMax, s.noisyCleanMax)
@@ -71,7 +73,8 @@ struct Denoise: ParsableCommand {
         print(line)
     }
 
-    /// The model of `path`, or the shipped one; with `sigma`, one trained at that σ (within 2 %).
+    /// The model of `path`, or the shipped one; with `sigma`, one trained at that σ (within 2 %) unless
+    /// it is noise-adaptive (`model(for:)` sets that one for each image).
     static func network(_ path: String?, sigma: String?) throws -> UnrolledAutoencoder<Convolution2DDictionary> {
         let file: ModelFile, name: String
         if let path {
@@ -81,6 +84,13 @@ struct Denoise: ParsableCommand {
                 throw CLIError("no --model given, and the package's own denoising model is missing from its resources")
             }
             (file, name) = (try ModelFile.read(url.path, option: "the shipped model"), "the shipped model")
+        }
+        let model = try file.conv2d(name, option: path == nil ? "the shipped model" : "--model")
+        if model.adaptiveSigma != nil {
+            if let text = sigma, try parseSigma(text, option: "--sigma") <= 0 {
+                throw CLIError("--sigma \(text): a noise-adaptive model needs the input's noise level > 0")
+            }
+            return model
         }
         if let text = sigma {
             let wanted = try parseSigma(text, option: "--sigma")
@@ -94,7 +104,23 @@ struct Denoise: ParsableCommand {
                 throw CLIError("--sigma \(text): \(name) was trained at σ \(String(format: "%.4g", trained)) (\(String(format: "%.3g", trained * 255))/255); \(fix)")
             }
         }
-        return try file.conv2d(name, option: path == nil ? "the shipped model" : "--model")
+        return model
+    }
+
+    /// The model for one noisy plane: a noise-adaptive one set for --sigma, else --add-noise's σ, else
+    /// the σ estimated from the plane (returned); any other as it is.
+    private func model(for plane: Tensor, _ network: UnrolledAutoencoder<Convolution2DDictionary>) throws
+        -> (model: UnrolledAutoencoder<Convolution2DDictionary>, estimated: Float?) {
+        guard network.adaptiveSigma != nil else { return (network, nil) }
+        if let text = sigma ?? addNoise { return (try network.atNoise(try parseSigma(text, option: sigma != nil ? "--sigma" : "--add-noise")), nil) }
+        let estimate = try NoiseEstimate.sigma(plane)
+        guard estimate > 0 else { return (network, nil) }   // a noiseless (e.g. constant) image: the reference σ
+        return (try network.atNoise(estimate), estimate)
+    }
+
+    /// ", σ estimated a/255" (RGB: the channels' values) when the noise level was estimated.
+    static func describe(estimated: [Float]) -> String {
+        estimated.isEmpty ? "" : ", σ estimated " + estimated.map { String(format: "%.1f/255", $0 * 255) }.joined(separator: " ")
     }
 
     /// One image: its planes (gray, or R, G, B), each with noise of σ from `rng` when asked (the noisy
@@ -102,18 +128,23 @@ struct Denoise: ParsableCommand {
     /// against `clean` over all planes.
     private func denoise(_ path: String, noise: (sigma: Float, path: String)?, rng: inout Random,
                          network: UnrolledAutoencoder<Convolution2DDictionary>, output: String, clean: String?) throws
-        -> (width: Int, height: Int, planes: Int, score: Denoiser.Score?) {
+        -> (width: Int, height: Int, planes: Int, score: Denoiser.Score?, estimatedSigma: [Float]) {
         var planes = try ImageFolder.readPlanes(path, option: "--input")
         if let noise {
             planes = planes.map { DenoisingImages.addNoise($0, sigma: noise.sigma, rng: &rng) }
             try ImageFolder.write(planes: planes, to: noise.path, option: "--output")
         }
+        var estimated: [Float] = []
         let estimates = try planes.map { plane in
-            try inContext("--input \(path)") { try Denoiser.denoise(plane, model: network, shiftAverage: noShiftAverage ? false : nil) }
+            try inContext("--input \(path)") {
+                let (m, sigma) = try model(for: plane, network)
+                if let sigma { estimated.append(sigma) }
+                return try Denoiser.denoise(plane, model: m, shiftAverage: noShiftAverage ? false : nil)
+            }
         }
         try ImageFolder.write(planes: estimates, to: output, option: "--output")
         let (h, w) = (planes[0].shape[0], planes[0].shape[1])
-        guard let clean else { return (w, h, planes.count, nil) }
+        guard let clean else { return (w, h, planes.count, nil, estimated) }
         let reference = try ImageFolder.readPlanes(clean, option: "--clean")
         guard reference.count == planes.count, reference[0].shape == planes[0].shape else {
             throw CLIError("--clean \(clean) is \(reference[0].shape[1])×\(reference[0].shape[0])\(reference.count == 3 ? " RGB" : ""), "
@@ -121,7 +152,7 @@ struct Denoise: ParsableCommand {
         }
         // PSNR over every plane's pixels: the planes stacked into one [planes·H, W] image.
         func stacked(_ p: [Tensor]) -> Tensor { Tensor(shape: [p.count * h, w], data: p.flatMap(\.data)) }
-        return (w, h, planes.count, Denoiser.Score(noisy: stacked(planes), denoised: stacked(estimates), clean: stacked(reference)))
+        return (w, h, planes.count, Denoiser.Score(noisy: stacked(planes), denoised: stacked(estimates), clean: stacked(reference)), estimated)
     }
 }
 
@@ -134,26 +165,30 @@ extension Denoise {
         if job.isRoot { try inContext("--output") { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) } }
         job.barrier()
         let start = ContinuousClock.now
-        // Per image: width, height, then (with --clean) PSNR noisy / denoised, peak 1 and peak max.
-        var table = [Double](repeating: 0, count: names.count * 6)
+        // Per image: width, height, then (with --clean) PSNR noisy / denoised, peak 1 and peak max, then
+        // the noise σ estimated per plane (0: not estimated).
+        let width = 9
+        var table = [Double](repeating: 0, count: names.count * width)
         for i in job.share(of: names.count) {
             let name = names[i]
             var rng = Random(seed: seed).derived([UInt64(i)])
             let r = try denoise(input + "/" + name, noise: sigma.map { ($0, output + "/" + String(name.dropLast(4)) + "-noisy.png") },
                                 rng: &rng, network: network, output: output + "/" + name, clean: clean.map { $0 + "/" + name })
-            table[i * 6] = Double(r.width)
-            table[i * 6 + 1] = Double(r.height)
+            table[i * width] = Double(r.width)
+            table[i * width + 1] = Double(r.height)
             if let s = r.score {
-                table.replaceSubrange((i * 6 + 2)..<(i * 6 + 6), with: [s.noisy, s.denoised, s.noisyCleanMax, s.denoisedCleanMax])
+                table.replaceSubrange((i * width + 2)..<(i * width + 6), with: [s.noisy, s.denoised, s.noisyCleanMax, s.denoisedCleanMax])
             }
+            for (k, e) in r.estimatedSigma.enumerated() { table[i * width + 6 + k] = Double(e) }
         }
         let seconds = secondsSince(start)
         table = job.sum(table)
         guard job.isRoot else { return }
         var sums = [Double](repeating: 0, count: 4)
         for (i, name) in names.enumerated() {
-            let row = Array(table[(i * 6)..<(i * 6 + 6)])
-            var line = "\(output)/\(name) (\(Int(row[0]))×\(Int(row[1])))"
+            let row = Array(table[(i * width)..<((i + 1) * width)])
+            let estimated = row[6...].filter { $0 > 0 }.map { Float($0) }
+            var line = "\(output)/\(name) (\(Int(row[0]))×\(Int(row[1]))\(Self.describe(estimated: estimated)))"
             if clean != nil {
                 line += String(format: ": PSNR %.2f dB (input %.2f dB) with peak 1; %.2f dB (input %.2f dB) with peak = max", row[3], row[2], row[5], row[4])
                 for k in 0..<4 { sums[k] += row[k + 2] }

@@ -37,17 +37,17 @@ struct TrainingRun {
     }
 
     /// Trains to `steps` steps in total. `columns` and `fields` are the model's log columns after
-    /// `step` (then `test_psnr` when there is an `evaluate`, then `seconds`); `evaluate` (every
-    /// `evaluateEvery` steps) gives the test PSNR; `settings` are the CLI's own settings, stored in the
+    /// `step` (then `evaluationColumn` when there is an `evaluate`, then `seconds`); `evaluate` (every
+    /// `evaluateEvery` steps) gives the test or validation PSNR; `settings` are the CLI's own settings, stored in the
     /// checkpoint and required unchanged by `--resume`; `save` writes the model and figures from the
     /// trainer and the log so far. Returns the last step's report (nil when nothing was left to do).
     @discardableResult
     func run<M, S>(_ trainer: inout Trainer<M, S>, steps: Int, label: String, columns: [String],
                    fields: (Trainer<M, S>.Report) -> [String], detail: (Trainer<M, S>.Report) -> String,
                    settings: [String: String] = [:],
-                   evaluateEvery: Int? = nil, evaluate: ((Trainer<M, S>) throws -> Double?)? = nil,
+                   evaluateEvery: Int? = nil, evaluate: ((Trainer<M, S>) throws -> Double?)? = nil, evaluationColumn: String = "test_psnr",
                    save: (Trainer<M, S>, RunHistory) throws -> Void) throws -> Trainer<M, S>.Report? {
-        let allColumns = ["step"] + columns + (evaluate == nil ? [] : ["test_psnr"]) + ["seconds"]
+        let allColumns = ["step"] + columns + (evaluate == nil ? [] : [evaluationColumn]) + ["seconds"]
         var history = RunHistory(columns: allColumns)
         trainer.reducer = job.reducer
         let root = job.isRoot

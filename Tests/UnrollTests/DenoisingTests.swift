@@ -73,7 +73,7 @@ import UnrollIO
         var rng = Random(seed: 3)
         var seenFlip = false
         for _ in 0..<20 {
-            let (noisy, clean) = sampler.next(batch: 1, rng: &rng)
+            let (noisy, clean, _) = sampler.next(batch: 1, rng: &rng)
             #expect(clean.shape == [1, 16, 16] && noisy.shape == [1, 16, 16])
             // The clean crop is a window of the source, possibly flipped.
             var found = false
@@ -97,13 +97,55 @@ import UnrollIO
         // Noise: std σ, fresh on every batch, reproducible from the seed.
         var a = Random(seed: 5), b = Random(seed: 5)
         let big = try DenoisingSampler(images: [Self.image(200, 200)], cropSize: 200, sigma: 0.1, flips: false)
-        let (n1, c1) = big.next(batch: 1, rng: &a)
-        let (n1b, _) = big.next(batch: 1, rng: &b)
-        let (n2, c2) = big.next(batch: 1, rng: &a)
+        let (n1, c1, s1) = big.next(batch: 1, rng: &a)
+        let (n1b, _, _) = big.next(batch: 1, rng: &b)
+        let (n2, c2, _) = big.next(batch: 1, rng: &a)
         #expect(n1 == n1b && c1 == c2 && n1 != n2)
         let noise = (n1 - c1).data.map(Double.init)
         let std = (noise.reduce(0) { $0 + $1 * $1 } / Double(noise.count)).squareRoot()
-        #expect(abs(std - 0.1) < 0.003)
+        #expect(abs(std - 0.1) < 0.003 && s1 == [0.1])
+    }
+
+    /// With rotations every crop is one of the eight rotations/reflections of a window (all eight
+    /// seen); with a σ range each crop's noise has its own σ, drawn within the range and reported.
+    @Test func samplerRotatesAndDrawsEachCropsSigma() throws {
+        let source = Self.image(30, 30)
+        let sampler = try DenoisingSampler(images: [source], cropSize: 8, sigma: 0, rotations: true)
+        var rng = Random(seed: 1)
+        var seen = Set<Int>()
+        for _ in 0..<80 {
+            let clean = sampler.next(batch: 1, rng: &rng).clean
+            var kinds: [Int] = []
+            for top in 0...22 {
+                for left in 0...22 {
+                    for kind in 0..<8 {
+                        let (fh, fv, tr) = (kind & 1 == 1, kind & 2 == 2, kind & 4 == 4)
+                        var same = true
+                        for i in 0..<8 where same {
+                            for j in 0..<8 where same {
+                                let (u, v) = tr ? (j, i) : (i, j)
+                                same = clean.data[i * 8 + j] == source.data[(top + (fv ? 7 - u : u)) * 30 + left + (fh ? 7 - v : v)]
+                            }
+                        }
+                        if same { kinds.append(kind) }
+                    }
+                }
+            }
+            #expect(!kinds.isEmpty, "the crop is not a rotated or reflected window of the image")
+            if kinds.count == 1 { seen.insert(kinds[0]) }
+        }
+        #expect(seen.count == 8)
+
+        let ranged = try DenoisingSampler(images: [Self.image(200, 200)], cropSize: 100, sigmas: 0.05...0.2, flips: false)
+        var a = Random(seed: 2)
+        let (noisy, clean, sigmas) = ranged.next(batch: 6, rng: &a)
+        #expect(sigmas.count == 6 && sigmas.allSatisfy { (0.05...0.2).contains($0) } && Set(sigmas).count == 6)
+        for b in 0..<6 {
+            let noise = (noisy.rows(b..<(b + 1)) - clean.rows(b..<(b + 1))).data.map(Double.init)
+            let std = (noise.reduce(0) { $0 + $1 * $1 } / Double(noise.count)).squareRoot()
+            #expect(abs(std / Double(sigmas[b]) - 1) < 0.03, "crop \(b): noise std \(std) for σ \(sigmas[b])")
+        }
+        #expect(throws: UnrollError.self) { try DenoisingSampler(images: [Self.image(20, 20)], cropSize: 8, sigmas: -0.1...0.1) }
     }
 
     @Test func negativeSigmaAndSmallImagesThrowClearErrors() throws {

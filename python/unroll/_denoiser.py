@@ -82,15 +82,20 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
         self._record()
         return self
 
-    def denoise(self, image):
+    def denoise(self, image, sigma=None):
         """The denoised image of a noisy one, [H, W] gray or [H, W, 3] RGB (denoised channel by
-        channel, as `unroll denoise` does), in the image's dtype; values not clamped."""
+        channel, as `unroll denoise` does), in the image's dtype; values not clamped. `sigma` is the
+        image's noise level (e.g. 25 / 255), for which a noise-adaptive model (such as `pretrained()`)
+        sets its thresholds; None estimates it from the image (per channel). A model trained at one σ
+        ignores it."""
         check_is_fitted(self, "filters_")
+        if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a noise level > 0 (e.g. 25 / 255), got {sigma}")
         image = np.asarray(image)
         if image.ndim == 3 and image.shape[2] == 3:
-            return np.stack([self.denoise(image[:, :, k]) for k in range(3)], axis=2)
+            return np.stack([self.denoise(image[:, :, k], sigma) for k in range(3)], axis=2)
         image = _images([image])[0]
-        return self._model.denoise(image).astype(image.dtype, copy=False)
+        return self._model.denoise(image, sigma).astype(image.dtype, copy=False)
 
     def save(self, path):
         """Writes the model file that `unroll denoise|eval|info` and `unroll.load` read."""

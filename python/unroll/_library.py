@@ -59,7 +59,7 @@ for name, args, res in [
     ("unroll_kind", [_p], ctypes.c_char_p),
     ("unroll_conv2d_create", [ctypes.c_char_p, ctypes.POINTER(_p)], ctypes.c_int),
     ("unroll_fit_images", [_p, _f32, _pi64, _pi64, _i64], ctypes.c_int),
-    ("unroll_denoise", [_p, _f32, _i64, _i64, _f32], ctypes.c_int),
+    ("unroll_denoise", [_p, _f32, _i64, _i64, ctypes.c_float, _f32], ctypes.c_int),
     ("unroll_weights_shape", [_p, _pi64, _pi64], ctypes.c_int),
     ("unroll_lambdas", [_p, _f32, _pi64], ctypes.c_int),
     ("unroll_conv1d_create", [ctypes.c_char_p, ctypes.POINTER(_p)], ctypes.c_int),
@@ -122,10 +122,11 @@ class Model:
         check(lib.unroll_fit_images(self.handle, pixels.ctypes.data_as(_f32), heights.ctypes.data_as(_pi64),
                                     widths.ctypes.data_as(_pi64), len(images)))
 
-    def denoise(self, image):
+    def denoise(self, image, sigma=None):
         image, pi = f32(image)
         out = np.empty(image.shape, dtype=np.float32)
-        check(lib.unroll_denoise(self.handle, pi, image.shape[0], image.shape[1], out.ctypes.data_as(_f32)))
+        check(lib.unroll_denoise(self.handle, pi, image.shape[0], image.shape[1], -1.0 if sigma is None else float(sigma),
+                                 out.ctypes.data_as(_f32)))
         return out
 
     @classmethod

@@ -47,7 +47,9 @@ int unroll_lambdas(unroll_model *model, float *out, int64_t *count);
  * target ("clean" | "noisy"), flips, random_state, n_jobs. unroll_load reads every kind of model file. */
 int unroll_conv2d_create(const char *settings_json, unroll_model **out);
 int unroll_fit_images(unroll_model *model, const float *pixels, const int64_t *heights, const int64_t *widths, int64_t count);
-int unroll_denoise(unroll_model *model, const float *image, int64_t height, int64_t width, float *out);
+/* sigma: the image's noise level, for which a noise-adaptive model sets its thresholds (<= 0: estimated
+ * from the image); other models ignore it. */
+int unroll_denoise(unroll_model *model, const float *image, int64_t height, int64_t width, float sigma, float *out);
 
 /* 1-D convolutional spike sorting (CRsAE). Settings: n_neurons, filter_length (null: 2.5 ms),
  * sampling_rate, n_layers, max_iter (epochs), batch_size, learning_rate, lr_decay, window,

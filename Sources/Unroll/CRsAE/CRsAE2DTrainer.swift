@@ -56,6 +56,20 @@ public struct CRsAE2DConfig: Equatable, Sendable {
     public var batchSize = 1
     public var target: DenoisingTarget = .clean
     public var flips = true
+    /// Random transposes of the crops too (with the flips: all eight rotations and reflections).
+    public var rotations = false
+    /// A noise-adaptive model: each crop's σ drawn uniformly from this range (nil: every crop at
+    /// `sigma`). Each crop pair is scaled by σ/σ_crop before the network, so the thresholds are learned
+    /// for the reference σ = `sigma` and scale with the noise (`UnrolledAutoencoder.atNoise`). The
+    /// loss of a crop, so measured in units of its noise, is weighted by σ_crop/σ (1/σ_crop in pixel
+    /// units): a denoiser's MSE grows about as σ, so every noise level then counts alike in PSNR,
+    /// where the unweighted loss let the lowest σ dominate (measured: a run over 5–55/255 ended
+    /// 1.5 dB below a σ 25 model at σ 25).
+    public var noiseRange: ClosedRange<Float>?
+    /// Train through the shift average (CSCNet): each crop is reflect-padded and encoded at this many
+    /// of the s² shifts (random, drawn from the seed and step; s² = all), and the loss is taken on the
+    /// mean of their reconstructions, as the model denoises. 0: the crop is encoded once, unshifted.
+    public var shiftsPerCrop = 0
     public var normalize = true
     /// After every step, raise L to 1.05·‖H‖₂‖We‖₂ (power iteration on a 64×64 image) when the
     /// learned filters outgrow it; the EM/fixed thresholds λσ²/L follow. The learned filters do outgrow
@@ -85,6 +99,17 @@ public struct CRsAE2DConfig: Equatable, Sendable {
         }
         guard cropSize >= kernel else { throw UnrollError.invalidArgument("crop size \(cropSize) is smaller than the \(kernel)×\(kernel) filters") }
         guard batchSize >= 1 else { throw UnrollError.invalidArgument("CRsAE batch size must be ≥ 1, got \(batchSize)") }
+        if let r = noiseRange {
+            guard r.lowerBound.isFinite, r.upperBound.isFinite, r.lowerBound > 0, sigma > 0 else {
+                throw UnrollError.invalidArgument("a noise-adaptive model needs a σ range above 0 and a reference σ > 0, got \(r) and \(sigma)")
+            }
+            if case .em = bias {
+                throw UnrollError.invalidArgument("the EM thresholds λσ²/L follow one σ; a noise range needs the free bias or fixed thresholds")
+            }
+        }
+        guard (0...stride * stride).contains(shiftsPerCrop) else {
+            throw UnrollError.invalidArgument("shifts per crop must be in 0...\(stride * stride) (s²), got \(shiftsPerCrop)")
+        }
     }
 }
 
@@ -121,6 +146,14 @@ public struct CRsAE2DModel: Trainable {
     public private(set) var network: CRsAE2DNetwork
     public private(set) var lambdas: [Float]
     public let config: CRsAE2DConfig
+
+    /// The trained model as the one model value (`CRsAE2DNetwork.autoencoder`): with the EM state
+    /// for the EM bias, noise-adaptive around `config.sigma` when trained over a noise range.
+    public func autoencoder(height: Int, width: Int) throws -> UnrolledAutoencoder<Convolution2DDictionary> {
+        var em: EMLambda?
+        if case .em = config.bias { em = EMLambda(lambdas: lambdas, sigma: config.sigma) }
+        return try network.autoencoder(height: height, width: width, em: em, adaptiveSigma: config.noiseRange == nil ? nil : config.sigma)
+    }
 
     /// Random unit-norm filters from `config.seed`, λ = λ̄ and the thresholds it gives.
     public init(config: CRsAE2DConfig) throws {
@@ -204,15 +237,47 @@ public struct CRsAE2DModel: Trainable {
         }
     }
 
+    /// The shifts each of `crops` crops is encoded at in this step (`shiftsPerCrop` of the s², without
+    /// repeats, from the seed and the step; empty when the model trains unshifted).
+    func shiftsOfCrops(_ crops: Int, step: Int) -> [[(Int, Int)]] {
+        let s = config.stride, k = config.shiftsPerCrop
+        guard k > 0 else { return [] }
+        let all = (0..<s).flatMap { i in (0..<s).map { j in (i, j) } }
+        if k == all.count { return [[(Int, Int)]](repeating: all, count: crops) }
+        var rng = Random(seed: config.seed &+ 2).derived([UInt64(step)])
+        return (0..<crops).map { _ in
+            var pool = all
+            for m in 0..<k { pool.swapAt(m, m + rng.int(below: pool.count - m)) }
+            return Array(pool[0..<k])
+        }
+    }
+
     public func evaluate(_ batch: CropBatches.Batch, step: Int) throws -> CRsAE2DRecord {
-        let target = config.target == .clean ? batch.clean : batch.noisy
-        let n = batch.noisy.rows
-        let (codes, reconstruction, trace) = try network.forward(batch.noisy, record: true)
-        var residual = reconstruction
+        var noisy = batch.noisy, target = config.target == .clean ? batch.clean : batch.noisy
+        let n = noisy.rows
+        if config.noiseRange != nil {
+            let scale = batch.sigmas.map { config.sigma / $0 }
+            noisy.scaleRows(by: scale)
+            target.scaleRows(by: scale)
+        }
+        let shifts = shiftsOfCrops(n, step: step)
+        let input = shifts.isEmpty ? noisy : Denoiser.shiftedCopies(of: noisy, shifts: shifts, stride: config.stride, kernel: config.kernel)
+        let (codes, copies, trace) = try network.forward(input, record: true)
+        let side = (noisy.shape[1], noisy.shape[2])
+        var residual = shifts.isEmpty ? copies : Denoiser.meanOfWindows(copies, shifts: shifts, height: side.0, width: side.1, stride: config.stride)
         residual.add(target, scaledBy: -1)
+        // Over a noise range each crop's loss weighs σ_crop/σ (see `noiseRange`), applied as √w on the
+        // residual for the loss and again for its gradient.
+        let weights = config.noiseRange == nil ? nil : batch.sigmas.map { ($0 / config.sigma).squareRoot() }
+        if let weights { residual.scaleRows(by: weights) }
         let rec = 0.5 * residual.squaredNorm() / Double(n)
         guard rec.isFinite else { throw UnrollError.diverged(step: step, reason: "the reconstruction loss is \(rec)") }
-        let grads = try network.backward(trace!, codeGradient: nil, reconstructionGradient: (1 / Float(n)) * residual)
+        residual = (1 / Float(n)) * residual
+        if let weights { residual.scaleRows(by: weights) }
+        if !shifts.isEmpty {
+            residual = Denoiser.spreadToWindows(residual, shifts: shifts, paddedHeight: copies.shape[1], paddedWidth: copies.shape[2], stride: config.stride)
+        }
+        let grads = try network.backward(trace!, codeGradient: nil, reconstructionGradient: residual)
         var gradients = grads.filters
         switch config.bias {
         case .freeBias: gradients.append(Tensor(shape: [network.atoms], data: grads.thresholds))
@@ -264,6 +329,16 @@ public struct CRsAE2DModel: Trainable {
                 "crsae.delta": c.lambdaRate.description, "crsae.crop": String(c.cropSize), "crsae.batch": String(c.batchSize),
                 "crsae.target": c.target.rawValue, "crsae.flips": String(c.flips), "crsae.normalize": String(c.normalize),
                 "crsae.guard_lipschitz": String(c.guardLipschitz), "crsae.seed": String(c.seed)]
+            .merging(extraSettings) { a, _ in a }
+    }
+
+    /// Settings added later, recorded only when not at their default so earlier checkpoints resume.
+    private var extraSettings: [String: String] {
+        var e: [String: String] = [:]
+        if config.rotations { e["crsae.rotations"] = "true" }
+        if let r = config.noiseRange { e["crsae.noise_range"] = "\(r.lowerBound.description):\(r.upperBound.description)" }
+        if config.shiftsPerCrop > 0 { e["crsae.shifts"] = String(config.shiftsPerCrop) }
+        return e
     }
 
     /// λ, the thresholds and L (which the guard may raise) beside the settings.
@@ -278,6 +353,10 @@ public struct CRsAE2DModel: Trainable {
     public mutating func restoreState(_ c: TrainerCheckpoint) throws {
         for (key, value) in settings.sorted(by: { $0.key < $1.key }) where c.metadata[key] != value {
             throw UnrollError.invalidCheckpoint("\(key) is \(c.metadata[key] ?? "missing"), this run's is \(value)")
+        }
+        let settings = settings
+        for key in c.metadata.keys.sorted() where key.hasPrefix("crsae.") && settings[key] == nil && !c.tensors.keys.contains(key) && key != "crsae.lipschitz" {
+            throw UnrollError.invalidCheckpoint("\(key) is \(c.metadata[key]!), this run has none")
         }
         guard let l = c.tensors["crsae.lambda"], l.shape == [network.atoms], let b = c.tensors["crsae.thresholds"],
               b.shape == [network.atoms], !l.hasNonFinite, !b.hasNonFinite, b.data.allSatisfy({ $0 >= 0 }) else {
@@ -300,7 +379,8 @@ extension Trainer where Model == CRsAE2DModel, Stream == CropBatches {
     public init(images: [Tensor], config: CRsAE2DConfig) throws {
         let model = try CRsAE2DModel(config: config)
         try DenoisingImages.validate(images, what: "training image", minimumSide: config.kernel)
-        let sampler = try DenoisingSampler(images: images, cropSize: config.cropSize, sigma: config.sigma, flips: config.flips)
+        let sampler = try DenoisingSampler(images: images, cropSize: config.cropSize, sigmas: config.noiseRange ?? config.sigma...config.sigma,
+                                           flips: config.flips, rotations: config.rotations)
         let (optimizers, scheduled) = model.optimizers
         try self.init(model: model, stream: CropBatches(sampler: sampler, batchSize: config.batchSize, seed: config.seed &+ 1),
                       optimizers: optimizers,

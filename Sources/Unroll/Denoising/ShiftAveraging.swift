@@ -36,10 +36,71 @@ extension Denoiser {
         image.data.withUnsafeBufferPointer { src in
             out.data.withUnsafeMutableBufferPointer { dst in
                 for (b, (i, j)) in shifts.enumerated() {
-                    let colIndex = cols.map { reflect($0 - (s + j), w) }
+                    let (r0, c0) = windowOrigin((i, j), stride: s)
+                    let colIndex = cols.map { reflect($0 - c0, w) }
                     for r in 0..<ph {
-                        let row = reflect(r - (s + i), h) * w, o = (b * ph + r) * pw
+                        let row = reflect(r - r0, h) * w, o = (b * ph + r) * pw
                         for c in 0..<pw { dst[o + c] = src[row + colIndex[c]] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Where copy (i, j)'s image starts inside its padded copy.
+    @inline(__always) static func windowOrigin(_ shift: (Int, Int), stride s: Int) -> (row: Int, col: Int) { (s + shift.0, s + shift.1) }
+
+    /// The shifted copies of every image of a batch `[n, H, W]`: image b at `shifts[b]`, its copies
+    /// consecutive (`[Σ_b shifts[b].count, P, P]`).
+    public static func shiftedCopies(of images: Tensor, shifts: [[(Int, Int)]], stride s: Int, kernel k: Int) -> Tensor {
+        let (h, w) = (images.shape[1], images.shape[2])
+        let parts = shifts.indices.map { b in shiftedCopies(images.rows(b..<(b + 1)).reshaped([h, w]), shifts: shifts[b], stride: s, kernel: k) }
+        let (ph, pw) = (parts[0].shape[1], parts[0].shape[2])
+        return Tensor(shape: [parts.reduce(0) { $0 + $1.shape[0] }, ph, pw], data: parts.flatMap(\.data))
+    }
+
+    /// The mean over each image's copies (laid out as `shiftedCopies(of:)` makes them) of their
+    /// windows: `[Σ_b k_b, P, P]` → `[n, H, W]`; the shift average a model trained through it sees.
+    public static func meanOfWindows(_ copies: Tensor, shifts: [[(Int, Int)]], height h: Int, width w: Int, stride s: Int) -> Tensor {
+        let (ph, pw) = (copies.shape[1], copies.shape[2])
+        var out = Tensor(zeros: [shifts.count, h, w])
+        copies.data.withUnsafeBufferPointer { src in
+            out.data.withUnsafeMutableBufferPointer { dst in
+                var copy = 0
+                for (b, list) in shifts.enumerated() {
+                    let inv = 1 / Float(list.count)
+                    for shift in list {
+                        let (r0, c0) = windowOrigin(shift, stride: s)
+                        for r in 0..<h {
+                            let o = (copy * ph + r0 + r) * pw + c0, d = (b * h + r) * w
+                            for c in 0..<w { dst[d + c] += inv * src[o + c] }
+                        }
+                        copy += 1
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The adjoint of `meanOfWindows`: image b's `g` `[n, H, W]` divided by its number of copies and
+    /// placed in each copy's window, zero elsewhere (`[Σ_b k_b, P, P]`).
+    public static func spreadToWindows(_ g: Tensor, shifts: [[(Int, Int)]], paddedHeight ph: Int, paddedWidth pw: Int, stride s: Int) -> Tensor {
+        let (h, w) = (g.shape[1], g.shape[2])
+        var out = Tensor(zeros: [shifts.reduce(0) { $0 + $1.count }, ph, pw])
+        g.data.withUnsafeBufferPointer { src in
+            out.data.withUnsafeMutableBufferPointer { dst in
+                var copy = 0
+                for (b, list) in shifts.enumerated() {
+                    let inv = 1 / Float(list.count)
+                    for shift in list {
+                        let (r0, c0) = windowOrigin(shift, stride: s)
+                        for r in 0..<h {
+                            let o = (copy * ph + r0 + r) * pw + c0, d = (b * h + r) * w
+                            for c in 0..<w { dst[o + c] = inv * src[d + c] }
+                        }
+                        copy += 1
                     }
                 }
             }
@@ -60,9 +121,10 @@ extension Denoiser {
             let part = Array(shifts[start..<min(shifts.count, start + max(1, chunk))])
             let rec = try reconstruct(shiftedCopies(noisy, shifts: part, stride: s, kernel: kernel))
             rec.data.withUnsafeBufferPointer { p in
-                for (b, (i, j)) in part.enumerated() {
+                for (b, shift) in part.enumerated() {
+                    let (r0, c0) = windowOrigin(shift, stride: s)
                     for r in 0..<h {
-                        let o = (b * ph + r + s + i) * pw + s + j
+                        let o = (b * ph + r + r0) * pw + c0
                         for c in 0..<w { sum[r * w + c] += Double(p[o + c]) }
                     }
                 }

@@ -28,10 +28,14 @@ public struct UnrolledAutoencoder<Op: DictionaryOperator>: Sendable {
     /// Strided 2-D models: denoise an image as the mean of its s² shifted encodings (CRsAE §2), as
     /// the model was trained and scored. Other operators ignore it.
     public var shiftAverage: Bool
+    /// A noise-adaptive model's reference σ: its thresholds are those for noise of this σ, and
+    /// `atNoise(_:)` sets them for any other (nil: a model for the one σ it was trained at).
+    public var adaptiveSigma: Float?
 
-    /// Throws when the banks differ in shape, the encoder settings are invalid for D, or β is bad.
+    /// Throws when the banks differ in shape, the encoder settings are invalid for D, or β or the
+    /// adaptive σ is bad.
     public init(dictionary: Op, analysis: Op? = nil, synthesis: Op? = nil, encoder: UnrolledEncoder,
-                beta: Float = 1, em: EMLambda? = nil, shiftAverage: Bool = false) throws {
+                beta: Float = 1, em: EMLambda? = nil, shiftAverage: Bool = false, adaptiveSigma: Float? = nil) throws {
         for (name, bank) in [("analysis", analysis), ("synthesis", synthesis)] {
             if let bank, bank.weights.shape != dictionary.weights.shape {
                 throw UnrollError.shapeMismatch("the \(name) bank's weights \(bank.weights.shape) differ from the dictionary's \(dictionary.weights.shape)")
@@ -47,6 +51,12 @@ public struct UnrolledAutoencoder<Op: DictionaryOperator>: Sendable {
                 throw UnrollError.invalidArgument("EM state needs σ > 0 and finite λ ≥ 0, got σ \(em.sigma)")
             }
         }
+        if let adaptiveSigma {
+            guard adaptiveSigma.isFinite, adaptiveSigma > 0 else {
+                throw UnrollError.invalidArgument("a noise-adaptive model's reference σ must be finite and > 0, got \(adaptiveSigma)")
+            }
+            guard em == nil else { throw UnrollError.invalidArgument("an EM model's thresholds follow λσ², it cannot also be noise-adaptive") }
+        }
         self.dictionary = dictionary
         self.analysis = analysis
         self.synthesis = synthesis
@@ -54,6 +64,26 @@ public struct UnrolledAutoencoder<Op: DictionaryOperator>: Sendable {
         self.beta = beta
         self.em = em
         self.shiftAverage = shiftAverage
+        self.adaptiveSigma = adaptiveSigma
+    }
+
+    /// This noise-adaptive model set for noise of σ: its thresholds (λ, soft or hard) scaled by
+    /// σ / `adaptiveSigma`. The layers are linear apart from the thresholds, so the network is
+    /// positively homogeneous — with thresholds scaled by c it maps c·y to c·f(y) — and scaling the
+    /// thresholds with σ is the same as denoising y·σ₀/σ at the reference σ₀ and scaling back.
+    public func atNoise(_ sigma: Float) throws -> UnrolledAutoencoder {
+        guard let reference = adaptiveSigma else {
+            throw UnrollError.invalidArgument("the model is not noise-adaptive: it serves the one σ it was trained at")
+        }
+        guard sigma.isFinite, sigma > 0 else { throw UnrollError.invalidArgument("noise σ must be finite and > 0, got \(sigma)") }
+        let c = sigma / reference
+        var m = self
+        switch encoder.lambda {
+        case let .scalar(v): m.encoder.lambda = .scalar(v * c)
+        case let .perAtom(v): m.encoder.lambda = .perAtom(v.map { $0 * c })
+        }
+        m.adaptiveSigma = sigma
+        return m
     }
 
     /// True when one bank plays every role.

@@ -144,10 +144,10 @@ extension BatchStream {
     public mutating func adopt(_ generator: Random) {}
 }
 
-/// Random noisy/clean crop pairs of training images (`DenoisingSampler`), `batchSize` per batch,
+/// Random noisy/clean crop pairs of training images and their noise σ (`DenoisingSampler`), `batchSize` per batch,
 /// from one generator seeded by the run.
 public struct CropBatches: BatchStream {
-    public typealias Batch = (noisy: Tensor, clean: Tensor)
+    public typealias Batch = (noisy: Tensor, clean: Tensor, sigmas: [Float])
     public let sampler: DenoisingSampler
     public let batchSize: Int
     private var rng: Random
@@ -165,7 +165,7 @@ public struct CropBatches: BatchStream {
 
     public static func shard(_ batch: Batch, worker: Int, of workers: Int) -> Batch {
         let r = shareRange(batch.noisy.rows, worker: worker, of: workers)
-        return (batch.noisy.rows(r), batch.clean.rows(r))
+        return (batch.noisy.rows(r), batch.clean.rows(r), Array(batch.sigmas[r]))
     }
 
     public func exportState(into c: inout TrainerCheckpoint) {
