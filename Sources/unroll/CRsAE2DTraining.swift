@@ -45,11 +45,11 @@ struct CRsAE2DTraining {
 
         var train = try ImageFolder.load(o.data, option: "--data")
         var validation: [(name: String, image: Tensor)] = []
-        if let name = c.holdOut {
+        for name in c.holdOut {
             guard let i = train.firstIndex(where: { $0.name == name }) else {
                 throw CLIError("--hold-out \(name): no such image in --data \(o.data) (it has \(train.map(\.name).joined(separator: ", ")))")
             }
-            validation = [train.remove(at: i)]
+            validation.append(train.remove(at: i))
             guard !train.isEmpty else { throw CLIError("--hold-out \(name): nothing is left to train on") }
         }
         let test = try c.testImages.map { try ImageFolder.load($0, option: "--test-images") }
@@ -73,7 +73,13 @@ struct CRsAE2DTraining {
             guard let test else { return nil }
             return try score(model, test, sigma: config.sigma)
         }
-        /// The σ the hold-out image is scored at: the training σ, or the range's ends and the reference.
+        /// The best validation PSNR so far and its step (a resumed run continues from best.safetensors's).
+        var best = (psnr: -Double.infinity, step: 0)
+        if o.resume, !validation.isEmpty, let file = try? ModelFile.read(o.output + "/best.safetensors"),
+           let psnr = file.info["training.validation_psnr"].flatMap(Double.init), let step = file.info["training.step"].flatMap(Int.init) {
+            best = (psnr, step)
+        }
+        /// The σ the hold-out images are scored at: the training σ, or the range's ends and the reference.
         let validationSigmas = config.noiseRange.map { [$0.lowerBound, config.sigma, $0.upperBound] } ?? [config.sigma]
         let label = "crsae \(config.tying.rawValue) \(config.bias.name)"
         let clock = ContinuousClock.now
@@ -83,8 +89,15 @@ struct CRsAE2DTraining {
                                                CSV.format(Double(r.meanThreshold))] },
                                detail: { r in String(format: "rec %.3g, density %.3f, λ %.3g", r.reconstruction, r.density, r.meanLambda) },
                                evaluateEvery: c.evalEvery,
-                               evaluate: { t in validation.isEmpty ? try evaluate(t.model)?.meanDenoised
-                                   : try score(t.model, validation, sigma: config.sigma).meanDenoised },
+                               evaluate: { t in
+                                   guard !validation.isEmpty else { return try evaluate(t.model)?.meanDenoised }
+                                   let psnr = try score(t.model, validation, sigma: config.sigma).meanDenoised
+                                   if psnr > best.psnr {
+                                       best = (psnr, t.step)
+                                       try save(t, as: "best.safetensors", validation: best)
+                                   }
+                                   return psnr
+                               },
                                evaluationColumn: validation.isEmpty ? "test_psnr" : "validation_psnr",
                                save: { t, history in
                                    try save(t)
@@ -95,8 +108,15 @@ struct CRsAE2DTraining {
         var summary = "\(label): step \(trainer.step)"
         if let r = last { summary += String(format: ", rec %.4g, code density %.3f, mean λ %.3g", r.reconstruction, r.density, r.meanLambda) }
         if !validation.isEmpty {
-            let psnr = try validationSigmas.map { sigma in String(format: "%.2f dB at σ %.3g/255", try score(trainer.model, validation, sigma: sigma).meanDenoised, sigma * 255) }
-            summary += "; validation (\(validation[0].name), held out) " + psnr.joined(separator: ", ")
+            let scores = try validationSigmas.map { try score(trainer.model, validation, sigma: $0).meanDenoised }
+            // The end of the run is a candidate for the best model too (scored at the training σ).
+            if let last = zip(validationSigmas, scores).first(where: { $0.0 == config.sigma })?.1, last > best.psnr {
+                best = (last, trainer.step)
+                try save(trainer, as: "best.safetensors", validation: best)
+            }
+            let psnr = zip(validationSigmas, scores).map { String(format: "%.2f dB at σ %.3g/255", $1, $0 * 255) }
+            summary += "; validation (\(validation.map(\.name).joined(separator: ", ")), held out) " + psnr.joined(separator: ", ")
+            if best.step > 0 { summary += String(format: "; best validation %.2f dB at step %d (best.safetensors)", best.psnr, best.step) }
         }
         if let ev = try evaluate(trainer.model) {
             summary += String(format: "; test PSNR (averaged over the %d shifts) %.2f dB (noisy %.2f dB, gain %.2f dB) with peak 1, %.2f dB (noisy %.2f dB) with peak = max of the clean image, on %d images",
@@ -115,7 +135,7 @@ struct CRsAE2DTraining {
         if let r = c.sigmaRange { p["training.sigma_range"] = r }
         if c.rotations { p["training.rotations"] = "true" }
         if c.shifts > 0 { p["training.shifts"] = String(c.shifts) }
-        if let h = c.holdOut { p["training.hold_out"] = h }
+        if !c.holdOut.isEmpty { p["training.hold_out"] = c.holdOut.joined(separator: ",") }
         if let s = c.lrStep { p["training.lr_step"] = String(s); p["training.lr_gamma"] = c.lrGamma.description }
         return p
     }
@@ -129,8 +149,8 @@ struct CRsAE2DTraining {
         return low...high
     }
 
-    /// Writes the model and the atoms image.
-    func save(_ trainer: CRsAE2DTrainer) throws {
+    /// Writes the model (`name`; with its validation PSNR when given) and, for model.safetensors, the atoms image.
+    func save(_ trainer: CRsAE2DTrainer, as name: String = "model.safetensors", validation: (psnr: Double, step: Int)? = nil) throws {
         let net = trainer.network, config = trainer.config
         let info = [
             "training.family": "crsae", "training.bias": config.bias.name, "training.tying": config.tying.rawValue,
@@ -140,11 +160,12 @@ struct CRsAE2DTraining {
             "training.lambda_mean": config.lambdaMean.description, "training.delta": config.lambdaRate.description,
             "data.folder": o.data,
         ].merging(provenance) { a, _ in a }
-        let name = "model.safetensors"
+            .merging(validation.map { ["training.validation_psnr": String(format: "%.4f", $0.psnr)] } ?? [:]) { a, _ in a }
         try inContext("writing the model") {
             let model = try trainer.model.autoencoder(height: config.cropSize, width: config.cropSize)
             try ModelFile(model: .conv2d(model), info: info).write(to: o.output + "/" + name)
         }
+        guard name == "model.safetensors" else { return }
         let k = net.kernel
         try inContext("writing atoms.png") {
             try AtomGrid(atomHeight: k, atomWidth: k, scale: max(1, 48 / k))

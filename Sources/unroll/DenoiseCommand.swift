@@ -50,11 +50,14 @@ struct Denoise: ParsableCommand {
     var seed: UInt64 = 0
     @Flag(help: "CRsAE models: encode the image once instead of averaging the s² shifted encodings.")
     var noShiftAverage = false
+    @Option(name: .customLong("shift-phases"), help: "CRsAE models: average n² of the s² shifts (n evenly spaced phases per axis), trading quality for time (default: all).")
+    var shiftPhases: Int?
     @OptionGroup var threading: ThreadOptions
 
     func run() throws { try threading.run { try execute() } }
 
     private func execute() throws {
+        if let n = shiftPhases, n < 1 { throw CLIError("--shift-phases must be ≥ 1, got \(n)") }
         let network = try Self.network(model, sigma: sigma)
         var isFolder: ObjCBool = false
         if FileManager.default.fileExists(atPath: input, isDirectory: &isFolder), isFolder.boolValue {
@@ -139,7 +142,7 @@ struct Denoise: ParsableCommand {
             try inContext("--input \(path)") {
                 let (m, sigma) = try model(for: plane, network)
                 if let sigma { estimated.append(sigma) }
-                return try Denoiser.denoise(plane, model: m, shiftAverage: noShiftAverage ? false : nil)
+                return try Denoiser.denoise(plane, model: m, shiftAverage: noShiftAverage ? false : nil, phases: shiftPhases)
             }
         }
         try ImageFolder.write(planes: estimates, to: output, option: "--output")

@@ -38,10 +38,12 @@ struct Eval: ParsableCommand {
         let file = try ModelFile.read(model, option: "--model")
         var measures: [(String, Double)] = []
         if let text = sigma {
-            guard case let .conv2d(m) = file.model else {
+            guard case let .conv2d(stored) = file.model else {
                 throw CLIError("--sigma applies to conv2d models (denoising); \(model) holds \(file.described)")
             }
             let noise = try parseSigma(text, option: "--sigma")
+            // A noise-adaptive model is set for the noise it is scored at.
+            let m = stored.adaptiveSigma != nil && noise > 0 ? try stored.atNoise(noise) : stored
             let clean = try ModelRun.images(data)
             let images = (0..<clean.shape[0]).map { clean.rows($0..<($0 + 1)).reshaped(Array(clean.shape.dropFirst())) }
             let e = try inContext("--data \(data)") {

@@ -35,6 +35,9 @@ extension ModelFile {
             if let em = m.em {
                 lines.append("EM λ: \(CSV.format(em.lambdas.min() ?? 0))…\(CSV.format(em.lambdas.max() ?? 0)) per atom, σ \(CSV.format(em.sigma))")
             }
+            if let s = m.adaptiveSigma {
+                lines.append("noise-adaptive: the thresholds are for σ \(CSV.format(s)) (\(String(format: "%.3g", s * 255))/255) and scale with the input's σ")
+            }
             return lines
         }
         var lines: [String]

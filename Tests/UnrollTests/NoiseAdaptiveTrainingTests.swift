@@ -90,6 +90,13 @@ import UnrollIO
         let mine = Denoiser.meanOfWindows(rec, shifts: [all], height: 9, width: 9, stride: 2)
         let theirs = try Denoiser.denoise(image, model: ae)
         #expect(zip(mine.data, theirs.data).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
+        // A subset of the phases: n evenly spaced per axis, the same mean over those shifts.
+        #expect(Denoiser.shiftPhases(stride: 5, perAxis: 3) == [0, 1, 3] && Denoiser.shiftPhases(stride: 5, perAxis: 9) == [0, 1, 2, 3, 4])
+        #expect(try Denoiser.denoise(image, model: ae, phases: 2) == theirs)
+        let one = [[(0, 0)]]
+        let single = try ae.reconstruct(Denoiser.shiftedCopies(of: image.reshaped([1, 9, 9]), shifts: one, stride: 2, kernel: 3)).reconstruction
+        let expected = Denoiser.meanOfWindows(single, shifts: one, height: 9, width: 9, stride: 2)
+        #expect(zip(try Denoiser.denoise(image, model: ae, phases: 1).data, expected.data).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
     }
 
     /// The network is positively homogeneous: the model set for c·σ maps c·y to c·f(y); the reference
@@ -174,8 +181,8 @@ import UnrollIO
         }
     }
 
-    /// Through the CLI: a noise-adaptive run with a held-out image writes the reference σ and reports
-    /// the validation PSNR; `denoise` sets it for --sigma, --add-noise's σ or the estimated σ; a
+    /// Through the CLI: a noise-adaptive run with a held-out image writes the reference σ, reports
+    /// the validation PSNR and keeps the best model; `denoise` sets it for --sigma, --add-noise's σ or the estimated σ; a
     /// held-out name that is not in the folder is refused by name.
     @Test(.needsCLI) func cliTrainsANoiseAdaptiveModelAndDenoiseSetsItsSigma() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unroll-adaptive-cli-\(UUID().uuidString)")
@@ -193,6 +200,14 @@ import UnrollIO
         #expect(log.hasPrefix("step,") && log.contains("validation_psnr"))
         let meta = try Safetensors.read(dir.appendingPathComponent("run/model.safetensors").path).metadata
         #expect(meta["model.adaptive_sigma"] == "0.1" && meta["training.hold_out"] == "b.png" && meta["training.sigma_range"] == "0.05:0.2")
+        // The best validation so far is kept as best.safetensors, with its PSNR and step.
+        let best = try Safetensors.read(dir.appendingPathComponent("run/best.safetensors").path).metadata
+        let bestPSNR = try #require(best["training.validation_psnr"].flatMap(Double.init))
+        let atStep3 = try #require(log.split(separator: "\n").first { $0.hasPrefix("3,") }.flatMap { Double($0.split(separator: ",").dropLast().last!) })
+        #expect(["3", "6"].contains(best["training.step"]) && bestPSNR >= atStep3 - 1e-3 && out.stdout.contains("best validation"), "\(best)")
+        if best["training.step"] == "3" { #expect(abs(bestPSNR - atStep3) < 1e-3) }
+        let all = try CLITests.run(common + ["--hold-out", "a.png", "--hold-out", "b.png", "--output", "run4"], in: dir)
+        #expect(all.status != 0 && all.stderr.contains("nothing is left to train on"), "\(all.stderr)")
 
         try PNG.write(Raster(gray: DenoisingTests.image(30, 34, phase: 2)), to: dir.appendingPathComponent("ref.png").path)
         let estimated = try CLITests.ok(["denoise", "--model", "run/model.safetensors", "--input", "ref.png", "--output", "x.png"], in: dir)

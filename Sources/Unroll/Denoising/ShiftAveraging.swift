@@ -48,6 +48,11 @@ extension Denoiser {
         return out
     }
 
+    /// `n` of the s phases of one axis, evenly spaced (⌊k·s/n⌋, k < n; n = s: all of them).
+    public static func shiftPhases(stride s: Int, perAxis n: Int) -> [Int] {
+        (0..<Swift.max(1, Swift.min(n, s))).map { $0 * s / Swift.max(1, Swift.min(n, s)) }
+    }
+
     /// Where copy (i, j)'s image starts inside its padded copy.
     @inline(__always) static func windowOrigin(_ shift: (Int, Int), stride s: Int) -> (row: Int, col: Int) { (s + shift.0, s + shift.1) }
 
@@ -110,12 +115,13 @@ extension Denoiser {
 
     /// The mean of the s² reconstructions of the shifted copies of `noisy` `[H, W]`, `chunk` copies
     /// per call of `reconstruct` (`[B, P, P]` → `[B, P, P]`).
-    static func averageOverShifts(_ noisy: Tensor, stride: Int, kernel: Int, chunk: Int,
+    static func averageOverShifts(_ noisy: Tensor, stride: Int, kernel: Int, chunk: Int, phases: Int? = nil,
                                   reconstruct: (Tensor) throws -> Tensor) throws -> Tensor {
         let (h, w) = (noisy.shape[0], noisy.shape[1])
         let s = stride
         let pw = shiftPaddedSide(w, stride: s, kernel: kernel), ph = shiftPaddedSide(h, stride: s, kernel: kernel)
-        let shifts = (0..<s).flatMap { i in (0..<s).map { j in (i, j) } }
+        let axis = shiftPhases(stride: s, perAxis: phases ?? s)
+        let shifts = axis.flatMap { i in axis.map { j in (i, j) } }
         var sum = [Double](repeating: 0, count: h * w)
         for start in Swift.stride(from: 0, to: shifts.count, by: max(1, chunk)) {
             let part = Array(shifts[start..<min(shifts.count, start + max(1, chunk))])
