@@ -18,8 +18,9 @@ struct Demo: ParsableCommand {
             minimisation: FISTA to convergence, then a g_dec step).
 
             Then it denoises a 256×256 crop of a test image the package ships, with noise σ = 25/255 \
-            from --seed, through a shipped PUDLE Table 1 model (64 filters 9×9, stride 4, T = 15, \
-            g_ae-ls, λ = 0.16), and prints the PSNR before and after.
+            from --seed, through the denoiser the package ships (an untied CRsAE-class model with learned \
+            per-filter thresholds that scale with σ, averaged over its shifts; docs/denoising.md), and \
+            prints the PSNR before and after.
 
             Writes to --output: data.npz (X, D_true, Z_true, D_init, for `unroll train`), curves.csv \
             and curves.png (relative error per step), atoms.png (D* and each learned dictionary's \
@@ -144,19 +145,20 @@ struct Demo: ParsableCommand {
             + "--layers 100 --step 0.2 --lambda 0.2 --batch 50 --epochs \(epochs) --gradient least-squares --output run")
     }
 
-    /// Image denoising with the convolutional model the package ships (PUDLE's Table 1 network, trained
-    /// by the `unroll train --model conv2d` command recorded in its metadata) on a crop of a test image
-    /// the package ships too: Gaussian noise σ = 25/255 from --seed, then the unrolled encoder and D.
+    /// Image denoising with the convolutional model the package ships (trained by the `unroll train
+    /// --model conv2d` command recorded in its metadata) on a crop of a test image the package ships
+    /// too: Gaussian noise σ = 25/255 from --seed, then the model set for that σ.
     private func denoise() throws {
         guard let modelURL = Bundle.module.url(forResource: "denoise-model", withExtension: "safetensors", subdirectory: "Resources"),
               let imageURL = Bundle.module.url(forResource: "camera-crop", withExtension: "png", subdirectory: "Resources") else {
             throw CLIError("the demo's denoising model or image is missing from the package resources (Sources/unroll/Resources)")
         }
-        let model = try ModelFile.read(modelURL.path, option: "the shipped model").conv2d(modelURL.path, option: "the shipped model")
+        var model = try ModelFile.read(modelURL.path, option: "the shipped model").conv2d(modelURL.path, option: "the shipped model")
         let clean = try ImageFolder.readImage(imageURL.path, option: "demo image")
         let sigma: Float = 25 / 255
         var rng = Random(seed: seed)
         let noisy = DenoisingImages.addNoise(clean, sigma: sigma, rng: &rng)
+        if model.adaptiveSigma != nil { model = try model.atNoise(sigma) }
         let t0 = ContinuousClock.now
         let estimate = try Denoiser.denoise(noisy, model: model)
         let seconds = secondsSince(t0)
@@ -170,9 +172,11 @@ struct Demo: ParsableCommand {
             try ImagePanel(gap: 8, textScale: 2, title: "unrolled sparse coding denoiser, sigma 25/255").writePNG(items, to: output + "/denoising.png")
         }
         let d = model.dictionary, e = model.encoder
+        let thresholds = model.adaptiveSigma != nil ? "per-filter thresholds set for σ" : "λ \(e.lambda.allValues.first.map { CSV.format($0) } ?? "?")"
+        let averaged = model.shiftAverage && d.stride > 1 ? ", averaged over its \(d.stride * d.stride) shifts" : ""
         print("denoising: a \(clean.shape[1])×\(clean.shape[0]) crop of the camera test image with noise σ 25/255, through the shipped "
-            + "convolutional model (\(d.atoms) filters \(d.kernel)×\(d.kernel), stride \(d.stride), unrolled ISTA T \(e.layers), "
-            + "λ \(e.lambda.allValues.first.map { CSV.format($0) } ?? "?"), g_ae-ls; trained on the 14 training images):")
+            + "convolutional model (\(d.atoms) filters \(d.kernel)×\(d.kernel), stride \(d.stride), \(model.isTied ? "tied" : "untied"), "
+            + "unrolled \(e.algorithm.rawValue.uppercased()) T \(e.layers), \(thresholds)\(averaged); trained on images/train):")
         print(String(format: "PSNR %.2f dB noisy → %.2f dB denoised (+%.2f dB, peak 1) in %.2f s", score.noisy, score.denoised,
                      score.denoised - score.noisy, seconds))
     }

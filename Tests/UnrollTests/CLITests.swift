@@ -337,7 +337,7 @@ import UnrollIO
         let planes = (0..<3).map { _ in Tensor.uniform([36, 44], rng: &rng) }
         try PNG.write(Raster(planes: planes), to: dir.appendingPathComponent("rgb.png").path)
         let r = try Self.ok(["denoise", "--model", model, "--input", "rgb.png", "--clean", "rgb.png", "--output", "out.png"], in: dir)
-        #expect(r.stdout.contains("(44×36, RGB); PSNR"), "\(r.stdout)")
+        #expect(r.stdout.contains("(44×36, RGB, σ estimated ") && r.stdout.contains("); PSNR"), "\(r.stdout)")
         let out = try PNG.read(dir.appendingPathComponent("out.png").path)
         #expect(out.channels == 3 && out.width == 44 && out.height == 36)
         let rgb = try PNG.read(dir.appendingPathComponent("rgb.png").path).planes()
@@ -349,7 +349,9 @@ import UnrollIO
         }
     }
 
-    /// Without --model the shipped model denoises; --sigma is checked against the σ a model was trained at.
+    /// Without --model the shipped model denoises. It is noise-adaptive: --sigma sets it (any σ), and
+    /// without --sigma the σ is estimated from the image (and printed). A model trained at one σ
+    /// refuses another --sigma by name.
     @Test func denoiseWithTheShippedModelAndASigma() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -357,11 +359,21 @@ import UnrollIO
         var rng = Random(seed: 7)
         try PNG.write(Raster(gray: Tensor.uniform([30, 40], rng: &rng)), to: dir.appendingPathComponent("in.png").path)
         try Self.ok(["denoise", "--input", "in.png", "--sigma", "25/255", "--output", "shipped.png"], in: dir)
-        try Self.ok(["denoise", "--model", model, "--input", "in.png", "--output", "given.png"], in: dir)
+        try Self.ok(["denoise", "--model", model, "--input", "in.png", "--sigma", "25/255", "--output", "given.png"], in: dir)
         #expect(try Data(contentsOf: dir.appendingPathComponent("shipped.png")) == Data(contentsOf: dir.appendingPathComponent("given.png")))
-        let bad = try Self.run(["denoise", "--input", "in.png", "--sigma", "50/255", "--output", "x.png"], in: dir)
+        try Self.ok(["denoise", "--input", "in.png", "--sigma", "50/255", "--output", "fifty.png"], in: dir)
+        #expect(try Data(contentsOf: dir.appendingPathComponent("shipped.png")) != Data(contentsOf: dir.appendingPathComponent("fifty.png")))
+        let estimated = try Self.ok(["denoise", "--input", "in.png", "--output", "estimated.png"], in: dir)
+        #expect(estimated.stdout.contains(", σ estimated "), "\(estimated.stdout)")
+
+        let images = dir.appendingPathComponent("train")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        try PNG.write(Raster(gray: DenoisingTests.image(40, 40)), to: images.appendingPathComponent("a.png").path)
+        try Self.ok(["train", "--model", "conv2d", "--data", "train", "--atoms", "4", "--kernel", "5", "--stride", "2", "--crop", "17",
+                     "--layers", "3", "--steps", "2", "--sigma", "25/255", "--output", "fixed"], in: dir)
+        let bad = try Self.run(["denoise", "--model", "fixed/model.safetensors", "--input", "in.png", "--sigma", "50/255", "--output", "x.png"], in: dir)
         #expect(bad.status == 1 && bad.stderr.split(separator: "\n").count == 1
-                && bad.stderr.contains("the shipped model was trained at σ 0.09804 (25/255); the package ships a model for σ 25/255 only"), "\(bad.stderr)")
+                && bad.stderr.contains("fixed/model.safetensors was trained at σ 0.09804 (25/255); use a model trained at this σ"), "\(bad.stderr)")
     }
 
     /// Inputs once crashed, hung or ran for minutes, and a full disk: each ends with one line.

@@ -52,16 +52,26 @@ def test_the_cli_and_python_learn_the_same_denoiser_to_0_ulp(tmp_path):
     assert "model: conv2d," in run_cli("info", "py.safetensors", cwd=tmp_path).stdout
 
 
-def test_the_shipped_model_denoises():
+def test_the_shipped_model_denoises_at_any_sigma():
     model = ConvolutionalDenoiser.pretrained()
-    assert model.filters_.shape == (64, 9, 9)
+    assert model.filters_.shape[1:] == (7, 7)
     clean = (images()[0].astype(np.float64) / 255).astype(np.float32)
-    rng = np.random.default_rng(3)
-    noisy = (clean + rng.normal(0, 25 / 255, clean.shape)).astype(np.float32)
-    estimate = np.clip(model.denoise(noisy), 0, 1)
     psnr = lambda x: 10 * np.log10(1 / np.mean((x - clean) ** 2))
-    assert psnr(estimate) > psnr(noisy) + 3, (psnr(noisy), psnr(estimate))
-    assert model.denoise(noisy.astype(np.float64)).dtype == np.float64
+    for level in (15, 25, 50):
+        rng = np.random.default_rng(level)
+        noisy = (clean + rng.normal(0, level / 255, clean.shape)).astype(np.float32)
+        # Given σ, and estimated from the image (sigma=None): both remove noise.
+        for sigma in (level / 255, None):
+            estimate = np.clip(model.denoise(noisy, sigma=sigma), 0, 1)
+            assert psnr(estimate) > psnr(noisy) + 3, (level, sigma, psnr(noisy), psnr(estimate))
+    assert model.denoise(noisy.astype(np.float64), sigma=0.1).dtype == np.float64
+    # Noise-adaptive thresholds scale with σ: the network maps c·y at c·σ to c·f(y) at σ.
+    a = model.denoise(noisy, sigma=0.1)
+    b = model.denoise(np.float32(2) * noisy, sigma=0.2)
+    assert np.allclose(b, 2 * a, rtol=1e-4, atol=1e-5)
+    for bad in (0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="sigma"):
+            model.denoise(noisy, sigma=bad)
 
 
 def test_pickle_and_bad_input():
@@ -84,10 +94,11 @@ def test_pickle_and_bad_input():
 def test_an_rgb_image_is_denoised_channel_by_channel():
     est = unroll.ConvolutionalDenoiser.pretrained(n_jobs=1)
     rgb = np.random.default_rng(3).random((30, 34, 3)).astype(np.float32)
-    out = est.denoise(rgb)
-    assert out.shape == (30, 34, 3) and out.dtype == np.float32
-    for k in range(3):
-        assert np.array_equal(out[:, :, k], est.denoise(np.ascontiguousarray(rgb[:, :, k])))
+    for sigma in (None, 0.1):
+        out = est.denoise(rgb, sigma=sigma)
+        assert out.shape == (30, 34, 3) and out.dtype == np.float32
+        for k in range(3):
+            assert np.array_equal(out[:, :, k], est.denoise(np.ascontiguousarray(rgb[:, :, k]), sigma=sigma))
     with pytest.raises(ValueError, match="2-D grayscale"):
         est.denoise(rgb[:, :, :2])
 

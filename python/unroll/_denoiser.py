@@ -104,8 +104,9 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
 
     @classmethod
     def pretrained(cls, n_jobs=None):
-        """The model the package ships (PUDLE Table 1 settings, g_ae-ls, 2000 steps on the training
-        images at σ 25/255; the demo's denoiser)."""
+        """The model the package ships (the demo's denoiser): an untied CRsAE-class network with
+        per-filter thresholds that scale with the noise, trained on the training images over σ
+        5–55/255 (docs/denoising.md); give `denoise` the image's σ, or let it estimate it."""
         here = Path(__file__).resolve().parent
         for path in (here / "denoise-model.safetensors",
                      here.parent.parent / "Sources" / "unroll" / "Resources" / "denoise-model.safetensors"):

@@ -151,9 +151,22 @@ public final class GenericLayerKernel<Op: DictionaryOperator>: UnrolledLayerKern
             v = alpha * dataTerm
             return
         }
-        v = y
-        v.add((analysis ?? op).adjoint(op.apply(y)), scaledBy: -alpha)
-        v.add(dataTerm, scaledBy: alpha)
+        // v = (y − α·EᵀDy) + α·Eᵀx in one pass into v's own storage (the two-pass form's roundings).
+        let e = (analysis ?? op).adjoint(op.apply(y))
+        if v.shape != y.shape { v = Tensor(zeros: y.shape) }
+        let minusAlpha = -alpha
+        v.data.withUnsafeMutableBufferPointer { pv in
+            y.data.withUnsafeBufferPointer { py in
+                e.data.withUnsafeBufferPointer { pe in
+                    dataTerm.data.withUnsafeBufferPointer { pc in
+                        for i in 0..<pv.count {
+                            let t = py[i] + minusAlpha * pe[i]
+                            pv[i] = t + alpha * pc[i]
+                        }
+                    }
+                }
+            }
+        }
     }
 
     public func backwardStep(g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor,
