@@ -18,15 +18,17 @@ public struct BenchOptions: Sendable {
     /// Run the Python peers (false: our numbers only).
     public var runPeer: Bool
     /// `denoise`: the test images by file name and the folder they came from, the conv2d model to run on
-    /// them, and a folder for the comparison panels (nil: none).
+    /// them, a folder for the comparison panels (nil: none), and the phases per axis of the shift
+    /// average (nil: all s).
     public var images: [String: Tensor]?
     public var data: String?
     public var model: String?
     public var panels: String?
+    public var phases: Int?
 
     public init(threads: Int = 2, repeats: Int = 5, size: Int? = nil, python: String = "python3", scriptDirectory: String? = nil,
                 mode: String? = nil, runPeer: Bool = true, images: [String: Tensor]? = nil, data: String? = nil, model: String? = nil,
-                panels: String? = nil) {
+                panels: String? = nil, phases: Int? = nil) {
         self.threads = threads
         self.repeats = repeats
         self.size = size
@@ -38,6 +40,7 @@ public struct BenchOptions: Sendable {
         self.data = data
         self.model = model
         self.panels = panels
+        self.phases = phases
     }
 }
 

@@ -75,7 +75,7 @@ enum DenoiseBenchmark {
         try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: scratch + "/manifest.json"))
 
         // Ours: the median of `repeats` denoisings of each image, after one warm-up.
-        _ = try Denoiser.denoise(noisy[0][0], model: model)
+        _ = try Denoiser.denoise(noisy[0][0], model: model, phases: o.phases)
         var ours: [[(estimate: Tensor, seconds: Double)]] = []
         for (k, row) in noisy.enumerated() {
             // A noise-adaptive model is set for each σ (as `unroll denoise --sigma` sets it).
@@ -84,7 +84,7 @@ enum DenoiseBenchmark {
                 var estimate = y
                 let times = try (0..<o.repeats).map { _ in
                     let t0 = DispatchTime.now().uptimeNanoseconds
-                    estimate = try Denoiser.denoise(y, model: atSigma)
+                    estimate = try Denoiser.denoise(y, model: atSigma, phases: o.phases)
                     return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
                 }
                 return (estimate, Stopwatch.median(times))
@@ -157,6 +157,7 @@ enum DenoiseBenchmark {
         report.details["images"] = "\(folder): " + names.joined(separator: ", ")
         let trained = model.dictionary
         report.details["ours: model"] = "\(modelPath): \(trained.atoms) filters \(trained.kernel)×\(trained.kernel), stride \(trained.stride), T \(model.encoder.layers), shift averaging \(model.shiftAverage ? "on" : "off")"
+            + (model.shiftAverage && trained.stride > 1 ? " (\(Denoiser.shiftPhases(stride: trained.stride, perAxis: o.phases ?? trained.stride).count)² of the \(trained.stride)² shifts)" : "")
             + (model.adaptiveSigma.map { String(format: ", noise-adaptive (thresholds set for each σ from σ %.3g/255)", $0 * 255) } ?? "")
         report.details["noise"] = "N(0, σ²) per pixel from seed σ (one generator per σ, the images in order), added to the whole clean image"
         if theirs != nil {

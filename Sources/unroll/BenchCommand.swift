@@ -41,6 +41,8 @@ struct Bench: ParsableCommand {
 
     @Option(help: "denoise: write a panel per image and σ into this folder (centre crop: clean, noisy, ours, BM3D, and both errors ×4).")
     var panels: String?
+    @Option(name: .customLong("shift-phases"), help: "denoise: average n² of the model's s² shifts (n evenly spaced phases per axis; default all).")
+    var shiftPhases: Int?
 
     @Flag(help: "Print one JSON object instead of tables.")
     var json = false
@@ -57,8 +59,9 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        if (data != nil || model != nil || panels != nil) && name != "denoise" {
-            throw CLIError("--data, --model and --panels apply to the denoise case only, not to '\(name)'")
+        if let n = shiftPhases, n < 1 { throw CLIError("--shift-phases must be ≥ 1, got \(n)") }
+        if (data != nil || model != nil || panels != nil || shiftPhases != nil) && name != "denoise" {
+            throw CLIError("--data, --model, --panels and --shift-phases apply to the denoise case only, not to '\(name)'")
         }
         // The denoise case's images, read by the CLI's one image-folder reader (under `all`, a missing
         // folder leaves the case to say what it needs).
@@ -71,7 +74,7 @@ struct Bench: ParsableCommand {
         }
         let shipped = Bundle.module.url(forResource: "denoise-model", withExtension: "safetensors", subdirectory: "Resources")?.path
         let options = BenchOptions(threads: threading.threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
-                                   mode: mode, runPeer: !noPeer, images: images, data: folder, model: model ?? shipped, panels: panels)
+                                   mode: mode, runPeer: !noPeer, images: images, data: folder, model: model ?? shipped, panels: panels, phases: shiftPhases)
         let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
         var reports: [BenchReport] = []
         for n in names {

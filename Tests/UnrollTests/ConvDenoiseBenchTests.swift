@@ -77,7 +77,7 @@ import UnrollIO
         let rows2 = try #require(((try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first?["rows"] as? [[String: Any]])
         #expect(rows.filter { ($0["unit"] as? String) == "dB" }.map { $0["ours"] as? Double } == rows2.filter { ($0["unit"] as? String) == "dB" }.map { $0["ours"] as? Double })
         let wrong = try CLITests.run(["bench", "gemm", "--data", images.path], in: dir)
-        #expect(wrong.status != 0 && wrong.stderr.contains("--data, --model and --panels apply to the denoise case only"), "\(wrong.stderr)")
+        #expect(wrong.status != 0 && wrong.stderr.contains("--data, --model, --panels and --shift-phases apply to the denoise case only"), "\(wrong.stderr)")
     }
 
     /// One g_ae-ls step of ours (the benchmark's step: evaluate, Adam, normalise) against the peer's float64
