@@ -20,7 +20,10 @@ struct Denoise: ParsableCommand {
             reconstructions of the s² shifted copies of the image (crsae §2), as their test PSNRs do; \
             --no-shift-average encodes the image once.
 
-            A noise-adaptive model (the shipped one, or `unroll train --family crsae --sigma-range …`)             sets its thresholds for the input's noise level: --sigma, else --add-noise's σ, else σ             estimated from each image (channel) by the median of its finest diagonal wavelet band             (printed).
+            A noise-adaptive model (the shipped one, or `unroll train --family crsae --sigma-range …`) \
+            sets its thresholds for the input's noise level: --sigma, else --add-noise's σ, else σ \
+            estimated from each image (channel) by the median of its finest diagonal wavelet band \
+            (printed).
 
             A folder as --input denoises every PNG in it into the folder --output (same names); --clean \
             is then a folder of the clean images under the same names, and the PSNRs are printed per \
