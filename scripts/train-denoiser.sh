@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Trains the denoiser the package ships (Sources/unroll/Resources/denoise-model.safetensors): an
+# untied CRsAE-class model (64 filters 7×7, stride 5, 30 FISTA layers) with learned per-filter
+# thresholds that scale with σ, trained through the shift average (4 random shifts per crop) on the
+# training images over σ 5–55/255, with moon.png held out for validation (docs/denoising.md).
+#
+#   scripts/train-denoiser.sh [OUTPUT_DIR]     # default denoiser-run; about 35 min on one core
+#
+# The model to ship is OUTPUT_DIR/best.safetensors, the step of best validation PSNR (test images
+# are never looked at). Images come from $UNROLL_IMAGES (default ../shared/data/images); the command
+# runs from beside that folder so the model records `images/train`, not a machine path.
+# --resume continues a killed run bit for bit.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+images=$(realpath "${UNROLL_IMAGES:-$root/../shared/data/images}")
+out=$(realpath -m "${1:-denoiser-run}")
+[ -d "$images/train" ] || { echo "no training images in $images/train (set UNROLL_IMAGES)" >&2; exit 1; }
+(cd "$root" && swift build -c release --product unroll >/dev/null)
+cd "$(dirname "$images")"
+"$root/.build/release/unroll" train --model conv2d --family crsae --untied --bias free-bias \
+  --sigma 25/255 --sigma-range 5/255:55/255 --rotations --shifts 4 \
+  --lr 1e-3 --lr-step 5000 --lr-gamma 0.5 --steps 20000 --seed 0 \
+  --data "$(basename "$images")/train" --hold-out moon.png --eval-every 4000 \
+  --checkpoint-every 500 --threads 1 --output "$out" "${@:2}"
+echo "the model to ship: $out/best.safetensors"
