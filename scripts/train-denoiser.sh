@@ -4,7 +4,7 @@
 # thresholds that scale with σ, trained through the shift average (4 random shifts per crop) on the
 # training images over σ 5–55/255, with moon.png held out for validation (docs/denoising.md).
 #
-#   scripts/train-denoiser.sh [OUTPUT_DIR]     # default denoiser-run; about 35 min on one core
+#   scripts/train-denoiser.sh [OUTPUT_DIR]     # default denoiser-run; 47 min on one core (shared with other runs)
 #
 # The model to ship is OUTPUT_DIR/best.safetensors, the step of best validation PSNR (test images
 # are never looked at). Images come from $UNROLL_IMAGES (default ../shared/data/images); the command

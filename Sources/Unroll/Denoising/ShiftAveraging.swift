@@ -68,21 +68,11 @@ extension Denoiser {
     /// The mean over each image's copies (laid out as `shiftedCopies(of:)` makes them) of their
     /// windows: `[Σ_b k_b, P, P]` → `[n, H, W]`; the shift average a model trained through it sees.
     public static func meanOfWindows(_ copies: Tensor, shifts: [[(Int, Int)]], height h: Int, width w: Int, stride s: Int) -> Tensor {
-        let (ph, pw) = (copies.shape[1], copies.shape[2])
         var out = Tensor(zeros: [shifts.count, h, w])
         copies.data.withUnsafeBufferPointer { src in
             out.data.withUnsafeMutableBufferPointer { dst in
-                var copy = 0
-                for (b, list) in shifts.enumerated() {
-                    let inv = 1 / Float(list.count)
-                    for shift in list {
-                        let (r0, c0) = windowOrigin(shift, stride: s)
-                        for r in 0..<h {
-                            let o = (copy * ph + r0 + r) * pw + c0, d = (b * h + r) * w
-                            for c in 0..<w { dst[d + c] += inv * src[o + c] }
-                        }
-                        copy += 1
-                    }
+                forEachWindowRow(shifts, height: h, width: w, paddedHeight: copies.shape[1], paddedWidth: copies.shape[2], stride: s) { copy, image, weight in
+                    for c in 0..<w { dst[image + c] += weight * src[copy + c] }
                 }
             }
         }
@@ -96,21 +86,28 @@ extension Denoiser {
         var out = Tensor(zeros: [shifts.reduce(0) { $0 + $1.count }, ph, pw])
         g.data.withUnsafeBufferPointer { src in
             out.data.withUnsafeMutableBufferPointer { dst in
-                var copy = 0
-                for (b, list) in shifts.enumerated() {
-                    let inv = 1 / Float(list.count)
-                    for shift in list {
-                        let (r0, c0) = windowOrigin(shift, stride: s)
-                        for r in 0..<h {
-                            let o = (copy * ph + r0 + r) * pw + c0, d = (b * h + r) * w
-                            for c in 0..<w { dst[o + c] = inv * src[d + c] }
-                        }
-                        copy += 1
-                    }
+                forEachWindowRow(shifts, height: h, width: w, paddedHeight: ph, paddedWidth: pw, stride: s) { copy, image, weight in
+                    for c in 0..<w { dst[copy + c] = weight * src[image + c] }
                 }
             }
         }
         return out
+    }
+
+    /// For every row of every copy's window (image b's copies consecutive, as `shiftedCopies(of:)`
+    /// lays them out): the row's start in the copies `[Σ_b k_b, P, P]`, in the images `[n, H, W]`,
+    /// and 1/(b's number of copies).
+    private static func forEachWindowRow(_ shifts: [[(Int, Int)]], height h: Int, width w: Int, paddedHeight ph: Int, paddedWidth pw: Int,
+                                         stride s: Int, _ body: (_ copy: Int, _ image: Int, _ weight: Float) -> Void) {
+        var copy = 0
+        for (b, list) in shifts.enumerated() {
+            let weight = 1 / Float(list.count)
+            for shift in list {
+                let (r0, c0) = windowOrigin(shift, stride: s)
+                for r in 0..<h { body((copy * ph + r0 + r) * pw + c0, (b * h + r) * w, weight) }
+                copy += 1
+            }
+        }
     }
 
     /// The mean of the s² reconstructions of the shifted copies of `noisy` `[H, W]`, `chunk` copies
