@@ -173,26 +173,26 @@ extension Denoise {
         let start = ContinuousClock.now
         // Per image: width, height, then (with --clean) PSNR noisy / denoised, peak 1 and peak max, then
         // the noise σ estimated per plane (0: not estimated).
-        let width = 9
-        var table = [Double](repeating: 0, count: names.count * width)
+        let columns = 9
+        var table = [Double](repeating: 0, count: names.count * columns)
         for i in job.share(of: names.count) {
             let name = names[i]
             var rng = Random(seed: seed).derived([UInt64(i)])
             let r = try denoise(input + "/" + name, noise: sigma.map { ($0, output + "/" + String(name.dropLast(4)) + "-noisy.png") },
                                 rng: &rng, network: network, output: output + "/" + name, clean: clean.map { $0 + "/" + name })
-            table[i * width] = Double(r.width)
-            table[i * width + 1] = Double(r.height)
+            table[i * columns] = Double(r.width)
+            table[i * columns + 1] = Double(r.height)
             if let s = r.score {
-                table.replaceSubrange((i * width + 2)..<(i * width + 6), with: [s.noisy, s.denoised, s.noisyCleanMax, s.denoisedCleanMax])
+                table.replaceSubrange((i * columns + 2)..<(i * columns + 6), with: [s.noisy, s.denoised, s.noisyCleanMax, s.denoisedCleanMax])
             }
-            for (k, e) in r.estimatedSigma.enumerated() { table[i * width + 6 + k] = Double(e) }
+            for (k, e) in r.estimatedSigma.enumerated() { table[i * columns + 6 + k] = Double(e) }
         }
         let seconds = secondsSince(start)
         table = job.sum(table)
         guard job.isRoot else { return }
         var sums = [Double](repeating: 0, count: 4)
         for (i, name) in names.enumerated() {
-            let row = Array(table[(i * width)..<((i + 1) * width)])
+            let row = Array(table[(i * columns)..<((i + 1) * columns)])
             let estimated = row[6...].filter { $0 > 0 }.map { Float($0) }
             var line = "\(output)/\(name) (\(Int(row[0]))×\(Int(row[1]))\(Self.describe(estimated: estimated)))"
             if clean != nil {
