@@ -79,7 +79,7 @@ enum DenoiseBenchmark {
         var ours: [[(estimate: Tensor, seconds: Double)]] = []
         for (k, row) in noisy.enumerated() {
             // A noise-adaptive model is set for each σ (as `unroll denoise --sigma` sets it).
-            let atSigma = model.adaptiveSigma == nil ? model : try model.atNoise(Float(sigmas[k]) / 255)
+            let atSigma = try Denoiser.model(model, forNoise: Float(sigmas[k]) / 255).model
             ours.append(try row.map { y in
                 var estimate = y
                 let times = try (0..<o.repeats).map { _ in

@@ -638,11 +638,8 @@ public func unrollDenoise(_ h: OpaquePointer?, _ image: UnsafePointer<Float>?, _
         let model = try convHandle(h)
         guard var ae = model.model else { throw APIError("the model is not fitted") }
         let noisy = try matrix(image, height, width, "image")
-        if ae.adaptiveSigma != nil {
-            guard sigma.isFinite else { throw APIError("sigma must be a finite noise level, got \(sigma)") }
-            let level = sigma > 0 ? sigma : try NoiseEstimate.sigma(noisy)
-            if level > 0 { ae = try ae.atNoise(level) }
-        }
+        guard ae.adaptiveSigma == nil || sigma.isFinite else { throw APIError("sigma must be a finite noise level, got \(sigma)") }
+        ae = try Denoiser.model(ae, forNoise: sigma > 0 ? sigma : nil, of: noisy).model
         try write(try Parallel.withWorkers(model.threads) { try Denoiser.denoise(noisy, model: ae) }, to: out, "denoised image")
     }
 }

@@ -65,8 +65,7 @@ struct CRsAE2DTraining {
         let run = try TrainingRun(output: o.output, resume: o.resume, checkpointEvery: o.checkpointEvery)
         /// Whole images with noise of σ (from the seed), denoised at σ (a noise-adaptive model set for it).
         func score(_ model: CRsAE2DModel, _ images: [(name: String, image: Tensor)], sigma: Float) throws -> Denoiser.Evaluation {
-            var m = try model.autoencoder(height: images[0].image.shape[0], width: images[0].image.shape[1])
-            if m.adaptiveSigma != nil { m = try m.atNoise(sigma) }
+            let m = try Denoiser.model(model.autoencoder(height: images[0].image.shape[0], width: images[0].image.shape[1]), forNoise: sigma).model
             return try Denoiser.evaluate(clean: images.map(\.image), sigma: sigma, seed: o.seed &+ 1, model: m)
         }
         func evaluate(_ model: CRsAE2DModel) throws -> Denoiser.Evaluation? {

@@ -153,14 +153,13 @@ struct Demo: ParsableCommand {
               let imageURL = Bundle.module.url(forResource: "camera-crop", withExtension: "png", subdirectory: "Resources") else {
             throw CLIError("the demo's denoising model or image is missing from the package resources (Sources/unroll/Resources)")
         }
-        var model = try ModelFile.read(modelURL.path, option: "the shipped model").conv2d(modelURL.path, option: "the shipped model")
+        let model = try ModelFile.read(modelURL.path, option: "the shipped model").conv2d(modelURL.path, option: "the shipped model")
         let clean = try ImageFolder.readImage(imageURL.path, option: "demo image")
         let sigma: Float = 25 / 255
         var rng = Random(seed: seed)
         let noisy = DenoisingImages.addNoise(clean, sigma: sigma, rng: &rng)
-        if model.adaptiveSigma != nil { model = try model.atNoise(sigma) }
         let t0 = ContinuousClock.now
-        let estimate = try Denoiser.denoise(noisy, model: model)
+        let estimate = try Denoiser.denoise(noisy, model: Denoiser.model(model, forNoise: sigma).model)
         let seconds = secondsSince(t0)
         let score = Denoiser.Score(noisy: noisy, denoised: estimate, clean: clean)
         try ImageFolder.write(noisy, to: output + "/noisy.png", option: "--output")

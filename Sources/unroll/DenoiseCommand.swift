@@ -117,11 +117,8 @@ struct Denoise: ParsableCommand {
     /// the σ estimated from the plane (returned); any other as it is.
     private func model(for plane: Tensor, _ network: UnrolledAutoencoder<Convolution2DDictionary>) throws
         -> (model: UnrolledAutoencoder<Convolution2DDictionary>, estimated: Float?) {
-        guard network.adaptiveSigma != nil else { return (network, nil) }
-        if let text = sigma ?? addNoise { return (try network.atNoise(try parseSigma(text, option: sigma != nil ? "--sigma" : "--add-noise")), nil) }
-        let estimate = try NoiseEstimate.sigma(plane)
-        guard estimate > 0 else { return (network, nil) }   // a noiseless (e.g. constant) image: the reference σ
-        return (try network.atNoise(estimate), estimate)
+        let given = try (sigma ?? addNoise).map { try parseSigma($0, option: sigma != nil ? "--sigma" : "--add-noise") }
+        return try Denoiser.model(network, forNoise: given, of: plane)
     }
 
     /// ", σ estimated a/255" (RGB: the channels' values) when the noise level was estimated.

@@ -43,7 +43,7 @@ struct Eval: ParsableCommand {
             }
             let noise = try parseSigma(text, option: "--sigma")
             // A noise-adaptive model is set for the noise it is scored at.
-            let m = stored.adaptiveSigma != nil && noise > 0 ? try stored.atNoise(noise) : stored
+            let m = noise > 0 ? try Denoiser.model(stored, forNoise: noise).model : stored
             let clean = try ModelRun.images(data)
             let images = (0..<clean.shape[0]).map { clean.rows($0..<($0 + 1)).reshaped(Array(clean.shape.dropFirst())) }
             let e = try inContext("--data \(data)") {

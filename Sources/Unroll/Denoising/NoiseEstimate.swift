@@ -32,3 +32,17 @@ public enum NoiseEstimate {
         return median / 0.6745
     }
 }
+
+extension Denoiser {
+    /// `model` set for the noise of an image: a noise-adaptive model's thresholds for `sigma`, or, when
+    /// `sigma` is nil, for the σ estimated from `image` (returned as `estimated`; a noiseless image
+    /// keeps the reference σ); any other model as it is.
+    public static func model(_ model: UnrolledAutoencoder<Convolution2DDictionary>, forNoise sigma: Float?, of image: Tensor? = nil) throws
+        -> (model: UnrolledAutoencoder<Convolution2DDictionary>, estimated: Float?) {
+        guard model.adaptiveSigma != nil else { return (model, nil) }
+        if let sigma { return (try model.atNoise(sigma), nil) }
+        guard let image else { throw UnrollError.invalidArgument("a noise-adaptive model needs the noise σ, or an image to estimate it from") }
+        let estimate = try NoiseEstimate.sigma(image)
+        return estimate > 0 ? (try model.atNoise(estimate), estimate) : (model, nil)
+    }
+}
