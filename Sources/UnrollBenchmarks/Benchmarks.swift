@@ -138,7 +138,8 @@ public enum Benchmarks {
     /// Every case `unroll bench` knows, in the order `unroll bench all` runs them.
     public static let all: [BenchmarkCase] = [GemmBenchmark.case, FlushToZeroBenchmark.case, KernelBenchmarks.case,
                                               PudleBenchmarks.fig5Case, PudleBenchmarks.theoryCase, PudleBenchmarks.encodeCase,
-                                              ConvDenoiseBenchmark.case, DenoiseBenchmark.case]
+                                              ConvDenoiseBenchmark.case, CRsAEBenchmarks.denoiseCase, CRsAEBenchmarks.spikesCase,
+                                              DenoiseBenchmark.case]
 
     public static func named(_ name: String) -> BenchmarkCase? { all.first { $0.name == name } }
 

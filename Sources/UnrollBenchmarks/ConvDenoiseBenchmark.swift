@@ -12,9 +12,7 @@ import UnrollIO
 ///
 /// One step is what `DenoisingTrainer.trainStep()` runs (`GradientMode.evaluate(input:target:…)`, Adam,
 /// normalise) without the crop sampling: every step re-uses one clean crop (a synthetic piecewise-smooth image)
-/// and one draw of noise, so both sides see identical numbers. We write the crop, the noisy crop and the
-/// initial filters to an .npz that the peer reads (`--inputs`), so both start from the same filters and
-/// their per-step losses must agree to float32 rounding (printed in the details as a check).
+/// and one draw of noise; the peer reads the crops and the initial filters (`TrainingStepCase`).
 enum ConvDenoiseBenchmark {
     static let `case` = BenchmarkCase(
         name: "conv-denoise",
@@ -91,93 +89,17 @@ enum ConvDenoiseBenchmark {
     static func run(_ o: BenchOptions) throws -> BenchReport {
         let size = o.size ?? 129
         guard size >= kernel else { throw BenchError("conv-denoise: --size must be ≥ \(kernel) (the filter side), got \(size)") }
-        var report = BenchReport(benchmark: "conv-denoise", threads: o.threads, repeats: o.repeats)
         let p = try problem(size: size, seed: 0)
-        report.details["setting"] = "\(filters) filters \(kernel)×\(kernel), stride \(stride), \(size)×\(size) crop"
+        var training = Training(dictionary: p.dictionary)
+        let setting = "\(filters) filters \(kernel)×\(kernel), stride \(stride), \(size)×\(size) crop"
             + (p.dictionary.fitsExactly ? "" : " (zero-padded to \(p.dictionary.paddedHeight)² inside the operator)")
             + ", batch 1, σ 25/255, ISTA T \(layers), α \(alpha), λ \(lambda), g_ae-ls, Adam lr \(learningRate) ε \(epsilon), "
             + "unit-norm filters; one step = encode + loss + backward through the layers + Adam + normalise; the same crop and noise every step"
-
-        // The peer first (import, inputs, warm-up step), then ours, then the timed steps alternate.
-        var peer: PythonPeer.Session?
-        let inputs = NSTemporaryDirectory() + "unroll-conv-denoise-\(getpid())-\(UInt64.random(in: 0..<UInt64.max)).npz"
-        defer { try? FileManager.default.removeItem(atPath: inputs) }
-        if o.runPeer {
-            do {
-                try Npz.write([("clean", p.clean.reshaped([size, size])), ("noisy", p.noisy.reshaped([size, size])),
-                               ("filters", p.dictionary.weights)], to: inputs)
-                peer = try PudleBenchmarks.startPeer("conv_denoise_torch.py", [
-                    "--inputs", inputs, "--threads", "\(o.threads)", "--warmup", "1", "--repeats", "\(o.repeats)"], o)
-            } catch {
-                report.notes.append("PyTorch peer unavailable: \(error)")
-            }
-        }
-
-        let resettable = ResidentMemory.resetPeak()
-        var training = Training(dictionary: p.dictionary)
-        var losses: [Double] = [], density = Double.nan
-        let step: () throws -> Double = {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            let r = try training.step(p)
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
-            losses.append(r.loss)
-            density = r.density
-            return seconds
-        }
-        _ = try step()   // warm-up
-        var sides = [PudleBenchmarks.Side(label: "ours", run: step)]
-        if let s = peer { sides.append(PudleBenchmarks.Side(label: "PyTorch", run: { try PudleBenchmarks.peerUnit(s) })) }
-        PudleBenchmarks.interleave(&sides, repeats: o.repeats)
-        if let e = sides[0].error { throw e }
-        let peakMB = resettable ? ResidentMemory.peak() : ResidentMemory.lifetimePeak()
-
-        // Inference alone (T layers, no trace), for where the time goes.
-        let enc = encoder, d = training.dictionary
-        let encodeTimes = (0..<o.repeats).map { _ in
-            Stopwatch.seconds { _ = try? FlushDenormals.with(true) { try enc.encode(p.noisy, with: d) } }
-        }
-
-        let ours = sides[0].times, oursMedian = Stopwatch.median(ours)
-        var row = BenchRow(name: "g_ae-ls step \(size)² T \(layers)", unit: "s", ours: oursMedian, oursLabel: "Unroll")
-        report.details["ours: seconds per step"] = PudleBenchmarks.seconds(ours)
-        report.details["ours: encode only (T layers, no trace), median s"] = String(format: "%.4f", Stopwatch.median(encodeTimes))
-        report.details["ours: losses per step (warm-up first)"] = losses.map { String(format: "%.6g", $0) }.joined(separator: " ")
-        report.details["ours: code density at the last step"] = String(format: "%.3f", density)
-        if let pk = peakMB { report.details["ours: peak RSS during the steps (MB)"] = String(format: "%.0f", pk) }
-        if let s = peer {
-            do {
-                if let e = sides[1].error { throw e }
-                let info = try PudleBenchmarks.stopPeer(s)
-                let theirs = sides[1].times, median = Stopwatch.median(theirs)
-                row.peer = median
-                row.peerLabel = "PyTorch"
-                row.ratio = median / oursMedian
-                row.ratioLabel = "× (torch/ours)"
-                report.details["peer: seconds per step"] = PudleBenchmarks.seconds(theirs)
-                report.details["paired speed-ups torch/ours"] = zip(ours, theirs).map { String(format: "%.2f", $1 / $0) }.joined(separator: " ")
-                if let l = info["losses"] as? [Double] {
-                    report.details["peer: losses per step (warm-up first)"] = l.map { String(format: "%.6g", $0) }.joined(separator: " ")
-                    let n = min(l.count, losses.count)
-                    if n > 0 {
-                        let diff = (0..<n).map { abs(l[$0] - losses[$0]) / max(abs(losses[$0]), 1e-30) }.max()!
-                        report.details["max relative loss difference ours vs peer, same inputs"] = String(format: "%.1e", diff)
-                        if diff > 1e-3 { report.notes.append(String(format: "the two sides' losses differ by %.1e (relative): they do not compute the same step", diff)) }
-                    }
-                }
-                if let dn = info["density"] as? Double { report.details["peer: code density at the last step"] = String(format: "%.3f", dn) }
-                if let pk = info["peak_rss_mb"] as? Double { report.details["peer: peak RSS (MB, incl. import torch)"] = String(format: "%.0f", pk) }
-                if let v = info["torch"] as? String {
-                    let policy = (info["omp_wait_policy"] as? String).map { $0.isEmpty ? "" : ", OMP_WAIT_POLICY=\($0)" } ?? ""
-                    report.details["peer: torch"] = v + policy + " (set_num_threads(\(o.threads)), set_flush_denormal(True))"
-                }
-            } catch {
-                report.notes.append("PyTorch peer failed: \(error)")
-            }
-        }
-        report.rows = [row]
-        if let r = row.ratio, r < target {
-            report.notes.append(String(format: "conv-denoise: %.2f× PyTorch, below issue 5's ≥ %.0f× target", r, target))
-        }
-        return report
+        return try TrainingStepCase(
+            name: "conv-denoise", row: "g_ae-ls step \(size)² T \(layers)", setting: setting, script: "conv_denoise_torch.py",
+            inputs: [("clean", p.clean.reshaped([size, size])), ("noisy", p.noisy.reshaped([size, size])), ("filters", p.dictionary.weights)],
+            step: { try training.step(p) },
+            encodeOnly: { _ = try encoder.encode(p.noisy, with: training.dictionary) },
+            target: target, targetIssue: "issue 5").run(o)
     }
 }

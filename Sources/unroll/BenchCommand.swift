@@ -18,7 +18,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed repetitions; numbers are medians.")
     var repeats: Int = 5
 
-    @Option(help: "Problem size where the case has one (gemm: n of an n×n×n product, default 2000; ftz: values, default 65536; encode: signals, default 10000; conv-denoise: crop side, default 129).")
+    @Option(help: "Problem size where the case has one (gemm: n of an n×n×n product, default 2000; ftz: values, default 65536; encode: signals, default 10000; conv-denoise: crop side, default 129; crsae-denoise: crop side, default 127; spikes: windows of 1000 samples, default 32).")
     var size: Int?
 
     @Option(help: "Gradient mode of the pudle-* cases: decoder, lasso or least-squares (default: all three).")

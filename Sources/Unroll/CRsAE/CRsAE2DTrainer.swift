@@ -374,17 +374,23 @@ public struct CRsAE2DModel: Trainable {
 /// crops' generator seeded by seed + 1, the filters' by seed).
 public typealias CRsAE2DTrainer = Trainer<CRsAE2DModel, CropBatches>
 
+extension Trainer where Model == CRsAE2DModel {
+    /// The model's optimizers and learning-rate schedule over any stream of crop batches.
+    public init(model: CRsAE2DModel, stream: Stream) throws {
+        let (optimizers, scheduled) = model.optimizers, config = model.config
+        try self.init(model: model, stream: stream, optimizers: optimizers,
+                      schedule: config.learningRateStep.map { .stepDecay(every: $0, gamma: config.learningRateGamma) } ?? .constant,
+                      scheduled: scheduled)
+    }
+}
+
 extension Trainer where Model == CRsAE2DModel, Stream == CropBatches {
     public init(images: [Tensor], config: CRsAE2DConfig) throws {
         let model = try CRsAE2DModel(config: config)
         try DenoisingImages.validate(images, what: "training image", minimumSide: config.kernel)
         let sampler = try DenoisingSampler(images: images, cropSize: config.cropSize, sigmas: config.noiseRange ?? config.sigma...config.sigma,
                                            flips: config.flips, rotations: config.rotations)
-        let (optimizers, scheduled) = model.optimizers
-        try self.init(model: model, stream: CropBatches(sampler: sampler, batchSize: config.batchSize, seed: config.seed &+ 1),
-                      optimizers: optimizers,
-                      schedule: config.learningRateStep.map { .stepDecay(every: $0, gamma: config.learningRateGamma) } ?? .constant,
-                      scheduled: scheduled)
+        try self.init(model: model, stream: CropBatches(sampler: sampler, batchSize: config.batchSize, seed: config.seed &+ 1))
     }
 
     public var network: CRsAE2DNetwork { model.network }

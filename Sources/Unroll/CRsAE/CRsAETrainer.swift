@@ -55,6 +55,8 @@ public struct CRsAEStepRecord: StepEvaluation, Equatable {
     public var reconstruction: Double
     /// The gradient mode's loss (before the update).
     public var loss: Double
+    /// Fraction of non-zero codes z_T.
+    public var density: Double
     /// λ_c after the step's EM update.
     public var lambdas: [Float]
     /// σ after the step.
@@ -116,6 +118,7 @@ public struct CRsAEModel<Op: DictionaryOperator>: Trainable {
         // ½Σ‖r‖²/B = reconstruction, so Σ‖r‖² = 2·rec·B.
         let squares = 2 * r.losses.reconstruction * Double(batch.rows.rows)
         return CRsAEStepRecord(step: step, epoch: batch.epoch, reconstruction: r.losses.reconstruction, loss: r.losses.loss,
+                               density: 1 - Double(r.codes.zeroCount()) / Double(max(1, r.codes.count)),
                                lambdas: lambdas, sigma: sigma, alpha: r.alpha, gradients: [r.gradient],
                                pooledSums: l1 + [Double(r.codes.rows), squares, Double(batch.rows.count)], positions: positions)
     }
