@@ -1,7 +1,11 @@
+import CUnrollSupport
+
 /// Direct 1-D convolution loops, for layers with few channels (CRsAE's spike sorting: 1 input channel,
 /// a handful of filters). There im2col + GEMM is memory-bound — the column matrix is K times the input
 /// and a GEMM with m = Cout < 8 rows does little work per byte — while these loops stream each input row
 /// once per filter tap with contiguous (vectorised) axpys. Same semantics and layout as `Convolution`.
+/// Stride 1 without padding (CRsAE's geometry) runs the same loops in C, built for AVX-512 and AVX2 as well
+/// as baseline x86-64 and picked at load time (`CUnrollSupport/DirectConvolution1D.c`): bit-identical results.
 enum DirectConvolution1D {
     /// Whether `automatic` picks these loops for `g` (measured on 2 cores: 3× faster than im2col for 3 filters
     /// of 45 taps, even at 8 filters, slower from 16 filters or with stride > 1).
@@ -18,6 +22,14 @@ enum DirectConvolution1D {
         let (cin, cout, n, k, s, p) = (g.inChannels, g.outChannels, g.inputWidth, g.kernelWidth, g.strideWidth, g.paddingWidth)
         let l = g.outputWidth
         Parallel.forEachChunk(batch * cout, minPerPart: unitsPerPart(workPerUnit: cin * k * l)) { units in
+            if s == 1 && p == 0 {
+                for u in units {
+                    let (b, o) = u.quotientAndRemainder(dividingBy: cout)
+                    unroll_conv1d_forward_unit(Int32(cin), Int32(n), Int32(k), Int32(l), input + b * cin * n, filters + o * cin * k,
+                                               output + u * l, accumulate)
+                }
+                return
+            }
             for u in units {
                 let (b, o) = u.quotientAndRemainder(dividingBy: cout)
                 let y = output + u * l
@@ -43,6 +55,14 @@ enum DirectConvolution1D {
         let (cin, cout, n, k, s, p) = (g.inChannels, g.outChannels, g.inputWidth, g.kernelWidth, g.strideWidth, g.paddingWidth)
         let l = g.outputWidth
         Parallel.forEachChunk(batch * cin, minPerPart: unitsPerPart(workPerUnit: cout * k * l)) { units in
+            if s == 1 && p == 0 {
+                for u in units {
+                    let (b, c) = u.quotientAndRemainder(dividingBy: cin)
+                    unroll_conv1d_transposed_unit(Int32(cout), Int32(n), Int32(k), Int32(l), input + b * cout * l, filters + c * k,
+                                                  Int32(cin * k), output + u * n, accumulate)
+                }
+                return
+            }
             for u in units {
                 let (b, c) = u.quotientAndRemainder(dividingBy: cin)
                 let x = output + u * n
@@ -69,6 +89,14 @@ enum DirectConvolution1D {
         let l = g.outputWidth
         // Workers own (filter, channel) pairs: each output element is written by one worker.
         Parallel.forEachChunk(cout * cin, minPerPart: unitsPerPart(workPerUnit: batch * k * l)) { units in
+            if s == 1 && p == 0 {
+                for u in units {
+                    let (o, c) = u.quotientAndRemainder(dividingBy: cin)
+                    unroll_conv1d_filter_gradient_unit(Int32(batch), Int32(n), Int32(k), Int32(l), input + c * n, Int32(cin * n),
+                                                       outputGradient + o * l, Int32(cout * l), filterGradient + u * k, accumulate)
+                }
+                return
+            }
             for u in units {
                 let (o, c) = u.quotientAndRemainder(dividingBy: cin)
                 let gw = filterGradient + u * k

@@ -217,6 +217,51 @@ enum NaiveConv {
         }
     }
 
+    /// Stride 1 without padding runs C loops built for wider vectors (`DirectConvolution1D.c`); they must give
+    /// the Swift loops' Float results bit for bit: every output summed over (channel, tap) in order, every
+    /// filter-gradient entry as Σ_b of a four-lane dot. Sizes cover whole tiles of 64, remainders and edge
+    /// tiles, and tap blocks of 16, 8 and 1.
+    @Test func directStrideOnePathIsBitIdenticalToTheLoopOrder() {
+        var rng = Random(seed: 33)
+        for (b, cin, cout, n, k) in [(3, 4, 3, 300, 25), (2, 1, 2, 200, 45), (1, 2, 1, 70, 7), (2, 1, 3, 9, 9)] {
+            let g = ConvGeometry.oneD(inChannels: cin, outChannels: cout, length: n, kernel: k, stride: 1, padding: 0)
+            let l = g.outputWidth
+            let x = Tensor.normal([b, cin, n], rng: &rng).data, f = Tensor.normal([cout, cin, k], rng: &rng).data
+            let y = Tensor.normal([b, cout, l], rng: &rng).data
+            let start = Tensor.normal([max(b * cout * l, b * cin * n, cout * cin * k)], rng: &rng).data
+            for accumulate in [false, true] {
+                var ref = [Float](repeating: 0, count: b * cout * l), refT = [Float](repeating: 0, count: b * cin * n)
+                var refG = [Float](repeating: 0, count: cout * cin * k)
+                if accumulate {
+                    ref = Array(start[0..<ref.count]); refT = Array(start[0..<refT.count]); refG = Array(start[0..<refG.count])
+                }
+                for bb in 0..<b { for o in 0..<cout { for c in 0..<cin { for kk in 0..<k { for t in 0..<l {
+                    let v = f[(o * cin + c) * k + kk] * x[(bb * cin + c) * n + t + kk]
+                    ref[(bb * cout + o) * l + t] = ref[(bb * cout + o) * l + t] + v
+                    let u = f[(o * cin + c) * k + kk] * y[(bb * cout + o) * l + t]
+                    refT[(bb * cin + c) * n + t + kk] = refT[(bb * cin + c) * n + t + kk] + u
+                } } } } }
+                for o in 0..<cout { for c in 0..<cin { for kk in 0..<k { for bb in 0..<b {
+                    var s: [Float] = [0, 0, 0, 0]
+                    for t in 0..<(l / 4 * 4) { s[t % 4] = s[t % 4] + y[(bb * cout + o) * l + t] * x[(bb * cin + c) * n + t + kk] }
+                    for t in (l / 4 * 4)..<l { s[0] = s[0] + y[(bb * cout + o) * l + t] * x[(bb * cin + c) * n + t + kk] }
+                    refG[(o * cin + c) * k + kk] = refG[(o * cin + c) * k + kk] + ((s[0] + s[1]) + (s[2] + s[3]))
+                } } } }
+                var out = accumulate ? Array(start[0..<ref.count]) : [Float](repeating: 7, count: ref.count)
+                var back = accumulate ? Array(start[0..<refT.count]) : [Float](repeating: 7, count: refT.count)
+                var gw = accumulate ? Array(start[0..<refG.count]) : [Float](repeating: 7, count: refG.count)
+                var ws = ConvWorkspace()
+                Convolution.forward(g, batch: b, input: x, filters: f, output: &out, accumulate: accumulate, workspace: &ws, method: .direct)
+                Convolution.transposed(g, batch: b, input: y, filters: f, output: &back, accumulate: accumulate, workspace: &ws, method: .direct)
+                Convolution.filterGradient(g, batch: b, input: x, outputGradient: y, filterGradient: &gw, accumulate: accumulate,
+                                           workspace: &ws, method: .direct)
+                #expect(out == ref, "forward \(g) accumulate \(accumulate)")
+                #expect(back == refT, "transposed \(g) accumulate \(accumulate)")
+                #expect(gw == refG, "filter gradient \(g) accumulate \(accumulate)")
+            }
+        }
+    }
+
     @Test func convTranspose1dWithStrideOneIsTheFullConvolution() {
         // CRsAE's H: length-L codes and length-K filters give a length L + K − 1 signal, Σ_k z[n − k] h[k].
         var rng = Random(seed: 17)

@@ -12,4 +12,13 @@ void unroll_keep_freed_memory(void);
 /// Makes standard output line-buffered even when it is a pipe or a file.
 void unroll_line_buffer_stdout(void);
 
+/// The inner loops of `DirectConvolution1D` for stride 1 without padding (see DirectConvolution1D.c):
+/// one output row y[l] = Σ_c Σ_kk w[c·k + kk] x[c·n + kk + t] (plus y when accumulating);
+void unroll_conv1d_forward_unit(int cin, int n, int k, int l, const float *x, const float *w, float *y, bool accumulate);
+/// one input row x[n] += Σ_o Σ_kk w[o·wstride + kk] y[o·l + t − kk];
+void unroll_conv1d_transposed_unit(int cout, int n, int k, int l, const float *y, const float *w, int wstride, float *x, bool accumulate);
+/// one filter row gw[kk] (+)= Σ_b Σ_t gy[b·gystride + t] x[b·xstride + t + kk].
+void unroll_conv1d_filter_gradient_unit(int batch, int n, int k, int l, const float *x, int xstride,
+                                        const float *gy, int gystride, float *gw, bool accumulate);
+
 #endif
