@@ -14,43 +14,53 @@ enum Im2col {
     }
 
     /// Writes the `Kh·Kw` rows of one input plane (one sample, one channel) into `dst`, whose rows
-    /// are `ld` floats apart and whose first column is this sample's first output position.
-    static func im2colPlane(_ g: ConvGeometry, src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>, ld: Int) {
+    /// are `ld` floats apart and whose first column is this sample's first output position; only the
+    /// rows of taps `taps` (indices ki·Kw + kj) when given.
+    static func im2colPlane(_ g: ConvGeometry, src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>, ld: Int,
+                            taps: Range<Int>? = nil) {
         let (h, w, ho, wo) = (g.inputHeight, g.inputWidth, g.outputHeight, g.outputWidth)
         let (sh, sw) = (g.strideHeight, g.strideWidth)
-        for ki in 0..<g.kernelHeight {
-            for kj in 0..<g.kernelWidth {
-                let row = dst + (ki * g.kernelWidth + kj) * ld
-                let xs = validRange(n: w, outCount: wo, k: kj, stride: sw, pad: g.paddingWidth)
-                let ys = validRange(n: h, outCount: ho, k: ki, stride: sh, pad: g.paddingHeight)
-                for oy in 0..<ho {
-                    let out = row + oy * wo
-                    guard ys.contains(oy), !xs.isEmpty else {
-                        out.update(repeating: 0, count: wo)
-                        continue
-                    }
-                    if xs.lowerBound > 0 { out.update(repeating: 0, count: xs.lowerBound) }
-                    if xs.upperBound < wo { (out + xs.upperBound).update(repeating: 0, count: wo - xs.upperBound) }
-                    let srcRow = src + (oy * sh + ki - g.paddingHeight) * w + (kj - g.paddingWidth)
-                    if sw == 1 {
-                        (out + xs.lowerBound).update(from: srcRow + xs.lowerBound, count: xs.count)
-                    } else {
-                        for ox in xs { out[ox] = srcRow[ox * sw] }
-                    }
+        for tap in taps ?? 0..<(g.kernelHeight * g.kernelWidth) {
+            let (ki, kj) = tap.quotientAndRemainder(dividingBy: g.kernelWidth)
+            let row = dst + tap * ld
+            let xs = validRange(n: w, outCount: wo, k: kj, stride: sw, pad: g.paddingWidth)
+            let ys = validRange(n: h, outCount: ho, k: ki, stride: sh, pad: g.paddingHeight)
+            for oy in 0..<ho {
+                let out = row + oy * wo
+                guard ys.contains(oy), !xs.isEmpty else {
+                    out.update(repeating: 0, count: wo)
+                    continue
+                }
+                if xs.lowerBound > 0 { out.update(repeating: 0, count: xs.lowerBound) }
+                if xs.upperBound < wo { (out + xs.upperBound).update(repeating: 0, count: wo - xs.upperBound) }
+                let srcRow = src + (oy * sh + ki - g.paddingHeight) * w + (kj - g.paddingWidth)
+                if sw == 1 {
+                    (out + xs.lowerBound).update(from: srcRow + xs.lowerBound, count: xs.count)
+                } else {
+                    for ox in xs { out[ox] = srcRow[ox * sw] }
                 }
             }
         }
     }
 
-    /// The adjoint of `im2colPlane`: adds the `Kh·Kw` rows back into one input plane.
-    static func col2imPlane(_ g: ConvGeometry, src: UnsafePointer<Float>, ld: Int, dst: UnsafeMutablePointer<Float>) {
+    /// The adjoint of `im2colPlane`: adds the `Kh·Kw` rows back into one input plane, into its rows
+    /// `rows` only when given (every pixel still takes its taps in order, so bands give the same sums).
+    static func col2imPlane(_ g: ConvGeometry, src: UnsafePointer<Float>, ld: Int, dst: UnsafeMutablePointer<Float>,
+                            rows: Range<Int>? = nil) {
         let (h, w, ho, wo) = (g.inputHeight, g.inputWidth, g.outputHeight, g.outputWidth)
         let (sh, sw) = (g.strideHeight, g.strideWidth)
+        // ⌈a / b⌉ for b > 0 and any a.
+        func ceilDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? (a + b - 1) / b : -((-a) / b) }
         for ki in 0..<g.kernelHeight {
+            var ys = validRange(n: h, outCount: ho, k: ki, stride: sh, pad: g.paddingHeight)
+            if let rows {   // oy whose input row oy·sh + ki − ph lies in `rows`
+                let lo = Swift.max(ys.lowerBound, ceilDiv(rows.lowerBound - ki + g.paddingHeight, sh))
+                let hi = Swift.min(ys.upperBound, ceilDiv(rows.upperBound - ki + g.paddingHeight, sh))
+                ys = lo < hi ? lo..<hi : 0..<0
+            }
             for kj in 0..<g.kernelWidth {
                 let row = src + (ki * g.kernelWidth + kj) * ld
                 let xs = validRange(n: w, outCount: wo, k: kj, stride: sw, pad: g.paddingWidth)
-                let ys = validRange(n: h, outCount: ho, k: ki, stride: sh, pad: g.paddingHeight)
                 if xs.isEmpty { continue }
                 for oy in ys {
                     let inp = row + oy * wo
@@ -65,26 +75,42 @@ enum Im2col {
         }
     }
 
-    /// Column matrix of samples `0..<nb` of `input` (which points at the chunk's first sample).
+    /// Work units for `planes` planes of `work` element operations each: whole planes when there are
+    /// enough for the workers, else each plane cut in `pieces` of at most `limit` (so one image keeps
+    /// both cores busy), with ≥ 32k operations a part.
+    private static func split(planes: Int, work: Int, limit: Int) -> (pieces: Int, minPerPart: Int) {
+        let pieces = planes >= Parallel.workers ? 1 : Swift.max(1, Swift.min(limit, work / 32_768, 4 * Parallel.workers / planes))
+        return (pieces, Swift.max(1, 32_768 * pieces / Swift.max(1, work)))
+    }
+
+    /// Column matrix of samples `0..<nb` of `input` (which points at the chunk's first sample); a
+    /// single plane is split by taps.
     static func im2col(_ g: ConvGeometry, samples nb: Int, input: UnsafePointer<Float>, cols: UnsafeMutablePointer<Float>) {
         let kk = g.kernelHeight * g.kernelWidth, plane = g.inputHeight * g.inputWidth
         let hw = g.outputHeight * g.outputWidth, ld = nb * hw, cin = g.inChannels
-        Parallel.forEachChunk(nb * cin, minPerPart: Swift.max(1, 32_768 / Swift.max(1, kk * hw))) { units in
-            for u in units {
+        let (pieces, minPerPart) = split(planes: nb * cin, work: kk * hw, limit: kk)
+        Parallel.forEachChunk(nb * cin * pieces, minPerPart: minPerPart) { units in
+            for unit in units {
+                let (u, piece) = unit.quotientAndRemainder(dividingBy: pieces)
                 let (b, c) = u.quotientAndRemainder(dividingBy: cin)
-                im2colPlane(g, src: input + u * plane, dst: cols + c * kk * ld + b * hw, ld: ld)
+                im2colPlane(g, src: input + u * plane, dst: cols + c * kk * ld + b * hw, ld: ld,
+                            taps: (kk * piece / pieces)..<(kk * (piece + 1) / pieces))
             }
         }
     }
 
-    /// Adds the column matrix back into samples `0..<nb` of `output` (col2im); each worker owns whole planes.
+    /// Adds the column matrix back into samples `0..<nb` of `output` (col2im); each worker owns whole
+    /// planes, or bands of a plane's rows when there are few planes.
     static func col2im(_ g: ConvGeometry, samples nb: Int, cols: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
-        let kk = g.kernelHeight * g.kernelWidth, plane = g.inputHeight * g.inputWidth
+        let kk = g.kernelHeight * g.kernelWidth, plane = g.inputHeight * g.inputWidth, h = g.inputHeight
         let hw = g.outputHeight * g.outputWidth, ld = nb * hw, cin = g.inChannels
-        Parallel.forEachChunk(nb * cin, minPerPart: Swift.max(1, 32_768 / Swift.max(1, kk * hw))) { units in
-            for u in units {
+        let (pieces, minPerPart) = split(planes: nb * cin, work: kk * hw, limit: h)
+        Parallel.forEachChunk(nb * cin * pieces, minPerPart: minPerPart) { units in
+            for unit in units {
+                let (u, piece) = unit.quotientAndRemainder(dividingBy: pieces)
                 let (b, c) = u.quotientAndRemainder(dividingBy: cin)
-                col2imPlane(g, src: cols + c * kk * ld + b * hw, ld: ld, dst: output + u * plane)
+                col2imPlane(g, src: cols + c * kk * ld + b * hw, ld: ld, dst: output + u * plane,
+                            rows: (h * piece / pieces)..<(h * (piece + 1) / pieces))
             }
         }
     }
