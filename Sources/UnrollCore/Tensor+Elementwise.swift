@@ -84,7 +84,21 @@ extension Tensor {
     }
     /// Number of exactly-zero elements.
     public func zeroCount() -> Int { data.reduce(0) { $1 == 0 ? $0 + 1 : $0 } }
-    public var hasNonFinite: Bool { data.contains { !$0.isFinite } }
+    /// Whether any element is NaN or ±∞ (checked on every parameter and gradient of every training step).
+    public var hasNonFinite: Bool { !largestMagnitude.isFinite }
+
+    /// max |x| over the elements (0 when empty); NaN when one is NaN, ∞ when one is infinite and none NaN.
+    /// With the sign bit cleared, the bit patterns of floats order as their magnitudes do (NaN's above
+    /// ∞'s above every finite one), so this is an integer maximum, which vectorises.
+    public var largestMagnitude: Float {
+        data.withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: UInt32.self) { bits in
+                var m: UInt32 = 0
+                for b in bits { m = Swift.max(m, b & 0x7fff_ffff) }
+                return Float(bitPattern: m)
+            }
+        }
+    }
 
     @inlinable
     static func sum(_ p: UnsafeBufferPointer<Float>) -> Float {

@@ -58,6 +58,19 @@ import UnrollCore
         #expect(bad.hasNonFinite)
         bad.data[3] = -.infinity
         #expect(bad.hasNonFinite)
+        #expect(bad.largestMagnitude == .infinity)
+        bad.data[7] = -.nan
+        #expect(bad.largestMagnitude.isNaN)
+        // largestMagnitude is max |x| exactly, including negatives, −0, subnormals and the largest float.
+        #expect(t.largestMagnitude == t.data.map(abs).max()!)
+        for v: Float in [-3.2e38, .greatestFiniteMagnitude, -.leastNonzeroMagnitude, -0.0] {
+            var u = Tensor(shape: [3], data: [0.25, v, -0.5])
+            #expect(u.largestMagnitude == max(0.5, abs(v)), "\(v)")
+            #expect(!u.hasNonFinite)
+            u.data[0] = .infinity
+            #expect(u.hasNonFinite)
+        }
+        #expect(Tensor(zeros: [0, 3]).largestMagnitude == 0 && !Tensor(zeros: [0, 3]).hasNonFinite)
         #expect(Tensor(zeros: [0, 3]).mean() == 0)
     }
 

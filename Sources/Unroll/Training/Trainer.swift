@@ -154,9 +154,9 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
             if !newOptimizers[i].isFinite {
                 throw UnrollError.diverged(step: thisStep, reason: "the optimizer state overflowed (gradient too large)")
             }
-            let largest = parameters[i].data.reduce(Float(0)) { max($0, abs($1)) }
-            if parameters[i].hasNonFinite || !(largest <= blowUpLimit) {
-                throw UnrollError.diverged(step: thisStep, reason: parameters[i].hasNonFinite
+            let largest = parameters[i].largestMagnitude
+            if !(largest <= blowUpLimit) {
+                throw UnrollError.diverged(step: thisStep, reason: !largest.isFinite
                     ? "the updated \(names[i]) contains NaN or Inf"
                     : "the updated \(names[i]) has an entry of magnitude \(largest) > \(blowUpLimit)")
             }

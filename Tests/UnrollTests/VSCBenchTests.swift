@@ -1,0 +1,43 @@
+import Foundation
+import Testing
+import Unroll
+import UnrollCore
+
+/// `unroll bench vsc-linear` and its PyTorch peer `bench/vsc_linear_torch.py`: the case runs without the peer
+/// and its loss falls on the repeated batch; with torch installed, the peer passes its self-test and, loading
+/// our batch, encoder weights (by their PyTorch names) and Φ, gives the same first-step loss up to its own
+/// random draws (the KL part is the same to rounding, the best-of-20 reconstruction in distribution).
+@Suite struct VSCBenchTests {
+    @Test(.needsCLI) func benchStepRunsWithoutPeer() throws {
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try CLITests.ok(["bench", "vsc-linear", "--no-peer", "--repeats", "3", "--size", "20", "--json"], in: dir)
+        let report = try #require(((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first)
+        let details = try #require(report["details"] as? [String: String])
+        let losses = try #require(details["ours: losses per step (warm-up first)"]).split(separator: " ").compactMap { Double($0) }
+        #expect(losses.count == 4 && losses.allSatisfy { $0.isFinite && $0 > 0 })
+        #expect(losses.last! < losses.first!, "losses \(losses)")
+    }
+
+    @Test(.needsCLI, .enabled(if: ConvDenoiseBenchTests.torchInstalled)) func peerLoadsOurModelAndAgrees() throws {
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", CRsAEBenchTests.benchDirectory.appendingPathComponent("vsc_linear_torch.py").path, "--selftest"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0 && text.contains("all checks passed"), "vsc_linear_torch.py --selftest:\n\(text)")
+        let r = try CLITests.ok(["bench", "vsc-linear", "--repeats", "2", "--size", "40", "--json"], in: dir)
+        let report = try #require(((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first)
+        let details = try #require(report["details"] as? [String: String])
+        let notes = report["notes"] as? [String] ?? []
+        #expect(!notes.contains { $0.contains("peer unavailable") || $0.contains("peer failed") || $0.contains("do not compute") }, "\(notes)")
+        let diff = try #require(details["relative difference of the first step's loss ours vs peer (same model and data, own draws)"].flatMap(Double.init))
+        #expect(diff < 0.01, "first-step losses differ by \(diff)")
+    }
+}
