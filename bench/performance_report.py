@@ -29,7 +29,7 @@ def target_for(case, row):
         return "≥ 5×"
     if case == "encode" and row.get("peerLabel") == "PyTorch":
         return "≥ 10×"
-    if case in ("conv-denoise", "crsae-denoise", "spikes", "vsc-linear"):
+    if case in ("conv-denoise", "crsae-denoise", "spikes", "vsc-linear", "vsc-conv"):
         return "≥ 3×"
     return ""
 

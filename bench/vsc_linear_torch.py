@@ -12,7 +12,7 @@ repository. Signals x [B, m] (whitened 16x16 patches: m = 256), D = 256 latents,
     loss      L_bj = mean_px (x_b - z_bj Phi)^2 + kl_w KL_b,  KL_b = sum_k KL(Laplace(mu, b) || Laplace(0, b_p))
               = sum_k |mu|/b_p + log b_p - l - 1 + (b/b_p) e^{-|mu|/b};  the best of the J samples per datum
               (max-ELBO aggregation): loss = mean_b min_j L_bj
-    step      SGD with Nesterov momentum on the encoder (the learning rate of our schedule's first step);
+    step      SGD with Nesterov momentum on the encoder (the learning rate of our schedule's first step, held);
               Phi <- Phi + eta ((1/B) sum_b z_b*^T (x_b - z_b* Phi) - 2 rho Phi), z_b* the selected samples
 
 Defaults (vsc section 4, the Swift side's `LinearGeneratorConfig`): lambda 0.25, b_p 0.1, kl_w 0.01, w 0.1,

@@ -64,7 +64,7 @@ mkdir -p "$out"
 # The peers check themselves first: gradients (gradcheck) and the scikit-learn alpha scaling.
 checks=()
 if python3 -c 'import torch' 2>/dev/null; then
-    for peer in pudle_torch conv_denoise_torch crsae_denoise_torch spikes_torch vsc_linear_torch; do
+    for peer in pudle_torch conv_denoise_torch crsae_denoise_torch spikes_torch vsc_linear_torch vsc_conv_torch; do
         if python3 bench/$peer.py --selftest >"$out/selftest-$peer.log" 2>&1; then
             checks+=("bench/$peer.py --selftest: $(tail -1 "$out/selftest-$peer.log") ($(grep -c '^ok' "$out/selftest-$peer.log") checks)")
         else

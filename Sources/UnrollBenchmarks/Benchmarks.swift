@@ -139,7 +139,7 @@ public enum Benchmarks {
     public static let all: [BenchmarkCase] = [GemmBenchmark.case, FlushToZeroBenchmark.case, KernelBenchmarks.case,
                                               PudleBenchmarks.fig5Case, PudleBenchmarks.theoryCase, PudleBenchmarks.encodeCase,
                                               ConvDenoiseBenchmark.case, CRsAEBenchmarks.denoiseCase, CRsAEBenchmarks.spikesCase,
-                                              VSCBenchmarks.linearCase,
+                                              VSCBenchmarks.linearCase, VSCBenchmarks.convCase,
                                               DenoiseBenchmark.case]
 
     public static func named(_ name: String) -> BenchmarkCase? { all.first { $0.name == name } }

@@ -3,15 +3,16 @@ import Testing
 import Unroll
 import UnrollCore
 
-/// `unroll bench vsc-linear` and its PyTorch peer `bench/vsc_linear_torch.py`: the case runs without the peer
-/// and its loss falls on the repeated batch; with torch installed, the peer passes its self-test and, loading
-/// our batch, encoder weights (by their PyTorch names) and Φ, gives the same first-step loss up to its own
-/// random draws (the KL part is the same to rounding, the best-of-20 reconstruction in distribution).
+/// `unroll bench vsc-linear | vsc-conv` and their PyTorch peers (`bench/vsc_linear_torch.py`,
+/// `bench/vsc_conv_torch.py`): each case runs without its peer and its loss falls on the repeated batch; with
+/// torch installed, the peer passes its self-test and, loading our batch and every weight (by their PyTorch
+/// names), gives the same first-step loss up to its own random draws (the KL part is the same to rounding,
+/// the best-of-J reconstruction in distribution).
 @Suite struct VSCBenchTests {
-    @Test(.needsCLI) func benchStepRunsWithoutPeer() throws {
+    @Test(.needsCLI, arguments: ["vsc-linear", "vsc-conv"]) func benchStepRunsWithoutPeer(_ name: String) throws {
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let r = try CLITests.ok(["bench", "vsc-linear", "--no-peer", "--repeats", "3", "--size", "20", "--json"], in: dir)
+        let r = try CLITests.ok(["bench", name, "--no-peer", "--repeats", "3", "--size", "20", "--json"], in: dir)
         let report = try #require(((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first)
         let details = try #require(report["details"] as? [String: String])
         let losses = try #require(details["ours: losses per step (warm-up first)"]).split(separator: " ").compactMap { Double($0) }
@@ -19,20 +20,22 @@ import UnrollCore
         #expect(losses.last! < losses.first!, "losses \(losses)")
     }
 
-    @Test(.needsCLI, .enabled(if: ConvDenoiseBenchTests.torchInstalled)) func peerLoadsOurModelAndAgrees() throws {
+    @Test(.needsCLI, .enabled(if: ConvDenoiseBenchTests.torchInstalled), arguments: ["vsc-linear", "vsc-conv"])
+    func peerLoadsOurModelAndAgrees(_ name: String) throws {
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", CRsAEBenchTests.benchDirectory.appendingPathComponent("vsc_linear_torch.py").path, "--selftest"]
+        let script = name.replacingOccurrences(of: "-", with: "_") + "_torch.py"
+        p.arguments = ["python3", CRsAEBenchTests.benchDirectory.appendingPathComponent(script).path, "--selftest"]
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
         try p.run()
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        #expect(p.terminationStatus == 0 && text.contains("all checks passed"), "vsc_linear_torch.py --selftest:\n\(text)")
-        let r = try CLITests.ok(["bench", "vsc-linear", "--repeats", "2", "--size", "40", "--json"], in: dir)
+        #expect(p.terminationStatus == 0 && text.contains("all checks passed"), "\(script) --selftest:\n\(text)")
+        let r = try CLITests.ok(["bench", name, "--repeats", "2", "--size", "40", "--json"], in: dir)
         let report = try #require(((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first)
         let details = try #require(report["details"] as? [String: String])
         let notes = report["notes"] as? [String] ?? []
