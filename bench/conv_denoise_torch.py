@@ -41,10 +41,8 @@ runs one g_ae-ls step in float64 and prints one JSON object with the loss, the g
 after the step (with `--selftest` too: the self-test first, the JSON still the last line).
 """
 import argparse
-import json
 import math
 import os
-import sys
 
 import peer_protocol
 
@@ -200,12 +198,7 @@ def selftest():
     import torch
     geometry, apply, adjoint, encode, loss_ls, train_step = make_model(torch)
     dt = torch.float64
-    failures = []
-
-    def ok(cond, what):
-        print(("ok    " if cond else "FAIL  ") + what)
-        if not cond:
-            failures.append(what)
+    ok = peer_protocol.Checks()
 
     g = torch.Generator().manual_seed(0)
     for (H, W, K, s) in ((9, 9, 3, 2), (10, 11, 3, 2), (7, 6, 3, 1), (13, 13, 5, 4)):
@@ -257,8 +250,7 @@ def selftest():
     norms = h.detach().flatten(1).norm(dim=1)
     ok(float((norms - 1).abs().max()) < 1e-12, "filters have unit norm after a step")
     ok(losses[-1] < 0.9 * losses[0], f"loss falls over 20 steps on a fixed crop ({losses[0]:.4f} -> {losses[-1]:.4f})")
-    print(f"{len(failures)} failure(s)" if failures else "all checks passed")
-    return not failures
+    return ok.passed()
 
 
 def kink_margin(torch, encode, apply, adjoint, Y, h, cfg):
@@ -280,43 +272,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=129, help="crop side when no --inputs are given")
     ap.add_argument("--inputs", help=".npz with clean [H, W], noisy [H, W], filters [64, 1, 9, 9] (from unroll bench)")
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    ap.add_argument("--repeats", type=int, default=5, help="timed steps")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-flush-denormal", action="store_true", help="leave denormals on")
-    ap.add_argument("--omp-wait-policy", choices=("passive", "active", "unset"), default="passive",
-                    help="OMP_WAIT_POLICY for torch's OpenMP threads (passive: idle threads sleep; see pudle_torch.py)")
-    ap.add_argument("--json", action="store_true", help="print only the JSON line")
-    ap.add_argument("--selftest", action="store_true", help="check the operator and gradients, then exit")
-    ap.add_argument("--check", metavar="NPZ", help="one float64 step on these inputs; print loss, gradient, filters")
-    ap.add_argument("--serve", action="store_true",
-                    help="interleaved timing: print 'ready', then time one step per 'run' line on stdin until 'quit'")
+    peer_protocol.step_peer_arguments(ap, "check the operator and gradients, then exit",
+                                      "one float64 step on these inputs; print loss, gradient, filters")
     args = ap.parse_args()
-    if args.threads < 1 or args.repeats < 1 or args.warmup < 0 or args.size < TABLE1["kernel"]:
-        ap.error("--threads and --repeats must be >= 1, --warmup >= 0, --size >= 9")
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(args.threads))
-    if args.omp_wait_policy != "unset":
-        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("conv_denoise_torch.py: PyTorch is not installed (pip install torch, or scripts/bench.sh --install)",
-              file=sys.stderr)
-        sys.exit(3)
-    if args.selftest or args.check:   # both in one process: import torch once
-        passed = selftest() if args.selftest else True
-        if args.check:
-            json.dump(check(args.check), sys.stdout)
-            print()
-        sys.exit(0 if passed else 1)
-    out = peer_protocol.measure(setup, args)
-    if not args.json and not args.serve:
-        print(f"conv-denoise: median {out['median_s']:.4f} s over {args.repeats}, loss {out['loss']:.5g}, "
-              f"peak RSS {out['peak_rss_mb']:.0f} MB", file=sys.stderr)
-    json.dump(out, sys.stdout)
-    print()
+    if args.size < TABLE1["kernel"]:
+        ap.error("--size must be >= 9")
+    peer_protocol.run_step_peer("conv_denoise_torch.py", ap, args, setup, selftest, check)
 
 
 if __name__ == "__main__":

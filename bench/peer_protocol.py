@@ -88,3 +88,82 @@ def timing_summary(times, warmup):
     """The fields every peer's JSON object reports about its timed units and memory."""
     return dict(warmup=warmup, repeats=len(times), median_s=statistics.median(times) if times else None,
                 times=times, peak_rss_mb=peak_rss_mb(), peak_rss_hwm_mb=rss_mb("VmHWM"))
+
+
+def step_peer_arguments(ap, selftest_help, check_help=None):
+    """The options every PyTorch training-step peer takes (besides its own --inputs and sizes)."""
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument("--repeats", type=int, default=5, help="timed steps")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--omp-wait-policy", choices=("passive", "active", "unset"), default="passive",
+                    help="OMP_WAIT_POLICY for torch's OpenMP threads (passive: idle threads sleep; see pudle_torch.py)")
+    ap.add_argument("--json", action="store_true", help="print only the JSON line")
+    ap.add_argument("--selftest", action="store_true", help=selftest_help)
+    if check_help:
+        ap.add_argument("--check", metavar="NPZ", help=check_help)
+    ap.add_argument("--serve", action="store_true",
+                    help="interleaved timing: print 'ready', then time one step per 'run' line on stdin until 'quit'")
+
+
+def run_step_peer(script, ap, args, setup, selftest, check=None):
+    """Checks the common options, sets the thread counts and OpenMP's wait policy before torch loads, then
+    runs the self-test and/or `check(path)` (its JSON object last), or times the step (`measure`) and
+    prints its JSON object. Exits 3 without torch."""
+    import json
+    import os
+    if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
+        ap.error("--threads and --repeats must be >= 1, --warmup >= 0")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(args.threads))
+    if args.omp_wait_policy != "unset":
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print(f"{script}: PyTorch is not installed (pip install torch, or scripts/bench.sh --install)", file=sys.stderr)
+        sys.exit(3)
+    checking = getattr(args, "check", None)
+    if args.selftest or checking:   # both in one process: import torch once
+        passed = selftest() if args.selftest else True
+        if checking:
+            json.dump(check(checking), sys.stdout)
+            print()
+        sys.exit(0 if passed else 1)
+    out = measure(setup, args)
+    if not args.json and not args.serve:
+        print(f"{out['case']}: median {out['median_s']:.4f} s over {args.repeats}, loss {out['loss']:.5g}, "
+              f"peak RSS {out['peak_rss_mb']:.0f} MB", file=sys.stderr)
+    json.dump(out, sys.stdout)
+    print()
+
+
+class Checks:
+    """A self-test's record: `check(condition, what)` prints one "ok"/"FAIL" line; `passed()` prints the
+    summary line (the tests look for "all checks passed") and says whether all held."""
+
+    def __init__(self):
+        self.failures = []
+
+    def __call__(self, condition, what):
+        print(("ok    " if condition else "FAIL  ") + what)
+        if not condition:
+            self.failures.append(what)
+
+    def passed(self):
+        print(f"{len(self.failures)} failure(s)" if self.failures else "all checks passed")
+        return not self.failures
+
+
+def load_npz(path, defaults, torch, dtype, integers=()):
+    """An .npz written by `unroll bench`: `tensor(name)` (an array as a torch tensor of `dtype`), the arrays,
+    and the 0-d arrays as settings over `defaults` (ints for the keys in `integers`)."""
+    import numpy as np
+    d = np.load(path)
+    settings = dict(defaults)
+    for k in d.files:
+        if d[k].ndim == 0:
+            settings[k] = float(d[k])
+    for k in integers:
+        settings[k] = int(settings[k])
+    return (lambda name: torch.from_numpy(np.ascontiguousarray(d[name])).to(dtype)), d, settings

@@ -26,10 +26,8 @@ rejects the codes-detached gradient), a falling loss with unit-norm filters. `--
 float64 step on the inputs; prints the loss, alpha, the gradient, the filters, lambda and sigma after it.
 """
 import argparse
-import json
 import math
 import os
-import sys
 
 import peer_protocol
 
@@ -99,14 +97,7 @@ def make_model(torch):
 
 
 def load_inputs(path, torch, dtype):
-    import numpy as np
-    d = np.load(path)
-    t = lambda name: torch.from_numpy(np.ascontiguousarray(d[name])).to(dtype)
-    cfg = dict(DEFAULTS)
-    for k in d.files:
-        if d[k].ndim == 0:
-            cfg[k] = float(d[k])
-    cfg["layers"] = int(cfg["layers"])
+    t, _, cfg = peer_protocol.load_npz(path, DEFAULTS, torch, dtype, integers=("layers",))
     return t("windows"), t("filters"), t("lambdas"), cfg
 
 
@@ -164,12 +155,7 @@ def selftest():
     import torch
     apply, adjoint, lipschitz, encode, loss_ls, train_step = make_model(torch)
     dt = torch.float64
-    failures = []
-
-    def ok(cond, what):
-        print(("ok    " if cond else "FAIL  ") + what)
-        if not cond:
-            failures.append(what)
+    ok = peer_protocol.Checks()
 
     g = torch.Generator().manual_seed(0)
     C, ch, K, N, B = 3, 2, 5, 17, 2
@@ -223,48 +209,15 @@ def selftest():
     losses = [float(train_step(Y, w, state, opt, cfg)[0]) for _ in range(30)]
     ok(float((w.detach().flatten(1).norm(dim=1) - 1).abs().max()) < 1e-12, "unit-norm filters after a step")
     ok(losses[-1] < 0.9 * losses[0], f"loss falls over 30 steps ({losses[0]:.4f} -> {losses[-1]:.4f})")
-    print(f"{len(failures)} failure(s)" if failures else "all checks passed")
-    return not failures
+    return ok.passed()
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--inputs", help=".npz with windows [B, ch, N], filters [C, ch, K], lambdas [C] and the settings (from unroll bench)")
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    ap.add_argument("--repeats", type=int, default=5, help="timed steps")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--omp-wait-policy", choices=("passive", "active", "unset"), default="passive",
-                    help="OMP_WAIT_POLICY for torch's OpenMP threads (passive: idle threads sleep; see pudle_torch.py)")
-    ap.add_argument("--json", action="store_true", help="print only the JSON line")
-    ap.add_argument("--selftest", action="store_true", help="check the operator, L and the gradients, then exit")
-    ap.add_argument("--check", metavar="NPZ", help="one float64 step on these inputs; print loss, gradient, filters, lambda, sigma")
-    ap.add_argument("--serve", action="store_true",
-                    help="interleaved timing: print 'ready', then time one step per 'run' line on stdin until 'quit'")
-    args = ap.parse_args()
-    if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
-        ap.error("--threads and --repeats must be >= 1, --warmup >= 0")
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(args.threads))
-    if args.omp_wait_policy != "unset":
-        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("spikes_torch.py: PyTorch is not installed (pip install torch, or scripts/bench.sh --install)", file=sys.stderr)
-        sys.exit(3)
-    if args.selftest or args.check:
-        passed = selftest() if args.selftest else True
-        if args.check:
-            json.dump(check(args.check), sys.stdout)
-            print()
-        sys.exit(0 if passed else 1)
-    out = peer_protocol.measure(setup, args)
-    if not args.json and not args.serve:
-        print(f"spikes: median {out['median_s']:.4f} s over {args.repeats}, loss {out['loss']:.5g}, "
-              f"peak RSS {out['peak_rss_mb']:.0f} MB", file=sys.stderr)
-    json.dump(out, sys.stdout)
-    print()
+    peer_protocol.step_peer_arguments(ap, "check the operator, L and the gradients, then exit",
+                                      "one float64 step on these inputs; print loss, gradient, filters, lambda, sigma")
+    peer_protocol.run_step_peer("spikes_torch.py", ap, ap.parse_args(), setup, selftest, check)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,7 @@ Each side draws its own samples, so only the first step's losses are compared.
 under our names changes the output (so names and layouts are used), and a falling loss over steps.
 """
 import argparse
-import json
 import os
-import sys
 
 import peer_protocol
 
@@ -74,14 +72,7 @@ def make_model(torch):
 
 
 def load_inputs(path, torch, dtype, networks):
-    import numpy as np
-    d = np.load(path)
-    cfg = dict(DEFAULTS)
-    for k in d.files:
-        if d[k].ndim == 0:
-            cfg[k] = float(d[k])
-    cfg["samples"] = int(cfg["samples"])
-    t = lambda name: torch.from_numpy(np.ascontiguousarray(d[name])).to(dtype)
+    t, d, cfg = peer_protocol.load_npz(path, DEFAULTS, torch, dtype, integers=("samples",))
     a, b = int(d["encoder.trunk.0.weight"].shape[0]), int(d["encoder.trunk.9.weight"].shape[0])
     latents = int(d["encoder.head0.0.weight"].shape[0])
     net = networks(a, b, latents).to(dtype)
@@ -138,12 +129,7 @@ def setup(args):
 def selftest():
     import torch
     networks, train_step = make_model(torch)
-    failures = []
-
-    def ok(cond, what):
-        print(("ok    " if cond else "FAIL  ") + what)
-        if not cond:
-            failures.append(what)
+    ok = peer_protocol.Checks()
 
     torch.manual_seed(0)
     net = networks(8, 16, 6)
@@ -178,43 +164,14 @@ def selftest():
     g = torch.Generator().manual_seed(1)
     ls = [float(train_step(x, net, opt, cfg, g)[0]) for _ in range(30)]
     ok(sum(ls[-5:]) < 0.9 * sum(ls[:5]), f"loss falls over 30 steps ({sum(ls[:5]) / 5:.4f} -> {sum(ls[-5:]) / 5:.4f})")
-    print(f"{len(failures)} failure(s)" if failures else "all checks passed")
-    return not failures
+    return ok.passed()
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--inputs", help=".npz with x [B, 784], every weight under our names and the settings (from unroll bench)")
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    ap.add_argument("--repeats", type=int, default=5, help="timed steps")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--omp-wait-policy", choices=("passive", "active", "unset"), default="passive",
-                    help="OMP_WAIT_POLICY for torch's OpenMP threads (passive: idle threads sleep; see pudle_torch.py)")
-    ap.add_argument("--json", action="store_true", help="print only the JSON line")
-    ap.add_argument("--selftest", action="store_true", help="check the networks and the weight names, then exit")
-    ap.add_argument("--serve", action="store_true",
-                    help="interleaved timing: print 'ready', then time one step per 'run' line on stdin until 'quit'")
-    args = ap.parse_args()
-    if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
-        ap.error("--threads and --repeats must be >= 1, --warmup >= 0")
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(args.threads))
-    if args.omp_wait_policy != "unset":
-        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("vsc_conv_torch.py: PyTorch is not installed (pip install torch, or scripts/bench.sh --install)", file=sys.stderr)
-        sys.exit(3)
-    if args.selftest:
-        sys.exit(0 if selftest() else 1)
-    out = peer_protocol.measure(setup, args)
-    if not args.json and not args.serve:
-        print(f"vsc-conv: median {out['median_s']:.4f} s over {args.repeats}, loss {out['loss']:.5g}, "
-              f"peak RSS {out['peak_rss_mb']:.0f} MB", file=sys.stderr)
-    json.dump(out, sys.stdout)
-    print()
+    peer_protocol.step_peer_arguments(ap, "check the networks and the weight names, then exit")
+    peer_protocol.run_step_peer("vsc_conv_torch.py", ap, ap.parse_args(), setup, selftest)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,8 @@ a Monte Carlo estimate, the straight-through gradient of the loss in mu and l ag
 of the loss with the threshold's pattern held (so the check can fail), and a falling loss over steps.
 """
 import argparse
-import json
 import math
 import os
-import sys
 
 import peer_protocol
 
@@ -96,14 +94,7 @@ def make_model(torch):
 
 
 def load_inputs(path, torch, dtype, Encoder):
-    import numpy as np
-    d = np.load(path)
-    cfg = dict(DEFAULTS)
-    for k in d.files:
-        if d[k].ndim == 0:
-            cfg[k] = float(d[k])
-    cfg["samples"] = int(cfg["samples"])
-    t = lambda name: torch.from_numpy(np.ascontiguousarray(d[name])).to(dtype)
+    t, d, cfg = peer_protocol.load_npz(path, DEFAULTS, torch, dtype, integers=("samples",))
     x, phi = t("x"), t("dictionary")
     hidden = [int(d[f"encoder.trunk.{2 * i}.weight"].shape[0]) for i in range(len([k for k in d.files if k.startswith("encoder.trunk.") and k.endswith(".weight")]))]
     enc = Encoder(x.shape[1], hidden, phi.shape[0]).to(dtype)
@@ -156,12 +147,7 @@ def selftest():
     import torch
     Encoder, draw, kl_laplace, losses, train_step = make_model(torch)
     dt = torch.float64
-    failures = []
-
-    def ok(cond, what):
-        print(("ok    " if cond else "FAIL  ") + what)
-        if not cond:
-            failures.append(what)
+    ok = peer_protocol.Checks()
 
     g = torch.Generator().manual_seed(0)
     cfg = dict(DEFAULTS, spread_warmup=1.0, lam=0.0)
@@ -229,43 +215,14 @@ def selftest():
     gen = torch.Generator().manual_seed(2)
     ls = [float(train_step(x, enc, phi, opt, cfg, gen)[0]) for _ in range(60)]
     ok(sum(ls[-10:]) < 0.9 * sum(ls[:10]), f"loss falls over 60 steps ({sum(ls[:10]) / 10:.4f} -> {sum(ls[-10:]) / 10:.4f})")
-    print(f"{len(failures)} failure(s)" if failures else "all checks passed")
-    return not failures
+    return ok.passed()
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--inputs", help=".npz with x [B, m], the encoder's weights, dictionary [D, m] and the settings (from unroll bench)")
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    ap.add_argument("--repeats", type=int, default=5, help="timed steps")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--omp-wait-policy", choices=("passive", "active", "unset"), default="passive",
-                    help="OMP_WAIT_POLICY for torch's OpenMP threads (passive: idle threads sleep; see pudle_torch.py)")
-    ap.add_argument("--json", action="store_true", help="print only the JSON line")
-    ap.add_argument("--selftest", action="store_true", help="check the sampler, the KL and the gradients, then exit")
-    ap.add_argument("--serve", action="store_true",
-                    help="interleaved timing: print 'ready', then time one step per 'run' line on stdin until 'quit'")
-    args = ap.parse_args()
-    if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
-        ap.error("--threads and --repeats must be >= 1, --warmup >= 0")
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(args.threads))
-    if args.omp_wait_policy != "unset":
-        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("vsc_linear_torch.py: PyTorch is not installed (pip install torch, or scripts/bench.sh --install)", file=sys.stderr)
-        sys.exit(3)
-    if args.selftest:
-        sys.exit(0 if selftest() else 1)
-    out = peer_protocol.measure(setup, args)
-    if not args.json and not args.serve:
-        print(f"vsc-linear: median {out['median_s']:.4f} s over {args.repeats}, loss {out['loss']:.5g}, "
-              f"peak RSS {out['peak_rss_mb']:.0f} MB", file=sys.stderr)
-    json.dump(out, sys.stdout)
-    print()
+    peer_protocol.step_peer_arguments(ap, "check the sampler, the KL and the gradients, then exit")
+    peer_protocol.run_step_peer("vsc_linear_torch.py", ap, ap.parse_args(), setup, selftest)
 
 
 if __name__ == "__main__":

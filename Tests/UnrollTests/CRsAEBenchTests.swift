@@ -9,9 +9,6 @@ import UnrollIO
 /// same loss, gradients and state after one step as our model's step (evaluate, Adam, finishStep: what the
 /// trainer runs). Skipped when python3 or torch is missing; the bench cases themselves run without a peer.
 @Suite struct CRsAEBenchTests {
-    static let benchDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("bench")
-
     static func scalar(_ x: Float) -> Tensor { Tensor(shape: [], data: [x]) }
 
     /// `script --selftest --check inputs`: the self-test must pass; the last line is the step's JSON.
@@ -20,16 +17,8 @@ import UnrollIO
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("inputs.npz").path
         try Npz.write(inputs, to: file)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", benchDirectory.appendingPathComponent(script).path, "--selftest", "--check", file]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0 && text.contains("all checks passed"), "\(script) --selftest failed:\n\(text)")
+        let (status, text) = try ConvDenoiseBenchTests.peer(script, ["--selftest", "--check", file])
+        #expect(status == 0 && text.contains("all checks passed"), "\(script) --selftest failed:\n\(text)")
         let last = try #require(text.split(separator: "\n").last)
         return try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
     }

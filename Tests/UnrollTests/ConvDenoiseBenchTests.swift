@@ -24,6 +24,20 @@ import UnrollIO
         return p.terminationStatus == 0
     }()
 
+    /// `python3 bench/<script> args…`: its exit status and standard output (standard error dropped).
+    static func peer(_ script: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", URL(fileURLWithPath: Self.script).deletingLastPathComponent().appendingPathComponent(script).path] + arguments
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
+    }
+
     @Test(.needsCLI) func benchStepRunsAndLowersTheLoss() throws {
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -108,16 +122,8 @@ import UnrollIO
                        ("layers", scalar(Float(layers))), ("lam", scalar(lambda)), ("alpha", scalar(alpha)),
                        ("lr", scalar(lr)), ("eps", scalar(eps))], to: file)
 
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", Self.script, "--selftest", "--check", file]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0, "conv_denoise_torch.py --selftest failed:\n\(text)")
+        let (status, text) = try Self.peer("conv_denoise_torch.py", ["--selftest", "--check", file])
+        #expect(status == 0, "conv_denoise_torch.py --selftest failed:\n\(text)")
         #expect(text.contains("all checks passed"))
         let last = try #require(text.split(separator: "\n").last)
         let peer = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])

@@ -24,17 +24,9 @@ import UnrollCore
     func peerLoadsOurModelAndAgrees(_ name: String) throws {
         let dir = try CLITests.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let script = name.replacingOccurrences(of: "-", with: "_") + "_torch.py"
-        p.arguments = ["python3", CRsAEBenchTests.benchDirectory.appendingPathComponent(script).path, "--selftest"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0 && text.contains("all checks passed"), "\(script) --selftest:\n\(text)")
+        let (status, text) = try ConvDenoiseBenchTests.peer(script, ["--selftest"])
+        #expect(status == 0 && text.contains("all checks passed"), "\(script) --selftest:\n\(text)")
         let r = try CLITests.ok(["bench", name, "--repeats", "2", "--size", "40", "--json"], in: dir)
         let report = try #require(((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first)
         let details = try #require(report["details"] as? [String: String])
