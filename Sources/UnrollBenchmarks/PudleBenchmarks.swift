@@ -50,7 +50,7 @@ enum PudleBenchmarks {
         run: { try runTraining(theory, $0, memoryRows: false) })
     static let encodeCase = BenchmarkCase(
         name: "encode",
-        summary: "inference: 10000 fig5 signals (--size) through T = 100 ISTA layers vs PyTorch and scikit-learn sparse_encode (lasso_cd); to the lasso minimum (per-sample tolerance 1e-4) vs SPAMS lasso (bench/spams_encode.py)",
+        summary: "inference: 10000 fig5 signals (--size) through T = 100 ISTA layers vs PyTorch and scikit-learn sparse_encode (lasso_cd); to the lasso minimum (homotopy; ISTA to a per-sample tolerance 1e-4 beside it) vs SPAMS lasso (bench/spams_encode.py)",
         run: { try runEncode($0) })
 
     /// The modes, by their CLI names, with the paper's names.
@@ -285,22 +285,25 @@ enum PudleBenchmarks {
                 }
             }
         }
+        var exact = Tensor(zeros: [0]), homotopyReport: LassoHomotopy.Report?
+        let homotopy = LassoHomotopy(lambda: lambda)
         var sides = [Side(label: "ours", run: timed { codes = try enc.encode(data.signals, with: dictionary) }),
-                     Side(label: "ours to tolerance", run: timed { solved = try solver.encode(data.signals, with: dictionary) })]
+                     Side(label: "ours to tolerance", run: timed { solved = try solver.encode(data.signals, with: dictionary) }),
+                     Side(label: "ours exact", run: timed { (exact, homotopyReport) = try homotopy.encode(data.signals, with: dictionary) })]
         if let p = torch { sides.append(Side(label: "PyTorch", run: { try peerUnit(p) })) }
         if let p = sklearn { sides.append(Side(label: "scikit-learn", run: { try peerUnit(p) })) }
         if let p = spams { sides.append(Side(label: "SPAMS", run: { try peerUnit(p) })) }
         interleave(&sides, repeats: o.repeats)
-        if let e = sides[0].error ?? sides[1].error { throw e }
+        if let e = sides[0].error ?? sides[1].error ?? sides[2].error { throw e }
 
         let ours = sides[0].times, oursMedian = Stopwatch.median(ours)
-        let solvedMedian = Stopwatch.median(sides[1].times)
+        let exactMedian = Stopwatch.median(sides[2].times)
         func lassoObjective(_ z: Tensor) -> Double {
             var residual = z.matmul(dictionary.weights)
             residual.add(data.signals, scaledBy: -1)
             return (0.5 * residual.squaredNorm() + Double(lambda) * Double(z.l1Norm())) / Double(n)
         }
-        let objective = lassoObjective(codes), solvedObjective = lassoObjective(solved)
+        let objective = lassoObjective(codes), solvedObjective = lassoObjective(solved), exactObjective = lassoObjective(exact)
         // The minimum to compare with: ISTA at 10·T layers from the T-layer codes' settings (untimed).
         var reference = encoder
         reference.layers = 10 * layers
@@ -308,6 +311,10 @@ enum PudleBenchmarks {
         report.details["ours: lasso objective gap to \(10 * layers) ISTA layers, T \(layers) / to tolerance \(encodeTolerance)"] =
             String(format: "%.2e / %.2e", (objective - minimum) / minimum, (solvedObjective - minimum) / minimum)
         report.details["ours to tolerance: seconds per encode"] = seconds(sides[1].times)
+        report.details["ours exact (homotopy): seconds per encode"] = seconds(sides[2].times)
+        report.details["ours exact (homotopy): objective gap to \(10 * layers) ISTA layers, signals exact / finished by ISTA, events per signal"] =
+            String(format: "%.2e, ", (exactObjective - minimum) / minimum) + (homotopyReport.map {
+                "\($0.exact) / \($0.finishedByISTA), " + String(format: "%.1f", Double($0.events) / Double(n)) } ?? "?")
         report.details["setting"] = "\(n) signals, m 1000, p 1500, s 10, δ 0.005 (codes from W₀), T \(layers), λ = α = \(lambda)"
         report.details["ours: seconds per encode"] = seconds(ours)
         report.details["ours: mean ½‖x − zW‖² + λ‖z‖₁, non-zeros per code"] =
@@ -316,8 +323,8 @@ enum PudleBenchmarks {
 
         var torchRow = BenchRow(name: "encode \(n) × T \(layers)", unit: "s", ours: oursMedian, oursLabel: "Unroll")
         var sklearnRow = BenchRow(name: "encode \(n) (lasso)", unit: "s", ours: oursMedian, oursLabel: "Unroll")
-        var spamsRow = BenchRow(name: "encode \(n) to the lasso minimum", unit: "s", ours: solvedMedian, oursLabel: "Unroll, per-sample tolerance")
-        for side in sides.dropFirst(2) {
+        var spamsRow = BenchRow(name: "encode \(n) to the lasso minimum", unit: "s", ours: exactMedian, oursLabel: "Unroll, homotopy")
+        for side in sides.dropFirst(3) {
             let session = side.label == "PyTorch" ? torch! : side.label == "SPAMS" ? spams! : sklearn!
             do {
                 if let e = side.error { throw e }

@@ -1,0 +1,255 @@
+import Foundation
+import UnrollCore
+
+/// The exact lasso code of every signal, min_z ½‖x − zW‖² + λ‖z‖₁ (W `[p, m]`, atoms as rows), by the
+/// homotopy (LARS-lasso) path: from λ_max = max_j |(Wx)_j|, where z = 0, down to λ, the active set changes
+/// one event at a time — an atom joins when its residual correlation reaches the current λ, leaves when its
+/// coefficient crosses zero — and between events z moves along G_AA⁻¹ s_A (G = WWᵀ, s the active signs).
+///
+/// Where ISTA needs tens of layers, each a product with G over the codes' non-zeros, a path to a k-sparse
+/// code takes about k events of p·|A| multiply-adds each. The path runs in Float; at its end the active
+/// coefficients are solved once more in Double from c = Wx and G (z_A = G_AA⁻¹(c_A − λ s_A)) and the
+/// optimality conditions are checked (|c_j − G_jA z_A| ≤ λ off the support, signs kept on it); a signal
+/// that fails them (degenerate ties, a path cut short by `maxEvents`) is finished by ISTA from that code.
+public struct LassoHomotopy: Sendable {
+    public var lambda: Float
+    /// Events per signal before the path is cut short (then ISTA finishes the code).
+    public var maxEvents: Int
+    /// Relative slack of the optimality check, ε in |c_j − G_jA z_A| ≤ λ(1 + ε).
+    public var slack: Double = 1e-4
+
+    public init(lambda: Float, maxEvents: Int = 500) {
+        self.lambda = lambda
+        self.maxEvents = maxEvents
+    }
+
+    /// What a run did: the signals whose path met the optimality conditions, and those ISTA finished.
+    public struct Report: Sendable {
+        public var exact: Int
+        public var finishedByISTA: Int
+        public var events: Int
+    }
+
+    /// Codes `[n, p]` for signals `[n, m]`.
+    public func encode(_ signals: Tensor, with dictionary: DenseDictionary) throws -> (codes: Tensor, report: Report) {
+        guard lambda.isFinite, lambda >= 0 else { throw UnrollError.invalidArgument("lasso λ must be finite and ≥ 0, got \(lambda)") }
+        guard maxEvents >= 1 else { throw UnrollError.invalidArgument("homotopy events must be ≥ 1, got \(maxEvents)") }
+        let w = dictionary.weights, (p, m) = (w.rows, w.cols)
+        guard signals.rank == 2, signals.cols == m else {
+            throw UnrollError.shapeMismatch("signals must be [n, \(m)] for a dictionary of \(p) atoms of \(m), got \(signals.shape)")
+        }
+        if signals.hasNonFinite { throw UnrollError.nonFinite("signals contain NaN or Inf") }
+        let n = signals.rows
+        let c = signals.matmul(w, transposeOther: true)              // [n, p]: c = Wx per row
+        let g = Self.gram(w)                                          // [p, p], both triangles
+        var codes = Tensor(zeros: [n, p])
+        var outcomes = [UInt8](repeating: 0, count: n), events = [Int](repeating: 0, count: n)
+        c.data.withUnsafeBufferPointer { cp in
+            g.data.withUnsafeBufferPointer { gp in
+                codes.data.withUnsafeMutableBufferPointer { zp in
+                    outcomes.withUnsafeMutableBufferPointer { op in
+                        events.withUnsafeMutableBufferPointer { ep in
+                            let (cp, gp, zp, op, ep) = (cp.baseAddress!, gp.baseAddress!, zp.baseAddress!, op.baseAddress!, ep.baseAddress!)
+                            Parallel.forEachChunk(n, minPerPart: 16) { rows in
+                                var work = Workspace(p: p)
+                                for i in rows {
+                                    let r = solve(c: cp + i * p, g: gp, p: p, into: zp + i * p, work: &work)
+                                    (op[i], ep[i]) = (r.exact ? 1 : 0, r.events)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Signals the path did not solve: ISTA from their code, with α = 1/‖W‖₂² and a per-sample tolerance.
+        let inexact = (0..<n).filter { outcomes[$0] == 0 }
+        if !inexact.isEmpty {
+            var rng = Random(seed: 0)
+            let alpha = 1 / dictionary.lipschitz(iterations: 100, rng: &rng)
+            for i in inexact {
+                let finished = Self.ista(c: Array(c.data[(i * p)..<((i + 1) * p)]), g: g, start: Array(codes.data[(i * p)..<((i + 1) * p)]),
+                                         lambda: lambda, alpha: alpha)
+                for j in 0..<p { codes.data[i * p + j] = finished[j] }
+            }
+        }
+        return (codes, Report(exact: n - inexact.count, finishedByISTA: inexact.count, events: events.reduce(0, +)))
+    }
+
+    /// G = WWᵀ with both triangles filled.
+    static func gram(_ w: Tensor) -> Tensor {
+        let p = w.rows
+        var g = Tensor(zeros: [p, p])
+        w.data.withUnsafeBufferPointer { wp in
+            g.data.withUnsafeMutableBufferPointer { gp in
+                BLAS.ssyrkUpper(n: p, k: w.cols, alpha: 1, a: wp.baseAddress!, lda: w.cols, beta: 0, c: gp.baseAddress!, ldc: p)
+                for i in 0..<p { for j in 0..<i { gp[i * p + j] = gp[j * p + i] } }
+            }
+        }
+        return g
+    }
+
+    /// Per-thread buffers.
+    struct Workspace {
+        var r: [Float], a: [Float], t: [Float]
+        /// +∞ for the active atoms (they cannot join), 0 elsewhere.
+        var blocked: [Float]
+        var active: [Int] = [], signs: [Double] = [], z: [Double] = []
+        init(p: Int) {
+            r = [Float](repeating: 0, count: p)
+            (a, t, blocked) = (r, r, r)
+        }
+    }
+
+    /// One signal's path; writes z (all p entries) and says whether the end point passed the check.
+    func solve(c: UnsafePointer<Float>, g: UnsafePointer<Float>, p: Int, into out: UnsafeMutablePointer<Float>,
+               work: inout Workspace) -> (exact: Bool, events: Int) {
+        out.update(repeating: 0, count: p)
+        let target = Double(lambda)
+        work.active.removeAll(keepingCapacity: true)
+        work.signs.removeAll(keepingCapacity: true)
+        work.z.removeAll(keepingCapacity: true)
+        var best = 0
+        for j in 0..<p {
+            work.r[j] = c[j]
+            if abs(c[j]) > abs(c[best]) { best = j }
+        }
+        var lam = Double(abs(c[best]))
+        if lam <= target { return (true, 0) }
+        work.active.append(best)
+        work.signs.append(c[best] > 0 ? 1 : -1)
+        work.z.append(0)
+        work.blocked[best] = .infinity
+        var count = 0, justLeft = -1
+        while count < maxEvents {
+            count += 1
+            let k = work.active.count
+            // d = G_AA⁻¹ s_A
+            var gaa = [Double](repeating: 0, count: k * k)
+            for (u, ju) in work.active.enumerated() { for (v, jv) in work.active.enumerated() { gaa[u * k + v] = Double(g[ju * p + jv]) } }
+            guard let chol = try? Cholesky(gaa, size: k) else { break }
+            let d = chol.solve(work.signs)
+            // a = G_{:,A} d (rows of G, by symmetry)
+            work.a.withUnsafeMutableBufferPointer { a in
+                a.update(repeating: 0)
+                for (u, ju) in work.active.enumerated() {
+                    let du = Float(d[u]), row = g + ju * p
+                    for j in 0..<p { a[j] += du * row[j] }
+                }
+            }
+            // The next event: the target, an atom joining, or an active coefficient reaching zero.
+            var gamma = lam - target, join = -1, joinSign = 0.0, leave = -1
+            // Atom j joins after t_j = (λ ∓ r_j)/(1 ∓ a_j) > 0, the smaller of the two; t is computed for
+            // every atom without branches (active ones and the one that just left blocked by +∞), then its
+            // minimum found as an integer minimum of the bit patterns (t ≥ 0), which vectorises.
+            if justLeft >= 0 { work.blocked[justLeft] = .infinity }
+            let lamF = Float(lam)
+            work.r.withUnsafeBufferPointer { r in
+                work.a.withUnsafeBufferPointer { a in
+                    work.blocked.withUnsafeBufferPointer { blocked in
+                        work.t.withUnsafeMutableBufferPointer { t in
+                            for j in 0..<p {
+                                let (n1, d1, n2, d2) = (lamF - r[j], 1 - a[j], lamF + r[j], 1 + a[j])
+                                let t1: Float = d1 > 0 && n1 > 0 ? n1 / d1 : .infinity
+                                let t2: Float = d2 > 0 && n2 > 0 ? n2 / d2 : .infinity
+                                t[j] = max(min(t1, t2), blocked[j])
+                            }
+                        }
+                    }
+                }
+            }
+            if justLeft >= 0 { work.blocked[justLeft] = 0 }
+            let (tMin, jMin) = work.t.withUnsafeBufferPointer { t in
+                t.withMemoryRebound(to: UInt32.self) { bits -> (Float, Int) in
+                    var m = UInt32.max
+                    for b in bits { m = Swift.min(m, b) }
+                    return (Float(bitPattern: m), bits.firstIndex(of: m) ?? -1)
+                }
+            }
+            var best = Float(gamma)
+            if tMin < best {
+                best = tMin
+                join = jMin
+                let (n1, d1) = (lamF - work.r[jMin], 1 - work.a[jMin])
+                joinSign = d1 > 0 && n1 > 0 && n1 / d1 == tMin ? 1 : -1
+            }
+            if join >= 0 { gamma = Double(best) }
+            for u in 0..<k where d[u] != 0 {
+                let t = -work.z[u] / d[u]
+                if t > 0 && t < gamma { (gamma, join, leave) = (t, -1, u) }
+            }
+            for u in 0..<k { work.z[u] += gamma * d[u] }
+            let step = Float(gamma)
+            work.r.withUnsafeMutableBufferPointer { r in
+                work.a.withUnsafeBufferPointer { a in for j in 0..<p { r[j] -= step * a[j] } }
+            }
+            lam -= gamma
+            justLeft = -1
+            if join >= 0 {
+                work.blocked[join] = .infinity
+                work.active.append(join)
+                work.signs.append(joinSign)
+                work.z.append(0)
+            } else if leave >= 0 {
+                justLeft = work.active[leave]
+                work.blocked[justLeft] = 0
+                work.active.remove(at: leave)
+                work.signs.remove(at: leave)
+                work.z.remove(at: leave)
+            } else {
+                break   // reached λ
+            }
+        }
+        for j in work.active { work.blocked[j] = 0 }   // clean for the next signal
+        return (polish(c: c, g: g, p: p, into: out, work: work), count)
+    }
+
+    /// z_A = G_AA⁻¹(c_A − λ s_A) in Double, written to `out`; whether the optimality conditions hold.
+    func polish(c: UnsafePointer<Float>, g: UnsafePointer<Float>, p: Int, into out: UnsafeMutablePointer<Float>,
+                work: Workspace) -> Bool {
+        let k = work.active.count, lam = Double(lambda)
+        guard k > 0 else { return false }
+        var gaa = [Double](repeating: 0, count: k * k)
+        for (u, ju) in work.active.enumerated() { for (v, jv) in work.active.enumerated() { gaa[u * k + v] = Double(g[ju * p + jv]) } }
+        guard let chol = try? Cholesky(gaa, size: k) else { return false }
+        let z = chol.solve((0..<k).map { Double(c[work.active[$0]]) - lam * work.signs[$0] })
+        var ok = true
+        for u in 0..<k {
+            if z[u] * work.signs[u] < 0 { ok = false }
+            out[work.active[u]] = Float(z[u])
+        }
+        guard ok else { return false }
+        // Off the support: |c_j − Σ_u G_{j,A_u} z_u| ≤ λ(1 + slack).
+        var residual = (0..<p).map { Double(c[$0]) }
+        for (u, ju) in work.active.enumerated() {
+            let zu = z[u], row = g + ju * p
+            for j in 0..<p { residual[j] -= zu * Double(row[j]) }
+        }
+        let bound = lam * (1 + slack)
+        var isActive = [Bool](repeating: false, count: p)
+        for j in work.active { isActive[j] = true }
+        for j in 0..<p where !isActive[j] && abs(residual[j]) > bound { return false }
+        return true
+    }
+
+    /// ISTA on min ½zᵀGz − cᵀz + λ‖z‖₁ from `start` until no entry moves by more than 1e-7·max|z| (cap 10 000).
+    static func ista(c: [Float], g: Tensor, start: [Float], lambda: Float, alpha: Float) -> [Float] {
+        let p = c.count
+        var z = start.map(Double.init)
+        let (a, t) = (Double(alpha), Double(alpha) * Double(lambda))
+        for _ in 0..<10_000 {
+            var gz = [Double](repeating: 0, count: p)
+            for i in 0..<p where z[i] != 0 { for j in 0..<p { gz[j] += z[i] * Double(g.data[i * p + j]) } }
+            var change = 0.0, size = 0.0
+            for j in 0..<p {
+                let v = z[j] - a * (gz[j] - Double(c[j]))
+                let next = v > t ? v - t : v < -t ? v + t : 0
+                change = max(change, abs(next - z[j]))
+                size = max(size, abs(next))
+                z[j] = next
+            }
+            if change <= 1e-7 * max(size, 1e-30) { break }
+        }
+        return z.map(Float.init)
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+import Unroll
+import UnrollCore
+
+/// `LassoHomotopy`: the exact lasso codes, checked against coordinate descent in Double written here
+/// (an independent solver), against the optimality conditions, and on the edge cases.
+@Suite struct LassoHomotopyTests {
+    /// A dictionary [p, m] with unit-norm atoms and signals from k-sparse codes plus noise.
+    static func problem(p: Int, m: Int, n: Int, k: Int, seed: UInt64) throws -> (DenseDictionary, Tensor) {
+        var rng = Random(seed: seed)
+        var w = Tensor.normal([p, m], rng: &rng)
+        w.normalizeRows()
+        var z = Tensor(zeros: [n, p])
+        for i in 0..<n { for _ in 0..<k { z.data[i * p + rng.int(below: p)] = Float(rng.normal()) } }
+        var x = z.matmul(w)
+        x.add(Tensor.normal([n, m], rng: &rng).map { 0.01 * $0 })
+        return (try DenseDictionary(weights: w), x)
+    }
+
+    /// Cyclic coordinate descent on ½‖x − zW‖² + λ‖z‖₁ in Double, to a change of 1e-13.
+    static func coordinateDescent(_ x: [Double], _ w: Tensor, lambda: Double) -> [Double] {
+        let (p, m) = (w.rows, w.cols)
+        let atoms = (0..<p).map { j in (0..<m).map { Double(w.data[j * m + $0]) } }
+        let norms = atoms.map { $0.reduce(0) { $0 + $1 * $1 } }
+        var z = [Double](repeating: 0, count: p), r = x
+        for _ in 0..<20_000 {
+            var change = 0.0
+            for j in 0..<p {
+                let rho = zip(atoms[j], r).reduce(0) { $0 + $1.0 * $1.1 } + norms[j] * z[j]
+                let next = rho > lambda ? (rho - lambda) / norms[j] : rho < -lambda ? (rho + lambda) / norms[j] : 0
+                if next != z[j] {
+                    for t in 0..<m { r[t] -= (next - z[j]) * atoms[j][t] }
+                    change = max(change, abs(next - z[j]))
+                    z[j] = next
+                }
+            }
+            if change < 1e-13 { break }
+        }
+        return z
+    }
+
+    static func objective(_ x: [Double], _ z: [Double], _ w: Tensor, lambda: Double) -> Double {
+        let (p, m) = (w.rows, w.cols)
+        var r = x
+        for j in 0..<p where z[j] != 0 { for t in 0..<m { r[t] -= z[j] * Double(w.data[j * m + t]) } }
+        return 0.5 * r.reduce(0) { $0 + $1 * $1 } + lambda * z.reduce(0) { $0 + abs($1) }
+    }
+
+    @Test func matchesCoordinateDescentAndTheOptimalityConditions() throws {
+        let (d, x) = try Self.problem(p: 60, m: 30, n: 25, k: 4, seed: 1)
+        let lambda: Float = 0.1
+        let (codes, report) = try LassoHomotopy(lambda: lambda).encode(x, with: d)
+        #expect(report.exact == 25 && report.finishedByISTA == 0, "\(report)")
+        let w = d.weights, (p, m) = (w.rows, w.cols)
+        for i in 0..<x.rows {
+            let xi = (0..<m).map { Double(x.data[i * m + $0]) }, zi = (0..<p).map { Double(codes.data[i * p + $0]) }
+            let reference = Self.coordinateDescent(xi, w, lambda: Double(lambda))
+            let (ours, theirs) = (Self.objective(xi, zi, w, lambda: 0.1), Self.objective(xi, reference, w, lambda: 0.1))
+            #expect(abs(ours - theirs) <= 1e-6 * theirs, "signal \(i): objective \(ours) vs coordinate descent \(theirs)")
+            #expect(zip(zi, reference).allSatisfy { abs($0 - $1) <= 1e-4 }, "signal \(i): codes differ")
+            // Optimality: c_j − (Gz)_j = λ sign(z_j) on the support, |·| ≤ λ off it.
+            var r = xi
+            for j in 0..<p where zi[j] != 0 { for t in 0..<m { r[t] -= zi[j] * Double(w.data[j * m + t]) } }
+            for j in 0..<p {
+                let corr = (0..<m).reduce(0.0) { $0 + r[$1] * Double(w.data[j * m + $1]) }
+                if zi[j] != 0 {
+                    #expect(abs(corr - 0.1 * (zi[j] > 0 ? 1 : -1)) <= 1e-5, "signal \(i) atom \(j): correlation \(corr) on the support")
+                } else {
+                    #expect(abs(corr) <= 0.1 * (1 + 1e-4), "signal \(i) atom \(j): correlation \(corr) off the support")
+                }
+            }
+        }
+    }
+
+    @Test func edgeCases() throws {
+        let (d, x) = try Self.problem(p: 20, m: 12, n: 6, k: 2, seed: 2)
+        // λ above every |⟨x, w_j⟩|: all zeros.
+        let (zeros, _) = try LassoHomotopy(lambda: 1e4).encode(x, with: d)
+        #expect(zeros.zeroCount() == zeros.count)
+        // The same codes with one worker or two (signals are independent).
+        let one = try Parallel.withWorkers(1) { try LassoHomotopy(lambda: 0.05).encode(x, with: d).codes }
+        let two = try Parallel.withWorkers(2) { try LassoHomotopy(lambda: 0.05).encode(x, with: d).codes }
+        #expect(one == two)
+        // A repeated atom (G singular): still the lasso minimum, by the path or by the ISTA finish.
+        var w = d.weights
+        for t in 0..<w.cols { w.data[w.cols + t] = w.data[t] }
+        let twin = try DenseDictionary(weights: w)
+        let (codes, _) = try LassoHomotopy(lambda: 0.05).encode(x, with: twin)
+        for i in 0..<x.rows {
+            let xi = (0..<w.cols).map { Double(x.data[i * w.cols + $0]) }
+            let zi = (0..<w.rows).map { Double(codes.data[i * w.rows + $0]) }
+            let reference = Self.coordinateDescent(xi, w, lambda: 0.05)
+            let (ours, theirs) = (Self.objective(xi, zi, w, lambda: 0.05), Self.objective(xi, reference, w, lambda: 0.05))
+            #expect(abs(ours - theirs) <= 1e-5 * theirs, "signal \(i): \(ours) vs \(theirs)")
+        }
+        // Bad input is refused by name.
+        for bad in [Float(-1), .nan, .infinity] {
+            #expect(throws: UnrollError.self) { _ = try LassoHomotopy(lambda: bad).encode(x, with: d) }
+        }
+        #expect(throws: UnrollError.self) { _ = try LassoHomotopy(lambda: 0.1).encode(Tensor(zeros: [3, 5]), with: d) }
+        var nan = x
+        nan.data[4] = .nan
+        #expect(throws: UnrollError.self) { _ = try LassoHomotopy(lambda: 0.1).encode(nan, with: d) }
+    }
+}
