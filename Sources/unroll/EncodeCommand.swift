@@ -45,7 +45,7 @@ struct Encode: ParsableCommand {
         try inContext("--output") {
             if lower.hasSuffix(".npz") { try Npz.write([("Z", r.codes)], to: output) } else { try Npy.write(r.codes, to: output) }
         }
-        print("encoded \(r.what) with \(file.described) (\(Self.encoderSummary(file))) in \(String(format: "%.2f", seconds)) s: "
+        print("encoded \(r.what) with \(file.described) (\(Self.encoderSummary(file, exact: encoding.exact))) in \(String(format: "%.2f", seconds)) s: "
             + "zeros \(String(format: "%.1f", 100 * r.zeroFraction))% (\(String(format: "%.2f", r.nonZerosPerSignal)) non-zeros per signal), "
             + "reconstruction error ‖X − X̂‖/‖X‖ = \(fmt(r.relativeError)); wrote \(output) \(r.codes.shape)")
     }
@@ -67,9 +67,13 @@ struct Encode: ParsableCommand {
             let encoder = try ModelRun.overriding(m, layers: encoding.layers, tolerance: encoding.tolerance)
             let rows = job.share(of: x.rowCount)
             let signals = x.rows(rows)
-            let codes = try inContext("encode") { try encoder.encode(signals) }
+            let codes = try inContext(encoding.exact ? "--exact" : "encode") {
+                try encoding.exact ? encoder.exactLassoCodes(signals) : encoder.encode(signals)
+            }
             (total, first, z, mine, reconstruction) = (x.rowCount, rows.lowerBound, codes, signals, encoder.decoder.apply(codes))
             what = "\(x.rowCount) signals of \(x.valuesPerRow) values"
+        case .conv2d where encoding.exact, .vsc where encoding.exact:
+            throw CLIError("--exact applies to dense models only; \(model) holds \(file.described)")
         case let .conv2d(m):
             let images = try ModelRun.images(data)
             let model = try ModelRun.overriding(m, layers: encoding.layers, tolerance: encoding.tolerance)
@@ -122,14 +126,17 @@ struct Encode: ParsableCommand {
             guard rename(partial, output) == 0 else { throw CLIError("cannot rename \(partial): \(String(cString: strerror(errno)))") }
         }
         let zeros = totals[0] / max(totals[1], 1)
-        print("encoded \(what) with \(file.described) (\(Self.encoderSummary(file))) on \(job.size) ranks "
+        print("encoded \(what) with \(file.described) (\(Self.encoderSummary(file, exact: encoding.exact))) on \(job.size) ranks "
             + "in \(String(format: "%.2f", secondsSince(start))) s (\(String(format: "%.2f", totals[4] / Double(job.size))) s encoding per rank): "
             + "zeros \(String(format: "%.1f", 100 * zeros))% (\(String(format: "%.2f", (1 - zeros) * Double(rowValues))) non-zeros per row), "
             + "reconstruction error ‖X − X̂‖/‖X‖ = \(fmt((totals[2] / totals[3]).squareRoot())); wrote \(output) \([total] + rowShape)")
     }
 
     /// "ista, T 15, soft λ 0.1, α 0.2" for autoencoders; the family for VSC.
-    static func encoderSummary(_ file: ModelFile) -> String {
+    static func encoderSummary(_ file: ModelFile, exact: Bool = false) -> String {
+        if exact, case let .dense(m) = file.model, case let .scalar(lambda) = m.encoder.lambda {
+            return "the exact lasso codes at λ \(CSV.format(lambda)), homotopy"
+        }
         func summary<Op: DictionaryOperator>(_ m: UnrolledAutoencoder<Op>) -> String {
             let e = m.encoder
             let name = e.threshold == .hard ? "τ" : (e.lambdaIsPenalty ? "λ" : "threshold")

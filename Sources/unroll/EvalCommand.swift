@@ -74,7 +74,7 @@ struct Eval: ParsableCommand {
             let bytes = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: bytes, as: UTF8.self))
         } else {
-            print("\(model): \(file.described) (\(Encode.encoderSummary(file))) on \(data)")
+            print("\(model): \(file.described) (\(Encode.encoderSummary(file, exact: encoding.exact))) on \(data)")
             for (k, v) in measures { print("  \(k.padding(toLength: 24, withPad: " ", startingAt: 0)) \(fmt(v))") }
         }
     }

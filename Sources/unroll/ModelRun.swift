@@ -12,11 +12,14 @@ struct ModelRunOptions: ParsableArguments {
     var tolerance: Float?
     @Option(help: "VSC models: draws per signal (default: the model's).")
     var samples: Int?
+    @Flag(help: "Dense models with a soft threshold and one λ (no decay): the exact lasso codes at the model's λ (the homotopy path), the limit of the encoder as its layers grow, instead of running the layers.")
+    var exact = false
     @Option(help: "Seed of the draws (VSC models' samples, eval's added noise).")
     var seed: UInt64 = 0
 
     func validate() throws {
         if let s = samples, s < 1 { throw ValidationError("--samples must be ≥ 1, got \(s)") }
+        if exact && (layers != nil || tolerance != nil) { throw ValidationError("--exact computes the lasso minimum: it takes no --layers or --tolerance") }
     }
 }
 
@@ -41,6 +44,9 @@ struct ModelRun {
         if samples != nil {
             guard case .vsc = file.model else { throw CLIError("--samples applies to VSC models only; \(path) holds \(file.described)") }
         }
+        if options.exact {
+            guard case .dense = file.model else { throw CLIError("--exact applies to dense models only; \(path) holds \(file.described)") }
+        }
         switch file.model {
         case let .dense(m):
             let source = try rows(data, for: m)
@@ -52,7 +58,10 @@ struct ModelRun {
             codes.reserveCapacity(x.rows * m.atoms)
             let progress = ProgressBar(total: x.rows, label: "encode")
             for lo in stride(from: 0, to: x.rows, by: chunk) {
-                codes += try inContext("encode") { try model.encode(x.rows(lo..<min(x.rows, lo + chunk))) }.data
+                let rows = x.rows(lo..<min(x.rows, lo + chunk))
+                codes += try inContext(options.exact ? "--exact" : "encode") {
+                    try options.exact ? model.exactLassoCodes(rows) : model.encode(rows)
+                }.data
                 progress.update(min(x.rows, lo + chunk))
             }
             progress.finish()

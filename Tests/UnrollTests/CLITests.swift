@@ -302,6 +302,31 @@ import UnrollIO
         }
     }
 
+    /// `encode --exact`: the lasso minimum at the model's λ, what the FISTA encoder converges to with
+    /// many layers; refused where the layers are not steps on that lasso, or with --layers.
+    @Test func encodeExactIsTheLimitOfTheLayers() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Self.synth(in: dir)
+        try Self.ok(Self.trainBase + ["--steps", "3", "--encoder", "fista", "--output", "run"], in: dir)
+        let r = try Self.ok(["encode", "--model", "run/model.safetensors", "--data", "data.npz", "--output", "ze.npy", "--exact"], in: dir)
+        #expect(r.stdout.contains("the exact lasso codes at λ 0.1, homotopy"), "\(r.stdout)")
+        try Self.ok(["encode", "--model", "run/model.safetensors", "--data", "data.npz", "--output", "zl.npy", "--layers", "3000"], in: dir)
+        let exact = try Npy.read(dir.appendingPathComponent("ze.npy").path).tensor
+        let layers = try Npy.read(dir.appendingPathComponent("zl.npy").path).tensor
+        let gap = zip(exact.data, layers.data).map { abs($0 - $1) }.max()!
+        #expect(exact.zeroCount() > 0 && gap < 1e-4, "--exact and 3000 FISTA layers differ by \(gap)")
+        let hard = Self.trainBase.map { $0 == "--lambda" ? "--tau" : $0 }
+        try Self.ok(hard + ["--steps", "2", "--threshold", "hard", "--output", "hard"], in: dir)
+        for (args, expected) in [
+            (["--model", "run/model.safetensors", "--layers", "5"], "--exact computes the lasso minimum: it takes no --layers or --tolerance"),
+            (["--model", "hard/model.safetensors"], "its threshold is hard, not soft"),
+        ] {
+            let bad = try Self.run(["encode", "--data", "data.npz", "--output", "bad.npy", "--exact"] + args, in: dir)
+            #expect(bad.status != 0 && bad.stderr.contains(expected), "\(args): \(bad.stderr)")
+        }
+    }
+
     /// The denoising model the package ships.
     static let shippedModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../../Sources/unroll/Resources/denoise-model.safetensors").standardizedFileURL.path

@@ -253,3 +253,24 @@ public struct LassoHomotopy: Sendable {
         return z.map(Float.init)
     }
 }
+
+extension UnrolledAutoencoder where Op == DenseDictionary {
+    /// The codes the encoder converges to as its layers grow, computed exactly: the lasso minimum at the
+    /// model's λ (`LassoHomotopy`). Defined for a tied soft-threshold encoder with one λ and no decay,
+    /// the models whose layers are ISTA/FISTA steps on that lasso; others are refused, saying why.
+    public func exactLassoCodes(_ signals: Tensor) throws -> Tensor {
+        var why: [String] = []
+        if encoder.threshold != .soft { why.append("its threshold is \(encoder.threshold.rawValue), not soft") }
+        if !encoder.lambdaIsPenalty { why.append("its λ is a threshold, not a lasso penalty") }
+        if beta != 1 { why.append("its λ decays over the layers (β \(beta))") }
+        if analysis != nil || synthesis != nil { why.append("its encoder and decoder are untied") }
+        if em != nil { why.append("its λ comes from the EM step") }
+        guard case let .scalar(lambda) = encoder.lambda else {
+            throw UnrollError.invalidArgument("the exact lasso codes need one λ for every atom; this model has one per atom")
+        }
+        guard why.isEmpty else {
+            throw UnrollError.invalidArgument("the exact lasso codes need a tied soft-threshold encoder with one λ and no decay: " + why.joined(separator: "; "))
+        }
+        return try LassoHomotopy(lambda: lambda).encode(signals, with: dictionary).codes
+    }
+}
