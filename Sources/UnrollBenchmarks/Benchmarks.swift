@@ -137,7 +137,7 @@ public struct BenchError: Error, CustomStringConvertible {
 public enum Benchmarks {
     /// Every case `unroll bench` knows, in the order `unroll bench all` runs them.
     public static let all: [BenchmarkCase] = [GemmBenchmark.case, FlushToZeroBenchmark.case, KernelBenchmarks.case,
-                                              PudleBenchmarks.fig5Case, PudleBenchmarks.theoryCase, PudleBenchmarks.encodeCase,
+                                              PudleBenchmarks.fig5Case, PudleBenchmarks.theoryCase, PudleBenchmarks.encodeCase, PudleBenchmarks.scalingCase,
                                               ConvDenoiseBenchmark.case, CRsAEBenchmarks.denoiseCase, CRsAEBenchmarks.spikesCase,
                                               VSCBenchmarks.linearCase, VSCBenchmarks.convCase,
                                               DenoiseBenchmark.case]

@@ -145,14 +145,7 @@ enum PudleBenchmarks {
 
             let resettable = ResidentMemory.resetPeak()
             let baseline = ResidentMemory.current()
-            var config = s.data
-            if let b = s.batch { config.exampleCount = b * (1 + o.repeats) }   // just the batches the steps use
-            let data = try SyntheticDictionaryData(config, seed: 0)
-            let trainerConfig = TrainerConfig(
-                encoder: encoder, mode: m.mode, optimizer: .adam(learningRate: learningRate, epsilon: s.adamEpsilon),
-                batchSize: s.batch, shuffle: false, seed: 0)
-            var trainer = try DictionaryTrainer(dictionary: try DenseDictionary(weights: data.initialDictionary),
-                                                data: data.signals, config: trainerConfig)
+            var trainer = try makeTrainer(s, mode: m.mode, steps: 1 + o.repeats)
             var loss = Double.nan
             let step: () throws -> Double = {
                 try FlushDenormals.with(true) {
@@ -225,6 +218,67 @@ enum PudleBenchmarks {
             report.details["ours: getrusage ru_maxrss over the whole invocation (MB)"] = String(format: "%.0f", r)
         }
         if let v = peerVersion { report.details["peer: torch"] = v + " (set_num_threads(\(o.threads)), set_flush_denormal(True))" }
+        return report
+    }
+
+    /// A trainer of `s` in `mode` on the data its first `steps` steps use (synthetic, seed 0).
+    static func makeTrainer(_ s: Setting, mode: GradientMode, steps: Int) throws -> DictionaryTrainer<DenseDictionary> {
+        var config = s.data
+        if let b = s.batch { config.exampleCount = b * steps }   // just the batches the steps use
+        let data = try SyntheticDictionaryData(config, seed: 0)
+        let trainerConfig = TrainerConfig(
+            encoder: encoder, mode: mode, optimizer: .adam(learningRate: learningRate, epsilon: s.adamEpsilon),
+            batchSize: s.batch, shuffle: false, seed: 0)
+        return try DictionaryTrainer(dictionary: try DenseDictionary(weights: data.initialDictionary), data: data.signals, config: trainerConfig)
+    }
+
+    // MARK: scaling
+
+    static let scalingCase = BenchmarkCase(
+        name: "scaling",
+        summary: "how a PUDLE fig5 g_ae-ls step (T 100) grows with the work: seconds per step vs batch size, vs p (m = 2p/3), vs threads (ours only)",
+        run: { try runScaling($0) })
+
+    /// Ours only (the ratios to PyTorch are the fig5 case's): the median of `repeats` steps after a warm-up,
+    /// for the fig5 setting with one quantity changed at a time; each row's ratio is its time over the
+    /// first row of its group.
+    static func runScaling(_ o: BenchOptions) throws -> BenchReport {
+        var report = BenchReport(benchmark: "scaling", threads: o.threads, repeats: o.repeats)
+        report.details["setting"] = "fig5 (m 1000, p 1500, s 10, batch 50) with one of batch, p (m = 2p/3) or threads changed; g_ae-ls, T \(layers), "
+            + "λ = α = \(lambda), Adam; \(o.threads) threads unless the row says; the ratio is the row's time over its group's first"
+        func seconds(_ s: Setting, threads: Int) throws -> Double {
+            try Parallel.withWorkers(threads) {
+                var trainer = try makeTrainer(s, mode: .leastSquares, steps: 1 + o.repeats)
+                _ = try FlushDenormals.with(true) { try trainer.trainStep() }
+                let times = try (0..<o.repeats).map { _ in
+                    try FlushDenormals.with(true) {
+                        let t0 = DispatchTime.now().uptimeNanoseconds
+                        _ = try trainer.trainStep()
+                        return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+                    }
+                }
+                return Stopwatch.median(times)
+            }
+        }
+        func setting(batch: Int, p: Int) -> Setting {
+            var data = fig5.data
+            data.atomCount = p
+            data.signalSize = 2 * p / 3
+            return Setting(name: "scaling", data: data, batch: batch, adamEpsilon: fig5.adamEpsilon, target: 0, decoderTarget: 0)
+        }
+        let groups: [(String, [(String, Setting, Int)])] = [
+            ("batch", [10, 50, 200].map { ("batch \($0), p 1500", setting(batch: $0, p: 1500), o.threads) }),
+            ("p", [500, 1000, 1500].map { ("p \($0), m \(2 * $0 / 3), batch 50", setting(batch: 50, p: $0), o.threads) }),
+            ("threads", Array(Set([1, 2, o.threads])).sorted().map { ("\($0) thread\($0 == 1 ? "" : "s"), batch 50, p 1500", setting(batch: 50, p: 1500), $0) }),
+        ]
+        for (_, rows) in groups {
+            var first: Double?
+            for (name, s, threads) in rows {
+                let t = try seconds(s, threads: threads)
+                first = first ?? t
+                report.rows.append(BenchRow(name: name, unit: "s", ours: t, oursLabel: "Unroll", ratio: t / first!, ratioLabel: "× the group's first"))
+            }
+        }
         return report
     }
 

@@ -35,4 +35,20 @@ import UnrollCore
         let diff = try #require(details["relative difference of the first step's loss ours vs peer (same model and data, own draws)"].flatMap(Double.init))
         #expect(diff < 0.01, "first-step losses differ by \(diff)")
     }
+
+    /// `bench scaling`: one row per setting in three groups, each group's first row the unit of its ratios, and
+    /// more work taking longer (5× the batch, 3× the atoms).
+    @Test(.needsCLI) func benchScalingHasAGroupPerQuantity() throws {
+        let dir = try CLITests.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try CLITests.ok(["bench", "scaling", "--repeats", "1", "--threads", "2", "--json"], in: dir)
+        let report = try #require(((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first)
+        let rows = try #require(report["rows"] as? [[String: Any]])
+        let names = rows.compactMap { $0["name"] as? String }
+        #expect(names.count == 8 && names[0] == "batch 10, p 1500" && names[3].hasPrefix("p 500") && names[6].hasPrefix("1 thread"), "\(names)")
+        let seconds = rows.compactMap { $0["ours"] as? Double }, ratios = rows.compactMap { $0["ratio"] as? Double }
+        #expect(seconds.count == 8 && seconds.allSatisfy { $0 > 0 })
+        #expect(ratios[0] == 1 && ratios[3] == 1 && ratios[6] == 1)
+        #expect(seconds[1] > seconds[0] && seconds[5] > seconds[3], "\(seconds)")
+    }
 }
