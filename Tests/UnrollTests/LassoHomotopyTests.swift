@@ -94,6 +94,7 @@ import UnrollCore
             let (ours, theirs) = (Self.objective(xi, zi, w, lambda: 0.05), Self.objective(xi, reference, w, lambda: 0.05))
             #expect(abs(ours - theirs) <= 1e-5 * theirs, "signal \(i): \(ours) vs \(theirs)")
         }
+        #expect(try LassoHomotopy(lambda: 0.1).encode(Tensor(zeros: [0, 12]), with: d).codes.shape == [0, 20])
         // Bad input is refused by name.
         for bad in [Float(-1), .nan, .infinity] {
             #expect(throws: UnrollError.self) { _ = try LassoHomotopy(lambda: bad).encode(x, with: d) }

@@ -40,6 +40,7 @@ public struct LassoHomotopy: Sendable {
         }
         if signals.hasNonFinite { throw UnrollError.nonFinite("signals contain NaN or Inf") }
         let n = signals.rows
+        guard n > 0 else { return (Tensor(zeros: [0, p]), Report(exact: 0, finishedByISTA: 0, events: 0)) }
         let c = signals.matmul(w, transposeOther: true)              // [n, p]: c = Wx per row
         let g = Self.gram(w)                                          // [p, p], both triangles
         var codes = Tensor(zeros: [n, p])
