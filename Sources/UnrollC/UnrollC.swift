@@ -403,6 +403,22 @@ public func unrollTransform(_ h: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n
     }
 }
 
+/// The exact lasso codes `[n, p]` of `x` `[n, m]` at the model's λ (`exactLassoCodes`: a soft threshold,
+/// one λ, no decay) into `codes`: what `unroll_transform` converges to as the layers grow.
+@_cdecl("unroll_transform_exact")
+public func unrollTransformExact(_ h: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n: Int64, _ m: Int64,
+                                 _ codes: UnsafeMutablePointer<Float>?) -> Int32 {
+    guarded {
+        let model = try handle(h)
+        guard let ae = model.model else { throw APIError("the model is not fitted") }
+        let data = try matrix(x, n, m, "X")
+        guard data.cols == ae.dictionary.signalSize else {
+            throw APIError("X has \(data.cols) features, the dictionary's atoms have \(ae.dictionary.signalSize)")
+        }
+        try write(try Parallel.withWorkers(model.threads) { try ae.exactLassoCodes(data) }, to: codes, "codes")
+    }
+}
+
 /// The reconstructions `[n, m]` of codes `[n, p]` into `x`.
 @_cdecl("unroll_inverse_transform")
 public func unrollInverseTransform(_ h: OpaquePointer?, _ codes: UnsafePointer<Float>?, _ n: Int64, _ p: Int64,

@@ -93,6 +93,24 @@ def test_sparse_encode_is_the_encoder_of_a_fitted_model():
     assert np.array_equal(sparse_encode(X.astype(np.float64), est.components_, n_layers=20, lam=0.1, step=0.2), z.astype(np.float64))
 
 
+def test_exact_codes_are_the_lasso_minimum():
+    X = problem(seed=3)
+    est = UnrolledDictionaryLearning(**SMALL).fit(X)
+    z = est.transform(X, exact=True)
+    # What many layers converge to, and the lasso's optimality conditions checked in float64.
+    many = sparse_encode(X, est.components_, n_layers=5000, lam=est.lam, encoder="fista", step=est.step)
+    assert np.abs(z - many).max() < 1e-4
+    D = est.components_.astype(np.float64)
+    corr = (X.astype(np.float64) - z.astype(np.float64) @ D) @ D.T
+    on = z != 0
+    assert on.any() and (~on).any()
+    assert np.abs(corr[on] - est.lam * np.sign(z[on])).max() < 1e-4
+    assert np.abs(corr[~on]).max() <= est.lam * (1 + 1e-3)
+    assert np.array_equal(sparse_encode(X, est.components_, lam=est.lam, exact=True), z)
+    with pytest.raises(Exception, match="hard"):
+        sparse_encode(X, est.components_, lam=0.1, threshold="hard", exact=True)
+
+
 def test_dtypes_are_preserved_and_float32_input_is_not_copied():
     X = problem()
     est = UnrolledDictionaryLearning(**SMALL).fit(X.astype(np.float64))

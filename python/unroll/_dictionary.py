@@ -120,11 +120,13 @@ class UnrolledDictionaryLearning(PickledThroughModelFile, TransformerMixin, Base
         self._record(X)
         return self
 
-    def transform(self, X):
-        """The codes [n_samples, n_components] of X under the unrolled encoder."""
+    def transform(self, X, *, exact=False):
+        """The codes [n_samples, n_components] of X under the unrolled encoder; with exact=True the lasso
+        minimum at the model's lam that its layers converge to (the homotopy path; soft threshold, no
+        lam decay)."""
         check_is_fitted(self, "components_")
         X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self._model.transform(X).astype(X.dtype, copy=False)
+        return self._model.transform(X, exact=exact).astype(X.dtype, copy=False)
 
     def inverse_transform(self, X):
         """Reconstructions codes · components_ [n_samples, n_features]."""
@@ -146,9 +148,11 @@ class UnrolledDictionaryLearning(PickledThroughModelFile, TransformerMixin, Base
             return tags
 
 
-def sparse_encode(X, dictionary, *, n_layers=100, lam=0.2, threshold="soft", encoder="ista", step=None, n_jobs=None):
+def sparse_encode(X, dictionary, *, n_layers=100, lam=0.2, threshold="soft", encoder="ista", step=None, n_jobs=None,
+                  exact=False):
     """Codes of X [n_samples, n_features] under `dictionary` [n_atoms, n_features] (atoms as rows)
-    by the unrolled encoder; in X's dtype."""
+    by the unrolled encoder, or with exact=True the lasso minimum min_z 1/2||x - zD||^2 + lam||z||_1 (the
+    homotopy path; soft threshold); in X's dtype."""
     X = check_array(X, dtype=[np.float64, np.float32])
     D = check_array(dictionary, dtype=[np.float64, np.float32])
     if D.shape[1] != X.shape[1]:
@@ -157,7 +161,7 @@ def sparse_encode(X, dictionary, *, n_layers=100, lam=0.2, threshold="soft", enc
                                                "step": step, "n_jobs": _threads(n_jobs)})
     model = Model.create(settings)
     model.set_dictionary(D)
-    return model.transform(X).astype(X.dtype, copy=False)
+    return model.transform(X, exact=exact).astype(X.dtype, copy=False)
 
 
 def load(path, n_jobs=None):

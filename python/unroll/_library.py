@@ -49,6 +49,7 @@ for name, args, res in [
     ("unroll_free", [_p], None),
     ("unroll_fit", [_p, _f32, _i64, _i64, ctypes.c_int32], ctypes.c_int),
     ("unroll_transform", [_p, _f32, _i64, _i64, _f32], ctypes.c_int),
+    ("unroll_transform_exact", [_p, _f32, _i64, _i64, _f32], ctypes.c_int),
     ("unroll_inverse_transform", [_p, _f32, _i64, _i64, _f32], ctypes.c_int),
     ("unroll_shape", [_p, _pi64, _pi64], ctypes.c_int),
     ("unroll_dictionary", [_p, _f32], ctypes.c_int),
@@ -149,11 +150,12 @@ class Model:
         check(lib.unroll_shape(self.handle, ctypes.byref(p), ctypes.byref(m)))
         return p.value, m.value
 
-    def transform(self, x):
+    def transform(self, x, exact=False):
         x, px = f32(x)
         p, _ = self.shape()
         codes = np.empty((x.shape[0], p), dtype=np.float32)
-        check(lib.unroll_transform(self.handle, px, x.shape[0], x.shape[1], codes.ctypes.data_as(_f32)))
+        run = lib.unroll_transform_exact if exact else lib.unroll_transform
+        check(run(self.handle, px, x.shape[0], x.shape[1], codes.ctypes.data_as(_f32)))
         return codes
 
     def inverse_transform(self, codes):

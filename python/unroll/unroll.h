@@ -27,6 +27,8 @@ void unroll_free(unroll_model *model);
 /* partial = 0: fit afresh for max_iter epochs; 1: one more epoch over x, continuing the optimizer. */
 int unroll_fit(unroll_model *model, const float *x, int64_t n, int64_t m, int32_t partial);
 int unroll_transform(unroll_model *model, const float *x, int64_t n, int64_t m, float *codes /* [n, p] */);
+/* The exact lasso codes at the model's λ (soft threshold, one λ, no decay): the limit of unroll_transform's layers. */
+int unroll_transform_exact(unroll_model *model, const float *x, int64_t n, int64_t m, float *codes /* [n, p] */);
 int unroll_inverse_transform(unroll_model *model, const float *codes, int64_t n, int64_t p, float *x /* [n, m] */);
 
 int unroll_shape(unroll_model *model, int64_t *p, int64_t *m);
