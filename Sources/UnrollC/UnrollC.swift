@@ -392,15 +392,7 @@ public func unrollFit(_ h: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n: Int6
 @_cdecl("unroll_transform")
 public func unrollTransform(_ h: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n: Int64, _ m: Int64,
                             _ codes: UnsafeMutablePointer<Float>?) -> Int32 {
-    guarded {
-        let model = try handle(h)
-        guard let ae = model.model else { throw APIError("the model is not fitted") }
-        let data = try matrix(x, n, m, "X")
-        guard data.cols == ae.dictionary.signalSize else {
-            throw APIError("X has \(data.cols) features, the dictionary's atoms have \(ae.dictionary.signalSize)")
-        }
-        try write(try Parallel.withWorkers(model.threads) { try ae.encode(data) }, to: codes, "codes")
-    }
+    transform(h, x, n, m, codes, exact: false)
 }
 
 /// The exact lasso codes `[n, p]` of `x` `[n, m]` at the model's λ (`exactLassoCodes`: a soft threshold,
@@ -408,6 +400,11 @@ public func unrollTransform(_ h: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n
 @_cdecl("unroll_transform_exact")
 public func unrollTransformExact(_ h: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n: Int64, _ m: Int64,
                                  _ codes: UnsafeMutablePointer<Float>?) -> Int32 {
+    transform(h, x, n, m, codes, exact: true)
+}
+
+private func transform(_ h: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n: Int64, _ m: Int64,
+                       _ codes: UnsafeMutablePointer<Float>?, exact: Bool) -> Int32 {
     guarded {
         let model = try handle(h)
         guard let ae = model.model else { throw APIError("the model is not fitted") }
@@ -415,7 +412,8 @@ public func unrollTransformExact(_ h: OpaquePointer?, _ x: UnsafePointer<Float>?
         guard data.cols == ae.dictionary.signalSize else {
             throw APIError("X has \(data.cols) features, the dictionary's atoms have \(ae.dictionary.signalSize)")
         }
-        try write(try Parallel.withWorkers(model.threads) { try ae.exactLassoCodes(data) }, to: codes, "codes")
+        let z = try Parallel.withWorkers(model.threads) { try exact ? ae.exactLassoCodes(data) : ae.encode(data) }
+        try write(z, to: codes, "codes")
     }
 }
 
