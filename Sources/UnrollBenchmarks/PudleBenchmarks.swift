@@ -246,7 +246,7 @@ enum PudleBenchmarks {
         var report = BenchReport(benchmark: "scaling", threads: o.threads, repeats: o.repeats)
         report.details["setting"] = "fig5 (m 1000, p 1500, s 10, batch 50) with one of batch, p (m = 2p/3) or threads changed; g_ae-ls, T \(layers), "
             + "λ = α = \(lambda), Adam; \(o.threads) threads unless the row says; the ratio is the row's time over its group's first"
-        func seconds(_ s: Setting, threads: Int) throws -> Double {
+        func stepSeconds(_ s: Setting, threads: Int) throws -> Double {
             try Parallel.withWorkers(threads) {
                 var trainer = try makeTrainer(s, mode: .leastSquares, steps: 1 + o.repeats)
                 _ = try FlushDenormals.with(true) { try trainer.trainStep() }
@@ -274,7 +274,7 @@ enum PudleBenchmarks {
         for (_, rows) in groups {
             var first: Double?
             for (name, s, threads) in rows {
-                let t = try seconds(s, threads: threads)
+                let t = try stepSeconds(s, threads: threads)
                 first = first ?? t
                 report.rows.append(BenchRow(name: name, unit: "s", ours: t, oursLabel: "Unroll", ratio: t / first!, ratioLabel: "× the group's first"))
             }
@@ -366,9 +366,9 @@ enum PudleBenchmarks {
             String(format: "%.2e / %.2e", (objective - minimum) / minimum, (solvedObjective - minimum) / minimum)
         report.details["ours to tolerance: seconds per encode"] = seconds(sides[1].times)
         report.details["ours exact (homotopy): seconds per encode"] = seconds(sides[2].times)
-        report.details["ours exact (homotopy): objective gap to \(10 * layers) ISTA layers, signals exact / finished by ISTA, events per signal"] =
+        report.details["ours exact (homotopy): objective gap to \(10 * layers) ISTA layers, signals exact / solved by the encoder, events per signal"] =
             String(format: "%.2e, ", (exactObjective - minimum) / minimum) + (homotopyReport.map {
-                "\($0.exact) / \($0.finishedByISTA), " + String(format: "%.1f", Double($0.events) / Double(n)) } ?? "?")
+                "\($0.exact) / \($0.solvedByEncoder), " + String(format: "%.1f", Double($0.events) / Double(n)) } ?? "?")
         report.details["setting"] = "\(n) signals, m 1000, p 1500, s 10, δ 0.005 (codes from W₀), T \(layers), λ = α = \(lambda)"
         report.details["ours: seconds per encode"] = seconds(ours)
         report.details["ours: mean ½‖x − zW‖² + λ‖z‖₁, non-zeros per code"] =

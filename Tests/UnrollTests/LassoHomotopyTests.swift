@@ -51,7 +51,7 @@ import UnrollCore
         let (d, x) = try Self.problem(p: 60, m: 30, n: 25, k: 4, seed: 1)
         let lambda: Float = 0.1
         let (codes, report) = try LassoHomotopy(lambda: lambda).encode(x, with: d)
-        #expect(report.exact == 25 && report.finishedByISTA == 0, "\(report)")
+        #expect(report.exact == 25 && report.solvedByEncoder == 0, "\(report)")
         let w = d.weights, (p, m) = (w.rows, w.cols)
         for i in 0..<x.rows {
             let xi = (0..<m).map { Double(x.data[i * m + $0]) }, zi = (0..<p).map { Double(codes.data[i * p + $0]) }
@@ -93,6 +93,17 @@ import UnrollCore
             let reference = Self.coordinateDescent(xi, w, lambda: 0.05)
             let (ours, theirs) = (Self.objective(xi, zi, w, lambda: 0.05), Self.objective(xi, reference, w, lambda: 0.05))
             #expect(abs(ours - theirs) <= 1e-5 * theirs, "signal \(i): \(ours) vs \(theirs)")
+        }
+        // A path cut short after one event: those signals are solved by the unrolled encoder instead.
+        let (cut, cutReport) = try LassoHomotopy(lambda: 0.05, maxEvents: 1).encode(x, with: d)
+        #expect(cutReport.solvedByEncoder > 0 && cutReport.exact + cutReport.solvedByEncoder == x.rows, "\(cutReport)")
+        let dw = d.weights
+        for i in 0..<x.rows {
+            let xi = (0..<dw.cols).map { Double(x.data[i * dw.cols + $0]) }
+            let zi = (0..<dw.rows).map { Double(cut.data[i * dw.rows + $0]) }
+            let (ours, theirs) = (Self.objective(xi, zi, dw, lambda: 0.05),
+                                  Self.objective(xi, Self.coordinateDescent(xi, dw, lambda: 0.05), dw, lambda: 0.05))
+            #expect(abs(ours - theirs) <= 1e-5 * theirs, "cut path, signal \(i): \(ours) vs \(theirs)")
         }
         #expect(try LassoHomotopy(lambda: 0.1).encode(Tensor(zeros: [0, 12]), with: d).codes.shape == [0, 20])
         // Bad input is refused by name.

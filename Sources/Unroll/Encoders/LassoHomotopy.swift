@@ -10,10 +10,11 @@ import UnrollCore
 /// code takes about k events of p·|A| multiply-adds each. The path runs in Float; at its end the active
 /// coefficients are solved once more in Double from c = Wx and G (z_A = G_AA⁻¹(c_A − λ s_A)) and the
 /// optimality conditions are checked (|c_j − G_jA z_A| ≤ λ off the support, signs kept on it); a signal
-/// that fails them (degenerate ties, a path cut short by `maxEvents`) is finished by ISTA from that code.
+/// that fails them (degenerate ties, a path cut short by `maxEvents`) is solved by the unrolled encoder
+/// run to convergence instead.
 public struct LassoHomotopy: Sendable {
     public var lambda: Float
-    /// Events per signal before the path is cut short (then ISTA finishes the code).
+    /// Events per signal before the path is cut short (then the unrolled encoder solves that signal).
     public var maxEvents: Int
     /// Relative slack of the optimality check, ε in |c_j − G_jA z_A| ≤ λ(1 + ε).
     public var slack: Double = 1e-4
@@ -23,10 +24,10 @@ public struct LassoHomotopy: Sendable {
         self.maxEvents = maxEvents
     }
 
-    /// What a run did: the signals whose path met the optimality conditions, and those ISTA finished.
+    /// What a run did: the signals whose path met the optimality conditions, and those the encoder solved.
     public struct Report: Sendable {
         public var exact: Int
-        public var finishedByISTA: Int
+        public var solvedByEncoder: Int
         public var events: Int
     }
 
@@ -40,7 +41,7 @@ public struct LassoHomotopy: Sendable {
         }
         if signals.hasNonFinite { throw UnrollError.nonFinite("signals contain NaN or Inf") }
         let n = signals.rows
-        guard n > 0 else { return (Tensor(zeros: [0, p]), Report(exact: 0, finishedByISTA: 0, events: 0)) }
+        guard n > 0 else { return (Tensor(zeros: [0, p]), Report(exact: 0, solvedByEncoder: 0, events: 0)) }
         let c = signals.matmul(w, transposeOther: true)              // [n, p]: c = Wx per row
         let g = Self.gram(w)                                          // [p, p], both triangles
         var codes = Tensor(zeros: [n, p])
@@ -63,18 +64,19 @@ public struct LassoHomotopy: Sendable {
                 }
             }
         }
-        // Signals the path did not solve: ISTA from their code, with α = 1/‖W‖₂² and a per-sample tolerance.
+        // Signals the path did not solve: the unrolled encoder as a solver (FISTA, each sample to a change of 1e-7).
         let inexact = (0..<n).filter { outcomes[$0] == 0 }
         if !inexact.isEmpty {
-            var rng = Random(seed: 0)
-            let alpha = 1 / dictionary.lipschitz(iterations: 100, rng: &rng)
-            for i in inexact {
-                let finished = Self.ista(c: Array(c.data[(i * p)..<((i + 1) * p)]), g: g, start: Array(codes.data[(i * p)..<((i + 1) * p)]),
-                                         lambda: lambda, alpha: alpha)
-                for j in 0..<p { codes.data[i * p + j] = finished[j] }
+            var solver = UnrolledEncoder(layers: UnrolledEncoder.maxLayers, algorithm: .fista, lambda: .scalar(lambda),
+                                         step: .inverseLipschitz(), tolerance: 1e-7)
+            solver.stopsPerSample = true
+            let finished = try solver.encode(Tensor(shape: [inexact.count, m], data: inexact.flatMap { signals.data[($0 * m)..<(($0 + 1) * m)] }),
+                                             with: dictionary)
+            for (row, i) in inexact.enumerated() {
+                for j in 0..<p { codes.data[i * p + j] = finished.data[row * p + j] }
             }
         }
-        return (codes, Report(exact: n - inexact.count, finishedByISTA: inexact.count, events: events.reduce(0, +)))
+        return (codes, Report(exact: n - inexact.count, solvedByEncoder: inexact.count, events: events.reduce(0, +)))
     }
 
     /// G = WWᵀ with both triangles filled.
@@ -201,11 +203,13 @@ public struct LassoHomotopy: Sendable {
                 break   // reached λ
             }
         }
+        let exact = polish(c: c, g: g, p: p, into: out, work: work)
         for j in work.active { work.blocked[j] = 0 }   // clean for the next signal
-        return (polish(c: c, g: g, p: p, into: out, work: work), count)
+        return (exact, count)
     }
 
-    /// z_A = G_AA⁻¹(c_A − λ s_A) in Double, written to `out`; whether the optimality conditions hold.
+    /// z_A = G_AA⁻¹(c_A − λ s_A) in Double, written to `out`; whether the optimality conditions hold
+    /// (`work.blocked` still marks the support).
     func polish(c: UnsafePointer<Float>, g: UnsafePointer<Float>, p: Int, into out: UnsafeMutablePointer<Float>,
                 work: Workspace) -> Bool {
         let k = work.active.count, lam = Double(lambda)
@@ -227,31 +231,8 @@ public struct LassoHomotopy: Sendable {
             for j in 0..<p { residual[j] -= zu * Double(row[j]) }
         }
         let bound = lam * (1 + slack)
-        var isActive = [Bool](repeating: false, count: p)
-        for j in work.active { isActive[j] = true }
-        for j in 0..<p where !isActive[j] && abs(residual[j]) > bound { return false }
+        for j in 0..<p where work.blocked[j] == 0 && abs(residual[j]) > bound { return false }   // off the support
         return true
-    }
-
-    /// ISTA on min ½zᵀGz − cᵀz + λ‖z‖₁ from `start` until no entry moves by more than 1e-7·max|z| (cap 10 000).
-    static func ista(c: [Float], g: Tensor, start: [Float], lambda: Float, alpha: Float) -> [Float] {
-        let p = c.count
-        var z = start.map(Double.init)
-        let (a, t) = (Double(alpha), Double(alpha) * Double(lambda))
-        for _ in 0..<10_000 {
-            var gz = [Double](repeating: 0, count: p)
-            for i in 0..<p where z[i] != 0 { for j in 0..<p { gz[j] += z[i] * Double(g.data[i * p + j]) } }
-            var change = 0.0, size = 0.0
-            for j in 0..<p {
-                let v = z[j] - a * (gz[j] - Double(c[j]))
-                let next = v > t ? v - t : v < -t ? v + t : 0
-                change = max(change, abs(next - z[j]))
-                size = max(size, abs(next))
-                z[j] = next
-            }
-            if change <= 1e-7 * max(size, 1e-30) { break }
-        }
-        return z.map(Float.init)
     }
 }
 
