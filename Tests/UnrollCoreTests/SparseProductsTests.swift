@@ -1,3 +1,4 @@
+import CUnrollSupport
 import Testing
 import UnrollCore
 
@@ -89,5 +90,26 @@ import UnrollCore
         #expect(relativeError(g, g0 + z.matmul(r, transposeSelf: true)) < 1e-5)
         z.sparseTransposedMatmul(r, into: &g)
         #expect(relativeError(g, z.matmul(r, transposeSelf: true)) < 1e-5)
+    }
+    /// The streaming kernel of sparse rows times long dense rows adds each term as one fused multiply-add,
+    /// in order: bit for bit the successive BLAS saxpy calls it replaced (FMA on every x86-64 this runs
+    /// on), whatever the length's remainder, the number of terms (groups of four and the rest) or repeats.
+    @Test func scaledRowSumIsSuccessiveSaxpys() {
+        var rng = Random(seed: 34)
+        let rowsCount = 37
+        for n in [256, 257, 1000, 1003, 1500] {
+            let matrix = Tensor.normal([rowsCount, n + 5], rng: &rng)
+            for terms in [0, 1, 3, 4, 5, 9, 16] {
+                let index = (0..<terms).map { _ in Int32(rng.int(below: rowsCount)) }
+                let coef = (0..<terms).map { _ in Float(rng.normal()) }
+                let start = Tensor.normal([n], rng: &rng).data
+                var expected = start, got = start
+                matrix.data.withUnsafeBufferPointer { m in
+                    for q in 0..<terms { BLAS.saxpy(n, coef[q], m.baseAddress! + Int(index[q]) * (n + 5), &expected) }
+                    unroll_add_scaled_rows(Int32(n), &got, m.baseAddress!, n + 5, index, coef, Int32(terms))
+                }
+                #expect(got.map(\.bitPattern) == expected.map(\.bitPattern), "n \(n), \(terms) terms")
+            }
+        }
     }
 }

@@ -180,6 +180,27 @@ import UnrollCore
     /// A batch large enough to run on both cores (per-part scratch and accumulators) gives the codes of
     /// its sub-batches (each small enough to run on one), and its gradient is their mean. (Equal up to
     /// rounding: sgemm's blocking, hence the last bits of X·Wᵀ, depends on the batch size.)
+    /// Rows of G and W at least `RowKernels.streamingRow` (256) long take the streaming kernel
+    /// (`unroll_add_scaled_rows`); the other tests' small sizes never reach it.
+    @Test func longRowsMatchTheStraightforwardPath() throws {
+        let (m, p, batch, layers) = (300, 400, 6, 8)
+        for (k, algorithm) in UnrolledEncoder.Algorithm.allCases.enumerated() {
+            let (enc, beta) = Self.encoder(.soft, algorithm, .scalar, layers: layers, p: p)
+            let (w, x) = Self.problem(m: m, p: p, batch: batch, s: 4, encoder: enc, beta: beta, seed: 40 + UInt64(k))
+            let generic = GenericDense(inner: try DenseDictionary(weights: w))
+            for mode in GradientMode.allCases {
+                let r0 = try mode.evaluate(signals: x, operator: generic, encoder: enc, beta: beta)
+                for form in [DenseLayerPolicy.Form.gram, .direct] {
+                    let r = try mode.evaluate(signals: x, operator: try Self.dense(w, DenseLayerPolicy(form: form, products: .sparse)),
+                                              encoder: enc, beta: beta)
+                    let what = "\(mode) \(algorithm) \(form)"
+                    #expect(Self.relative(r.codes, r0.codes) < 1e-5, "\(what): codes")
+                    #expect(Self.relative(r.gradient, r0.gradient) < 1e-5, "\(what): gradient \(Self.relative(r.gradient, r0.gradient))")
+                }
+            }
+        }
+    }
+
     @Test func parallelPartsAgreeWithSmallBatches() throws {
         let (m, p, batch, layers, parts) = (24, 64, 600, 10, 6)
         let (w, x) = Self.data(m: m, p: p, batch: batch, s: 3, seed: 5)

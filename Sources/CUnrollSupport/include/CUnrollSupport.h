@@ -1,6 +1,7 @@
 #ifndef UNROLL_SUPPORT_H
 #define UNROLL_SUPPORT_H
 #include <stdbool.h>
+#include <stdint.h>
 
 /// Sets flush-to-zero and denormals-are-zero on the calling thread; returns the previous state.
 /// Denormals make the unrolled backward pass many times slower on x86.
@@ -20,5 +21,10 @@ void unroll_conv1d_transposed_unit(int cout, int n, int k, int l, const float *y
 /// one filter row gw[kk] (+)= Σ_b Σ_t gy[b·gystride + t] x[b·xstride + t + kk].
 void unroll_conv1d_filter_gradient_unit(int batch, int n, int k, int l, const float *x, int xstride,
                                         const float *gy, int gystride, float *gw, bool accumulate);
+
+/// out[0..<n] += Σ_q coef[q]·rows[index[q]·stride ..< +n], each term one fused multiply-add in order (the
+/// roundings of one FMA saxpy per term), four terms per pass over `out` (see ScaledRowSum.c).
+void unroll_add_scaled_rows(int n, float *out, const float *rows, long stride, const int32_t *index,
+                            const float *coef, int terms);
 
 #endif

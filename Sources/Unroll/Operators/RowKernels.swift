@@ -1,3 +1,4 @@
+import CUnrollSupport
 import UnrollCore
 #if canImport(Glibc)
 import Glibc
@@ -68,12 +69,13 @@ enum RowKernels {
 
     /// out[0..<n] += Σ_q coef[q]·rows[index[q]·stride ..< +n]: the product of one sparse row with a
     /// dense matrix (rows of G or W). Short rows: 32 output columns at a time stay in registers while
-    /// every term adds its slice; long rows: one streaming saxpy per term.
+    /// every term adds its slice; long rows: streamed four terms per pass over `out`, each term one fused
+    /// multiply-add (the roundings of the one saxpy per term this replaced).
     @inline(__always)
     static func scatterRows(_ n: Int, _ out: UnsafeMutablePointer<Float>, _ rows: UnsafePointer<Float>, stride: Int,
                             _ index: UnsafePointer<Int32>, _ coef: UnsafePointer<Float>, _ terms: Int) {
         if n >= streamingRow {
-            for q in 0..<terms { BLAS.saxpy(n, coef[q], rows + Int(index[q]) &* stride, out) }
+            unroll_add_scaled_rows(Int32(n), out, rows, stride, index, coef, Int32(terms))
             return
         }
         typealias V = SIMD8<Float>
