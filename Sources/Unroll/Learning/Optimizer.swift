@@ -112,25 +112,46 @@ public struct Optimizer: Equatable, Sendable {
                 weights.add(first!, scaledBy: -lr)
             }
         case let .adam(b1, b2, eps):
-            if first == nil { first = Tensor(zeros: weights.shape) }
-            if second == nil { second = Tensor(zeros: weights.shape) }
             let t = Double(steps)
             let bc1 = 1 - pow(Double(b1), t), bc2 = 1 - pow(Double(b2), t)
             let stepSize = Float(Double(lr) / bc1), bc2Sqrt = Float(bc2.squareRoot())
             let (c1, c2) = (1 - b1, 1 - b2)
-            gradient.data.withUnsafeBufferPointer { g in
-                first!.data.withUnsafeMutableBufferPointer { m in
-                    second!.data.withUnsafeMutableBufferPointer { v in
-                        weights.data.withUnsafeMutableBufferPointer { w in
-                            for i in 0..<g.count {
-                                m[i] = b1 * m[i] + c1 * g[i]
-                                v[i] = b2 * v[i] + c2 * g[i] * g[i]
-                                w[i] -= stepSize * m[i] / (v[i].squareRoot() / bc2Sqrt + eps)
+            // The step writes new weight and moment arrays instead of updating them in place: the trainer
+            // keeps the previous ones (a failed step loses nothing), so in place would first copy all three.
+            let n = weights.count
+            let zeros = first == nil ? [Float](repeating: 0, count: n) : []
+            let (m0, v0) = (first?.data ?? zeros, second?.data ?? zeros)
+            var (w1, m1, v1) = ([Float](), [Float](), [Float]())
+            weights.data.withUnsafeBufferPointer { w0 in
+                gradient.data.withUnsafeBufferPointer { g in
+                    m0.withUnsafeBufferPointer { m0 in
+                        v0.withUnsafeBufferPointer { v0 in
+                            w1 = [Float](unsafeUninitializedCapacity: n) { wOut, wCount in
+                                m1 = [Float](unsafeUninitializedCapacity: n) { mOut, mCount in
+                                    v1 = [Float](unsafeUninitializedCapacity: n) { vOut, vCount in
+                                        nonisolated(unsafe) let (wOut, mOut, vOut) = (wOut, mOut, vOut)
+                                        Parallel.forEachChunk(n, minPerPart: 1 << 16) { range in
+                                            for i in range {
+                                                let m = b1 * m0[i] + c1 * g[i]
+                                                let v = b2 * v0[i] + c2 * g[i] * g[i]
+                                                mOut[i] = m
+                                                vOut[i] = v
+                                                wOut[i] = w0[i] - stepSize * m / (v.squareRoot() / bc2Sqrt + eps)
+                                            }
+                                        }
+                                        vCount = n
+                                    }
+                                    mCount = n
+                                }
+                                wCount = n
                             }
                         }
                     }
                 }
             }
+            weights.data = w1
+            first = Tensor(shape: weights.shape, data: m1)
+            second = Tensor(shape: weights.shape, data: v1)
         }
     }
 
