@@ -90,15 +90,27 @@ extension Tensor {
     /// max |x| over the elements (0 when empty); NaN when one is NaN, ∞ when one is infinite and none NaN.
     /// With the sign bit cleared, the bit patterns of floats order as their magnitudes do (NaN's above
     /// ∞'s above every finite one), so this is an integer maximum, which vectorises.
+    /// Large tensors (the weights and moments checked every step) are split over the workers.
     public var largestMagnitude: Float {
         data.withUnsafeBufferPointer { p in
             p.withMemoryRebound(to: UInt32.self) { bits in
-                var m: UInt32 = 0
-                for b in bits { m = Swift.max(m, b & 0x7fff_ffff) }
-                return Float(bitPattern: m)
+                let parts = Swift.max(1, Swift.min(Parallel.workers, bits.count / Self.elementsPerPart))
+                var largest = [UInt32](repeating: 0, count: parts)
+                largest.withUnsafeMutableBufferPointer { out in
+                    nonisolated(unsafe) let out = out
+                    Parallel.forEachPart(bits.count, parts: parts) { part, range in
+                        var m: UInt32 = 0
+                        for i in range { m = Swift.max(m, bits[i] & 0x7fff_ffff) }
+                        out[part] = m
+                    }
+                }
+                return Float(bitPattern: largest.max() ?? 0)
             }
         }
     }
+
+    /// Elements below which a pass over a tensor runs on one thread (a fork-join costs ~45 µs here).
+    static let elementsPerPart = 1 << 19
 
     @inlinable
     static func sum(_ p: UnsafeBufferPointer<Float>) -> Float {
@@ -111,14 +123,22 @@ extension Tensor {
 
     /// ℓ2 norm of each row.
     public func rowNorms() -> [Float] {
-        let c = cols
-        return data.withUnsafeBufferPointer { p in
-            (0..<rows).map { i in
-                var s: Float = 0
-                for j in 0..<c { s += p[i * c + j] * p[i * c + j] }
-                return s.squareRoot()
+        let (r, c) = (rows, cols)
+        var norms = [Float](repeating: 0, count: r)
+        data.withUnsafeBufferPointer { p in
+            norms.withUnsafeMutableBufferPointer { out in
+                nonisolated(unsafe) let out = out
+                // Each row's sum runs in order (its rounding does not depend on the split).
+                Parallel.forEachChunk(r, minPerPart: Swift.max(1, Self.elementsPerPart / Swift.max(1, c))) { range in
+                    for i in range {
+                        var s: Float = 0
+                        for j in 0..<c { s += p[i * c + j] * p[i * c + j] }
+                        out[i] = s.squareRoot()
+                    }
+                }
             }
         }
+        return norms
     }
 
     /// ℓ2 norm of each column of a matrix.
