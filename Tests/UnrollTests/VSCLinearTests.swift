@@ -112,6 +112,30 @@ import UnrollIO
         #expect(report.posteriorCollapse != nil && report.reconstructionMSE.isFinite)
     }
 
+    /// The codes' gradient multiplies only the draws of non-zero weight; the others' rows are zero, so
+    /// it equals the full product bit for bit (up to the sign of zero), at the bench's size (100 signals ×
+    /// 20 draws, one selected each) and at small ones.
+    @Test func codesGradientOfTheSelectedDrawsIsTheFullProduct() {
+        var rng = Random(seed: 9)
+        for (n, j, d, m) in [(100, 20, 256, 256), (3, 4, 5, 7), (1, 1, 3, 2)] {
+            let dictionary = Tensor.normal([d, m], rng: &rng)
+            var weighted = Tensor.normal([n * j, m], rng: &rng)
+            var weights = [Float](repeating: 0, count: n * j)
+            for b in 0..<n { weights[b * j + rng.int(below: j)] = 1 }
+            for (i, w) in weights.enumerated() where w == 0 { for k in 0..<m { weighted[i, k] = 0 } }
+            let scale: Float = -2 / Float(n * m)
+            let full = scale * weighted.matmul(dictionary, transposeOther: true)
+            let got = LinearGeneratorModel.codesGradient(weighted, weights: weights, dictionary: dictionary, scale: scale)
+            #expect(got.shape == full.shape)
+            #expect(zip(got.data, full.data).allSatisfy { $0 == $1 }, "\((n, j, d, m))")
+            #expect(got.data.contains { $0 != 0 })
+            // every weight non-zero: the plain product
+            let all = [Float](repeating: 0.5, count: n * j)
+            let dense = LinearGeneratorModel.codesGradient(full.matmul(dictionary), weights: all, dictionary: dictionary, scale: 1)
+            #expect(dense.data == full.matmul(dictionary).matmul(dictionary, transposeOther: true).data)
+        }
+    }
+
     @Test func aCheckpointContinuesBitForBit() throws {
         var rng = Random(seed: 9)
         let x = Tensor.normal([12, 7], rng: &rng)

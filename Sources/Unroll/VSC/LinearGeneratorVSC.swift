@@ -171,13 +171,27 @@ public struct LinearGeneratorModel: Sendable {
                                                               kl: s.draw.kl, klWeight: klWeight)
         // ∂loss/∂x̂_bj = −(2 w_bj / (B m))(x_b − x̂_bj); `weighted` holds w_bj (x_b − x̂_bj).
         let weighted = SampleLosses.weightedResiduals(signals: x, decoded: s.decoded, weights: w, samples: samples)
-        let codesGradient = (-2 / Float(n * m)) * weighted.matmul(dictionary, transposeOther: true)
+        let codesGradient = Self.codesGradient(weighted, weights: w, dictionary: dictionary, scale: -2 / Float(n * m))
         var g = s.draw.backward(codesGradient: codesGradient)
         g.add(s.draw.klGradient(weights: [Float](repeating: 1 / Float(n), count: n), klWeight: klWeight))
         backward(g)
         let direction = (1 / Float(n)) * s.draw.codes.matmul(weighted, transposeSelf: true)
         return (loss / Double(n), reconstruction / Double(n), s.draw.kl.reduce(0, +) / Double(n),
                 CodeStatistics.nonZeroFraction(s.draw.codes), direction)
+    }
+
+    /// scale·weighted·Φᵀ, the gradient with respect to every draw's code. Draws of weight 0 (all but one
+    /// per signal under max-ELBO aggregation) have zero rows, so only the others are multiplied: each row
+    /// of a product depends on that row alone, so the result is the full product's, for a twentieth of it.
+    public static func codesGradient(_ weighted: Tensor, weights: [Float], dictionary: Tensor, scale: Float) -> Tensor {
+        let selected = weights.indices.filter { weights[$0] != 0 }
+        guard selected.count < weights.count else { return scale * weighted.matmul(dictionary, transposeOther: true) }
+        var g = Tensor(zeros: [weighted.rows, dictionary.rows])
+        guard !selected.isEmpty else { return g }
+        let rows = scale * weighted.gatherRows(selected).matmul(dictionary, transposeOther: true)
+        let d = g.cols
+        for (q, i) in selected.enumerated() { g.data.replaceSubrange((i * d)..<((i + 1) * d), with: rows.data[(q * d)..<((q + 1) * d)]) }
+        return g
     }
 
     /// The code of each signal chosen by `aggregation` among `samples` draws (the maximum-ELBO draw

@@ -108,12 +108,17 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
     let aLogit = outputs.alphaLogit?.data ?? [], bLogit = outputs.betaLogit?.data ?? []
     let sLogit = outputs.spikeLogit?.data ?? []
 
-    /// Code entry e = (i·J + s)·D + k of latent p = i·D + k: value, base sample and Jacobian.
-    func sampleEntry(_ e: Int, _ p: Int, _ r: inout Random, _ thresholdRandom: inout Random) {
-        let m = Double(mu[p]), l = Double(ls[p])
+    /// The noise scale of latent p: exp(ℓ) for the Laplacian families, exp(ℓ/2) for the others (computed
+    /// once per latent, not per draw).
+    func noiseScale(_ p: Int) -> Double { family.isLaplacian ? exp(Double(ls[p])) : exp(0.5 * Double(ls[p])) }
+
+    /// Code entry e = (i·J + s)·D + k of latent p = i·D + k, whose noise scale is `scale`: value, base
+    /// sample and Jacobian.
+    func sampleEntry(_ e: Int, _ p: Int, _ scale: Double, _ r: inout Random, _ thresholdRandom: inout Random) {
+        let m = Double(mu[p])
         if spike {
             let noise = r.normal()
-            let sigma = exp(0.5 * l)
+            let sigma = scale
             let slab = w * m + (w * sigma + slabFloor) * noise
             var u = r.uniform()
             while u == 0 { u = r.uniform() }
@@ -131,10 +136,10 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
         let eps: Double
         if family.isLaplacian {
             let u = r.uniform() - 0.5
-            eps = -exp(l) * (u < 0 ? -1 : 1) * log(max(1 - 2 * abs(u), 1e-6)) * w
+            eps = -scale * (u < 0 ? -1 : 1) * log(max(1 - 2 * abs(u), 1e-6)) * w
             out.dScale[e] = Float(eps)
         } else {
-            eps = r.normal() * exp(0.5 * l)
+            eps = r.normal() * scale
             out.dScale[e] = Float(0.5 * eps)
         }
         out.dMean[e] = 1
@@ -199,9 +204,11 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
         thresholdStreams.withUnsafeMutableBufferPointer { thresholds in
             // Learned thresholds cost far more per entry (Gamma draw + implicit gradient).
             Parallel.forEachChunk(b, minPerPart: max(1, (learned ? 2_000 : 50_000) / max(1, j * d))) { range in
+                var scales = [Double](repeating: 0, count: d)
                 for i in range {  // datum i writes only its own rows
+                    for k in 0..<d { scales[k] = noiseScale(i * d + k) }
                     for s in 0..<j {
-                        for k in 0..<d { sampleEntry((i * j + s) * d + k, i * d + k, &noise[i], &thresholds[i]) }
+                        for k in 0..<d { sampleEntry((i * j + s) * d + k, i * d + k, scales[k], &noise[i], &thresholds[i]) }
                     }
                     var total = 0.0
                     for k in 0..<d {
