@@ -221,6 +221,25 @@ import UnrollCore
         }
         #expect(zip(doubles(w), wd).allSatisfy { abs($0 - $1) < 1e-6 })
         #expect(adam.steps == 3)
+        // A large tensor (vector lanes, a tail, split over the workers): the scalar Float roundings, bit for bit.
+        let n = 200_003
+        var big = Tensor.normal([n], rng: &rng)
+        var (wf, mf, vf) = (big.data, [Float](repeating: 0, count: n), [Float](repeating: 0, count: n))
+        var bigAdam = Optimizer.adam(learningRate: 0.01, beta1: 0.8, beta2: 0.9, epsilon: 1e-3)
+        for t in 1...2 {
+            let g = Tensor.normal([n], rng: &rng)
+            bigAdam.step(&big, gradient: g)
+            let (lr, b1, b2): (Float, Float, Float) = (0.01, 0.8, 0.9)
+            let step = Float(Double(lr) / (1 - pow(Double(b1), Double(t)))), bc2 = Float((1 - pow(Double(b2), Double(t))).squareRoot())
+            for i in 0..<n {
+                mf[i] = 0.8 * mf[i] + (1 - 0.8) * g.data[i]
+                vf[i] = 0.9 * vf[i] + (1 - 0.9) * g.data[i] * g.data[i]
+                wf[i] = wf[i] - step * mf[i] / (vf[i].squareRoot() / bc2 + 1e-3)
+            }
+        }
+        let differ = { (a: [Float], b: [Float]) in zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count }
+        #expect(differ(big.data, wf) == 0)
+        #expect(differ(bigAdam.first?.data ?? [], mf) == 0 && differ(bigAdam.second?.data ?? [], vf) == 0)
         // SGD with momentum: buf = μ buf + g.
         var sgd = Optimizer.sgd(learningRate: 0.1, momentum: 0.5)
         w = w0

@@ -27,4 +27,10 @@ void unroll_conv1d_filter_gradient_unit(int batch, int n, int k, int l, const fl
 void unroll_add_scaled_rows(int n, float *out, const float *rows, long stride, const int32_t *index,
                             const float *coef, int terms);
 
+/// One Adam step into new arrays: m1 = b1·m0 + c1·g, v1 = b2·v0 + c2·g·g,
+/// w1 = w0 − step·m1 / (√v1 / bc2_sqrt + eps), element by element (see AdamUpdate.c).
+void unroll_adam_update(long n, const float *w0, const float *g, const float *m0, const float *v0,
+                        float b1, float c1, float b2, float c2, float step, float bc2_sqrt, float eps,
+                        float *w1, float *m1, float *v1);
+
 #endif

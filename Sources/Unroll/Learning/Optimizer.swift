@@ -1,3 +1,4 @@
+import CUnrollSupport
 import Foundation
 import UnrollCore
 
@@ -131,13 +132,11 @@ public struct Optimizer: Equatable, Sendable {
                                     v1 = [Float](unsafeUninitializedCapacity: n) { vOut, vCount in
                                         nonisolated(unsafe) let (wOut, mOut, vOut) = (wOut, mOut, vOut)
                                         Parallel.forEachChunk(n, minPerPart: 1 << 16) { range in
-                                            for i in range {
-                                                let m = b1 * m0[i] + c1 * g[i]
-                                                let v = b2 * v0[i] + c2 * g[i] * g[i]
-                                                mOut[i] = m
-                                                vOut[i] = v
-                                                wOut[i] = w0[i] - stepSize * m / (v.squareRoot() / bc2Sqrt + eps)
-                                            }
+                                            let (o, k) = (range.lowerBound, range.count)
+                                            guard k > 0 else { return }   // (an empty array has no base address)
+                                            unroll_adam_update(k, w0.baseAddress! + o, g.baseAddress! + o, m0.baseAddress! + o,
+                                                               v0.baseAddress! + o, b1, c1, b2, c2, stepSize, bc2Sqrt, eps,
+                                                               wOut.baseAddress! + o, mOut.baseAddress! + o, vOut.baseAddress! + o)
                                         }
                                         vCount = n
                                     }
