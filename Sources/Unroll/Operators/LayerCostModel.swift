@@ -25,10 +25,10 @@ enum LayerCostModel {
     static let typicalDensity = 0.05
     /// Below this much work per part a parallel region costs more than it saves. A fork-join through
     /// libdispatch costs ~45 µs here, and the layers' row loops share the L3 bandwidth: a fig5 training
-    /// layer (~1.4 M units) split in two made the step slower (g_ae-ls 0.072 → 0.066 s, g_ae-lasso
-    /// 0.074 → 0.061 s at 2 threads when it runs whole, 2026-12-06); the large batches of `encode` and
-    /// pudle-theory still split.
-    static let minWorkPerPart = 1 << 21
+    /// layer (~1.4 M units) split in two made the step slower (g_ae-lasso 0.074 → 0.061 s at 2 threads when
+    /// it runs whole, 2026-12-06), while pudle-theory's threshold loops (4 M units over 10 000 samples) need
+    /// their split (g_dec 0.23 s split, 0.28 s whole).
+    static let minWorkPerPart = 1 << 20
 
     /// Whether the Gram form pays for a network of `layers` layers on `batch` samples: forming G = W·Wᵀ
     /// costs p²m/2 (syrk) once, after which every layer works on rows of G (nnz·p); the direct form
