@@ -38,8 +38,8 @@ final class Buffer<Element> {
 /// Index arithmetic uses wrapping operators (`&+`, `&*`): the indices come from supports bounded by the
 /// matrix sizes, and the overflow checks were measurable in these loops.
 enum RowKernels {
-    /// Rows at least this long are updated by BLAS saxpy (AVX2 where available, streaming whole rows);
-    /// shorter ones by our SIMD loops, which for short rows keep a block of the output in registers.
+    /// Rows at least this long are streamed whole (BLAS saxpy, or `unroll_add_scaled_rows` for several
+    /// terms); shorter ones by our SIMD loops, which for short rows keep a block of the output in registers.
     /// (Measured: p = 100 rows, register blocking ~1.7× faster than saxpy; p = 1500 rows, register
     /// blocking ~8× slower — its scattered 128-byte reads defeat the prefetcher.)
     static let streamingRow = 256
