@@ -2,14 +2,9 @@
 // as the scalar formula, with contraction into fused multiply-adds off, so every clone gives the same bits.
 // In C because the Swift loop stayed scalar (its square root calls libm for errno).
 #include "CUnrollSupport.h"
+#include "Clones.h"
 
 #pragma clang fp contract(off)
-
-#if defined(__x86_64__) && defined(__clang__) && defined(__linux__)
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES
-#endif
 
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
 

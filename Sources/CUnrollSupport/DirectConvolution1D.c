@@ -3,14 +3,9 @@
 // result is bit-identical on every clone; only the vector width differs (Swift builds for baseline x86-64).
 // Contraction into fused multiply-adds would change the roundings, so it is off.
 #include "CUnrollSupport.h"
+#include "Clones.h"
 
 #pragma clang fp contract(off)
-
-#if defined(__x86_64__) && defined(__clang__) && defined(__linux__)
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES
-#endif
 
 typedef float v16f __attribute__((vector_size(64), aligned(4)));
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
