@@ -183,7 +183,8 @@ public struct LinearGeneratorModel: Sendable {
 
     /// codes·Φ. Thresholded draws are mostly zeros (92 % in the vsc §4 setting), so each row adds only
     /// its non-zero atoms, each as one fused multiply-add per entry in k order: the sum OpenBLAS's kernels
-    /// form for the dense product (a zero term adds nothing), so the result is the same bit for bit.
+    /// form for the dense product (a zero term adds nothing to it while Φ is finite), so the result is the
+    /// same bit for bit (tested).
     public static func decode(_ codes: Tensor, _ dictionary: Tensor) -> Tensor {
         let (n, d, m) = (codes.rows, codes.cols, dictionary.cols)
         precondition(dictionary.rows == d, "decode: codes \(codes.shape) · dictionary \(dictionary.shape)")
@@ -212,8 +213,9 @@ public struct LinearGeneratorModel: Sendable {
     }
 
     /// scale·weighted·Φᵀ, the gradient with respect to every draw's code. Draws of weight 0 (all but one
-    /// per signal under max-ELBO aggregation) have zero rows, so only the others are multiplied: each row
-    /// of a product depends on that row alone, so the result is the full product's, for a twentieth of it.
+    /// per signal under max-ELBO aggregation) have zero rows, so only the others are multiplied. Each row
+    /// of an OpenBLAS product is summed the same way whatever the other rows, so the result is the full
+    /// product's bit for bit (tested; zero rows up to the sign of zero), for a twentieth of the work.
     public static func codesGradient(_ weighted: Tensor, weights: [Float], dictionary: Tensor, scale: Float) -> Tensor {
         let selected = weights.indices.filter { weights[$0] != 0 }
         guard selected.count < weights.count else { return scale * weighted.matmul(dictionary, transposeOther: true) }
