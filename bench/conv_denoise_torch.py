@@ -158,17 +158,7 @@ def setup(args):
     h = h0.clone().requires_grad_(True)
     opt = torch.optim.Adam([h], lr=cfg["lr"], eps=cfg["eps"])
     out.update(size=list(clean.shape[-2:]), **{k: v for k, v in cfg.items() if k != "size"})
-    state = {"losses": []}
-
-    def work(warm=False):
-        loss, Z = train_step(clean, noisy, h, opt, cfg)
-        state["losses"].append(float(loss))
-        state["Z"] = Z
-
-    def finish():
-        Z = state["Z"]
-        out.update(loss=state["losses"][-1], losses=state["losses"], density=float((Z != 0).sum()) / Z.numel())
-    return out, work, finish
+    return peer_protocol.step_recorder(out, lambda: train_step(clean, noisy, h, opt, cfg))
 
 
 def check(path):

@@ -135,18 +135,9 @@ def setup(args):
     banks = [w.clone().requires_grad_(True) for w in banks]
     opt = torch.optim.Adam(banks, lr=cfg["lr"], eps=cfg["eps"])
     out.update(size=list(clean.shape[-2:]), **{k: v for k, v in cfg.items() if k != "size"})
-    state = {"losses": [], "lambda": lam}
-
-    def work(warm=False):
-        loss, Z = train_step(clean, noisy, banks, state, opt, cfg)
-        state["losses"].append(float(loss))
-        state["Z"] = Z
-
-    def finish():
-        Z = state["Z"]
-        out.update(loss=state["losses"][-1], losses=state["losses"], density=float((Z != 0).sum()) / Z.numel(),
-                   mean_lambda=float(state["lambda"].mean()))
-    return out, work, finish
+    state = {"lambda": lam}   # the EM step updates λ in place
+    return peer_protocol.step_recorder(out, lambda: train_step(clean, noisy, banks, state, opt, cfg),
+                                       lambda: dict(mean_lambda=float(state["lambda"].mean())))
 
 
 def check(path):

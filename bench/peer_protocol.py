@@ -106,11 +106,9 @@ def step_peer_arguments(ap, selftest_help, check_help=None):
                     help="interleaved timing: print 'ready', then time one step per 'run' line on stdin until 'quit'")
 
 
-def run_step_peer(script, ap, args, setup, selftest, check=None):
-    """Checks the common options, sets the thread counts and OpenMP's wait policy before torch loads, then
-    runs the self-test and/or `check(path)` (its JSON object last), or times the step (`measure`) and
-    prints its JSON object. Exits 3 without torch."""
-    import json
+def prepare_torch(script, ap, args):
+    """Checks --threads, --repeats and --warmup, sets the thread counts and OpenMP's wait policy (read by
+    the OpenMP runtime when torch loads, so before the import), then imports torch; exits 3 without it."""
     import os
     if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
         ap.error("--threads and --repeats must be >= 1, --warmup >= 0")
@@ -123,6 +121,30 @@ def run_step_peer(script, ap, args, setup, selftest, check=None):
     except ImportError:
         print(f"{script}: PyTorch is not installed (pip install torch, or scripts/bench.sh --install)", file=sys.stderr)
         sys.exit(3)
+
+
+def step_recorder(out, step, extra=None):
+    """(out, work, finish) for a training-step peer: `work()` runs `step()`, which returns (loss, codes);
+    `finish()` adds the last loss, every loss, the last codes' density and `extra()` (if given) to `out`."""
+    losses, last = [], {}
+
+    def work(warm=False):
+        loss, z = step()
+        losses.append(float(loss))
+        last["z"] = z
+
+    def finish():
+        z = last["z"]
+        out.update(loss=losses[-1], losses=losses, density=float((z != 0).sum()) / z.numel(), **(extra() if extra else {}))
+    return out, work, finish
+
+
+def run_step_peer(script, ap, args, setup, selftest, check=None):
+    """Checks the common options, sets the thread counts and OpenMP's wait policy before torch loads, then
+    runs the self-test and/or `check(path)` (its JSON object last), or times the step (`measure`) and
+    prints its JSON object. Exits 3 without torch."""
+    import json
+    prepare_torch(script, ap, args)
     checking = getattr(args, "check", None)
     if args.selftest or checking:   # both in one process: import torch once
         passed = selftest() if args.selftest else True

@@ -316,19 +316,7 @@ def main():
     args = ap.parse_args()
     if args.selftest:
         sys.exit(0 if selftest() else 1)
-    if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
-        ap.error("--threads and --repeats must be >= 1 and --warmup >= 0")
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(args.threads))
-    # Read by the OpenMP runtime when torch loads, so it must be set before the import.
-    if args.omp_wait_policy != "unset":
-        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("pudle_torch.py: PyTorch is not installed (pip install torch, or scripts/bench.sh --install)",
-              file=sys.stderr)
-        sys.exit(3)
+    peer_protocol.prepare_torch("pudle_torch.py", ap, args)
     out = peer_protocol.measure(setup_case, args)
     if not args.json and not args.serve:
         what = args.case if args.case == "encode" else f"{args.case} {args.mode}"

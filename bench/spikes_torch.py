@@ -122,18 +122,9 @@ def setup(args):
     h = h0.clone().requires_grad_(True)
     opt = torch.optim.Adam([h], lr=cfg["lr"], eps=cfg["eps"])
     out.update(windows=list(Y.shape), filters=list(h.shape), **cfg)
-    state = {"losses": [], "lambda": lam, "sigma": cfg["sigma"]}
-
-    def work(warm=False):
-        loss, Z, _ = train_step(Y, h, state, opt, cfg)
-        state["losses"].append(float(loss))
-        state["Z"] = Z
-
-    def finish():
-        Z = state["Z"]
-        out.update(loss=state["losses"][-1], losses=state["losses"], density=float((Z != 0).sum()) / Z.numel(),
-                   sigma_after=state["sigma"], mean_lambda=float(state["lambda"].mean()))
-    return out, work, finish
+    state = {"lambda": lam, "sigma": cfg["sigma"]}   # the EM and σ updates change these in place
+    return peer_protocol.step_recorder(out, lambda: train_step(Y, h, state, opt, cfg)[:2],
+                                       lambda: dict(sigma_after=state["sigma"], mean_lambda=float(state["lambda"].mean())))
 
 
 def check(path):

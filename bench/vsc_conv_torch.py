@@ -113,17 +113,7 @@ def setup(args):
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]), weight_decay=cfg["weight_decay"])
     generator = torch.Generator().manual_seed(args.seed)
     out.update(images=list(x.shape), **{k: v for k, v in cfg.items() if k not in ("channels", "batch")})
-    state = {"losses": []}
-
-    def work(warm=False):
-        loss, z = train_step(x, net, opt, cfg, generator)
-        state["losses"].append(float(loss))
-        state["z"] = z
-
-    def finish():
-        z = state["z"]
-        out.update(loss=state["losses"][-1], losses=state["losses"], density=float((z != 0).sum()) / z.numel())
-    return out, work, finish
+    return peer_protocol.step_recorder(out, lambda: train_step(x, net, opt, cfg, generator))
 
 
 def selftest():

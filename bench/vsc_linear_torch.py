@@ -130,17 +130,7 @@ def setup(args):
     opt = torch.optim.SGD(enc.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], nesterov=True)
     generator = torch.Generator().manual_seed(args.seed)
     out.update(signals=list(x.shape), **{k: v for k, v in cfg.items() if k not in ("hidden", "latents", "pixels", "batch")}, latents=phi.shape[0])
-    state = {"losses": []}
-
-    def work(warm=False):
-        loss, z = train_step(x, enc, phi, opt, cfg, generator)
-        state["losses"].append(float(loss))
-        state["z"] = z
-
-    def finish():
-        z = state["z"]
-        out.update(loss=state["losses"][-1], losses=state["losses"], density=float((z != 0).sum()) / z.numel())
-    return out, work, finish
+    return peer_protocol.step_recorder(out, lambda: train_step(x, enc, phi, opt, cfg, generator))
 
 
 def selftest():
