@@ -112,6 +112,40 @@ import UnrollCore
         #expect(forms == ["gram"])
     }
 
+    /// Sparse layers taken in runs (each part of the samples through several layers in one parallel
+    /// region, `DenseUnrolledEngine.sparseRun`) compute what the layer-by-layer loop computes: at 2
+    /// workers, with runs and without, the codes of every layer, the dense/sparse choices and the number
+    /// of layers are equal bit for bit. ISTA and FISTA; a λ decay that makes the late layers dense, so
+    /// runs that reach them are undone; per-sample stopping (inference). fig5's sizes, so the work splits.
+    @Test func sampleRunsEqualTheLayerByLayerForward() throws {
+        let (w, x) = Self.data(m: 1000, p: 1500, batch: 50, s: 10, seed: 41)
+        let runs = try DenseDictionary(weights: w)
+        let layerByLayer = try Self.dense(w, DenseLayerPolicy(sampleRuns: false))
+        let bits = { (t: Tensor) in t.data.map(\.bitPattern) }
+        let cases: [(UnrolledEncoder.Algorithm, Float)] = [(.ista, 1), (.fista, 1), (.ista, 0.85)]
+        try Parallel.withWorkers(2) {
+            for (algorithm, beta) in cases {
+                let enc = UnrolledEncoder(layers: 40, algorithm: algorithm, lambda: .scalar(0.2), step: .fixed(0.2))
+                let (c1, t1) = try enc.forward(x, with: layerByLayer, beta: beta)
+                let (c2, t2) = try enc.forward(x, with: runs, beta: beta)
+                let (r1, r2) = (try #require(t1.fastPath), try #require(t2.fastPath))
+                let label = "\(algorithm) β \(beta)"
+                #expect(r1.forwardLayersInRuns == 0, "\(label)")
+                // (β 0.85: the layers turn dense from about layer 10 on; the run of 8 that reaches them is undone.)
+                #expect(r2.forwardLayersInRuns >= (beta < 1 ? 4 : 30), "\(label): \(r2.forwardLayersInRuns) layers in runs")
+                #expect(r1.forwardDense == r2.forwardDense, "\(label)")
+                #expect(r2.forwardDense.contains(true) == (beta < 1), "\(label): dense layers \(r2.forwardDense)")
+                #expect(t1.layers == t2.layers && bits(c1) == bits(c2), "\(label): codes")
+                for t in 1...t1.layers where bits(t1.layerCodes(t)) != bits(t2.layerCodes(t)) {
+                    Issue.record("\(label): layer \(t) differs")
+                }
+            }
+            var enc = UnrolledEncoder(layers: 100, lambda: .scalar(0.2), step: .fixed(0.2), tolerance: 1e-4)
+            enc.stopsPerSample = true
+            #expect(bits(try enc.encode(x, with: layerByLayer)) == bits(try enc.encode(x, with: runs)), "per-sample stopping")
+        }
+    }
+
     /// The fast path thresholds eight lanes at a time; the generic loop applies the scalar maps. With
     /// W = I and α = 1 the first layer's pre-activations are exactly X, so edge values — exactly ±b, one
     /// ulp either side, ±0, huge — reach both; their codes must agree bit for bit (19 atoms: two SIMD

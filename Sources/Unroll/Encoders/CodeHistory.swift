@@ -90,6 +90,28 @@ final class CodeHistory {
         layers.append(layer)
     }
 
+    /// Appends a layer given as consecutive blocks of its rows (the parts of a forward that split the
+    /// samples), each a layer of a history of the same width.
+    func append(concatenating blocks: [LayerCodes]) {
+        precondition(blocks.reduce(0) { $0 + $1.rows } == rows && blocks.allSatisfy { $0.words == words })
+        let counts = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, rows))
+        defer { counts.deallocate() }
+        var i = 0
+        for block in blocks {
+            for r in 0..<block.rows { counts[i + r] = Int32(block.count(row: r)) }
+            i += block.rows
+        }
+        let layer = LayerCodes(rows: rows, words: words, counts: counts)
+        var (row, value) = (0, 0)
+        for block in blocks {
+            (layer.mask + row * words).update(from: block.mask, count: block.rows * words)
+            (layer.values + value).update(from: block.values, count: block.nonZeros)
+            row += block.rows
+            value += block.nonZeros
+        }
+        layers.append(layer)
+    }
+
     /// Layer t (1-based) as a dense `rows × width` tensor.
     func dense(layer t: Int) -> Tensor {
         var out = Tensor(zeros: [rows, width])

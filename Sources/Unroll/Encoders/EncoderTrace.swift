@@ -56,6 +56,7 @@ public struct EncoderTrace {
     public var fastPath: FastPathReport? {
         guard case let .dense(engine, _) = backend else { return nil }
         return FastPathReport(form: engine.form.rawValue, forwardDense: engine.forwardDense,
+                              forwardLayersInRuns: engine.forwardLayersInRuns,
                               backwardDense: engine.backwardDense, backwardWeightTerms: engine.backwardWeightTerms)
     }
 

@@ -42,14 +42,18 @@ public struct DenseLayerPolicy: Equatable, Sendable {
     /// Samples per chunk when encoding without a trace (samples are independent there); nil: chosen
     /// from p so that one chunk's workspaces stay in the last-level cache.
     public var inferenceChunk: Int?
+    /// Whether sparse layers of the Gram form may run in runs: each part of the samples taken through
+    /// several layers in one parallel region instead of a fork-join per layer (same results bit for bit).
+    public var sampleRuns: Bool
 
     public init(fastPath: Bool = true, form: Form = .automatic, products: Products = .automatic,
-                weightTerms: WeightTerms = .automatic, inferenceChunk: Int? = nil) {
+                weightTerms: WeightTerms = .automatic, inferenceChunk: Int? = nil, sampleRuns: Bool = true) {
         self.fastPath = fastPath
         self.form = form
         self.products = products
         self.weightTerms = weightTerms
         self.inferenceChunk = inferenceChunk
+        self.sampleRuns = sampleRuns
     }
 
     /// Everything chosen by the cost model.
@@ -64,6 +68,9 @@ public struct FastPathReport: Equatable, Sendable {
     public var form: String
     /// Per layer t = 1 … T: whether the forward used dense sgemm for the layer's product.
     public var forwardDense: [Bool]
+    /// Layers of the forward that ran in runs: each part of the samples taken through several sparse
+    /// layers in one parallel region (0 when the work was too small to split).
+    public var forwardLayersInRuns: Int
     /// Per layer t = 1 … T: whether the latest backward pass used dense sgemm for the layer's products
     /// (either of them; empty before a backward ran).
     public var backwardDense: [Bool]

@@ -20,6 +20,7 @@ final class DenseUnrolledEngine {
     let form: Form
     let products: DenseLayerPolicy.Products
     let weightTerms: DenseLayerPolicy.WeightTerms
+    let sampleRuns: Bool
     /// W, `[p, m]`.
     let weights: Tensor
     let p: Int
@@ -29,6 +30,8 @@ final class DenseUnrolledEngine {
 
     /// Per layer of the latest forward / backward: dense sgemm used?
     private(set) var forwardDense: [Bool] = []
+    /// Layers of the latest forward that ran in `sparseRun`s.
+    private(set) var forwardLayersInRuns = 0
     var backwardDense: [Bool] = []
     var backwardWeightTerms: [String] = []
 
@@ -38,6 +41,7 @@ final class DenseUnrolledEngine {
         self.m = weights.shape[1]
         self.products = policy.products
         self.weightTerms = policy.weightTerms
+        self.sampleRuns = policy.sampleRuns
         switch policy.form {
         case .gram: form = .gram
         case .direct: form = .direct
@@ -118,7 +122,8 @@ final class DenseUnrolledEngine {
         let product = (form == .direct || mayUseDense) ? Buffer<Float>(zeros: batch * p) : nil
         // FISTA's y_t in dense storage, for the dense branch.
         let input = fista && mayUseDense ? Buffer<Float>(zeros: batch * p) : nil
-        let thresholds = Buffer<Float>(zeros: p)
+        // Per part: the layer's thresholds (a part running several layers fills its own), scratch rows.
+        let thresholds = Buffer<Float>(zeros: workers * p)
         let rowScratch = Buffer<Float>(zeros: workers * p)
         let indexScratch = Buffer<Int32>(zeros: workers * p)
         let coefScratch = Buffer<Float>(zeros: workers * p)
@@ -137,116 +142,133 @@ final class DenseUnrolledEngine {
                        beta: 0, c: c.base, ldc: p)
         }
 
-        var last = 0
-        var used = 0
-        for t in 1...schedule.layers {
-            schedule.thresholds(layer: t, into: thresholds.base)
-            // Ring slots of z_t, z_{t−1}, z_{t−2}; slot 0 starts as z_0 = 0.
+        /// Layer t's ring slots: z_t, z_{t−1}, z_{t−2} (slot 0 starts as z_0 = 0), and FISTA's μ_t.
+        struct Slots {
+            let zt: UnsafeMutablePointer<Float>, st: UnsafeMutablePointer<Int32>, nt: UnsafeMutablePointer<Int32>
+            let z1: UnsafeMutablePointer<Float>, s1: UnsafeMutablePointer<Int32>, n1: UnsafeMutablePointer<Int32>
+            let z2: UnsafeMutablePointer<Float>, s2: UnsafeMutablePointer<Int32>, n2: UnsafeMutablePointer<Int32>
+            let mu: Float, momentum: Bool
+        }
+        func slots(_ t: Int) -> Slots {
             let (c0, c1, c2) = (t % ring, (t - 1) % ring, (t + ring - 2) % ring)
-            let (zt, st, nt) = (z[c0].base, support[c0].base, counts[c0].base)
-            let (z1, s1, n1) = (z[c1].base, support[c1].base, counts[c1].base)
-            let (z2, s2, n2) = (z[c2].base, support[c2].base, counts[c2].base)
-            let mu = schedule.inputMomentum(layer: t)
-            let momentum = fista && t >= 2
+            return Slots(zt: z[c0].base, st: support[c0].base, nt: counts[c0].base,
+                         z1: z[c1].base, s1: support[c1].base, n1: counts[c1].base,
+                         z2: z[c2].base, s2: support[c2].base, n2: counts[c2].base,
+                         mu: schedule.inputMomentum(layer: t), momentum: fista && t >= 2)
+        }
 
-            // Non-zeros of y_t (FISTA: the supports of consecutive layers mostly coincide).
-            var nonZeros = 0
-            if t >= 2 {
-                var a = 0, b = 0
-                for i in 0..<batch where !skipped(i) { a += Int(n1[i]) }
-                if momentum { for i in 0..<batch where !skipped(i) { b += Int(n2[i]) } }
-                nonZeros = max(a, b)
-            }
-            let inner = form == .gram ? p : m
-            let dense: Bool
+        // Non-zeros of y_t over the rows not skipped (FISTA: the supports of consecutive layers mostly
+        // coincide, so the larger of the two counts), and whether layer t is then one dense product.
+        func inputNonZeros(_ l: Slots, _ t: Int, _ rows: Range<Int>) -> (a: Int, b: Int) {
+            guard t >= 2 else { return (0, 0) }
+            var a = 0, b = 0
+            for i in rows where !skipped(i) { a += Int(l.n1[i]) }
+            if l.momentum { for i in rows where !skipped(i) { b += Int(l.n2[i]) } }
+            return (a, b)
+        }
+        let inner = form == .gram ? p : m
+        func isDense(_ t: Int, nonZeros: Int) -> Bool {
             switch products {
-            case .dense: dense = t >= 2
-            case .sparse: dense = false
-            case .automatic: dense = t >= 2 && LayerCostModel.prefersDense(nonZeros: nonZeros, rows: batch, inner: inner)
+            case .dense: return t >= 2
+            case .sparse: return false
+            case .automatic: return t >= 2 && LayerCostModel.prefersDense(nonZeros: nonZeros, rows: batch, inner: inner)
             }
-            denseFlags.append(dense)
+        }
 
-            // y_t's non-zeros for sample i into (index, coef·value) lists; returns their number.
-            // ISTA: z_{t−1}. FISTA: z_{t−1} + μ(z_{t−1} − z_{t−2}) over the union of both supports.
-            @inline(__always)
-            func inputList(_ i: Int, _ index: UnsafeMutablePointer<Int32>, _ value: UnsafeMutablePointer<Float>) -> Int {
-                let (r1, r2) = (z1 + i * p, z2 + i * p)
-                let (l1, l2) = (s1 + i * p, s2 + i * p)
-                var n = 0
-                for q in 0..<Int(n1[i]) {
-                    let k = Int(l1[q])
-                    index[n] = l1[q]
-                    value[n] = momentum ? r1[k] + mu * (r1[k] - r2[k]) : r1[k]
+        // y_t's non-zeros for sample i into (index, coef·value) lists; returns their number.
+        // ISTA: z_{t−1}. FISTA: z_{t−1} + μ(z_{t−1} − z_{t−2}) over the union of both supports.
+        @inline(__always)
+        func inputList(_ l: Slots, _ i: Int, _ index: UnsafeMutablePointer<Int32>, _ value: UnsafeMutablePointer<Float>) -> Int {
+            let (r1, r2) = (l.z1 + i * p, l.z2 + i * p)
+            let (l1, l2) = (l.s1 + i * p, l.s2 + i * p)
+            let (mu, momentum) = (l.mu, l.momentum)
+            var n = 0
+            for q in 0..<Int(l.n1[i]) {
+                let k = Int(l1[q])
+                index[n] = l1[q]
+                value[n] = momentum ? r1[k] + mu * (r1[k] - r2[k]) : r1[k]
+                n += 1
+            }
+            if momentum {
+                for q in 0..<Int(l.n2[i]) where r1[Int(l2[q])] == 0 {
+                    let k = Int(l2[q])
+                    index[n] = l2[q]
+                    value[n] = r1[k] + mu * (r1[k] - r2[k])
                     n += 1
                 }
-                if momentum {
-                    for q in 0..<Int(n2[i]) where r1[Int(l2[q])] == 0 {
-                        let k = Int(l2[q])
-                        index[n] = l2[q]
-                        value[n] = r1[k] + mu * (r1[k] - r2[k])
-                        n += 1
-                    }
-                }
-                return n
             }
+            return n
+        }
 
-            // Thresholds row i's pre-activation `v` into z_t; accumulates ‖z_t − z_{t−1}‖², ‖z_t‖².
-            @inline(__always)
-            func finish(_ i: Int, _ part: Int, _ v: UnsafePointer<Float>) {
-                let row = zt + i * p
-                nt[i] = Int32(threshold.applyRow(v, thresholds.base, p, row, st + i * p))
-                if perSample {
-                    // Over the supports of z_t and z_{t−1} only: the other entries are 0 in both.
-                    let prev = z1 + i * p, (now, before) = (st + i * p, s1 + i * p)
-                    var (d, n) = (0.0, 0.0)
-                    for q in 0..<Int(nt[i]) {
-                        let k = Int(now[q]), a = Double(row[k]), e = a - Double(prev[k])
-                        d += e * e
-                        n += a * a
-                    }
-                    for q in 0..<Int(n1[i]) where row[Int(before[q])] == 0 {
-                        let e = Double(prev[Int(before[q])])
-                        d += e * e
-                    }
-                    if d <= squaredTolerance * n {
-                        done.base[i] = 1
-                        (final.base + i * p).update(from: row, count: p)
-                    }
-                } else if tolerance != nil {
-                    let prev = z1 + i * p
-                    var (d, n) = (0.0, 0.0)
-                    for j in 0..<p {
-                        let a = Double(row[j]), e = a - Double(prev[j])
-                        d += e * e
-                        n += a * a
-                    }
-                    changeSums.base[2 * part] += d
-                    changeSums.base[2 * part + 1] += n
+        // Thresholds row i's pre-activation `v` into z_t; accumulates ‖z_t − z_{t−1}‖², ‖z_t‖².
+        @inline(__always)
+        func finish(_ l: Slots, _ i: Int, _ part: Int, _ v: UnsafePointer<Float>) {
+            let row = l.zt + i * p
+            l.nt[i] = Int32(threshold.applyRow(v, thresholds.row(part, p), p, row, l.st + i * p))
+            if perSample {
+                // Over the supports of z_t and z_{t−1} only: the other entries are 0 in both.
+                let prev = l.z1 + i * p, (now, before) = (l.st + i * p, l.s1 + i * p)
+                var (d, n) = (0.0, 0.0)
+                for q in 0..<Int(l.nt[i]) {
+                    let k = Int(now[q]), a = Double(row[k]), e = a - Double(prev[k])
+                    d += e * e
+                    n += a * a
                 }
+                for q in 0..<Int(l.n1[i]) where row[Int(before[q])] == 0 {
+                    let e = Double(prev[Int(before[q])])
+                    d += e * e
+                }
+                if d <= squaredTolerance * n {
+                    done.base[i] = 1
+                    (final.base + i * p).update(from: row, count: p)
+                }
+            } else if tolerance != nil {
+                let prev = l.z1 + i * p
+                var (d, n) = (0.0, 0.0)
+                for j in 0..<p {
+                    let a = Double(row[j]), e = a - Double(prev[j])
+                    d += e * e
+                    n += a * a
+                }
+                changeSums.base[2 * part] += d
+                changeSums.base[2 * part + 1] += n
             }
+        }
+
+        // Gram form on the non-zeros: v_i = αC_i + y_i − α Σ_{k ∈ supp y_i} y_k G[k, :], thresholded.
+        @inline(__always)
+        func sparseGramRow(_ l: Slots, _ t: Int, _ i: Int, _ part: Int) {
+            let v = rowScratch.row(part, p), index = indexScratch.row(part, p), coef = coefScratch.row(part, p)
+            v.update(from: scaledData!.base + i * p, count: p)
+            if t >= 2 {
+                let n = inputList(l, i, index, coef)
+                for q in 0..<n {
+                    v[Int(index[q])] += coef[q]
+                    coef[q] *= -alpha
+                }
+                RowKernels.scatterRows(p, v, gram!.base, stride: p, index, coef, n)
+            }
+            finish(l, i, part, v)
+        }
+
+        /// Layer t over the whole batch, each loop split over the workers; returns whether to stop.
+        func layer(_ t: Int) -> Bool {
+            let l = slots(t)
+            for part in 0..<workers { schedule.thresholds(layer: t, into: thresholds.row(part, p)) }
+            let (a, b) = inputNonZeros(l, t, 0..<batch)
+            let nonZeros = max(a, b)
+            let dense = isDense(t, nonZeros: nonZeros)
+            denseFlags.append(dense)
+            let (zt, z1, z2, mu) = (l.zt, l.z1, l.z2, l.mu)
 
             changeSums.fill(0)
             let rowWork = Double(batch * p) * 4
             if form == .gram {
                 let c = scaledData!.base
                 if !dense {
-                    // v_i = αC_i + y_i − α Σ_{k ∈ supp y_i} y_k G[k, :]
-                    let g = gram!.base
                     let work = rowWork + Double(nonZeros) * Double(p)
                     Parallel.forEachPart(batch, parts: LayerCostModel.parts(work: work, limit: workers)) { part, range in
-                        let v = rowScratch.row(part, p), index = indexScratch.row(part, p), coef = coefScratch.row(part, p)
-                        for i in range where !skipped(i) {
-                            v.update(from: c + i * p, count: p)
-                            if t >= 2 {
-                                let n = inputList(i, index, coef)
-                                for q in 0..<n {
-                                    v[Int(index[q])] += coef[q]
-                                    coef[q] *= -alpha
-                                }
-                                RowKernels.scatterRows(p, v, g, stride: p, index, coef, n)
-                            }
-                            finish(i, part, v)
-                        }
+                        for i in range where !skipped(i) { sparseGramRow(l, t, i, part) }
                     }
                 } else {
                     // V = Y·G by sgemm, then v_i = y_i + αC_i − αV_i row by row.
@@ -260,7 +282,7 @@ final class DenseUnrolledEngine {
                         for i in range where !skipped(i) {
                             let (yr, cr, pr) = (y + i * p, c + i * p, prod + i * p)
                             for j in 0..<p { v[j] = yr[j] + (cr[j] - alpha * pr[j]) }
-                            finish(i, part, v)
+                            finish(l, i, part, v)
                         }
                     }
                 }
@@ -281,7 +303,7 @@ final class DenseUnrolledEngine {
                             let ri = r + i * m, xi = x + i * m
                             for k in 0..<m { ri[k] = -xi[k] }
                             if t >= 2 {
-                                let n = inputList(i, index, coef)
+                                let n = inputList(l, i, index, coef)
                                 RowKernels.scatterRows(m, ri, w, stride: m, index, coef, n)
                             }
                         }
@@ -297,24 +319,22 @@ final class DenseUnrolledEngine {
                             for j in 0..<p { v[j] = -(alpha * pr[j]) }
                         } else {
                             let (r1, r2) = (z1 + i * p, z2 + i * p)
-                            if momentum {
+                            if l.momentum {
                                 for j in 0..<p { v[j] = (r1[j] + mu * (r1[j] - r2[j])) - alpha * pr[j] }
                             } else {
                                 for j in 0..<p { v[j] = r1[j] - alpha * pr[j] }
                             }
                         }
-                        finish(i, part, v)
+                        finish(l, i, part, v)
                     }
                 }
             }
 
-            history?.append(dense: zt, support: st, counts: nt)
-            last = c0
-            used = t
+            history?.append(dense: zt, support: l.st, counts: l.nt)
             if perSample {
                 var remaining = 0
                 for i in 0..<batch where done.base[i] == 0 { remaining += 1 }
-                if remaining == 0 { break }
+                return remaining == 0
             } else if let tol = tolerance {
                 var (d, n) = (0.0, 0.0)
                 for k in 0..<workers {
@@ -322,11 +342,119 @@ final class DenseUnrolledEngine {
                     n += changeSums.base[2 * k + 1]
                 }
                 let change = d == 0 ? 0 : (n > 0 ? (d / n).squareRoot() : .infinity)
-                if change <= Double(tol) { break }
+                return change <= Double(tol)
             }
+            return false
+        }
+
+        /// Layers t0 ..< t0 + count on the non-zeros, each part taking its samples through all of them in
+        /// one parallel region: samples are independent, and per layer a fork-join costs more than a sparse
+        /// layer of a small batch. The rows compute exactly what `layer` computes, provided that every layer
+        /// of the run is sparse, which depends on the whole batch's counts: that is checked afterwards.
+        /// Returns the layers that stand and whether the last of them stopped every sample (per-sample
+        /// stopping). A run that does not stand is undone (0 layers); `sparse` then says how many of its
+        /// layers were sparse, so that a run of exactly that many would stand (the rows' computations are
+        /// deterministic).
+        func sparseRun(from t0: Int, count: Int, parts: Int) -> (layers: Int, stopped: Bool, sparse: Int) {
+            let layers = t0..<(t0 + count)
+            // The ring slots layer t0 reads, kept so that a rejected run can be undone.
+            let kept = fista ? [(t0 - 1) % ring, (t0 + ring - 2) % ring] : [(t0 - 1) % ring]
+            let saved = kept.map { c in (z[c].copy(), support[c].copy(), counts[c].copy(), c) }
+            let savedDone = perSample ? done.copy() : nil
+            // Per part and layer: the input non-zeros (a, b) and the rows still running after it.
+            let tallies = Buffer<Int>(zeros: parts * count * 3)
+            let ranges = (0..<parts).map { (batch * $0 / parts)..<(batch * ($0 + 1) / parts) }
+            let partHistories = record ? ranges.map { CodeHistory(rows: $0.count, width: p) } : []
+            Parallel.forEachPart(batch, parts: parts) { part, range in
+                Parallel.$workers.withValue(1) {
+                    for (k, t) in layers.enumerated() {
+                        let l = slots(t)
+                        schedule.thresholds(layer: t, into: thresholds.row(part, p))
+                        let tally = tallies.base + (part * count + k) * 3
+                        (tally[0], tally[1]) = inputNonZeros(l, t, range)
+                        for i in range where !skipped(i) { sparseGramRow(l, t, i, part) }
+                        if perSample {
+                            tally[2] = 0
+                            for i in range where done.base[i] == 0 { tally[2] += 1 }
+                        }
+                        if record {
+                            let lo = range.lowerBound
+                            partHistories[part].append(dense: l.zt + lo * p, support: l.st + lo * p, counts: l.nt + lo)
+                        }
+                    }
+                }
+            }
+            // The batch-wide decisions, replayed: each layer must be sparse; per-sample stopping ends the
+            // forward at the first layer after which no sample runs.
+            var stand = 0, stopped = false
+            for (k, t) in layers.enumerated() {
+                var (a, b, running) = (0, 0, 0)
+                for part in 0..<parts {
+                    let tally = tallies.base + (part * count + k) * 3
+                    (a, b, running) = (a + tally[0], b + tally[1], running + tally[2])
+                }
+                if isDense(t, nonZeros: max(a, b)) { break }
+                stand = k + 1
+                if perSample && running == 0 {
+                    stopped = true
+                    break
+                }
+            }
+            guard stand == count || stopped else {
+                for (zc, sc, nc, c) in saved {
+                    z[c].base.update(from: zc.base, count: zc.count)
+                    support[c].base.update(from: sc.base, count: sc.count)
+                    counts[c].base.update(from: nc.base, count: nc.count)
+                }
+                if let savedDone { done.base.update(from: savedDone.base, count: savedDone.count) }
+                return (0, false, stand)
+            }
+            for k in 0..<stand {
+                denseFlags.append(false)
+                history?.append(concatenating: partHistories.map { $0.layers[k] })
+            }
+            return (stand, stopped, stand)
+        }
+
+        var t = 1
+        var used = 0
+        // Runs start at 4 layers and double while they stand. An undone run costs its length once; the
+        // sparse layers it found are then taken as one run that stands.
+        var runLength = 4
+        forwardLayersInRuns = 0
+        while t <= schedule.layers {
+            // From layer 2 on, while the layers are sparse, batches of layers run in one parallel region.
+            let remaining = schedule.layers - t + 1
+            if sampleRuns && form == .gram && t >= 2 && remaining >= 2 && (tolerance == nil || perSample) {
+                let l = slots(t)
+                let (a, b) = inputNonZeros(l, t, 0..<batch)
+                let count = min(runLength, remaining)
+                let work = (Double(batch * p) * 4 + Double(max(a, b)) * Double(p)) * Double(count)
+                let parts = LayerCostModel.parts(work: work, limit: workers)
+                if !isDense(t, nonZeros: max(a, b)) && parts > 1 {
+                    let run = sparseRun(from: t, count: count, parts: min(parts, batch))
+                    if run.layers > 0 {
+                        forwardLayersInRuns += run.layers
+                        t += run.layers
+                        used = t - 1
+                        if run.stopped { break }
+                        runLength = min(2 * runLength, schedule.layers)
+                        continue
+                    }
+                    if run.sparse >= 2 {
+                        runLength = run.sparse
+                        continue
+                    }
+                    runLength = 4
+                }
+            }
+            used = t
+            let stop = layer(t)
+            t += 1
+            if stop { break }
         }
         forwardDense = denseFlags
-        let out = z[last]
+        let out = z[used % ring]
         var codes = Tensor(shape: [batch, p], data: Array(UnsafeBufferPointer(start: out.base, count: batch * p)))
         if perSample {
             codes.data.withUnsafeMutableBufferPointer { pc in

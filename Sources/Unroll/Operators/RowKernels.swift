@@ -32,6 +32,12 @@ final class Buffer<Element> {
     func row(_ i: Int, _ stride: Int) -> UnsafeMutablePointer<Element> { base + i * stride }
 
     func fill(_ value: Element) { base.update(repeating: value, count: count) }
+
+    func copy() -> Buffer {
+        let c = Buffer(zeros: count)
+        c.base.update(from: base, count: count)
+        return c
+    }
 }
 
 /// The fast path's inner loops on one row: contiguous multiply-adds over rows of G or W, and gathers.
