@@ -188,8 +188,10 @@ extension DenseUnrolledEngine {
         let gDense = anyDense ? Buffer<Float>(zeros: b * p) : nil
         let yDense = anyDense ? Buffer<Float>(zeros: b * p) : nil
         let product = (anyDense || !gram) ? Buffer<Float>(zeros: b * p) : nil
-        let codeProduct = anyDirect ? Buffer<Float>(zeros: b * m) : nil
-        let residual = anyDirect ? Buffer<Float>(zeros: b * m) : nil
+        // R and gW interleaved by sample (row 2i: R_i, row 2i + 1: (gW)_i), so that a direct term's
+        // source row is one index into one matrix.
+        let residualAndProduct = anyDirect ? Buffer<Float>(zeros: b * 2 * m) : nil
+        let (residual, codeProduct) = (residualAndProduct.map { $0.base }, residualAndProduct.map { $0.base + m })
         _ = anyDenseDirect
         // Per-part scratch; `gRow` is kept all zeros between uses.
         let gValue = Buffer<Float>(zeros: workers * p)
@@ -350,7 +352,7 @@ extension DenseUnrolledEngine {
                     } else if !plan.throughGram && !plan.denseWeights {
                         // gW_i = Σ g_k W[k, :];  r_i = y_i W − x_i;  the terms −α g_k r_i (k ∈ supp g) and
                         // −α y_l gW_i (l ∈ supp y) go to ∂W below, atom by atom.
-                        let gw = codeProduct!.base + i * m, r = residual!.base + i * m
+                        let gw = codeProduct! + i * 2 * m, r = residual! + i * 2 * m
                         gw.update(repeating: 0, count: m)
                         RowKernels.scatterRows(m, gw, w, stride: m, gi, gv, ng)
                         for k in 0..<m { r[k] = -xi[k] }
@@ -362,9 +364,8 @@ extension DenseUnrolledEngine {
             }
             if !plan.throughGram && !plan.denseWeights {
                 // ∂W[k, :] += Σ c·(row i of R or gW; of X at t = 1) over the terms at atom k.
-                terms!.accumulate(into: directAcc!.base, width: m,
-                                  first: t == 1 ? x : UnsafePointer(residual!.base), second: UnsafePointer(codeProduct!.base),
-                                  parts: plan.parts)
+                terms!.accumulate(into: directAcc!.base, width: m, rows: t == 1 ? x : UnsafePointer(residualAndProduct!.base),
+                                  listsPerSample: t == 1 ? 1 : 2, parts: plan.parts)
             }
             if t == 1 { break }
 
@@ -377,23 +378,23 @@ extension DenseUnrolledEngine {
                                b: yd, ldb: p, beta: 1, c: gramAcc[0].base, ldc: p)
                 } else {
                     // gW = g·W;  R = y·W − X;  ∂W −= α(gᵀR + yᵀ(gW))
-                    let (gw, r, d) = (codeProduct!.base, residual!.base, directAcc!.base)
+                    let (gw, r, d) = (codeProduct!, residual!, directAcc!.base)
                     BLAS.sgemm(transA: false, transB: false, m: b, n: m, k: p, alpha: 1, a: gd, lda: p,
-                               b: w, ldb: m, beta: 0, c: gw, ldc: m)
-                    r.update(from: x, count: b * m)
+                               b: w, ldb: m, beta: 0, c: gw, ldc: 2 * m)
+                    for i in 0..<b { (r + i * 2 * m).update(from: x + i * m, count: m) }
                     BLAS.sgemm(transA: false, transB: false, m: b, n: m, k: p, alpha: 1, a: yd, lda: p,
-                               b: w, ldb: m, beta: -1, c: r, ldc: m)
+                               b: w, ldb: m, beta: -1, c: r, ldc: 2 * m)
                     BLAS.sgemm(transA: true, transB: false, m: p, n: m, k: b, alpha: -alpha, a: gd, lda: p,
-                               b: r, ldb: m, beta: 1, c: d, ldc: m)
+                               b: r, ldb: 2 * m, beta: 1, c: d, ldc: m)
                     BLAS.sgemm(transA: true, transB: false, m: p, n: m, k: b, alpha: -alpha, a: yd, lda: p,
-                               b: gw, ldb: m, beta: 1, c: d, ldc: m)
+                               b: gw, ldb: 2 * m, beta: 1, c: d, ldc: m)
                 }
             }
             if gram && plan.denseInput {
                 BLAS.sgemm(transA: false, transB: false, m: b, n: p, k: p, alpha: 1, a: gDense!.base, lda: p,
                            b: self.gram!.base, ldb: p, beta: 0, c: product!.base, ldc: p)
             } else if !gram {
-                BLAS.sgemm(transA: false, transB: true, m: b, n: p, k: m, alpha: 1, a: codeProduct!.base, lda: m,
+                BLAS.sgemm(transA: false, transB: true, m: b, n: p, k: m, alpha: 1, a: codeProduct!, lda: 2 * m,
                            b: w, ldb: m, beta: 0, c: product!.base, ldc: p)
             }
 
@@ -410,7 +411,7 @@ extension DenseUnrolledEngine {
             }
         }
         // (The loops address these through raw pointers: keep them alive until here.)
-        withExtendedLifetime((adj, carry, gDense, yDense, product, codeProduct, residual, decoded)) {}
+        withExtendedLifetime((adj, carry, gDense, yDense, product, residualAndProduct, decoded)) {}
 
         // ∂W = Σ_parts (direct terms) − (A + Aᵀ)·W + Sᵀ·X
         if let d = directAcc { RowKernels.axpy(p * m, 1, d.base, out) }
@@ -555,9 +556,10 @@ final class DirectTerms {
         secondCount.base[i] = Int32(ny)
     }
 
-    /// out[k, :] += Σ c·(row i of `first` or `second`, by the term's list) over atom k's terms; parts own atoms.
-    func accumulate(into out: UnsafeMutablePointer<Float>, width: Int, first: UnsafePointer<Float>,
-                    second: UnsafePointer<Float>, parts: Int) {
+    /// out[k, :] += Σ c·rows[i·listsPerSample + list, :] over atom k's terms (sample i, list 0 or 1),
+    /// one sparse row times `rows` per atom; parts own atoms.
+    func accumulate(into out: UnsafeMutablePointer<Float>, width: Int, rows matrix: UnsafePointer<Float>,
+                    listsPerSample: Int, parts: Int) {
         let (n, start) = (atoms, atomStart.base)
         start.update(repeating: 0, count: n + 1)
         for i in 0..<rows {
@@ -569,9 +571,10 @@ final class DirectTerms {
         for i in 0..<rows {
             let (a, c) = (atom.base + i * 2 * n, coef.base + i * 2 * n)
             let first = Int(firstCount.base[i])
+            assert(listsPerSample == 2 || secondCount.base[i] == 0, "one list per sample, but sample \(i) has two")
             for q in 0..<(first + Int(secondCount.base[i])) {
                 let k = Int(a[q]), e = start[k]
-                source.base[e] = Int32(i * 2 + (q < first ? 0 : 1))
+                source.base[e] = Int32(i * listsPerSample + (q < first ? 0 : 1))
                 sortedCoef.base[e] = c[q]
                 start[k] = e + 1
             }
@@ -582,12 +585,8 @@ final class DirectTerms {
         let (s, c) = (source.base, sortedCoef.base)
         Parallel.forEachPart(n, parts: max(1, min(parts, LayerCostModel.parts(work: Double(total) * Double(width))))) { _, range in
             for k in range {
-                let row = out + k * width
-                for e in start[k]..<start[k + 1] {
-                    let i = Int(s[e]) >> 1
-                    let src = (s[e] & 1) == 0 ? first : second
-                    RowKernels.axpy(width, c[e], src + i * width, row)
-                }
+                RowKernels.scatterRows(width, out + k * width, matrix, stride: width, s + start[k], c + start[k],
+                                       start[k + 1] - start[k])
             }
         }
     }
