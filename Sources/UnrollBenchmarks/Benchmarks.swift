@@ -25,10 +25,14 @@ public struct BenchOptions: Sendable {
     public var model: String?
     public var panels: String?
     public var phases: Int?
+    /// Interleaved cases: one untimed unit on a side right before each of its timed ones, so that every
+    /// timed unit finds that side's caches and threads as a loop of back-to-back steps would.
+    public var warmEach: Bool
 
     public init(threads: Int = 2, repeats: Int = 5, size: Int? = nil, python: String = "python3", scriptDirectory: String? = nil,
                 mode: String? = nil, runPeer: Bool = true, images: [String: Tensor]? = nil, data: String? = nil, model: String? = nil,
-                panels: String? = nil, phases: Int? = nil) {
+                panels: String? = nil, phases: Int? = nil, warmEach: Bool = false) {
+        self.warmEach = warmEach
         self.threads = threads
         self.repeats = repeats
         self.size = size

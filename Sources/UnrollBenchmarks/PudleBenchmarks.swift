@@ -88,13 +88,19 @@ enum PudleBenchmarks {
 
     /// `repeats` rounds; in each, every side runs once, in an order that rotates from round to round, so that
     /// load from other processes falls on all sides alike. A side that throws stops (its error is kept).
-    static func interleave(_ sides: inout [Side], repeats: Int) {
+    /// `warmEach`: each timed unit directly follows an untimed one on the same side. After the pause the
+    /// machine's caches hold other work: a fig5 g_dec step took 41 ms right after a 0.2 s pause and 28 ms
+    /// after one untimed step (2026-12-06).
+    static func interleave(_ sides: inout [Side], repeats: Int, warmEach: Bool) {
         for r in 0..<repeats {
             for k in 0..<sides.count {
                 let i = (k + r) % sides.count
                 guard sides[i].error == nil else { continue }
                 usleep(pause)
-                do { sides[i].times.append(try sides[i].run()) } catch { sides[i].error = error }
+                do {
+                    if warmEach { _ = try sides[i].run() }
+                    sides[i].times.append(try sides[i].run())
+                } catch { sides[i].error = error }
             }
         }
     }
@@ -145,7 +151,7 @@ enum PudleBenchmarks {
 
             let resettable = ResidentMemory.resetPeak()
             let baseline = ResidentMemory.current()
-            var trainer = try makeTrainer(s, mode: m.mode, steps: 1 + o.repeats)
+            var trainer = try makeTrainer(s, mode: m.mode, steps: 1 + o.repeats * (o.warmEach ? 2 : 1))
             var loss = Double.nan
             let step: () throws -> Double = {
                 try FlushDenormals.with(true) {
@@ -157,7 +163,7 @@ enum PudleBenchmarks {
             _ = try step()   // warm-up
             var sides = [Side(label: "ours", run: step)]
             if let p = peer { sides.append(Side(label: "PyTorch", run: { try peerUnit(p) })) }
-            interleave(&sides, repeats: o.repeats)
+            interleave(&sides, repeats: o.repeats, warmEach: o.warmEach)
             if let e = sides[0].error { throw e }
             let peakMB = resettable ? ResidentMemory.peak() : ResidentMemory.lifetimePeak()
 
@@ -347,7 +353,7 @@ enum PudleBenchmarks {
         if let p = torch { sides.append(Side(label: "PyTorch", run: { try peerUnit(p) })) }
         if let p = sklearn { sides.append(Side(label: "scikit-learn", run: { try peerUnit(p) })) }
         if let p = spams { sides.append(Side(label: "SPAMS", run: { try peerUnit(p) })) }
-        interleave(&sides, repeats: o.repeats)
+        interleave(&sides, repeats: o.repeats, warmEach: o.warmEach)
         if let e = sides[0].error ?? sides[1].error ?? sides[2].error { throw e }
 
         let ours = sides[0].times, oursMedian = Stopwatch.median(ours)

@@ -27,6 +27,9 @@ struct Bench: ParsableCommand {
     @Flag(name: .customLong("no-peer"), help: "Skip the Python peers; print our numbers only.")
     var noPeer = false
 
+    @Flag(name: .customLong("warm-each"), help: "Step and encode cases: run one untimed unit on each side right before each timed one (the steady state of back-to-back steps; by default each timed unit follows a 0.2 s pause).")
+    var warmEach = false
+
     @Option(help: "Python interpreter for the peer scripts.")
     var python: String = "python3"
 
@@ -74,12 +77,15 @@ struct Bench: ParsableCommand {
         }
         let shipped = Bundle.module.url(forResource: "denoise-model", withExtension: "safetensors", subdirectory: "Resources")?.path
         let options = BenchOptions(threads: threading.threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
-                                   mode: mode, runPeer: !noPeer, images: images, data: folder, model: model ?? shipped, panels: panels, phases: shiftPhases)
+                                   mode: mode, runPeer: !noPeer, images: images, data: folder, model: model ?? shipped, panels: panels, phases: shiftPhases,
+                                   warmEach: warmEach)
         let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
         var reports: [BenchReport] = []
         for n in names {
             do {
-                reports.append(try Benchmarks.run(n, options: options))
+                var report = try Benchmarks.run(n, options: options)
+                if warmEach { report.notes.append("timing: each timed unit directly follows an untimed one on the same side (--warm-each)") }
+                reports.append(report)
             } catch let e as BenchError {
                 throw ValidationError(e.description)
             }
