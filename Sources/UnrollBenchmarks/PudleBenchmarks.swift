@@ -88,10 +88,13 @@ enum PudleBenchmarks {
 
     /// `repeats` rounds; in each, every side runs once, in an order that rotates from round to round, so that
     /// load from other processes falls on all sides alike. A side that throws stops (its error is kept).
-    /// `warmEach`: each timed unit directly follows an untimed one on the same side. After the pause the
+    /// `o.warmEach`: each timed unit directly follows an untimed one on the same side. After the pause the
     /// machine's caches hold other work: a fig5 g_dec step took 41 ms right after a 0.2 s pause and 28 ms
-    /// after one untimed step (2026-12-06).
-    static func interleave(_ sides: inout [Side], repeats: Int, warmEach: Bool) {
+    /// after one untimed step (2026-12-06). The report notes how its units were timed.
+    static func interleave(_ sides: inout [Side], _ o: BenchOptions, _ report: inout BenchReport) {
+        let (repeats, warmEach) = (o.repeats, o.warmEach)
+        let note = "timing: each timed unit directly follows an untimed one on the same side (--warm-each)"
+        if warmEach && !report.notes.contains(note) { report.notes.append(note) }
         for r in 0..<repeats {
             for k in 0..<sides.count {
                 let i = (k + r) % sides.count
@@ -163,7 +166,7 @@ enum PudleBenchmarks {
             _ = try step()   // warm-up
             var sides = [Side(label: "ours", run: step)]
             if let p = peer { sides.append(Side(label: "PyTorch", run: { try peerUnit(p) })) }
-            interleave(&sides, repeats: o.repeats, warmEach: o.warmEach)
+            interleave(&sides, o, &report)
             if let e = sides[0].error { throw e }
             let peakMB = resettable ? ResidentMemory.peak() : ResidentMemory.lifetimePeak()
 
@@ -353,7 +356,7 @@ enum PudleBenchmarks {
         if let p = torch { sides.append(Side(label: "PyTorch", run: { try peerUnit(p) })) }
         if let p = sklearn { sides.append(Side(label: "scikit-learn", run: { try peerUnit(p) })) }
         if let p = spams { sides.append(Side(label: "SPAMS", run: { try peerUnit(p) })) }
-        interleave(&sides, repeats: o.repeats, warmEach: o.warmEach)
+        interleave(&sides, o, &report)
         if let e = sides[0].error ?? sides[1].error ?? sides[2].error { throw e }
 
         let ours = sides[0].times, oursMedian = Stopwatch.median(ours)

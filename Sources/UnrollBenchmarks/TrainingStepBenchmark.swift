@@ -59,7 +59,7 @@ struct TrainingStepCase {
         _ = try timed()   // warm-up
         var sides = [PudleBenchmarks.Side(label: "ours", run: timed)]
         if let s = peer { sides.append(PudleBenchmarks.Side(label: "PyTorch", run: { try PudleBenchmarks.peerUnit(s) })) }
-        PudleBenchmarks.interleave(&sides, repeats: o.repeats, warmEach: o.warmEach)
+        PudleBenchmarks.interleave(&sides, o, &report)
         if let e = sides[0].error { throw e }
         let peakMB = resettable ? ResidentMemory.peak() : ResidentMemory.lifetimePeak()
 

@@ -83,9 +83,7 @@ struct Bench: ParsableCommand {
         var reports: [BenchReport] = []
         for n in names {
             do {
-                var report = try Benchmarks.run(n, options: options)
-                if warmEach { report.notes.append("timing: each timed unit directly follows an untimed one on the same side (--warm-each)") }
-                reports.append(report)
+                reports.append(try Benchmarks.run(n, options: options))
             } catch let e as BenchError {
                 throw ValidationError(e.description)
             }
