@@ -13,6 +13,7 @@ import UnrollCore
 /// | `analysis`, `synthesis` | as `dictionary` | untied banks (E in the encoder, the decoder) |
 /// | `lambda` | `[atoms]` | a per-atom λ (else metadata `encoder.lambda`) |
 /// | `em.lambda` | `[atoms]` | CRsAE's EM-learned λ_c (with `em.sigma`) |
+/// | `layer_gains` | `[encoder.layers, atoms]` | learned per-layer factors on the thresholds (`UnrolledEncoder.layerGains`) |
 ///
 /// Metadata (strings; one spelling per key): `format`, `model.kind`, `model.layout` (for people),
 /// `operator.stride`/`operator.height`/`operator.width` (conv2d), `encoder.algorithm` (ista, fista),
@@ -102,6 +103,7 @@ public struct ModelFile: Sendable {
             meta["encoder.power_seed"] = String(seed)
         }
         if let tol = e.tolerance { meta["encoder.tolerance"] = tol.description }
+        if let g = e.layerGains { tensors.append(("layer_gains", g)) }
         meta["encoder.beta"] = m.beta.description
         if let em = m.em {
             tensors.append(("em.lambda", Tensor(shape: [em.lambdas.count], data: em.lambdas)))
@@ -177,8 +179,18 @@ public struct ModelFile: Sendable {
         guard role == "penalty" || role == "threshold" else {
             throw UnrollIOError(.malformed, "metadata encoder.lambda_role is '\(role)', expected penalty or threshold")
         }
-        let encoder = UnrolledEncoder(layers: try r.layers("encoder.layers"), algorithm: try r.algorithm(), threshold: try r.threshold(),
-                                      lambda: lambda, step: try r.step(), tolerance: try r.tolerance(), lambdaIsPenalty: role == "penalty")
+        let layers = try r.layers("encoder.layers")
+        var gains: Tensor?
+        if let g = r.file["layer_gains"]?.tensor {
+            guard g.shape == [layers, dictionary.atoms] else {
+                throw UnrollIOError(.malformed, "tensor layer_gains is \(g.shape), expected [\(layers), \(dictionary.atoms)] (encoder.layers × atoms)")
+            }
+            guard g.data.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw UnrollIOError(.malformed, "tensor layer_gains must be finite and ≥ 0") }
+            gains = g
+        }
+        let encoder = UnrolledEncoder(layers: layers, algorithm: try r.algorithm(), threshold: try r.threshold(),
+                                      lambda: lambda, step: try r.step(), tolerance: try r.tolerance(), lambdaIsPenalty: role == "penalty",
+                                      layerGains: gains)
         var em: EMLambda?
         if r.file["em.lambda"] != nil {
             em = EMLambda(lambdas: try r.vector("em.lambda", count: dictionary.atoms), sigma: try r.float("em.sigma"))

@@ -36,6 +36,7 @@ struct CRsAE2DTraining {
         config.noiseRange = try c.sigmaRange.map(Self.parseRange)
         if config.noiseRange != nil, c.sigma == nil { config.sigma = 25.0 / 255 }
         config.shiftsPerCrop = c.shifts
+        config.layerThresholds = c.layerThresholds
         config.learningRateStep = c.lrStep
         config.learningRateGamma = c.lrGamma
         config.normalize = !o.noNormalize
@@ -134,6 +135,7 @@ struct CRsAE2DTraining {
         if let r = c.sigmaRange { p["training.sigma_range"] = r }
         if c.rotations { p["training.rotations"] = "true" }
         if c.shifts > 0 { p["training.shifts"] = String(c.shifts) }
+        if c.layerThresholds { p["training.layer_thresholds"] = "true" }
         if !c.holdOut.isEmpty { p["training.hold_out"] = c.holdOut.joined(separator: ",") }
         if let s = c.lrStep { p["training.lr_step"] = String(s); p["training.lr_gamma"] = c.lrGamma.description }
         return p

@@ -25,7 +25,8 @@ import UnrollIO
         let spikes = try SpikeModel(filters: normal([3, 2, 9], seed: 3), lambdas: [1.5, 2, 2.5], sigma: 0.2, layers: 12,
                                     threshold: .soft, alpha: 0.05).autoencoder()
         let net = try CRsAE2DNetwork(filters: [normal([4, 1, 5, 5], seed: 4), normal([4, 1, 5, 5], seed: 5), normal([4, 1, 5, 5], seed: 6)],
-                                     thresholds: [0.01, 0.02, 0.03, 0.04], stride: 2, layers: 6, lipschitz: 7)
+                                     thresholds: [0.01, 0.02, 0.03, 0.04], stride: 2, layers: 6, lipschitz: 7,
+                                     layerGains: Tensor(shape: [6, 4], data: (0..<24).map { 0.5 + Float($0) / 24 }))
         let untied = try net.autoencoder(height: 17, width: 21, em: EMLambda(lambdas: [1, 2, 3, 4], sigma: 0.1))
         let pudle2d = try UnrolledAutoencoder(
             dictionary: Convolution2DDictionary(filters: normal([3, 1, 4, 4], seed: 7), stride: 3, height: 13, width: 13),
@@ -85,7 +86,8 @@ import UnrollIO
                               for k, v in header.items() if v["dtype"] == "F32"}
             meta, t = load("untied.safetensors")
             assert meta["format"] == "unroll-model/2" and meta["model.kind"] == "conv2d", meta
-            assert sorted(t) == ["analysis", "dictionary", "em.lambda", "lambda", "synthesis"], sorted(t)
+            assert sorted(t) == ["analysis", "dictionary", "em.lambda", "lambda", "layer_gains", "synthesis"], sorted(t)
+            assert np.allclose(t["layer_gains"], 0.5 + np.arange(24).reshape(6, 4) / 24)
             assert t["dictionary"].shape == (4, 1, 5, 5) and np.array_equal(t["analysis"], np.load("we.npy"))
             assert np.allclose(t["lambda"], [0.01, 0.02, 0.03, 0.04]) and np.array_equal(t["em.lambda"], [1, 2, 3, 4])
             assert meta["encoder.lambda"] == "per-atom" and meta["encoder.lambda_role"] == "threshold", meta
@@ -172,6 +174,9 @@ import UnrollIO
         try expectError({ _, t in t = t.map { $0.name == "analysis" ? ($0.name, Tensor(shape: [4, 1, 3, 3], data: .init(repeating: 0, count: 36))) : $0 } },
                         "the analysis bank's weights [4, 1, 3, 3] differ")
         try expectError({ m, _ in m["operator.stride"] = "0" }, "operator.stride is '0'")
+        try expectError({ m, _ in m["encoder.layers"] = "5" }, "tensor layer_gains is [6, 4], expected [5, 4]")
+        try expectError({ _, t in t = t.map { $0.name == "layer_gains" ? ($0.name, Tensor(repeating: -1, shape: [6, 4])) : $0 } },
+                        "tensor layer_gains must be finite and ≥ 0")
         // 10⁹ power iterations of a step computed at load ran without bound once.
         try expectError({ m, _ in m["encoder.step"] = "auto"; m["encoder.power_seed"] = "1"; m["encoder.power_iterations"] = "1000000000" },
                         "encoder.power_iterations is '1000000000', expected an integer in 1…100000")

@@ -79,6 +79,45 @@ import UnrollIO
         }
     }
 
+    /// Per-layer thresholds b_c·G_{t,c}: ∂/∂G_{t,c} for every layer and filter, and ∂/∂b_c through the gains.
+    @Test(arguments: CRsAE2DNetwork.Tying.allCases)
+    func layerGainGradientsMatchFiniteDifferences(_ tying: CRsAE2DNetwork.Tying) throws {
+        var (net, x, target) = try Self.smallProblem(tying)
+        var rng = Random(seed: 11)
+        net.layerGains = Tensor(shape: [net.layers, net.atoms], data: (0..<(net.layers * net.atoms)).map { _ in Float(0.5 + rng.uniform()) })
+        let (_, rec, trace) = try net.forward(x)
+        var r = rec
+        r.add(target, scaledBy: -1)
+        let g = try net.backward(trace!, codeGradient: nil, reconstructionGradient: (1 / Float(x.rows)) * r)
+        let dG = try #require(g.layerGains)
+        #expect(dG.shape == [net.layers, net.atoms])
+        var moving = 0
+        for i in 0..<dG.count {
+            let fd = try Self.centralDifferences { eps in
+                var moved = net
+                moved.layerGains!.data[i] += eps
+                return try Self.loss(moved, x, target)
+            }
+            if abs(dG.data[i]) > 1e-4 { moving += 1 }
+            #expect(Self.closest(fd, Double(dG.data[i])) <= 2e-3, "\(tying) ∂/∂G[\(i)]: FD \(fd) vs backward \(dG.data[i])")
+        }
+        #expect(moving > dG.count / 2, "most gains should move the loss: \(moving) of \(dG.count)")
+        for c in 0..<net.atoms {
+            let fd = try Self.centralDifferences { eps in
+                var moved = net
+                moved.thresholds[c] += eps
+                return try Self.loss(moved, x, target)
+            }
+            #expect(Self.closest(fd, Double(g.thresholds[c])) <= 2e-3, "\(tying) ∂/∂b_\(c) with gains: FD \(fd) vs backward \(g.thresholds[c])")
+        }
+        // Gains of 1 are the network without gains.
+        var ones = net
+        ones.layerGains = Tensor(repeating: 1, shape: [net.layers, net.atoms])
+        var none = net
+        none.layerGains = nil
+        #expect(try ones.forward(x, record: false).reconstruction == none.forward(x, record: false).reconstruction)
+    }
+
     @Test func lambdaLossGradientThroughTheEncoderMatchesFiniteDifferences() throws {
         let (base, x, _) = try Self.smallProblem(.tied, seed: 5)
         let sigma: Float = 0.5
@@ -231,6 +270,7 @@ import UnrollIO
         var c = CRsAE2DConfig()
         c.atoms = 4; c.kernel = 5; c.stride = 2; c.layers = 4; c.cropSize = 21; c.sigma = 0.1; c.lambdaMean = 2
         c.lipschitz = 0.8; c.guardLipschitz = true; c.bias = bias; c.learningRateStep = 2; c.tying = bias == .fixed ? .untied : .tied
+        c.layerThresholds = bias == .freeBias || bias == .em(form: .backprop)
         var trainer = try CRsAE2DTrainer(images: images, config: c)
         for _ in 0..<3 { try trainer.trainStep() }
         let saved = trainer.checkpoint()
@@ -240,6 +280,10 @@ import UnrollIO
         for _ in 0..<3 { try resumed.trainStep() }
         #expect(resumed.network == trainer.network && resumed.lambdas == trainer.lambdas && resumed.step == 6, "\(bias.name)")
         #expect(resumed.optimizers == trainer.optimizers)
+        if c.layerThresholds {
+            let gains = try #require(trainer.network.layerGains)
+            #expect(gains.data.contains { $0 != 1 }, "\(bias.name): the layer gains should have learned")
+        }
         var other = c
         other.sigma = 0.2
         var mismatched = try CRsAE2DTrainer(images: images, config: other)

@@ -23,6 +23,9 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
     public var filters: [Tensor]
     /// b_c ≥ 0, one per filter.
     public var thresholds: [Float]
+    /// Learned per-layer factors G_{t,c} ≥ 0 `[layers, C]`: layer t thresholds filter c at b_c·G_{t,c}
+    /// (CSCNet's per-layer thresholds; nil: b_c in every layer).
+    public var layerGains: Tensor?
     public let stride: Int
     public let layers: Int
     /// L (CRsAE: a fixed 10); the step is 1/L. It must bound ‖H‖₂‖We‖₂ for FISTA to converge
@@ -41,7 +44,7 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
     public var decoderFilters: Tensor { filters.count == 1 ? filters[0] : filters[2] }
 
     /// Throws for bad shapes, NaN/Inf, negative thresholds, stride/layers < 1, L ≤ 0.
-    public init(filters: [Tensor], thresholds: [Float], stride: Int, layers: Int, lipschitz: Float) throws {
+    public init(filters: [Tensor], thresholds: [Float], stride: Int, layers: Int, lipschitz: Float, layerGains: Tensor? = nil) throws {
         guard filters.count == 1 || filters.count == 3 else {
             throw UnrollError.invalidArgument("a CRsAE 2-D network has 1 filter bank (tied) or 3 (untied: H, We, Wd), got \(filters.count)")
         }
@@ -60,6 +63,11 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
         guard stride >= 1 else { throw UnrollError.invalidArgument("CRsAE stride must be ≥ 1, got \(stride)") }
         guard layers >= 1 else { throw UnrollError.invalidArgument("CRsAE layers T must be ≥ 1, got \(layers)") }
         guard lipschitz.isFinite, lipschitz > 0 else { throw UnrollError.invalidArgument("CRsAE L must be finite and > 0, got \(lipschitz)") }
+        if let g = layerGains {
+            guard g.shape == [layers, shape[0]] else { throw UnrollError.shapeMismatch("CRsAE layer gains must be [\(layers), \(shape[0])], got \(g.shape)") }
+            guard g.data.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw UnrollError.invalidArgument("CRsAE layer gains must be finite and ≥ 0") }
+        }
+        self.layerGains = layerGains
         self.filters = filters
         self.thresholds = thresholds
         self.stride = stride
@@ -93,7 +101,7 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
     /// The encoder: T FISTA layers of step 1/L whose per-filter thresholds are the biases b_c themselves.
     public var encoder: UnrolledEncoder {
         UnrolledEncoder(layers: layers, algorithm: .fista, threshold: .soft, lambda: .perAtom(thresholds),
-                        step: .fixed(alpha), lambdaIsPenalty: false)
+                        step: .fixed(alpha), lambdaIsPenalty: false, layerGains: layerGains)
     }
 
     /// The network as the one model value: D = H, E = We and the decoder Wd (untied), this encoder,
@@ -151,6 +159,8 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
         public var filters: [Tensor]
         /// ∂ℓ/∂b_c.
         public var thresholds: [Float]
+        /// ∂ℓ/∂G_{t,c} when the network has layer gains.
+        public var layerGains: Tensor?
     }
 
     /// Backward through the layers for ∂ℓ/∂z_T = `codeGradient` and, optionally, ∂ℓ/∂x̂ =
@@ -178,7 +188,7 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
             } else {
                 banks = [dH, g.analysis ?? Tensor(zeros: residualFilters.shape), dWd]
             }
-            return Gradients(filters: banks, thresholds: g.lambda!)
+            return Gradients(filters: banks, thresholds: g.lambda!, layerGains: g.layerGains)
         }
     }
 

@@ -69,6 +69,10 @@ public struct CRsAE2DConfig: Equatable, Sendable {
     /// of the s² shifts (random, drawn from the seed and step; s² = all), and the loss is taken on the
     /// mean of their reconstructions, as the model denoises. 0: the crop is encoded once, unshifted.
     public var shiftsPerCrop = 0
+    /// Learn a factor G_{t,c} on every layer's threshold of every filter (CSCNet's per-layer thresholds;
+    /// `CRsAE2DNetwork.layerGains`), started at 1, by the reconstruction loss with the same Adam as the
+    /// filters. The thresholds stay b_c·G_{t,c}, so a noise-adaptive model still scales them all with σ.
+    public var layerThresholds = false
     public var normalize = true
     /// After every step, raise L to 1.05·‖H‖₂‖We‖₂ (power iteration on a 64×64 image) when the
     /// learned filters outgrow it; the EM/fixed thresholds λσ²/L follow. The learned filters do outgrow
@@ -162,11 +166,12 @@ public struct CRsAE2DModel: Trainable {
         let b0 = lambda0 * config.sigma * config.sigma / config.lipschitz
         self.network = try CRsAE2DNetwork(atoms: config.atoms, kernel: config.kernel, stride: config.stride, layers: config.layers,
                                           lipschitz: config.lipschitz, tying: config.tying, threshold: b0, rng: &initRng)
+        if config.layerThresholds { network.layerGains = Tensor(repeating: 1, shape: [config.layers, config.atoms]) }
         self.lambdas = [Float](repeating: lambda0, count: config.atoms)
         self.config = config
     }
 
-    /// The banks, then b (free bias) or λ (EM backprop) when a gradient trains them.
+    /// The banks, then b (free bias) or λ (EM backprop) when a gradient trains them, then the layer gains.
     public var parameters: [Tensor] {
         get {
             var p = network.filters
@@ -175,6 +180,7 @@ public struct CRsAE2DModel: Trainable {
             case .em(.backprop): p.append(Tensor(shape: [network.atoms], data: lambdas))
             default: break
             }
+            if let g = network.layerGains { p.append(g) }
             return p
         }
         set {
@@ -185,6 +191,7 @@ public struct CRsAE2DModel: Trainable {
             case .em(.backprop): lambdas = newValue[banks].data
             default: break
             }
+            if network.layerGains != nil { network.layerGains = newValue.last! }
         }
     }
 
@@ -195,6 +202,7 @@ public struct CRsAE2DModel: Trainable {
         case .em(.backprop): names.append("lambda")
         default: break
         }
+        if network.layerGains != nil { names.append("layer_gains") }
         return names
     }
 
@@ -208,6 +216,7 @@ public struct CRsAE2DModel: Trainable {
         case .em(.backprop): o.append(.adam(learningRate: config.lambdaLearningRate, epsilon: config.epsilon)); s.append(false)
         default: break
         }
+        if network.layerGains != nil { o.append(adam); s.append(true) }
         return (o, s)
     }
 
@@ -286,6 +295,7 @@ public struct CRsAE2DModel: Trainable {
             gradients.append(Tensor(shape: [network.atoms], data: g))
         default: break
         }
+        if let g = grads.layerGains { gradients.append(g) }
         let (l1, positions) = GammaPriorLambda.l1PerAtom(codes, atoms: network.atoms)
         return CRsAE2DRecord(reconstruction: rec, density: 1 - Double(codes.zeroCount()) / Double(max(1, codes.count)),
                              gradients: gradients, pooledSums: l1 + [Double(codes.rows)], positions: positions)
@@ -293,6 +303,10 @@ public struct CRsAE2DModel: Trainable {
 
     public mutating func finishStep(_ e: inout CRsAE2DRecord, step: Int) throws {
         if config.normalize { network.normalize() }
+        if var g = network.layerGains {
+            g.data = g.data.map { max(0, $0) }
+            network.layerGains = g
+        }
         if config.guardLipschitz {
             let bound = try network.estimatedLipschitz(side: 64, iterations: 20, seed: UInt64(step))
             if bound.isFinite, bound > network.lipschitz { network.lipschitz = 1.05 * bound }
@@ -337,6 +351,7 @@ public struct CRsAE2DModel: Trainable {
         if config.rotations { e["crsae.rotations"] = "true" }
         if let r = config.noiseRange { e["crsae.noise_range"] = "\(r.lowerBound.description):\(r.upperBound.description)" }
         if config.shiftsPerCrop > 0 { e["crsae.shifts"] = String(config.shiftsPerCrop) }
+        if config.layerThresholds { e["crsae.layer_thresholds"] = "true" }
         return e
     }
 

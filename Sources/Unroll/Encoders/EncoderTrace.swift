@@ -73,7 +73,8 @@ public struct EncoderTrace {
     /// its weight term and gives ∂L/∂y_t, which flows to z_{t−1} (ISTA), or to z_{t−1} with
     /// weight 1 + μ_{t−1} and to z_{t−2} with weight −μ_{t−1} (FISTA). Layer t's threshold b_{t,j} =
     /// λ_j·β^(t−1)·scale moves z_t by −sign(z_t) on its support (soft and non-negative; the hard
-    /// threshold's jump has no such term), so ∂L/∂λ_j = −Σ_t β^(t−1)·scale·Σ sign(z_t)·a_t over atom j.
+    /// threshold's jump has no such term), so ∂L/∂λ_j = −Σ_t β^(t−1)·scale·G_{t,j}·Σ sign(z_t)·a_t over atom j
+    /// (G: the layer gains, 1 without), and ∂L/∂G_{t,j} = −λ_j·β^(t−1)·scale·Σ sign(z_t)·a_t.
     public func gradients(codeGradient: Tensor, weights: Bool = true, lambda: Bool = false) -> EncoderGradients {
         precondition(codeGradient.shape == codeShape,
                      "code gradient shape \(codeGradient.shape) differs from the codes' \(codeShape)")
@@ -99,6 +100,8 @@ public struct EncoderTrace {
         let atoms = schedule.base.count
         let positions = atoms > 0 ? n / codeShape[0] / atoms : 0
         var lambdaGradient = [Double](repeating: 0, count: lambda ? atoms : 0)
+        let gains = !schedule.gains.isEmpty
+        var gainGradient = [Double](repeating: 0, count: lambda && gains ? schedule.gains.count : 0)
 
         var a = codeGradient                              // a_t
         var aPartial = Tensor(zeros: codeShape)           // FISTA: part of a_{t−1} already known
@@ -130,7 +133,9 @@ public struct EncoderTrace {
                             for i in (q * positions)..<((q + 1) * positions) where pz[i] != 0 {
                                 s -= pz[i] > 0 ? Double(pg[i]) : -Double(pg[i])
                             }
-                            lambdaGradient[q % atoms] += factor * s
+                            let j = q % atoms
+                            lambdaGradient[j] += factor * Double(schedule.gain(layer: t, atom: j)) * s
+                            if gains { gainGradient[(t - 1) * atoms + j] += factor * Double(schedule.base[j]) * s }
                         }
                     }
                 }
@@ -177,7 +182,8 @@ public struct EncoderTrace {
         }
         return EncoderGradients(weights: weights ? kernel.accumulatedWeightGradient() : nil,
                                 analysis: weights ? kernel.accumulatedAnalysisGradient() : nil,
-                                lambda: lambda ? lambdaGradient.map { Float($0) } : nil)
+                                lambda: lambda ? lambdaGradient.map { Float($0) } : nil,
+                                layerGains: lambda && gains ? Tensor(shape: [schedule.layers, atoms], data: gainGradient.map { Float($0) }) : nil)
     }
 }
 
@@ -189,4 +195,6 @@ public struct EncoderGradients {
     public var analysis: Tensor?
     /// ∂L/∂λ_j per atom; nil when not asked for (or on the dense fast path).
     public var lambda: [Float]?
+    /// ∂L/∂G_{t,j} `[layers, atoms]` of the encoder's layer gains, with `lambda` when it has gains.
+    public var layerGains: Tensor? = nil
 }

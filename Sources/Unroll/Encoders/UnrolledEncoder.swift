@@ -42,9 +42,14 @@ public struct UnrolledEncoder: Equatable, Sendable {
     /// Soft kinds: λ is the lasso penalty and the layer threshold λα (PUDLE, the default), or λ is the
     /// threshold itself (CRsAE's per-filter biases b_c). The hard threshold's τ is always the threshold.
     public var lambdaIsPenalty: Bool
+    /// Learned factors G_{t,j} ≥ 0 on the thresholds, `[layers, atoms]`: layer t's threshold of atom j is
+    /// the above times G_{t,j} (CSCNet-style per-layer thresholds). nil: every factor is 1.
+    public var layerGains: Tensor?
 
     public init(layers: Int, algorithm: Algorithm = .ista, threshold: Threshold = .soft,
-                lambda: Lambda, step: StepSize, tolerance: Float? = nil, lambdaIsPenalty: Bool = true) {
+                lambda: Lambda, step: StepSize, tolerance: Float? = nil, lambdaIsPenalty: Bool = true,
+                layerGains: Tensor? = nil) {
+        self.layerGains = layerGains
         self.layers = layers
         self.algorithm = algorithm
         self.threshold = threshold
@@ -80,6 +85,12 @@ public struct UnrolledEncoder: Equatable, Sendable {
         if let tol = tolerance, !(tol.isFinite && tol >= 0) {
             throw UnrollError.invalidArgument("encoder tolerance must be finite and ≥ 0, got \(tol)")
         }
+        if let g = layerGains {
+            guard g.rank == 2, g.shape[0] == layers, g.shape[1] >= 1 else {
+                throw UnrollError.shapeMismatch("layer gains must be [layers \(layers), atoms], got \(g.shape)")
+            }
+            guard g.data.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw UnrollError.invalidArgument("layer gains must be finite and ≥ 0") }
+        }
     }
 
     /// Checks the settings against an operator (per-atom λ length).
@@ -87,6 +98,9 @@ public struct UnrolledEncoder: Equatable, Sendable {
         try validate()
         if case let .perAtom(v) = lambda, v.count != op.atoms {
             throw UnrollError.shapeMismatch("per-atom λ has \(v.count) values but the dictionary has \(op.atoms) atoms")
+        }
+        if let g = layerGains, g.shape[1] != op.atoms {
+            throw UnrollError.shapeMismatch("layer gains have \(g.shape[1]) atoms but the dictionary has \(op.atoms)")
         }
     }
 
@@ -155,7 +169,7 @@ public struct UnrolledEncoder: Equatable, Sendable {
             let alpha = try stepSize(for: op)
             let schedule = LayerSchedule(layers: layers, fista: algorithm == .fista, threshold: threshold,
                                          base: lambda.values(atoms: op.atoms), beta: beta, alpha: alpha,
-                                         scaledByStep: threshold.scalesWithStep && lambdaIsPenalty)
+                                         scaledByStep: threshold.scalesWithStep && lambdaIsPenalty, gains: layerGains?.data ?? [])
             if analysis == nil, let own = op.unrolledLoop(signals, encoder: self, schedule: schedule, alpha: alpha,
                                                            codeShape: codeShape, record: record) {
                 return (own.codes, own.trace, alpha, own.iterations)
