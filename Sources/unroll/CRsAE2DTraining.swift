@@ -37,6 +37,7 @@ struct CRsAE2DTraining {
         if config.noiseRange != nil, c.sigma == nil { config.sigma = 25.0 / 255 }
         config.shiftsPerCrop = c.shifts
         config.layerThresholds = c.layerThresholds
+        config.denoisePhases = c.shiftPhases
         config.learningRateStep = c.lrStep
         config.learningRateGamma = c.lrGamma
         config.normalize = !o.noNormalize
@@ -118,9 +119,11 @@ struct CRsAE2DTraining {
             summary += "; validation (\(validation.map(\.name).joined(separator: ", ")), held out) " + psnr.joined(separator: ", ")
             if best.step > 0 { summary += String(format: "; best validation %.2f dB at step %d (best.safetensors)", best.psnr, best.step) }
         }
+        let phases = Denoiser.shiftPhases(stride: config.stride, perAxis: config.denoisePhases ?? config.stride).count
+        let shiftsAveraged = phases * phases
         if let ev = try evaluate(trainer.model) {
             summary += String(format: "; test PSNR (averaged over the %d shifts) %.2f dB (noisy %.2f dB, gain %.2f dB) with peak 1, %.2f dB (noisy %.2f dB) with peak = max of the clean image, on %d images",
-                              config.stride * config.stride, ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax,
+                              shiftsAveraged, ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax,
                               ev.meanNoisyCleanMax, ev.scores.count)
         }
         summary += String(format: ", %.1f s; wrote %@/%@, checkpoint.safetensors, atoms.png, curve.png, log.csv", secondsSince(clock), o.output, file)

@@ -36,7 +36,7 @@ enum TrainOptionScope {
     static let conv2dOnly: Set = ["--family", "--kernel", "--stride", "--crop", "--sigma", "--target", "--test-images",
                                   "--eval-every", "--no-flips"]
     static let crsaeOnly: Set = ["--bias", "--lambda-mean", "--delta", "--lipschitz", "--guard-lipschitz", "--rotations", "--sigma-range",
-                                 "--shifts", "--hold-out", "--lr-step", "--lr-gamma", "--layer-thresholds"]
+                                 "--shifts", "--hold-out", "--lr-step", "--lr-gamma", "--layer-thresholds", "--shift-phases"]
     /// Untied banks: dense (a learned analysis bank) and CRsAE (H, We, Wd), not PUDLE's conv2d.
     static let untied: Set = ["--untied"]
     /// CRsAE sets its encoder (FISTA, step 1/L, thresholds from λ) and its optimizer (Adam) itself.

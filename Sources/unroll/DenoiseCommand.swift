@@ -17,7 +17,8 @@ struct Denoise: ParsableCommand {
             image of the same size) the PSNR of the noisy input and of the output are printed, with \
             peak 1 and with peak = max of the reference (the papers' definition); the estimate is \
             clamped to [0, 1] first. CRsAE models (`--family crsae`, tied or untied) average the \
-            reconstructions of the s² shifted copies of the image (crsae §2), as their test PSNRs do; \
+            reconstructions of the s² shifted copies of the image (crsae §2), as their test PSNRs do, or \
+            of the n² the model names (`model.shift_phases`) or --shift-phases asks for; \
             --no-shift-average encodes the image once.
 
             A noise-adaptive model (the shipped one, or `unroll train --family crsae --sigma-range …`) \
@@ -53,7 +54,7 @@ struct Denoise: ParsableCommand {
     var seed: UInt64 = 0
     @Flag(help: "CRsAE models: encode the image once instead of averaging the s² shifted encodings.")
     var noShiftAverage = false
-    @Option(name: .customLong("shift-phases"), help: "CRsAE models: average n² of the s² shifts (n evenly spaced phases per axis), trading quality for time (default: all).")
+    @Option(name: .customLong("shift-phases"), help: "CRsAE models: average n² of the s² shifts (n evenly spaced phases per axis), trading quality for time (default: the model's own, else all).")
     var shiftPhases: Int?
     @OptionGroup var threading: ThreadOptions
 

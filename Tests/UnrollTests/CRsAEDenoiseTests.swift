@@ -187,6 +187,16 @@ import UnrollIO
         // … and with stride 1 there is nothing to average.
         let unit = try CRsAE2DNetwork(filters: net.filters, thresholds: net.thresholds, stride: 1, layers: 4, lipschitz: 40)
         #expect(try unit.denoise(image, shiftAverage: true) == unit.denoise(image, shiftAverage: false))
+        // A model that names its shift phases averages those: phase 0 alone is the naive loop's (0, 0) copy.
+        let one = try net.autoencoder(height: h, width: w, shiftPhases: 1)
+        let single = try Denoiser.denoise(image, model: one)
+        var naive = [Float](repeating: 0, count: ph * pw)
+        for r in 0..<ph { for c in 0..<pw { naive[r * pw + c] = image[Self.mirror(r - s, h), Self.mirror(c - s, w)] } }
+        let rec = try net.forward(Tensor(shape: [1, ph, pw], data: naive), record: false).reconstruction
+        var diff: Float = 0
+        for r in 0..<h { for c in 0..<w { diff = max(diff, abs(single.data[r * w + c] - rec.data[(r + s) * pw + c + s])) } }
+        #expect(diff < 1e-5, "one phase differs from the unshifted copy by \(diff)")
+        #expect(try Denoiser.denoise(image, model: one, phases: 3) == fast, "--shift-phases overrides the model's")
     }
 
     @Test func emClosedFormOnAHandMadeCode() throws {

@@ -7,7 +7,8 @@ import UnrollCore
 public enum Denoiser {
     /// The reconstruction x̂ = D_dec·encoder(y) of a noisy `[H, W]` image (not clamped). With
     /// `shiftAverage` (default: the model's own setting) and stride > 1, the mean of the s² shifted reconstructions (see
-    /// `ShiftAveraging.swift`), encoded `chunk` copies at a time; otherwise one pass over the image.
+    /// `ShiftAveraging.swift`; `phases` per axis, default the model's `shiftPhases`, else all), encoded
+    /// `chunk` copies at a time; otherwise one pass over the image.
     public static func denoise(_ noisy: Tensor, model: UnrolledAutoencoder<Convolution2DDictionary>,
                                shiftAverage: Bool? = nil, phases: Int? = nil, chunk: Int = 5) throws -> Tensor {
         let (k, s) = (model.dictionary.kernel, model.dictionary.stride)
@@ -16,7 +17,9 @@ public enum Denoiser {
         guard shiftAverage ?? model.shiftAverage, s > 1 else {
             return try model.reconstruct(noisy.reshaped([1, h, w])).reconstruction.reshaped([h, w])
         }
-        return try averageOverShifts(noisy, stride: s, kernel: k, chunk: chunk, phases: phases) { try model.reconstruct($0).reconstruction }
+        return try averageOverShifts(noisy, stride: s, kernel: k, chunk: chunk, phases: phases ?? model.shiftPhases) {
+            try model.reconstruct($0).reconstruction
+        }
     }
 
     /// `denoise` with a tied model of these filters and this encoder (PUDLE's convolutional models).
