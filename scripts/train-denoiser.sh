@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Trains the denoiser the package ships (Sources/unroll/Resources/denoise-model.safetensors): an
-# untied CRsAE-class model (64 filters 7×7, stride 5, 30 FISTA layers) with learned per-filter
-# thresholds that scale with σ, trained through the shift average (4 random shifts per crop) on the
-# training images over σ 5–55/255, with moon.png held out for validation (docs/denoising.md).
+# untied CRsAE-class model of CSCNet's size (175 filters 11×11, stride 8, 30 FISTA layers) with learned
+# per-filter thresholds that scale with σ, trained through the shift average (4 random shifts per crop)
+# on the training images over σ 5–55/255, with moon.png held out for validation; it denoises by
+# averaging 9 of its 64 shifts (--shift-phases 3), the speed/quality point chosen on moon.png
+# (docs/denoising.md).
 #
-#   scripts/train-denoiser.sh [OUTPUT_DIR]     # default denoiser-run; 47 min on one core (shared with other runs)
+#   scripts/train-denoiser.sh [OUTPUT_DIR] [more train options]   # default denoiser-run; 75 min on one core (shared)
 #
 # The model to ship is OUTPUT_DIR/best.safetensors, the step of best validation PSNR (test images
 # are never looked at). Images come from $UNROLL_IMAGES (default ../shared/data/images); the command
@@ -20,6 +22,7 @@ cd "$(dirname "$images")"
 "$root/.build/release/unroll" train --model conv2d --family crsae --untied --bias free-bias \
   --sigma 25/255 --sigma-range 5/255:55/255 --rotations --shifts 4 \
   --lr 1e-3 --lr-step 5000 --lr-gamma 0.5 --steps 20000 --seed 0 \
-  --data "$(basename "$images")/train" --hold-out moon.png --eval-every 4000 \
+  --data "$(basename "$images")/train" --hold-out moon.png --eval-every 2000 \
+  --atoms 175 --kernel 11 --stride 8 --crop 131 --shift-phases 3 \
   --checkpoint-every 500 --threads 1 --output "$out" "${@:2}"
 echo "the model to ship: $out/best.safetensors"

@@ -68,14 +68,18 @@ import UnrollIO
                 #expect(Self.closest(fd, analytic) <= 2e-3, "\(tying) bank \(bank): FD \(fd) vs backward \(analytic)")
             }
         }
-        // Every threshold b_c.
+        try Self.expectThresholdGradients(g.thresholds, net, x, target, "\(tying)")
+    }
+
+    /// Every ∂/∂b_c against central differences.
+    static func expectThresholdGradients(_ analytic: [Float], _ net: CRsAE2DNetwork, _ x: Tensor, _ target: Tensor, _ label: String) throws {
         for c in 0..<net.atoms {
-            let fd = try Self.centralDifferences { eps in
+            let fd = try centralDifferences { eps in
                 var moved = net
                 moved.thresholds[c] += eps
-                return try Self.loss(moved, x, target)
+                return try loss(moved, x, target)
             }
-            #expect(Self.closest(fd, Double(g.thresholds[c])) <= 2e-3, "\(tying) ∂/∂b_\(c): FD \(fd) vs backward \(g.thresholds[c])")
+            #expect(closest(fd, Double(analytic[c])) <= 2e-3, "\(label) ∂/∂b_\(c): FD \(fd) vs backward \(analytic[c])")
         }
     }
 
@@ -102,14 +106,7 @@ import UnrollIO
             #expect(Self.closest(fd, Double(dG.data[i])) <= 2e-3, "\(tying) ∂/∂G[\(i)]: FD \(fd) vs backward \(dG.data[i])")
         }
         #expect(moving > dG.count / 2, "most gains should move the loss: \(moving) of \(dG.count)")
-        for c in 0..<net.atoms {
-            let fd = try Self.centralDifferences { eps in
-                var moved = net
-                moved.thresholds[c] += eps
-                return try Self.loss(moved, x, target)
-            }
-            #expect(Self.closest(fd, Double(g.thresholds[c])) <= 2e-3, "\(tying) ∂/∂b_\(c) with gains: FD \(fd) vs backward \(g.thresholds[c])")
-        }
+        try Self.expectThresholdGradients(g.thresholds, net, x, target, "\(tying) with gains")
         // Gains of 1 are the network without gains.
         var ones = net
         ones.layerGains = Tensor(repeating: 1, shape: [net.layers, net.atoms])
