@@ -105,14 +105,18 @@ python3 -c "import sys; sys.exit(0 if $b < 1.5 * $a else 1)" \
     || { echo "check-mpi: vsc: 2 ranks reach a validation MSE of $b, one process $a" >&2; exit 1; }
 echo "check-mpi: vsc linear, 30 steps: validation MSE $b on 2 ranks (each its own samples), $a in one process; the same weights on each rank"
 
-# Distributed encoding: each rank writes its rows into one .npy; with one thread per rank the codes
-# equal one process's (one thread) byte for byte.
+# Distributed encoding: each rank writes its rows into one .npy. With one thread per rank the codes
+# equal one process's (one thread) to float rounding, byte for byte where OpenBLAS computes a row's
+# products alike whatever the rows around it; its Haswell kernels (chosen on some AMD EPYC machines)
+# do not: one process encoding rows 200–399 alone differs from the same rows within 400 by 1.2e-6.
 "$plain_unroll" encode --model one/model.safetensors --data data.npz --output z1.npy --threads 1 >/dev/null
 out=$(run2 "$mpi_unroll" encode --model one/model.safetensors --data data.npz --output z2.npy --threads 1)
 grep -q "on 2 ranks" <<<"$out" || { echo "check-mpi: encode: $out" >&2; exit 1; }
-cmp -s z1.npy z2.npy || { echo "check-mpi: 2-rank encoding differs from one process" >&2; exit 1; }
 [ ! -e z2.npy.tmp-ranks ] || { echo "check-mpi: encode left its partial file" >&2; exit 1; }
-echo "check-mpi: encode on 2 ranks writes the codes of one process, byte for byte"
+d=$(python3 -c "import numpy as np; a, b = np.load('z1.npy'), np.load('z2.npy'); print(f'{np.abs(a - b).max() / np.abs(a).max():.3g}' if a.shape == b.shape else 'inf')")
+python3 -c "import sys; sys.exit(0 if float('$d') <= 1e-5 else 1)" || { echo "check-mpi: 2-rank encoding differs from one process by $d" >&2; exit 1; }
+cmp -s z1.npy z2.npy && same="byte for byte" || same="to $d relative"
+echo "check-mpi: encode on 2 ranks writes the codes of one process, $same"
 # Conv2d: each rank encodes its images of a stack [B, H, W].
 python3 -c "import numpy as np; r = np.random.default_rng(0); np.save('stack.npy', r.random((5, 30, 34), dtype=np.float32))"
 "$plain_unroll" encode --model conv-one/model.safetensors --data stack.npy --output c1.npy --threads 1 >/dev/null
