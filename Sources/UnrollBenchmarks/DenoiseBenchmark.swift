@@ -157,7 +157,7 @@ enum DenoiseBenchmark {
         report.details["images"] = "\(folder): " + names.joined(separator: ", ")
         let trained = model.dictionary
         report.details["ours: model"] = "\(modelPath): \(trained.atoms) filters \(trained.kernel)×\(trained.kernel), stride \(trained.stride), T \(model.encoder.layers), shift averaging \(model.shiftAverage ? "on" : "off")"
-            + (model.shiftAverage && trained.stride > 1 ? " (\(Denoiser.shiftPhases(stride: trained.stride, perAxis: o.phases ?? model.shiftPhases ?? trained.stride).count)² of the \(trained.stride)² shifts)" : "")
+            + (model.shiftAverage && trained.stride > 1 ? " (\(Denoiser.shiftsAveraged(stride: trained.stride, phases: o.phases ?? model.shiftPhases)) of the \(trained.stride * trained.stride) shifts)" : "")
             + (model.adaptiveSigma.map { String(format: ", noise-adaptive (thresholds set for each σ from σ %.3g/255)", $0 * 255) } ?? "")
         report.details["noise"] = "N(0, σ²) per pixel from seed σ (one generator per σ, the images in order), added to the whole clean image"
         if theirs != nil {

@@ -119,8 +119,7 @@ struct CRsAE2DTraining {
             summary += "; validation (\(validation.map(\.name).joined(separator: ", ")), held out) " + psnr.joined(separator: ", ")
             if best.step > 0 { summary += String(format: "; best validation %.2f dB at step %d (best.safetensors)", best.psnr, best.step) }
         }
-        let phases = Denoiser.shiftPhases(stride: config.stride, perAxis: config.denoisePhases ?? config.stride).count
-        let shiftsAveraged = phases * phases
+        let shiftsAveraged = Denoiser.shiftsAveraged(stride: config.stride, phases: config.denoisePhases)
         if let ev = try evaluate(trainer.model) {
             summary += String(format: "; test PSNR (averaged over the %d shifts) %.2f dB (noisy %.2f dB, gain %.2f dB) with peak 1, %.2f dB (noisy %.2f dB) with peak = max of the clean image, on %d images",
                               shiftsAveraged, ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax,

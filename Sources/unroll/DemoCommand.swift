@@ -172,9 +172,9 @@ struct Demo: ParsableCommand {
         }
         let d = model.dictionary, e = model.encoder
         let thresholds = model.adaptiveSigma != nil ? "per-filter thresholds set for σ" : "λ \(e.lambda.allValues.first.map { CSV.format($0) } ?? "?")"
-        let phases = Denoiser.shiftPhases(stride: d.stride, perAxis: model.shiftPhases ?? d.stride).count
+        let shifts = Denoiser.shiftsAveraged(stride: d.stride, phases: model.shiftPhases), all = d.stride * d.stride
         let averaged = model.shiftAverage && d.stride > 1
-            ? ", averaged over " + (phases == d.stride ? "its \(d.stride * d.stride) shifts" : "\(phases * phases) of its \(d.stride * d.stride) shifts") : ""
+            ? ", averaged over " + (shifts == all ? "its \(all) shifts" : "\(shifts) of its \(all) shifts") : ""
         print("denoising: a \(clean.shape[1])×\(clean.shape[0]) crop of the camera test image with noise σ 25/255, through the shipped "
             + "convolutional model (\(d.atoms) filters \(d.kernel)×\(d.kernel), stride \(d.stride), \(model.isTied ? "tied" : "untied"), "
             + "unrolled \(e.algorithm.rawValue.uppercased()) T \(e.layers), \(thresholds)\(averaged); trained on images/train):")

@@ -53,6 +53,12 @@ extension Denoiser {
         (0..<Swift.max(1, Swift.min(n, s))).map { $0 * s / Swift.max(1, Swift.min(n, s)) }
     }
 
+    /// The number of shifts averaged with `phases` per axis (nil: all s²).
+    public static func shiftsAveraged(stride s: Int, phases: Int?) -> Int {
+        let n = shiftPhases(stride: s, perAxis: phases ?? s).count
+        return n * n
+    }
+
     /// Where copy (i, j)'s image starts inside its padded copy.
     @inline(__always) static func windowOrigin(_ shift: (Int, Int), stride s: Int) -> (row: Int, col: Int) { (s + shift.0, s + shift.1) }
 
