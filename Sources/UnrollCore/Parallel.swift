@@ -1,3 +1,4 @@
+import CUnrollSupport
 import Dispatch
 
 /// Work split across cores, with denormals flushed in every worker.
@@ -43,17 +44,25 @@ public enum Parallel {
     }
 
     /// `body(0) … body(parts − 1)` on worker threads that share the caller's flush-to-zero setting and
-    /// worker count. The callers hand their workers disjoint ranges of the buffers they capture, which
+    /// worker count: the helpers of our pool (`WorkerPool.c`), or libdispatch's while the pool is running
+    /// another region. The callers hand their workers disjoint ranges of the buffers they capture, which
     /// the compiler cannot see: this is the one place that vouches for it (`nonisolated(unsafe)`).
     private static func forEachWorker(_ parts: Int, _ body: (Int) -> Void) {
         let flush = FlushDenormals.isEnabled, workers = self.workers
         withoutActuallyEscaping(body) { body in
             nonisolated(unsafe) let body = body
-            DispatchQueue.concurrentPerform(iterations: parts) { p in
+            var part: (Int) -> Void = { p in
                 let was = FlushDenormals.set(flush)
                 defer { FlushDenormals.set(was) }
                 $workers.withValue(workers) { body(p) }
             }
+            let ran = withUnsafeMutablePointer(to: &part) { context in
+                unroll_pool_run(parts, workers, { context, p in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(p)
+                }, context)
+            }
+            nonisolated(unsafe) let fallback = part
+            if !ran { DispatchQueue.concurrentPerform(iterations: parts) { fallback($0) } }
         }
     }
 }

@@ -33,4 +33,11 @@ void unroll_adam_update(long n, const float *w0, const float *g, const float *m0
                         float b1, float c1, float b2, float c2, float step, float bc2_sqrt, float eps,
                         float *w1, float *m1, float *v1);
 
+/// One part of a parallel region.
+typedef void (*unroll_part_fn)(void *context, long part);
+/// Runs fn(context, 0) … fn(context, parts − 1) on the calling thread and up to threads − 1 persistent
+/// helper threads, and returns true once every part has finished. Returns false, running nothing, while
+/// another region runs (see WorkerPool.c).
+bool unroll_pool_run(long parts, long threads, unroll_part_fn fn, void *context);
+
 #endif
