@@ -2,7 +2,9 @@
 the same problem (0 ulp), NumPy for the codes' reconstruction, pickling, dtypes and errors."""
 
 import json
+import os
 import pickle
+import time
 import struct
 import subprocess
 
@@ -91,6 +93,31 @@ def test_sparse_encode_is_the_encoder_of_a_fitted_model():
     z = sparse_encode(X, est.components_, n_layers=20, lam=0.1, step=0.2)
     assert np.array_equal(z, est.transform(X))
     assert np.array_equal(sparse_encode(X.astype(np.float64), est.components_, n_layers=20, lam=0.1, step=0.2), z.astype(np.float64))
+
+
+def test_a_forked_child_encodes_like_its_parent():
+    """The library's helper threads do not survive fork() (multiprocessing's default on Linux): a child
+    must start its own and encode exactly what the parent encodes, without hanging."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((4000, 64)).astype(np.float32)
+    D = rng.standard_normal((128, 64)).astype(np.float32)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    z = sparse_encode(X, D, n_layers=30, lam=0.1, n_jobs=2)    # the parent's helpers start here
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            ok = np.array_equal(sparse_encode(X, D, n_layers=30, lam=0.1, n_jobs=2), z)
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 120
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child did not finish encoding within 120 s")
+    assert os.WIFEXITED(done[1]) and os.WEXITSTATUS(done[1]) == 0, "the child's codes differ from the parent's"
 
 
 def test_exact_codes_are_the_lasso_minimum():
