@@ -144,7 +144,7 @@ public enum Benchmarks {
                                               PudleBenchmarks.fig5Case, PudleBenchmarks.theoryCase, PudleBenchmarks.encodeCase, PudleBenchmarks.scalingCase,
                                               ConvDenoiseBenchmark.case, CRsAEBenchmarks.denoiseCase, CRsAEBenchmarks.spikesCase,
                                               VSCBenchmarks.linearCase, VSCBenchmarks.convCase,
-                                              DenoiseBenchmark.case]
+                                              DenoiseBenchmark.case, ThreadScalingBenchmark.case]
 
     public static func named(_ name: String) -> BenchmarkCase? { all.first { $0.name == name } }
 
