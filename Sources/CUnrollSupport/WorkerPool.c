@@ -36,6 +36,17 @@ static unsigned long generation;
 static int helpers;                // threads started so far
 static pthread_t helper_threads[max_helpers];
 static int pinned_away_from = -1;  // the caller's CPU that the helpers' affinity excludes
+static int cpus;                   // CPUs this process may run on (0: not counted yet)
+
+// More threads than CPUs would only take turns: a region uses at most one thread per CPU.
+static int allowed_cpus(void) {
+    if (cpus == 0) {
+        cpu_set_t allowed;
+        cpus = sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 1;
+        if (cpus < 1) cpus = 1;
+    }
+    return cpus;
+}
 
 // Keeps the helpers off the CPU the caller runs on. Some kernels (this project's VMs among them) wake a
 // helper on the waker's busy CPU, where it waits for the next balancing tick or for the caller to finish
@@ -85,6 +96,7 @@ static void reset_in_child(void) {
     helpers = 0;
     active = 0;
     pinned_away_from = -1;
+    cpus = 0;
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -96,6 +108,7 @@ bool unroll_pool_run(long parts, long threads, unroll_part_fn fn, void *context)
     long wanted = (threads < parts ? threads : parts) - 1;
     if (wanted > max_helpers) wanted = max_helpers;
     pthread_mutex_lock(&lock);
+    if (wanted > allowed_cpus() - 1) wanted = allowed_cpus() - 1;
     while (helpers < wanted) {
         pthread_t thread;
         pthread_attr_t attr;
