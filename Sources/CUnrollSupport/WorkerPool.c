@@ -8,7 +8,7 @@
 // the caller's CPU; it joins a region about 40 µs after it starts.
 //
 // One region runs at a time. A region asked for while another runs (a part that opens a region of its
-// own, or a second thread) is refused, and the caller runs it by other means.
+// own, or a second thread) is refused, and the caller runs its parts itself.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>

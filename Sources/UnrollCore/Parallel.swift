@@ -1,5 +1,4 @@
 import CUnrollSupport
-import Dispatch
 
 /// Work split across cores, with denormals flushed in every worker.
 ///
@@ -43,10 +42,11 @@ public enum Parallel {
         forEachWorker(parts) { p in body(p, (count * p / parts)..<(count * (p + 1) / parts)) }
     }
 
-    /// `body(0) … body(parts − 1)` on worker threads that share the caller's flush-to-zero setting and
-    /// worker count: the helpers of our pool (`WorkerPool.c`), or libdispatch's while the pool is running
-    /// another region. The callers hand their workers disjoint ranges of the buffers they capture, which
-    /// the compiler cannot see: this is the one place that vouches for it (`nonisolated(unsafe)`).
+    /// `body(0) … body(parts − 1)` on the helper threads of our pool (`WorkerPool.c`) and the caller, which
+    /// share the caller's flush-to-zero setting and worker count. While the pool runs another region (a
+    /// part opening one of its own, or another thread's), the parts run here one after the other: the
+    /// CPUs are busy with that region. The callers hand their workers disjoint ranges of the buffers they
+    /// capture, which the compiler cannot see: this is the one place that vouches for it (`nonisolated(unsafe)`).
     private static func forEachWorker(_ parts: Int, _ body: (Int) -> Void) {
         let flush = FlushDenormals.isEnabled, workers = self.workers
         withoutActuallyEscaping(body) { body in
@@ -61,8 +61,7 @@ public enum Parallel {
                     context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(p)
                 }, context)
             }
-            nonisolated(unsafe) let fallback = part
-            if !ran { DispatchQueue.concurrentPerform(iterations: parts) { fallback($0) } }
+            if !ran { for p in 0..<parts { body(p) } }
         }
     }
 }
