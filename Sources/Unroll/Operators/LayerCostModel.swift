@@ -23,11 +23,12 @@ enum LayerCostModel {
     /// Code density assumed when choosing the form before any layer has run: after the first layers
     /// a few per cent of the codes are non-zero (0.7 % in PUDLE's fig5 setting, ~30 % in its theory one).
     static let typicalDensity = 0.05
-    /// Below this much work per part a parallel region costs more than it saves. A fork-join through
-    /// libdispatch costs ~45 µs here, and the layers' row loops share the L3 bandwidth: a fig5 training
-    /// layer (~1.4 M units) split in two made the step slower (g_ae-lasso 0.074 → 0.061 s at 2 threads when
-    /// it runs whole, 2026-12-06), while pudle-theory's threshold loops (4 M units over 10 000 samples) need
-    /// their split (g_dec 0.23 s split, 0.28 s whole).
+    /// Below this much work per part a parallel region costs more than it saves. A helper joins a region
+    /// ~40 µs after it starts (`WorkerPool.c`; libdispatch took ~45 µs at best), and the layers' row loops
+    /// share the L3 bandwidth: a fig5 training layer (~1.4 M units) split in two made the step slower
+    /// (g_ae-lasso 0.074 → 0.061 s at 2 threads when it runs whole, 2026-12-06), while pudle-theory's
+    /// threshold loops (4 M units over 10 000 samples) need their split (g_dec 0.23 s split, 0.28 s whole).
+    /// With the pool, 2¹⁹ was no faster on fig5 than 2²⁰ (three alternating rounds).
     static let minWorkPerPart = 1 << 20
 
     /// Whether the Gram form pays for a network of `layers` layers on `batch` samples: forming G = W·Wᵀ
