@@ -25,7 +25,8 @@ enum ThreadScalingBenchmark {
             let one = try Benchmarks.run(c.name, options: options)
             options.threads = o.threads
             let many = try Benchmarks.run(c.name, options: options)
-            var seen: Set<Double> = []    // rows that repeat one measurement beside another peer (encode)
+            // encode prints its T 100 time twice (beside PyTorch and beside scikit-learn): one row per measurement.
+            var seen: Set<Double> = []
             for row in many.rows where row.unit == "s" && seen.insert(row.ours).inserted {
                 guard let single = one.rows.first(where: { $0.name == row.name && $0.unit == "s" }) else { continue }
                 report.rows.append(BenchRow(name: "\(c.name): \(row.name)", unit: "s", ours: row.ours,
