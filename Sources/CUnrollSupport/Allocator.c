@@ -13,3 +13,9 @@ void unroll_keep_freed_memory(void) {
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
 #endif
 }
+
+void unroll_release_free_memory(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}

@@ -1,3 +1,4 @@
+import CUnrollSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -31,8 +32,11 @@ enum ResidentMemory {
 
     /// Resets VmHWM to the current RSS (Linux ≥ 4.0: write 5 to /proc/self/clear_refs), so that the next
     /// `peak()` covers only what follows. Returns false where that is not possible (then `peak()` is the lifetime peak).
+    /// First hands malloc's free blocks back: the CLI keeps freed blocks for reuse
+    /// (`unroll_keep_freed_memory`), and what an earlier case or mode freed is not this one's memory.
     @discardableResult
     static func resetPeak() -> Bool {
+        unroll_release_free_memory()
         guard let h = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
         defer { try? h.close() }
         do { try h.write(contentsOf: Data("5".utf8)) } catch { return false }

@@ -10,6 +10,8 @@ bool unroll_set_flush_denormals(bool on);
 bool unroll_flush_denormals_enabled(void);
 /// Makes glibc's malloc keep freed large blocks for reuse (no effect on other C libraries).
 void unroll_keep_freed_memory(void);
+/// Returns the free blocks that malloc keeps to the system (glibc; no effect elsewhere).
+void unroll_release_free_memory(void);
 /// Makes standard output line-buffered even when it is a pipe or a file.
 void unroll_line_buffer_stdout(void);
 
