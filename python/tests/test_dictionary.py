@@ -7,6 +7,7 @@ import pickle
 import time
 import struct
 import subprocess
+import threading
 
 import numpy as np
 import pytest
@@ -118,6 +119,29 @@ def test_a_forked_child_encodes_like_its_parent():
         os.waitpid(pid, 0)
         pytest.fail("the forked child did not finish encoding within 120 s")
     assert os.WIFEXITED(done[1]) and os.WEXITSTATUS(done[1]) == 0, "the child's codes differ from the parent's"
+
+
+def test_threads_calling_at_once_get_the_codes_of_one_call():
+    """Python threads may call the library at once (ctypes releases the GIL): the calls share one pool of
+    helper threads, and each must give exactly the codes it gives alone."""
+    rng = np.random.default_rng(5)
+    D = rng.standard_normal((128, 64)).astype(np.float32)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    inputs = [rng.standard_normal((3000, 64)).astype(np.float32) for _ in range(4)]
+    alone = [sparse_encode(X, D, n_layers=30, lam=0.1, n_jobs=2) for X in inputs]
+    together = [None] * len(inputs)
+
+    def encode(k):
+        together[k] = sparse_encode(inputs[k], D, n_layers=30, lam=0.1, n_jobs=2)
+
+    threads = [threading.Thread(target=encode, args=(k,)) for k in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a concurrent call did not return within 120 s"
+    for a, b in zip(alone, together):
+        assert np.array_equal(a, b)
 
 
 def test_exact_codes_are_the_lasso_minimum():
