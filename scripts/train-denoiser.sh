@@ -6,7 +6,7 @@
 # averaging 9 of its 64 shifts (--shift-phases 3), the speed/quality point chosen on moon.png
 # (docs/denoising.md).
 #
-#   scripts/train-denoiser.sh [OUTPUT_DIR] [more train options]   # default denoiser-run; 75 min on one core (shared)
+#   scripts/train-denoiser.sh [OUTPUT_DIR] [more train options]   # default denoiser-run; 60 min on one core (shared)
 #
 # The model to ship is OUTPUT_DIR/best.safetensors, the step of best validation PSNR (test images
 # are never looked at). Images come from $UNROLL_IMAGES (default ../shared/data/images); the command

@@ -105,10 +105,10 @@ static void register_fork_handler(void) { pthread_atfork(NULL, NULL, reset_in_ch
 bool unroll_pool_run(long parts, long threads, unroll_part_fn fn, void *context) {
     if (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire)) return false;
     pthread_once(&once, register_fork_handler);
-    long wanted = (threads < parts ? threads : parts) - 1;
-    if (wanted > max_helpers) wanted = max_helpers;
     pthread_mutex_lock(&lock);
-    if (wanted > allowed_cpus() - 1) wanted = allowed_cpus() - 1;
+    long wanted = (threads < parts ? threads : parts) - 1, limit = allowed_cpus() - 1;
+    if (limit > max_helpers) limit = max_helpers;
+    if (wanted > limit) wanted = limit;
     while (helpers < wanted) {
         pthread_t thread;
         pthread_attr_t attr;
