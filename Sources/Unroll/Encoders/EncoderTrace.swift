@@ -128,11 +128,7 @@ public struct EncoderTrace {
                 let factor = Double(schedule.thresholdFactor(layer: t))
                 zt.data.withUnsafeBufferPointer { pz in
                     g.data.withUnsafeBufferPointer { pg in
-                        for q in 0..<(n / positions) {
-                            var s = 0.0
-                            for i in (q * positions)..<((q + 1) * positions) where pz[i] != 0 {
-                                s -= pz[i] > 0 ? Double(pg[i]) : -Double(pg[i])
-                            }
+                        signedSums(layer: t, z: pz.baseAddress!, g: pg.baseAddress!, positions: positions) { q, s in
                             let j = q % atoms
                             lambdaGradient[j] += factor * Double(schedule.gain(layer: t, atom: j)) * s
                             if gains { gainGradient[(t - 1) * atoms + j] += factor * Double(schedule.base[j]) * s }
@@ -141,7 +137,7 @@ public struct EncoderTrace {
                 }
             }
             if t == 1 {
-                kernel.backwardStep(g: g, y: nil, alpha: alpha, inputGradient: &dy, wantInputGradient: false,
+                kernel.backwardStep(layer: t, g: g, y: nil, alpha: alpha, inputGradient: &dy, wantInputGradient: false,
                                     accumulate: weights)
                 break
             }
@@ -161,7 +157,7 @@ public struct EncoderTrace {
                     }
                 }
             }
-            kernel.backwardStep(g: g, y: y, alpha: alpha, inputGradient: &dy, wantInputGradient: true, accumulate: weights)
+            kernel.backwardStep(layer: t, g: g, y: y, alpha: alpha, inputGradient: &dy, wantInputGradient: true, accumulate: weights)
             if !fista {
                 swap(&a, &dy)                            // a_{t−1} = ∂L/∂y_t
             } else {
@@ -184,6 +180,39 @@ public struct EncoderTrace {
                                 analysis: weights ? kernel.accumulatedAnalysisGradient() : nil,
                                 lambda: lambda ? lambdaGradient.map { Float($0) } : nil,
                                 layerGains: lambda && gains ? Tensor(shape: [schedule.layers, atoms], data: gainGradient.map { Float($0) }) : nil)
+    }
+}
+
+extension EncoderTrace {
+    /// For each block q of `positions` consecutive code entries (one atom of one sample) that holds a
+    /// non-zero of z_t: `body(q, s)` with s = −Σ sign(z)·g over the block's non-zeros, summed in index
+    /// order, blocks in increasing q. Walks the set bits of layer t's mask instead of testing every
+    /// entry: at the densities of image codes (10–40 %) a branch per entry mispredicted on a large
+    /// share of them, and the blocks without a non-zero (s = +0) add nothing.
+    @inline(__always)
+    func signedSums(layer t: Int, z: UnsafePointer<Float>, g: UnsafePointer<Float>, positions: Int,
+                    _ body: (Int, Double) -> Void) {
+        let codes = history.layers[t - 1], (words, width) = (history.words, history.width)
+        for r in 0..<history.rows {
+            let mask = codes.mask + r * words, (zr, gr) = (z + r * width, g + r * width)
+            var (block, blockEnd, s) = (-1, 0, 0.0)
+            for k in 0..<words {
+                var bits = mask[k]
+                while bits != 0 {
+                    let i = k << 6 | bits.trailingZeroBitCount
+                    bits &= bits &- 1
+                    if i >= blockEnd {
+                        if block >= 0 { body(r * (width / positions) + block, s) }
+                        block = i / positions
+                        blockEnd = (block + 1) * positions
+                        s = 0
+                    }
+                    // −sign(z)·g as g with z's sign bit flipped in: no branch on the sign either.
+                    s -= Double(Float(bitPattern: gr[i].bitPattern ^ (zr[i].bitPattern & 0x8000_0000)))
+                }
+            }
+            if block >= 0 { body(r * (width / positions) + block, s) }
+        }
     }
 }
 

@@ -174,8 +174,8 @@ public struct UnrolledEncoder: Equatable, Sendable {
                                                            codeShape: codeShape, record: record) {
                 return (own.codes, own.trace, alpha, own.iterations)
             }
-            let kernel = analysis.map { GenericLayerKernel(operator: op, analysis: $0, signals: signals) }
-                ?? op.makeLayerKernel(signals: signals)
+            let kernel = analysis.map { GenericLayerKernel(operator: op, analysis: $0, signals: signals, record: record) }
+                ?? op.makeLayerKernel(signals: signals, record: record)
             return genericLoop(kernel, positions: op.positions(codeShape: codeShape), atoms: op.atoms,
                                schedule: schedule, alpha: alpha, codeShape: codeShape, record: record)
         }
@@ -204,9 +204,9 @@ public struct UnrolledEncoder: Equatable, Sendable {
         for t in 1...layers {
             b.withUnsafeMutableBufferPointer { schedule.thresholds(layer: t, into: $0.baseAddress!) }
             if t == 1 {
-                kernel.gradientStep(from: nil, alpha: alpha, into: &v)
+                kernel.gradientStep(layer: t, from: nil, alpha: alpha, into: &v)
             } else {
-                kernel.gradientStep(from: fista ? y : z, alpha: alpha, into: &v)
+                kernel.gradientStep(layer: t, from: fista ? y : z, alpha: alpha, into: &v)
             }
             swap(&z, &zPrev)   // zPrev = z_{t−1}
             threshold.apply(v, thresholds: b, positions: positions, into: &z)

@@ -89,7 +89,7 @@ public struct DenseDictionary: DictionaryOperator, Equatable {
         powerIteration(codeShape: [1, atoms], iterations: iterations, rng: &rng)
     }
 
-    public func makeLayerKernel(signals: Tensor) -> any UnrolledLayerKernel {
+    public func makeLayerKernel(signals: Tensor, record: Bool) -> any UnrolledLayerKernel {
         GramLayerKernel(weights: weights, signals: signals)
     }
 
@@ -164,7 +164,7 @@ public final class GramLayerKernel: UnrolledLayerKernel {
         codeSum = Tensor(zeros: [signals.rows, p])
     }
 
-    public func gradientStep(from y: Tensor?, alpha: Float, into v: inout Tensor) {
+    public func gradientStep(layer t: Int, from y: Tensor?, alpha: Float, into v: inout Tensor) {
         if v.shape != dataTerm.shape { v = Tensor(zeros: dataTerm.shape) }
         guard let y else {
             GEMM.copy(dataTerm, into: &v)
@@ -176,7 +176,7 @@ public final class GramLayerKernel: UnrolledLayerKernel {
         GEMM.gemm(y, gram, alpha: -alpha, beta: 1, into: &v)
     }
 
-    public func backwardStep(g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor,
+    public func backwardStep(layer t: Int, g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor,
                              wantInputGradient: Bool, accumulate: Bool) {
         if accumulate {
             GEMM.axpy(alpha, g, &codeSum)

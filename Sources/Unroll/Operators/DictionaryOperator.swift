@@ -11,7 +11,7 @@ import UnrollCore
 ///
 /// The unrolled encoders, their backward pass and the trainer are written once against this protocol.
 /// A conforming type implements the required members; it may also provide a faster
-/// `makeLayerKernel(signals:)` (the dense dictionary uses its Gram matrix), otherwise the generic
+/// `makeLayerKernel(signals:record:)` (the dense dictionary uses its Gram matrix), otherwise the generic
 /// kernel built from `apply`, `adjoint` and `weightGradient` is used.
 public protocol DictionaryOperator: Sendable {
     /// The learned parameters (dense: `[p, m]`, atoms as rows). Setting keeps the shape.
@@ -43,9 +43,10 @@ public protocol DictionaryOperator: Sendable {
     /// on DᵀD from a random start drawn from `rng`; the same seed gives the same estimate.
     func lipschitz(iterations: Int, rng: inout Random) -> Float
 
-    /// The per-layer work of unrolled (F)ISTA for these weights and this signal batch.
+    /// The per-layer work of unrolled (F)ISTA for these weights and this signal batch; `record`: a
+    /// backward pass will follow (the kernel may keep what it would otherwise recompute).
     /// Optional: the default is `GenericLayerKernel`, built from the members above.
-    func makeLayerKernel(signals: Tensor) -> any UnrolledLayerKernel
+    func makeLayerKernel(signals: Tensor, record: Bool) -> any UnrolledLayerKernel
 
     /// All T layers of a tied encoder at once, when the operator has a loop faster than the generic
     /// layer-by-layer one (dense: the sparsity-aware `DenseUnrolledEngine`). Optional: the default,
@@ -60,8 +61,8 @@ public protocol DictionaryOperator: Sendable {
 }
 
 extension DictionaryOperator {
-    public func makeLayerKernel(signals: Tensor) -> any UnrolledLayerKernel {
-        GenericLayerKernel(operator: self, signals: signals)
+    public func makeLayerKernel(signals: Tensor, record: Bool) -> any UnrolledLayerKernel {
+        GenericLayerKernel(operator: self, signals: signals, record: record)
     }
 
     public func adapted(toSignalShape signalShape: [Int]) throws -> Self { self }
@@ -100,14 +101,14 @@ extension DictionaryOperator {
 /// `EncoderTrace`, and reused by the backward pass, which accumulates the layers' contributions to
 /// ∂L/∂W inside it. It is a class because it caches (Dᵀx, the Gram matrix) and accumulates.
 public protocol UnrolledLayerKernel: AnyObject {
-    /// v ← y − α(DᵀD y − Dᵀx). `y == nil` stands for y = 0 (then v = α Dᵀx). `v` has the code shape.
-    func gradientStep(from y: Tensor?, alpha: Float, into v: inout Tensor)
+    /// Layer t's v ← y − α(DᵀD y − Dᵀx). `y == nil` stands for y = 0 (then v = α Dᵀx). `v` has the code shape.
+    func gradientStep(layer t: Int, from y: Tensor?, alpha: Float, into v: inout Tensor)
 
-    /// Backward through v = y − α(DᵀD y − Dᵀx) given g = ∂L/∂v (y nil = 0): when `accumulate`, adds the
-    /// contribution ∂L/∂W = −α[∂/∂W⟨g, DᵀD y⟩ − ∂/∂W⟨g, Dᵀx⟩] and, when `wantInputGradient`,
-    /// writes ∂L/∂y = g − α DᵀD g into `inputGradient` (same shape as g).
-    func backwardStep(g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor, wantInputGradient: Bool,
-                      accumulate: Bool)
+    /// Backward through layer t's v = y − α(DᵀD y − Dᵀx) given g = ∂L/∂v (y nil = 0), y as the forward
+    /// had it: when `accumulate`, adds the contribution ∂L/∂W = −α[∂/∂W⟨g, DᵀD y⟩ − ∂/∂W⟨g, Dᵀx⟩] and,
+    /// when `wantInputGradient`, writes ∂L/∂y = g − α DᵀD g into `inputGradient` (same shape as g).
+    func backwardStep(layer t: Int, g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor,
+                      wantInputGradient: Bool, accumulate: Bool)
 
     /// Clears the accumulated weight gradient (a backward pass starts with this).
     func resetAccumulation()
@@ -131,6 +132,8 @@ extension UnrolledLayerKernel {
 ///   ∂L/∂D += −α weightGradient_D(residual: E g, codes: y),
 ///   ∂L/∂y  = g − α Dᵀ(E g)
 /// (⟨g, Eᵀr⟩ = ⟨Eg, r⟩); tied, both terms go to the one W. At y = 0 only E's data term remains.
+/// Recording, the forward keeps each layer's D y for the backward's residual D y − x: the layer's
+/// backward runs four operator products instead of five, for a signal-sized tensor kept per layer.
 public final class GenericLayerKernel<Op: DictionaryOperator>: UnrolledLayerKernel {
     let op: Op
     let analysis: Op?
@@ -138,21 +141,27 @@ public final class GenericLayerKernel<Op: DictionaryOperator>: UnrolledLayerKern
     let dataTerm: Tensor   // Eᵀx
     var gradient: Tensor?
     var analysisGradient: Tensor?
+    let record: Bool
+    /// D y_t by layer t, kept by a recording forward.
+    var synthesized: [Int: Tensor] = [:]
 
-    public init(operator op: Op, analysis: Op? = nil, signals: Tensor) {
+    public init(operator op: Op, analysis: Op? = nil, signals: Tensor, record: Bool = false) {
         self.op = op
         self.analysis = analysis
         self.signals = signals
+        self.record = record
         self.dataTerm = (analysis ?? op).adjoint(signals)
     }
 
-    public func gradientStep(from y: Tensor?, alpha: Float, into v: inout Tensor) {
+    public func gradientStep(layer t: Int, from y: Tensor?, alpha: Float, into v: inout Tensor) {
         guard let y else {
             v = alpha * dataTerm
             return
         }
         // v = (y − α·EᵀDy) + α·Eᵀx in one pass into v's own storage (the two-pass form's roundings).
-        let e = (analysis ?? op).adjoint(op.apply(y))
+        let dy = op.apply(y)
+        if record { synthesized[t] = dy }
+        let e = (analysis ?? op).adjoint(dy)
         if v.shape != y.shape { v = Tensor(zeros: y.shape) }
         let minusAlpha = -alpha
         v.data.withUnsafeMutableBufferPointer { pv in
@@ -169,13 +178,13 @@ public final class GenericLayerKernel<Op: DictionaryOperator>: UnrolledLayerKern
         }
     }
 
-    public func backwardStep(g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor,
+    public func backwardStep(layer t: Int, g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor,
                              wantInputGradient: Bool, accumulate: Bool) {
         let e = analysis ?? op
         let dg = (y != nil || wantInputGradient) ? e.apply(g) : nil
         if accumulate {
             if let y {
-                var residual = op.apply(y)
+                var residual = synthesized[t] ?? op.apply(y)
                 residual.add(signals, scaledBy: -1)
                 var analysisTerm = e.weightGradient(residual: residual, codes: g)
                 let residualTerm = op.weightGradient(residual: dg!, codes: y)
