@@ -13,7 +13,10 @@ public enum BLAS {
     /// `Parallel`'s workers, in blocks of C's rows (or of its columns when C has few rows), one BLAS
     /// call each. One pool then serves every loop: OpenBLAS's own threads spin on `sched_yield` for a
     /// while after each call, and on two cores they took a core from our workers between the products
-    /// (28 % of a profile). Every entry of C is the same sum in the same order either way.
+    /// (28 % of a profile). Every entry of C is a sum of the same terms either way, but OpenBLAS's
+    /// blocking follows the shape of each call, so a split product can round differently in the last
+    /// bits (175×121 by 121×1156 cut at column 576: 96 columns differ): results depend on the worker
+    /// count, never on the run.
     public static func sgemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
         alpha: Float, a: UnsafePointer<Float>, lda: Int,

@@ -99,6 +99,28 @@ enum Im2col {
         }
     }
 
+    /// The columns of samples `samples` (of a chunk whose first sample `input` points at, and whose
+    /// column matrix has rows `ld` floats apart), on the calling thread.
+    static func im2col(_ g: ConvGeometry, samples: Range<Int>, input: UnsafePointer<Float>, cols: UnsafeMutablePointer<Float>, ld: Int) {
+        let kk = g.kernelHeight * g.kernelWidth, plane = g.inputHeight * g.inputWidth, hw = g.outputHeight * g.outputWidth
+        for b in samples {
+            for c in 0..<g.inChannels {
+                im2colPlane(g, src: input + (b * g.inChannels + c) * plane, dst: cols + c * kk * ld + b * hw, ld: ld)
+            }
+        }
+    }
+
+    /// col2im of samples `samples` of a chunk (columns as `im2col(_:samples:input:cols:ld:)` lays them
+    /// out), on the calling thread.
+    static func col2im(_ g: ConvGeometry, samples: Range<Int>, cols: UnsafePointer<Float>, ld: Int, output: UnsafeMutablePointer<Float>) {
+        let kk = g.kernelHeight * g.kernelWidth, plane = g.inputHeight * g.inputWidth, hw = g.outputHeight * g.outputWidth
+        for b in samples {
+            for c in 0..<g.inChannels {
+                col2imPlane(g, src: cols + c * kk * ld + b * hw, ld: ld, dst: output + (b * g.inChannels + c) * plane)
+            }
+        }
+    }
+
     /// Adds the column matrix back into samples `0..<nb` of `output` (col2im); each worker owns whole
     /// planes, or bands of a plane's rows when there are few planes.
     static func col2im(_ g: ConvGeometry, samples nb: Int, cols: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
@@ -112,6 +134,29 @@ enum Im2col {
                 col2imPlane(g, src: cols + c * kk * ld + b * hw, ld: ld, dst: output + u * plane,
                             rows: (h * piece / pieces)..<(h * (piece + 1) / pieces))
             }
+        }
+    }
+
+    /// `channelMajorToBatch` for the samples `range` only, on the calling thread.
+    static func channelMajorToBatch(channels: Int, samples nb: Int, planeSize hw: Int, range: Range<Int>,
+                                    src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        for b in range {
+            for c in 0..<channels {
+                let s = src + (c * nb + b) * hw, d = dst + (b * channels + c) * hw
+                if accumulate {
+                    for q in 0..<hw { d[q] += s[q] }
+                } else {
+                    d.update(from: s, count: hw)
+                }
+            }
+        }
+    }
+
+    /// `batchToChannelMajor` for the samples `range` only, on the calling thread.
+    static func batchToChannelMajor(channels: Int, samples nb: Int, planeSize hw: Int, range: Range<Int>,
+                                    src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>) {
+        for b in range {
+            for c in 0..<channels { (dst + (c * nb + b) * hw).update(from: src + (b * channels + c) * hw, count: hw) }
         }
     }
 

@@ -16,6 +16,12 @@ public enum Parallel {
         return try $workers.withValue(n, operation: body)
     }
 
+    /// Runs `body` with one worker: the work of one part of a region, whose thread is already one of
+    /// the region's (a product inside it would otherwise be cut into blocks run one after the other).
+    public static func serially<R>(_ body: () throws -> R) rethrows -> R {
+        try $workers.withValue(1, operation: body)
+    }
+
     /// Calls `body(range)` for `parts` contiguous chunks of `0..<count`, in parallel.
     /// Small jobs run inline: thread hand-off costs more than it saves below `minPerPart`.
     public static func forEachChunk(_ count: Int, minPerPart: Int = 1, _ body: (Range<Int>) -> Void) {

@@ -115,6 +115,38 @@ import UnrollIO
         #expect(try ones.forward(x, record: false).reconstruction == none.forward(x, record: false).reconstruction)
     }
 
+    /// A batch encoded in parts of its samples (`UnrolledEncoder.sampleParts`: 3 parts of 5 crops, so
+    /// uneven) gives the codes and every gradient of the one loop over the batch (the decoder's through
+    /// the merged trace's last layer).
+    @Test(arguments: CRsAE2DNetwork.Tying.allCases)
+    func samplePartsGiveTheOneLoopsCodesAndGradients(_ tying: CRsAE2DNetwork.Tying) throws {
+        var (net, _, _) = try Self.smallProblem(tying)
+        var rng = Random(seed: 12)
+        net.layerGains = Tensor(shape: [net.layers, net.atoms], data: (0..<(net.layers * net.atoms)).map { _ in Float(0.5 + rng.uniform()) })
+        let x = Tensor.normal([5, 9, 8], rng: &rng), target = Tensor.normal([5, 9, 8], rng: &rng)
+        func run(workers: Int) throws -> (Tensor, CRsAE2DNetwork.Gradients) {
+            try Parallel.withWorkers(workers) {
+                let (codes, rec, trace) = try net.forward(x)
+                var r = rec
+                r.add(target, scaledBy: -1)
+                let g = try net.backward(trace!, codeGradient: nil, reconstructionGradient: 0.2 * r)
+                return (codes, g)
+            }
+        }
+        let (codes1, g1) = try run(workers: 1)
+        let (codes3, g3) = try run(workers: 3)
+        func close(_ a: Tensor, _ b: Tensor, _ what: String) {
+            let scale = max(a.data.map(abs).max() ?? 0, 1e-6)
+            let worst = zip(a.data, b.data).map { abs($0 - $1) }.max() ?? 0
+            #expect(a.shape == b.shape && worst <= 1e-5 * scale, "\(tying) \(what): differs by \(worst) (scale \(scale))")
+        }
+        #expect(codes1.zeroCount() > 0 && codes1.zeroCount() < codes1.count, "codes should be partly sparse")
+        close(codes1, codes3, "codes")
+        for b in g1.filters.indices { close(g1.filters[b], g3.filters[b], "bank \(b)'s gradient") }
+        close(Tensor(shape: [net.atoms], data: g1.thresholds), Tensor(shape: [net.atoms], data: g3.thresholds), "threshold gradient")
+        close(try #require(g1.layerGains), try #require(g3.layerGains), "layer gains' gradient")
+    }
+
     @Test func lambdaLossGradientThroughTheEncoderMatchesFiniteDifferences() throws {
         let (base, x, _) = try Self.smallProblem(.tied, seed: 5)
         let sigma: Float = 0.5
@@ -193,7 +225,7 @@ import UnrollIO
         var diff: Float = 0
         for r in 0..<h { for c in 0..<w { diff = max(diff, abs(single.data[r * w + c] - rec.data[(r + s) * pw + c + s])) } }
         #expect(diff < 1e-5, "one phase differs from the unshifted copy by \(diff)")
-        #expect(try Denoiser.denoise(image, model: one, phases: 3) == fast, "--shift-phases overrides the model's")
+        #expect(try Denoiser.denoise(image, model: one, phases: 3, chunk: 4) == fast, "--shift-phases overrides the model's")
     }
 
     @Test func emClosedFormOnAHandMadeCode() throws {

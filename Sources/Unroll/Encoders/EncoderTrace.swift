@@ -29,6 +29,8 @@ public struct EncoderTrace {
         case kernel(any UnrolledLayerKernel)
         /// The dense dictionary's fast path, with the signals of the forward pass.
         case dense(DenseUnrolledEngine, signals: Tensor)
+        /// A batch encoded in parts of its samples (`UnrolledEncoder.sampleParts`): each part's trace and rows.
+        case parts([EncoderTrace], rows: [Range<Int>])
     }
 
     init(layers: Int, codeShape: [Int], alpha: Float, schedule: LayerSchedule, history: CodeHistory, backend: Backend) {
@@ -40,6 +42,15 @@ public struct EncoderTrace {
         self.schedule = schedule
         self.history = history
         self.backend = backend
+    }
+
+    /// The trace of a batch encoded in parts: `history` holds the parts' layers one after the other.
+    init(parts: [EncoderTrace], rows: [Range<Int>], codeShape: [Int]) {
+        let first = parts[0]
+        let history = CodeHistory(rows: codeShape[0], width: first.history.width)
+        for t in 1...first.layers { history.append(concatenating: parts.map { $0.history.layers[t - 1] }) }
+        self.init(layers: first.layers, codeShape: codeShape, alpha: first.alpha, schedule: first.schedule,
+                  history: history, backend: .parts(parts, rows: rows))
     }
 
     /// z_t (t = 1 … layers) as a tensor.
@@ -87,6 +98,16 @@ public struct EncoderTrace {
                 let w = engine.backward(history: history, signals: signals, schedule: schedule, alpha: alpha,
                                         codeGradient: codeGradient)
                 return EncoderGradients(weights: w, analysis: nil, lambda: nil)
+            case let .parts(traces, rows):
+                var results = [EncoderGradients?](repeating: nil, count: traces.count)
+                results.withUnsafeMutableBufferPointer { out in
+                    Parallel.forEachPart(traces.count, parts: traces.count) { p, _ in
+                        Parallel.serially {
+                            out[p] = traces[p].gradients(codeGradient: codeGradient.rows(rows[p]), weights: weights, lambda: lambda)
+                        }
+                    }
+                }
+                return EncoderGradients(summing: results.map { $0! })
             }
         }
     }
@@ -226,4 +247,23 @@ public struct EncoderGradients {
     public var lambda: [Float]?
     /// ∂L/∂G_{t,j} `[layers, atoms]` of the encoder's layer gains, with `lambda` when it has gains.
     public var layerGains: Tensor? = nil
+}
+
+extension EncoderGradients {
+    /// The gradients of a batch from those of its parts, added in part order (λ's in double precision).
+    init(summing parts: [EncoderGradients]) {
+        func sum(_ terms: [Tensor?]) -> Tensor? {
+            guard var total = terms.first ?? nil else { return nil }
+            for t in terms.dropFirst() { total.add(t!) }
+            return total
+        }
+        var lambda: [Float]?
+        if let first = parts[0].lambda {
+            var s = [Double](repeating: 0, count: first.count)
+            for p in parts { for (j, v) in p.lambda!.enumerated() { s[j] += Double(v) } }
+            lambda = s.map { Float($0) }
+        }
+        self.init(weights: sum(parts.map(\.weights)), analysis: sum(parts.map(\.analysis)), lambda: lambda,
+                  layerGains: sum(parts.map(\.layerGains)))
+    }
 }
