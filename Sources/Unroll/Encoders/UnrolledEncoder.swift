@@ -179,36 +179,46 @@ public struct UnrolledEncoder: Equatable, Sendable {
                     ?? op.makeLayerKernel(signals: signals, record: record)
             }
             let positions = op.positions(codeShape: codeShape)
+            // Small codes: each part of the samples through every layer alone (`sampleParts`).
             guard let parts = sampleParts(codeShape) else {
                 return genericLoop(kernel(signals), positions: positions, atoms: op.atoms,
                                    schedule: schedule, alpha: alpha, codeShape: codeShape, record: record)
             }
-            // Each part runs every layer on its samples alone (below).
-            var results = [(codes: Tensor, trace: EncoderTrace?, alpha: Float, iterations: Int)?](repeating: nil, count: parts)
-            let ranges = (0..<parts).map { p in (codeShape[0] * p / parts)..<(codeShape[0] * (p + 1) / parts) }
-            results.withUnsafeMutableBufferPointer { out in
-                Parallel.forEachPart(parts, parts: parts) { p, _ in
-                    Parallel.serially {
-                        var shape = codeShape
-                        shape[0] = ranges[p].count
-                        let rows = signals.rows(ranges[p])
-                        out[p] = genericLoop(kernel(rows), positions: positions, atoms: op.atoms,
-                                             schedule: schedule, alpha: alpha, codeShape: shape, record: record)
-                    }
-                }
+            return inParts(parts, signals, codeShape: codeShape) { rows, shape in
+                genericLoop(kernel(rows), positions: positions, atoms: op.atoms,
+                            schedule: schedule, alpha: alpha, codeShape: shape, record: record)
             }
-            let done = results.map { $0! }
-            var codes = Tensor(zeros: codeShape)
-            codes.data.withUnsafeMutableBufferPointer { c in
-                var o = 0
-                for r in done {
-                    r.codes.data.withUnsafeBufferPointer { (c.baseAddress! + o).update(from: $0.baseAddress!, count: $0.count) }
-                    o += r.codes.count
-                }
-            }
-            let trace = record ? EncoderTrace(parts: done.map { $0.trace! }, rows: ranges, codeShape: codeShape) : nil
-            return (codes, trace, alpha, done.map(\.iterations).max()!)
         }
+    }
+
+    typealias LoopResult = (codes: Tensor, trace: EncoderTrace?, alpha: Float, iterations: Int)
+
+    /// `loop(rows, codeShape)` on `parts` parts of the batch's samples, in parallel, each with one worker;
+    /// the codes and traces put together in sample order.
+    private func inParts(_ parts: Int, _ signals: Tensor, codeShape: [Int], _ loop: (Tensor, [Int]) -> LoopResult) -> LoopResult {
+        let ranges = (0..<parts).map { p in (codeShape[0] * p / parts)..<(codeShape[0] * (p + 1) / parts) }
+        var results = [LoopResult?](repeating: nil, count: parts)
+        results.withUnsafeMutableBufferPointer { out in
+            Parallel.forEachPart(parts, parts: parts) { p, _ in
+                Parallel.serially {
+                    var shape = codeShape
+                    shape[0] = ranges[p].count
+                    out[p] = loop(signals.rows(ranges[p]), shape)
+                }
+            }
+        }
+        let done = results.map { $0! }
+        var codes = Tensor(zeros: codeShape)
+        codes.data.withUnsafeMutableBufferPointer { c in
+            var o = 0
+            for r in done {
+                r.codes.data.withUnsafeBufferPointer { (c.baseAddress! + o).update(from: $0.baseAddress!, count: $0.count) }
+                o += r.codes.count
+            }
+        }
+        let traces = done.compactMap(\.trace)
+        let trace = traces.count == parts ? EncoderTrace(parts: traces, rows: ranges, codeShape: codeShape) : nil
+        return (codes, trace, done[0].alpha, done.map(\.iterations).max()!)
     }
 
     /// Samples this many parts for the generic loop, or nil for one loop over the batch.
