@@ -19,6 +19,9 @@ struct TrainingRun {
     var checkpointPath: String { output + "/checkpoint.safetensors" }
     var logPath: String { output + "/log.csv" }
 
+    /// The checkpoint's record of `--threads`, which a resumed run compares with its own.
+    static let threadsKey = "cli.threads"
+
     init(output: String, resume: Bool, checkpointEvery: Int) throws {
         guard checkpointEvery >= 1 else { throw CLIError("--checkpoint-every must be ≥ 1, got \(checkpointEvery)") }
         if resume && !FileManager.default.fileExists(atPath: output + "/checkpoint.safetensors") {
@@ -59,6 +62,12 @@ struct TrainingRun {
                     + "but this command line gives \(value); resume with the settings of the original run")
             }
             try inContext("--resume \(checkpointPath)") { try trainer.restore(checkpoint) }
+            if root, let was = checkpoint.metadata[Self.threadsKey], was != String(Parallel.workers) {
+                // Allowed (a run may move to a larger machine), but no longer the uninterrupted run's bits.
+                FileHandle.standardError.write(Data(("note: \(checkpointPath) was written at --threads \(was); at --threads "
+                    + "\(Parallel.workers) the run goes on, but its results differ in the last bits from a run that was not "
+                    + "interrupted (products split over another number of workers round differently)\n").utf8))
+            }
             if root {
                 let resumed = try inContext("--resume") { try CSVLog(resuming: logPath, columns: allColumns, upToStep: trainer.step) }
                 for row in resumed.resumedRows { history.append(row.map { Double($0) ?? .nan }) }
@@ -69,7 +78,8 @@ struct TrainingRun {
         }
         func writeCheckpoint() throws {
             guard root else { return }
-            try inContext("writing the checkpoint") { try CheckpointFile.write(trainer.checkpoint(), extra: settings, to: checkpointPath) }
+            let extra = settings.merging([Self.threadsKey: String(Parallel.workers)]) { old, _ in old }
+            try inContext("writing the checkpoint") { try CheckpointFile.write(trainer.checkpoint(), extra: extra, to: checkpointPath) }
         }
         let progress = ProgressBar(total: steps, label: label, enabled: root && isatty(STDERR_FILENO) != 0)
         let clock = ContinuousClock.now

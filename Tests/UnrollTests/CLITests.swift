@@ -196,6 +196,11 @@ import UnrollIO
         #expect(c.map { $0[0] } == (1...10).map(Double.init))
         #expect(zip(a, c).allSatisfy { $0.elementsEqual($1) { $0 == $1 || ($0.isNaN && $1.isNaN) } })
 
+        // Resuming at another --threads goes on, with a note that the bits are no longer the uninterrupted run's.
+        #expect(!resumed.stderr.contains("--threads"), "\(resumed.stderr)")
+        let moved = try Self.ok(common + ["--steps", "11", "--output", "split", "--resume", "--threads", "1"], in: dir)
+        #expect(moved.stderr.contains("was written at --threads 2; at --threads 1"), "\(moved.stderr)")
+
         // Resuming with other settings is refused, naming the setting.
         let wrong = try Self.run(common + ["--steps", "12", "--layers", "7", "--output", "split", "--resume"], in: dir)
         #expect(wrong.status != 0 && wrong.stderr.contains("encoder.layers"), "\(wrong.stderr)")
