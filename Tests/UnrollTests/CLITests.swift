@@ -336,6 +336,14 @@ import UnrollIO
     static let shippedModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../../Sources/unroll/Resources/denoise-model.safetensors").standardizedFileURL.path
 
+    /// `info` names the shifts the shipped model averages: 9 of its 64 (3 phases per axis, as `bench denoise` times it).
+    @Test func infoNamesTheShiftsAModelAverages() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try Self.ok(["info", Self.shippedModel], in: dir)
+        #expect(r.stdout.contains("denoising: the mean of 9 of the 64 shifted encodings (3 phases per axis)"), "\(r.stdout)")
+    }
+
     /// A folder as --input: every PNG denoised into the --output folder, each equal to denoising it
     /// alone; per-image and mean PSNRs against a --clean folder; a missing clean image is one line.
     @Test func denoiseAFolder() throws {
