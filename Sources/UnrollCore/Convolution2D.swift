@@ -125,15 +125,12 @@ public enum Convolution {
     /// and the batch-to-channel-major copies that sharing a GEMM needs are saved.
     static let planeForOwnGEMM = 4096
 
-    /// Parts for a chunk of `n` samples when each worker can have whole samples (nil: one sample, or
-    /// one worker). Then a part runs its samples' copies and its columns of the product, one parallel
-    /// region instead of one per stage: a region's hand-off (≈ 40 µs for a helper to wake) was as long
-    /// as a stage of a training crop's layer. A part's columns are a product of their own, which can
-    /// round differently in the last bits from the one product (as `BLAS.sgemm`'s own split does).
-    static func sampleParts(_ n: Int) -> Int? {
-        let parts = Swift.min(Parallel.workers, n)
-        return parts > 1 ? parts : nil
-    }
+    /// A chunk of several samples is shared out by whole samples: each part runs its samples' copies and
+    /// its columns of the product, one parallel region instead of one per stage (a region's hand-off,
+    /// ≈ 40 µs for a helper to wake, was as long as a stage of a training crop's layer). At one worker
+    /// that is the one product of the whole chunk; with more parts, each part's columns are a product of
+    /// their own, which can round differently in the last bits (as `BLAS.sgemm`'s own split does).
+    static func sampleParts(_ n: Int) -> Int { Swift.max(1, Swift.min(Parallel.workers, n)) }
 
     static func samplesPerChunk(_ g: ConvGeometry, batch: Int) -> Int {
         let hw = g.outputHeight * g.outputWidth
@@ -159,9 +156,14 @@ public enum Convolution {
             while b0 < batch {
                 let n = Swift.min(nb, batch - b0)
                 let out = output + b0 * g.outputCount
-                if let parts = sampleParts(n) {
+                if n == 1 {
+                    Im2col.im2col(g, input: input + b0 * g.inputCount, cols: cols)
+                    BLAS.sgemm(transA: false, transB: false, m: g.outChannels, n: hw, k: kk,
+                               alpha: 1, a: filters, lda: kk, b: cols, ldb: hw,
+                               beta: accumulate ? 1 : 0, c: out, ldc: hw)
+                } else {
                     let inChunk = input + b0 * g.inputCount
-                    Parallel.forEachPart(n, parts: parts) { _, r in Parallel.serially {
+                    Parallel.forEachPart(n, parts: sampleParts(n)) { _, r in Parallel.serially {
                         Im2col.im2col(g, samples: r, input: inChunk, cols: cols, ld: n * hw)
                         BLAS.sgemm(transA: false, transB: false, m: g.outChannels, n: r.count * hw, k: kk,
                                    alpha: 1, a: filters, lda: kk, b: cols + r.lowerBound * hw, ldb: n * hw,
@@ -169,20 +171,6 @@ public enum Convolution {
                         Im2col.channelMajorToBatch(channels: g.outChannels, samples: n, planeSize: hw, range: r,
                                                    src: staging, dst: out, accumulate: accumulate)
                     } }
-                    b0 += n
-                    continue
-                }
-                Im2col.im2col(g, samples: n, input: input + b0 * g.inputCount, cols: cols)
-                if n == 1 {
-                    BLAS.sgemm(transA: false, transB: false, m: g.outChannels, n: hw, k: kk,
-                               alpha: 1, a: filters, lda: kk, b: cols, ldb: hw,
-                               beta: accumulate ? 1 : 0, c: out, ldc: hw)
-                } else {
-                    BLAS.sgemm(transA: false, transB: false, m: g.outChannels, n: n * hw, k: kk,
-                               alpha: 1, a: filters, lda: kk, b: cols, ldb: n * hw,
-                               beta: 0, c: staging, ldc: n * hw)
-                    Im2col.channelMajorToBatch(channels: g.outChannels, samples: n, planeSize: hw,
-                                               src: staging, dst: out, accumulate: accumulate)
                 }
                 b0 += n
             }
@@ -206,9 +194,15 @@ public enum Convolution {
             var b0 = 0
             while b0 < batch {
                 let n = Swift.min(nb, batch - b0)
-                if let parts = sampleParts(n) {
-                    let (inChunk, outChunk) = (input + b0 * g.outputCount, output + b0 * g.inputCount)
-                    Parallel.forEachPart(n, parts: parts) { _, r in Parallel.serially {
+                let (inChunk, outChunk) = (input + b0 * g.outputCount, output + b0 * g.inputCount)
+                if n == 1 {
+                    if !accumulate { outChunk.update(repeating: 0, count: g.inputCount) }
+                    BLAS.sgemm(transA: true, transB: false, m: kk, n: hw, k: g.outChannels,
+                               alpha: 1, a: filters, lda: kk, b: inChunk, ldb: hw,
+                               beta: 0, c: cols, ldc: hw)
+                    Im2col.col2im(g, cols: cols, output: outChunk)
+                } else {
+                    Parallel.forEachPart(n, parts: sampleParts(n)) { _, r in Parallel.serially {
                         if !accumulate { (outChunk + r.lowerBound * g.inputCount).update(repeating: 0, count: r.count * g.inputCount) }
                         Im2col.batchToChannelMajor(channels: g.outChannels, samples: n, planeSize: hw, range: r,
                                                    src: inChunk, dst: staging)
@@ -217,19 +211,7 @@ public enum Convolution {
                                    beta: 0, c: cols + r.lowerBound * hw, ldc: n * hw)
                         Im2col.col2im(g, samples: r, cols: cols, ld: n * hw, output: outChunk)
                     } }
-                    b0 += n
-                    continue
                 }
-                if !accumulate { (output + b0 * g.inputCount).update(repeating: 0, count: n * g.inputCount) }
-                var y = input + b0 * g.outputCount
-                if n > 1 {
-                    Im2col.batchToChannelMajor(channels: g.outChannels, samples: n, planeSize: hw, src: y, dst: staging)
-                    y = UnsafePointer(staging)
-                }
-                BLAS.sgemm(transA: true, transB: false, m: kk, n: n * hw, k: g.outChannels,
-                           alpha: 1, a: filters, lda: kk, b: y, ldb: n * hw,
-                           beta: 0, c: cols, ldc: n * hw)
-                Im2col.col2im(g, samples: n, cols: cols, output: output + b0 * g.inputCount)
                 b0 += n
             }
         }
@@ -255,21 +237,17 @@ public enum Convolution {
             while b0 < batch {
                 let n = Swift.min(nb, batch - b0)
                 var gy = outputGradient + b0 * g.outputCount
-                if let parts = sampleParts(n) {
+                if n == 1 {
+                    Im2col.im2col(g, input: input + b0 * g.inputCount, cols: cols)
+                } else {
                     // The copies in one region; the product sums over every sample, so it is split by its rows.
                     let (inChunk, gyChunk) = (input + b0 * g.inputCount, gy)
-                    Parallel.forEachPart(n, parts: parts) { _, r in
+                    Parallel.forEachPart(n, parts: sampleParts(n)) { _, r in
                         Im2col.im2col(g, samples: r, input: inChunk, cols: cols, ld: n * hw)
                         Im2col.batchToChannelMajor(channels: g.outChannels, samples: n, planeSize: hw, range: r,
                                                    src: gyChunk, dst: staging)
                     }
                     gy = UnsafePointer(staging)
-                } else {
-                    Im2col.im2col(g, samples: n, input: input + b0 * g.inputCount, cols: cols)
-                    if n > 1 {
-                        Im2col.batchToChannelMajor(channels: g.outChannels, samples: n, planeSize: hw, src: gy, dst: staging)
-                        gy = UnsafePointer(staging)
-                    }
                 }
                 BLAS.sgemm(transA: false, transB: true, m: g.outChannels, n: kk, k: n * hw,
                            alpha: 1, a: gy, lda: n * hw, b: cols, ldb: n * hw,

@@ -83,17 +83,16 @@ enum Im2col {
         return (pieces, Swift.max(1, 32_768 * pieces / Swift.max(1, work)))
     }
 
-    /// Column matrix of samples `0..<nb` of `input` (which points at the chunk's first sample); a
-    /// single plane is split by taps.
-    static func im2col(_ g: ConvGeometry, samples nb: Int, input: UnsafePointer<Float>, cols: UnsafeMutablePointer<Float>) {
+    /// Column matrix of one sample, its planes (or, for few planes, pieces of a plane's taps) split over
+    /// the workers. A chunk of several samples is split by samples instead (`im2col(_:samples:…)`).
+    static func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, cols: UnsafeMutablePointer<Float>) {
         let kk = g.kernelHeight * g.kernelWidth, plane = g.inputHeight * g.inputWidth
-        let hw = g.outputHeight * g.outputWidth, ld = nb * hw, cin = g.inChannels
-        let (pieces, minPerPart) = split(planes: nb * cin, work: kk * hw, limit: kk)
-        Parallel.forEachChunk(nb * cin * pieces, minPerPart: minPerPart) { units in
+        let hw = g.outputHeight * g.outputWidth, cin = g.inChannels
+        let (pieces, minPerPart) = split(planes: cin, work: kk * hw, limit: kk)
+        Parallel.forEachChunk(cin * pieces, minPerPart: minPerPart) { units in
             for unit in units {
-                let (u, piece) = unit.quotientAndRemainder(dividingBy: pieces)
-                let (b, c) = u.quotientAndRemainder(dividingBy: cin)
-                im2colPlane(g, src: input + u * plane, dst: cols + c * kk * ld + b * hw, ld: ld,
+                let (c, piece) = unit.quotientAndRemainder(dividingBy: pieces)
+                im2colPlane(g, src: input + c * plane, dst: cols + c * kk * hw, ld: hw,
                             taps: (kk * piece / pieces)..<(kk * (piece + 1) / pieces))
             }
         }
@@ -121,23 +120,23 @@ enum Im2col {
         }
     }
 
-    /// Adds the column matrix back into samples `0..<nb` of `output` (col2im); each worker owns whole
-    /// planes, or bands of a plane's rows when there are few planes.
-    static func col2im(_ g: ConvGeometry, samples nb: Int, cols: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+    /// Adds one sample's column matrix back into `output` (col2im); each worker owns whole planes, or
+    /// bands of a plane's rows when there are few planes.
+    static func col2im(_ g: ConvGeometry, cols: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
         let kk = g.kernelHeight * g.kernelWidth, plane = g.inputHeight * g.inputWidth, h = g.inputHeight
-        let hw = g.outputHeight * g.outputWidth, ld = nb * hw, cin = g.inChannels
-        let (pieces, minPerPart) = split(planes: nb * cin, work: kk * hw, limit: h)
-        Parallel.forEachChunk(nb * cin * pieces, minPerPart: minPerPart) { units in
+        let hw = g.outputHeight * g.outputWidth, cin = g.inChannels
+        let (pieces, minPerPart) = split(planes: cin, work: kk * hw, limit: h)
+        Parallel.forEachChunk(cin * pieces, minPerPart: minPerPart) { units in
             for unit in units {
-                let (u, piece) = unit.quotientAndRemainder(dividingBy: pieces)
-                let (b, c) = u.quotientAndRemainder(dividingBy: cin)
-                col2imPlane(g, src: cols + c * kk * ld + b * hw, ld: ld, dst: output + u * plane,
+                let (c, piece) = unit.quotientAndRemainder(dividingBy: pieces)
+                col2imPlane(g, src: cols + c * kk * hw, ld: hw, dst: output + c * plane,
                             rows: (h * piece / pieces)..<(h * (piece + 1) / pieces))
             }
         }
     }
 
-    /// `channelMajorToBatch` for the samples `range` only, on the calling thread.
+    /// `[C, nb·HW]` (channel-major, as a GEMM leaves it) → `[nb, C, HW]` (NCHW) for the samples `range`,
+    /// on the calling thread; adds when `accumulate`.
     static func channelMajorToBatch(channels: Int, samples nb: Int, planeSize hw: Int, range: Range<Int>,
                                     src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>, accumulate: Bool) {
         for b in range {
@@ -152,38 +151,12 @@ enum Im2col {
         }
     }
 
-    /// `batchToChannelMajor` for the samples `range` only, on the calling thread.
+    /// `[nb, C, HW]` (NCHW) → `[C, nb·HW]` (channel-major, as a GEMM operand) for the samples `range`,
+    /// on the calling thread.
     static func batchToChannelMajor(channels: Int, samples nb: Int, planeSize hw: Int, range: Range<Int>,
                                     src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>) {
         for b in range {
             for c in 0..<channels { (dst + (c * nb + b) * hw).update(from: src + (b * channels + c) * hw, count: hw) }
-        }
-    }
-
-    /// `[C, nb·HW]` (channel-major, as a GEMM leaves it) → `[nb, C, HW]` (NCHW); adds when `accumulate`.
-    static func channelMajorToBatch(channels: Int, samples nb: Int, planeSize hw: Int,
-                                    src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>, accumulate: Bool) {
-        Parallel.forEachChunk(nb * channels, minPerPart: Swift.max(1, 65_536 / Swift.max(1, hw))) { units in
-            for u in units {
-                let (b, c) = u.quotientAndRemainder(dividingBy: channels)
-                let s = src + (c * nb + b) * hw, d = dst + u * hw
-                if accumulate {
-                    for q in 0..<hw { d[q] += s[q] }
-                } else {
-                    d.update(from: s, count: hw)
-                }
-            }
-        }
-    }
-
-    /// `[nb, C, HW]` (NCHW) → `[C, nb·HW]` (channel-major, as a GEMM operand).
-    static func batchToChannelMajor(channels: Int, samples nb: Int, planeSize hw: Int,
-                                    src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>) {
-        Parallel.forEachChunk(nb * channels, minPerPart: Swift.max(1, 65_536 / Swift.max(1, hw))) { units in
-            for u in units {
-                let (b, c) = u.quotientAndRemainder(dividingBy: channels)
-                (dst + (c * nb + b) * hw).update(from: src + u * hw, count: hw)
-            }
         }
     }
 }
