@@ -53,7 +53,7 @@ public enum Parallel {
     /// part opening one of its own, or another thread's), the parts run here one after the other: the
     /// CPUs are busy with that region. The callers hand their workers disjoint ranges of the buffers they
     /// capture, which the compiler cannot see: this is the one place that vouches for it (`nonisolated(unsafe)`).
-    private static func forEachWorker(_ parts: Int, _ body: (Int) -> Void) {
+    static func forEachWorker(_ parts: Int, _ body: (Int) -> Void) {
         let flush = FlushDenormals.isEnabled, workers = self.workers
         withoutActuallyEscaping(body) { body in
             nonisolated(unsafe) let body = body

@@ -135,4 +135,43 @@ import UnrollCore
         }
         #expect(results.values == Array(repeating: 50, count: 8))
     }
+
+    /// A lane's tasks run once each, in the order handed, and are done when `withLane` returns, at one
+    /// worker (each when handed) and at two.
+    @Test func laneRunsEveryTaskInOrder() {
+        for workers in [1, 2] {
+            Parallel.withWorkers(workers) {
+                var order: [Int] = []       // only the tasks touch it until `withLane` returns
+                let r = Parallel.withLane { lane in
+                    for i in 0..<1000 { lane.run { order.append(i) } }
+                    return 7
+                }
+                #expect(r == 7)
+                #expect(order == Array(0..<1000))
+            }
+        }
+    }
+
+    /// With two workers a task runs while the body goes on: the task waits for a mark the body sets
+    /// after handing it over, and the body waits for the task. (Inline, or after the body, one of the
+    /// two waits would time out.) Other suites may hold the pool for a moment, so a few attempts.
+    @Test(.enabled(if: ProcessInfoShim.activeProcessors >= 2)) func laneRunsBesideTheBody() {
+        var met = false
+        for _ in 0..<10 where !met {
+            let marks = Tally(2)
+            func wait(for i: Int) -> Bool {
+                let deadline = Date().addingTimeInterval(1)
+                while marks.values[i] == 0 && Date() < deadline { usleep(100) }
+                return marks.values[i] == 1
+            }
+            Parallel.withWorkers(2) {
+                Parallel.withLane { lane in
+                    lane.run { if wait(for: 0) { marks.add(1) } }
+                    marks.add(0)
+                    met = wait(for: 1)
+                }
+            }
+        }
+        #expect(met)
+    }
 }

@@ -112,10 +112,20 @@ public struct EncoderTrace {
         }
     }
 
-    /// The generic backward: dense tensors per layer, the kernel does the products.
+    /// The generic backward: dense tensors per layer, the kernel does the products. For small codes (a
+    /// one-crop step, whose products are too short to split one by one) the weight and λ terms go to a
+    /// lane beside the chain of input gradients (`Parallel.withLane`).
     private func kernelBackward(_ kernel: any UnrolledLayerKernel, codeGradient: Tensor, weights: Bool,
                                 lambda: Bool) -> EncoderGradients {
         let n = codeShape.reduce(1, *)
+        let sums = Parallel.withLane(beside: n <= UnrolledEncoder.smallSampleCodes) { lane in
+            kernelBackward(kernel, codeGradient: codeGradient, weights: weights, lambda: lambda, n: n, lane: lane)
+        }
+        return sums()
+    }
+
+    private func kernelBackward(_ kernel: any UnrolledLayerKernel, codeGradient: Tensor, weights: Bool,
+                                lambda: Bool, n: Int, lane: Lane) -> () -> EncoderGradients {
         let fista = algorithm == .fista
         kernel.resetAccumulation()
         let atoms = schedule.base.count
@@ -147,19 +157,21 @@ public struct EncoderTrace {
             }
             if lambda && schedule.threshold != .hard {
                 let factor = Double(schedule.thresholdFactor(layer: t))
-                zt.data.withUnsafeBufferPointer { pz in
-                    g.data.withUnsafeBufferPointer { pg in
-                        signedSums(layer: t, z: pz.baseAddress!, g: pg.baseAddress!, positions: positions) { q, s in
-                            let j = q % atoms
-                            lambdaGradient[j] += factor * Double(schedule.gain(layer: t, atom: j)) * s
-                            if gains { gainGradient[(t - 1) * atoms + j] += factor * Double(schedule.base[j]) * s }
+                lane.run { [zt, g] in
+                    zt.data.withUnsafeBufferPointer { pz in
+                        g.data.withUnsafeBufferPointer { pg in
+                            self.signedSums(layer: t, z: pz.baseAddress!, g: pg.baseAddress!, positions: positions) { q, s in
+                                let j = q % atoms
+                                lambdaGradient[j] += factor * Double(self.schedule.gain(layer: t, atom: j)) * s
+                                if gains { gainGradient[(t - 1) * atoms + j] += factor * Double(self.schedule.base[j]) * s }
+                            }
                         }
                     }
                 }
             }
             if t == 1 {
                 kernel.backwardStep(layer: t, g: g, y: nil, alpha: alpha, inputGradient: &dy, wantInputGradient: false,
-                                    accumulate: weights)
+                                    accumulate: weights, lane: lane)
                 break
             }
             let z2: Tensor? = t >= 3 ? layerCodes(t - 2) : nil
@@ -178,7 +190,8 @@ public struct EncoderTrace {
                     }
                 }
             }
-            kernel.backwardStep(layer: t, g: g, y: y, alpha: alpha, inputGradient: &dy, wantInputGradient: true, accumulate: weights)
+            kernel.backwardStep(layer: t, g: g, y: y, alpha: alpha, inputGradient: &dy, wantInputGradient: true,
+                                accumulate: weights, lane: lane)
             if !fista {
                 swap(&a, &dy)                            // a_{t−1} = ∂L/∂y_t
             } else {
@@ -197,10 +210,13 @@ public struct EncoderTrace {
             zt = z1!
             z1 = z2
         }
-        return EncoderGradients(weights: weights ? kernel.accumulatedWeightGradient() : nil,
-                                analysis: weights ? kernel.accumulatedAnalysisGradient() : nil,
-                                lambda: lambda ? lambdaGradient.map { Float($0) } : nil,
-                                layerGains: lambda && gains ? Tensor(shape: [schedule.layers, atoms], data: gainGradient.map { Float($0) }) : nil)
+        // The sums are read once the lane is done (when `withLane` has returned): its tasks add to them.
+        return {
+            EncoderGradients(weights: weights ? kernel.accumulatedWeightGradient() : nil,
+                             analysis: weights ? kernel.accumulatedAnalysisGradient() : nil,
+                             lambda: lambda ? lambdaGradient.map { Float($0) } : nil,
+                             layerGains: lambda && gains ? Tensor(shape: [self.schedule.layers, atoms], data: gainGradient.map { Float($0) }) : nil)
+        }
     }
 }
 

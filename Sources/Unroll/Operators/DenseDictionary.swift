@@ -177,10 +177,12 @@ public final class GramLayerKernel: UnrolledLayerKernel {
     }
 
     public func backwardStep(layer t: Int, g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor,
-                             wantInputGradient: Bool, accumulate: Bool) {
+                             wantInputGradient: Bool, accumulate: Bool, lane: Lane) {
         if accumulate {
-            GEMM.axpy(alpha, g, &codeSum)
-            if let y { GEMM.gemm(g, transposeA: true, y, alpha: alpha, beta: 1, into: &codeOuter) }
+            lane.run { [self] in
+                GEMM.axpy(alpha, g, &codeSum)
+                if let y { GEMM.gemm(g, transposeA: true, y, alpha: alpha, beta: 1, into: &codeOuter) }
+            }
         }
         if wantInputGradient {
             if inputGradient.shape != g.shape { inputGradient = Tensor(zeros: g.shape) }

@@ -105,10 +105,11 @@ public protocol UnrolledLayerKernel: AnyObject {
     func gradientStep(layer t: Int, from y: Tensor?, alpha: Float, into v: inout Tensor)
 
     /// Backward through layer t's v = y − α(DᵀD y − Dᵀx) given g = ∂L/∂v (y nil = 0), y as the forward
-    /// had it: when `accumulate`, adds the contribution ∂L/∂W = −α[∂/∂W⟨g, DᵀD y⟩ − ∂/∂W⟨g, Dᵀx⟩] and,
-    /// when `wantInputGradient`, writes ∂L/∂y = g − α DᵀD g into `inputGradient` (same shape as g).
+    /// had it: when `accumulate`, adds the contribution ∂L/∂W = −α[∂/∂W⟨g, DᵀD y⟩ − ∂/∂W⟨g, Dᵀx⟩] (work
+    /// that may go to `lane`: nothing in the backward waits for it) and, when `wantInputGradient`, writes
+    /// ∂L/∂y = g − α DᵀD g into `inputGradient` (same shape as g).
     func backwardStep(layer t: Int, g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor,
-                      wantInputGradient: Bool, accumulate: Bool)
+                      wantInputGradient: Bool, accumulate: Bool, lane: Lane)
 
     /// Clears the accumulated weight gradient (a backward pass starts with this).
     func resetAccumulation()
@@ -179,26 +180,29 @@ public final class GenericLayerKernel<Op: DictionaryOperator>: UnrolledLayerKern
     }
 
     public func backwardStep(layer t: Int, g: Tensor, y: Tensor?, alpha: Float, inputGradient: inout Tensor,
-                             wantInputGradient: Bool, accumulate: Bool) {
+                             wantInputGradient: Bool, accumulate: Bool, lane: Lane) {
         let e = analysis ?? op
         let dg = (y != nil || wantInputGradient) ? e.apply(g) : nil
         if accumulate {
-            if let y {
-                var residual = synthesized[t] ?? op.apply(y)
-                residual.add(signals, scaledBy: -1)
-                var analysisTerm = e.weightGradient(residual: residual, codes: g)
-                let residualTerm = op.weightGradient(residual: dg!, codes: y)
-                if analysis == nil {
-                    analysisTerm.add(residualTerm)
-                    Self.accumulate((-alpha) * analysisTerm, into: &gradient)
+            // The weight terms: two of the layer's four products, which the rest of the backward never reads.
+            let dy = y.map { synthesized[t] ?? op.apply($0) }
+            lane.run { [self] in
+                if let y, var residual = dy {
+                    residual.add(signals, scaledBy: -1)
+                    var analysisTerm = e.weightGradient(residual: residual, codes: g)
+                    let residualTerm = op.weightGradient(residual: dg!, codes: y)
+                    if analysis == nil {
+                        analysisTerm.add(residualTerm)
+                        Self.accumulate((-alpha) * analysisTerm, into: &gradient)
+                    } else {
+                        Self.accumulate((-alpha) * analysisTerm, into: &analysisGradient)
+                        Self.accumulate((-alpha) * residualTerm, into: &gradient)
+                    }
                 } else {
-                    Self.accumulate((-alpha) * analysisTerm, into: &analysisGradient)
-                    Self.accumulate((-alpha) * residualTerm, into: &gradient)
+                    // y = 0: v = α Eᵀx, so only the data term depends on the weights (E's).
+                    let term = alpha * e.weightGradient(residual: signals, codes: g)
+                    if analysis == nil { Self.accumulate(term, into: &gradient) } else { Self.accumulate(term, into: &analysisGradient) }
                 }
-            } else {
-                // y = 0: v = α Eᵀx, so only the data term depends on the weights (E's).
-                let term = alpha * e.weightGradient(residual: signals, codes: g)
-                if analysis == nil { Self.accumulate(term, into: &gradient) } else { Self.accumulate(term, into: &analysisGradient) }
             }
         }
         if wantInputGradient {
