@@ -96,9 +96,8 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
     // (whose rejection sampler consumes a varying count of numbers) leaves the base noise unchanged.
     var streams = (0..<b).map { _ in rng.split() }
     var thresholdStreams = (0..<b).map { _ in rng.split() }
-    let out = DrawBuffers(data: b, samples: j, latents: d, learned: learned, spike: spike)
-    defer { out.deallocate() }
 
+    let laplacian = family.isLaplacian, thresholded = family.isThresholded
     let fixedLambda = Double(config.threshold.lambda)
     let prior = config.threshold.priorShapeRate
     let spread = Double(config.priorSpread), spikePrior = Double(config.spikePrior)
@@ -110,11 +109,12 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
 
     /// The noise scale of latent p: exp(ℓ) for the Laplacian families, exp(ℓ/2) for the others (computed
     /// once per latent, not per draw).
-    func noiseScale(_ p: Int) -> Double { family.isLaplacian ? exp(Double(ls[p])) : exp(0.5 * Double(ls[p])) }
+    func noiseScale(_ p: Int) -> Double { laplacian ? exp(Double(ls[p])) : exp(0.5 * Double(ls[p])) }
 
     /// Code entry e = (i·J + s)·D + k of latent p = i·D + k, whose noise scale is `scale`: value, base
     /// sample and Jacobian.
-    func sampleEntry(_ e: Int, _ p: Int, _ scale: Double, _ r: inout Random, _ thresholdRandom: inout Random) {
+    func sampleEntry(_ out: DrawBuffers, _ e: Int, _ p: Int, _ scale: Double, _ r: inout Random,
+                     _ thresholdRandom: inout Random) {
         let m = Double(mu[p])
         if spike {
             let noise = r.normal()
@@ -134,7 +134,7 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
             return
         }
         let eps: Double
-        if family.isLaplacian {
+        if laplacian {
             let u = r.uniform() - 0.5
             eps = -scale * (u < 0 ? -1 : 1) * log(max(1 - 2 * abs(u), 1e-6)) * w
             out.dScale[e] = Float(eps)
@@ -144,7 +144,7 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
         }
         out.dMean[e] = 1
         out.base[e] = Float(m + eps)
-        guard family.isThresholded else {
+        guard thresholded else {
             out.codes[e] = Float(m + eps)
             return
         }
@@ -152,8 +152,7 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
         if learned {
             let a = gammaParameter(aLogit[p]), rate = gammaParameter(bLogit[p])
             guard !a.value.isNaN && !rate.value.isNaN else {
-                out.codes[e] = .nan
-                out.lambdas[e] = .nan
+                (out.codes[e], out.lambdas[e], out.dAlpha[e], out.dBeta[e]) = (.nan, .nan, 0, 0)
                 return
             }
             let g = GammaSampler.sample(shape: a.value, rate: rate.value, rng: &thresholdRandom)
@@ -162,17 +161,17 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
             dLambdaB = g.dRate * rate.derivative
             out.lambdas[e] = Float(lambda)
         }
-        if abs(eps) <= lambda { return }  // code 0 (buffers start at 0)
-        let sign: Double = eps > 0 ? 1 : -1
-        out.codes[e] = Float(m + eps - lambda * sign)
+        // Every buffer entry is written (the buffers start uninitialised).
+        let active = !(abs(eps) <= lambda), sign: Double = eps > 0 ? 1 : -1
+        out.codes[e] = active ? Float(m + eps - lambda * sign) : 0
         if learned {
-            out.dAlpha[e] = Float(-sign * dLambdaA)
-            out.dBeta[e] = Float(-sign * dLambdaB)
+            out.dAlpha[e] = active ? Float(-sign * dLambdaA) : 0
+            out.dBeta[e] = active ? Float(-sign * dLambdaB) : 0
         }
     }
 
     /// KL of latent p and its partials; returns the KL.
-    func latentKL(_ p: Int) -> Double {
+    func latentKL(_ out: DrawBuffers, _ p: Int) -> Double {
         let m = Double(mu[p]), l = Double(ls[p])
         var kl: Double
         switch family {
@@ -191,7 +190,10 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
         }
         if learned {
             let a = gammaParameter(aLogit[p]), rate = gammaParameter(bLogit[p])
-            guard !a.value.isNaN && !rate.value.isNaN else { return .nan }
+            guard !a.value.isNaN && !rate.value.isNaN else {
+                (out.klAlpha[p], out.klBeta[p]) = (0, 0)
+                return .nan
+            }
             let g = KLDivergence.gamma(shape: a.value, rate: rate.value, priorShape: prior.shape, priorRate: prior.rate)
             kl += gammaWeight * g.value
             out.klAlpha[p] = Float(gammaWeight * g.dShape * a.derivative)
@@ -200,80 +202,83 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
         return kl
     }
 
-    streams.withUnsafeMutableBufferPointer { noise in
-        thresholdStreams.withUnsafeMutableBufferPointer { thresholds in
-            // Learned thresholds cost far more per entry (Gamma draw + implicit gradient).
-            Parallel.forEachChunk(b, minPerPart: max(1, (learned ? 2_000 : 50_000) / max(1, j * d))) { range in
-                var scales = [Double](repeating: 0, count: d)
-                for i in range {  // datum i writes only its own rows
-                    for k in 0..<d { scales[k] = noiseScale(i * d + k) }
-                    for s in 0..<j {
-                        for k in 0..<d { sampleEntry((i * j + s) * d + k, i * d + k, scales[k], &noise[i], &thresholds[i]) }
+    return DrawBuffers.filling(data: b, samples: j, latents: d, learned: learned, spike: spike) { out in
+        streams.withUnsafeMutableBufferPointer { noise in
+            thresholdStreams.withUnsafeMutableBufferPointer { thresholds in
+                // Learned thresholds cost far more per entry (Gamma draw + implicit gradient).
+                Parallel.forEachChunk(b, minPerPart: max(1, (learned ? 2_000 : 50_000) / max(1, j * d))) { range in
+                    var scales = [Double](repeating: 0, count: d)
+                    for i in range {  // datum i writes only its own rows
+                        for k in 0..<d { scales[k] = noiseScale(i * d + k) }
+                        // The streams in registers, not behind the buffer.
+                        var (r, tr) = (noise[i], thresholds[i])
+                        for s in 0..<j {
+                            for k in 0..<d { sampleEntry(out, (i * j + s) * d + k, i * d + k, scales[k], &r, &tr) }
+                        }
+                        (noise[i], thresholds[i]) = (r, tr)
+                        var total = 0.0
+                        for k in 0..<d {
+                            let kl = latentKL(out, i * d + k)
+                            out.latentKL[i * d + k] = Float(kl)
+                            total += kl
+                        }
+                        out.kl[i] = total
                     }
-                    var total = 0.0
-                    for k in 0..<d {
-                        let kl = latentKL(i * d + k)
-                        out.latentKL[i * d + k] = Float(kl)
-                        total += kl
-                    }
-                    out.kl[i] = total
                 }
             }
         }
     }
-    return out.draw()
 }
 
-/// The output buffers of one draw (zero-initialised; the heads a configuration does not use are empty).
+/// The output buffers of one draw, written in place of the arrays the `VariationalDraw` keeps (the heads
+/// a configuration does not use are empty). They start uninitialised: the draw writes every entry.
 /// Workers write disjoint datum rows, so plain pointers suffice.
 private struct DrawBuffers {
-    let data: Int, samples: Int, latents: Int, learned: Bool, spike: Bool
     /// Per code entry [B·J, D].
     let codes, base, selection, lambdas, dMean, dScale, dAlpha, dBeta, dSpike: UnsafeMutableBufferPointer<Float>
     /// Per latent [B, D].
     let latentKL, klMean, klScale, klAlpha, klBeta, klSpike: UnsafeMutableBufferPointer<Float>
     let kl: UnsafeMutableBufferPointer<Double>
 
-    init(data: Int, samples: Int, latents: Int, learned: Bool, spike: Bool) {
-        (self.data, self.samples, self.latents, self.learned, self.spike) = (data, samples, latents, learned, spike)
-        func zeros(_ count: Int, _ used: Bool = true) -> UnsafeMutableBufferPointer<Float> {
-            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: used ? count : 0)
-            buffer.initialize(repeating: 0)
-            return buffer
-        }
+    /// Runs `fill` on buffers for a draw of `samples` codes for each of `data` data and returns the draw.
+    static func filling(data: Int, samples: Int, latents: Int, learned: Bool, spike: Bool,
+                        _ fill: (DrawBuffers) -> Void) -> VariationalDraw {
         let n = data * samples * latents, m = data * latents
-        (codes, base, dMean, dScale) = (zeros(n), zeros(n), zeros(n), zeros(n))
-        (selection, dSpike, klSpike) = (zeros(n, spike), zeros(n, spike), zeros(m, spike))
-        (lambdas, dAlpha, dBeta) = (zeros(n, learned), zeros(n, learned), zeros(n, learned))
-        (klAlpha, klBeta) = (zeros(m, learned), zeros(m, learned))
-        (latentKL, klMean, klScale) = (zeros(m), zeros(m), zeros(m))
-        kl = .allocate(capacity: data)
-        kl.initialize(repeating: 0)
+        // In `VariationalDraw`'s order: codes, base, selection, thresholds, then the Jacobian's and the
+        // KL partials' heads.
+        let counts = [n, n, spike ? n : 0, learned ? n : 0, n, n, learned ? n : 0, learned ? n : 0, spike ? n : 0,
+                      m, m, m, learned ? m : 0, learned ? m : 0, spike ? m : 0]
+        var kl = [Double](repeating: 0, count: data)
+        let arrays = uninitializedArrays(counts[...], []) { p in
+            kl.withUnsafeMutableBufferPointer { kl in
+                fill(DrawBuffers(codes: p[0], base: p[1], selection: p[2], lambdas: p[3], dMean: p[4], dScale: p[5],
+                                 dAlpha: p[6], dBeta: p[7], dSpike: p[8], latentKL: p[9], klMean: p[10], klScale: p[11],
+                                 klAlpha: p[12], klBeta: p[13], klSpike: p[14], kl: kl))
+            }
+        }
+        func tensor(_ i: Int) -> Tensor { Tensor(shape: [arrays[i].count / latents, latents], data: arrays[i]) }
+        func head(_ i: Int, _ used: Bool) -> Tensor? { used ? tensor(i) : nil }
+        let jacobian = EncoderOutputs(mean: tensor(4), logScale: tensor(5), alphaLogit: head(6, learned),
+                                      betaLogit: head(7, learned), spikeLogit: head(8, spike))
+        let partials = EncoderOutputs(mean: tensor(10), logScale: tensor(11), alphaLogit: head(12, learned),
+                                      betaLogit: head(13, learned), spikeLogit: head(14, spike))
+        return VariationalDraw(codes: tensor(0), kl: kl, latentKL: tensor(9), samples: samples,
+                               thresholds: head(3, learned), base: tensor(1), selection: head(2, spike),
+                               codeJacobian: jacobian, klPartials: partials)
     }
 
-    func deallocate() {
-        for buffer in [codes, base, selection, lambdas, dMean, dScale, dAlpha, dBeta, dSpike,
-                       latentKL, klMean, klScale, klAlpha, klBeta, klSpike] { buffer.deallocate() }
-        kl.deallocate()
-    }
-
-    /// The buffers copied into a `VariationalDraw` (unused heads nil).
-    func draw() -> VariationalDraw {
-        func tensor(_ buffer: UnsafeMutableBufferPointer<Float>, _ rows: Int) -> Tensor {
-            Tensor(shape: [rows, latents], data: Array(buffer))
+    /// Arrays of `counts` floats, uninitialised until `body` writes them through the pointers it gets.
+    private static func uninitializedArrays(_ counts: ArraySlice<Int>, _ pointers: [UnsafeMutableBufferPointer<Float>],
+                                            _ body: ([UnsafeMutableBufferPointer<Float>]) -> Void) -> [[Float]] {
+        guard let count = counts.first else {
+            body(pointers)
+            return []
         }
-        func head(_ buffer: UnsafeMutableBufferPointer<Float>, _ rows: Int, _ used: Bool) -> Tensor? {
-            used ? tensor(buffer, rows) : nil
+        var rest: [[Float]] = []
+        let first = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            rest = uninitializedArrays(counts.dropFirst(), pointers + [buffer], body)
+            initialized = count
         }
-        let rows = data * samples
-        let jacobian = EncoderOutputs(mean: tensor(dMean, rows), logScale: tensor(dScale, rows),
-                                      alphaLogit: head(dAlpha, rows, learned), betaLogit: head(dBeta, rows, learned),
-                                      spikeLogit: head(dSpike, rows, spike))
-        let partials = EncoderOutputs(mean: tensor(klMean, data), logScale: tensor(klScale, data),
-                                      alphaLogit: head(klAlpha, data, learned), betaLogit: head(klBeta, data, learned),
-                                      spikeLogit: head(klSpike, data, spike))
-        return VariationalDraw(codes: tensor(codes, rows), kl: Array(kl), latentKL: tensor(latentKL, data),
-                               samples: samples, thresholds: head(lambdas, rows, learned), base: tensor(base, rows),
-                               selection: head(selection, rows, spike), codeJacobian: jacobian, klPartials: partials)
+        return [first] + rest
     }
 }
