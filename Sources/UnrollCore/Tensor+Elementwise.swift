@@ -87,6 +87,14 @@ extension Tensor {
     /// Whether any element is NaN or ±∞ (checked on every parameter and gradient of every training step).
     public var hasNonFinite: Bool { !largestMagnitude.isFinite }
 
+    /// Whether both tensors' elements are the same storage (so, while one is kept alive, neither can have
+    /// been written since they were copied from each other).
+    public func sharesStorage(with other: Tensor) -> Bool {
+        data.withUnsafeBufferPointer { a in
+            other.data.withUnsafeBufferPointer { b in a.baseAddress == b.baseAddress && a.count == b.count }
+        }
+    }
+
     /// max |x| over the elements (0 when empty); NaN when one is NaN, ∞ when one is infinite and none NaN.
     /// With the sign bit cleared, the bit patterns of floats order as their magnitudes do (NaN's above
     /// ∞'s above every finite one), so this is an integer maximum, which vectorises.

@@ -240,6 +240,49 @@ import UnrollCore
         let differ = { (a: [Float], b: [Float]) in zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count }
         #expect(differ(big.data, wf) == 0)
         #expect(differ(bigAdam.first?.data ?? [], mf) == 0 && differ(bigAdam.second?.data ?? [], vf) == 0)
+        #expect(bigAdam.second!.largestMagnitude.isFinite)
+        // Every SGD variant on the large tensor: the scalar Float roundings of the textbook updates, bit for
+        // bit, and the step's summary is what a separate pass over the results finds.
+        for (momentum, nesterov, decay): (Float, Bool, Float) in [(0, false, 0), (0, false, 0.01), (0.9, false, 0),
+                                                                 (0.9, true, 0), (0.9, true, 0.01)] {
+            var sgd = Optimizer.sgd(learningRate: 0.05, momentum: momentum, nesterov: nesterov, weightDecay: decay)
+            var w = Tensor.normal([n], rng: &rng)
+            var (wf, bf) = (w.data, [Float]())
+            for t in 0..<3 {
+                let g = Tensor.normal([n], rng: &rng)
+                let summary = sgd.step(&w, gradient: g)
+                let lr: Float = 0.05
+                var gf = g.data
+                if decay != 0 { for i in 0..<n { gf[i] += decay * wf[i] } }
+                if momentum == 0 {
+                    for i in 0..<n { wf[i] += -lr * gf[i] }
+                } else {
+                    bf = t == 0 ? gf : (0..<n).map { momentum * bf[$0] + gf[$0] }
+                    for i in 0..<n {
+                        if nesterov {
+                            wf[i] += -lr * gf[i]
+                            wf[i] += -lr * momentum * bf[i]
+                        } else {
+                            wf[i] += -lr * bf[i]
+                        }
+                    }
+                }
+                #expect(differ(w.data, wf) == 0 && differ(sgd.first?.data ?? [], bf) == 0,
+                        "SGD μ \(momentum) Nesterov \(nesterov) decay \(decay), step \(t)")
+                #expect(summary.largestWeight == w.largestMagnitude && summary.stateIsFinite)
+            }
+        }
+        // The summary flags what the trainer's divergence checks look for: a NaN gradient entry makes the
+        // largest weight NaN, an overflowing one Adam's second moment infinite.
+        var probe = Optimizer.sgd(learningRate: 0.1, momentum: 0.9)
+        var pw = Tensor.normal([n], rng: &rng)
+        var bad = Tensor.normal([n], rng: &rng)
+        bad.data[n - 2] = .nan
+        #expect(probe.step(&pw, gradient: bad).largestWeight.isNaN)
+        var overflow = Optimizer.adam(learningRate: 0.01)
+        bad.data[n - 2] = 3e38
+        let o = overflow.step(&pw, gradient: bad)
+        #expect(!o.stateIsFinite && !overflow.isFinite)
         // SGD with momentum: buf = μ buf + g.
         var sgd = Optimizer.sgd(learningRate: 0.1, momentum: 0.5)
         w = w0

@@ -30,10 +30,19 @@ void unroll_add_scaled_rows(int n, float *out, const float *rows, long stride, c
                             const float *coef, int terms);
 
 /// One Adam step into new arrays: m1 = b1·m0 + c1·g, v1 = b2·v0 + c2·g·g,
-/// w1 = w0 − step·m1 / (√v1 / bc2_sqrt + eps), element by element (see AdamUpdate.c).
+/// w1 = w0 − step·m1 / (√v1 / bc2_sqrt + eps), element by element (see AdamUpdate.c). Sets the largest
+/// magnitudes of w1 and of m1, v1 as float bit patterns with the sign cleared.
 void unroll_adam_update(long n, const float *w0, const float *g, const float *m0, const float *v0,
                         float b1, float c1, float b2, float c2, float step, float bc2_sqrt, float eps,
-                        float *w1, float *m1, float *v1);
+                        float *w1, float *m1, float *v1, unsigned *largest_weight, unsigned *largest_state);
+
+/// One SGD step into new arrays, element by element: g ← g + decay·w0 when decay ≠ 0; without a buffer
+/// b1 (no momentum) w1 = w0 + neg_lr·g; else b1 = momentum·b0 + g (b1 = g when b0 is null, the first step)
+/// and w1 = (w0 + neg_lr·g) + neg_lr_momentum·b1 (Nesterov) or w0 + neg_lr·b1. Sets the largest
+/// magnitudes of w1 and b1 as `unroll_adam_update` does.
+void unroll_sgd_update(long n, const float *w0, const float *g0, const float *b0, float decay, float momentum,
+                       bool nesterov, float neg_lr, float neg_lr_momentum, float *w1, float *b1,
+                       unsigned *largest_weight, unsigned *largest_state);
 
 /// One part of a parallel region.
 typedef void (*unroll_part_fn)(void *context, long part);

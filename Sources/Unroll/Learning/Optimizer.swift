@@ -87,71 +87,98 @@ public struct Optimizer: Equatable, Sendable {
         second = nil
     }
 
+    /// What a step wrote, for the trainer's divergence checks without another pass over the tensors.
+    public struct StepSummary: Equatable, Sendable {
+        /// The largest magnitude among the updated weights: NaN when one is NaN, ∞ when one is infinite.
+        public var largestWeight: Float
+        /// Whether the moment buffers hold only finite values (an overflowing gradient makes Adam's v infinite).
+        public var stateIsFinite: Bool
+    }
+
     /// One update of `weights` along `gradient` (same shape).
-    public mutating func step(_ weights: inout Tensor, gradient: Tensor) {
+    ///
+    /// The step writes new weight and moment arrays instead of updating them in place: the trainer keeps
+    /// the previous ones (a failed step loses nothing), so in place would first copy them.
+    @discardableResult
+    public mutating func step(_ weights: inout Tensor, gradient: Tensor) -> StepSummary {
         precondition(weights.shape == gradient.shape, "optimizer: weights \(weights.shape) vs gradient \(gradient.shape)")
         steps += 1
-        let lr = learningRate
-        var gradient = gradient
-        if weightDecay != 0 { gradient.add(weights, scaledBy: weightDecay) }
+        let lr = learningRate, n = weights.count
+        var w1 = [Float](), m1 = [Float](), v1 = [Float]()
+        var largest: (weight: UInt32, state: UInt32) = (0, 0)
         switch kind {
         case let .sgd(momentum, nesterov):
-            if momentum == 0 {
-                weights.add(gradient, scaledBy: -lr)
-                return
+            let buffered = momentum != 0, decay = weightDecay, m0 = first?.data
+            (w1, m1, _, largest) = Self.update(weights.data, gradient.data, m0, nil, count: n, outputs: buffered ? 2 : 1) {
+                o, w, g, m, _, wOut, mOut, _, lw, ls in
+                unroll_sgd_update(o.count, w + o.lowerBound, g + o.lowerBound, m.map { $0 + o.lowerBound }, decay, momentum,
+                                  nesterov, -lr, -lr * momentum, wOut + o.lowerBound, mOut.map { $0 + o.lowerBound }, lw, ls)
             }
-            if first == nil {
-                first = gradient
-            } else {
-                first!.mapInPlace { momentum * $0 }
-                first!.add(gradient)
-            }
-            if nesterov {
-                weights.add(gradient, scaledBy: -lr)
-                weights.add(first!, scaledBy: -lr * momentum)
-            } else {
-                weights.add(first!, scaledBy: -lr)
-            }
+            if buffered { first = Tensor(shape: weights.shape, data: m1) }
         case let .adam(b1, b2, eps):
             let t = Double(steps)
             let bc1 = 1 - pow(Double(b1), t), bc2 = 1 - pow(Double(b2), t)
             let stepSize = Float(Double(lr) / bc1), bc2Sqrt = Float(bc2.squareRoot())
             let (c1, c2) = (1 - b1, 1 - b2)
-            // The step writes new weight and moment arrays instead of updating them in place: the trainer
-            // keeps the previous ones (a failed step loses nothing), so in place would first copy all three.
-            let n = weights.count
+            var g = gradient
+            if weightDecay != 0 { g.add(weights, scaledBy: weightDecay) }
             let zeros = first == nil ? [Float](repeating: 0, count: n) : []
             let (m0, v0) = (first?.data ?? zeros, second?.data ?? zeros)
-            var (w1, m1, v1) = ([Float](), [Float](), [Float]())
-            weights.data.withUnsafeBufferPointer { w0 in
-                gradient.data.withUnsafeBufferPointer { g in
-                    m0.withUnsafeBufferPointer { m0 in
-                        v0.withUnsafeBufferPointer { v0 in
-                            w1 = [Float](unsafeUninitializedCapacity: n) { wOut, wCount in
-                                m1 = [Float](unsafeUninitializedCapacity: n) { mOut, mCount in
-                                    v1 = [Float](unsafeUninitializedCapacity: n) { vOut, vCount in
-                                        nonisolated(unsafe) let (wOut, mOut, vOut) = (wOut, mOut, vOut)
-                                        Parallel.forEachChunk(n, minPerPart: 1 << 16) { range in
-                                            let (o, k) = (range.lowerBound, range.count)
-                                            guard k > 0 else { return }   // (an empty array has no base address)
-                                            unroll_adam_update(k, w0.baseAddress! + o, g.baseAddress! + o, m0.baseAddress! + o,
-                                                               v0.baseAddress! + o, b1, c1, b2, c2, stepSize, bc2Sqrt, eps,
-                                                               wOut.baseAddress! + o, mOut.baseAddress! + o, vOut.baseAddress! + o)
-                                        }
-                                        vCount = n
-                                    }
-                                    mCount = n
-                                }
-                                wCount = n
-                            }
-                        }
-                    }
-                }
+            (w1, m1, v1, largest) = Self.update(weights.data, g.data, m0, v0, count: n, outputs: 3) {
+                o, w, g, m, v, wOut, mOut, vOut, lw, ls in
+                unroll_adam_update(o.count, w + o.lowerBound, g + o.lowerBound, m! + o.lowerBound, v! + o.lowerBound,
+                                   b1, c1, b2, c2, stepSize, bc2Sqrt, eps,
+                                   wOut + o.lowerBound, mOut! + o.lowerBound, vOut! + o.lowerBound, lw, ls)
             }
-            weights.data = w1
             first = Tensor(shape: weights.shape, data: m1)
             second = Tensor(shape: weights.shape, data: v1)
         }
+        weights.data = w1
+        return StepSummary(largestWeight: Float(bitPattern: largest.weight),
+                           stateIsFinite: Float(bitPattern: largest.state).isFinite)
+    }
+    /// Runs an update kernel over `count` elements in parts on the workers, writing `outputs` new arrays
+    /// (the weights, then the first and second moments; empty when not written), and returns them with the
+    /// largest magnitudes the parts reported (bit patterns, as the kernels give them).
+    private static func update(
+        _ w: [Float], _ g: [Float], _ m: [Float]?, _ v: [Float]?, count n: Int, outputs: Int,
+        _ kernel: (Range<Int>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>?, UnsafePointer<Float>?,
+                   UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?,
+                   UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<UInt32>) -> Void
+    ) -> (w: [Float], m: [Float], v: [Float], largest: (weight: UInt32, state: UInt32)) {
+        guard n > 0 else { return ([], [], [], (0, 0)) }
+        func pointer(_ a: [Float]?, _ body: (UnsafePointer<Float>?) -> Void) {
+            guard let a else { return body(nil) }
+            a.withUnsafeBufferPointer { body($0.baseAddress) }
+        }
+        func array(_ used: Bool, _ body: (UnsafeMutablePointer<Float>?) -> Void) -> [Float] {
+            guard used else { body(nil); return [] }
+            return [Float](unsafeUninitializedCapacity: n) { out, count in
+                body(out.baseAddress)
+                count = n
+            }
+        }
+        let parts = max(1, min(Parallel.workers, n / (1 << 16)))
+        var largest = [UInt32](repeating: 0, count: 2 * parts)
+        var (m1, v1) = ([Float](), [Float]())
+        let w1 = array(true) { wOut in
+            m1 = array(outputs > 1) { mOut in
+                v1 = array(outputs > 2) { vOut in
+                    pointer(w) { w in pointer(g) { g in pointer(m) { m in pointer(v) { v in
+                        largest.withUnsafeMutableBufferPointer { slots in
+                            nonisolated(unsafe) let (w, g, m, v, wOut, mOut, vOut, slots) = (w!, g!, m, v, wOut!, mOut, vOut, slots)
+                            Parallel.forEachPart(n, parts: parts) { part, range in
+                                kernel(range, w, g, m, v, wOut, mOut, vOut, slots.baseAddress! + 2 * part,
+                                       slots.baseAddress! + 2 * part + 1)
+                            }
+                        }
+                    } } } }
+                }
+            }
+        }
+        let weight = stride(from: 0, to: 2 * parts, by: 2).map { largest[$0] }.max()!
+        let state = stride(from: 1, to: 2 * parts, by: 2).map { largest[$0] }.max()!
+        return (w1, m1, v1, (weight, state))
     }
 
     // MARK: checkpoint state

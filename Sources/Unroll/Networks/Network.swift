@@ -92,9 +92,9 @@ public struct Network: Sendable {
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
     public mutating func zeroGradients() {
-        for i in gradients.indices {
-            gradients[i].data.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-        }
+        // New arrays: the old ones are usually shared with the last step's evaluation, and zeroing them
+        // in place would copy them first.
+        for i in gradients.indices { gradients[i].data = [Float](repeating: 0, count: gradients[i].count) }
     }
 
     /// The network's output; `training` selects batch statistics (and updates the running ones) in batch norm.

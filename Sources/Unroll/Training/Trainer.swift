@@ -142,32 +142,39 @@ public struct Trainer<Model: Trainable, Stream: BatchStream>: Sendable where Str
         evaluation.pooledSums = sums
         evaluation.loss = loss
         guard loss.isFinite else { throw UnrollError.diverged(step: thisStep, reason: "the loss is \(loss)") }
-        for (g, name) in zip(evaluation.gradients, names) where g.hasNonFinite {
-            throw UnrollError.diverged(step: thisStep, reason: "the gradient of the \(name) contains NaN or Inf")
+        // A gradient with NaN or Inf makes its updated weights non-finite, so the gradients are searched
+        // only when a step's own checks fail (reporting the first such gradient, as before any step).
+        func failed(_ reason: String) -> UnrollError {
+            for (g, name) in zip(evaluation.gradients, names) where g.hasNonFinite {
+                return UnrollError.diverged(step: thisStep, reason: "the gradient of the \(name) contains NaN or Inf")
+            }
+            return UnrollError.diverged(step: thisStep, reason: reason)
         }
 
         var newModel = model
         var newOptimizers = optimizers
-        var parameters = newModel.parameters
-        for i in parameters.indices {
-            newOptimizers[i].step(&parameters[i], gradient: evaluation.gradients[i])
-            if !newOptimizers[i].isFinite {
-                throw UnrollError.diverged(step: thisStep, reason: "the optimizer state overflowed (gradient too large)")
-            }
-            let largest = parameters[i].largestMagnitude
+        var updated = newModel.parameters
+        for i in updated.indices {
+            let summary = newOptimizers[i].step(&updated[i], gradient: evaluation.gradients[i])
+            if !summary.stateIsFinite { throw failed("the optimizer state overflowed (gradient too large)") }
+            let largest = summary.largestWeight
             if !(largest <= blowUpLimit) {
-                throw UnrollError.diverged(step: thisStep, reason: !largest.isFinite
-                    ? "the updated \(names[i]) contains NaN or Inf"
-                    : "the updated \(names[i]) has an entry of magnitude \(largest) > \(blowUpLimit)")
+                throw failed(!largest.isFinite ? "the updated \(names[i]) contains NaN or Inf"
+                                               : "the updated \(names[i]) has an entry of magnitude \(largest) > \(blowUpLimit)")
             }
         }
-        newModel.parameters = parameters
+        newModel.parameters = updated
         try newModel.finishStep(&evaluation, step: thisStep)
         // With several workers each drew from its own generator (`shard`); the stream keeps its own,
         // so every worker shuffles the next epoch alike.
         if let g = evaluation.generator, reducer.workers == 1 { nextStream.adopt(g) }
-        for (t, name) in zip(newModel.parameters, names) where t.hasNonFinite {
-            throw UnrollError.diverged(step: thisStep, reason: "the updated \(name) contains NaN or Inf")
+        // Only what `finishStep` replaced needs a check: a tensor still sharing the checked step's storage
+        // is unchanged (`updated` stays alive, so writing to it in place would have copied it).
+        try withExtendedLifetime(updated) {
+            for (i, (t, name)) in zip(newModel.parameters, names).enumerated()
+            where !(i < updated.count && t.sharesStorage(with: updated[i])) && t.hasNonFinite {
+                throw UnrollError.diverged(step: thisStep, reason: "the updated \(name) contains NaN or Inf")
+            }
         }
 
         model = newModel
