@@ -50,35 +50,47 @@ CLONES void unroll_adam_update(long n, const float *w0, const float *g, const fl
     *largest_state = ms;
 }
 
+// One element (or eight) of an SGD step; T is float or v8f, and the flags are constant in each loop.
+#define SGD_ELEMENT(T, at, load, store, mag, lw, ls)                                             \
+    do {                                                                                         \
+        T g = load(g0 + at);                                                                     \
+        if (decay != 0) g = g + decay * load(w0 + at);                                           \
+        T w;                                                                                     \
+        if (!b1) {                                                                               \
+            w = load(w0 + at) + neg_lr * g;                                                      \
+        } else {                                                                                 \
+            T b = g;                                                                             \
+            if (b0) {                                                                            \
+                b = momentum * load(b0 + at);                                                    \
+                b = b + g;                                                                       \
+            }                                                                                    \
+            store(b1 + at, b);                                                                   \
+            ls = MAX(ls, mag(b));                                                                \
+            if (nesterov) {                                                                      \
+                w = load(w0 + at) + neg_lr * g;                                                  \
+                w = w + neg_lr_momentum * b;                                                     \
+            } else {                                                                             \
+                w = load(w0 + at) + neg_lr * b;                                                  \
+            }                                                                                    \
+        }                                                                                        \
+        store(w1 + at, w);                                                                       \
+        lw = MAX(lw, mag(w));                                                                    \
+    } while (0)
+
+#define LOAD8(p) (*(const v8f *)(p))
+#define STORE8(p, v) (*(v8f *)(p) = (v))
+#define LOAD1(p) (*(p))
+#define STORE1(p, v) (*(p) = (v))
+#define MAX(a, b) __builtin_elementwise_max(a, b)
+
 CLONES void unroll_sgd_update(long n, const float *w0, const float *g0, const float *b0, float decay, float momentum,
                               bool nesterov, float neg_lr, float neg_lr_momentum, float *w1, float *b1,
                               unsigned *largest_weight, unsigned *largest_state) {
-    unsigned mw = 0, ms = 0;
-    // One loop for every variant; the branches are loop-invariant, and the compiler unswitches them.
-    for (long i = 0; i < n; i++) {
-        float g = g0[i];
-        if (decay != 0) g = g + decay * w0[i];
-        float w;
-        if (!b1) {
-            w = w0[i] + neg_lr * g;
-        } else {
-            float b = g;
-            if (b0) {
-                b = momentum * b0[i];
-                b = b + g;
-            }
-            b1[i] = b;
-            ms = magnitude(b) > ms ? magnitude(b) : ms;
-            if (nesterov) {
-                w = w0[i] + neg_lr * g;
-                w = w + neg_lr_momentum * b;
-            } else {
-                w = w0[i] + neg_lr * b;
-            }
-        }
-        w1[i] = w;
-        mw = magnitude(w) > mw ? magnitude(w) : mw;
-    }
+    long i = 0;
+    v8u lw = {0}, ls = {0};
+    for (; i + 8 <= n; i += 8) SGD_ELEMENT(v8f, i, LOAD8, STORE8, MAGNITUDES, lw, ls);
+    unsigned mw = __builtin_reduce_max(lw), ms = __builtin_reduce_max(ls);
+    for (; i < n; i++) SGD_ELEMENT(float, i, LOAD1, STORE1, magnitude, mw, ms);
     *largest_weight = mw;
     *largest_state = ms;
 }

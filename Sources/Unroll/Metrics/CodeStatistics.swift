@@ -6,8 +6,11 @@ import UnrollCore
 /// sparse coding paper measures them.
 public enum CodeStatistics {
     /// The fraction of entries that are not exactly zero.
-    public static func nonZeroFraction(_ z: Tensor) -> Double {
-        z.count == 0 ? 0 : 1 - Double(z.zeroCount()) / Double(z.count)
+    public static func nonZeroFraction(_ z: Tensor) -> Double { nonZeroFraction(zeros: z.zeroCount(), of: z.count) }
+
+    /// The same fraction from a count of zeros among `count` entries.
+    public static func nonZeroFraction(zeros: Int, of count: Int) -> Double {
+        count == 0 ? 0 : 1 - Double(zeros) / Double(count)
     }
 
     /// Mean over rows of ½‖x − z·W‖² + λ‖z‖₁, for a dense dictionary W `[d, m]` (atoms as rows).

@@ -151,7 +151,7 @@ public struct LinearGeneratorModel: Sendable {
         config.samples = samples
         let outputs = encode(x, training: training)
         let draw = drawCodes(outputs, config: config, warmup: warmup, temperature: temperature, rng: &rng)
-        let decoded = Self.decode(draw.codes, dictionary)
+        let decoded = Self.decode(draw.codes, dictionary, zeros: draw.codeZeros)
         let losses = SampleLosses.losses(signals: x, decoded: decoded, samples: samples, kl: draw.kl, klWeight: klWeight)
         return (outputs, draw, decoded, losses)
     }
@@ -178,17 +178,17 @@ public struct LinearGeneratorModel: Sendable {
         backward(g)
         let direction = (1 / Float(n)) * s.draw.codes.matmul(weighted, transposeSelf: true)
         return (loss / Double(n), reconstruction / Double(n), s.draw.kl.reduce(0, +) / Double(n),
-                CodeStatistics.nonZeroFraction(s.draw.codes), direction)
+                CodeStatistics.nonZeroFraction(zeros: s.draw.codeZeros, of: s.draw.codes.count), direction)
     }
 
     /// codes·Φ. Thresholded draws are mostly zeros (92 % in the vsc §4 setting), so each row adds only
     /// its non-zero atoms, each as one fused multiply-add per entry in k order: the sum OpenBLAS's kernels
     /// form for the dense product (a zero term adds nothing to it while Φ is finite), so the result is the
-    /// same bit for bit (tested).
-    public static func decode(_ codes: Tensor, _ dictionary: Tensor) -> Tensor {
+    /// same bit for bit (tested). `zeros`, the codes' zero entries, is counted when not given.
+    public static func decode(_ codes: Tensor, _ dictionary: Tensor, zeros: Int? = nil) -> Tensor {
         let (n, d, m) = (codes.rows, codes.cols, dictionary.cols)
         precondition(dictionary.rows == d, "decode: codes \(codes.shape) · dictionary \(dictionary.shape)")
-        guard n > 0, m > 0, codes.count - codes.zeroCount() < codes.count / 4 else { return codes.matmul(dictionary) }
+        guard n > 0, m > 0, codes.count - (zeros ?? codes.zeroCount()) < codes.count / 4 else { return codes.matmul(dictionary) }
         var out = [Float](repeating: 0, count: n * m)
         codes.data.withUnsafeBufferPointer { z in
             dictionary.data.withUnsafeBufferPointer { phi in

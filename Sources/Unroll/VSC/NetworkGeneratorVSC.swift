@@ -213,7 +213,7 @@ public struct NetworkGeneratorModel: Sendable {
         g.add(s.draw.klGradient(weights: [Float](repeating: 1 / Float(n), count: n), klWeight: klWeight))
         backwardEncoder(g)
         return (loss / Double(n), reconstruction / Double(n), s.draw.kl.reduce(0, +) / Double(n),
-                CodeStatistics.nonZeroFraction(s.draw.codes))
+                CodeStatistics.nonZeroFraction(zeros: s.draw.codeZeros, of: s.draw.codes.count))
     }
 
     /// Test measures in evaluation mode (batch-norm running statistics): each image's code is the one

@@ -22,6 +22,8 @@ public struct VariationalDraw: Sendable {
     var codeJacobian: EncoderOutputs
     /// ∂KL_b/∂(encoder output) per latent [B, D].
     var klPartials: EncoderOutputs
+    /// The entries of `codes` equal to zero as drawn (counted while they were hot in cache).
+    let codeZeros: Int
 
     /// Gradients for every encoder head given ∂L/∂codes [B·J, D] (already weighted by the sample
     /// aggregation), by the straight-through estimator; the KL is not included (see `klGradient`).
@@ -34,10 +36,13 @@ public struct VariationalDraw: Sendable {
             g.data.withUnsafeBufferPointer { gp in
                 jac.data.withUnsafeBufferPointer { jp in
                     out.withUnsafeMutableBufferPointer { op in
-                        for datum in 0..<b {
-                            for s in 0..<j {
-                                let row = (datum * j + s) * d
-                                for k in 0..<d { op[datum * d + k] += gp[row + k] * jp[row + k] }
+                        nonisolated(unsafe) let op = op
+                        Parallel.forEachChunk(b, minPerPart: max(1, (1 << 16) / max(1, j * d))) { data in
+                            for datum in data {
+                                for s in 0..<j {
+                                    let row = (datum * j + s) * d
+                                    for k in 0..<d { op[datum * d + k] += gp[row + k] * jp[row + k] }
+                                }
                             }
                         }
                     }
@@ -216,6 +221,9 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
                             for k in 0..<d { sampleEntry(out, (i * j + s) * d + k, i * d + k, scales[k], &r, &tr) }
                         }
                         (noise[i], thresholds[i]) = (r, tr)
+                        var zeros = 0
+                        for e in (i * j * d)..<((i + 1) * j * d) where out.codes[e] == 0 { zeros += 1 }
+                        out.zeros[i] = zeros
                         var total = 0.0
                         for k in 0..<d {
                             let kl = latentKL(out, i * d + k)
@@ -239,6 +247,8 @@ private struct DrawBuffers {
     /// Per latent [B, D].
     let latentKL, klMean, klScale, klAlpha, klBeta, klSpike: UnsafeMutableBufferPointer<Float>
     let kl: UnsafeMutableBufferPointer<Double>
+    /// Per datum: its codes' zero entries.
+    let zeros: UnsafeMutableBufferPointer<Int>
 
     /// Runs `fill` on buffers for a draw of `samples` codes for each of `data` data and returns the draw.
     static func filling(data: Int, samples: Int, latents: Int, learned: Bool, spike: Bool,
@@ -248,12 +258,14 @@ private struct DrawBuffers {
         // KL partials' heads.
         let counts = [n, n, spike ? n : 0, learned ? n : 0, n, n, learned ? n : 0, learned ? n : 0, spike ? n : 0,
                       m, m, m, learned ? m : 0, learned ? m : 0, spike ? m : 0]
-        var kl = [Double](repeating: 0, count: data)
+        var kl = [Double](repeating: 0, count: data), zeros = [Int](repeating: 0, count: data)
         let arrays = uninitializedArrays(counts[...], []) { p in
             kl.withUnsafeMutableBufferPointer { kl in
-                fill(DrawBuffers(codes: p[0], base: p[1], selection: p[2], lambdas: p[3], dMean: p[4], dScale: p[5],
-                                 dAlpha: p[6], dBeta: p[7], dSpike: p[8], latentKL: p[9], klMean: p[10], klScale: p[11],
-                                 klAlpha: p[12], klBeta: p[13], klSpike: p[14], kl: kl))
+                zeros.withUnsafeMutableBufferPointer { zeros in
+                    fill(DrawBuffers(codes: p[0], base: p[1], selection: p[2], lambdas: p[3], dMean: p[4], dScale: p[5],
+                                     dAlpha: p[6], dBeta: p[7], dSpike: p[8], latentKL: p[9], klMean: p[10], klScale: p[11],
+                                     klAlpha: p[12], klBeta: p[13], klSpike: p[14], kl: kl, zeros: zeros))
+                }
             }
         }
         func tensor(_ i: Int) -> Tensor { Tensor(shape: [arrays[i].count / latents, latents], data: arrays[i]) }
@@ -264,7 +276,7 @@ private struct DrawBuffers {
                                       betaLogit: head(13, learned), spikeLogit: head(14, spike))
         return VariationalDraw(codes: tensor(0), kl: kl, latentKL: tensor(9), samples: samples,
                                thresholds: head(3, learned), base: tensor(1), selection: head(2, spike),
-                               codeJacobian: jacobian, klPartials: partials)
+                               codeJacobian: jacobian, klPartials: partials, codeZeros: zeros.reduce(0, +))
     }
 
     /// Arrays of `counts` floats, uninitialised until `body` writes them through the pointers it gets.
