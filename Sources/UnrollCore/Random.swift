@@ -6,7 +6,9 @@ import Foundation
 /// seed and inputs give bit-identical results. Distributions are implemented here (not taken from
 /// the standard library) so their output does not change with the platform.
 public struct Random: RandomNumberGenerator, Sendable {
-    private var s: (UInt64, UInt64, UInt64, UInt64)
+    // Internal to the module but visible to the inlinable generator below: other modules' hot loops
+    // (a VSC draw takes half a million numbers a step) inline it instead of calling across modules.
+    @usableFromInline var s: (UInt64, UInt64, UInt64, UInt64)
     /// A second normal draw from the last Box–Muller pair.
     private var spareNormal: Double?
 
@@ -33,9 +35,10 @@ public struct Random: RandomNumberGenerator, Sendable {
         spareNormal = state[5] == 1 ? Double(bitPattern: state[4]) : nil
     }
 
-    @inline(__always)
-    private static func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+    @inlinable @inline(__always)
+    static func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 
+    @inlinable
     public mutating func next() -> UInt64 {
         let result = Random.rotl(s.1 &* 5, 7) &* 9
         let t = s.1 << 17
@@ -60,6 +63,7 @@ public struct Random: RandomNumberGenerator, Sendable {
     }
 
     /// Uniform in [0, 1) with 53 random bits.
+    @inlinable
     public mutating func uniform() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 
     /// Uniform in [a, b).

@@ -118,6 +118,7 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
 
     /// Code entry e = (i·J + s)·D + k of latent p = i·D + k, whose noise scale is `scale`: value, base
     /// sample and Jacobian.
+    @inline(__always)
     func sampleEntry(_ out: DrawBuffers, _ e: Int, _ p: Int, _ scale: Double, _ r: inout Random,
                      _ thresholdRandom: inout Random) {
         let m = Double(mu[p])
