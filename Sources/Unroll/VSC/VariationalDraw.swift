@@ -116,38 +116,32 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
     /// once per latent, not per draw).
     func noiseScale(_ p: Int) -> Double { laplacian ? exp(Double(ls[p])) : exp(0.5 * Double(ls[p])) }
 
-    /// Code entry e = (i·J + s)·D + k of latent p = i·D + k, whose noise scale is `scale`: value, base
-    /// sample and Jacobian.
+    /// Spike-and-slab code entry e = (i·J + s)·D + k of latent p = i·D + k, whose noise scale is `scale`:
+    /// value, slab, selection and Jacobian.
     @inline(__always)
-    func sampleEntry(_ out: DrawBuffers, _ e: Int, _ p: Int, _ scale: Double, _ r: inout Random,
-                     _ thresholdRandom: inout Random) {
+    func sampleSpike(_ out: DrawBuffers, _ e: Int, _ p: Int, _ scale: Double, _ r: inout Random) {
         let m = Double(mu[p])
-        if spike {
-            let noise = r.normal()
-            let sigma = scale
-            let slab = w * m + (w * sigma + slabFloor) * noise
-            var u = r.uniform()
-            while u == 0 { u = r.uniform() }
-            let x = (log(u) - log1p(-u) + min(Double(sLogit[p]), 0)) / t  // (logistic noise + log γ)/T
-            let sel = x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x))
-            let hard: Double = sel > 0.5 ? 1 : 0
-            out.codes[e] = Float(hard * slab)
-            out.base[e] = Float(slab)
-            out.selection[e] = Float(sel)
-            out.dMean[e] = Float(hard * w)
-            out.dScale[e] = Float(hard * w * sigma * 0.5 * noise)
-            out.dSpike[e] = sLogit[p] < 0 ? Float(slab * sel * (1 - sel) / t) : 0
-            return
-        }
-        let eps: Double
-        if laplacian {
-            let u = r.uniform() - 0.5
-            eps = -scale * (u < 0 ? -1 : 1) * log(max(1 - 2 * abs(u), 1e-6)) * w
-            out.dScale[e] = Float(eps)
-        } else {
-            eps = r.normal() * scale
-            out.dScale[e] = Float(0.5 * eps)
-        }
+        let noise = r.normal()
+        let sigma = scale
+        let slab = w * m + (w * sigma + slabFloor) * noise
+        var u = r.uniform()
+        while u == 0 { u = r.uniform() }
+        let x = (log(u) - log1p(-u) + min(Double(sLogit[p]), 0)) / t  // (logistic noise + log γ)/T
+        let sel = x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x))
+        let hard: Double = sel > 0.5 ? 1 : 0
+        out.codes[e] = Float(hard * slab)
+        out.base[e] = Float(slab)
+        out.selection[e] = Float(sel)
+        out.dMean[e] = Float(hard * w)
+        out.dScale[e] = Float(hard * w * sigma * 0.5 * noise)
+        out.dSpike[e] = sLogit[p] < 0 ? Float(slab * sel * (1 - sel) / t) : 0
+    }
+
+    /// The rest of code entry e of latent p (Laplace and Gauss families) once its noise ε is drawn: base
+    /// sample, code (thresholded by a fixed or a sampled λ) and Jacobian.
+    @inline(__always)
+    func codeFromNoise(_ out: DrawBuffers, _ e: Int, _ p: Int, _ eps: Double, _ thresholdRandom: inout Random) {
+        let m = Double(mu[p])
         out.dMean[e] = 1
         out.base[e] = Float(m + eps)
         guard thresholded else {
@@ -213,13 +207,32 @@ public func drawCodes(_ outputs: EncoderOutputs, config: VariationalConfig, warm
             thresholdStreams.withUnsafeMutableBufferPointer { thresholds in
                 // Learned thresholds cost far more per entry (Gamma draw + implicit gradient).
                 Parallel.forEachChunk(b, minPerPart: max(1, (learned ? 2_000 : 50_000) / max(1, j * d))) { range in
-                    var scales = [Double](repeating: 0, count: d)
+                    var scales = [Double](repeating: 0, count: d), us = scales, logs = scales
                     for i in range {  // datum i writes only its own rows
                         for k in 0..<d { scales[k] = noiseScale(i * d + k) }
                         // The streams in registers, not behind the buffer.
                         var (r, tr) = (noise[i], thresholds[i])
                         for s in 0..<j {
-                            for k in 0..<d { sampleEntry(out, (i * j + s) * d + k, i * d + k, scales[k], &r, &tr) }
+                            let row = (i * j + s) * d
+                            if spike {
+                                for k in 0..<d { sampleSpike(out, row + k, i * d + k, scales[k], &r) }
+                            } else if laplacian {
+                                // A row's uniforms, then their logarithms, then its codes: independent libm
+                                // calls overlap in the pipeline, where one entry at a time waited for each.
+                                for k in 0..<d { us[k] = r.uniform() - 0.5 }
+                                for k in 0..<d { logs[k] = log(max(1 - 2 * abs(us[k]), 1e-6)) }
+                                for k in 0..<d {
+                                    let eps = -scales[k] * (us[k] < 0 ? -1 : 1) * logs[k] * w
+                                    out.dScale[row + k] = Float(eps)
+                                    codeFromNoise(out, row + k, i * d + k, eps, &tr)
+                                }
+                            } else {
+                                for k in 0..<d {
+                                    let eps = r.normal() * scales[k]
+                                    out.dScale[row + k] = Float(0.5 * eps)
+                                    codeFromNoise(out, row + k, i * d + k, eps, &tr)
+                                }
+                            }
                         }
                         (noise[i], thresholds[i]) = (r, tr)
                         var zeros = 0
