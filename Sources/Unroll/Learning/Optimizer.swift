@@ -120,11 +120,11 @@ public struct Optimizer: Equatable, Sendable {
             let bc1 = 1 - pow(Double(b1), t), bc2 = 1 - pow(Double(b2), t)
             let stepSize = Float(Double(lr) / bc1), bc2Sqrt = Float(bc2.squareRoot())
             let (c1, c2) = (1 - b1, 1 - b2)
-            var g = gradient
-            if weightDecay != 0 { g.add(weights, scaledBy: weightDecay) }
+            var decayed = gradient
+            if weightDecay != 0 { decayed.add(weights, scaledBy: weightDecay) }
             let zeros = first == nil ? [Float](repeating: 0, count: n) : []
             let (m0, v0) = (first?.data ?? zeros, second?.data ?? zeros)
-            (w1, m1, v1, largest) = Self.update(weights.data, g.data, m0, v0, count: n, outputs: 3) {
+            (w1, m1, v1, largest) = Self.update(weights.data, decayed.data, m0, v0, count: n, outputs: 3) {
                 o, w, g, m, v, wOut, mOut, vOut, lw, ls in
                 unroll_adam_update(o.count, w + o.lowerBound, g + o.lowerBound, m! + o.lowerBound, v! + o.lowerBound,
                                    b1, c1, b2, c2, stepSize, bc2Sqrt, eps,
@@ -137,6 +137,7 @@ public struct Optimizer: Equatable, Sendable {
         return StepSummary(largestWeight: Float(bitPattern: largest.weight),
                            stateIsFinite: Float(bitPattern: largest.state).isFinite)
     }
+
     /// Runs an update kernel over `count` elements in parts on the workers, writing `outputs` new arrays
     /// (the weights, then the first and second moments; empty when not written), and returns them with the
     /// largest magnitudes the parts reported (bit patterns, as the kernels give them).
