@@ -106,3 +106,23 @@ extension Tensor: CustomStringConvertible {
         return "Tensor(\(shape), [\(preview)\(count > 8 ? ", …" : "")])"
     }
 }
+
+extension Array where Element == Float {
+    /// Arrays of `counts` floats that `body` writes in place through one buffer each. They start
+    /// uninitialised, which spares a pass that zeroes them: `body` must write every element.
+    public static func written(counts: [Int], _ body: ([UnsafeMutableBufferPointer<Float>]) -> Void) -> [[Float]] {
+        func nested(_ i: Int, _ buffers: [UnsafeMutableBufferPointer<Float>]) -> [[Float]] {
+            guard i < counts.count else {
+                body(buffers)
+                return []
+            }
+            var rest: [[Float]] = []
+            let first = [Float](unsafeUninitializedCapacity: counts[i]) { buffer, initialized in
+                rest = nested(i + 1, buffers + [buffer])
+                initialized = counts[i]
+            }
+            return [first] + rest
+        }
+        return nested(0, [])
+    }
+}

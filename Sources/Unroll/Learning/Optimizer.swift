@@ -152,34 +152,25 @@ public struct Optimizer: Equatable, Sendable {
             guard let a else { return body(nil) }
             a.withUnsafeBufferPointer { body($0.baseAddress) }
         }
-        func array(_ used: Bool, _ body: (UnsafeMutablePointer<Float>?) -> Void) -> [Float] {
-            guard used else { body(nil); return [] }
-            return [Float](unsafeUninitializedCapacity: n) { out, count in
-                body(out.baseAddress)
-                count = n
-            }
-        }
         let parts = max(1, min(Parallel.workers, n / (1 << 16)))
         var largest = [UInt32](repeating: 0, count: 2 * parts)
-        var (m1, v1) = ([Float](), [Float]())
-        let w1 = array(true) { wOut in
-            m1 = array(outputs > 1) { mOut in
-                v1 = array(outputs > 2) { vOut in
-                    pointer(w) { w in pointer(g) { g in pointer(m) { m in pointer(v) { v in
-                        largest.withUnsafeMutableBufferPointer { slots in
-                            nonisolated(unsafe) let (w, g, m, v, wOut, mOut, vOut, slots) = (w!, g!, m, v, wOut!, mOut, vOut, slots)
-                            Parallel.forEachPart(n, parts: parts) { part, range in
-                                kernel(range, w, g, m, v, wOut, mOut, vOut, slots.baseAddress! + 2 * part,
-                                       slots.baseAddress! + 2 * part + 1)
-                            }
-                        }
-                    } } } }
+        let out = [Float].written(counts: (0..<3).map { $0 < outputs ? n : 0 }) { out in
+            pointer(w) { w in pointer(g) { g in pointer(m) { m in pointer(v) { v in
+                largest.withUnsafeMutableBufferPointer { slots in
+                    nonisolated(unsafe) let (w, g, m, v, slots) = (w!, g!, m, v, slots)
+                    // nil for a moment not written (an empty buffer may still have an address).
+                    nonisolated(unsafe) let (wOut, mOut, vOut) = (out[0].baseAddress!, outputs > 1 ? out[1].baseAddress : nil,
+                                                                  outputs > 2 ? out[2].baseAddress : nil)
+                    Parallel.forEachPart(n, parts: parts) { part, range in
+                        kernel(range, w, g, m, v, wOut, mOut, vOut, slots.baseAddress! + 2 * part,
+                               slots.baseAddress! + 2 * part + 1)
+                    }
                 }
-            }
+            } } } }
         }
         let weight = stride(from: 0, to: 2 * parts, by: 2).map { largest[$0] }.max()!
         let state = stride(from: 1, to: 2 * parts, by: 2).map { largest[$0] }.max()!
-        return (w1, m1, v1, (weight, state))
+        return (out[0], out[1], out[2], (weight, state))
     }
 
     // MARK: checkpoint state

@@ -273,7 +273,7 @@ private struct DrawBuffers {
         let counts = [n, n, spike ? n : 0, learned ? n : 0, n, n, learned ? n : 0, learned ? n : 0, spike ? n : 0,
                       m, m, m, learned ? m : 0, learned ? m : 0, spike ? m : 0]
         var kl = [Double](repeating: 0, count: data), zeros = [Int](repeating: 0, count: data)
-        let arrays = uninitializedArrays(counts[...], []) { p in
+        let arrays = [Float].written(counts: counts) { p in
             kl.withUnsafeMutableBufferPointer { kl in
                 zeros.withUnsafeMutableBufferPointer { zeros in
                     fill(DrawBuffers(codes: p[0], base: p[1], selection: p[2], lambdas: p[3], dMean: p[4], dScale: p[5],
@@ -291,20 +291,5 @@ private struct DrawBuffers {
         return VariationalDraw(codes: tensor(0), kl: kl, latentKL: tensor(9), samples: samples,
                                thresholds: head(3, learned), base: tensor(1), selection: head(2, spike),
                                codeJacobian: jacobian, klPartials: partials, codeZeros: zeros.reduce(0, +))
-    }
-
-    /// Arrays of `counts` floats, uninitialised until `body` writes them through the pointers it gets.
-    private static func uninitializedArrays(_ counts: ArraySlice<Int>, _ pointers: [UnsafeMutableBufferPointer<Float>],
-                                            _ body: ([UnsafeMutableBufferPointer<Float>]) -> Void) -> [[Float]] {
-        guard let count = counts.first else {
-            body(pointers)
-            return []
-        }
-        var rest: [[Float]] = []
-        let first = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            rest = uninitializedArrays(counts.dropFirst(), pointers + [buffer], body)
-            initialized = count
-        }
-        return [first] + rest
     }
 }
