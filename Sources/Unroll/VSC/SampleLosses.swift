@@ -11,15 +11,21 @@ enum SampleLosses {
         var losses = [Double](repeating: 0, count: n * samples)
         decoded.data.withUnsafeBufferPointer { d in
             x.data.withUnsafeBufferPointer { xs in
-                for b in 0..<n {
-                    for j in 0..<samples {
-                        let row = (b * samples + j) * m
-                        var s = 0.0
-                        for k in 0..<m {
-                            let r = Double(d[row + k] - xs[b * m + k])
-                            s += r * r
+                losses.withUnsafeMutableBufferPointer { losses in
+                    nonisolated(unsafe) let losses = losses
+                    // Each loss is one sequential sum; signals are independent, so they share the workers.
+                    Parallel.forEachChunk(n, minPerPart: max(1, (1 << 16) / max(1, samples * m))) { signals in
+                        for b in signals {
+                            for j in 0..<samples {
+                                let row = (b * samples + j) * m
+                                var s = 0.0
+                                for k in 0..<m {
+                                    let r = Double(d[row + k] - xs[b * m + k])
+                                    s += r * r
+                                }
+                                losses[b * samples + j] = s / Double(m) + Double(klWeight) * kl[b]
+                            }
                         }
-                        losses[b * samples + j] = s / Double(m) + Double(klWeight) * kl[b]
                     }
                 }
             }
@@ -41,17 +47,23 @@ enum SampleLosses {
     /// Rows w_bj (x_b − x̂_bj) [B·J, m]: ∂loss/∂x̂_bj = −(2 / (B m))·this for loss = (1/B) Σ w L.
     static func weightedResiduals(signals x: Tensor, decoded: Tensor, weights: [Float], samples: Int) -> Tensor {
         let (n, m) = (x.rows, x.cols)
-        var r = decoded.reshaped([n * samples, m])
-        x.data.withUnsafeBufferPointer { xs in
-            r.data.withUnsafeMutableBufferPointer { r in
-                for b in 0..<n {
-                    for j in 0..<samples {
-                        let row = (b * samples + j) * m, wb = weights[b * samples + j]
-                        for k in 0..<m { r[row + k] = wb * (xs[b * m + k] - r[row + k]) }
+        precondition(decoded.count == n * samples * m, "weighted residuals: \(n) × \(samples) samples of \(m), got \(decoded.shape)")
+        // Written into a new array: `decoded` is still the caller's, so writing over it would copy it first.
+        let r = [Float].written(counts: [n * samples * m]) { out in
+            x.data.withUnsafeBufferPointer { xs in
+                decoded.data.withUnsafeBufferPointer { d in
+                    nonisolated(unsafe) let r = out[0]
+                    Parallel.forEachChunk(n, minPerPart: max(1, (1 << 16) / max(1, samples * m))) { signals in
+                        for b in signals {
+                            for j in 0..<samples {
+                                let row = (b * samples + j) * m, wb = weights[b * samples + j]
+                                for k in 0..<m { r[row + k] = wb * (xs[b * m + k] - d[row + k]) }
+                            }
+                        }
                     }
                 }
             }
         }
-        return r
+        return Tensor(shape: [n * samples, m], data: r[0])
     }
 }
