@@ -7,8 +7,13 @@ public enum DecodeLimit {
     public static let environmentVariable = "UNROLL_MAX_DECODED_BYTES"
     public static let defaultBytes = 1 << 30
 
-    /// The limit in force (the environment's value when it is a positive integer).
+    /// A limit for the work inside `DecodeLimit.$override.withValue(n) { … }`, over the environment's. It is
+    /// scoped, not process-wide, so one computation (a test, say) can lower it while others run beside it.
+    @TaskLocal public static var override: Int?
+
+    /// The limit in force: the scoped override, else the environment's value when it is a positive integer.
     public static var bytes: Int {
+        if let override { return override }
         if let text = ProcessInfo.processInfo.environment[environmentVariable], let v = Int(text), v > 0 { return v }
         return defaultBytes
     }
