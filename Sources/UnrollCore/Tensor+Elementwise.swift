@@ -18,14 +18,20 @@ extension Tensor {
     /// Combines two tensors of one shape element by element.
     @inlinable
     public func zipWith(_ other: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
-        precondition(shape == other.shape, "shapes differ: \(shape) vs \(other.shape)")
         var out = self
-        out.data.withUnsafeMutableBufferPointer { o in
+        out.update(with: other, f)
+        return out
+    }
+
+    /// self[i] = f(self[i], other[i]) in place: `zipWith` without the new tensor.
+    @inlinable
+    public mutating func update(with other: Tensor, _ f: (Float, Float) -> Float) {
+        precondition(shape == other.shape, "shapes differ: \(shape) vs \(other.shape)")
+        data.withUnsafeMutableBufferPointer { o in
             other.data.withUnsafeBufferPointer { b in
                 for i in o.indices { o[i] = f(o[i], b[i]) }
             }
         }
-        return out
     }
 
     public static func + (a: Tensor, b: Tensor) -> Tensor { a.zipWith(b, +) }

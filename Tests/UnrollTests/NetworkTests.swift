@@ -131,6 +131,26 @@ import UnrollCore
         #expect(zip(net.gradients, once).allSatisfy { zip($0.data, $1.data).allSatisfy { abs($0 - 2 * $1) <= 1e-6 * max(1, abs($1)) } })
     }
 
+    /// The layers write over their inputs and gradients where nothing else holds them: the caller's
+    /// tensors, and a copy of the network taken before a step, must not change.
+    @Test func inPlaceLayersLeaveCallersTensorsAndCopiesAlone() {
+        var rng = Random(seed: 12)
+        var net = Network([.relu, .batchNorm(features: 3), .sigmoid, .conv2d(inChannels: 3, outChannels: 2, kernel: 2),
+                           .batchNorm(features: 2), .relu], rng: &rng)
+        let x = Tensor.normal([4, 3, 5, 5], rng: &rng), g = Tensor.normal([4, 2, 4, 4], rng: &rng)
+        let (xBefore, gBefore) = (x.data, g.data)
+        let saved = net
+        let y = net.forward(x, training: true)
+        let gx = net.backward(g)
+        #expect(x.data == xBefore && g.data == gBefore)
+        // The copy taken before the step computes the same step.
+        var again = saved
+        #expect(again.forward(x, training: true) == y)
+        #expect(again.backward(g) == gx)
+        #expect(again.gradients == net.gradients)
+        #expect(x.data.contains { $0 < 0 } && gx.norm() > 0)
+    }
+
     // MARK: convolutions
 
     /// PyTorch conv2d (cross-correlation, zero padding) plus bias by direct loops.

@@ -59,9 +59,9 @@ enum NetworkKernels {
         return gx
     }
 
-    /// 1 / (1 + e^(−x)), evaluated without overflow for large |x|.
-    static func sigmoid(_ x: Tensor) -> Tensor {
-        x.map { v in
+    /// x ← 1 / (1 + e^(−x)), evaluated without overflow for large |x|.
+    static func sigmoid(_ x: inout Tensor) {
+        x.mapInPlace { v in
             if v >= 0 { return 1 / (1 + Foundation.exp(-v)) }
             let e = Foundation.exp(v)
             return e / (1 + e)

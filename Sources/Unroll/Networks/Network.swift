@@ -4,6 +4,10 @@ import UnrollCore
 ///
 /// `forward` caches what `backward` needs; `backward` then ADDS each parameter's gradient into
 /// `gradients` (call `zeroGradients` between steps) and returns the gradient with respect to the input.
+/// `backward` uses up the caches: each layer's is released once its gradients are computed, so a copy
+/// of the network made after a step (the trainer keeps one) holds no activations. The convolutions'
+/// scratch lives for one `forward` or `backward` call: networks that run one after the other (an
+/// encoder, then a decoder) do not each hold one.
 /// Batch norm layers also keep running statistics, updated by training-mode forward passes.
 public struct Network: Sendable {
     public let layers: [NetworkLayer]
@@ -33,7 +37,6 @@ public struct Network: Sendable {
     public let parameterOffsets: [Int]
 
     private var caches: [LayerCache]
-    private var workspace = ConvWorkspace()
 
     /// What `backward` needs from the last `forward` of one layer.
     struct LayerCache: Sendable {
@@ -102,9 +105,9 @@ public struct Network: Sendable {
         precondition(parameters.count == gradients.count
                      && zip(parameters, gradients).allSatisfy { $0.shape == $1.shape },
                      "Network: parameters were replaced by tensors of other shapes")
-        var x = input
+        var x = input, workspace = ConvWorkspace()
         for i in layers.indices {
-            x = forwardLayer(i, x, training: training)
+            forwardLayer(i, &x, training: training, workspace: &workspace)
         }
         return x
     }
@@ -127,16 +130,18 @@ public struct Network: Sendable {
     }
 
     private mutating func backward(_ outputGradient: Tensor, inputGradient: Bool) -> Tensor {
-        var g = outputGradient
+        var g = outputGradient, workspace = ConvWorkspace()
         for i in layers.indices.reversed() {
-            g = backwardLayer(i, g, inputGradient: inputGradient || i > 0)
+            backwardLayer(i, &g, inputGradient: inputGradient || i > 0, workspace: &workspace)
         }
         return g
     }
 
     // MARK: one layer
 
-    private mutating func forwardLayer(_ i: Int, _ x: Tensor, training: Bool) -> Tensor {
+    /// Replaces `x` by the layer's output. Element-wise layers and batch norm write over their input when
+    /// nothing else holds it (a layer caches its input only when its backward reads it).
+    private mutating func forwardLayer(_ i: Int, _ x: inout Tensor, training: Bool, workspace: inout ConvWorkspace) {
         let p = parameterOffsets[i]
         var cache = LayerCache()
         cache.training = training
@@ -147,10 +152,12 @@ public struct Network: Sendable {
             cache.input = x
             y = NetworkKernels.linearForward(x, weight: parameters[p], bias: parameters[p + 1])
         case .relu:
-            y = x.map { Swift.max($0, 0) }
+            x.mapInPlace { Swift.max($0, 0) }
+            y = x
             cache.output = y
         case .sigmoid:
-            y = NetworkKernels.sigmoid(x)
+            NetworkKernels.sigmoid(&x)
+            y = x
             cache.output = y
         case let .reshape(shape):
             precondition(x.rank >= 1 && x.cols == shape.reduce(1, *), "Network layer \(i): cannot reshape \(x.shape) to [B] + \(shape)")
@@ -171,22 +178,24 @@ public struct Network: Sendable {
             precondition(x.rank >= 2 && x.shape[1] == features, "Network layer \(i): batchNorm(\(features)) got input \(x.shape)")
             var mean = runningStatistics[i][0], variance = runningStatistics[i][1]
             runningStatistics[i] = []  // so the kernel updates unshared buffers
-            let r = NetworkKernels.batchNormForward(x, gamma: parameters[p], beta: parameters[p + 1],
+            let r = NetworkKernels.batchNormForward(&x, gamma: parameters[p], beta: parameters[p + 1],
                                                     runningMean: &mean, runningVariance: &variance,
                                                     epsilon: epsilon, momentum: momentum, training: training)
             runningStatistics[i] = [mean, variance]
             cache.normalized = r.normalized
             cache.inverseStd = r.inverseStd
-            y = r.output
+            y = x
         }
         caches[i] = cache
-        return y
+        x = y
     }
 
-    /// Without `inputGradient`, layers that can skip ∂/∂input return an empty tensor.
-    private mutating func backwardLayer(_ i: Int, _ gy: Tensor, inputGradient: Bool) -> Tensor {
+    /// Replaces the layer's output gradient `gy` by its input gradient and releases the layer's cache.
+    /// Without `inputGradient`, layers that can skip ∂/∂input leave an empty tensor.
+    private mutating func backwardLayer(_ i: Int, _ gy: inout Tensor, inputGradient: Bool, workspace: inout ConvWorkspace) {
         let p = parameterOffsets[i]
         let cache = caches[i]
+        caches[i] = LayerCache()
         // The layer's weight and bias gradients, moved out of the array while the kernel adds to them.
         var gw = Tensor(zeros: []), gb = Tensor(zeros: [])
         let hasParameters = !layers[i].parameterShapes.isEmpty
@@ -203,32 +212,32 @@ public struct Network: Sendable {
         switch layers[i] {
         case .linear:
             guard let x = cache.input else { preconditionFailure("Network.backward before forward (layer \(i))") }
-            return NetworkKernels.linearBackward(x, weight: parameters[p], outputGradient: gy, weightGradient: &gw,
-                                                 biasGradient: &gb, inputGradient: inputGradient)
+            gy = NetworkKernels.linearBackward(x, weight: parameters[p], outputGradient: gy, weightGradient: &gw,
+                                               biasGradient: &gb, inputGradient: inputGradient)
         case .relu:
             guard let y = cache.output else { preconditionFailure("Network.backward before forward (layer \(i))") }
-            return gy.zipWith(y) { $1 > 0 ? $0 : 0 }
+            gy.update(with: y) { $1 > 0 ? $0 : 0 }
         case .sigmoid:
             guard let y = cache.output else { preconditionFailure("Network.backward before forward (layer \(i))") }
-            return gy.zipWith(y) { $0 * $1 * (1 - $1) }
+            gy.update(with: y) { $0 * $1 * (1 - $1) }
         case .reshape, .flatten:
             guard let shape = cache.inputShape else { preconditionFailure("Network.backward before forward (layer \(i))") }
-            return gy.reshaped(shape)
+            gy = gy.reshaped(shape)
         case let .conv2d(_, _, kernel, stride, padding):
             guard let x = cache.input else { preconditionFailure("Network.backward before forward (layer \(i))") }
-            return NetworkKernels.conv2dBackward(x, weight: parameters[p], outputGradient: gy, kernel: kernel,
-                                                 stride: stride, padding: padding, weightGradient: &gw,
-                                                 biasGradient: &gb, workspace: &workspace)
+            gy = NetworkKernels.conv2dBackward(x, weight: parameters[p], outputGradient: gy, kernel: kernel,
+                                               stride: stride, padding: padding, weightGradient: &gw,
+                                               biasGradient: &gb, workspace: &workspace)
         case let .convTranspose2d(_, _, kernel, stride, padding, _):
             guard let x = cache.input else { preconditionFailure("Network.backward before forward (layer \(i))") }
-            return NetworkKernels.convTranspose2dBackward(x, weight: parameters[p], outputGradient: gy, kernel: kernel,
-                                                          stride: stride, padding: padding, weightGradient: &gw,
-                                                          biasGradient: &gb, workspace: &workspace)
+            gy = NetworkKernels.convTranspose2dBackward(x, weight: parameters[p], outputGradient: gy, kernel: kernel,
+                                                        stride: stride, padding: padding, weightGradient: &gw,
+                                                        biasGradient: &gb, workspace: &workspace)
         case .batchNorm:
             guard let xhat = cache.normalized else { preconditionFailure("Network.backward before forward (layer \(i))") }
-            return NetworkKernels.batchNormBackward(normalized: xhat, inverseStd: cache.inverseStd, gamma: parameters[p],
-                                                    outputGradient: gy, training: cache.training,
-                                                    gammaGradient: &gw, betaGradient: &gb)
+            NetworkKernels.batchNormBackward(normalized: xhat, inverseStd: cache.inverseStd, gamma: parameters[p],
+                                             gradient: &gy, training: cache.training,
+                                             gammaGradient: &gw, betaGradient: &gb)
         }
     }
 
