@@ -102,6 +102,20 @@ enum Im2col {
     /// column matrix has rows `ld` floats apart), on the calling thread.
     static func im2col(_ g: ConvGeometry, samples: Range<Int>, input: UnsafePointer<Float>, cols: UnsafeMutablePointer<Float>, ld: Int) {
         let kk = g.kernelHeight * g.kernelWidth, plane = g.inputHeight * g.inputWidth, hw = g.outputHeight * g.outputWidth
+        if SmallPlanes.fit(g) {
+            return SmallPlanes.with(g) { padded, offsets, taps in
+                for b in samples {
+                    for c in 0..<g.inChannels {
+                        padded.load(input + (b * g.inChannels + c) * plane)
+                        let dst = cols + c * kk * ld + b * hw
+                        for t in 0..<kk {
+                            let from = padded.base + taps[t], to = dst + t * ld
+                            for q in 0..<hw { to[q] = from[offsets[q]] }
+                        }
+                    }
+                }
+            }
+        }
         for b in samples {
             for c in 0..<g.inChannels {
                 im2colPlane(g, src: input + (b * g.inChannels + c) * plane, dst: cols + c * kk * ld + b * hw, ld: ld)
@@ -113,9 +127,80 @@ enum Im2col {
     /// out), on the calling thread.
     static func col2im(_ g: ConvGeometry, samples: Range<Int>, cols: UnsafePointer<Float>, ld: Int, output: UnsafeMutablePointer<Float>) {
         let kk = g.kernelHeight * g.kernelWidth, plane = g.inputHeight * g.inputWidth, hw = g.outputHeight * g.outputWidth
+        if SmallPlanes.fit(g) {
+            // Each pixel takes its taps in the same order as in `col2imPlane`, starting from its own value,
+            // so the sums are the same; what lands on the border is dropped.
+            return SmallPlanes.with(g) { padded, offsets, taps in
+                for b in samples {
+                    for c in 0..<g.inChannels {
+                        let dst = output + (b * g.inChannels + c) * plane
+                        padded.load(UnsafePointer(dst))
+                        let src = cols + c * kk * ld + b * hw
+                        for t in 0..<kk {
+                            let to = padded.base + taps[t], from = src + t * ld
+                            for q in 0..<hw { to[offsets[q]] += from[q] }
+                        }
+                        padded.store(dst)
+                    }
+                }
+            }
+        }
         for b in samples {
             for c in 0..<g.inChannels {
                 col2imPlane(g, src: cols + c * kk * ld + b * hw, ld: ld, dst: output + (b * g.inChannels + c) * plane)
+            }
+        }
+    }
+
+    /// im2col and col2im of small planes (the 4×4 to 28×28 maps of the VSC networks) through a copy of
+    /// the plane with a zero border: every tap is then one loop over the output positions through a
+    /// table of offsets. The general loops pay bounds and a fill call per output row, which cost more
+    /// than the copying itself when the rows are 7 wide.
+    enum SmallPlanes {
+        /// Floats of the bordered plane up to which this path is taken.
+        static let limit = 1 << 14
+
+        static func fit(_ g: ConvGeometry) -> Bool {
+            (g.inputHeight + 2 * g.paddingHeight) * (g.inputWidth + 2 * g.paddingWidth) <= limit
+        }
+
+        /// A plane with a zero border: `load` copies an input plane into its interior, `store` copies the interior out.
+        struct Padded {
+            let base: UnsafeMutablePointer<Float>
+            let g: ConvGeometry
+            var pitch: Int { g.inputWidth + 2 * g.paddingWidth }
+
+            func load(_ src: UnsafePointer<Float>) {
+                let w = g.inputWidth
+                for y in 0..<g.inputHeight {
+                    (base + (y + g.paddingHeight) * pitch + g.paddingWidth).update(from: src + y * w, count: w)
+                }
+            }
+
+            func store(_ dst: UnsafeMutablePointer<Float>) {
+                let w = g.inputWidth
+                for y in 0..<g.inputHeight {
+                    dst.advanced(by: y * w).update(from: base + (y + g.paddingHeight) * pitch + g.paddingWidth, count: w)
+                }
+            }
+        }
+
+        /// Runs `body` with a zeroed bordered plane, the offset of each output position's first tap
+        /// (`oy·sh·pitch + ox·sw`) and each tap's offset (`ki·pitch + kj`).
+        static func with(_ g: ConvGeometry, _ body: (Padded, UnsafePointer<Int>, UnsafePointer<Int>) -> Void) {
+            let pitch = g.inputWidth + 2 * g.paddingWidth, count = (g.inputHeight + 2 * g.paddingHeight) * pitch
+            let (ho, wo, kw) = (g.outputHeight, g.outputWidth, g.kernelWidth)
+            let kk = g.kernelHeight * kw
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: count) { plane in
+                plane.initialize(repeating: 0)
+                withUnsafeTemporaryAllocation(of: Int.self, capacity: ho * wo + kk) { table in
+                    for oy in 0..<ho {
+                        for ox in 0..<wo { table[oy * wo + ox] = oy * g.strideHeight * pitch + ox * g.strideWidth }
+                    }
+                    for t in 0..<kk { table[ho * wo + t] = (t / kw) * pitch + t % kw }
+                    let offsets = UnsafePointer(table.baseAddress!)
+                    body(Padded(base: plane.baseAddress!, g: g), offsets, offsets + ho * wo)
+                }
             }
         }
     }

@@ -297,6 +297,28 @@ enum NaiveConv {
         #expect(maxRelativeError(gw.data, gsum) < 1e-4)
     }
 
+    /// With integer data every product and sum is exact, so the batched paths' column copies (the
+    /// small-plane im2col and col2im among them) must give the direct loops' values bit for bit, for
+    /// strides, paddings, non-square planes and a transposed convolution added onto a start.
+    @Test func smallPlaneColumnsAreExact() {
+        var rng = Random(seed: 23)
+        func integers(_ shape: [Int]) -> Tensor {
+            Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float(Int(rng.uniform() * 17) - 8) })
+        }
+        for (h, w, k, s, p) in [(14, 14, 4, 2, 1), (7, 7, 4, 1, 0), (4, 4, 4, 2, 0), (28, 28, 4, 2, 1), (9, 11, 3, 3, 2), (5, 6, 2, 1, 1)] {
+            let x = integers([3, 2, h, w]), f = integers([5, 2, k, k])
+            let y = x.conv2d(f, stride: s, padding: p)
+            #expect(y.data.map(Double.init) == NaiveConv.conv2d(x, f, stride: s, padding: p), "conv2d \(h)×\(w) k\(k) s\(s) p\(p)")
+            let g = integers(y.shape), start = integers(x.shape)
+            var back = start, ws = ConvWorkspace()
+            g.convTranspose2d(f, stride: s, padding: p, outputSize: (h, w), into: &back, accumulate: true, workspace: &ws)
+            let reference = zip(start.data, NaiveConv.convTranspose2d(g, f, stride: s, padding: p, height: h, width: w)).map { Double($0) + $1 }
+            #expect(back.data.map(Double.init) == reference, "convTranspose2d \(h)×\(w) k\(k) s\(s) p\(p)")
+            let gw = Tensor.conv2dFilterGradient(input: x, outputGradient: g, kernelSize: (k, k), stride: s, padding: p)
+            #expect(gw.data.map(Double.init) == NaiveConv.filterGradient2d(x, g, kh: k, kw: k, stride: s, padding: p))
+        }
+    }
+
     @Test func intoVariantsAccumulateAndReuseTheWorkspace() {
         var rng = Random(seed: 19)
         var ws = ConvWorkspace()
