@@ -258,6 +258,64 @@ public enum Convolution {
     }
 }
 
+extension Convolution {
+    /// `forward(input, filters) → output` and `filterGradient(input, outputGradient)` added into
+    /// `filterGradient`, on one column matrix of `input`. A transposed-convolution layer's backward needs
+    /// both for the same input (its output gradient); each product is the one the separate calls make,
+    /// chunk by chunk, so the results are theirs bit for bit.
+    public static func forwardAndFilterGradient(_ g: ConvGeometry, batch: Int, input: UnsafePointer<Float>,
+                                                filters: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                                                outputGradient: UnsafePointer<Float>,
+                                                filterGradient: UnsafeMutablePointer<Float>,
+                                                workspace: inout ConvWorkspace, method: ConvolutionMethod = .automatic) {
+        precondition(g.problem == nil, "convolution: \(g.problem ?? "")")
+        guard batch > 0, !method.useDirect(g) else {
+            Convolution.filterGradient(g, batch: batch, input: input, outputGradient: outputGradient,
+                                       filterGradient: filterGradient, accumulate: true, workspace: &workspace, method: method)
+            return forward(g, batch: batch, input: input, filters: filters, output: output, workspace: &workspace, method: method)
+        }
+        let kk = g.inChannels * g.kernelHeight * g.kernelWidth, hw = g.outputHeight * g.outputWidth
+        let nb = samplesPerChunk(g, batch: batch)
+        workspace.withBuffer(count: (kk + (nb > 1 ? g.outChannels : 0)) * nb * hw) { buf in
+            let cols = buf, staging = buf + kk * nb * hw
+            var b0 = 0
+            while b0 < batch {
+                let n = Swift.min(nb, batch - b0)
+                let (inChunk, out) = (input + b0 * g.inputCount, output + b0 * g.outputCount)
+                var gy = outputGradient + b0 * g.outputCount
+                if n == 1 {
+                    Im2col.im2col(g, input: inChunk, cols: cols)
+                } else {
+                    let gyChunk = gy
+                    Parallel.forEachPart(n, parts: sampleParts(n)) { _, r in
+                        Im2col.im2col(g, samples: r, input: inChunk, cols: cols, ld: n * hw)
+                        Im2col.batchToChannelMajor(channels: g.outChannels, samples: n, planeSize: hw, range: r,
+                                                   src: gyChunk, dst: staging)
+                    }
+                    gy = UnsafePointer(staging)
+                }
+                BLAS.sgemm(transA: false, transB: true, m: g.outChannels, n: kk, k: n * hw,
+                           alpha: 1, a: gy, lda: n * hw, b: cols, ldb: n * hw,
+                           beta: 1, c: filterGradient, ldc: kk)
+                if n == 1 {
+                    BLAS.sgemm(transA: false, transB: false, m: g.outChannels, n: hw, k: kk,
+                               alpha: 1, a: filters, lda: kk, b: cols, ldb: hw, beta: 0, c: out, ldc: hw)
+                } else {
+                    // The staged gradient is used up: the forward products go through the same buffer.
+                    Parallel.forEachPart(n, parts: sampleParts(n)) { _, r in Parallel.serially {
+                        BLAS.sgemm(transA: false, transB: false, m: g.outChannels, n: r.count * hw, k: kk,
+                                   alpha: 1, a: filters, lda: kk, b: cols + r.lowerBound * hw, ldb: n * hw,
+                                   beta: 0, c: staging + r.lowerBound * hw, ldc: n * hw)
+                        Im2col.channelMajorToBatch(channels: g.outChannels, samples: n, planeSize: hw, range: r,
+                                                   src: staging, dst: out, accumulate: false)
+                    } }
+                }
+                b0 += n
+            }
+        }
+    }
+}
+
 // MARK: - Tensor level (NCHW)
 
 extension ConvGeometry {
@@ -338,6 +396,32 @@ extension Tensor {
                 }
             }
         }
+    }
+
+    /// `conv2d(filters)` of this batch, with ∂⟨outputGradient, conv2d(self, w)⟩/∂w added into `gradient`
+    /// (shaped like `filters`) from the same column matrix: the two separate calls' results, one im2col.
+    public func conv2d(_ filters: Tensor, stride: Int = 1, padding: Int = 0, addingFilterGradientOf outputGradient: Tensor,
+                       into gradient: inout Tensor, workspace: inout ConvWorkspace) -> Tensor {
+        let g = ConvGeometry.conv2d(input: shape, filters: filters.shape, stride: stride, padding: padding, "conv2d")
+        precondition(outputGradient.shape == [shape[0]] + g.outputShape,
+                     "conv2d: output gradient \(outputGradient.shape) should be \([shape[0]] + g.outputShape)")
+        precondition(gradient.shape == g.filterShape, "conv2d: filter gradient \(gradient.shape) should be \(g.filterShape)")
+        var out = Tensor(zeros: [shape[0]] + g.outputShape)
+        guard shape[0] > 0 else { return out }
+        data.withUnsafeBufferPointer { x in
+            filters.data.withUnsafeBufferPointer { w in
+                outputGradient.data.withUnsafeBufferPointer { gy in
+                    gradient.data.withUnsafeMutableBufferPointer { gw in
+                        out.data.withUnsafeMutableBufferPointer { y in
+                            Convolution.forwardAndFilterGradient(g, batch: shape[0], input: x.baseAddress!, filters: w.baseAddress!,
+                                                                 output: y.baseAddress!, outputGradient: gy.baseAddress!,
+                                                                 filterGradient: gw.baseAddress!, workspace: &workspace)
+                        }
+                    }
+                }
+            }
+        }
+        return out
     }
 
     /// ∂⟨outputGradient, conv2d(input, w)⟩/∂w: `[Cout, Cin, Kh, Kw]`, summed over the batch.

@@ -319,6 +319,23 @@ enum NaiveConv {
         }
     }
 
+    /// The fused forward and filter gradient (a transposed layer's backward) equals the two calls bit for
+    /// bit: chunks of small planes, and one sample per product for a plane of ≥ 4096 outputs.
+    @Test func forwardWithFilterGradientEqualsTheSeparateCalls() {
+        var rng = Random(seed: 29)
+        for (batch, h, k, s, p) in [(5, 14, 4, 2, 1), (3, 7, 4, 1, 0), (2, 66, 3, 1, 1)] {
+            let x = Tensor.normal([batch, 3, h, h], rng: &rng), f = Tensor.normal([4, 3, k, k], rng: &rng)
+            let y = x.conv2d(f, stride: s, padding: p), gy = Tensor.normal(y.shape, rng: &rng)
+            let start = Tensor.normal(f.shape, rng: &rng)
+            var separate = start, fused = start, ws = ConvWorkspace()
+            Tensor.conv2dFilterGradient(input: x, outputGradient: gy, kernelSize: (k, k), stride: s, padding: p,
+                                        into: &separate, accumulate: true, workspace: &ws)
+            let out = x.conv2d(f, stride: s, padding: p, addingFilterGradientOf: gy, into: &fused, workspace: &ws)
+            #expect(out == y, "forward, \(h)×\(h)")
+            #expect(fused == separate && fused != start, "filter gradient, \(h)×\(h)")
+        }
+    }
+
     @Test func intoVariantsAccumulateAndReuseTheWorkspace() {
         var rng = Random(seed: 19)
         var ws = ConvWorkspace()

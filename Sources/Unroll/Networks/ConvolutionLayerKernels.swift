@@ -78,15 +78,13 @@ extension NetworkKernels {
         return y
     }
 
-    /// ⟨gy, convᵀ(x, W)⟩ = ⟨conv(gy, W), x⟩, so ∂/∂x = conv(gy, W) and ∂/∂W = filterGradient(input gy, output x).
-    static func convTranspose2dBackward(_ x: Tensor, weight: Tensor, outputGradient gy: Tensor, kernel: Int, stride: Int,
+    /// ⟨gy, convᵀ(x, W)⟩ = ⟨conv(gy, W), x⟩, so ∂/∂x = conv(gy, W) and ∂/∂W = filterGradient(input gy, output x),
+    /// both from one im2col of gy.
+    static func convTranspose2dBackward(_ x: Tensor, weight: Tensor, outputGradient gy: Tensor, stride: Int,
                                         padding: Int, weightGradient: inout Tensor, biasGradient: inout Tensor,
                                         workspace: inout ConvWorkspace) -> Tensor {
-        Tensor.conv2dFilterGradient(input: gy, outputGradient: x, kernelSize: (kernel, kernel), stride: stride,
-                                    padding: padding, into: &weightGradient, accumulate: true, workspace: &workspace)
         addChannelSums(gy, into: &biasGradient)
-        var gx = Tensor(zeros: [])
-        gy.conv2d(weight, stride: stride, padding: padding, into: &gx, workspace: &workspace)
-        return gx
+        return gy.conv2d(weight, stride: stride, padding: padding, addingFilterGradientOf: x, into: &weightGradient,
+                         workspace: &workspace)
     }
 }

@@ -228,9 +228,9 @@ public struct Network: Sendable {
             gy = NetworkKernels.conv2dBackward(x, weight: parameters[p], outputGradient: gy, kernel: kernel,
                                                stride: stride, padding: padding, weightGradient: &gw,
                                                biasGradient: &gb, workspace: &workspace)
-        case let .convTranspose2d(_, _, kernel, stride, padding, _):
+        case let .convTranspose2d(_, _, _, stride, padding, _):
             guard let x = cache.input else { preconditionFailure("Network.backward before forward (layer \(i))") }
-            gy = NetworkKernels.convTranspose2dBackward(x, weight: parameters[p], outputGradient: gy, kernel: kernel,
+            gy = NetworkKernels.convTranspose2dBackward(x, weight: parameters[p], outputGradient: gy,
                                                         stride: stride, padding: padding, weightGradient: &gw,
                                                         biasGradient: &gb, workspace: &workspace)
         case .batchNorm:
