@@ -227,38 +227,12 @@ public enum Convolution {
             return DirectConvolution1D.filterGradient(g, batch: batch, input: input, outputGradient: outputGradient,
                                                       filterGradient: filterGradient, accumulate: accumulate)
         }
-        let kk = g.inChannels * g.kernelHeight * g.kernelWidth, hw = g.outputHeight * g.outputWidth
         if !accumulate { filterGradient.update(repeating: 0, count: g.filterCount) }
         guard batch > 0 else { return }
-        let nb = samplesPerChunk(g, batch: batch)
-        workspace.withBuffer(count: (kk + (nb > 1 ? g.outChannels : 0)) * nb * hw) { buf in
-            let cols = buf, staging = buf + kk * nb * hw
-            var b0 = 0
-            while b0 < batch {
-                let n = Swift.min(nb, batch - b0)
-                var gy = outputGradient + b0 * g.outputCount
-                if n == 1 {
-                    Im2col.im2col(g, input: input + b0 * g.inputCount, cols: cols)
-                } else {
-                    // The copies in one region; the product sums over every sample, so it is split by its rows.
-                    let (inChunk, gyChunk) = (input + b0 * g.inputCount, gy)
-                    Parallel.forEachPart(n, parts: sampleParts(n)) { _, r in
-                        Im2col.im2col(g, samples: r, input: inChunk, cols: cols, ld: n * hw)
-                        Im2col.batchToChannelMajor(channels: g.outChannels, samples: n, planeSize: hw, range: r,
-                                                   src: gyChunk, dst: staging)
-                    }
-                    gy = UnsafePointer(staging)
-                }
-                BLAS.sgemm(transA: false, transB: true, m: g.outChannels, n: kk, k: n * hw,
-                           alpha: 1, a: gy, lda: n * hw, b: cols, ldb: n * hw,
-                           beta: 1, c: filterGradient, ldc: kk)
-                b0 += n
-            }
-        }
+        filterGradientChunks(g, batch: batch, input: input, outputGradient: outputGradient, filterGradient: filterGradient,
+                             alsoForward: nil, workspace: &workspace)
     }
-}
 
-extension Convolution {
     /// `forward(input, filters) → output` and `filterGradient(input, outputGradient)` added into
     /// `filterGradient`, on one column matrix of `input`. A transposed-convolution layer's backward needs
     /// both for the same input (its output gradient); each product is the one the separate calls make,
@@ -274,6 +248,16 @@ extension Convolution {
                                        filterGradient: filterGradient, accumulate: true, workspace: &workspace, method: method)
             return forward(g, batch: batch, input: input, filters: filters, output: output, workspace: &workspace, method: method)
         }
+        filterGradientChunks(g, batch: batch, input: input, outputGradient: outputGradient, filterGradient: filterGradient,
+                             alsoForward: (filters, output), workspace: &workspace)
+    }
+
+    /// Adds the filter gradient chunk by chunk from the columns of `input`; with `alsoForward`, also makes
+    /// the forward products of the same columns, as `forward` does.
+    private static func filterGradientChunks(_ g: ConvGeometry, batch: Int, input: UnsafePointer<Float>,
+                                             outputGradient: UnsafePointer<Float>, filterGradient: UnsafeMutablePointer<Float>,
+                                             alsoForward: (filters: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>)?,
+                                             workspace: inout ConvWorkspace) {
         let kk = g.inChannels * g.kernelHeight * g.kernelWidth, hw = g.outputHeight * g.outputWidth
         let nb = samplesPerChunk(g, batch: batch)
         workspace.withBuffer(count: (kk + (nb > 1 ? g.outChannels : 0)) * nb * hw) { buf in
@@ -281,11 +265,12 @@ extension Convolution {
             var b0 = 0
             while b0 < batch {
                 let n = Swift.min(nb, batch - b0)
-                let (inChunk, out) = (input + b0 * g.inputCount, output + b0 * g.outputCount)
+                let inChunk = input + b0 * g.inputCount
                 var gy = outputGradient + b0 * g.outputCount
                 if n == 1 {
                     Im2col.im2col(g, input: inChunk, cols: cols)
                 } else {
+                    // The copies in one region; the product sums over every sample, so it is split by its rows.
                     let gyChunk = gy
                     Parallel.forEachPart(n, parts: sampleParts(n)) { _, r in
                         Im2col.im2col(g, samples: r, input: inChunk, cols: cols, ld: n * hw)
@@ -297,18 +282,21 @@ extension Convolution {
                 BLAS.sgemm(transA: false, transB: true, m: g.outChannels, n: kk, k: n * hw,
                            alpha: 1, a: gy, lda: n * hw, b: cols, ldb: n * hw,
                            beta: 1, c: filterGradient, ldc: kk)
-                if n == 1 {
-                    BLAS.sgemm(transA: false, transB: false, m: g.outChannels, n: hw, k: kk,
-                               alpha: 1, a: filters, lda: kk, b: cols, ldb: hw, beta: 0, c: out, ldc: hw)
-                } else {
-                    // The staged gradient is used up: the forward products go through the same buffer.
-                    Parallel.forEachPart(n, parts: sampleParts(n)) { _, r in Parallel.serially {
-                        BLAS.sgemm(transA: false, transB: false, m: g.outChannels, n: r.count * hw, k: kk,
-                                   alpha: 1, a: filters, lda: kk, b: cols + r.lowerBound * hw, ldb: n * hw,
-                                   beta: 0, c: staging + r.lowerBound * hw, ldc: n * hw)
-                        Im2col.channelMajorToBatch(channels: g.outChannels, samples: n, planeSize: hw, range: r,
-                                                   src: staging, dst: out, accumulate: false)
-                    } }
+                if let (filters, output) = alsoForward {
+                    let out = output + b0 * g.outputCount
+                    if n == 1 {
+                        BLAS.sgemm(transA: false, transB: false, m: g.outChannels, n: hw, k: kk,
+                                   alpha: 1, a: filters, lda: kk, b: cols, ldb: hw, beta: 0, c: out, ldc: hw)
+                    } else {
+                        // The staged gradient is used up: the forward products go through the same buffer.
+                        Parallel.forEachPart(n, parts: sampleParts(n)) { _, r in Parallel.serially {
+                            BLAS.sgemm(transA: false, transB: false, m: g.outChannels, n: r.count * hw, k: kk,
+                                       alpha: 1, a: filters, lda: kk, b: cols + r.lowerBound * hw, ldb: n * hw,
+                                       beta: 0, c: staging + r.lowerBound * hw, ldc: n * hw)
+                            Im2col.channelMajorToBatch(channels: g.outChannels, samples: n, planeSize: hw, range: r,
+                                                       src: staging, dst: out, accumulate: false)
+                        } }
+                    }
                 }
                 b0 += n
             }
