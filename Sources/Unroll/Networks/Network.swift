@@ -145,34 +145,31 @@ public struct Network: Sendable {
         let p = parameterOffsets[i]
         var cache = LayerCache()
         cache.training = training
-        let y: Tensor
         switch layers[i] {
         case let .linear(inputs, outputs):
             precondition(x.rank >= 2 && x.cols == inputs, "Network layer \(i): linear(\(inputs)→\(outputs)) got input \(x.shape)")
             cache.input = x
-            y = NetworkKernels.linearForward(x, weight: parameters[p], bias: parameters[p + 1])
+            x = NetworkKernels.linearForward(x, weight: parameters[p], bias: parameters[p + 1])
         case .relu:
             x.mapInPlace { Swift.max($0, 0) }
-            y = x
-            cache.output = y
+            cache.output = x
         case .sigmoid:
             NetworkKernels.sigmoid(&x)
-            y = x
-            cache.output = y
+            cache.output = x
         case let .reshape(shape):
             precondition(x.rank >= 1 && x.cols == shape.reduce(1, *), "Network layer \(i): cannot reshape \(x.shape) to [B] + \(shape)")
             cache.inputShape = x.shape
-            y = x.reshaped([x.rows] + shape)
+            x = x.reshaped([x.rows] + shape)
         case .flatten:
             cache.inputShape = x.shape
-            y = x.reshaped([x.rows, x.cols])
+            x = x.reshaped([x.rows, x.cols])
         case let .conv2d(_, _, _, stride, padding):
             cache.input = x
-            y = NetworkKernels.conv2dForward(x, weight: parameters[p], bias: parameters[p + 1],
+            x = NetworkKernels.conv2dForward(x, weight: parameters[p], bias: parameters[p + 1],
                                              stride: stride, padding: padding, workspace: &workspace)
         case let .convTranspose2d(_, _, _, stride, padding, outputPadding):
             cache.input = x
-            y = NetworkKernels.convTranspose2dForward(x, weight: parameters[p], bias: parameters[p + 1], stride: stride,
+            x = NetworkKernels.convTranspose2dForward(x, weight: parameters[p], bias: parameters[p + 1], stride: stride,
                                                       padding: padding, outputPadding: outputPadding, workspace: &workspace)
         case let .batchNorm(features, epsilon, momentum):
             precondition(x.rank >= 2 && x.shape[1] == features, "Network layer \(i): batchNorm(\(features)) got input \(x.shape)")
@@ -184,10 +181,8 @@ public struct Network: Sendable {
             runningStatistics[i] = [mean, variance]
             cache.normalized = r.normalized
             cache.inverseStd = r.inverseStd
-            y = x
         }
         caches[i] = cache
-        x = y
     }
 
     /// Replaces the layer's output gradient `gy` by its input gradient and releases the layer's cache.
