@@ -102,12 +102,18 @@ public struct Network: Sendable {
 
     /// The network's output; `training` selects batch statistics (and updates the running ones) in batch norm.
     public mutating func forward(_ input: Tensor, training: Bool) -> Tensor {
+        forward(input, training: training, caching: true)
+    }
+
+    /// Without `caching`, no layer keeps what a backward would need, so only the tensors of the layer
+    /// being run are alive (evaluation of thousands of samples at once).
+    private mutating func forward(_ input: Tensor, training: Bool, caching: Bool) -> Tensor {
         precondition(parameters.count == gradients.count
                      && zip(parameters, gradients).allSatisfy { $0.shape == $1.shape },
                      "Network: parameters were replaced by tensors of other shapes")
         var x = input, workspace = ConvWorkspace()
         for i in layers.indices {
-            forwardLayer(i, &x, training: training, workspace: &workspace)
+            forwardLayer(i, &x, training: training, caching: caching, workspace: &workspace)
         }
         return x
     }
@@ -123,10 +129,17 @@ public struct Network: Sendable {
         _ = backward(outputGradient, inputGradient: false)
     }
 
-    /// Evaluation-mode output (batch norm uses its running statistics) without touching this network's caches.
+    /// Evaluation-mode output (batch norm uses its running statistics) without touching this network's
+    /// caches, and without caching anything for a backward.
     public func predict(_ input: Tensor) -> Tensor {
         var copy = self
-        return copy.forward(input, training: false)
+        return copy.forward(input, training: false, caching: false)
+    }
+
+    /// A training pass (`forward(training: true)`, cached for `backward`), or else `predict`: what a model
+    /// runs for a step or for an evaluation that no backward follows.
+    public mutating func run(_ input: Tensor, training: Bool) -> Tensor {
+        training ? forward(input, training: true) : predict(input)
     }
 
     private mutating func backward(_ outputGradient: Tensor, inputGradient: Bool) -> Tensor {
@@ -141,7 +154,7 @@ public struct Network: Sendable {
 
     /// Replaces `x` by the layer's output. Element-wise layers and batch norm write over their input when
     /// nothing else holds it (a layer caches its input only when its backward reads it).
-    private mutating func forwardLayer(_ i: Int, _ x: inout Tensor, training: Bool, workspace: inout ConvWorkspace) {
+    private mutating func forwardLayer(_ i: Int, _ x: inout Tensor, training: Bool, caching: Bool, workspace: inout ConvWorkspace) {
         let p = parameterOffsets[i]
         var cache = LayerCache()
         cache.training = training
@@ -182,7 +195,7 @@ public struct Network: Sendable {
             cache.normalized = r.normalized
             cache.inverseStd = r.inverseStd
         }
-        caches[i] = cache
+        caches[i] = caching ? cache : LayerCache()
     }
 
     /// Replaces the layer's output gradient `gy` by its input gradient and releases the layer's cache.

@@ -11,7 +11,7 @@ enum EncoderHeads {
 
     static func forward(_ heads: inout [Network], _ h: Tensor, variational v: VariationalConfig, training: Bool) -> EncoderOutputs {
         var out = [Tensor]()
-        for i in heads.indices { out.append(heads[i].forward(h, training: training)) }
+        for i in heads.indices { out.append(heads[i].run(h, training: training)) }
         var result = EncoderOutputs(mean: out[0], logScale: out[1])
         if v.learnsThreshold {
             result.alphaLogit = out[2]

@@ -112,7 +112,7 @@ public struct LinearGeneratorModel: Sendable {
 
     /// The encoder's outputs for signals `[n, pixels]`.
     public mutating func encode(_ x: Tensor, training: Bool) -> EncoderOutputs {
-        let h = trunk.forward(x, training: training)
+        let h = trunk.run(x, training: training)
         return EncoderHeads.forward(&heads, h, variational: variational, training: training)
     }
 

@@ -145,7 +145,7 @@ public struct NetworkGeneratorModel: Sendable {
     /// The encoder's outputs for images `[n, 784]`.
     public mutating func encode(_ x: Tensor, training: Bool) -> EncoderOutputs {
         let side = FashionNetworks.side
-        let h = encoder.forward(x.reshaped([x.rows, 1, side, side]), training: training)
+        let h = encoder.run(x.reshaped([x.rows, 1, side, side]), training: training)
         return EncoderHeads.forward(&heads, h, variational: variational, training: training)
     }
 
@@ -156,7 +156,7 @@ public struct NetworkGeneratorModel: Sendable {
 
     /// Decoded images `[n, 784]` of codes `[n, latents]`.
     public mutating func decode(_ z: Tensor, training: Bool) -> Tensor {
-        decoder.forward(z, training: training).reshaped([z.rows, Self.pixels])
+        decoder.run(z, training: training).reshaped([z.rows, Self.pixels])
     }
 
     public mutating func zeroGradients() {
