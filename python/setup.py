@@ -26,8 +26,9 @@ class BuildWithSwift(build_py):
         target = Path(self.build_lib) / "unroll"
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(library, target / Path(library).name)
-        # The shipped denoising model (ConvolutionalDenoiser.pretrained()).
-        shutil.copy2(ROOT / "Sources" / "unroll" / "Resources" / "denoise-model.safetensors", target)
+        # The shipped denoising models (ConvolutionalDenoiser.pretrained()).
+        for name in ("denoise-models.json", "denoise-model.safetensors", "denoise-model-sigma50.safetensors"):
+            shutil.copy2(ROOT / "Sources" / "unroll" / "Resources" / name, target)
 
 
 class BinaryDistribution(Distribution):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Trains the denoiser the package ships (Sources/unroll/Resources/denoise-model.safetensors): an
+# Trains the denoisers the package ships (Sources/unroll/Resources/denoise-model*.safetensors): an
 # untied CRsAE-class model of CSCNet's size (175 filters 11×11, stride 8, 30 FISTA layers) with learned
 # per-filter thresholds that scale with σ, trained through the shift average (4 random shifts per crop)
 # on the training images over σ 5–55/255, with moon.png held out for validation; it denoises by
@@ -7,6 +7,11 @@
 # (docs/denoising.md).
 #
 #   scripts/train-denoiser.sh [OUTPUT_DIR] [more train options]   # default denoiser-run; 51 min on two threads
+#
+# The second shipped model, denoise-model-sigma50.safetensors, is the same recipe at σ 50/255 alone
+# (a range of one σ, so the file still records its reference σ and scales for any input):
+#
+#   scripts/train-denoiser.sh denoiser-run-50 --sigma 50/255 --sigma-range 50/255:50/255
 #
 # The model to ship is OUTPUT_DIR/best.safetensors, the step of best validation PSNR (test images
 # are never looked at). Images come from $UNROLL_IMAGES (default ../shared/data/images); the command

@@ -17,12 +17,14 @@ public struct BenchOptions: Sendable {
     public var mode: String?
     /// Run the Python peers (false: our numbers only).
     public var runPeer: Bool
-    /// `denoise`: the test images by file name and the folder they came from, the conv2d model to run on
-    /// them, a folder for the comparison panels (nil: none), and the phases per axis of the shift
+    /// `denoise`: the test images by file name and the folder they came from, the conv2d model files to
+    /// run on them (several noise-adaptive ones: each for the σ from its entry of `switchingAt` up, as
+    /// `unroll denoise` chooses), a folder for the comparison panels (nil: none), and the phases per axis of the shift
     /// average (nil: all s).
     public var images: [String: Tensor]?
     public var data: String?
-    public var model: String?
+    public var models: [String]
+    public var switchingAt: [Float]
     public var panels: String?
     public var phases: Int?
     /// Interleaved cases: one untimed unit on a side right before each of its timed ones, so that every
@@ -30,7 +32,7 @@ public struct BenchOptions: Sendable {
     public var warmEach: Bool
 
     public init(threads: Int = 2, repeats: Int = 5, size: Int? = nil, python: String = "python3", scriptDirectory: String? = nil,
-                mode: String? = nil, runPeer: Bool = true, images: [String: Tensor]? = nil, data: String? = nil, model: String? = nil,
+                mode: String? = nil, runPeer: Bool = true, images: [String: Tensor]? = nil, data: String? = nil, models: [String] = [], switchingAt: [Float] = [],
                 panels: String? = nil, phases: Int? = nil, warmEach: Bool = false) {
         self.warmEach = warmEach
         self.threads = threads
@@ -42,7 +44,8 @@ public struct BenchOptions: Sendable {
         self.runPeer = runPeer
         self.images = images
         self.data = data
-        self.model = model
+        self.models = models
+        self.switchingAt = switchingAt
         self.panels = panels
         self.phases = phases
     }

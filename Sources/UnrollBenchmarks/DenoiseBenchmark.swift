@@ -4,7 +4,7 @@ import UnrollCore
 import UnrollIO
 
 /// `unroll bench denoise`: whole test images with Gaussian noise of σ 15, 25 and 50 (/255), denoised by
-/// our model (`--model`, default the shipped one) and by BM3D (`bench/bm3d_denoise.py`, PyPI `bm3d`) on
+/// our model (`--model`; default the shipped ones, each for its range of σ) and by BM3D (`bench/bm3d_denoise.py`, PyPI `bm3d`) on
 /// the same noisy images; PSNR (peak 1) and SSIM computed here for both, seconds per image for both.
 enum DenoiseBenchmark {
     static let sigmas = [15, 25, 50]
@@ -40,16 +40,17 @@ enum DenoiseBenchmark {
 
     static let `case` = BenchmarkCase(
         name: "denoise",
-        summary: "whole test images (--data, default the shared images/test) at σ 15/25/50 (/255): our model (--model, default the shipped one) vs BM3D (bench/bm3d_denoise.py), PSNR, SSIM, seconds",
+        summary: "whole test images (--data, default the shared images/test) at σ 15/25/50 (/255): our model (--model; default the shipped ones, each for its range of σ) vs BM3D (bench/bm3d_denoise.py), PSNR, SSIM, seconds",
         run: { try run($0) })
 
     static func run(_ o: BenchOptions) throws -> BenchReport {
-        guard let byName = o.images, !byName.isEmpty, let folder = o.data, let modelPath = o.model else {
+        guard let byName = o.images, !byName.isEmpty, let folder = o.data, !o.models.isEmpty else {
             throw BenchError("denoise needs --data (a folder of PNG test images) and --model (a conv2d model)")
         }
         let names = byName.keys.sorted(), images = names.map { byName[$0]! }
-        guard case let .conv2d(model) = try ModelFile.read(modelPath).model else {
-            throw BenchError("--model \(modelPath) does not hold a conv2d (image) model")
+        let models = try o.models.map { path in
+            guard case let .conv2d(model) = try ModelFile.read(path).model else { throw BenchError("--model \(path) does not hold a conv2d (image) model") }
+            return model
         }
         var report = BenchReport(benchmark: "denoise", threads: o.threads, repeats: o.repeats)
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("unroll-bench-denoise-\(getpid())").path
@@ -75,11 +76,11 @@ enum DenoiseBenchmark {
         try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: scratch + "/manifest.json"))
 
         // Ours: the median of `repeats` denoisings of each image, after one warm-up.
-        _ = try Denoiser.denoise(noisy[0][0], model: model, phases: o.phases)
+        _ = try Denoiser.denoise(noisy[0][0], model: models[0], phases: o.phases)
         var ours: [[(estimate: Tensor, seconds: Double)]] = []
         for (k, row) in noisy.enumerated() {
-            // A noise-adaptive model is set for each σ (as `unroll denoise --sigma` sets it).
-            let atSigma = try Denoiser.model(model, forNoise: Float(sigmas[k]) / 255).model
+            // A noise-adaptive model is chosen and set for each σ (as `unroll denoise --sigma` does).
+            let atSigma = try Denoiser.model(choosingFrom: models, switchingAt: o.switchingAt, forNoise: Float(sigmas[k]) / 255).model
             ours.append(try row.map { y in
                 var estimate = y
                 let times = try (0..<o.repeats).map { _ in
@@ -155,10 +156,13 @@ enum DenoiseBenchmark {
                 + (theirs == nil ? "" : ", BM3D") + ", then |estimate − clean|×4 for ours" + (theirs == nil ? "" : " and BM3D")
         }
         report.details["images"] = "\(folder): " + names.joined(separator: ", ")
-        let trained = model.dictionary
-        report.details["ours: model"] = "\(modelPath): \(trained.atoms) filters \(trained.kernel)×\(trained.kernel), stride \(trained.stride), T \(model.encoder.layers), shift averaging \(model.shiftAverage ? "on" : "off")"
-            + (model.shiftAverage && trained.stride > 1 ? " (\(Denoiser.shiftsAveraged(stride: trained.stride, phases: o.phases ?? model.shiftPhases)) of the \(trained.stride * trained.stride) shifts)" : "")
-            + (model.adaptiveSigma.map { String(format: ", noise-adaptive (thresholds set for each σ from σ %.3g/255)", $0 * 255) } ?? "")
+        for (i, (path, model)) in zip(o.models, models).enumerated() {
+            let trained = model.dictionary, served = sigmas.filter { Denoiser.range(of: Float($0) / 255, switchingAt: o.switchingAt) == i }
+            report.details["ours: model \(path)"] = "\(trained.atoms) filters \(trained.kernel)×\(trained.kernel), stride \(trained.stride), T \(model.encoder.layers), shift averaging \(model.shiftAverage ? "on" : "off")"
+                + (model.shiftAverage && trained.stride > 1 ? " (\(Denoiser.shiftsAveraged(stride: trained.stride, phases: o.phases ?? model.shiftPhases)) of the \(trained.stride * trained.stride) shifts)" : "")
+                + (model.adaptiveSigma.map { String(format: ", noise-adaptive (thresholds set for each σ from σ %.3g/255)", $0 * 255) } ?? "")
+                + "; used at σ " + served.map(String.init).joined(separator: ", ")
+        }
         report.details["noise"] = "N(0, σ²) per pixel from seed σ (one generator per σ, the images in order), added to the whole clean image"
         if theirs != nil {
             report.details["SSIM check: largest |ours − scikit-image| on the BM3D estimates"] = String(format: "%.1e", worstSSIMGap)

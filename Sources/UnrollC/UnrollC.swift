@@ -658,6 +658,17 @@ public func unrollDenoise(_ h: OpaquePointer?, _ image: UnsafePointer<Float>?, _
     }
 }
 
+/// A noise-adaptive model's reference σ (the noise its thresholds are set for, scaled for any other)
+/// into `sigma`; 0 for a model of one σ.
+@_cdecl("unroll_noise_reference")
+public func unrollNoiseReference(_ h: OpaquePointer?, _ sigma: UnsafeMutablePointer<Float>?) -> Int32 {
+    guarded {
+        guard let sigma else { throw APIError("sigma must not be NULL") }
+        guard let ae = try convHandle(h).model else { throw APIError("the model is not fitted") }
+        sigma.pointee = ae.adaptiveSigma ?? 0
+    }
+}
+
 // MARK: conv1d spike sorting
 
 /// A new, untrained spike sorter from settings (JSON).

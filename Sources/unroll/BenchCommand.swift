@@ -39,7 +39,7 @@ struct Bench: ParsableCommand {
     @Option(help: "denoise: folder of PNG test images (default: $UNROLL_IMAGES/test, else the shared data's images/test).")
     var data: String?
 
-    @Option(help: "denoise: the conv2d model to run (default: the shipped one).")
+    @Option(help: "denoise: the conv2d model to run (default: the shipped ones, each for its range of σ).")
     var model: String?
 
     @Option(help: "denoise: write a panel per image and σ into this folder (centre crop: clean, noisy, ours, BM3D, and both errors ×4).")
@@ -75,9 +75,9 @@ struct Bench: ParsableCommand {
         } else if name == "all" {
             images = (try? ImageFolder.load(folder, option: "--data")).map { Dictionary(uniqueKeysWithValues: $0.map { ($0.name, $0.image) }) }
         }
-        let shipped = Bundle.module.url(forResource: "denoise-model", withExtension: "safetensors", subdirectory: "Resources")?.path
+        let denoisers = try model.map { ([$0], [Float]()) } ?? (name == "denoise" || name == "all" ? ShippedDenoiser.files() : ([], []))
         let options = BenchOptions(threads: threading.threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
-                                   mode: mode, runPeer: !noPeer, images: images, data: folder, model: model ?? shipped, panels: panels, phases: shiftPhases,
+                                   mode: mode, runPeer: !noPeer, images: images, data: folder, models: denoisers.0, switchingAt: denoisers.1, panels: panels, phases: shiftPhases,
                                    warmEach: warmEach)
         let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
         var reports: [BenchReport] = []

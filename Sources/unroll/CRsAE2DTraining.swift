@@ -80,8 +80,10 @@ struct CRsAE2DTraining {
            let psnr = file.info["training.validation_psnr"].flatMap(Double.init), let step = file.info["training.step"].flatMap(Int.init) {
             best = (psnr, step)
         }
-        /// The σ the hold-out images are scored at: the training σ, or the range's ends and the reference.
-        let validationSigmas = config.noiseRange.map { [$0.lowerBound, config.sigma, $0.upperBound] } ?? [config.sigma]
+        /// The σ the hold-out images are scored at: the training σ, or the range's ends and the reference
+        /// (once each: a range of one σ is that σ).
+        let validationSigmas = (config.noiseRange.map { [$0.lowerBound, config.sigma, $0.upperBound] } ?? [config.sigma])
+            .reduce(into: [Float]()) { if !$0.contains($1) { $0.append($1) } }
         let label = "crsae \(config.tying.rawValue) \(config.bias.name)"
         let clock = ContinuousClock.now
         let last = try run.run(&trainer, steps: steps, label: "train " + label,

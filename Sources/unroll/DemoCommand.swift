@@ -145,21 +145,21 @@ struct Demo: ParsableCommand {
             + "--layers 100 --step 0.2 --lambda 0.2 --batch 50 --epochs \(epochs) --gradient least-squares --output run")
     }
 
-    /// Image denoising with the convolutional model the package ships (trained by the `unroll train
-    /// --model conv2d` command recorded in its metadata) on a crop of a test image the package ships
-    /// too: Gaussian noise σ = 25/255 from --seed, then the model set for that σ.
+    /// Image denoising with the convolutional models the package ships (trained by the `unroll train
+    /// --model conv2d` commands recorded in their metadata) on a crop of a test image the package ships
+    /// too: Gaussian noise σ = 25/255 from --seed, then the shipped model for that σ (the σ 5–55/255 one), set for it.
     private func denoise() throws {
-        guard let modelURL = Bundle.module.url(forResource: "denoise-model", withExtension: "safetensors", subdirectory: "Resources"),
-              let imageURL = Bundle.module.url(forResource: "camera-crop", withExtension: "png", subdirectory: "Resources") else {
-            throw CLIError("the demo's denoising model or image is missing from the package resources (Sources/unroll/Resources)")
+        guard let imageURL = Bundle.module.url(forResource: "camera-crop", withExtension: "png", subdirectory: "Resources") else {
+            throw CLIError("the demo's image is missing from the package resources (Sources/unroll/Resources)")
         }
-        let model = try ModelFile.read(modelURL.path, option: "the shipped model").conv2d(modelURL.path, option: "the shipped model")
+        let (models, bounds) = try ShippedDenoiser.models()
         let clean = try ImageFolder.readImage(imageURL.path, option: "demo image")
         let sigma: Float = 25 / 255
         var rng = Random(seed: seed)
         let noisy = DenoisingImages.addNoise(clean, sigma: sigma, rng: &rng)
         let t0 = ContinuousClock.now
-        let estimate = try Denoiser.denoise(noisy, model: Denoiser.model(model, forNoise: sigma).model)
+        let model = models[Denoiser.range(of: sigma, switchingAt: bounds)]
+        let estimate = try Denoiser.denoise(noisy, model: model.atNoise(sigma))
         let seconds = secondsSince(t0)
         let score = Denoiser.Score(noisy: noisy, denoised: estimate, clean: clean)
         try ImageFolder.write(noisy, to: output + "/noisy.png", option: "--output")
@@ -171,7 +171,8 @@ struct Demo: ParsableCommand {
             try ImagePanel(gap: 8, textScale: 2, title: "unrolled sparse coding denoiser, sigma 25/255").writePNG(items, to: output + "/denoising.png")
         }
         let d = model.dictionary, e = model.encoder
-        let thresholds = model.adaptiveSigma != nil ? "per-filter thresholds set for σ" : "λ \(e.lambda.allValues.first.map { CSV.format($0) } ?? "?")"
+        let thresholds = model.adaptiveSigma.map { String(format: "per-filter thresholds set for σ from its reference %.0f/255", $0 * 255) }
+            ?? "λ \(e.lambda.allValues.first.map { CSV.format($0) } ?? "?")"
         let shifts = Denoiser.shiftsAveraged(stride: d.stride, phases: model.shiftPhases), all = d.stride * d.stride
         let averaged = model.shiftAverage && d.stride > 1
             ? ", averaged over " + (shifts == all ? "its \(all) shifts" : "\(shifts) of its \(all) shifts") : ""

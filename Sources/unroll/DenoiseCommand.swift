@@ -4,6 +4,10 @@ import Unroll
 import UnrollCore
 import UnrollIO
 
+/// Models for successive ranges of noise: `models[i]` serves σ from `switchingAt[i − 1]` up to
+/// `switchingAt[i]` (`Denoiser.model(choosingFrom:switchingAt:…)`).
+typealias Denoisers = (models: [UnrolledAutoencoder<Convolution2DDictionary>], switchingAt: [Float])
+
 /// `unroll denoise`: a noisy PNG through a trained convolutional model (`unroll train --model conv2d`),
 /// with the PSNR printed when the clean reference is given.
 struct Denoise: ParsableCommand {
@@ -21,10 +25,11 @@ struct Denoise: ParsableCommand {
             of the n² the model names (`model.shift_phases`) or --shift-phases asks for; \
             --no-shift-average encodes the image once.
 
-            A noise-adaptive model (the shipped one, or `unroll train --family crsae --sigma-range …`) \
+            A noise-adaptive model (the shipped ones, or `unroll train --family crsae --sigma-range …`) \
             sets its thresholds for the input's noise level: --sigma, else --add-noise's σ, else σ \
             estimated from each image (channel) by the median of its finest diagonal wavelet band \
-            (printed).
+            (printed). Without --model, the package's two models serve that σ: the one trained over \
+            σ 5–55/255 below 28.5/255, the one trained at σ 50/255 from there up.
 
             A folder as --input denoises every PNG in it into the folder --output (same names); --clean \
             is then a folder of the clean images under the same names, and the PSNRs are printed per \
@@ -35,10 +40,10 @@ struct Denoise: ParsableCommand {
               unroll denoise --model run/model.safetensors --input camera.png --clean camera.png \\
                 --add-noise 25/255 --seed 1 --output camera-denoised.png
               unroll denoise --model run/model.safetensors --input test --clean test --add-noise 25/255 --output denoised
-              unroll denoise --input noisy.png --sigma 25/255 --output out.png      # the shipped model
+              unroll denoise --input noisy.png --sigma 25/255 --output out.png      # the shipped models
             """)
 
-    @Option(help: ArgumentHelp("A model.safetensors from `unroll train --model conv2d` (either family); default: the model the package ships (noise-adaptive).", valueName: "file"))
+    @Option(help: ArgumentHelp("A model.safetensors from `unroll train --model conv2d` (either family); default: the models the package ships (noise-adaptive, the one for the input's σ).", valueName: "file"))
     var model: String?
     @Option(help: ArgumentHelp("The input's noise σ (e.g. 25/255): a noise-adaptive model is set for it (default: estimated from the image); another model is checked to be trained at it.", valueName: "σ"))
     var sigma: String?
@@ -80,46 +85,35 @@ struct Denoise: ParsableCommand {
         print(line)
     }
 
-    /// The model of `path`, or the shipped one; with `sigma`, one trained at that σ (within 2 %) unless
-    /// it is noise-adaptive (`model(for:)` sets that one for each image).
-    static func network(_ path: String?, sigma: String?) throws -> UnrolledAutoencoder<Convolution2DDictionary> {
-        let file: ModelFile, name: String
-        if let path {
-            (file, name) = (try ModelFile.read(path, option: "--model"), path)
-        } else {
-            guard let url = Bundle.module.url(forResource: "denoise-model", withExtension: "safetensors", subdirectory: "Resources") else {
-                throw CLIError("no --model given, and the package's own denoising model is missing from its resources")
-            }
-            (file, name) = (try ModelFile.read(url.path, option: "the shipped model"), "the shipped model")
+    /// The models for each range of noise: the one of `path`, or the shipped ones (noise-adaptive,
+    /// chosen per image by σ); with `sigma`, a model of `path` that is not noise-adaptive is checked to
+    /// be trained at that σ (within 2 %).
+    static func network(_ path: String?, sigma: String?) throws -> Denoisers {
+        if let text = sigma, try parseSigma(text, option: "--sigma") <= 0 {
+            throw CLIError("--sigma \(text): the models need the input's noise level > 0")
         }
-        let model = try file.conv2d(name, option: path == nil ? "the shipped model" : "--model")
-        if model.adaptiveSigma != nil {
-            if let text = sigma, try parseSigma(text, option: "--sigma") <= 0 {
-                throw CLIError("--sigma \(text): a noise-adaptive model needs the input's noise level > 0")
-            }
-            return model
-        }
-        if let text = sigma {
+        guard let path else { return try ShippedDenoiser.models() }
+        let file = try ModelFile.read(path, option: "--model")
+        let model = try file.conv2d(path)
+        if model.adaptiveSigma == nil, let text = sigma {
             let wanted = try parseSigma(text, option: "--sigma")
             guard let trained = file.info["training.sigma"].flatMap(Float.init) else {
-                throw CLIError("--sigma \(text): \(name) does not record the σ it was trained at (training.sigma); leave --sigma out to use it")
+                throw CLIError("--sigma \(text): \(path) does not record the σ it was trained at (training.sigma); leave --sigma out to use it")
             }
             guard abs(trained - wanted) <= 0.02 * max(trained, wanted) else {
-                let fix = path == nil
-                    ? "the package ships a model for σ 25/255 only; train one with `unroll train --model conv2d --sigma \(text) …` and pass it with --model"
-                    : "use a model trained at this σ (`unroll train --model conv2d --sigma \(text) …`)"
-                throw CLIError("--sigma \(text): \(name) was trained at σ \(String(format: "%.4g", trained)) (\(String(format: "%.3g", trained * 255))/255); \(fix)")
+                throw CLIError("--sigma \(text): \(path) was trained at σ \(String(format: "%.4g", trained)) (\(String(format: "%.3g", trained * 255))/255); "
+                    + "use a model trained at this σ (`unroll train --model conv2d --sigma \(text) …`), or leave --model out for the shipped noise-adaptive ones")
             }
         }
-        return model
+        return ([model], [])
     }
 
     /// The model for one noisy plane: a noise-adaptive one set for --sigma, else --add-noise's σ, else
     /// the σ estimated from the plane (returned); any other as it is.
-    private func model(for plane: Tensor, _ network: UnrolledAutoencoder<Convolution2DDictionary>) throws
+    private func model(for plane: Tensor, _ network: Denoisers) throws
         -> (model: UnrolledAutoencoder<Convolution2DDictionary>, estimated: Float?) {
         let given = try (sigma ?? addNoise).map { try parseSigma($0, option: sigma != nil ? "--sigma" : "--add-noise") }
-        return try Denoiser.model(network, forNoise: given, of: plane)
+        return try Denoiser.model(choosingFrom: network.models, switchingAt: network.switchingAt, forNoise: given, of: plane)
     }
 
     /// ", σ estimated a/255" (RGB: the channels' values) when the noise level was estimated.
@@ -131,7 +125,7 @@ struct Denoise: ParsableCommand {
     /// image written to the given path), denoised by the network and written to `output`; scored
     /// against `clean` over all planes.
     private func denoise(_ path: String, noise: (sigma: Float, path: String)?, rng: inout Random,
-                         network: UnrolledAutoencoder<Convolution2DDictionary>, output: String, clean: String?) throws
+                         network: Denoisers, output: String, clean: String?) throws
         -> (width: Int, height: Int, planes: Int, score: Denoiser.Score?, estimatedSigma: [Float]) {
         var planes = try ImageFolder.readPlanes(path, option: "--input")
         if let noise {
@@ -163,7 +157,7 @@ struct Denoise: ParsableCommand {
 extension Denoise {
     /// Every PNG of the folder `input` into the folder `output`; each rank of a job its share of the
     /// images (by name order), rank 0 printing every image's line and the means.
-    private func denoiseFolder(_ network: UnrolledAutoencoder<Convolution2DDictionary>, job: Distributed) throws {
+    private func denoiseFolder(_ network: Denoisers, job: Distributed) throws {
         let names = try ImageFolder.names(input, option: "--input")
         let sigma = try addNoise.map { try parseSigma($0, option: "--add-noise") }
         if job.isRoot { try inContext("--output") { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) } }

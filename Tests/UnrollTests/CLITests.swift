@@ -332,9 +332,13 @@ import UnrollIO
         }
     }
 
-    /// The denoising model the package ships.
-    static let shippedModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../../Sources/unroll/Resources/denoise-model.safetensors").standardizedFileURL.path
+    /// The denoising models the package ships: over σ 5–55/255 (reference 25/255), and at σ 50/255.
+    static let shippedModel = shipped("denoise-model")
+    static let shippedSigma50Model = shipped("denoise-model-sigma50")
+    static func shipped(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Sources/unroll/Resources/\(name).safetensors").standardizedFileURL.path
+    }
 
     /// `info` names the shifts the shipped model averages: 9 of its 64 (3 phases per axis, as `bench denoise` times it).
     @Test func infoNamesTheShiftsAModelAverages() throws {
@@ -387,8 +391,9 @@ import UnrollIO
         }
     }
 
-    /// Without --model the shipped model denoises. It is noise-adaptive: --sigma sets it (any σ), and
-    /// without --sigma the σ is estimated from the image (and printed). A model trained at one σ
+    /// Without --model the shipped models denoise. They are noise-adaptive: --sigma sets them (any σ),
+    /// and without --sigma the σ is estimated from the image (and printed). The range model serves σ
+    /// below 28.5/255 and the σ 50 model from there (`denoise-models.json`). A model trained at one σ
     /// refuses another --sigma by name.
     @Test func denoiseWithTheShippedModelAndASigma() throws {
         let dir = try Self.tempDir()
@@ -401,6 +406,11 @@ import UnrollIO
         #expect(try Data(contentsOf: dir.appendingPathComponent("shipped.png")) == Data(contentsOf: dir.appendingPathComponent("given.png")))
         try Self.ok(["denoise", "--input", "in.png", "--sigma", "50/255", "--output", "fifty.png"], in: dir)
         #expect(try Data(contentsOf: dir.appendingPathComponent("shipped.png")) != Data(contentsOf: dir.appendingPathComponent("fifty.png")))
+        for (sigma, file) in [("28/255", model), ("29/255", Self.shippedSigma50Model), ("50/255", Self.shippedSigma50Model)] {
+            try Self.ok(["denoise", "--input", "in.png", "--sigma", sigma, "--output", "a.png"], in: dir)
+            try Self.ok(["denoise", "--model", file, "--input", "in.png", "--sigma", sigma, "--output", "b.png"], in: dir)
+            #expect(try Data(contentsOf: dir.appendingPathComponent("a.png")) == Data(contentsOf: dir.appendingPathComponent("b.png")), "σ \(sigma)")
+        }
         let estimated = try Self.ok(["denoise", "--input", "in.png", "--output", "estimated.png"], in: dir)
         #expect(estimated.stdout.contains(", σ estimated "), "\(estimated.stdout)")
 

@@ -125,6 +125,41 @@ import UnrollIO
         #expect(throws: UnrollError.self) { try UnrolledAutoencoder(dictionary: ae.dictionary, encoder: ae.encoder, adaptiveSigma: -1) }
     }
 
+    /// Models for ranges of noise (switching at 0.14 and 0.3): each σ gets its range's model, set for
+    /// that σ; the estimate chooses when σ is not given; bad bounds, and models of one σ, are refused.
+    @Test func theModelForTheNoiseRangeIsChosen() throws {
+        let (model, _) = try Self.smallModel()
+        let low = try model.autoencoder(height: 9, width: 9)
+        var mid = try low.atNoise(0.2), high = try low.atNoise(0.4)
+        mid.encoder.lambda = .perAtom(mid.encoder.lambda.allValues.map { $0 * 0.9 })   // other models, other references
+        high.encoder.lambda = .perAtom(high.encoder.lambda.allValues.map { $0 * 0.8 })
+        let models = [low, mid, high], bounds: [Float] = [0.14, 0.3]
+        for (sigma, expected): (Float, Int) in [(0.05, 0), (0.1399, 0), (0.14, 1), (0.2, 1), (0.2999, 1), (0.3, 2), (0.9, 2)] {
+            #expect(Denoiser.range(of: sigma, switchingAt: bounds) == expected, "σ \(sigma)")
+            let (chosen, estimated) = try Denoiser.model(choosingFrom: models, switchingAt: bounds, forNoise: sigma)
+            let set = try models[expected].atNoise(sigma)
+            #expect(estimated == nil && chosen.encoder == set.encoder && chosen.adaptiveSigma == sigma, "σ \(sigma)")
+        }
+        // σ estimated from the image: the model for that σ.
+        var noisy = DenoisingTests.image(64, 64), rng = Random(seed: 9)
+        noisy = DenoisingImages.addNoise(noisy, sigma: 0.2, rng: &rng)
+        let (chosen, estimated) = try Denoiser.model(choosingFrom: models, switchingAt: bounds, forNoise: nil, of: noisy)
+        let e = try #require(estimated)
+        let (direct, set) = (try NoiseEstimate.sigma(noisy), try mid.atNoise(e))
+        #expect(e == direct && chosen.encoder == set.encoder, "σ estimated \(e)")
+        // A noiseless image keeps the first model as it is.
+        #expect(try Denoiser.model(choosingFrom: models, switchingAt: bounds, forNoise: nil, of: Tensor(zeros: [8, 8])).model.encoder == low.encoder)
+        var fixed = low
+        fixed.adaptiveSigma = nil
+        #expect(throws: UnrollError.self) { try Denoiser.model(choosingFrom: [low, fixed], switchingAt: [0.2], forNoise: 0.1) }
+        #expect(throws: UnrollError.self) { try Denoiser.model(choosingFrom: [], forNoise: 0.1) }
+        for wrong: [Float] in [[], [0.3, 0.14], [0.14, 0.14], [0, 0.3], [0.14, .nan], [0.1, 0.2, 0.3]] {
+            #expect(throws: UnrollError.self, "bounds \(wrong)") { try Denoiser.model(choosingFrom: models, switchingAt: wrong, forNoise: 0.1) }
+        }
+        #expect(throws: UnrollError.self) { try Denoiser.model(choosingFrom: models, switchingAt: bounds, forNoise: .nan) }
+        #expect(try Denoiser.model(choosingFrom: [fixed], forNoise: 0.3).model.encoder == fixed.encoder)
+    }
+
     /// The noise estimate: Gaussian noise of σ on a smooth image is estimated within 3 %; on the test
     /// images within 12 % at σ 15–50/255 (measured with NumPy on the same formula: +0 to +10 %,
     /// fine texture biasing it up); bad input is refused.

@@ -74,6 +74,23 @@ def test_the_shipped_model_denoises_at_any_sigma():
             model.denoise(noisy, sigma=bad)
 
 
+def test_pretrained_picks_the_model_the_cli_picks_for_sigma(tmp_path):
+    """`pretrained(sigma)` is the shipped model `unroll denoise --sigma` uses: the range model (reference
+    25/255) below 28.5/255, the σ 50 model from there up; their 8-bit outputs agree."""
+    assert ConvolutionalDenoiser.pretrained().noise_reference_ == pytest.approx(25 / 255)
+    noisy8 = np.clip(images()[1] + np.random.default_rng(5).normal(0, 40, (40, 44)), 0, 255).round().astype(np.uint8)
+    write_png(tmp_path / "noisy.png", noisy8)
+    for level, reference in ((15, 25), (28, 25), (29, 50), (50, 50), (70, 50)):
+        model = ConvolutionalDenoiser.pretrained(sigma=level / 255, n_jobs=1)
+        assert model.noise_reference_ == pytest.approx(reference / 255), level
+        run_cli("denoise", "--input", "noisy.png", "--sigma", f"{level}/255", "--output", "out.png", "--threads", "1", cwd=tmp_path)
+        ours = model.denoise((noisy8.astype(np.float64) / 255).astype(np.float32), sigma=np.float32(level) / np.float32(255))
+        expected = np.clip(np.floor((ours.astype(np.float32) * np.float32(255)).astype(np.float64) + 0.5), 0, 255).astype(np.uint8)
+        assert np.array_equal(read_png_gray(tmp_path / "out.png"), expected), level
+    with pytest.raises(ValueError, match="sigma"):
+        ConvolutionalDenoiser.pretrained(sigma=-1)
+
+
 def test_pickle_and_bad_input():
     est = ConvolutionalDenoiser(**SETTINGS).fit([a / 255.0 for a in images()])
     again = pickle.loads(pickle.dumps(est))

@@ -1,5 +1,6 @@
 """A 2-D convolutional denoiser (PUDLE's convolutional autoencoder) over the Swift library."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,7 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
     def _record(self):
         w = self._model.weights()
         self.filters_ = w.reshape(w.shape[0], w.shape[2], w.shape[3])
+        self.noise_reference_ = self._model.noise_reference() or None
         self.n_steps_, _, losses = self._model.progress()
         self.loss_curve_ = losses.tolist()
 
@@ -103,14 +105,24 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
         self._model.save(path)
 
     @classmethod
-    def pretrained(cls, n_jobs=None):
-        """The model the package ships (the demo's denoiser): an untied CRsAE-class network with
-        per-filter thresholds that scale with the noise, trained on the training images over σ
-        5–55/255 (docs/denoising.md); give `denoise` the image's σ, or let it estimate it."""
-        here = Path(__file__).resolve().parent
-        for path in (here / "denoise-model.safetensors",
-                     here.parent.parent / "Sources" / "unroll" / "Resources" / "denoise-model.safetensors"):
-            if path.exists():
-                from ._dictionary import load
-                return load(path, n_jobs=n_jobs)
-        raise FileNotFoundError("the shipped denoising model (denoise-model.safetensors) is not in the package")
+    def pretrained(cls, sigma=None, n_jobs=None):
+        """A model the package ships (the demo's denoiser): untied CRsAE-class networks with per-filter
+        thresholds that scale with the noise (docs/denoising.md), one trained over σ 5–55/255 and one at
+        σ 50/255. `sigma` (e.g. 50 / 255) picks the one for that noise, as `unroll denoise --sigma`
+        does: the σ 50 model from 28.5/255 up (`denoise-models.json`). None gives the σ 5–55 model,
+        which serves any σ. Give `denoise` the image's σ, or let it estimate it."""
+        if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a noise level > 0 (e.g. 25 / 255), got {sigma}")
+        from ._dictionary import load
+        models = json.loads(_shipped("denoise-models.json").read_text())["models"]
+        chosen = 0 if sigma is None else sum(m["from_sigma_255"] / 255 <= sigma for m in models[1:])
+        return load(_shipped(models[chosen]["file"]), n_jobs=n_jobs)
+
+
+def _shipped(name):
+    """A file of the shipped denoisers: in the installed package, or in the source tree's resources."""
+    here = Path(__file__).resolve().parent
+    for path in (here / name, here.parent.parent / "Sources" / "unroll" / "Resources" / name):
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"the shipped denoiser's {name} is not in the package")

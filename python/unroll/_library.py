@@ -61,6 +61,7 @@ for name, args, res in [
     ("unroll_conv2d_create", [ctypes.c_char_p, ctypes.POINTER(_p)], ctypes.c_int),
     ("unroll_fit_images", [_p, _f32, _pi64, _pi64, _i64], ctypes.c_int),
     ("unroll_denoise", [_p, _f32, _i64, _i64, ctypes.c_float, _f32], ctypes.c_int),
+    ("unroll_noise_reference", [_p, _f32], ctypes.c_int),
     ("unroll_weights_shape", [_p, _pi64, _pi64], ctypes.c_int),
     ("unroll_lambdas", [_p, _f32, _pi64], ctypes.c_int),
     ("unroll_conv1d_create", [ctypes.c_char_p, ctypes.POINTER(_p)], ctypes.c_int),
@@ -129,6 +130,11 @@ class Model:
         check(lib.unroll_denoise(self.handle, pi, image.shape[0], image.shape[1], -1.0 if sigma is None else float(sigma),
                                  out.ctypes.data_as(_f32)))
         return out
+
+    def noise_reference(self):
+        sigma = ctypes.c_float()
+        check(lib.unroll_noise_reference(self.handle, ctypes.byref(sigma)))
+        return sigma.value
 
     @classmethod
     def load(cls, path, settings=None):

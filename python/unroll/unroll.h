@@ -52,6 +52,9 @@ int unroll_fit_images(unroll_model *model, const float *pixels, const int64_t *h
 /* sigma: the image's noise level, for which a noise-adaptive model sets its thresholds (<= 0: estimated
  * from the image); other models ignore it. */
 int unroll_denoise(unroll_model *model, const float *image, int64_t height, int64_t width, float sigma, float *out);
+/* A noise-adaptive model's reference σ (its thresholds are set for it and scale with the input's σ); 0
+ * for a model of one σ. */
+int unroll_noise_reference(unroll_model *model, float *sigma);
 
 /* 1-D convolutional spike sorting (CRsAE). Settings: n_neurons, filter_length (null: 2.5 ms),
  * sampling_rate, n_layers, max_iter (epochs), batch_size, learning_rate, lr_decay, window,
