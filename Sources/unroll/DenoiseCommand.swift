@@ -78,6 +78,16 @@ struct Denoise: ParsableCommand {
         let noisyPath = (output.hasSuffix(".png") ? String(output.dropLast(4)) : output) + "-noisy.png"
         let r = try denoise(input, noise: sigma.map { ($0, noisyPath) }, rng: &rng, network: network, output: output, clean: clean)
         var line = "wrote \(output) (\(r.width)×\(r.height)\(r.planes == 3 ? ", RGB" : "")\(Self.describe(estimated: r.estimatedSigma)))"
+        if model == nil {
+            // Which of the shipped models served the σ given or estimated (per channel).
+            let used = try self.sigma.map { [try parseSigma($0, option: "--sigma")] } ?? sigma.map { [$0] } ?? r.estimatedSigma
+            let references = used.compactMap { network.models[Denoiser.range(of: $0, switchingAt: network.switchingAt)].adaptiveSigma }
+            let names = references.reduce(into: [String]()) { names, s in
+                let name = String(format: "%.3g/255", s * 255)
+                if !names.contains(name) { names.append(name) }
+            }
+            if !names.isEmpty { line += "; the shipped model trained around σ " + names.joined(separator: " and ") }
+        }
         if let s = r.score {
             line += String(format: "; PSNR %.2f dB (input %.2f dB, gain %.2f dB) with peak 1; %.2f dB (input %.2f dB) with peak = max of the clean image",
                            s.denoised, s.noisy, s.denoised - s.noisy, s.denoisedCleanMax, s.noisyCleanMax)
