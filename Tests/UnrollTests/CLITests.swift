@@ -332,13 +332,14 @@ import UnrollIO
         }
     }
 
-    /// The denoising models the package ships: over σ 5–55/255 (reference 25/255), and at σ 50/255.
-    static let shippedModel = shipped("denoise-model")
-    static let shippedSigma50Model = shipped("denoise-model-sigma50")
-    static func shipped(_ name: String) -> String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../Sources/unroll/Resources/\(name).safetensors").standardizedFileURL.path
-    }
+    /// The denoising models the package ships, in `denoise-models.json` order (the σ 5–55/255 model
+    /// first), each with the σ (/255) from which it serves.
+    static let shippedModels: [(path: String, from: Double)] = {
+        let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources/unroll/Resources")
+        let list = (try? JSONSerialization.jsonObject(with: Data(contentsOf: resources.appendingPathComponent("denoise-models.json"))) as? [String: Any])?["models"]
+        return ((list as? [[String: Any]]) ?? []).map { (resources.appendingPathComponent($0["file"] as! String).standardizedFileURL.path, $0["from_sigma_255"] as! Double) }
+    }()
+    static var shippedModel: String { shippedModels[0].path }
 
     /// `info` names the shifts the shipped model averages: 9 of its 64 (3 phases per axis, as `bench denoise` times it).
     @Test func infoNamesTheShiftsAModelAverages() throws {
@@ -392,9 +393,9 @@ import UnrollIO
     }
 
     /// Without --model the shipped models denoise. They are noise-adaptive: --sigma sets them (any σ),
-    /// and without --sigma the σ is estimated from the image (and printed). The range model serves σ
-    /// below 28.5/255 and the σ 50 model from there (`denoise-models.json`). A model trained at one σ
-    /// refuses another --sigma by name.
+    /// and without --sigma the σ is estimated from the image (and printed). Each serves its range of σ
+    /// (`denoise-models.json`: the σ 5–55/255 model below 28.5/255, the σ 50 model from there). A model
+    /// trained at one σ refuses another --sigma by name.
     @Test func denoiseWithTheShippedModelAndASigma() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -406,11 +407,20 @@ import UnrollIO
         #expect(try Data(contentsOf: dir.appendingPathComponent("shipped.png")) == Data(contentsOf: dir.appendingPathComponent("given.png")))
         try Self.ok(["denoise", "--input", "in.png", "--sigma", "50/255", "--output", "fifty.png"], in: dir)
         #expect(try Data(contentsOf: dir.appendingPathComponent("shipped.png")) != Data(contentsOf: dir.appendingPathComponent("fifty.png")))
-        for (sigma, file) in [("28/255", model), ("29/255", Self.shippedSigma50Model), ("50/255", Self.shippedSigma50Model)] {
-            let line = try Self.ok(["denoise", "--input", "in.png", "--sigma", sigma, "--output", "a.png"], in: dir).stdout
-            #expect(line.contains("; the shipped model trained around σ \(file == model ? "25" : "50")/255"), "\(line)")
-            try Self.ok(["denoise", "--model", file, "--input", "in.png", "--sigma", sigma, "--output", "b.png"], in: dir)
-            #expect(try Data(contentsOf: dir.appendingPathComponent("a.png")) == Data(contentsOf: dir.appendingPathComponent("b.png")), "σ \(sigma)")
+        // Either side of each switch (and at the top model's reference): the output of that range's
+        // model, named by its reference σ.
+        let shipped = Self.shippedModels
+        #expect(shipped.count >= 2 && shipped[0].from == 0)
+        var cases: [(sigma: Double, model: Int)] = []
+        for (i, m) in shipped.enumerated().dropFirst() { cases += [(m.from - 0.5, i - 1), (m.from + 0.5, i)] }
+        cases.append((50, shipped.count - 1))
+        for (sigma, i) in cases {
+            let text = "\(sigma)/255"
+            let line = try Self.ok(["denoise", "--input", "in.png", "--sigma", text, "--output", "a.png"], in: dir).stdout
+            let reference = try #require(Float(try Safetensors.read(shipped[i].path).metadata["model.adaptive_sigma"] ?? ""))
+            #expect(line.contains("; the shipped model trained around σ \(String(format: "%.3g", reference * 255))/255"), "σ \(text): \(line)")
+            try Self.ok(["denoise", "--model", shipped[i].path, "--input", "in.png", "--sigma", text, "--output", "b.png"], in: dir)
+            #expect(try Data(contentsOf: dir.appendingPathComponent("a.png")) == Data(contentsOf: dir.appendingPathComponent("b.png")), "σ \(text)")
         }
         let estimated = try Self.ok(["denoise", "--input", "in.png", "--output", "estimated.png"], in: dir)
         #expect(estimated.stdout.contains(", σ estimated "), "\(estimated.stdout)")

@@ -1,7 +1,9 @@
 """ConvolutionalDenoiser against the CLI on the same problem (0 ulp), and load / pretrained / errors."""
 
+import json
 import pickle
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,14 +77,21 @@ def test_the_shipped_model_denoises_at_any_sigma():
 
 
 def test_pretrained_picks_the_model_the_cli_picks_for_sigma(tmp_path):
-    """`pretrained(sigma)` is the shipped model `unroll denoise --sigma` uses: the range model (reference
-    25/255) below 28.5/255, the σ 50 model from there up; their 8-bit outputs agree."""
+    """`pretrained(sigma)` is the shipped model `unroll denoise --sigma` uses on either side of each
+    switch of `denoise-models.json` (the σ 5–55/255 model first, reference 25/255); their 8-bit
+    outputs agree."""
+    resources = Path(__file__).resolve().parents[2] / "Sources" / "unroll" / "Resources"
+    shipped = json.loads((resources / "denoise-models.json").read_text())["models"]
+    assert len(shipped) >= 2 and shipped[0]["from_sigma_255"] == 0
     assert ConvolutionalDenoiser.pretrained().noise_reference_ == pytest.approx(25 / 255)
     noisy8 = np.clip(images()[1] + np.random.default_rng(5).normal(0, 40, (40, 44)), 0, 255).round().astype(np.uint8)
     write_png(tmp_path / "noisy.png", noisy8)
-    for level, reference in ((15, 25), (28, 25), (29, 50), (50, 50), (70, 50)):
+    cases = [(15, 0), (70, len(shipped) - 1)]
+    for i, m in enumerate(shipped[1:], start=1):
+        cases += [(m["from_sigma_255"] - 0.5, i - 1), (m["from_sigma_255"] + 0.5, i)]
+    for level, i in cases:
         model = ConvolutionalDenoiser.pretrained(sigma=level / 255, n_jobs=1)
-        assert model.noise_reference_ == pytest.approx(reference / 255), level
+        assert model.noise_reference_ == unroll.load(resources / shipped[i]["file"]).noise_reference_, level
         run_cli("denoise", "--input", "noisy.png", "--sigma", f"{level}/255", "--output", "out.png", "--threads", "1", cwd=tmp_path)
         ours = model.denoise((noisy8.astype(np.float64) / 255).astype(np.float32), sigma=np.float32(level) / np.float32(255))
         expected = np.clip(np.floor((ours.astype(np.float32) * np.float32(255)).astype(np.float64) + 0.5), 0, 255).astype(np.uint8)
