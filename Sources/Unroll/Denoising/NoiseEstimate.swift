@@ -44,9 +44,9 @@ extension Denoiser {
 
     /// Of noise-adaptive models for successive ranges of noise, the one for the image's noise (σ
     /// given, or estimated from `image` and returned), set for that noise: `models[i]` serves σ from
-    /// `bounds[i − 1]` up to `bounds[i]` (ascending, one fewer than the models). A model is best near the
-    /// σ it was trained at (over a wide range a scaled crop's clean signal is faint at the top), so the
-    /// package ships one per range, switching where a held-out image says (docs/denoising.md). A
+    /// `bounds[i − 1]` up to `bounds[i]` (ascending, one fewer than the models). A model trained over a
+    /// wide range of σ loses to one trained at the range's top there, so the package ships one per range,
+    /// switching where a held-out image says (docs/denoising.md). A
     /// noiseless image gets the first model at its reference σ; a single model of any kind is
     /// `model(_:forNoise:of:)`.
     public static func model(choosingFrom models: [UnrolledAutoencoder<Convolution2DDictionary>], switchingAt bounds: [Float] = [],
