@@ -78,9 +78,11 @@ enum DenoiseBenchmark {
         // Ours: the median of `repeats` denoisings of each image, after one warm-up.
         _ = try Denoiser.denoise(noisy[0][0], model: models[0], phases: o.phases)
         var ours: [[(estimate: Tensor, seconds: Double)]] = []
+        var chosen: [Int] = []   // per σ, the model that served it
         for (k, row) in noisy.enumerated() {
             // A noise-adaptive model is chosen and set for each σ (as `unroll denoise --sigma` does).
-            let atSigma = try Denoiser.model(choosingFrom: models, switchingAt: o.switchingAt, forNoise: Float(sigmas[k]) / 255).model
+            let (atSigma, _, index) = try Denoiser.model(choosingFrom: models, switchingAt: o.switchingAt, forNoise: Float(sigmas[k]) / 255)
+            chosen.append(index)
             ours.append(try row.map { y in
                 var estimate = y
                 let times = try (0..<o.repeats).map { _ in
@@ -157,7 +159,7 @@ enum DenoiseBenchmark {
         }
         report.details["images"] = "\(folder): " + names.joined(separator: ", ")
         for (i, (path, model)) in zip(o.models, models).enumerated() {
-            let trained = model.dictionary, served = sigmas.filter { Denoiser.range(of: Float($0) / 255, switchingAt: o.switchingAt) == i }
+            let trained = model.dictionary, served = zip(sigmas, chosen).filter { $0.1 == i }.map(\.0)
             report.details["ours: model \(path)"] = "\(trained.atoms) filters \(trained.kernel)×\(trained.kernel), stride \(trained.stride), T \(model.encoder.layers), shift averaging \(model.shiftAverage ? "on" : "off")"
                 + (model.shiftAverage && trained.stride > 1 ? " (\(Denoiser.shiftsAveraged(stride: trained.stride, phases: o.phases ?? model.shiftPhases)) of the \(trained.stride * trained.stride) shifts)" : "")
                 + (model.adaptiveSigma.map { String(format: ", noise-adaptive (thresholds set for each σ from σ %.3g/255)", $0 * 255) } ?? "")

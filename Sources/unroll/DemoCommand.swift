@@ -158,8 +158,8 @@ struct Demo: ParsableCommand {
         var rng = Random(seed: seed)
         let noisy = DenoisingImages.addNoise(clean, sigma: sigma, rng: &rng)
         let t0 = ContinuousClock.now
-        let model = models[Denoiser.range(of: sigma, switchingAt: bounds)]
-        let estimate = try Denoiser.denoise(noisy, model: model.atNoise(sigma))
+        let (set, _, chosen) = try Denoiser.model(choosingFrom: models, switchingAt: bounds, forNoise: sigma)
+        let estimate = try Denoiser.denoise(noisy, model: set)
         let seconds = secondsSince(t0)
         let score = Denoiser.Score(noisy: noisy, denoised: estimate, clean: clean)
         try ImageFolder.write(noisy, to: output + "/noisy.png", option: "--output")
@@ -170,7 +170,7 @@ struct Demo: ParsableCommand {
         try inContext("--output") {
             try ImagePanel(gap: 8, textScale: 2, title: "unrolled sparse coding denoiser, sigma 25/255").writePNG(items, to: output + "/denoising.png")
         }
-        let d = model.dictionary, e = model.encoder
+        let model = models[chosen], d = model.dictionary, e = model.encoder
         let thresholds = model.adaptiveSigma.map { String(format: "per-filter thresholds set for σ from its reference %.0f/255", $0 * 255) }
             ?? "λ \(e.lambda.allValues.first.map { CSV.format($0) } ?? "?")"
         let shifts = Denoiser.shiftsAveraged(stride: d.stride, phases: model.shiftPhases), all = d.stride * d.stride

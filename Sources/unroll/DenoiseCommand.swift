@@ -78,14 +78,8 @@ struct Denoise: ParsableCommand {
         let noisyPath = (output.hasSuffix(".png") ? String(output.dropLast(4)) : output) + "-noisy.png"
         let r = try denoise(input, noise: sigma.map { ($0, noisyPath) }, rng: &rng, network: network, output: output, clean: clean)
         var line = "wrote \(output) (\(r.width)×\(r.height)\(r.planes == 3 ? ", RGB" : "")\(Self.describe(estimated: r.estimatedSigma)))"
-        if model == nil {
-            // Which of the shipped models served the σ given or estimated (per channel).
-            let used = try self.sigma.map { [try parseSigma($0, option: "--sigma")] } ?? sigma.map { [$0] } ?? r.estimatedSigma
-            let references = used.compactMap { network.models[Denoiser.range(of: $0, switchingAt: network.switchingAt)].adaptiveSigma }
-            let names = references.reduce(into: [String]()) { names, s in
-                let name = String(format: "%.3g/255", s * 255)
-                if !names.contains(name) { names.append(name) }
-            }
+        if model == nil {   // which of the shipped models served the image (each channel)
+            let names = Set(r.chosen).sorted().compactMap { network.models[$0].adaptiveSigma.map { String(format: "%.3g/255", $0 * 255) } }
             if !names.isEmpty { line += "; the shipped model trained around σ " + names.joined(separator: " and ") }
         }
         if let s = r.score {
@@ -118,10 +112,10 @@ struct Denoise: ParsableCommand {
         return ([model], [])
     }
 
-    /// The model for one noisy plane: a noise-adaptive one set for --sigma, else --add-noise's σ, else
-    /// the σ estimated from the plane (returned); any other as it is.
+    /// The model for one noisy plane: a noise-adaptive one chosen and set for --sigma, else --add-noise's
+    /// σ, else the σ estimated from the plane (returned); any other as it is.
     private func model(for plane: Tensor, _ network: Denoisers) throws
-        -> (model: UnrolledAutoencoder<Convolution2DDictionary>, estimated: Float?) {
+        -> (model: UnrolledAutoencoder<Convolution2DDictionary>, estimated: Float?, chosen: Int) {
         let given = try (sigma ?? addNoise).map { try parseSigma($0, option: sigma != nil ? "--sigma" : "--add-noise") }
         return try Denoiser.model(choosingFrom: network.models, switchingAt: network.switchingAt, forNoise: given, of: plane)
     }
@@ -136,23 +130,24 @@ struct Denoise: ParsableCommand {
     /// against `clean` over all planes.
     private func denoise(_ path: String, noise: (sigma: Float, path: String)?, rng: inout Random,
                          network: Denoisers, output: String, clean: String?) throws
-        -> (width: Int, height: Int, planes: Int, score: Denoiser.Score?, estimatedSigma: [Float]) {
+        -> (width: Int, height: Int, planes: Int, score: Denoiser.Score?, estimatedSigma: [Float], chosen: [Int]) {
         var planes = try ImageFolder.readPlanes(path, option: "--input")
         if let noise {
             planes = planes.map { DenoisingImages.addNoise($0, sigma: noise.sigma, rng: &rng) }
             try ImageFolder.write(planes: planes, to: noise.path, option: "--output")
         }
-        var estimated: [Float] = []
+        var estimated: [Float] = [], chosen: [Int] = []
         let estimates = try planes.map { plane in
             try inContext("--input \(path)") {
-                let (m, sigma) = try model(for: plane, network)
+                let (m, sigma, index) = try model(for: plane, network)
                 if let sigma { estimated.append(sigma) }
+                chosen.append(index)
                 return try Denoiser.denoise(plane, model: m, shiftAverage: noShiftAverage ? false : nil, phases: shiftPhases)
             }
         }
         try ImageFolder.write(planes: estimates, to: output, option: "--output")
         let (h, w) = (planes[0].shape[0], planes[0].shape[1])
-        guard let clean else { return (w, h, planes.count, nil, estimated) }
+        guard let clean else { return (w, h, planes.count, nil, estimated, chosen) }
         let reference = try ImageFolder.readPlanes(clean, option: "--clean")
         guard reference.count == planes.count, reference[0].shape == planes[0].shape else {
             throw CLIError("--clean \(clean) is \(reference[0].shape[1])×\(reference[0].shape[0])\(reference.count == 3 ? " RGB" : ""), "
@@ -160,7 +155,7 @@ struct Denoise: ParsableCommand {
         }
         // PSNR over every plane's pixels: the planes stacked into one [planes·H, W] image.
         func stacked(_ p: [Tensor]) -> Tensor { Tensor(shape: [p.count * h, w], data: p.flatMap(\.data)) }
-        return (w, h, planes.count, Denoiser.Score(noisy: stacked(planes), denoised: stacked(estimates), clean: stacked(reference)), estimated)
+        return (w, h, planes.count, Denoiser.Score(noisy: stacked(planes), denoised: stacked(estimates), clean: stacked(reference)), estimated, chosen)
     }
 }
 

@@ -136,17 +136,17 @@ import UnrollIO
         let models = [low, mid, high], bounds: [Float] = [0.14, 0.3]
         for (sigma, expected): (Float, Int) in [(0.05, 0), (0.1399, 0), (0.14, 1), (0.2, 1), (0.2999, 1), (0.3, 2), (0.9, 2)] {
             #expect(Denoiser.range(of: sigma, switchingAt: bounds) == expected, "σ \(sigma)")
-            let (chosen, estimated) = try Denoiser.model(choosingFrom: models, switchingAt: bounds, forNoise: sigma)
+            let (chosen, estimated, index) = try Denoiser.model(choosingFrom: models, switchingAt: bounds, forNoise: sigma)
             let set = try models[expected].atNoise(sigma)
-            #expect(estimated == nil && chosen.encoder == set.encoder && chosen.adaptiveSigma == sigma, "σ \(sigma)")
+            #expect(index == expected && estimated == nil && chosen.encoder == set.encoder && chosen.adaptiveSigma == sigma, "σ \(sigma)")
         }
         // σ estimated from the image: the model for that σ.
         var noisy = DenoisingTests.image(64, 64), rng = Random(seed: 9)
         noisy = DenoisingImages.addNoise(noisy, sigma: 0.2, rng: &rng)
-        let (chosen, estimated) = try Denoiser.model(choosingFrom: models, switchingAt: bounds, forNoise: nil, of: noisy)
+        let (chosen, estimated, index) = try Denoiser.model(choosingFrom: models, switchingAt: bounds, forNoise: nil, of: noisy)
         let e = try #require(estimated)
         let (direct, set) = (try NoiseEstimate.sigma(noisy), try mid.atNoise(e))
-        #expect(e == direct && chosen.encoder == set.encoder, "σ estimated \(e)")
+        #expect(index == 1 && e == direct && chosen.encoder == set.encoder, "σ estimated \(e)")
         // A noiseless image keeps the first model as it is.
         #expect(try Denoiser.model(choosingFrom: models, switchingAt: bounds, forNoise: nil, of: Tensor(zeros: [8, 8])).model.encoder == low.encoder)
         var fixed = low

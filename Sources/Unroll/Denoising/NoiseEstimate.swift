@@ -39,19 +39,20 @@ extension Denoiser {
     /// keeps the reference σ); any other model as it is.
     public static func model(_ model: UnrolledAutoencoder<Convolution2DDictionary>, forNoise sigma: Float?, of image: Tensor? = nil) throws
         -> (model: UnrolledAutoencoder<Convolution2DDictionary>, estimated: Float?) {
-        try self.model(choosingFrom: [model], forNoise: sigma, of: image)
+        let (set, estimated, _) = try self.model(choosingFrom: [model], forNoise: sigma, of: image)
+        return (set, estimated)
     }
 
     /// Of noise-adaptive models for successive ranges of noise, the one for the image's noise (σ
     /// given, or estimated from `image` and returned), set for that noise: `models[i]` serves σ from
     /// `bounds[i − 1]` up to `bounds[i]` (ascending, one fewer than the models). A model trained over a
     /// wide range of σ loses to one trained at the range's top there, so the package ships one per range,
-    /// switching where a held-out image says (docs/denoising.md). A
+    /// switching where a held-out image says (docs/denoising.md). `chosen` is the model's index. A
     /// noiseless image gets the first model at its reference σ; a single model of any kind is
     /// `model(_:forNoise:of:)`.
     public static func model(choosingFrom models: [UnrolledAutoencoder<Convolution2DDictionary>], switchingAt bounds: [Float] = [],
                              forNoise sigma: Float?, of image: Tensor? = nil) throws
-        -> (model: UnrolledAutoencoder<Convolution2DDictionary>, estimated: Float?) {
+        -> (model: UnrolledAutoencoder<Convolution2DDictionary>, estimated: Float?, chosen: Int) {
         guard let first = models.first else { throw UnrollError.invalidArgument("no denoising model to choose from") }
         guard bounds.count == models.count - 1, bounds.allSatisfy({ $0.isFinite && $0 > 0 }), zip(bounds, bounds.dropFirst()).allSatisfy({ $0 < $1 }) else {
             throw UnrollError.invalidArgument("\(models.count) models need \(models.count - 1) ascending noise levels > 0 to switch at, got \(bounds)")
@@ -59,18 +60,19 @@ extension Denoiser {
         guard models.count == 1 || models.allSatisfy({ $0.adaptiveSigma != nil }) else {
             throw UnrollError.invalidArgument("choosing a model by the noise σ needs noise-adaptive models")
         }
-        guard first.adaptiveSigma != nil else { return (first, nil) }
+        guard first.adaptiveSigma != nil else { return (first, nil, 0) }
         var noise: Float, estimated: Float?
         if let sigma {
             noise = sigma
         } else {
             guard let image else { throw UnrollError.invalidArgument("a noise-adaptive model needs the noise σ, or an image to estimate it from") }
             noise = try NoiseEstimate.sigma(image)
-            guard noise > 0 else { return (first, nil) }
+            guard noise > 0 else { return (first, nil, 0) }
             estimated = noise
         }
         guard noise.isFinite, noise > 0 else { throw UnrollError.invalidArgument("noise σ must be finite and > 0, got \(noise)") }
-        return (try models[range(of: noise, switchingAt: bounds)].atNoise(noise), estimated)
+        let chosen = range(of: noise, switchingAt: bounds)
+        return (try models[chosen].atNoise(noise), estimated, chosen)
     }
 
     /// The index of the range that holds `sigma`: how many of the ascending `bounds` are ≤ it.
