@@ -29,7 +29,7 @@ struct Denoise: ParsableCommand {
             sets its thresholds for the input's noise level: --sigma, else --add-noise's σ, else σ \
             estimated from each image (channel) by the median of its finest diagonal wavelet band \
             (printed). Without --model, the package's two models serve that σ: the one trained over \
-            σ 5–55/255 below 28.5/255, the one trained at σ 50/255 from there up.
+            σ 5–55/255 below 26.5/255, the one trained at σ 50/255 from there up.
 
             A folder as --input denoises every PNG in it into the folder --output (same names); --clean \
             is then a folder of the clean images under the same names, and the PSNRs are printed per \

@@ -4,7 +4,7 @@ import UnrollIO
 
 /// The denoising models the package ships (Sources/unroll/Resources), listed with the noise each
 /// serves in `denoise-models.json`: noise-adaptive models trained by `scripts/train-denoiser.sh`, one
-/// over σ 5–55/255 and one at σ 50/255, which is better from 28.5/255 up on the held-out image.
+/// over σ 5–55/255 and one at σ 50/255, which is better from 26.5/255 up on the held-out images.
 /// Python's `ConvolutionalDenoiser.pretrained` reads the same list.
 enum ShippedDenoiser {
     /// The models' files, and the σ at which each after the first takes over.
