@@ -7,7 +7,7 @@
 # validation; it denoises by averaging 9 of its 64 shifts (--shift-phases 3), the speed/quality point
 # chosen on moon.png (docs/denoising.md).
 #
-#   scripts/train-denoiser.sh [OUTPUT_DIR] [more train options]   # default denoiser-run; about 51 min on two threads
+#   scripts/train-denoiser.sh [OUTPUT_DIR] [more train options]   # default denoiser-run; 100 min when both models train at once on two cores
 #
 # The second shipped model, denoise-model-sigma50.safetensors, is the same recipe at σ 50/255 alone
 # (a range of one σ, so the file still records its reference σ and scales for any input):

@@ -178,7 +178,7 @@ struct Demo: ParsableCommand {
             ? ", averaged over " + (shifts == all ? "its \(all) shifts" : "\(shifts) of its \(all) shifts") : ""
         print("denoising: a \(clean.shape[1])×\(clean.shape[0]) crop of the camera test image with noise σ 25/255, through the shipped "
             + "convolutional model (\(d.atoms) filters \(d.kernel)×\(d.kernel), stride \(d.stride), \(model.isTied ? "tied" : "untied"), "
-            + "unrolled \(e.algorithm.rawValue.uppercased()) T \(e.layers), \(thresholds)\(averaged); trained on images/train):")
+            + "unrolled \(e.algorithm.rawValue.uppercased()) T \(e.layers), \(thresholds)\(averaged); no test image among its training images):")
         print(String(format: "PSNR %.2f dB noisy → %.2f dB denoised (+%.2f dB, peak 1) in %.2f s", score.noisy, score.denoised,
                      score.denoised - score.noisy, seconds))
     }
