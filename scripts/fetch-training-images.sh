@@ -10,7 +10,8 @@
 #
 # No test image, and no other picture of a test image's scene, is among them (the test images are
 # camera, barbara, monarch and cell; PyWavelets' camera and SPORCO's barbara and monarch are left out).
-# The packages' versions are pinned and every PNG is checked against scripts/training-images.sha256, so
+# The packages' versions are pinned and every PNG is checked against scripts/training-images.sha256 (made with
+# Pillow 13.0.0 and NumPy 2.4: the checksums depend on their resampling and rounding), so
 # a model trained on the folder is reproducible; downloads are cached in OUTPUT_DIR/packages.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
