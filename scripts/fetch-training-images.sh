@@ -38,10 +38,12 @@ import glob, io, sys, zipfile, subprocess, tempfile, os
 import numpy as np
 from PIL import Image
 packages, train = sys.argv[1:]
-def deb(pattern, member):
-    with tempfile.TemporaryDirectory() as t:
-        subprocess.run(["dpkg-deb", "-x", glob.glob(f"{packages}/{pattern}")[0], t], check=True)
-        return open(os.path.join(t, member), "rb").read()
+scratch, unpacked = tempfile.TemporaryDirectory(), {}
+def deb(pattern, member):   # each package unpacked once
+    if pattern not in unpacked:
+        unpacked[pattern] = os.path.join(scratch.name, str(len(unpacked)))
+        subprocess.run(["dpkg-deb", "-x", glob.glob(f"{packages}/{pattern}")[0], unpacked[pattern]], check=True)
+    return open(os.path.join(unpacked[pattern], member), "rb").read()
 def wheel(pattern, member):
     with zipfile.ZipFile(glob.glob(f"{packages}/{pattern}")[0]) as z: return z.read(member)
 def gray(data, member):
