@@ -66,10 +66,11 @@ static void claim_parts(unroll_part_fn fn, void *context, long parts) {
     while ((part = atomic_fetch_add_explicit(&next_part, 1, memory_order_relaxed)) < parts) fn(context, part);
 }
 
-static void *helper_main(void *unused) {
-    (void)unused;
+// `arg` is the generation before the region the helper is started for, so that it joins that region:
+// reading `generation` itself once it holds the lock would skip it (the caller has moved it on by then).
+static void *helper_main(void *arg) {
     pthread_mutex_lock(&lock);
-    unsigned long seen = generation;
+    unsigned long seen = (unsigned long)arg;
     for (;;) {
         while (generation == seen) pthread_cond_wait(&wake, &lock);
         seen = generation;
@@ -115,7 +116,7 @@ bool unroll_pool_run(long parts, long threads, unroll_part_fn fn, void *context)
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_attr_setstacksize(&attr, 8 << 20);   // parts run Swift code, as on the main thread
-        int failed = pthread_create(&thread, &attr, helper_main, NULL);
+        int failed = pthread_create(&thread, &attr, helper_main, (void *)generation);
         pthread_attr_destroy(&attr);
         if (failed) break;
         helper_threads[helpers++] = thread;

@@ -7,6 +7,18 @@ import COpenBLAS
 /// The single seam to the system BLAS (OpenBLAS on Linux, Accelerate on Apple platforms).
 /// Matrices are row-major; `lda` etc. are row strides in elements.
 public enum BLAS {
+    /// OpenBLAS's own threads turned off, once, before the first call that could use them (every entry
+    /// below reads this first; a Swift global is initialised exactly once, thread-safely). Our workers
+    /// split the products (`sgemm`), and OpenBLAS's threaded path must never run: two threads inside it
+    /// at once deadlocked in its thread server, or corrupted the heap, in the test process, where many
+    /// tests call BLAS at once and none had set the count yet.
+    @usableFromInline static let singleThreaded: Bool = {
+        #if canImport(COpenBLAS)
+        openblas_set_num_threads(1)
+        #endif
+        return true
+    }()
+
     /// C = alpha·op(A)·op(B) + beta·C with op(A) m×k, op(B) k×n, C m×n.
     ///
     /// Threads: BLAS itself runs on one thread, and a product worth splitting is split here over
@@ -24,6 +36,7 @@ public enum BLAS {
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if m == 0 || n == 0 { return }
+        _ = singleThreaded
         // One BLAS call on rows (or columns) lo..<hi of C; op(A)'s rows are A's rows or columns, op(B)'s
         // columns B's columns or rows.
         nonisolated(unsafe) let (a, b, c) = (a, b, c)
@@ -61,6 +74,7 @@ public enum BLAS {
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if n == 0 { return }
+        _ = singleThreaded
         let parts = min(Parallel.workers, (n * n / 2 * max(1, k)) / minWorkPerPart, n / blockQuantum)
         if parts <= 1 {
             cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(n), Int32(k), alpha, a, Int32(lda), beta, c, Int32(ldc))
@@ -90,6 +104,7 @@ public enum BLAS {
         x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>
     ) {
         if rows == 0 || cols == 0 { return }
+        _ = singleThreaded
         cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(rows), Int32(cols),
                     alpha, a, Int32(lda), x, 1, beta, y, 1)
     }
@@ -97,28 +112,24 @@ public enum BLAS {
     /// y += alpha·x
     @inlinable
     public static func saxpy(_ n: Int, _ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        _ = singleThreaded
         cblas_saxpy(Int32(n), alpha, x, 1, y, 1)
     }
 
     @inlinable
     public static func sdot(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>) -> Float {
-        cblas_sdot(Int32(n), x, 1, y, 1)
+        _ = singleThreaded
+        return cblas_sdot(Int32(n), x, 1, y, 1)
     }
 
-    /// Threads BLAS may use (OpenBLAS only; Accelerate manages its own).
+    /// Threads OpenBLAS uses per call: 1 once a call has gone through here (`singleThreaded`;
+    /// Accelerate manages its own).
     public static var threads: Int {
-        get {
-            #if canImport(COpenBLAS)
-            return Int(openblas_get_num_threads())
-            #else
-            return 1
-            #endif
-        }
-        set {
-            #if canImport(COpenBLAS)
-            openblas_set_num_threads(Int32(max(1, newValue)))
-            #endif
-        }
+        #if canImport(COpenBLAS)
+        return Int(openblas_get_num_threads())
+        #else
+        return 1
+        #endif
     }
 }
 

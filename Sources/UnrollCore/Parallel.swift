@@ -9,11 +9,9 @@ public enum Parallel {
     @TaskLocal public static var workers: Int = ProcessInfoShim.activeProcessors
 
     /// Runs `body` with `n` workers (at least 1) for our loops and for BLAS products (`BLAS.sgemm` splits
-    /// them over the workers; OpenBLAS's own thread count, a process-wide setting, is kept at 1).
+    /// them over the workers; OpenBLAS's own threads are off, `BLAS.singleThreaded`).
     public static func withWorkers<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
-        let n = max(1, n)
-        BLAS.threads = 1
-        return try $workers.withValue(n, operation: body)
+        try $workers.withValue(max(1, n), operation: body)
     }
 
     /// Runs `body` with one worker: the work of one part of a region, whose thread is already one of

@@ -21,6 +21,16 @@ import UnrollCore
         #expect(Parallel.workers == outside)
     }
 
+    /// OpenBLAS's threads are off once a product has gone through `BLAS`, with no `withWorkers` needed:
+    /// its threaded path, entered by two threads at once, deadlocked in the test process.
+    @Test func blasRunsOnOneThreadWithoutBeingAsked() {
+        let a: [Float] = [1, 2, 3, 4], b: [Float] = [5, 6, 7, 8]
+        var c = [Float](repeating: 0, count: 4)
+        BLAS.sgemm(transA: false, transB: false, m: 2, n: 2, k: 2, alpha: 1, a: a, lda: 2, b: b, ldb: 2, beta: 0, c: &c, ldc: 2)
+        #expect(c == [19, 22, 43, 50])
+        #expect(BLAS.threads == 1)
+    }
+
     @Test func workersIsTheOnlineProcessorCount() {
         #expect(Parallel.workers >= 1)
         #if canImport(Glibc)

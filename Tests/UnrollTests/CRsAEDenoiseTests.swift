@@ -228,6 +228,54 @@ import UnrollIO
         #expect(try Denoiser.denoise(image, model: one, phases: 3, chunk: 4) == fast, "--shift-phases overrides the model's")
     }
 
+    /// The shifts are shared out among the workers (whole rounds of one copy per worker alone, then the
+    /// rest side by side) and their windows summed in shift order: when the workers divide the copies
+    /// the average is the one worker's to the bit, otherwise only the leftover copies' split products can
+    /// differ; a group that fails fails the call.
+    @Test func shiftAveragingIsTheSameForAnyNumberOfWorkers() throws {
+        func groups(_ n: Int, _ w: Int) -> [[[Int]]] {
+            Denoiser.shiftGroups(n, workers: w).map { $0.map { [$0.shifts.lowerBound, $0.shifts.upperBound, $0.workers] } }
+        }
+        #expect(groups(9, 1) == [[[0, 9, 1]]])
+        #expect(groups(9, 2) == [[[0, 4, 1], [4, 8, 1]], [[8, 9, 2]]])
+        #expect(groups(9, 3) == [[[0, 3, 1], [3, 6, 1], [6, 9, 1]]])
+        #expect(groups(9, 4) == [[[0, 2, 1], [2, 4, 1], [4, 6, 1], [6, 8, 1]], [[8, 9, 4]]])
+        #expect(groups(4, 6) == [[[0, 1, 2], [1, 2, 2], [2, 3, 1], [3, 4, 1]]])
+        var rng = Random(seed: 22)
+        let net = try CRsAE2DNetwork(atoms: 4, kernel: 4, stride: 3, layers: 4, lipschitz: 6, tying: .untied,
+                                     threshold: 0.02, rng: &rng)
+        let image = Tensor.uniform([14, 12], rng: &rng)
+        let one = try Parallel.withWorkers(1) { try net.denoise(image, shiftAverage: true, chunk: 2) }
+        for workers in [2, 3, 4, 9, 12] {
+            let many = try Parallel.withWorkers(workers) { try net.denoise(image, shiftAverage: true, chunk: 2) }
+            if 9 % workers == 0 {
+                #expect(many == one, "\(workers) workers")
+            } else {
+                let worst = zip(many.data, one.data).map { abs($0 - $1) }.max() ?? 0
+                #expect(many.shape == one.shape && worst <= 1e-5, "\(workers) workers: differs by \(worst)")
+            }
+        }
+        struct Failed: Error {}
+        var calls = 0
+        #expect(throws: Failed.self) {
+            try Parallel.withWorkers(1) {
+                try Denoiser.averageOverShifts(image, stride: 3, kernel: 4, chunk: 2) { copies in
+                    calls += 1
+                    if calls == 3 { throw Failed() }
+                    return copies
+                }
+            }
+        }
+        #expect(throws: Failed.self) {
+            try Parallel.withWorkers(3) {
+                try Denoiser.averageOverShifts(image, stride: 3, kernel: 4, chunk: 2) { copies in
+                    if copies.shape[0] == 1 { throw Failed() }
+                    return copies
+                }
+            }
+        }
+    }
+
     @Test func emClosedFormOnAHandMadeCode() throws {
         // Two examples, two filters, 2×2 code maps (Ne = 4): ‖x_0‖₁ = 3 and 1, ‖x_1‖₁ = 0 and 4.
         let codes = Tensor(shape: [2, 2, 2, 2], data: [1, -2, 0, 0, /**/ 0, 0, 0, 0,

@@ -118,28 +118,76 @@ extension Denoiser {
 
     /// The mean of the s² reconstructions of the shifted copies of `noisy` `[H, W]`, `chunk` copies
     /// per call of `reconstruct` (`[B, P, P]` → `[B, P, P]`).
-    static func averageOverShifts(_ noisy: Tensor, stride: Int, kernel: Int, chunk: Int, phases: Int? = nil,
-                                  reconstruct: (Tensor) throws -> Tensor) throws -> Tensor {
+    ///
+    /// The copies are shared out among the workers (`shiftGroups`): whole rounds of one copy per worker,
+    /// each worker reconstructing its run of copies on one thread, so that the im2col/col2im passes and
+    /// the FISTA updates run on every core, not only the products; then the copies left over, side by
+    /// side, each with its share of the workers. The windows are summed in shift order, so the mean
+    /// depends on the number of workers only through the split products of the leftover copies (none
+    /// when the workers divide the copies).
+    public static func averageOverShifts(_ noisy: Tensor, stride: Int, kernel: Int, chunk: Int, phases: Int? = nil,
+                                         reconstruct: (Tensor) throws -> Tensor) throws -> Tensor {
         let (h, w) = (noisy.shape[0], noisy.shape[1])
         let s = stride
         let pw = shiftPaddedSide(w, stride: s, kernel: kernel), ph = shiftPaddedSide(h, stride: s, kernel: kernel)
         let axis = shiftPhases(stride: s, perAxis: phases ?? s)
         let shifts = axis.flatMap { i in axis.map { j in (i, j) } }
-        var sum = [Double](repeating: 0, count: h * w)
-        for start in Swift.stride(from: 0, to: shifts.count, by: max(1, chunk)) {
-            let part = Array(shifts[start..<min(shifts.count, start + max(1, chunk))])
-            let rec = try reconstruct(shiftedCopies(noisy, shifts: part, stride: s, kernel: kernel))
-            rec.data.withUnsafeBufferPointer { p in
-                for (b, shift) in part.enumerated() {
-                    let (r0, c0) = windowOrigin(shift, stride: s)
-                    for r in 0..<h {
-                        let o = (b * ph + r + r0) * pw + c0
-                        for c in 0..<w { sum[r * w + c] += Double(p[o + c]) }
+        // windows[k]: copy k's reconstruction cropped to the image, filled by the group that owns shift k.
+        var windows = [[Float]](repeating: [], count: shifts.count)
+        for round in shiftGroups(shifts.count, workers: Parallel.workers) {
+            var failures = [Error?](repeating: nil, count: round.count)
+            windows.withUnsafeMutableBufferPointer { windows in
+                failures.withUnsafeMutableBufferPointer { failures in
+                    Parallel.forEachPart(round.count, parts: round.count) { g, _ in
+                        Parallel.$workers.withValue(round[g].workers) {
+                            do {
+                                let range = round[g].shifts
+                                for start in Swift.stride(from: range.lowerBound, to: range.upperBound, by: max(1, chunk)) {
+                                    let batch = Array(shifts[start..<min(range.upperBound, start + max(1, chunk))])
+                                    let rec = try reconstruct(shiftedCopies(noisy, shifts: batch, stride: s, kernel: kernel))
+                                    rec.data.withUnsafeBufferPointer { p in
+                                        for (b, shift) in batch.enumerated() {
+                                            let (r0, c0) = windowOrigin(shift, stride: s)
+                                            var window = [Float](repeating: 0, count: h * w)
+                                            for r in 0..<h {
+                                                let o = (b * ph + r + r0) * pw + c0
+                                                for c in 0..<w { window[r * w + c] = p[o + c] }
+                                            }
+                                            windows[start + b] = window
+                                        }
+                                    }
+                                }
+                            } catch {
+                                failures[g] = error
+                            }
+                        }
                     }
                 }
             }
+            if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
+        }
+        var sum = [Double](repeating: 0, count: h * w)
+        for window in windows {
+            for i in 0..<(h * w) { sum[i] += Double(window[i]) }
         }
         let inv = 1 / Double(shifts.count)
         return Tensor(shape: [h, w], data: sum.map { Float($0 * inv) })
+    }
+
+    /// How `averageOverShifts` shares `count` copies among `workers`: rounds run one after the other,
+    /// the groups of a round side by side, each group its consecutive copies with its number of workers.
+    /// First ⌊count/workers⌋ copies for each worker alone (one round), then the rest, one copy per group,
+    /// the workers spread over them (9 copies, 2 workers: 4 + 4 on one worker each, then 1 on both).
+    public static func shiftGroups(_ count: Int, workers: Int) -> [[(shifts: Range<Int>, workers: Int)]] {
+        let workers = Swift.max(1, workers), each = count / workers, left = count - each * workers
+        var rounds: [[(shifts: Range<Int>, workers: Int)]] = []
+        if each > 0 { rounds.append((0..<workers).map { ((each * $0)..<(each * ($0 + 1)), 1) }) }
+        if left > 0 {
+            let start = each * workers
+            rounds.append((0..<left).map { (start + $0)..<(start + $0 + 1) }.enumerated().map { i, r in
+                (r, workers / left + (i < workers % left ? 1 : 0))
+            })
+        }
+        return rounds
     }
 }
