@@ -27,7 +27,8 @@ class BuildWithSwift(build_py):
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(library, target / Path(library).name)
         # The shipped denoising models (ConvolutionalDenoiser.pretrained()).
-        for name in ("denoise-models.json", "denoise-model.safetensors", "denoise-model-sigma50.safetensors"):
+        for name in ("denoise-models.json", "denoise-model.safetensors", "denoise-model-sigma35.safetensors",
+                     "denoise-model-sigma50.safetensors"):
             shutil.copy2(ROOT / "Sources" / "unroll" / "Resources" / name, target)
 
 

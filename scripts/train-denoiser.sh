@@ -9,9 +9,11 @@
 #
 #   scripts/train-denoiser.sh [OUTPUT_DIR] [more train options]   # default denoiser-run; 100 min when both models train at once on two cores
 #
-# The second shipped model, denoise-model-sigma50.safetensors, is the same recipe at σ 50/255 alone
-# (a range of one σ, so the file still records its reference σ and scales for any input):
+# The other two shipped models, denoise-model-sigma35.safetensors and denoise-model-sigma50.safetensors, are
+# the same recipe at σ 35/255 and σ 50/255 alone (a range of one σ, so the file still records its reference
+# σ and scales for any input):
 #
+#   scripts/train-denoiser.sh denoiser-run-35 --sigma 35/255 --sigma-range 35/255:35/255
 #   scripts/train-denoiser.sh denoiser-run-50 --sigma 50/255 --sigma-range 50/255:50/255
 #
 # The model to ship is OUTPUT_DIR/best.safetensors, the step of best validation PSNR (test images

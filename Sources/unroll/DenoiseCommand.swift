@@ -28,8 +28,9 @@ struct Denoise: ParsableCommand {
             A noise-adaptive model (the shipped ones, or `unroll train --family crsae --sigma-range …`) \
             sets its thresholds for the input's noise level: --sigma, else --add-noise's σ, else σ \
             estimated from each image (channel) by the median of its finest diagonal wavelet band \
-            (printed). Without --model, the package's two models serve that σ: the one trained over \
-            σ 5–55/255 below 26.5/255, the one trained at σ 50/255 from there up.
+            (printed). Without --model, the package's three models serve that σ: the one trained over \
+            σ 5–55/255 below 17.5/255, the one trained at σ 35/255 from there to 28/255, the one \
+            trained at σ 50/255 from there up.
 
             A folder as --input denoises every PNG in it into the folder --output (same names); --clean \
             is then a folder of the clean images under the same names, and the PSNRs are printed per \

@@ -57,7 +57,7 @@ import UnrollIO
     }
 
     /// `bench denoise` without its peer on a folder of two small images and the shipped models (the
-    /// range model at σ 15 and 25, the σ 50 model at 50, as `unroll denoise` chooses): PSNR above
+    /// range model at σ 15, the σ 35 model at 25, the σ 50 model at 50, as `unroll denoise` chooses): PSNR above
     /// the noisy input's at every σ, SSIM in (0, 1], the noise seeded (two runs agree), one panel per image
     /// and σ; `--data` with another case is refused by name.
     @Test(.needsCLI) func benchDenoiseScoresOurModelOnAFolder() throws {
@@ -89,7 +89,8 @@ import UnrollIO
             #expect(ssim > 0 && ssim <= 1)
         }
         let details = try #require(report["details"] as? [String: String])
-        #expect(details.contains { $0.key.hasSuffix("/denoise-model.safetensors") && $0.value.hasSuffix("used at σ 15, 25") }, "\(details)")
+        #expect(details.contains { $0.key.hasSuffix("/denoise-model.safetensors") && $0.value.hasSuffix("used at σ 15") }, "\(details)")
+        #expect(details.contains { $0.key.hasSuffix("/denoise-model-sigma35.safetensors") && $0.value.hasSuffix("used at σ 25") }, "\(details)")
         #expect(details.contains { $0.key.hasSuffix("/denoise-model-sigma50.safetensors") && $0.value.hasSuffix("used at σ 50") }, "\(details)")
         let again = try CLITests.ok(args, in: dir)
         let rows2 = try #require(((try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first?["rows"] as? [[String: Any]])

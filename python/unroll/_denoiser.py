@@ -107,9 +107,10 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
     @classmethod
     def pretrained(cls, sigma=None, n_jobs=None):
         """A model the package ships (the demo's denoiser): untied CRsAE-class networks with per-filter
-        thresholds that scale with the noise (docs/denoising.md), one trained over σ 5–55/255 and one at
-        σ 50/255. `sigma` (e.g. 50 / 255) picks the one for that noise, as `unroll denoise --sigma`
-        does: the σ 50 model from 26.5/255 up (`denoise-models.json`). None gives the σ 5–55 model,
+        thresholds that scale with the noise (docs/denoising.md), one trained over σ 5–55/255, one at
+        σ 35/255 and one at σ 50/255. `sigma` (e.g. 50 / 255) picks the one for that noise, as `unroll
+        denoise --sigma` does: the σ 35 model from 17.5/255, the σ 50 model from 28/255 up
+        (`denoise-models.json`). None gives the σ 5–55 model,
         which serves any σ. Give `denoise` the image's σ, or let it estimate it."""
         if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
             raise ValueError(f"sigma must be a noise level > 0 (e.g. 25 / 255), got {sigma}")
