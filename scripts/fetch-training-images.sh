@@ -19,6 +19,7 @@ shared=$(realpath "${UNROLL_SHARED_IMAGES:-$root/../shared/data/images}")
 out=$(realpath -m "${1:-training-images}")
 [ -d "$shared/train" ] || { echo "no shared training images in $shared/train (set UNROLL_SHARED_IMAGES)" >&2; exit 1; }
 mkdir -p "$out/packages" "$out/train"
+rm -f "$out/train"/*.png   # the folder is rebuilt: a PNG left from another set would be trained on unchecked
 cd "$out/packages"
 
 debs=(mate-backgrounds=1.26.0-1 plasma-workspace-wallpapers=4:5.27.5-2)

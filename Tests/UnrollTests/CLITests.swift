@@ -395,8 +395,7 @@ import UnrollIO
     /// Without --model the shipped models denoise. They are noise-adaptive: --sigma sets them (any σ),
     /// and without --sigma the σ is estimated from the image (and printed). Each serves its range of σ
     /// (`denoise-models.json`: the σ 5–55/255 model below 17.5/255, the σ 35 model to 28/255, the σ 50 model
-    /// from there). A model
-    /// trained at one σ refuses another --sigma by name.
+    /// from there). A model trained at one σ refuses another --sigma by name.
     @Test func denoiseWithTheShippedModelAndASigma() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -132,42 +132,31 @@ extension Denoiser {
         let pw = shiftPaddedSide(w, stride: s, kernel: kernel), ph = shiftPaddedSide(h, stride: s, kernel: kernel)
         let axis = shiftPhases(stride: s, perAxis: phases ?? s)
         let shifts = axis.flatMap { i in axis.map { j in (i, j) } }
-        // windows[k]: copy k's reconstruction cropped to the image, filled by the group that owns shift k.
-        var windows = [[Float]](repeating: [], count: shifts.count)
-        for round in shiftGroups(shifts.count, workers: Parallel.workers) {
-            var failures = [Error?](repeating: nil, count: round.count)
-            windows.withUnsafeMutableBufferPointer { windows in
-                failures.withUnsafeMutableBufferPointer { failures in
-                    Parallel.forEachPart(round.count, parts: round.count) { g, _ in
-                        Parallel.$workers.withValue(round[g].workers) {
-                            do {
-                                let range = round[g].shifts
-                                for start in Swift.stride(from: range.lowerBound, to: range.upperBound, by: max(1, chunk)) {
-                                    let batch = Array(shifts[start..<min(range.upperBound, start + max(1, chunk))])
-                                    let rec = try reconstruct(shiftedCopies(noisy, shifts: batch, stride: s, kernel: kernel))
-                                    rec.data.withUnsafeBufferPointer { p in
-                                        for (b, shift) in batch.enumerated() {
-                                            let (r0, c0) = windowOrigin(shift, stride: s)
-                                            var window = [Float](repeating: 0, count: h * w)
-                                            for r in 0..<h {
-                                                let o = (b * ph + r + r0) * pw + c0
-                                                for c in 0..<w { window[r * w + c] = p[o + c] }
-                                            }
-                                            windows[start + b] = window
-                                        }
-                                    }
-                                }
-                            } catch {
-                                failures[g] = error
-                            }
-                        }
-                    }
+        // The reconstructions of the copies `range`, `chunk` at a time, each cropped to the image.
+        func windows(_ range: Range<Int>) throws -> [[Float]] {
+            var out: [[Float]] = []
+            for start in Swift.stride(from: range.lowerBound, to: range.upperBound, by: max(1, chunk)) {
+                let batch = Array(shifts[start..<min(range.upperBound, start + max(1, chunk))])
+                let rec = try reconstruct(shiftedCopies(noisy, shifts: batch, stride: s, kernel: kernel))
+                for (b, shift) in batch.enumerated() {
+                    let (r0, c0) = windowOrigin(shift, stride: s)
+                    out.append((0..<h).flatMap { r in rec.data[((b * ph + r + r0) * pw + c0)...].prefix(w) })
                 }
             }
-            if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
+            return out
+        }
+        var windowsByShift: [[Float]] = []
+        for round in shiftGroups(shifts.count, workers: Parallel.workers) {
+            var results = [Result<[[Float]], Error>?](repeating: nil, count: round.count)
+            results.withUnsafeMutableBufferPointer { results in
+                Parallel.forEachPart(round.count, parts: round.count) { g, _ in
+                    results[g] = Parallel.$workers.withValue(round[g].workers) { Result { try windows(round[g].shifts) } }
+                }
+            }
+            for result in results { windowsByShift += try result!.get() }
         }
         var sum = [Double](repeating: 0, count: h * w)
-        for window in windows {
+        for window in windowsByShift {
             for i in 0..<(h * w) { sum[i] += Double(window[i]) }
         }
         let inv = 1 / Double(shifts.count)
