@@ -53,7 +53,7 @@ let package = Package(
         .testTarget(name: "UnrollCoreTests", dependencies: ["UnrollCore"]),
         .testTarget(name: "UnrollIOTests", dependencies: ["UnrollIO", "Unroll", "UnrollCore"],
                     exclude: ["Corpus"]),   // hostile files, read by FuzzTests from the checkout
-        .testTarget(name: "UnrollTests", dependencies: ["Unroll", "UnrollCore", "UnrollIO", "UnrollExperiments"]),
+        .testTarget(name: "UnrollTests", dependencies: ["Unroll", "UnrollCore", "UnrollIO", "UnrollExperiments", "UnrollBenchmarks"]),
     ],
     swiftLanguageModes: [.v6]
 )

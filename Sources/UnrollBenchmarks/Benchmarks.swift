@@ -65,9 +65,11 @@ public struct BenchRow: Codable, Sendable {
     /// The ratio printed in the table, described by `ratioLabel` (e.g. "ours/NumPy").
     public var ratio: Double?
     public var ratioLabel: String?
+    /// What the ratio should reach, when an issue sets it.
+    public var target: BenchTarget?
 
     public init(name: String, unit: String, ours: Double, oursLabel: String, peer: Double? = nil, peerLabel: String? = nil,
-                ratio: Double? = nil, ratioLabel: String? = nil) {
+                ratio: Double? = nil, ratioLabel: String? = nil, target: BenchTarget? = nil) {
         self.name = name
         self.unit = unit
         self.ours = ours
@@ -76,6 +78,7 @@ public struct BenchRow: Codable, Sendable {
         self.peerLabel = peerLabel
         self.ratio = ratio
         self.ratioLabel = ratioLabel
+        self.target = target
     }
 }
 
@@ -99,18 +102,19 @@ public struct BenchReport: Codable, Sendable {
         self.notes = notes
     }
 
-    /// A fixed-width table: case, ours, peer, ratio; then details and notes.
+    /// A fixed-width table: case, ours, peer, ratio, target; then details and notes.
     public func table() -> String {
-        var cells = [["case", "ours", "peer", "ratio"]]
+        var cells = [["case", "ours", "peer", "ratio", "target"]]
         for r in rows {
             cells.append([
                 r.name,
                 "\(BenchFormat.number(r.ours)) \(r.unit) (\(r.oursLabel))",
                 r.peer.map { "\(BenchFormat.number($0)) \(r.unit) (\(r.peerLabel ?? "peer"))" } ?? "—",
                 r.ratio.map { String(format: "%.2f", $0) + (r.ratioLabel.map { " \($0)" } ?? "") } ?? "—",
+                r.target.map { "\($0.text) (issue \($0.issue))" } ?? "",
             ])
         }
-        let widths = (0..<4).map { c in cells.map { $0[c].count }.max() ?? 0 }
+        let widths = (0..<5).map { c in cells.map { $0[c].count }.max() ?? 0 }
         var lines = ["\(benchmark) — \(threads) thread\(threads == 1 ? "" : "s"), median of \(repeats)"]
         for (i, row) in cells.enumerated() {
             lines.append(row.enumerated().map { c, s in s.padding(toLength: widths[c], withPad: " ", startingAt: 0) }
@@ -160,7 +164,9 @@ public enum Benchmarks {
             throw BenchError("--threads and --repeats must be ≥ 1 (got \(options.threads), \(options.repeats))")
         }
         if let s = options.size, s < 1 { throw BenchError("--size must be ≥ 1 (got \(s))") }
-        return try Parallel.withWorkers(options.threads) { try c.run(options) }
+        var report = try Parallel.withWorkers(options.threads) { try c.run(options) }
+        report.notes += BenchTargets.misses(report.rows)
+        return report
     }
 
     /// One JSON object for a list of reports (`--json`).

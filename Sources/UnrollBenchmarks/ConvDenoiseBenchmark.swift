@@ -22,8 +22,6 @@ enum ConvDenoiseBenchmark {
     static let filters = 64, kernel = 9, stride = 4, layers = 15
     static let alpha: Float = 0.1, lambda: Float = 0.16, sigma: Float = 25.0 / 255
     static let learningRate: Float = 1e-4, epsilon: Float = 1e-3
-    /// Issue 5's target: ours at least this many times faster than PyTorch.
-    static let target = 3.0
 
     static var encoder: UnrolledEncoder {
         UnrolledEncoder(layers: layers, algorithm: .ista, threshold: .soft, lambda: .scalar(lambda), step: .fixed(alpha))
@@ -100,6 +98,6 @@ enum ConvDenoiseBenchmark {
             inputs: [("clean", p.clean.reshaped([size, size])), ("noisy", p.noisy.reshaped([size, size])), ("filters", p.dictionary.weights)],
             step: { try training.step(p) },
             encodeOnly: { _ = try encoder.encode(p.noisy, with: training.dictionary) },
-            target: target, targetIssue: "issue 5").run(o)
+            target: BenchTargets.convDenoise).run(o)
     }
 }

@@ -124,9 +124,11 @@ enum DenoiseBenchmark {
             let ssim = ours[k].enumerated().map { SSIM.mean($1.estimate, clean: images[$0]) }
             let noisyPSNR = mean(noisy[k].enumerated().map { PSNR.value($1, clean: images[$0]) })
             let seconds = ours[k].map(\.seconds).reduce(0, +)
-            var psnrRow = BenchRow(name: "σ \(s): mean PSNR (noisy \(String(format: "%.2f", noisyPSNR)) dB)", unit: "dB", ours: mean(psnr), oursLabel: "Unroll")
+            var psnrRow = BenchRow(name: "σ \(s): mean PSNR (noisy \(String(format: "%.2f", noisyPSNR)) dB)", unit: "dB", ours: mean(psnr), oursLabel: "Unroll",
+                                   target: BenchTargets.psnrOfBM3D)
             var ssimRow = BenchRow(name: "σ \(s): mean SSIM", unit: "", ours: mean(ssim), oursLabel: "Unroll")
-            var timeRow = BenchRow(name: "σ \(s): seconds for the \(images.count) images", unit: "s", ours: seconds, oursLabel: "Unroll")
+            var timeRow = BenchRow(name: "σ \(s): seconds for the \(images.count) images", unit: "s", ours: seconds, oursLabel: "Unroll",
+                                   target: BenchTargets.speedOfBM3D)
             if let t = theirs?[k] {
                 let (p, q) = (mean(t.enumerated().map { PSNR.value($1.estimate, clean: images[$0]) }),
                               t.enumerated().map { SSIM.mean($1.estimate, clean: images[$0]) })

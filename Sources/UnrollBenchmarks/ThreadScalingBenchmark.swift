@@ -31,7 +31,8 @@ enum ThreadScalingBenchmark {
                 guard let single = one.rows.first(where: { $0.name == row.name && $0.unit == "s" }) else { continue }
                 report.rows.append(BenchRow(name: "\(c.name): \(row.name)", unit: "s", ours: row.ours,
                                             oursLabel: "\(o.threads) threads", peer: single.ours, peerLabel: "1 thread",
-                                            ratio: single.ours / row.ours, ratioLabel: "× (1 thread / \(o.threads))"))
+                                            ratio: single.ours / row.ours, ratioLabel: "× (1 thread / \(o.threads))",
+                                            target: o.threads == 2 && BenchTargets.twoThreadCases.contains(c.name) ? BenchTargets.twoThreads : nil))
             }
         }
         report.details["protocol"] = "each case runs its own protocol (warm-up, pauses, medians) at 1 thread and right after "

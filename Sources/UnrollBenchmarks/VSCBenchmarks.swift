@@ -13,8 +13,6 @@ import UnrollCore
 ///   and decoder (widths 64, 128) with batch norm, 64 latents, thresholded Laplacian samples (λ 0.23), J 4,
 ///   batch 64, Adam (`bench/vsc_conv_torch.py`).
 enum VSCBenchmarks {
-    static let target = 3.0
-
     static let linearCase = BenchmarkCase(
         name: "vsc-linear",
         summary: "one VSC linear-generator step (thresholded Laplacian, J 20, MLP encoder 256-512-1024-512-256, 256 latents, --size signals, default 100) vs PyTorch (bench/vsc_linear_torch.py)",
@@ -54,7 +52,7 @@ enum VSCBenchmarks {
                 let r = try trainer.trainStep()
                 return (r.loss, r.nonZero)
             },
-            encodeOnly: nil, target: target, targetIssue: "issue 16", ownDraws: 0.05).run(o)
+            encodeOnly: nil, target: BenchTargets.otherSteps, ownDraws: 0.05).run(o)
     }
 
     /// Gaussian signals stand in for whitened 16×16 patches (unit variance per pixel, as whitening leaves them).
@@ -84,6 +82,6 @@ enum VSCBenchmarks {
                 let r = try trainer.trainStep()
                 return (r.loss, r.nonZero)
             },
-            encodeOnly: nil, target: target, targetIssue: "issue 16", ownDraws: 0.05).run(o)
+            encodeOnly: nil, target: BenchTargets.otherSteps, ownDraws: 0.05).run(o)
     }
 }

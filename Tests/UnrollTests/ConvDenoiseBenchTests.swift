@@ -45,9 +45,14 @@ import UnrollIO
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         let report = try #require((json["reports"] as? [[String: Any]])?.first)
         #expect(report["benchmark"] as? String == "conv-denoise")
-        let row = try #require((report["rows"] as? [[String: Any]])?.first)
+        let rows = try #require(report["rows"] as? [[String: Any]])
+        let row = try #require(rows.first)
         let seconds = try #require(row["ours"] as? Double)
         #expect(seconds > 0 && seconds < 10)
+        // Issue 16's targets travel with the rows: ≥ 8× PyTorch, and peak RSS ≤ ⅛ of PyTorch's.
+        let speed = try #require(row["target"] as? [String: Any]), memory = try #require(rows.last?["target"] as? [String: Any])
+        #expect(speed["atLeast"] as? Bool == true && speed["value"] as? Double == 8 && speed["issue"] as? Int == 16, "\(speed)")
+        #expect(rows.last?["name"] as? String == "peak RSS" && memory["atLeast"] as? Bool == false && memory["value"] as? Double == 0.125)
         let details = try #require(report["details"] as? [String: String])
         let losses = try #require(details["ours: losses per step (warm-up first)"]).split(separator: " ").compactMap { Double($0) }
         #expect(losses.count == 4)   // warm-up + 3 timed steps
