@@ -4,8 +4,8 @@
 # per-filter thresholds that scale with σ, trained through the shift average (4 random shifts per crop)
 # over σ 5–55/255 on the 42 images of scripts/fetch-training-images.sh (the 14 shared training images and
 # 28 photographs from Debian's and PyPI's packages), with moon.png and kodim23.png held out for
-# validation; it denoises by averaging 9 of its 64 shifts (--shift-phases 3), the speed/quality point
-# chosen on moon.png (docs/denoising.md).
+# validation; it denoises by averaging 8 of its 64 shifts on a lattice (--shift-lattice 8: every phase of
+# each axis once), the speed/quality point chosen on the held-out images (docs/denoising.md).
 #
 #   scripts/train-denoiser.sh [OUTPUT_DIR] [more train options]   # default denoiser-run; 100 min when both models train at once on two cores
 #
@@ -38,6 +38,6 @@ cd "$(dirname "$images")"
   --sigma 25/255 --sigma-range 5/255:55/255 --rotations --shifts 4 \
   --lr 1e-3 --lr-step 10000 --lr-gamma 0.5 --steps 40000 --seed 0 \
   --data "$(basename "$images")/train" "${hold_out[@]}" --eval-every 2000 \
-  --atoms 175 --kernel 11 --stride 8 --crop 131 --shift-phases 3 \
+  --atoms 175 --kernel 11 --stride 8 --crop 131 --shift-lattice 8 \
   --checkpoint-every 500 --threads 2 --output "$out" "${@:2}"
 echo "the model to ship: $out/best.safetensors"

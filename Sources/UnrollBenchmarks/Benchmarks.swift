@@ -1,4 +1,5 @@
 import Foundation
+import Unroll
 import UnrollCore
 
 /// Settings shared by every benchmark case (`unroll bench <case> --threads --repeats --size`).
@@ -19,21 +20,21 @@ public struct BenchOptions: Sendable {
     public var runPeer: Bool
     /// `denoise`: the test images by file name and the folder they came from, the conv2d model files to
     /// run on them (several noise-adaptive ones: each for the σ from its entry of `switchingAt` up, as
-    /// `unroll denoise` chooses), a folder for the comparison panels (nil: none), and the phases per axis of the shift
-    /// average (nil: all s).
+    /// `unroll denoise` chooses), a folder for the comparison panels (nil: none), and the shifts to
+    /// average (nil: each model's own).
     public var images: [String: Tensor]?
     public var data: String?
     public var models: [String]
     public var switchingAt: [Float]
     public var panels: String?
-    public var phases: Int?
+    public var shifts: ShiftSet?
     /// Interleaved cases: one untimed unit on a side right before each of its timed ones, so that every
     /// timed unit finds that side's caches and threads as a loop of back-to-back steps would.
     public var warmEach: Bool
 
     public init(threads: Int = 2, repeats: Int = 5, size: Int? = nil, python: String = "python3", scriptDirectory: String? = nil,
                 mode: String? = nil, runPeer: Bool = true, images: [String: Tensor]? = nil, data: String? = nil, models: [String] = [], switchingAt: [Float] = [],
-                panels: String? = nil, phases: Int? = nil, warmEach: Bool = false) {
+                panels: String? = nil, shifts: ShiftSet? = nil, warmEach: Bool = false) {
         self.warmEach = warmEach
         self.threads = threads
         self.repeats = repeats
@@ -47,7 +48,7 @@ public struct BenchOptions: Sendable {
         self.models = models
         self.switchingAt = switchingAt
         self.panels = panels
-        self.phases = phases
+        self.shifts = shifts
     }
 }
 

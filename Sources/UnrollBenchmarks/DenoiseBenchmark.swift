@@ -76,7 +76,7 @@ enum DenoiseBenchmark {
         try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: scratch + "/manifest.json"))
 
         // Ours: the median of `repeats` denoisings of each image, after one warm-up.
-        _ = try Denoiser.denoise(noisy[0][0], model: models[0], phases: o.phases)
+        _ = try Denoiser.denoise(noisy[0][0], model: models[0], shifts: o.shifts)
         var ours: [[(estimate: Tensor, seconds: Double)]] = []
         var chosen: [Int] = []   // per σ, the model that served it
         for (k, row) in noisy.enumerated() {
@@ -87,7 +87,7 @@ enum DenoiseBenchmark {
                 var estimate = y
                 let times = try (0..<o.repeats).map { _ in
                     let t0 = DispatchTime.now().uptimeNanoseconds
-                    estimate = try Denoiser.denoise(y, model: atSigma, phases: o.phases)
+                    estimate = try Denoiser.denoise(y, model: atSigma, shifts: o.shifts)
                     return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
                 }
                 return (estimate, Stopwatch.median(times))
@@ -162,8 +162,9 @@ enum DenoiseBenchmark {
         report.details["images"] = "\(folder): " + names.joined(separator: ", ")
         for (i, (path, model)) in zip(o.models, models).enumerated() {
             let trained = model.dictionary, served = zip(sigmas, chosen).filter { $0.1 == i }.map(\.0)
+            let shifts: String = model.shiftAverage && trained.stride > 1 ? " (" + (o.shifts ?? model.shifts).describe(stride: trained.stride) + ")" : ""
             report.details["ours: model \(path)"] = "\(trained.atoms) filters \(trained.kernel)×\(trained.kernel), stride \(trained.stride), T \(model.encoder.layers), shift averaging \(model.shiftAverage ? "on" : "off")"
-                + (model.shiftAverage && trained.stride > 1 ? " (\(Denoiser.shiftsAveraged(stride: trained.stride, phases: o.phases ?? model.shiftPhases)) of the \(trained.stride * trained.stride) shifts)" : "")
+                + shifts
                 + (model.adaptiveSigma.map { String(format: ", noise-adaptive (thresholds set for each σ from σ %.3g/255)", $0 * 255) } ?? "")
                 + "; used at σ " + served.map(String.init).joined(separator: ", ")
         }

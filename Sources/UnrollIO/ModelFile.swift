@@ -21,7 +21,8 @@ import UnrollCore
 /// `per-atom` with the tensor), `encoder.lambda_role` (penalty: threshold λα; threshold: λ itself),
 /// `encoder.step` (a number, or `auto` = 1/L with `encoder.power_iterations` and `encoder.power_seed`),
 /// `encoder.tolerance` (when set), `encoder.beta`, `em.sigma`, `model.shift_average` (conv2d: true/false),
-/// `model.shift_phases` (conv2d: n, averaging n² of the s² shifts; absent: all),
+/// `model.shift_phases` (conv2d: n, averaging n² of the s² shifts, n phases per axis) or `model.shift_lattice`
+/// (conv2d: n, averaging n shifts on a lattice; `ShiftSet`), neither: all,
 /// `model.adaptive_sigma` (a noise-adaptive model's reference σ, when it is one). Keys under `training.` and `data.` are
 /// provenance (`info`), never read back into the model; they hold no machine paths in shipped models.
 ///
@@ -64,7 +65,11 @@ public struct ModelFile: Sendable {
             meta["operator.height"] = String(m.dictionary.height)
             meta["operator.width"] = String(m.dictionary.width)
             meta["model.shift_average"] = String(m.shiftAverage)
-            if let n = m.shiftPhases { meta["model.shift_phases"] = String(n) }
+            switch m.shifts {
+            case .all: break
+            case .grid(let n): meta["model.shift_phases"] = String(n)
+            case .lattice(let n): meta["model.shift_lattice"] = String(n)
+            }
         case let .vsc(m):
             meta.merge(m.state.metadata) { _, new in new }
             tensors = m.state.tensors.keys.sorted().map { ($0, m.state.tensors[$0]!) }
@@ -156,7 +161,12 @@ public struct ModelFile: Sendable {
                 throw UnrollIOError(.malformed, "metadata model.shift_average is '\(average)', expected true or false")
             }
             m.shiftAverage = average == "true"
-            if file.metadata["model.shift_phases"] != nil { m.shiftPhases = try r.int("model.shift_phases", 1...4096) }
+            switch (file.metadata["model.shift_phases"] != nil, file.metadata["model.shift_lattice"] != nil) {
+            case (true, true): throw UnrollIOError(.malformed, "metadata has both model.shift_phases and model.shift_lattice; a model averages one set of shifts")
+            case (true, false): m.shifts = .grid(try r.int("model.shift_phases", 1...4096))
+            case (false, true): m.shifts = .lattice(try r.int("model.shift_lattice", 1...1 << 24))
+            case (false, false): m.shifts = .all
+            }
             model = .conv2d(m)
         case "vsc-linear", "vsc-conv":
             var tensors: [String: Tensor] = [:]

@@ -44,8 +44,7 @@ struct Bench: ParsableCommand {
 
     @Option(help: "denoise: write a panel per image and σ into this folder (centre crop: clean, noisy, ours, BM3D, and both errors ×4).")
     var panels: String?
-    @Option(name: .customLong("shift-phases"), help: "denoise: average n² of the model's s² shifts (n evenly spaced phases per axis; default all).")
-    var shiftPhases: Int?
+    @OptionGroup var shifts: ShiftOptions
 
     @Flag(help: "Print one JSON object instead of tables.")
     var json = false
@@ -62,9 +61,9 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        if let n = shiftPhases, n < 1 { throw CLIError("--shift-phases must be ≥ 1, got \(n)") }
-        if (data != nil || model != nil || panels != nil || shiftPhases != nil) && name != "denoise" {
-            throw CLIError("--data, --model, --panels and --shift-phases apply to the denoise case only, not to '\(name)'")
+        let shiftSet = try shifts.set()
+        if (data != nil || model != nil || panels != nil || shiftSet != nil) && name != "denoise" {
+            throw CLIError("--data, --model, --panels, --shift-phases and --shift-lattice apply to the denoise case only, not to '\(name)'")
         }
         // The denoise case's images, read by the CLI's one image-folder reader (under `all`, a missing
         // folder leaves the case to say what it needs).
@@ -77,7 +76,7 @@ struct Bench: ParsableCommand {
         }
         let denoisers = try model.map { ([$0], [Float]()) } ?? (name == "denoise" || name == "all" ? ShippedDenoiser.files() : ([], []))
         let options = BenchOptions(threads: threading.threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
-                                   mode: mode, runPeer: !noPeer, images: images, data: folder, models: denoisers.0, switchingAt: denoisers.1, panels: panels, phases: shiftPhases,
+                                   mode: mode, runPeer: !noPeer, images: images, data: folder, models: denoisers.0, switchingAt: denoisers.1, panels: panels, shifts: shiftSet,
                                    warmEach: warmEach)
         let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
         var reports: [BenchReport] = []

@@ -37,7 +37,7 @@ struct CRsAE2DTraining {
         if config.noiseRange != nil, c.sigma == nil { config.sigma = 25.0 / 255 }
         config.shiftsPerCrop = c.shifts
         config.layerThresholds = c.layerThresholds
-        config.denoisePhases = c.shiftPhases
+        config.denoiseShifts = try c.denoiseShifts.set() ?? .all
         config.learningRateStep = c.lrStep
         config.learningRateGamma = c.lrGamma
         config.normalize = !o.noNormalize
@@ -121,7 +121,7 @@ struct CRsAE2DTraining {
             summary += "; validation (\(validation.map(\.name).joined(separator: ", ")), held out) " + psnr.joined(separator: ", ")
             if best.step > 0 { summary += String(format: "; best validation %.2f dB at step %d (best.safetensors)", best.psnr, best.step) }
         }
-        let shiftsAveraged = Denoiser.shiftsAveraged(stride: config.stride, phases: config.denoisePhases)
+        let shiftsAveraged = config.denoiseShifts.count(stride: config.stride)
         if let ev = try evaluate(trainer.model) {
             summary += String(format: "; test PSNR (averaged over the %d shifts) %.2f dB (noisy %.2f dB, gain %.2f dB) with peak 1, %.2f dB (noisy %.2f dB) with peak = max of the clean image, on %d images",
                               shiftsAveraged, ev.meanDenoised, ev.meanNoisy, ev.gain, ev.meanDenoisedCleanMax,

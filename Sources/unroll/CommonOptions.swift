@@ -16,6 +16,33 @@ struct ThreadOptions: ParsableArguments {
     func run<T>(_ body: () throws -> T) throws -> T { try Parallel.withWorkers(threads) { try body() } }
 }
 
+/// Which of the s² shifts a strided CRsAE model averages when it denoises (`ShiftSet`): one spelling on
+/// `denoise`, `bench denoise` and `train` (where the choice is recorded in the model).
+struct ShiftOptions: ParsableArguments {
+    @Option(name: .customLong("shift-phases"), help: ArgumentHelp(
+        "CRsAE models: average n² of the s² shifts, n evenly spaced phases per axis (default: the model's own, else all).", valueName: "n"))
+    var phases: Int?
+    @Option(name: .customLong("shift-lattice"), help: ArgumentHelp(
+        "CRsAE models: average n shifts on a lattice, each with its own phase on both axes when n ≤ s (the shipped models: 8 of 64).", valueName: "n"))
+    var lattice: Int?
+
+    func validate() throws { _ = try set() }
+
+    /// The shifts asked for; nil: neither option.
+    func set() throws -> ShiftSet? {
+        switch (phases, lattice) {
+        case (nil, nil): return nil
+        case let (n?, nil):
+            guard n >= 1 else { throw ValidationError("--shift-phases must be ≥ 1, got \(n)") }
+            return .grid(n)
+        case let (nil, n?):
+            guard n >= 1 else { throw ValidationError("--shift-lattice must be ≥ 1, got \(n)") }
+            return .lattice(n)
+        default: throw ValidationError("--shift-phases and --shift-lattice both choose the shifts; give one of them")
+        }
+    }
+}
+
 /// The long options the user typed (`--name` or `--name=value`), for refusing the ones that do not
 /// apply: ArgumentParser fills defaults in and cannot tell a default from a typed value.
 enum GivenOptions {
@@ -36,7 +63,7 @@ enum TrainOptionScope {
     static let conv2dOnly: Set = ["--family", "--kernel", "--stride", "--crop", "--sigma", "--target", "--test-images",
                                   "--eval-every", "--no-flips"]
     static let crsaeOnly: Set = ["--bias", "--lambda-mean", "--delta", "--lipschitz", "--guard-lipschitz", "--rotations", "--sigma-range",
-                                 "--shifts", "--hold-out", "--lr-step", "--lr-gamma", "--layer-thresholds", "--shift-phases"]
+                                 "--shifts", "--hold-out", "--lr-step", "--lr-gamma", "--layer-thresholds", "--shift-phases", "--shift-lattice"]
     /// Untied banks: dense (a learned analysis bank) and CRsAE (H, We, Wd), not PUDLE's conv2d.
     static let untied: Set = ["--untied"]
     /// CRsAE sets its encoder (FISTA, step 1/L, thresholds from λ) and its optimizer (Adam) itself.

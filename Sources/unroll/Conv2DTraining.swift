@@ -74,8 +74,9 @@ struct Conv2DTrainOptions: ParsableArguments {
     var sigmaRange: String?
     @Option(help: "crsae: train through the shift average: each crop encoded at N random shifts of the s² (s² = all), the loss on their mean (0: unshifted).")
     var shifts: Int = 0
-    @Option(name: .customLong("shift-phases"), help: "crsae: the model denoises with n² of the s² shifts (n evenly spaced phases per axis; default all), in its validation and test scores too; `unroll denoise --shift-phases` overrides it.")
-    var shiftPhases: Int?
+    /// crsae: the shifts the model denoises with, in its validation and test scores too (recorded in the
+    /// model; `unroll denoise` can override them).
+    @OptionGroup var denoiseShifts: ShiftOptions
     @Flag(name: .customLong("layer-thresholds"), help: "crsae: learn a factor on every layer's threshold of every filter (per-layer thresholds, CSCNet-style), started at 1.")
     var layerThresholds = false
     @Option(name: .customLong("hold-out"), help: ArgumentHelp("crsae: leave this image of --data out of training (repeatable) and report the mean PSNR of the held-out images (validation) every --eval-every steps, keeping the best model so far as best.safetensors, and at the end.", valueName: "name.png"))

@@ -22,7 +22,8 @@ struct Denoise: ParsableCommand {
             peak 1 and with peak = max of the reference (the papers' definition); the estimate is \
             clamped to [0, 1] first. CRsAE models (`--family crsae`, tied or untied) average the \
             reconstructions of the s² shifted copies of the image (crsae §2), as their test PSNRs do, or \
-            of the n² the model names (`model.shift_phases`) or --shift-phases asks for; \
+            of the ones the model names (`model.shift_phases`, `model.shift_lattice`) or --shift-phases or \
+            --shift-lattice asks for; \
             --no-shift-average encodes the image once.
 
             A noise-adaptive model (the shipped ones, or `unroll train --family crsae --sigma-range …`) \
@@ -60,14 +61,12 @@ struct Denoise: ParsableCommand {
     var seed: UInt64 = 0
     @Flag(help: "CRsAE models: encode the image once instead of averaging the s² shifted encodings.")
     var noShiftAverage = false
-    @Option(name: .customLong("shift-phases"), help: "CRsAE models: average n² of the s² shifts (n evenly spaced phases per axis), trading quality for time (default: the model's own, else all).")
-    var shiftPhases: Int?
+    @OptionGroup var shifts: ShiftOptions
     @OptionGroup var threading: ThreadOptions
 
     func run() throws { try threading.run { try execute() } }
 
     private func execute() throws {
-        if let n = shiftPhases, n < 1 { throw CLIError("--shift-phases must be ≥ 1, got \(n)") }
         let network = try Self.network(model, sigma: sigma)
         var isFolder: ObjCBool = false
         if FileManager.default.fileExists(atPath: input, isDirectory: &isFolder), isFolder.boolValue {
@@ -143,7 +142,7 @@ struct Denoise: ParsableCommand {
                 let (m, sigma, index) = try model(for: plane, network)
                 if let sigma { estimated.append(sigma) }
                 chosen.append(index)
-                return try Denoiser.denoise(plane, model: m, shiftAverage: noShiftAverage ? false : nil, phases: shiftPhases)
+                return try Denoiser.denoise(plane, model: m, shiftAverage: noShiftAverage ? false : nil, shifts: try shifts.set())
             }
         }
         try ImageFolder.write(planes: estimates, to: output, option: "--output")

@@ -47,10 +47,7 @@ extension ModelFile {
         case let .conv2d(m):
             lines = banks(m, ", stride \(m.dictionary.stride), trained on \(m.dictionary.width)×\(m.dictionary.height) (resized to each image)")
             if m.shiftAverage && m.dictionary.stride > 1 {
-                let (s, phases) = (m.dictionary.stride, m.shiftPhases)
-                let used = Denoiser.shiftsAveraged(stride: s, phases: phases)
-                lines.append("denoising: the mean of " + (used < s * s ? "\(used) of the \(s * s) shifted encodings (\(phases!) phases per axis)"
-                                                                     : "the \(s * s) shifted encodings"))
+                lines.append("denoising: the mean of the encodings of " + m.shifts.describe(stride: m.dictionary.stride))
             }
         case let .vsc(v):
             let meta = v.state.metadata

@@ -27,19 +27,20 @@ import UnrollIO
         let net = try CRsAE2DNetwork(filters: [normal([4, 1, 5, 5], seed: 4), normal([4, 1, 5, 5], seed: 5), normal([4, 1, 5, 5], seed: 6)],
                                      thresholds: [0.01, 0.02, 0.03, 0.04], stride: 2, layers: 6, lipschitz: 7,
                                      layerGains: Tensor(shape: [6, 4], data: (0..<24).map { 0.5 + Float($0) / 24 }))
-        let untied = try net.autoencoder(height: 17, width: 21, em: EMLambda(lambdas: [1, 2, 3, 4], sigma: 0.1), shiftPhases: 1)
+        let untied = try net.autoencoder(height: 17, width: 21, em: EMLambda(lambdas: [1, 2, 3, 4], sigma: 0.1), shifts: .grid(1))
         let pudle2d = try UnrolledAutoencoder(
             dictionary: Convolution2DDictionary(filters: normal([3, 1, 4, 4], seed: 7), stride: 3, height: 13, width: 13),
             encoder: UnrolledEncoder(layers: 4, lambda: .scalar(0.05), step: .fixed(0.1)))
         let vsc = VSCModel(generator: .linear, state: TrainerCheckpoint(tensors: ["dictionary": normal([3, 4], seed: 8)],
                                                                        metadata: ["vsc.family": "gaussian"]))
+        let lattice = try net.autoencoder(height: 9, width: 11, adaptiveSigma: 0.1, shifts: .lattice(3))
         return ["dense": .dense(dense), "dense-per-atom": .dense(perAtom), "conv1d": .conv1d(spikes),
-                "conv2d-untied": .conv2d(untied), "conv2d": .conv2d(pudle2d), "vsc": .vsc(vsc)]
+                "conv2d-untied": .conv2d(untied), "conv2d": .conv2d(pudle2d), "conv2d-lattice": .conv2d(lattice), "vsc": .vsc(vsc)]
     }
 
     static func same<Op: DictionaryOperator & Equatable>(_ a: UnrolledAutoencoder<Op>, _ b: UnrolledAutoencoder<Op>) -> Bool {
         a.dictionary == b.dictionary && a.analysis == b.analysis && a.synthesis == b.synthesis && a.encoder == b.encoder
-            && a.beta == b.beta && a.em == b.em && a.shiftAverage == b.shiftAverage && a.shiftPhases == b.shiftPhases
+            && a.beta == b.beta && a.em == b.em && a.shiftAverage == b.shiftAverage && a.shifts == b.shifts
     }
 
     static func same(_ a: UnrollModel, _ b: UnrollModel) -> Bool {
@@ -74,6 +75,7 @@ import UnrollIO
         let models = try Self.models()
         try ModelFile(model: models["conv2d-untied"]!).write(to: dir.file("untied.safetensors"))
         try ModelFile(model: models["dense"]!).write(to: dir.file("dense.safetensors"))
+        try ModelFile(model: models["conv2d-lattice"]!).write(to: dir.file("conv2d-lattice.safetensors"))
         guard case let .conv2d(untied) = models["conv2d-untied"]!, case let .dense(dense) = models["dense"]! else { return }
         try Npy.write(untied.analysis!.weights, to: dir.file("we.npy"))
         try Npy.write(dense.dictionary.weights, to: dir.file("w.npy"))
@@ -93,7 +95,9 @@ import UnrollIO
             assert meta["encoder.lambda"] == "per-atom" and meta["encoder.lambda_role"] == "threshold", meta
             assert (meta["operator.stride"], meta["operator.height"], meta["operator.width"]) == ("2", "17", "21")
             assert meta["encoder.algorithm"] == "fista" and meta["encoder.layers"] == "6" and meta["model.shift_average"] == "true"
-            assert meta["model.shift_phases"] == "1", meta
+            assert meta["model.shift_phases"] == "1" and "model.shift_lattice" not in meta, meta
+            meta, t = load("conv2d-lattice.safetensors")
+            assert meta["model.shift_lattice"] == "3" and "model.shift_phases" not in meta, meta
             meta, t = load("dense.safetensors")
             assert meta["model.kind"] == "dense" and sorted(t) == ["dictionary"] and np.array_equal(t["dictionary"], np.load("w.npy"))
             assert (meta["encoder.step"], meta["encoder.power_iterations"], meta["encoder.power_seed"]) == ("auto", "40", "5")
@@ -176,6 +180,8 @@ import UnrollIO
                         "the analysis bank's weights [4, 1, 3, 3] differ")
         try expectError({ m, _ in m["operator.stride"] = "0" }, "operator.stride is '0'")
         try expectError({ m, _ in m["model.shift_phases"] = "0" }, "model.shift_phases is '0', expected an integer in 1…4096")
+        try expectError({ m, _ in (m["model.shift_phases"], m["model.shift_lattice"]) = (nil, "-8") }, "model.shift_lattice is '-8', expected an integer in 1…")
+        try expectError({ m, _ in m["model.shift_lattice"] = "8" }, "both model.shift_phases and model.shift_lattice")
         try expectError({ m, _ in m["encoder.layers"] = "5" }, "tensor layer_gains is [6, 4], expected [5, 4]")
         try expectError({ _, t in t = t.map { $0.name == "layer_gains" ? ($0.name, Tensor(repeating: -1, shape: [6, 4])) : $0 } },
                         "tensor layer_gains must be finite and ≥ 0")

@@ -341,12 +341,23 @@ import UnrollIO
     }()
     static var shippedModel: String { shippedModels[0].path }
 
-    /// `info` names the shifts the shipped model averages: 9 of its 64 (3 phases per axis, as `bench denoise` times it).
+    /// `info` names the shifts the shipped model averages: 8 of its 64 on a lattice (as `bench denoise` times it).
     @Test func infoNamesTheShiftsAModelAverages() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let r = try Self.ok(["info", Self.shippedModel], in: dir)
-        #expect(r.stdout.contains("denoising: the mean of 9 of the 64 shifted encodings (3 phases per axis)"), "\(r.stdout)")
+        #expect(r.stdout.contains("denoising: the mean of the encodings of 8 of the 64 shifts (a lattice, 8 phases per axis)"), "\(r.stdout)")
+    }
+
+    /// The shipped model files are in the writer's own form: read and written again, the same bytes.
+    @Test func shippedModelsAreInTheWritersForm() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (path, _) in Self.shippedModels {
+            let again = dir.appendingPathComponent("again.safetensors").path
+            try ModelFile.read(path).write(to: again)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data(contentsOf: URL(fileURLWithPath: again)), "\(path)")
+        }
     }
 
     /// A folder as --input: every PNG denoised into the --output folder, each equal to denoising it

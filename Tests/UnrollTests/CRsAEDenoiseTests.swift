@@ -217,7 +217,7 @@ import UnrollIO
         let unit = try CRsAE2DNetwork(filters: net.filters, thresholds: net.thresholds, stride: 1, layers: 4, lipschitz: 40)
         #expect(try unit.denoise(image, shiftAverage: true) == unit.denoise(image, shiftAverage: false))
         // A model that names its shift phases averages those: phase 0 alone is the naive loop's (0, 0) copy.
-        let one = try net.autoencoder(height: h, width: w, shiftPhases: 1)
+        let one = try net.autoencoder(height: h, width: w, shifts: .grid(1))
         let single = try Denoiser.denoise(image, model: one)
         var naive = [Float](repeating: 0, count: ph * pw)
         for r in 0..<ph { for c in 0..<pw { naive[r * pw + c] = image[Self.mirror(r - s, h), Self.mirror(c - s, w)] } }
@@ -225,7 +225,7 @@ import UnrollIO
         var diff: Float = 0
         for r in 0..<h { for c in 0..<w { diff = max(diff, abs(single.data[r * w + c] - rec.data[(r + s) * pw + c + s])) } }
         #expect(diff < 1e-5, "one phase differs from the unshifted copy by \(diff)")
-        #expect(try Denoiser.denoise(image, model: one, phases: 3, chunk: 4) == fast, "--shift-phases overrides the model's")
+        #expect(try Denoiser.denoise(image, model: one, shifts: .grid(3), chunk: 4) == fast, "--shift-phases overrides the model's")
     }
 
     /// The shifts are shared out among the workers (whole rounds of one copy per worker alone, then the

@@ -91,12 +91,34 @@ import UnrollIO
         let theirs = try Denoiser.denoise(image, model: ae)
         #expect(zip(mine.data, theirs.data).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
         // A subset of the phases: n evenly spaced per axis, the same mean over those shifts.
-        #expect(Denoiser.shiftPhases(stride: 5, perAxis: 3) == [0, 1, 3] && Denoiser.shiftPhases(stride: 5, perAxis: 9) == [0, 1, 2, 3, 4])
-        #expect(try Denoiser.denoise(image, model: ae, phases: 2) == theirs)
-        let one = [[(0, 0)]]
-        let single = try ae.reconstruct(Denoiser.shiftedCopies(of: image.reshaped([1, 9, 9]), shifts: one, stride: 2, kernel: 3)).reconstruction
-        let expected = Denoiser.meanOfWindows(single, shifts: one, height: 9, width: 9, stride: 2)
-        #expect(zip(try Denoiser.denoise(image, model: ae, phases: 1).data, expected.data).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
+        #expect(ShiftSet.grid(3).shifts(stride: 5).map(\.0) == [0, 0, 0, 1, 1, 1, 3, 3, 3])
+        #expect(ShiftSet.grid(9).count(stride: 5) == 25 && ShiftSet.all.count(stride: 5) == 25)
+        #expect(try Denoiser.denoise(image, model: ae, shifts: .grid(2)) == theirs)
+        for (set, list) in [(ShiftSet.grid(1), [(0, 0)]), (.lattice(2), [(0, 0), (1, 1)])] {
+            let rec = try ae.reconstruct(Denoiser.shiftedCopies(of: image.reshaped([1, 9, 9]), shifts: [list], stride: 2, kernel: 3)).reconstruction
+            let expected = Denoiser.meanOfWindows(rec, shifts: [list], height: 9, width: 9, stride: 2)
+            #expect(zip(try Denoiser.denoise(image, model: ae, shifts: set).data, expected.data).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) }, "\(set)")
+        }
+    }
+
+    /// The lattice: n shifts (⌊k·s/n⌋, ⌊s·(a·k mod n)/n⌋) with a coprime to n nearest 0.382·n. For n ≤ s,
+    /// every shift has its own phase on both axes; n ≥ s² is every shift once.
+    @Test func latticeShiftsHaveTheirOwnPhaseOnEachAxis() {
+        #expect(ShiftSet.lattice(8).shifts(stride: 8).map { [$0.0, $0.1] } == [[0, 0], [1, 3], [2, 6], [3, 1], [4, 4], [5, 7], [6, 2], [7, 5]])
+        #expect(ShiftSet.lattice(9).shifts(stride: 8).map { [$0.0, $0.1] } == [[0, 0], [0, 3], [1, 7], [2, 2], [3, 6], [4, 1], [5, 5], [6, 0], [7, 4]])
+        for s in [2, 5, 8, 11] {
+            for n in 1...s {
+                let list = ShiftSet.lattice(n).shifts(stride: s)
+                #expect(list.count == n && Set(list.map(\.0)).count == n && Set(list.map(\.1)).count == n, "stride \(s), \(n) shifts: \(list)")
+                #expect(list.allSatisfy { (0..<s).contains($0.0) && (0..<s).contains($0.1) })
+            }
+            let every = ShiftSet.lattice(s * s + 1).shifts(stride: s)
+            #expect(every.count == s * s && Set(every.map { $0.0 * s + $0.1 }).count == s * s, "stride \(s): n > s² is not every shift")
+        }
+        #expect(ShiftSet.lattice(8).describe(stride: 8) == "8 of the 64 shifts (a lattice, 8 phases per axis)")
+        #expect(ShiftSet.grid(3).describe(stride: 8) == "9 of the 64 shifts (3 phases per axis)")
+        #expect(ShiftSet.all.describe(stride: 8) == "all 64 shifts" && ShiftSet.grid(8).describe(stride: 8) == "all 64 shifts")
+        #expect(throws: UnrollError.self) { try ShiftSet.lattice(0).validate() }
     }
 
     /// The network is positively homogeneous: the model set for c·σ maps c·y to c·f(y); the reference

@@ -73,10 +73,9 @@ public struct CRsAE2DConfig: Equatable, Sendable {
     /// `CRsAE2DNetwork.layerGains`), started at 1, by the reconstruction loss with the same Adam as the
     /// filters. The thresholds stay b_c·G_{t,c}, so a noise-adaptive model still scales them all with σ.
     public var layerThresholds = false
-    /// The model denoises (and is validated and tested) with n² of the s² shifts, n evenly spaced
-    /// phases per axis (nil: all). A denoising setting: it does not change training, so a checkpoint
-    /// resumes with another value.
-    public var denoisePhases: Int?
+    /// The shifts the model denoises with (and is validated and tested with). A denoising setting: it
+    /// does not change training, so a checkpoint resumes with another value.
+    public var denoiseShifts: ShiftSet = .all
     public var normalize = true
     /// After every step, raise L to 1.05·‖H‖₂‖We‖₂ (power iteration on a 64×64 image) when the
     /// learned filters outgrow it; the EM/fixed thresholds λσ²/L follow. The learned filters do outgrow
@@ -114,7 +113,7 @@ public struct CRsAE2DConfig: Equatable, Sendable {
                 throw UnrollError.invalidArgument("the EM thresholds λσ²/L follow one σ; a noise range needs the free bias or fixed thresholds")
             }
         }
-        if let n = denoisePhases, n < 1 { throw UnrollError.invalidArgument("shift phases per axis must be ≥ 1, got \(n)") }
+        try denoiseShifts.validate()
         guard (0...stride * stride).contains(shiftsPerCrop) else {
             throw UnrollError.invalidArgument("shifts per crop must be in 0...\(stride * stride) (s²), got \(shiftsPerCrop)")
         }
@@ -161,7 +160,7 @@ public struct CRsAE2DModel: Trainable {
         var em: EMLambda?
         if case .em = config.bias { em = EMLambda(lambdas: lambdas, sigma: config.sigma) }
         return try network.autoencoder(height: height, width: width, em: em, adaptiveSigma: config.noiseRange == nil ? nil : config.sigma,
-                                       shiftPhases: config.denoisePhases)
+                                       shifts: config.denoiseShifts)
     }
 
     /// Random unit-norm filters from `config.seed`, λ = λ̄ and the thresholds it gives.

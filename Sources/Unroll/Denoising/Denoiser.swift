@@ -7,17 +7,17 @@ import UnrollCore
 public enum Denoiser {
     /// The reconstruction x̂ = D_dec·encoder(y) of a noisy `[H, W]` image (not clamped). With
     /// `shiftAverage` (default: the model's own setting) and stride > 1, the mean of the s² shifted reconstructions (see
-    /// `ShiftAveraging.swift`; `phases` per axis, default the model's `shiftPhases`, else all), encoded
-    /// `chunk` copies at a time; otherwise one pass over the image.
+    /// `ShiftAveraging.swift`; the shifts `shifts`, default the model's), encoded `chunk` copies at a
+    /// time; otherwise one pass over the image.
     public static func denoise(_ noisy: Tensor, model: UnrolledAutoencoder<Convolution2DDictionary>,
-                               shiftAverage: Bool? = nil, phases: Int? = nil, chunk: Int = 5) throws -> Tensor {
+                               shiftAverage: Bool? = nil, shifts: ShiftSet? = nil, chunk: Int = 5) throws -> Tensor {
         let (k, s) = (model.dictionary.kernel, model.dictionary.stride)
         try DenoisingImages.validate([noisy], what: "image", minimumSide: k)
         let (h, w) = (noisy.shape[0], noisy.shape[1])
         guard shiftAverage ?? model.shiftAverage, s > 1 else {
             return try model.reconstruct(noisy.reshaped([1, h, w])).reconstruction.reshaped([h, w])
         }
-        return try averageOverShifts(noisy, stride: s, kernel: k, chunk: chunk, phases: phases ?? model.shiftPhases) {
+        return try averageOverShifts(noisy, stride: s, kernel: k, chunk: chunk, shifts: shifts ?? model.shifts) {
             try model.reconstruct($0).reconstruction
         }
     }

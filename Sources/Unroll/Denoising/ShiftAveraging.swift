@@ -10,6 +10,64 @@ import UnrollCore
 /// of the grid once, with at least s pixels of context on each side), and is padded at the
 /// bottom/right (reflected) to the common size P = the smallest P ≥ H + 3s − 1 with (P − K) % s = 0,
 /// so every copy fits the stride exactly and all copies share one batch.
+/// Which of a stride-s model's s² shifts the shift average takes, trading quality for time.
+/// - `grid(n)`: n evenly spaced phases per axis (⌊k·s/n⌋, k < n), every pair of them: n² shifts.
+/// - `lattice(n)`: n shifts (⌊k·s/n⌋, ⌊s·(a·k mod n)/n⌋), k < n, with a the integer coprime to n
+///   nearest 0.382·n (n/φ², so the points spread over the s × s square like a Fibonacci lattice).
+///   For n ≤ s, every copy has its own phase on each axis: 8 shifts at stride 8 cover all 8 phases
+///   of both axes, where the grid's 9 cover 3 of each. (Between s and s² two copies may share a shift.)
+/// n ≥ s (grid) or n ≥ s² (lattice) is every shift.
+public enum ShiftSet: Equatable, Sendable {
+    case all
+    case grid(Int)
+    case lattice(Int)
+
+    /// The shifts (row phase, column phase), in the order they are averaged.
+    public func shifts(stride s: Int) -> [(Int, Int)] {
+        switch self {
+        case .all:
+            return ShiftSet.grid(s).shifts(stride: s)
+        case .grid(let n):
+            let n = Swift.max(1, Swift.min(n, s))
+            let axis = (0..<n).map { $0 * s / n }
+            return axis.flatMap { i in axis.map { j in (i, j) } }
+        case .lattice(let n):
+            if n >= s * s { return ShiftSet.all.shifts(stride: s) }
+            let n = Swift.max(1, n), a = ShiftSet.latticeMultiplier(n)
+            return (0..<n).map { k in (k * s / n, (a * k % n) * s / n) }
+        }
+    }
+
+    /// Throws unless n ≥ 1.
+    public func validate() throws {
+        switch self {
+        case .all: break
+        case .grid(let n): if n < 1 { throw UnrollError.invalidArgument("shift phases per axis must be ≥ 1, got \(n)") }
+        case .lattice(let n): if n < 1 { throw UnrollError.invalidArgument("lattice shifts must be ≥ 1, got \(n)") }
+        }
+    }
+
+    /// How many shifts `shifts(stride:)` gives.
+    public func count(stride s: Int) -> Int { shifts(stride: s).count }
+
+    /// "all 64 shifts", "9 of the 64 shifts (3 phases per axis)" or "8 of the 64 shifts (a lattice,
+    /// 8 phases per axis)", for `unroll info` and the reports.
+    public func describe(stride s: Int) -> String {
+        let n = count(stride: s)
+        if n == s * s { return "all \(n) shifts" }
+        let phases = Set(shifts(stride: s).map(\.0)).count
+        if case .lattice = self { return "\(n) of the \(s * s) shifts (a lattice, \(phases) phases per axis)" }
+        return "\(n) of the \(s * s) shifts (\(phases) phases per axis)"
+    }
+
+    /// The lattice's step: the integer coprime to n nearest 0.382·n (the smaller one on a tie).
+    static func latticeMultiplier(_ n: Int) -> Int {
+        func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+        let target = 0.381_966 * Double(n)
+        return (0...n).filter { gcd($0, n) == 1 }.min { abs(Double($0) - target) < abs(Double($1) - target) } ?? 0
+    }
+}
+
 extension Denoiser {
     /// The padded side for an image side `n` (see the type comment).
     public static func shiftPaddedSide(_ n: Int, stride s: Int, kernel k: Int) -> Int {
@@ -46,17 +104,6 @@ extension Denoiser {
             }
         }
         return out
-    }
-
-    /// `n` of the s phases of one axis, evenly spaced (⌊k·s/n⌋, k < n; n = s: all of them).
-    public static func shiftPhases(stride s: Int, perAxis n: Int) -> [Int] {
-        (0..<Swift.max(1, Swift.min(n, s))).map { $0 * s / Swift.max(1, Swift.min(n, s)) }
-    }
-
-    /// The number of shifts averaged with `phases` per axis (nil: all s²).
-    public static func shiftsAveraged(stride s: Int, phases: Int?) -> Int {
-        let n = shiftPhases(stride: s, perAxis: phases ?? s).count
-        return n * n
     }
 
     /// Where copy (i, j)'s image starts inside its padded copy.
@@ -125,13 +172,12 @@ extension Denoiser {
     /// side, each with its share of the workers. The windows are summed in shift order, so the mean
     /// depends on the number of workers only through the split products of the leftover copies (none
     /// when the workers divide the copies).
-    public static func averageOverShifts(_ noisy: Tensor, stride: Int, kernel: Int, chunk: Int, phases: Int? = nil,
+    public static func averageOverShifts(_ noisy: Tensor, stride: Int, kernel: Int, chunk: Int, shifts set: ShiftSet = .all,
                                          reconstruct: (Tensor) throws -> Tensor) throws -> Tensor {
         let (h, w) = (noisy.shape[0], noisy.shape[1])
         let s = stride
         let pw = shiftPaddedSide(w, stride: s, kernel: kernel), ph = shiftPaddedSide(h, stride: s, kernel: kernel)
-        let axis = shiftPhases(stride: s, perAxis: phases ?? s)
-        let shifts = axis.flatMap { i in axis.map { j in (i, j) } }
+        let shifts = set.shifts(stride: s)
         // The reconstructions of the copies `range`, `chunk` at a time, each cropped to the image.
         func windows(_ range: Range<Int>) throws -> [[Float]] {
             var out: [[Float]] = []

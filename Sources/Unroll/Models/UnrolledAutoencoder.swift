@@ -28,9 +28,8 @@ public struct UnrolledAutoencoder<Op: DictionaryOperator>: Sendable {
     /// Strided 2-D models: denoise an image as the mean of its s² shifted encodings (CRsAE §2), as
     /// the model was trained and scored. Other operators ignore it.
     public var shiftAverage: Bool
-    /// With `shiftAverage`: the model averages n² of the s² shifts, n evenly spaced phases per axis
-    /// (`Denoiser.shiftPhases`), trading quality for time (nil: all s²).
-    public var shiftPhases: Int?
+    /// With `shiftAverage`: which of the s² shifts the model averages (`ShiftSet`), trading quality for time.
+    public var shifts: ShiftSet
     /// A noise-adaptive model's reference σ: its thresholds are those for noise of this σ, and
     /// `atNoise(_:)` sets them for any other (nil: a model for the one σ it was trained at).
     public var adaptiveSigma: Float?
@@ -38,7 +37,7 @@ public struct UnrolledAutoencoder<Op: DictionaryOperator>: Sendable {
     /// Throws when the banks differ in shape, the encoder settings are invalid for D, or β or the
     /// adaptive σ is bad.
     public init(dictionary: Op, analysis: Op? = nil, synthesis: Op? = nil, encoder: UnrolledEncoder,
-                beta: Float = 1, em: EMLambda? = nil, shiftAverage: Bool = false, shiftPhases: Int? = nil, adaptiveSigma: Float? = nil) throws {
+                beta: Float = 1, em: EMLambda? = nil, shiftAverage: Bool = false, shifts: ShiftSet = .all, adaptiveSigma: Float? = nil) throws {
         for (name, bank) in [("analysis", analysis), ("synthesis", synthesis)] {
             if let bank, bank.weights.shape != dictionary.weights.shape {
                 throw UnrollError.shapeMismatch("the \(name) bank's weights \(bank.weights.shape) differ from the dictionary's \(dictionary.weights.shape)")
@@ -66,9 +65,9 @@ public struct UnrolledAutoencoder<Op: DictionaryOperator>: Sendable {
         self.encoder = encoder
         self.beta = beta
         self.em = em
-        if let n = shiftPhases, n < 1 { throw UnrollError.invalidArgument("shift phases per axis must be ≥ 1, got \(n)") }
+        try shifts.validate()
         self.shiftAverage = shiftAverage
-        self.shiftPhases = shiftPhases
+        self.shifts = shifts
         self.adaptiveSigma = adaptiveSigma
     }
 
