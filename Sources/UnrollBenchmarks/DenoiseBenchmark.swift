@@ -162,7 +162,7 @@ enum DenoiseBenchmark {
         report.details["images"] = "\(folder): " + names.joined(separator: ", ")
         for (i, (path, model)) in zip(o.models, models).enumerated() {
             let trained = model.dictionary, served = zip(sigmas, chosen).filter { $0.1 == i }.map(\.0)
-            let shifts: String = model.shiftAverage && trained.stride > 1 ? " (" + (o.shifts ?? model.shifts).describe(stride: trained.stride) + ")" : ""
+            let shifts: String = model.shiftAverage && trained.stride > 1 ? ", " + (o.shifts ?? model.shifts).describe(stride: trained.stride) : ""
             report.details["ours: model \(path)"] = "\(trained.atoms) filters \(trained.kernel)×\(trained.kernel), stride \(trained.stride), T \(model.encoder.layers), shift averaging \(model.shiftAverage ? "on" : "off")"
                 + shifts
                 + (model.adaptiveSigma.map { String(format: ", noise-adaptive (thresholds set for each σ from σ %.3g/255)", $0 * 255) } ?? "")
