@@ -98,6 +98,38 @@ public struct LassoHomotopy: Sendable {
         /// +∞ for the active atoms (they cannot join), 0 elsewhere.
         var blocked: [Float]
         var active: [Int] = [], signs: [Double] = [], z: [Double] = []
+        /// G_AA in Double, k × k row-major for the k active atoms, kept in step with `active` (a join
+        /// adds a row and a column, a leave removes them) so that an event gathers no entry of G twice.
+        var gaa: [Double] = []
+
+        /// Adds atom `j` to the active set, with its row and column of G_AA.
+        mutating func join(_ j: Int, sign: Double, g: UnsafePointer<Float>, p: Int) {
+            let k = active.count
+            var next = [Double](repeating: 0, count: (k + 1) * (k + 1))
+            for u in 0..<k {
+                for v in 0..<k { next[u * (k + 1) + v] = gaa[u * k + v] }
+                next[u * (k + 1) + k] = Double(g[active[u] * p + j])
+                next[k * (k + 1) + u] = Double(g[j * p + active[u]])
+            }
+            next[k * (k + 1) + k] = Double(g[j * p + j])
+            gaa = next
+            active.append(j)
+            signs.append(sign)
+            z.append(0)
+        }
+
+        /// Removes the active atom at position `u`, with its row and column of G_AA.
+        mutating func leave(at u: Int) {
+            let k = active.count
+            var next = [Double]()
+            next.reserveCapacity((k - 1) * (k - 1))
+            for a in 0..<k where a != u { for b in 0..<k where b != u { next.append(gaa[a * k + b]) } }
+            gaa = next
+            active.remove(at: u)
+            signs.remove(at: u)
+            z.remove(at: u)
+        }
+
         init(p: Int) {
             r = [Float](repeating: 0, count: p)
             (a, t, blocked) = (r, r, r)
@@ -110,6 +142,7 @@ public struct LassoHomotopy: Sendable {
         out.update(repeating: 0, count: p)
         let target = Double(lambda)
         work.active.removeAll(keepingCapacity: true)
+        work.gaa.removeAll(keepingCapacity: true)
         work.signs.removeAll(keepingCapacity: true)
         work.z.removeAll(keepingCapacity: true)
         var best = 0
@@ -119,26 +152,19 @@ public struct LassoHomotopy: Sendable {
         }
         var lam = Double(abs(c[best]))
         if lam <= target { return (true, 0) }
-        work.active.append(best)
-        work.signs.append(c[best] > 0 ? 1 : -1)
-        work.z.append(0)
+        work.join(best, sign: c[best] > 0 ? 1 : -1, g: g, p: p)
         work.blocked[best] = .infinity
         var count = 0, justLeft = -1
         while count < maxEvents {
             count += 1
             let k = work.active.count
             // d = G_AA⁻¹ s_A
-            var gaa = [Double](repeating: 0, count: k * k)
-            for (u, ju) in work.active.enumerated() { for (v, jv) in work.active.enumerated() { gaa[u * k + v] = Double(g[ju * p + jv]) } }
-            guard let chol = try? Cholesky(gaa, size: k) else { break }
+            guard let chol = try? Cholesky(work.gaa, size: k) else { break }
             let d = chol.solve(work.signs)
             // a = G_{:,A} d (rows of G, by symmetry)
             work.a.withUnsafeMutableBufferPointer { a in
                 a.update(repeating: 0)
-                for (u, ju) in work.active.enumerated() {
-                    let du = Float(d[u]), row = g + ju * p
-                    for j in 0..<p { a[j] += du * row[j] }
-                }
+                Self.addRows(g, p: p, rows: work.active, weights: d.map(Float.init), into: a.baseAddress!)
             }
             // The next event: the target, an atom joining, or an active coefficient reaching zero.
             var gamma = lam - target, join = -1, joinSign = 0.0, leave = -1
@@ -164,9 +190,16 @@ public struct LassoHomotopy: Sendable {
             if justLeft >= 0 { work.blocked[justLeft] = 0 }
             let (tMin, jMin) = work.t.withUnsafeBufferPointer { t in
                 t.withMemoryRebound(to: UInt32.self) { bits -> (Float, Int) in
-                    var m = UInt32.max
-                    for b in bits { m = Swift.min(m, b) }
-                    return (Float(bitPattern: m), bits.firstIndex(of: m) ?? -1)
+                    // The minimum block by block (each block's minimum vectorises), remembering the
+                    // first block that holds it: the first index of the minimum is found there.
+                    var m = UInt32.max, block = 0
+                    for start in Swift.stride(from: 0, to: bits.count, by: 64) {
+                        var bm = UInt32.max
+                        for b in bits[start..<Swift.min(start + 64, bits.count)] { bm = Swift.min(bm, b) }
+                        if bm < m { (m, block) = (bm, start) }
+                    }
+                    let first = bits[block..<Swift.min(block + 64, bits.count)].firstIndex(of: m) ?? -1
+                    return (Float(bitPattern: m), first)
                 }
             }
             var best = Float(gamma)
@@ -190,15 +223,11 @@ public struct LassoHomotopy: Sendable {
             justLeft = -1
             if join >= 0 {
                 work.blocked[join] = .infinity
-                work.active.append(join)
-                work.signs.append(joinSign)
-                work.z.append(0)
+                work.join(join, sign: joinSign, g: g, p: p)
             } else if leave >= 0 {
                 justLeft = work.active[leave]
                 work.blocked[justLeft] = 0
-                work.active.remove(at: leave)
-                work.signs.remove(at: leave)
-                work.z.remove(at: leave)
+                work.leave(at: leave)
             } else {
                 break   // reached λ
             }
@@ -214,9 +243,7 @@ public struct LassoHomotopy: Sendable {
                 work: Workspace) -> Bool {
         let k = work.active.count, lam = Double(lambda)
         guard k > 0 else { return false }
-        var gaa = [Double](repeating: 0, count: k * k)
-        for (u, ju) in work.active.enumerated() { for (v, jv) in work.active.enumerated() { gaa[u * k + v] = Double(g[ju * p + jv]) } }
-        guard let chol = try? Cholesky(gaa, size: k) else { return false }
+        guard let chol = try? Cholesky(work.gaa, size: k) else { return false }
         let z = chol.solve((0..<k).map { Double(c[work.active[$0]]) - lam * work.signs[$0] })
         var ok = true
         for u in 0..<k {
@@ -226,13 +253,36 @@ public struct LassoHomotopy: Sendable {
         guard ok else { return false }
         // Off the support: |c_j − Σ_u G_{j,A_u} z_u| ≤ λ(1 + slack).
         var residual = (0..<p).map { Double(c[$0]) }
-        for (u, ju) in work.active.enumerated() {
-            let zu = z[u], row = g + ju * p
-            for j in 0..<p { residual[j] -= zu * Double(row[j]) }
-        }
+        residual.withUnsafeMutableBufferPointer { Self.addRows(g, p: p, rows: work.active, weights: z.map { -$0 }, into: $0.baseAddress!) }
         let bound = lam * (1 + slack)
         for j in 0..<p where work.blocked[j] == 0 && abs(residual[j]) > bound { return false }   // off the support
         return true
+    }
+
+    /// out[j] += Σ_u weights[u]·G[rows[u], j], the rows added one after the other as separate passes
+    /// would add them (the same sums, bit for bit), four to a pass over `out`.
+    @inline(__always)
+    static func addRows<T: BinaryFloatingPoint>(_ g: UnsafePointer<Float>, p: Int, rows: [Int], weights: [T],
+                                                into out: UnsafeMutablePointer<T>) {
+        var u = 0
+        while u + 4 <= rows.count {
+            let (r0, r1, r2, r3) = (g + rows[u] * p, g + rows[u + 1] * p, g + rows[u + 2] * p, g + rows[u + 3] * p)
+            let (w0, w1, w2, w3) = (weights[u], weights[u + 1], weights[u + 2], weights[u + 3])
+            for j in 0..<p {
+                var s = out[j]
+                s += w0 * T(r0[j])
+                s += w1 * T(r1[j])
+                s += w2 * T(r2[j])
+                s += w3 * T(r3[j])
+                out[j] = s
+            }
+            u += 4
+        }
+        while u < rows.count {
+            let (r, w) = (g + rows[u] * p, weights[u])
+            for j in 0..<p { out[j] += w * T(r[j]) }
+            u += 1
+        }
     }
 }
 
