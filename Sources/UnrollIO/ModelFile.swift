@@ -164,7 +164,7 @@ public struct ModelFile: Sendable {
             switch (file.metadata["model.shift_phases"] != nil, file.metadata["model.shift_lattice"] != nil) {
             case (true, true): throw UnrollIOError(.malformed, "metadata has both model.shift_phases and model.shift_lattice; a model averages one set of shifts")
             case (true, false): m.shifts = .grid(try r.int("model.shift_phases", 1...4096))
-            case (false, true): m.shifts = .lattice(try r.int("model.shift_lattice", 1...1 << 24))
+            case (false, true): m.shifts = .lattice(try r.int("model.shift_lattice", 1...65_536))
             case (false, false): m.shifts = .all
             }
             model = .conv2d(m)

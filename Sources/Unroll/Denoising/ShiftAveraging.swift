@@ -1,15 +1,6 @@
 import Foundation
 import UnrollCore
 
-/// CRsAE's s² shift averaging for strided 2-D models (reference crsae §2, the peer's `split_image`),
-/// used by `Denoiser.denoise(_:model:shiftAverage:)`: a strided encoder sees only one phase of the
-/// image against its code grid, so the image is reflect-padded s² times, shifted by (i, j) ∈ [0, s)²,
-/// each copy is encoded and decoded, cropped back to the image, and the s² reconstructions are averaged.
-///
-/// Copy (i, j) has s + i rows reflected above the image and s + j columns on the left (every phase
-/// of the grid once, with at least s pixels of context on each side), and is padded at the
-/// bottom/right (reflected) to the common size P = the smallest P ≥ H + 3s − 1 with (P − K) % s = 0,
-/// so every copy fits the stride exactly and all copies share one batch.
 /// Which of a stride-s model's s² shifts the shift average takes, trading quality for time.
 /// - `grid(n)`: n evenly spaced phases per axis (⌊k·s/n⌋, k < n), every pair of them: n² shifts.
 /// - `lattice(n)`: n shifts (⌊k·s/n⌋, ⌊s·(a·k mod n)/n⌋), k < n, with a the integer coprime to n
@@ -68,6 +59,16 @@ public enum ShiftSet: Equatable, Sendable {
     }
 }
 
+
+/// CRsAE's s² shift averaging for strided 2-D models (reference crsae §2, the peer's `split_image`),
+/// used by `Denoiser.denoise(_:model:shiftAverage:)`: a strided encoder sees only one phase of the
+/// image against its code grid, so the image is reflect-padded s² times, shifted by (i, j) ∈ [0, s)²,
+/// each copy is encoded and decoded, cropped back to the image, and the s² reconstructions are averaged.
+///
+/// Copy (i, j) has s + i rows reflected above the image and s + j columns on the left (every phase
+/// of the grid once, with at least s pixels of context on each side), and is padded at the
+/// bottom/right (reflected) to the common size P = the smallest P ≥ H + 3s − 1 with (P − K) % s = 0,
+/// so every copy fits the stride exactly and all copies share one batch.
 extension Denoiser {
     /// The padded side for an image side `n` (see the type comment).
     public static func shiftPaddedSide(_ n: Int, stride s: Int, kernel k: Int) -> Int {
