@@ -59,7 +59,6 @@ public enum ShiftSet: Equatable, Sendable {
     }
 }
 
-
 /// CRsAE's s² shift averaging for strided 2-D models (reference crsae §2, the peer's `split_image`),
 /// used by `Denoiser.denoise(_:model:shiftAverage:)`: a strided encoder sees only one phase of the
 /// image against its code grid, so the image is reflect-padded s² times, shifted by (i, j) ∈ [0, s)²,
