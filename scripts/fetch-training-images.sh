@@ -34,6 +34,9 @@ for w in "${wheels[@]}"; do
         || { echo "could not download $w from PyPI" >&2; exit 1; }
 done
 
+# The checksums below were made with this Pillow; install it where Pillow is missing.
+python3 -c 'import PIL, numpy' 2>/dev/null || python3 -m pip install --quiet pillow==13.0.0 numpy 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages pillow==13.0.0 numpy
 python3 - "$out/packages" "$out/train" <<'EOF'
 import glob, io, sys, zipfile, subprocess, tempfile, os
 import numpy as np

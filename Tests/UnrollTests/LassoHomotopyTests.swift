@@ -1,10 +1,12 @@
+import CUnrollSupport
 import Foundation
 import Testing
 import Unroll
 import UnrollCore
 
 /// `LassoHomotopy`: the exact lasso codes, checked against coordinate descent in Double written here
-/// (an independent solver), against the optimality conditions, and on the edge cases.
+/// (an independent solver), against the optimality conditions, and on the edge cases; its C loops against
+/// the straightforward Swift loops, bit for bit.
 @Suite struct LassoHomotopyTests {
     /// A dictionary [p, m] with unit-norm atoms and signals from k-sparse codes plus noise.
     static func problem(p: Int, m: Int, n: Int, k: Int, seed: UInt64) throws -> (DenseDictionary, Tensor) {
@@ -114,5 +116,70 @@ import UnrollCore
         var nan = x
         nan.data[4] = .nan
         #expect(throws: UnrollError.self) { _ = try LassoHomotopy(lambda: 0.1).encode(nan, with: d) }
+    }
+    /// Whether every code meets the lasso's optimality conditions in Double: c_j − (Gz)_j = λ sign(z_j) on
+    /// the support, |·| ≤ λ(1 + 1e-4) off it.
+    static func optimalityViolations(_ x: Tensor, _ codes: Tensor, _ w: Tensor, lambda: Double) -> [String] {
+        let (p, m) = (w.rows, w.cols)
+        var found: [String] = []
+        for i in 0..<x.rows {
+            var r = (0..<m).map { Double(x.data[i * m + $0]) }
+            let z = (0..<p).map { Double(codes.data[i * p + $0]) }
+            for j in 0..<p where z[j] != 0 { for t in 0..<m { r[t] -= z[j] * Double(w.data[j * m + t]) } }
+            for j in 0..<p {
+                let corr = (0..<m).reduce(0.0) { $0 + r[$1] * Double(w.data[j * m + $1]) }
+                let ok = z[j] != 0 ? abs(corr - lambda * (z[j] > 0 ? 1 : -1)) <= 1e-5 : abs(corr) <= lambda * (1 + 1e-4)
+                if !ok { found.append("signal \(i) atom \(j): correlation \(corr), code \(z[j])") }
+            }
+        }
+        return found
+    }
+
+    /// More signals than one block of c = Wx (1024 rows): every block's codes are the lasso minimum.
+    @Test func manyRowBlocks() throws {
+        let (d, x) = try Self.problem(p: 40, m: 20, n: 2 * 1024 + 37, k: 3, seed: 3)
+        let (codes, report) = try LassoHomotopy(lambda: 0.05).encode(x, with: d)
+        #expect(report.exact + report.solvedByEncoder == x.rows && report.exact > x.rows * 9 / 10, "\(report)")
+        let violations = Self.optimalityViolations(x, codes, d.weights, lambda: 0.05)
+        #expect(violations.isEmpty, "\(violations.count) violations, first \(violations.first ?? "")")
+    }
+
+    /// The path's two loops over the atoms (LassoHomotopy.c, one clone per instruction set) against the Swift
+    /// loops they replaced: the same bits, across block edges and with ties and blocked atoms.
+    @Test func kernelsMatchTheStraightforwardLoops() {
+        var rng = Random(seed: 35)
+        let atoms = 90
+        let g = Tensor.normal([atoms, 200], rng: &rng).data
+        for p in [1, 3, 63, 64, 65, 130, 200] {
+            let gp = (0..<atoms).flatMap { row in g[(row * 200)..<(row * 200 + p)] }   // [atoms, p]
+            for count in 0...9 {
+                let rows = (0..<count).map { _ in rng.int(below: atoms) }
+                let weights = (0..<count).map { _ in Float(rng.normal()) }
+                let start = Tensor.normal([p], rng: &rng).data
+                var expected = start, got = start
+                for (row, w) in zip(rows, weights) { for j in 0..<p { expected[j] += w * gp[row * p + j] } }
+                unroll_homotopy_add_rows(Int32(p), &got, gp, rows, weights, Int32(count))
+                #expect(got.map(\.bitPattern) == expected.map(\.bitPattern), "add rows: p \(p), \(count) rows")
+            }
+            let lam: Float = 0.7
+            var r = (0..<p).map { _ in Float(rng.uniform() * 1.6 - 0.8) }          // some |r| above λ: no root there
+            var a = (0..<p).map { _ in Float(rng.normal() * 1.5) }                 // some |a| ≥ 1: one root or none
+            var blocked = (0..<p).map { _ in rng.uniform() < 0.2 ? Float.infinity : 0 }
+            if p > 2 {   // the smallest time twice, in the middle and at the end: the first is the one
+                for j in [p / 2, p - 1] { (r[j], a[j], blocked[j]) = (0.6999, 0.5, 0) }
+            }
+            var t = [Float](repeating: -1, count: p), smallest: Float = -1
+            let index = unroll_homotopy_next_join(Int32(p), lam, r, a, blocked, &t, &smallest)
+            let expected = (0..<p).map { j -> Float in
+                let (n1, d1, n2, d2) = (lam - r[j], 1 - a[j], lam + r[j], 1 + a[j])
+                let t1: Float = d1 > 0 && n1 > 0 ? n1 / d1 : .infinity
+                let t2: Float = d2 > 0 && n2 > 0 ? n2 / d2 : .infinity
+                return max(min(t1, t2), blocked[j])
+            }
+            #expect(t.map(\.bitPattern) == expected.map(\.bitPattern), "join times: p \(p)")
+            let least = expected.min()!
+            #expect(smallest.bitPattern == least.bitPattern && index == expected.firstIndex(of: least)!, "p \(p): \(index), \(smallest)")
+            if p > 2 { #expect(index == p / 2) }
+        }
     }
 }

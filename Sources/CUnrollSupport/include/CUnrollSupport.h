@@ -29,6 +29,14 @@ void unroll_conv1d_filter_gradient_unit(int batch, int n, int k, int l, const fl
 void unroll_add_scaled_rows(int n, float *out, const float *rows, long stride, const int32_t *index,
                             const float *coef, int terms);
 
+/// `LassoHomotopy`'s loops over the atoms (see LassoHomotopy.c): out[j] += Σ_u weights[u]·g[rows[u]·p + j], the
+/// rows added one after the other, unfused;
+void unroll_homotopy_add_rows(int p, float *out, const float *g, const long *rows, const float *weights, int count);
+/// each atom's join time t[j] (the smaller positive root of λ ∓ r_j = t(1 ∓ a_j), +∞ for none, at least
+/// blocked[j]), its smallest value in *smallest and the first index holding it.
+long unroll_homotopy_next_join(int p, float lam, const float *r, const float *a, const float *blocked, float *t,
+                               float *smallest);
+
 /// One Adam step into new arrays: m1 = b1·m0 + c1·g, v1 = b2·v0 + c2·g·g,
 /// w1 = w0 − step·m1 / (√v1 / bc2_sqrt + eps), element by element (see AdamUpdate.c). Sets the largest
 /// magnitudes of w1 and of m1, v1 as float bit patterns with the sign cleared.

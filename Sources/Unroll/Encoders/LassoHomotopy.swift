@@ -1,3 +1,4 @@
+import CUnrollSupport
 import Foundation
 import UnrollCore
 
@@ -42,28 +43,43 @@ public struct LassoHomotopy: Sendable {
         if signals.hasNonFinite { throw UnrollError.nonFinite("signals contain NaN or Inf") }
         let n = signals.rows
         guard n > 0 else { return (Tensor(zeros: [0, p]), Report(exact: 0, solvedByEncoder: 0, events: 0)) }
-        let c = signals.matmul(w, transposeOther: true)              // [n, p]: c = Wx per row
         let g = Self.gram(w)                                          // [p, p], both triangles
-        var codes = Tensor(zeros: [n, p])
         var outcomes = [UInt8](repeating: 0, count: n), events = [Int](repeating: 0, count: n)
-        c.data.withUnsafeBufferPointer { cp in
-            g.data.withUnsafeBufferPointer { gp in
-                codes.data.withUnsafeMutableBufferPointer { zp in
-                    outcomes.withUnsafeMutableBufferPointer { op in
-                        events.withUnsafeMutableBufferPointer { ep in
-                            let (cp, gp, zp, op, ep) = (cp.baseAddress!, gp.baseAddress!, zp.baseAddress!, op.baseAddress!, ep.baseAddress!)
-                            Parallel.forEachChunk(n, minPerPart: 16) { rows in
-                                var work = Workspace(p: p)
-                                for i in rows {
-                                    let r = solve(c: cp + i * p, g: gp, p: p, into: zp + i * p, work: &work)
-                                    (op[i], ep[i]) = (r.exact ? 1 : 0, r.events)
+        // Every row of the codes is written by its path, so the array is not zeroed first; c = Wx is made a
+        // block of rows at a time, each worker into its own buffer, rather than as one [n, p] array.
+        let codeData = [Float](unsafeUninitializedCapacity: n * p) { zp, initialized in
+            signals.data.withUnsafeBufferPointer { xp in
+                w.data.withUnsafeBufferPointer { wp in
+                    g.data.withUnsafeBufferPointer { gp in
+                        outcomes.withUnsafeMutableBufferPointer { op in
+                            events.withUnsafeMutableBufferPointer { ep in
+                                let (xp, wp, gp, zp, op, ep) = (xp.baseAddress!, wp.baseAddress!, gp.baseAddress!, zp.baseAddress!,
+                                                                op.baseAddress!, ep.baseAddress!)
+                                Parallel.forEachChunk(n, minPerPart: 16) { rows in
+                                    var work = Workspace(p: p)
+                                    var c = [Float](repeating: 0, count: Swift.min(Self.rowBlock, rows.count) * p)
+                                    for lo in Swift.stride(from: rows.lowerBound, to: rows.upperBound, by: Self.rowBlock) {
+                                        let hi = Swift.min(lo + Self.rowBlock, rows.upperBound)
+                                        c.withUnsafeMutableBufferPointer { cp in
+                                            Parallel.serially {
+                                                BLAS.sgemm(transA: false, transB: true, m: hi - lo, n: p, k: m, alpha: 1, a: xp + lo * m, lda: m,
+                                                           b: wp, ldb: m, beta: 0, c: cp.baseAddress!, ldc: p)
+                                            }
+                                            for i in lo..<hi {
+                                                let r = solve(c: cp.baseAddress! + (i - lo) * p, g: gp, p: p, into: zp + i * p, work: &work)
+                                                (op[i], ep[i]) = (r.exact ? 1 : 0, r.events)
+                                            }
+                                        }
+                                    }
                                 }
                             }
                         }
                     }
                 }
             }
+            initialized = n * p
         }
+        var codes = Tensor(shape: [n, p], data: codeData)
         // Signals the path did not solve: the unrolled encoder as a solver (FISTA, each sample to a change of 1e-7).
         let inexact = (0..<n).filter { outcomes[$0] == 0 }
         if !inexact.isEmpty {
@@ -78,6 +94,10 @@ public struct LassoHomotopy: Sendable {
         }
         return (codes, Report(exact: n - inexact.count, solvedByEncoder: inexact.count, events: events.reduce(0, +)))
     }
+
+    /// Signals whose c = Wx one product makes: large enough that the product runs at sgemm's rate (each call
+    /// packs W anew), small enough that the buffer stays a small part of the codes' memory.
+    static let rowBlock = 1024
 
     /// G = WWᵀ with both triangles filled.
     static func gram(_ w: Tensor) -> Tensor {
@@ -162,46 +182,20 @@ public struct LassoHomotopy: Sendable {
             guard let chol = try? Cholesky(work.gaa, size: k) else { break }
             let d = chol.solve(work.signs)
             // a = G_{:,A} d (rows of G, by symmetry)
+            let weights = d.map(Float.init)
             work.a.withUnsafeMutableBufferPointer { a in
                 a.update(repeating: 0)
-                Self.addRows(g, p: p, rows: work.active, weights: d.map(Float.init), into: a.baseAddress!)
+                unroll_homotopy_add_rows(Int32(p), a.baseAddress!, g, work.active, weights, Int32(k))
             }
             // The next event: the target, an atom joining, or an active coefficient reaching zero.
             var gamma = lam - target, join = -1, joinSign = 0.0, leave = -1
             // Atom j joins after t_j = (λ ∓ r_j)/(1 ∓ a_j) > 0, the smaller of the two; t is computed for
-            // every atom without branches (active ones and the one that just left blocked by +∞), then its
-            // minimum found as an integer minimum of the bit patterns (t ≥ 0), which vectorises.
+            // every atom without branches (active ones and the one that just left blocked by +∞).
             if justLeft >= 0 { work.blocked[justLeft] = .infinity }
             let lamF = Float(lam)
-            work.r.withUnsafeBufferPointer { r in
-                work.a.withUnsafeBufferPointer { a in
-                    work.blocked.withUnsafeBufferPointer { blocked in
-                        work.t.withUnsafeMutableBufferPointer { t in
-                            for j in 0..<p {
-                                let (n1, d1, n2, d2) = (lamF - r[j], 1 - a[j], lamF + r[j], 1 + a[j])
-                                let t1: Float = d1 > 0 && n1 > 0 ? n1 / d1 : .infinity
-                                let t2: Float = d2 > 0 && n2 > 0 ? n2 / d2 : .infinity
-                                t[j] = max(min(t1, t2), blocked[j])
-                            }
-                        }
-                    }
-                }
-            }
+            var tMin: Float = 0
+            let jMin = unroll_homotopy_next_join(Int32(p), lamF, work.r, work.a, work.blocked, &work.t, &tMin)
             if justLeft >= 0 { work.blocked[justLeft] = 0 }
-            let (tMin, jMin) = work.t.withUnsafeBufferPointer { t in
-                t.withMemoryRebound(to: UInt32.self) { bits -> (Float, Int) in
-                    // The minimum block by block (each block's minimum vectorises), remembering the
-                    // first block that holds it: the first index of the minimum is found there.
-                    var m = UInt32.max, block = 0
-                    for start in Swift.stride(from: 0, to: bits.count, by: 64) {
-                        var bm = UInt32.max
-                        for b in bits[start..<Swift.min(start + 64, bits.count)] { bm = Swift.min(bm, b) }
-                        if bm < m { (m, block) = (bm, start) }
-                    }
-                    let first = bits[block..<Swift.min(block + 64, bits.count)].firstIndex(of: m) ?? -1
-                    return (Float(bitPattern: m), first)
-                }
-            }
             var best = Float(gamma)
             if tMin < best {
                 best = tMin
@@ -259,29 +253,12 @@ public struct LassoHomotopy: Sendable {
         return true
     }
 
-    /// out[j] += Σ_u weights[u]·G[rows[u], j], the rows added one after the other as separate passes
-    /// would add them (the same sums, bit for bit), four to a pass over `out`.
-    @inline(__always)
-    static func addRows<T: BinaryFloatingPoint>(_ g: UnsafePointer<Float>, p: Int, rows: [Int], weights: [T],
-                                                into out: UnsafeMutablePointer<T>) {
-        var u = 0
-        while u + 4 <= rows.count {
-            let (r0, r1, r2, r3) = (g + rows[u] * p, g + rows[u + 1] * p, g + rows[u + 2] * p, g + rows[u + 3] * p)
-            let (w0, w1, w2, w3) = (weights[u], weights[u + 1], weights[u + 2], weights[u + 3])
-            for j in 0..<p {
-                var s = out[j]
-                s += w0 * T(r0[j])
-                s += w1 * T(r1[j])
-                s += w2 * T(r2[j])
-                s += w3 * T(r3[j])
-                out[j] = s
-            }
-            u += 4
-        }
-        while u < rows.count {
-            let (r, w) = (g + rows[u] * p, weights[u])
-            for j in 0..<p { out[j] += w * T(r[j]) }
-            u += 1
+    /// out[j] += Σ_u weights[u]·G[rows[u], j] in Double (the polish's residual; the path's Float sum is
+    /// `unroll_homotopy_add_rows`).
+    static func addRows(_ g: UnsafePointer<Float>, p: Int, rows: [Int], weights: [Double], into out: UnsafeMutablePointer<Double>) {
+        for (row, w) in zip(rows, weights) {
+            let r = g + row * p
+            for j in 0..<p { out[j] += w * Double(r[j]) }
         }
     }
 }
