@@ -1,3 +1,4 @@
+import CUnrollSupport
 import Foundation
 import Testing
 import Unroll
@@ -167,6 +168,34 @@ import UnrollCore
             let generic = try enc.encode(x, with: GenericDense(inner: try DenseDictionary(weights: w)))
             #expect(fast.data.map(\.bitPattern) == generic.data.map(\.bitPattern), "\(threshold)")
             #expect(fast.zeroCount() > 0 && fast.zeroCount() < fast.count)
+        }
+    }
+
+    /// The row kernel itself (`unroll_threshold_row`, at this CPU's vector width) against the scalar maps
+    /// written here, on rows that end inside and at the edge of a vector: the codes bit for bit, and the
+    /// support as the ascending indices of the entries whose bits are not ±0 (NaN included).
+    @Test func thresholdRowKernelMatchesScalarMapsAndSupport() {
+        var rng = Random(seed: 36)
+        let b: Float = 0.25
+        let edges: [Float] = [b, -b, b.nextUp, b.nextDown, (-b).nextUp, (-b).nextDown, 0, -0.0, 1e30, -1e30, .nan]
+        let maps: [(Int32, (Float, Float) -> Float)] = [
+            (0, { x, t in x - min(max(x, -t), t) }),
+            (1, { x, t in max(x - t, 0) }),
+            (2, { x, t in abs(x) > t ? x : 0 }),
+        ]
+        for n in [1, 7, 8, 9, 15, 16, 17, 31, 33, 100] {
+            var v = (0..<n).map { _ in Float(rng.normal() * 0.3) }
+            for q in 0..<min(n, edges.count) { v[rng.int(below: n)] = edges[q] }
+            let t = (0..<n).map { _ in rng.uniform() < 0.3 ? b : Float(rng.uniform() * 0.4) }
+            for (kind, map) in maps {
+                var z = [Float](repeating: 9, count: n), support = [Int32](repeating: -1, count: n)
+                let count = unroll_threshold_row(kind, n, v, t, &z, &support)
+                let expected = (0..<n).map { map(v[$0], t[$0]) }
+                // NaN in: NaN out of soft and non-negative (its payload aside), 0 out of hard.
+                #expect(zip(z, expected).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) }, "kind \(kind), n \(n)")
+                let nonZeros = (0..<n).filter { z[$0].bitPattern & 0x7fff_ffff != 0 }.map(Int32.init)
+                #expect(count == nonZeros.count && Array(support.prefix(count)) == nonZeros, "kind \(kind), n \(n): support")
+            }
         }
     }
 

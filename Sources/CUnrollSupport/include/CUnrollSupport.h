@@ -29,6 +29,10 @@ void unroll_conv1d_filter_gradient_unit(int batch, int n, int k, int l, const fl
 void unroll_add_scaled_rows(int n, float *out, const float *rows, long stride, const int32_t *index,
                             const float *coef, int terms);
 
+/// One code row's threshold (see ThresholdRow.c): z[j] = θ(v[j]; b[j]) for j < n, kind 0 soft, 1 non-negative,
+/// 2 hard, and the ascending indices of z's non-zeros (NaN included) into `support`; returns their number.
+long unroll_threshold_row(int kind, long n, const float *v, const float *b, float *z, int32_t *support);
+
 /// `LassoHomotopy`'s loops over the atoms (see LassoHomotopy.c): out[j] += Σ_u weights[u]·g[rows[u]·p + j], the
 /// rows added one after the other, unfused;
 void unroll_homotopy_add_rows(int p, float *out, const float *g, const long *rows, const float *weights, int count);

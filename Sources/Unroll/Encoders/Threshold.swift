@@ -1,3 +1,4 @@
+import CUnrollSupport
 import Foundation
 import UnrollCore
 
@@ -59,61 +60,18 @@ extension Threshold {
     @inline(__always) static func hard(_ x: Float, _ t: Float) -> Float { abs(x) > t ? x : 0 }
 
     /// One sample's row (dense dictionary: one position per atom): z[j] = θ(v[j]; b[j]) for j < n,
-    /// and the sorted indices of z's non-zeros into `support`. Returns their number.
-    /// Eight lanes at a time; the indices are collected only from blocks with a non-zero, so a row that
-    /// is 99 % zeros costs about one comparison per eight entries. The lane maps equal the scalar ones
-    /// above bit for bit on finite input (selections by comparison and one subtraction).
+    /// and the sorted indices of z's non-zeros into `support`. Returns their number. The loop is C's
+    /// (`unroll_threshold_row`, at the CPU's vector width); its lane maps equal the scalar ones above bit
+    /// for bit on finite input (selections by comparison and one subtraction).
     @inline(__always)
     func applyRow(_ v: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int,
                   _ z: UnsafeMutablePointer<Float>, _ support: UnsafeMutablePointer<Int32>) -> Int {
-        // (Comparisons and `replacing` rather than pointwiseMin/Max, which are not inlined.)
-        switch self {
-        case .soft:
-            return Self.mapRow(v, b, n, z, support, Self.soft) { x, t in
-                x - x.replacing(with: t, where: x .> t).replacing(with: -t, where: x .< -t)   // x − clamp(x, −t, t)
-            }
-        case .nonNegative:
-            return Self.mapRow(v, b, n, z, support, Self.nonNegative) { x, t in
-                let d = x - t
-                return d.replacing(with: 0, where: d .< 0)
-            }
-        case .hard:
-            return Self.mapRow(v, b, n, z, support, Self.hard) { x, t in
-                SIMD8(repeating: 0).replacing(with: x, where: (x .> t) .| (x .< -t))   // |x| > t
-            }
+        let kind: Int32 = switch self {
+        case .soft: 0
+        case .nonNegative: 1
+        case .hard: 2
         }
-    }
-
-    @inline(__always)
-    private static func mapRow(_ v: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int,
-                               _ z: UnsafeMutablePointer<Float>, _ support: UnsafeMutablePointer<Int32>,
-                               _ f: (Float, Float) -> Float, _ f8: (SIMD8<Float>, SIMD8<Float>) -> SIMD8<Float>) -> Int {
-        let (vr, br, zr) = (UnsafeRawPointer(v), UnsafeRawPointer(b), UnsafeMutableRawPointer(z))
-        var c = 0, j = 0
-        while j &+ 8 <= n {
-            let y = f8(vr.loadUnaligned(fromByteOffset: 4 &* j, as: SIMD8<Float>.self),
-                       br.loadUnaligned(fromByteOffset: 4 &* j, as: SIMD8<Float>.self))
-            zr.storeBytes(of: y, toByteOffset: 4 &* j, as: SIMD8<Float>.self)
-            if any(y .!= 0) {
-                // Branch-free within the block (dense-ish rows would mispredict a branch per lane):
-                // always write the index, advance when the value's bits are not ±0.
-                let bits = UnsafeRawPointer(z + j).assumingMemoryBound(to: UInt32.self)
-                for l in 0..<8 {
-                    support[c] = Int32(truncatingIfNeeded: j &+ l)
-                    c &+= Int(truncatingIfNeeded: ((bits[l] & 0x7fff_ffff) &+ 0x7fff_ffff) >> 31)
-                }
-            }
-            j &+= 8
-        }
-        while j < n {
-            z[j] = f(v[j], b[j])
-            if z[j] != 0 {
-                support[c] = Int32(truncatingIfNeeded: j)
-                c &+= 1
-            }
-            j &+= 1
-        }
-        return c
+        return unroll_threshold_row(kind, n, v, b, z, support)
     }
 
     /// z[i, j, q] = f(v[i, j, q], b[j]).
