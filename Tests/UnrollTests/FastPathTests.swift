@@ -140,6 +140,9 @@ import UnrollCore
                 for t in 1...t1.layers where bits(t1.layerCodes(t)) != bits(t2.layerCodes(t)) {
                     Issue.record("\(label): layer \(t) differs")
                 }
+                // Inference (no trace): runs take 16 rows at a time through their layers.
+                #expect(bits(try enc.encode(x, with: layerByLayer, beta: beta)) == bits(try enc.encode(x, with: runs, beta: beta)),
+                        "\(label): inference")
             }
             var enc = UnrolledEncoder(layers: 100, lambda: .scalar(0.2), step: .fixed(0.2), tolerance: 1e-4)
             enc.stopsPerSample = true
@@ -147,10 +150,10 @@ import UnrollCore
         }
     }
 
-    /// The fast path thresholds eight lanes at a time; the generic loop applies the scalar maps. With
-    /// W = I and α = 1 the first layer's pre-activations are exactly X, so edge values — exactly ±b, one
-    /// ulp either side, ±0, huge — reach both; their codes must agree bit for bit (19 atoms: two SIMD
-    /// blocks and a scalar tail).
+    /// The fast path thresholds a vector at a time (`unroll_threshold_row`); the generic loop applies the
+    /// scalar maps. With W = I and α = 1 the first layer's pre-activations are exactly X, so edge values —
+    /// exactly ±b, one ulp either side, ±0, huge — reach both; their codes must agree bit for bit (19 atoms:
+    /// vectors and a tail).
     @Test func thresholdRowsEqualTheScalarMaps() throws {
         let p = 19
         var w = Tensor(zeros: [p, p])

@@ -32,6 +32,9 @@ final class DenseUnrolledEngine {
     private(set) var forwardDense: [Bool] = []
     /// Layers of the latest forward that ran in `sparseRun`s.
     private(set) var forwardLayersInRuns = 0
+    /// Rows that go through a run's layers together when no trace is kept: their αC rows and codes (a few
+    /// times 16 × p floats) stay in the core's cache across the layers.
+    static let rowsPerBlock = 16
     var backwardDense: [Bool] = []
     var backwardWeightTerms: [String] = []
 
@@ -367,19 +370,23 @@ final class DenseUnrolledEngine {
             let partHistories = record ? ranges.map { CodeHistory(rows: $0.count, width: p) } : []
             Parallel.forEachPart(batch, parts: parts) { part, range in
                 Parallel.$workers.withValue(1) {
-                    for (k, t) in layers.enumerated() {
-                        let l = slots(t)
-                        schedule.thresholds(layer: t, into: thresholds.row(part, p))
-                        let tally = tallies.base + (part * count + k) * 3
-                        (tally[0], tally[1]) = inputNonZeros(l, t, range)
-                        for i in range where !skipped(i) { sparseGramRow(l, t, i, part) }
-                        if perSample {
-                            tally[2] = 0
-                            for i in range where done.base[i] == 0 { tally[2] += 1 }
-                        }
-                        if record {
-                            let lo = range.lowerBound
-                            partHistories[part].append(dense: l.zt + lo * p, support: l.st + lo * p, counts: l.nt + lo)
+                    // Each row's layers depend on that row alone. Without a trace (kept layer by layer), a
+                    // few rows go through all the run's layers before the next: their αC rows and codes
+                    // stay in the core's cache, where the part's rows, layer by layer, did not.
+                    let block = record ? range.count : Self.rowsPerBlock
+                    for lo in Swift.stride(from: range.lowerBound, to: range.upperBound, by: Swift.max(1, block)) {
+                        let rows = lo..<Swift.min(lo + block, range.upperBound)
+                        for (k, t) in layers.enumerated() {
+                            let l = slots(t)
+                            schedule.thresholds(layer: t, into: thresholds.row(part, p))
+                            let tally = tallies.base + (part * count + k) * 3
+                            let (a, b) = inputNonZeros(l, t, rows)
+                            (tally[0], tally[1]) = (tally[0] + a, tally[1] + b)
+                            for i in rows where !skipped(i) { sparseGramRow(l, t, i, part) }
+                            if perSample { for i in rows where done.base[i] == 0 { tally[2] += 1 } }
+                            if record {
+                                partHistories[part].append(dense: l.zt + lo * p, support: l.st + lo * p, counts: l.nt + lo)
+                            }
                         }
                     }
                 }
