@@ -148,6 +148,12 @@ import UnrollCore
             enc.stopsPerSample = true
             #expect(bits(try enc.encode(x, with: layerByLayer)) == bits(try enc.encode(x, with: runs)), "per-sample stopping")
         }
+        // One worker: inference still takes runs (rows kept in cache), with the same codes.
+        try Parallel.withWorkers(1) {
+            let enc = UnrolledEncoder(layers: 40, algorithm: .fista, lambda: .scalar(0.2), step: .fixed(0.2))
+            let (a, b) = (try enc.encode(x, with: layerByLayer), try enc.encode(x, with: runs))
+            #expect(bits(a) == bits(b), "one worker, inference")
+        }
     }
 
     /// The fast path thresholds a vector at a time (`unroll_threshold_row`); the generic loop applies the

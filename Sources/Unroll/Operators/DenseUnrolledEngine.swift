@@ -438,7 +438,8 @@ final class DenseUnrolledEngine {
                 let count = min(runLength, remaining)
                 let work = (Double(batch * p) * 4 + Double(max(a, b)) * Double(p)) * Double(count)
                 let parts = LayerCostModel.parts(work: work, limit: workers)
-                if !isDense(t, nonZeros: max(a, b)) && parts > 1 {
+                // On one worker a run saves no hand-offs, but without a trace its rows still keep to the cache.
+                if !isDense(t, nonZeros: max(a, b)) && (parts > 1 || !record) {
                     let run = sparseRun(from: t, count: count, parts: min(parts, batch))
                     if run.layers > 0 {
                         forwardLayersInRuns += run.layers
