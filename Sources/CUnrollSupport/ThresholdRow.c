@@ -32,7 +32,9 @@ typedef int v8i __attribute__((vector_size(32), aligned(4)));
         }                                                              \
     } while (0)
 
-static long rows8(int kind, long n, const float *v, const float *b, float *z, int32_t *support) {
+// Always inlined, so that the AVX2 entry below compiles it for AVX2 (called, it would run this baseline copy).
+static inline __attribute__((always_inline)) long rows8(int kind, long n, const float *v, const float *b, float *z,
+                                                        int32_t *support) {
     long c = 0, j = 0;
     for (; j + 8 <= n; j += 8) {
         v8f x, t;
@@ -61,13 +63,11 @@ static long rows8(int kind, long n, const float *v, const float *b, float *z, in
     return c;
 }
 
-#define CLONE(name, isa) \
-    __attribute__((target(isa))) static long name(int kind, long n, const float *v, const float *b, float *z, int32_t *support) { \
-        return rows8(kind, n, v, b, z, support); \
-    }
-
 #ifdef UNROLL_X86
-CLONE(rows_avx2, "avx2")
+// The eight lanes in one AVX2 register.
+__attribute__((target("avx2"))) static long rows_avx2(int kind, long n, const float *v, const float *b, float *z, int32_t *support) {
+    return rows8(kind, n, v, b, z, support);
+}
 
 // Sixteen lanes, the row's end by masked loads and stores.
 __attribute__((target("avx512f"))) static long rows_avx512(int kind, long n, const float *v, const float *b, float *z,
