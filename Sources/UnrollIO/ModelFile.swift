@@ -23,7 +23,9 @@ import UnrollCore
 /// `encoder.tolerance` (when set), `encoder.beta`, `em.sigma`, `model.shift_average` (conv2d: true/false),
 /// `model.shift_phases` (conv2d: n, averaging n² of the s² shifts, n phases per axis) or `model.shift_lattice`
 /// (conv2d: n, averaging n shifts on a lattice; `ShiftSet`), neither: all,
-/// `model.adaptive_sigma` (a noise-adaptive model's reference σ, when it is one). Keys under `training.` and `data.` are
+/// `model.adaptive_sigma` (a noise-adaptive model's reference σ, when it is one), `model.non_local` (conv2d: the
+/// non-local stage's h/σ, with `model.non_local_patch` and `model.non_local_window`, odd sides in pixels;
+/// `NonLocalMeans`). Keys under `training.` and `data.` are
 /// provenance (`info`), never read back into the model; they hold no machine paths in shipped models.
 ///
 /// VSC (`model.kind` vsc-linear, vsc-conv): the trainer's tensors and settings under their own names.
@@ -69,6 +71,11 @@ public struct ModelFile: Sendable {
             case .all: break
             case .grid(let n): meta["model.shift_phases"] = String(n)
             case .lattice(let n): meta["model.shift_lattice"] = String(n)
+            }
+            if let n = m.nonLocal {
+                meta["model.non_local"] = n.strength.description
+                meta["model.non_local_patch"] = String(2 * n.patchRadius + 1)
+                meta["model.non_local_window"] = String(2 * n.searchRadius + 1)
             }
         case let .vsc(m):
             meta.merge(m.state.metadata) { _, new in new }
@@ -166,6 +173,15 @@ public struct ModelFile: Sendable {
             case (true, false): m.shifts = .grid(try r.int("model.shift_phases", 1...4096))
             case (false, true): m.shifts = .lattice(try r.int("model.shift_lattice", 1...65_536))
             case (false, false): m.shifts = .all
+            }
+            if file.metadata["model.non_local"] != nil {
+                let patch = try r.int("model.non_local_patch", 1...129), window = try r.int("model.non_local_window", 3...129)
+                guard patch % 2 == 1, window % 2 == 1 else {
+                    throw UnrollIOError(.malformed, "metadata model.non_local_patch (\(patch)) and model.non_local_window (\(window)) must be odd")
+                }
+                m.nonLocal = try r.context("model.non_local") {
+                    try NonLocalMeans(strength: try r.float("model.non_local"), patchRadius: patch / 2, searchRadius: window / 2)
+                }
             }
             model = .conv2d(m)
         case "vsc-linear", "vsc-conv":

@@ -45,6 +45,7 @@ struct Bench: ParsableCommand {
     @Option(help: "denoise: write a panel per image and σ into this folder (centre crop: clean, noisy, ours, BM3D, and both errors ×4).")
     var panels: String?
     @OptionGroup var shifts: ShiftOptions
+    @OptionGroup var nonLocal: NonLocalOptions
 
     @Flag(help: "Print one JSON object instead of tables.")
     var json = false
@@ -62,8 +63,9 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         let shiftSet = try shifts.set()
-        if (data != nil || model != nil || panels != nil || shiftSet != nil) && name != "denoise" {
-            throw CLIError("--data, --model, --panels, --shift-phases and --shift-lattice apply to the denoise case only, not to '\(name)'")
+        let givesNonLocal = nonLocal.strength != nil || nonLocal.patch != nil || nonLocal.window != nil
+        if (data != nil || model != nil || panels != nil || shiftSet != nil || givesNonLocal) && name != "denoise" {
+            throw CLIError("--data, --model, --panels, --shift-phases, --shift-lattice and the --non-local options apply to the denoise case only, not to '\(name)'")
         }
         // The denoise case's images, read by the CLI's one image-folder reader (under `all`, a missing
         // folder leaves the case to say what it needs).
@@ -77,7 +79,7 @@ struct Bench: ParsableCommand {
         let denoisers = try model.map { ([$0], [Float]()) } ?? (name == "denoise" || name == "all" ? ShippedDenoiser.files() : ([], []))
         let options = BenchOptions(threads: threading.threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
                                    mode: mode, runPeer: !noPeer, images: images, data: folder, models: denoisers.0, switchingAt: denoisers.1, panels: panels, shifts: shiftSet,
-                                   warmEach: warmEach)
+                                   nonLocal: { [nonLocal] in try nonLocal.setting(replacing: $0) }, warmEach: warmEach)
         let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
         var reports: [BenchReport] = []
         for n in names {

@@ -38,6 +38,7 @@ struct CRsAE2DTraining {
         config.shiftsPerCrop = c.shifts
         config.layerThresholds = c.layerThresholds
         config.denoiseShifts = try c.denoiseShifts.set() ?? .all
+        config.denoiseNonLocal = try c.denoiseNonLocal.setting(replacing: nil)
         config.learningRateStep = c.lrStep
         config.learningRateGamma = c.lrGamma
         config.normalize = !o.noNormalize

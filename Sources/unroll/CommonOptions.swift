@@ -43,6 +43,41 @@ struct ShiftOptions: ParsableArguments {
     }
 }
 
+/// The non-local stage a CRsAE model ends its denoising with (`NonLocalMeans`): one spelling on `denoise`,
+/// `bench denoise` and `train` (where it is recorded in the model).
+struct NonLocalOptions: ParsableArguments {
+    @Option(name: .customLong("non-local"), help: ArgumentHelp(
+        "CRsAE models: end denoising with a non-local means of the estimate, its weights of width h = this·σ; 0: none (default: the model's own setting; the shipped models have one).",
+        valueName: "h/σ"))
+    var strength: Float?
+    @Option(name: .customLong("non-local-patch"), help: ArgumentHelp("The non-local means' patch side, odd (default 7).", valueName: "pixels"))
+    var patch: Int?
+    @Option(name: .customLong("non-local-window"), help: ArgumentHelp("The non-local means' search window side, odd (default 23).", valueName: "pixels"))
+    var window: Int?
+
+    func validate() throws {
+        for (name, side) in [("--non-local-patch", patch), ("--non-local-window", window)] {
+            if let side, side < 1 || side % 2 == 0 || side > 129 { throw ValidationError("\(name) must be odd, from 1 to 129, got \(side)") }
+        }
+        if window == 1 { throw ValidationError("--non-local-window must be ≥ 3, got 1") }
+        if strength == 0, patch != nil || window != nil {
+            throw ValidationError("--non-local 0 turns the stage off; --non-local-patch and --non-local-window do not apply")
+        }
+        if let s = strength, s != 0 { _ = try NonLocalMeans(strength: s) }
+    }
+
+    /// The stage asked for, in place of `current` (the model's own): the options given on top of it.
+    func setting(replacing current: NonLocalMeans?) throws -> NonLocalMeans? {
+        if strength == 0 { return nil }
+        guard let base = try strength.map({ try NonLocalMeans(strength: $0) }) ?? current else {
+            if patch != nil || window != nil { throw CLIError("--non-local-patch and --non-local-window need --non-local h/σ: the model has no non-local stage") }
+            return nil
+        }
+        return try NonLocalMeans(strength: base.strength, patchRadius: patch.map { $0 / 2 } ?? base.patchRadius,
+                                 searchRadius: window.map { $0 / 2 } ?? base.searchRadius)
+    }
+}
+
 /// The long options the user typed (`--name` or `--name=value`), for refusing the ones that do not
 /// apply: ArgumentParser fills defaults in and cannot tell a default from a typed value.
 enum GivenOptions {
@@ -63,7 +98,8 @@ enum TrainOptionScope {
     static let conv2dOnly: Set = ["--family", "--kernel", "--stride", "--crop", "--sigma", "--target", "--test-images",
                                   "--eval-every", "--no-flips"]
     static let crsaeOnly: Set = ["--bias", "--lambda-mean", "--delta", "--lipschitz", "--guard-lipschitz", "--rotations", "--sigma-range",
-                                 "--shifts", "--hold-out", "--lr-step", "--lr-gamma", "--layer-thresholds", "--shift-phases", "--shift-lattice"]
+                                 "--shifts", "--hold-out", "--lr-step", "--lr-gamma", "--layer-thresholds", "--shift-phases", "--shift-lattice",
+                                 "--non-local", "--non-local-patch", "--non-local-window"]
     /// Untied banks: dense (a learned analysis bank) and CRsAE (H, We, Wd), not PUDLE's conv2d.
     static let untied: Set = ["--untied"]
     /// CRsAE sets its encoder (FISTA, step 1/L, thresholds from λ) and its optimizer (Adam) itself.

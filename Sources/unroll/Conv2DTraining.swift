@@ -77,6 +77,8 @@ struct Conv2DTrainOptions: ParsableArguments {
     /// crsae: the shifts the model denoises with, in its validation and test scores too (recorded in the
     /// model; `unroll denoise` can override them).
     @OptionGroup var denoiseShifts: ShiftOptions
+    /// crsae: the non-local stage the model ends its denoising with (recorded in the model).
+    @OptionGroup var denoiseNonLocal: NonLocalOptions
     @Flag(name: .customLong("layer-thresholds"), help: "crsae: learn a factor on every layer's threshold of every filter (per-layer thresholds, CSCNet-style), started at 1.")
     var layerThresholds = false
     @Option(name: .customLong("hold-out"), help: ArgumentHelp("crsae: leave this image of --data out of training (repeatable) and report the mean PSNR of the held-out images (validation) every --eval-every steps, keeping the best model so far as best.safetensors, and at the end.", valueName: "name.png"))

@@ -24,7 +24,9 @@ struct Denoise: ParsableCommand {
             reconstructions of the s² shifted copies of the image (crsae §2), as their test PSNRs do, or \
             of the ones the model names (`model.shift_phases`, `model.shift_lattice`) or --shift-phases or \
             --shift-lattice asks for; \
-            --no-shift-average encodes the image once.
+            --no-shift-average encodes the image once. A model may end with a non-local means of its \
+            estimate (`model.non_local`; the shipped ones do, with h = 0.1σ): --non-local h/σ sets it, \
+            --non-local 0 leaves it out.
 
             A noise-adaptive model (the shipped ones, or `unroll train --family crsae --sigma-range …`) \
             sets its thresholds for the input's noise level: --sigma, else --add-noise's σ, else σ \
@@ -62,6 +64,7 @@ struct Denoise: ParsableCommand {
     @Flag(help: "CRsAE models: encode the image once instead of averaging the s² shifted encodings.")
     var noShiftAverage = false
     @OptionGroup var shifts: ShiftOptions
+    @OptionGroup var nonLocal: NonLocalOptions
     @OptionGroup var threading: ThreadOptions
 
     func run() throws { try threading.run { try execute() } }
@@ -117,7 +120,9 @@ struct Denoise: ParsableCommand {
     private func model(for plane: Tensor, _ network: Denoisers) throws
         -> (model: UnrolledAutoencoder<Convolution2DDictionary>, estimated: Float?, chosen: Int) {
         let given = try (sigma ?? addNoise).map { try parseSigma($0, option: sigma != nil ? "--sigma" : "--add-noise") }
-        return try Denoiser.model(choosingFrom: network.models, switchingAt: network.switchingAt, forNoise: given, of: plane)
+        var chosen = try Denoiser.model(choosingFrom: network.models, switchingAt: network.switchingAt, forNoise: given, of: plane)
+        chosen.model.nonLocal = try nonLocal.setting(replacing: chosen.model.nonLocal)
+        return chosen
     }
 
     /// ", σ estimated a/255" (RGB: the channels' values) when the noise level was estimated.

@@ -49,6 +49,7 @@ extension ModelFile {
             if m.shiftAverage && m.dictionary.stride > 1 {
                 lines.append("denoising: the mean of the encodings of " + m.shifts.describe(stride: m.dictionary.stride))
             }
+            if let n = m.nonLocal { lines.append("denoising, last stage: a non-local means of the estimate, " + n.description) }
         case let .vsc(v):
             let meta = v.state.metadata
             lines = ["model: \(model.kind), " + ["vsc.family", "vsc.threshold", "vsc.latents", "vsc.pixels", "vsc.hidden", "vsc.samples"]

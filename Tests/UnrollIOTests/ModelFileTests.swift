@@ -33,7 +33,8 @@ import UnrollIO
             encoder: UnrolledEncoder(layers: 4, lambda: .scalar(0.05), step: .fixed(0.1)))
         let vsc = VSCModel(generator: .linear, state: TrainerCheckpoint(tensors: ["dictionary": normal([3, 4], seed: 8)],
                                                                        metadata: ["vsc.family": "gaussian"]))
-        let lattice = try net.autoencoder(height: 9, width: 11, adaptiveSigma: 0.1, shifts: .lattice(3))
+        let lattice = try net.autoencoder(height: 9, width: 11, adaptiveSigma: 0.1, shifts: .lattice(3),
+                                          nonLocal: NonLocalMeans(strength: 0.125, patchRadius: 2, searchRadius: 7))
         return ["dense": .dense(dense), "dense-per-atom": .dense(perAtom), "conv1d": .conv1d(spikes),
                 "conv2d-untied": .conv2d(untied), "conv2d": .conv2d(pudle2d), "conv2d-lattice": .conv2d(lattice), "vsc": .vsc(vsc)]
     }
@@ -41,6 +42,7 @@ import UnrollIO
     static func same<Op: DictionaryOperator & Equatable>(_ a: UnrolledAutoencoder<Op>, _ b: UnrolledAutoencoder<Op>) -> Bool {
         a.dictionary == b.dictionary && a.analysis == b.analysis && a.synthesis == b.synthesis && a.encoder == b.encoder
             && a.beta == b.beta && a.em == b.em && a.shiftAverage == b.shiftAverage && a.shifts == b.shifts
+            && a.adaptiveSigma == b.adaptiveSigma && a.nonLocal == b.nonLocal
     }
 
     static func same(_ a: UnrollModel, _ b: UnrollModel) -> Bool {
@@ -87,6 +89,7 @@ import UnrollIO
                 return meta, {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], "<f4").reshape(v["shape"])
                               for k, v in header.items() if v["dtype"] == "F32"}
             meta, t = load("untied.safetensors")
+            assert not any(k.startswith("model.non_local") for k in meta), meta
             assert meta["format"] == "unroll-model/2" and meta["model.kind"] == "conv2d", meta
             assert sorted(t) == ["analysis", "dictionary", "em.lambda", "lambda", "layer_gains", "synthesis"], sorted(t)
             assert np.allclose(t["layer_gains"], 0.5 + np.arange(24).reshape(6, 4) / 24)
@@ -98,6 +101,8 @@ import UnrollIO
             assert meta["model.shift_phases"] == "1" and "model.shift_lattice" not in meta, meta
             meta, t = load("conv2d-lattice.safetensors")
             assert meta["model.shift_lattice"] == "3" and "model.shift_phases" not in meta, meta
+            assert (meta["model.non_local"], meta["model.non_local_patch"], meta["model.non_local_window"]) == ("0.125", "5", "15"), meta
+            assert meta["model.adaptive_sigma"] == "0.1", meta
             meta, t = load("dense.safetensors")
             assert meta["model.kind"] == "dense" and sorted(t) == ["dictionary"] and np.array_equal(t["dictionary"], np.load("w.npy"))
             assert (meta["encoder.step"], meta["encoder.power_iterations"], meta["encoder.power_seed"]) == ("auto", "40", "5")
@@ -182,6 +187,14 @@ import UnrollIO
         try expectError({ m, _ in m["model.shift_phases"] = "0" }, "model.shift_phases is '0', expected an integer in 1…4096")
         try expectError({ m, _ in (m["model.shift_phases"], m["model.shift_lattice"]) = (nil, "-8") }, "model.shift_lattice is '-8', expected an integer in 1…")
         try expectError({ m, _ in m["model.shift_lattice"] = "8" }, "both model.shift_phases and model.shift_lattice")
+        func nonLocal(_ strength: String, _ patch: String?, _ window: String?) -> (inout [String: String], inout [(name: String, tensor: Tensor)]) -> Void {
+            { m, _ in (m["model.non_local"], m["model.non_local_patch"], m["model.non_local_window"]) = (strength, patch, window) }
+        }
+        try expectError(nonLocal("0.1", "6", "23"), "model.non_local_patch (6) and model.non_local_window (23) must be odd")
+        try expectError(nonLocal("0.1", "7", nil), "model.non_local_window is missing")
+        try expectError(nonLocal("0.1", "7", "1000001"), "model.non_local_window is '1000001', expected an integer in 3…129")
+        try expectError(nonLocal("-0.1", "7", "23"), "model.non_local: invalid argument: the non-local means' strength h/σ must be finite and > 0, got -0.1")
+        try expectError(nonLocal("inf", "7", "23"), "model.non_local is 'inf', expected a finite number")
         try expectError({ m, _ in m["encoder.layers"] = "5" }, "tensor layer_gains is [6, 4], expected [5, 4]")
         try expectError({ _, t in t = t.map { $0.name == "layer_gains" ? ($0.name, Tensor(repeating: -1, shape: [6, 4])) : $0 } },
                         "tensor layer_gains must be finite and ≥ 0")

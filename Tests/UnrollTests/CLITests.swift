@@ -347,6 +347,31 @@ import UnrollIO
         defer { try? FileManager.default.removeItem(at: dir) }
         let r = try Self.ok(["info", Self.shippedModel], in: dir)
         #expect(r.stdout.contains("denoising: the mean of the encodings of 8 of the 64 shifts (a lattice, 8 phases per axis)"), "\(r.stdout)")
+        #expect(r.stdout.contains("denoising, last stage: a non-local means of the estimate, 7×7 patches, 23×23 window, h = 0.1σ"), "\(r.stdout)")
+    }
+
+    /// The shipped models end with their non-local means: --non-local 0.1 (their own) changes nothing,
+    /// --non-local 0 and another window change the output; contradictions are refused by name.
+    @Test func nonLocalOptionsSetTheStage() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var rng = Random(seed: 9)
+        let flat = DenoisingImages.addNoise(Tensor(repeating: 0.5, shape: [30, 40]), sigma: 25 / 255, rng: &rng)   // alike patches
+        try PNG.write(Raster(gray: flat), to: dir.appendingPathComponent("in.png").path)
+        func output(_ extra: [String], _ name: String) throws -> Data {
+            try Self.ok(["denoise", "--input", "in.png", "--sigma", "25/255", "--output", name] + extra, in: dir)
+            return try Data(contentsOf: dir.appendingPathComponent(name))
+        }
+        let shipped = try output([], "a.png")
+        #expect(try output(["--non-local", "0.1"], "b.png") == shipped)
+        #expect(try output(["--non-local", "0"], "c.png") != shipped)
+        #expect(try output(["--non-local-window", "9"], "d.png") != shipped)
+        for (args, words) in [(["--non-local-patch", "6"], "--non-local-patch must be odd"),
+                              (["--non-local", "0", "--non-local-window", "15"], "--non-local 0 turns the stage off"),
+                              (["--non-local=-1"], "strength h/σ must be finite and > 0, got -1.0")] {
+            let r = try Self.run(["denoise", "--input", "in.png", "--sigma", "25/255", "--output", "x.png"] + args, in: dir)
+            #expect(r.status != 0 && r.stderr.contains(words), "\(args): \(r.stderr)")
+        }
     }
 
     /// The shipped model files are in the writer's own form: read and written again, the same bytes.

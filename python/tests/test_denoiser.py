@@ -76,6 +76,56 @@ def test_the_shipped_model_denoises_at_any_sigma():
             model.denoise(noisy, sigma=bad)
 
 
+def nonlocal_means(u, f, d, h):
+    """The denoiser's last stage by its definition (docs/denoising.md), in float64 with NumPy: each pixel the
+    mean of its (2d+1)² window, weighted by exp(−mean squared patch difference / h²), reflect-padded."""
+    rows, cols = u.shape
+    r = d + f
+    g = np.pad(u.astype(np.float64), r, mode="reflect")
+    num, den = np.zeros(u.shape), np.zeros(u.shape)
+    core = g[d:d + rows + 2 * f, d:d + cols + 2 * f]
+    k = np.ones(2 * f + 1) / (2 * f + 1)
+    for dy in range(-d, d + 1):
+        for dx in range(-d, d + 1):
+            e = (core - g[d + dy:d + dy + rows + 2 * f, d + dx:d + dx + cols + 2 * f]) ** 2
+            e = np.apply_along_axis(lambda v: np.convolve(v, k, "valid"), 0, e)
+            e = np.apply_along_axis(lambda v: np.convolve(v, k, "valid"), 1, e)
+            w = np.exp(-e / (h * h))
+            num += w * g[r + dy:r + dy + rows, r + dx:r + dx + cols]
+            den += w
+    return num / den
+
+
+def test_the_shipped_models_end_with_a_non_local_means_numpy_agrees(tmp_path):
+    """Each shipped model names its non-local stage in its file; the same file without those keys denoises
+    without it, and NumPy's non-local means of that estimate is the shipped model's output (1e-5)."""
+    from unroll._denoiser import _shipped
+    models = json.loads(_shipped("denoise-models.json").read_text())["models"]
+    # Flat regions: many alike patches, whose residual error the stage averages out.
+    clean = np.full((40, 44), 0.3, np.float32)
+    clean[10:30, 12:34] = 0.7
+    rng = np.random.default_rng(3)
+    noisy = (clean + rng.normal(0, 25 / 255, clean.shape)).astype(np.float32)
+    for entry in models:
+        blob = _shipped(entry["file"]).read_bytes()
+        n = int.from_bytes(blob[:8], "little")
+        header = json.loads(blob[8:8 + n])
+        meta = header["__metadata__"]
+        strength, patch, window = float(meta["model.non_local"]), int(meta["model.non_local_patch"]), int(meta["model.non_local_window"])
+        assert (strength, patch, window) == (0.1, 7, 23), entry
+        for key in ("model.non_local", "model.non_local_patch", "model.non_local_window"):
+            del meta[key]
+        text = json.dumps(header).encode()
+        plain_path = tmp_path / ("plain-" + entry["file"])
+        plain_path.write_bytes(len(text).to_bytes(8, "little") + text + blob[8 + n:])
+        staged, plain = unroll.load(_shipped(entry["file"]), n_jobs=1), unroll.load(plain_path, n_jobs=1)
+        sigma = 25 / 255
+        expected = nonlocal_means(plain.denoise(noisy, sigma=sigma), patch // 2, window // 2, strength * sigma)
+        got = staged.denoise(noisy, sigma=sigma)
+        assert np.max(np.abs(got - expected)) < 1e-5, entry
+        assert np.max(np.abs(got - plain.denoise(noisy, sigma=sigma))) > 1e-3   # the stage does something
+
+
 def test_pretrained_picks_the_model_the_cli_picks_for_sigma(tmp_path):
     """`pretrained(sigma)` is the shipped model `unroll denoise --sigma` uses on either side of each
     switch of `denoise-models.json` (the σ 5–55/255 model first, reference 25/255); their 8-bit

@@ -56,6 +56,15 @@ void unroll_sgd_update(long n, const float *w0, const float *g0, const float *b0
                        bool nesterov, float neg_lr, float neg_lr_momentum, float *w1, float *b1,
                        unsigned *largest_weight, unsigned *largest_state);
 
+/// Rows row0 ..< row1 of a non-local means (see NonLocalMeans.c) of a `width`-wide image given reflect-padded by
+/// r = d + f on every side (rows of width + 2r): out[i·width + j] = Σ_o w·u(i, j + o) / Σ_o w over the offsets
+/// o ∈ [−d, d]², w = exp(−scale·Σ_patch (u(p + k) − u(p + o + k))²) over the (2f+1)² patch k. `scratch` holds
+/// (2(row1 − row0) + 2f)(width + 2f) + (2(row1 − row0) + 1)·width floats.
+void unroll_nonlocal_means_rows(const float *padded, long width, int f, int d, float scale,
+                                long row0, long row1, float *out, float *scratch);
+/// The exponential the weights use, for x ≤ 0 (tests).
+float unroll_nonlocal_exp(float x);
+
 /// One part of a parallel region.
 typedef void (*unroll_part_fn)(void *context, long part);
 /// Runs fn(context, 0) … fn(context, parts − 1) on the calling thread and up to threads − 1 persistent

@@ -108,11 +108,11 @@ public struct CRsAE2DNetwork: Equatable, Sendable {
     /// the EM state or the adaptive σ when given, and CRsAE's shift-averaged denoising; set for
     /// `height`×`width` images (resized per image when used).
     public func autoencoder(height: Int, width: Int, em: EMLambda? = nil, adaptiveSigma: Float? = nil,
-                            shifts: ShiftSet = .all) throws -> UnrolledAutoencoder<Convolution2DDictionary> {
+                            shifts: ShiftSet = .all, nonLocal: NonLocalMeans? = nil) throws -> UnrolledAutoencoder<Convolution2DDictionary> {
         let ops = try operators(height: height, width: width)
         return try UnrolledAutoencoder(dictionary: ops.h, analysis: filters.count == 1 ? nil : ops.we,
                                        synthesis: filters.count == 1 ? nil : ops.wd, encoder: encoder, em: em, shiftAverage: true,
-                                       shifts: shifts, adaptiveSigma: adaptiveSigma)
+                                       shifts: shifts, adaptiveSigma: adaptiveSigma, nonLocal: nonLocal)
     }
 
     /// The reconstruction of a noisy `[H, W]` image (not clamped), with or without the s² shift average.

@@ -76,6 +76,9 @@ public struct CRsAE2DConfig: Equatable, Sendable {
     /// The shifts the model denoises with (and is validated and tested with). A denoising setting: it
     /// does not change training, so a checkpoint resumes with another value.
     public var denoiseShifts: ShiftSet = .all
+    /// The non-local stage the model ends its denoising with (`NonLocalMeans`; nil: none), a denoising
+    /// setting as `denoiseShifts` is. It needs the noise σ, so a noise range or the EM bias.
+    public var denoiseNonLocal: NonLocalMeans?
     public var normalize = true
     /// After every step, raise L to 1.05·‖H‖₂‖We‖₂ (power iteration on a 64×64 image) when the
     /// learned filters outgrow it; the EM/fixed thresholds λσ²/L follow. The learned filters do outgrow
@@ -114,6 +117,11 @@ public struct CRsAE2DConfig: Equatable, Sendable {
             }
         }
         try denoiseShifts.validate()
+        var isEM = false
+        if case .em = bias { isEM = true }
+        if denoiseNonLocal != nil, noiseRange == nil, !isEM {
+            throw UnrollError.invalidArgument("a non-local stage needs the noise σ at denoising time: train over a noise range (noise-adaptive) or with the EM bias")
+        }
         guard (0...stride * stride).contains(shiftsPerCrop) else {
             throw UnrollError.invalidArgument("shifts per crop must be in 0...\(stride * stride) (s²), got \(shiftsPerCrop)")
         }
@@ -160,7 +168,7 @@ public struct CRsAE2DModel: Trainable {
         var em: EMLambda?
         if case .em = config.bias { em = EMLambda(lambdas: lambdas, sigma: config.sigma) }
         return try network.autoencoder(height: height, width: width, em: em, adaptiveSigma: config.noiseRange == nil ? nil : config.sigma,
-                                       shifts: config.denoiseShifts)
+                                       shifts: config.denoiseShifts, nonLocal: config.denoiseNonLocal)
     }
 
     /// Random unit-norm filters from `config.seed`, λ = λ̄ and the thresholds it gives.

@@ -8,18 +8,29 @@ public enum Denoiser {
     /// The reconstruction x̂ = D_dec·encoder(y) of a noisy `[H, W]` image (not clamped). With
     /// `shiftAverage` (default: the model's own setting) and stride > 1, the mean of the s² shifted reconstructions (see
     /// `ShiftAveraging.swift`; the shifts `shifts`, default the model's), encoded `chunk` copies at a
-    /// time; otherwise one pass over the image.
+    /// time; otherwise one pass over the image. Then the model's non-local stage, if it has one.
     public static func denoise(_ noisy: Tensor, model: UnrolledAutoencoder<Convolution2DDictionary>,
                                shiftAverage: Bool? = nil, shifts: ShiftSet? = nil, chunk: Int = 5) throws -> Tensor {
         let (k, s) = (model.dictionary.kernel, model.dictionary.stride)
         try DenoisingImages.validate([noisy], what: "image", minimumSide: k)
         let (h, w) = (noisy.shape[0], noisy.shape[1])
-        guard shiftAverage ?? model.shiftAverage, s > 1 else {
-            return try model.reconstruct(noisy.reshaped([1, h, w])).reconstruction.reshaped([h, w])
+        var sigma: Float?
+        if model.nonLocal != nil {
+            guard let noise = model.noiseSigma else {
+                throw UnrollError.invalidArgument("the non-local stage needs the noise σ: a noise-adaptive model set for it, or an EM model")
+            }
+            sigma = noise
         }
-        return try averageOverShifts(noisy, stride: s, kernel: k, chunk: chunk, shifts: shifts ?? model.shifts) {
-            try model.reconstruct($0).reconstruction
+        let estimate: Tensor
+        if shiftAverage ?? model.shiftAverage, s > 1 {
+            estimate = try averageOverShifts(noisy, stride: s, kernel: k, chunk: chunk, shifts: shifts ?? model.shifts) {
+                try model.reconstruct($0).reconstruction
+            }
+        } else {
+            estimate = try model.reconstruct(noisy.reshaped([1, h, w])).reconstruction.reshaped([h, w])
         }
+        guard let nonLocal = model.nonLocal, let sigma else { return estimate }
+        return try nonLocal.apply(estimate, sigma: sigma)
     }
 
     /// `denoise` with a tied model of these filters and this encoder (PUDLE's convolutional models).

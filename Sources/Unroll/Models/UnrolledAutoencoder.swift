@@ -33,11 +33,15 @@ public struct UnrolledAutoencoder<Op: DictionaryOperator>: Sendable {
     /// A noise-adaptive model's reference σ: its thresholds are those for noise of this σ, and
     /// `atNoise(_:)` sets them for any other (nil: a model for the one σ it was trained at).
     public var adaptiveSigma: Float?
+    /// Denoising: a non-local means of the reconstruction as its last stage (`NonLocalMeans`, h ∝ the
+    /// noise σ: `adaptiveSigma` once set for the image's noise, or the EM state's σ); nil: none.
+    public var nonLocal: NonLocalMeans?
 
     /// Throws when the banks differ in shape, the encoder settings are invalid for D, or β or the
     /// adaptive σ is bad.
     public init(dictionary: Op, analysis: Op? = nil, synthesis: Op? = nil, encoder: UnrolledEncoder,
-                beta: Float = 1, em: EMLambda? = nil, shiftAverage: Bool = false, shifts: ShiftSet = .all, adaptiveSigma: Float? = nil) throws {
+                beta: Float = 1, em: EMLambda? = nil, shiftAverage: Bool = false, shifts: ShiftSet = .all, adaptiveSigma: Float? = nil,
+                nonLocal: NonLocalMeans? = nil) throws {
         for (name, bank) in [("analysis", analysis), ("synthesis", synthesis)] {
             if let bank, bank.weights.shape != dictionary.weights.shape {
                 throw UnrollError.shapeMismatch("the \(name) bank's weights \(bank.weights.shape) differ from the dictionary's \(dictionary.weights.shape)")
@@ -69,7 +73,11 @@ public struct UnrolledAutoencoder<Op: DictionaryOperator>: Sendable {
         self.shiftAverage = shiftAverage
         self.shifts = shifts
         self.adaptiveSigma = adaptiveSigma
+        self.nonLocal = nonLocal
     }
+
+    /// The noise σ a denoising model is set for: a noise-adaptive model's current σ, or the EM state's.
+    public var noiseSigma: Float? { adaptiveSigma ?? em?.sigma }
 
     /// This noise-adaptive model set for noise of σ: its thresholds (λ, soft or hard) scaled by
     /// σ / `adaptiveSigma`. The layers are linear apart from the thresholds, so the network is
