@@ -124,6 +124,19 @@ def test_the_shipped_models_end_with_a_non_local_means_numpy_agrees(tmp_path):
         got = staged.denoise(noisy, sigma=sigma)
         assert np.max(np.abs(got - expected)) < 1e-5, entry
         assert np.max(np.abs(got - plain.denoise(noisy, sigma=sigma))) > 1e-3   # the stage does something
+        # The same through `denoise(non_local=…)`: 0 is the stripped model, h/σ on it the shipped one.
+        assert staged.non_local_ == pytest.approx((0.1, 7, 23)) and plain.non_local_ is None
+        assert np.array_equal(staged.denoise(noisy, sigma=sigma, non_local=0), plain.denoise(noisy, sigma=sigma))
+        assert np.array_equal(plain.denoise(noisy, sigma=sigma, non_local=strength), got)
+        assert staged._model.non_local() == pytest.approx((0.1, 7, 23))   # the model's own stage is back
+    # A model of one σ has no σ to set h from; bad strengths are refused.
+    fitted = ConvolutionalDenoiser(**SETTINGS, n_jobs=1).fit([(a / 255).astype(np.float32) for a in images()])
+    assert fitted.non_local_ is None
+    with pytest.raises(Exception, match="needs the noise σ"):
+        fitted.denoise(noisy, non_local=0.1)
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="non_local"):
+            staged.denoise(noisy, non_local=bad)
 
 
 def test_pretrained_picks_the_model_the_cli_picks_for_sigma(tmp_path):

@@ -73,6 +73,7 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
         w = self._model.weights()
         self.filters_ = w.reshape(w.shape[0], w.shape[2], w.shape[3])
         self.noise_reference_ = self._model.noise_reference() or None
+        self.non_local_ = self._model.non_local()
         self.n_steps_, _, losses = self._model.progress()
         self.loss_curve_ = losses.tolist()
 
@@ -84,20 +85,33 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
         self._record()
         return self
 
-    def denoise(self, image, sigma=None):
+    def denoise(self, image, sigma=None, non_local=None):
         """The denoised image of a noisy one, [H, W] gray or [H, W, 3] RGB (denoised channel by
         channel, as `unroll denoise` does), in the image's dtype; values not clamped. `sigma` is the
         image's noise level (e.g. 25 / 255), for which a noise-adaptive model (such as `pretrained()`)
         sets its thresholds; None estimates it from the image (per channel). A model trained at one σ
-        ignores it."""
+        ignores it. `non_local` is the last stage, a non-local means of the estimate (`non_local_`:
+        h/σ, patch and window sides; the pretrained models have (0.1, 7, 23)): None keeps the model's,
+        0 leaves it out, a number h/σ sets it (with the model's sides, else 7 and 23), as `unroll
+        denoise --non-local` does."""
         check_is_fitted(self, "filters_")
         if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
             raise ValueError(f"sigma must be a noise level > 0 (e.g. 25 / 255), got {sigma}")
+        if non_local is not None and not (np.isfinite(non_local) and non_local >= 0):
+            raise ValueError(f"non_local must be h/σ > 0, or 0 for none, got {non_local}")
         image = np.asarray(image)
         if image.ndim == 3 and image.shape[2] == 3:
-            return np.stack([self.denoise(image[:, :, k], sigma) for k in range(3)], axis=2)
+            return np.stack([self.denoise(image[:, :, k], sigma, non_local) for k in range(3)], axis=2)
         image = _images([image])[0]
-        return self._model.denoise(image, sigma).astype(image.dtype, copy=False)
+        own = self._model.non_local()
+        if non_local is None:
+            return self._model.denoise(image, sigma).astype(image.dtype, copy=False)
+        sides = own[1:] if own else (7, 23)
+        self._model.set_non_local(None if non_local == 0 else (non_local, *sides))
+        try:
+            return self._model.denoise(image, sigma).astype(image.dtype, copy=False)
+        finally:
+            self._model.set_non_local(own)
 
     def save(self, path):
         """Writes the model file that `unroll denoise|eval|info` and `unroll.load` read."""

@@ -62,6 +62,8 @@ for name, args, res in [
     ("unroll_fit_images", [_p, _f32, _pi64, _pi64, _i64], ctypes.c_int),
     ("unroll_denoise", [_p, _f32, _i64, _i64, ctypes.c_float, _f32], ctypes.c_int),
     ("unroll_noise_reference", [_p, _f32], ctypes.c_int),
+    ("unroll_non_local", [_p, _f32, _pi64, _pi64], ctypes.c_int),
+    ("unroll_set_non_local", [_p, ctypes.c_float, _i64, _i64], ctypes.c_int),
     ("unroll_weights_shape", [_p, _pi64, _pi64], ctypes.c_int),
     ("unroll_lambdas", [_p, _f32, _pi64], ctypes.c_int),
     ("unroll_conv1d_create", [ctypes.c_char_p, ctypes.POINTER(_p)], ctypes.c_int),
@@ -135,6 +137,16 @@ class Model:
         sigma = ctypes.c_float()
         check(lib.unroll_noise_reference(self.handle, ctypes.byref(sigma)))
         return sigma.value
+
+    def non_local(self):
+        """(h/σ, patch side, window side) of the model's non-local stage, or None."""
+        strength, patch, window = ctypes.c_float(), ctypes.c_int64(), ctypes.c_int64()
+        check(lib.unroll_non_local(self.handle, ctypes.byref(strength), ctypes.byref(patch), ctypes.byref(window)))
+        return None if strength.value == 0 else (strength.value, patch.value, window.value)
+
+    def set_non_local(self, stage):
+        """Sets the non-local stage to (h/σ, patch side, window side), or removes it (None)."""
+        check(lib.unroll_set_non_local(self.handle, *((0.0, 0, 0) if stage is None else (float(stage[0]), int(stage[1]), int(stage[2])))))
 
     @classmethod
     def load(cls, path, settings=None):

@@ -55,6 +55,11 @@ int unroll_denoise(unroll_model *model, const float *image, int64_t height, int6
 /* A noise-adaptive model's reference σ (its thresholds are set for it and scale with the input's σ); 0
  * for a model of one σ. */
 int unroll_noise_reference(unroll_model *model, float *sigma);
+/* The model's last denoising stage, a non-local means of its estimate with weights of width h = strength·σ
+ * over patch×patch patches in a window×window window (odd sides); all 0 when it has none. Setting
+ * strength 0 removes it; a stage needs a noise-adaptive (or EM) model, which knows σ. */
+int unroll_non_local(unroll_model *model, float *strength, int64_t *patch, int64_t *window);
+int unroll_set_non_local(unroll_model *model, float strength, int64_t patch, int64_t window);
 
 /* 1-D convolutional spike sorting (CRsAE). Settings: n_neurons, filter_length (null: 2.5 ms),
  * sampling_rate, n_layers, max_iter (epochs), batch_size, learning_rate, lr_decay, window,
