@@ -11,7 +11,7 @@ import UnrollCore
 /// The weights come from the estimate itself, not from the noisy input: the convolutional model leaves
 /// a small error that differs between patches which are alike, and the mean over them removes it
 /// (docs/denoising.md measures it on the held-out images; averaging the noisy pixels instead lost
-/// 0.2–4.9 dB there). It is the model's one non-local step: the filters see 11×11 pixels, the search
+/// 0.16–4.9 dB there). It is the model's one non-local step: the filters see 11×11 pixels, the search
 /// window 2d + f + 1 on each side.
 public struct NonLocalMeans: Equatable, Sendable {
     /// h/σ: the weights' width in units of the input's noise σ.
