@@ -668,29 +668,19 @@ public func unrollNonLocal(_ h: OpaquePointer?, _ strength: UnsafeMutablePointer
         guard let ae = try convHandle(h).model else { throw APIError("the model is not fitted") }
         let n = ae.nonLocal
         strength.pointee = n?.strength ?? 0
-        patch.pointee = n.map { Int64(2 * $0.patchRadius + 1) } ?? 0
-        window.pointee = n.map { Int64(2 * $0.searchRadius + 1) } ?? 0
+        patch.pointee = Int64(n?.patchSide ?? 0)
+        window.pointee = Int64(n?.windowSide ?? 0)
     }
 }
 
 /// Sets the model's non-local stage: h/σ `strength` > 0 with odd `patch` and `window` sides, or none
-/// when `strength` is 0. A model with one needs the noise σ: noise-adaptive, or with an EM state.
+/// when `strength` is 0 (denoising with one needs the noise σ: a noise-adaptive or EM model).
 @_cdecl("unroll_set_non_local")
 public func unrollSetNonLocal(_ h: OpaquePointer?, _ strength: Float, _ patch: Int64, _ window: Int64) -> Int32 {
     guarded {
         let model = try convHandle(h)
         guard var ae = model.model else { throw APIError("the model is not fitted") }
-        if strength == 0 {
-            ae.nonLocal = nil
-        } else {
-            guard patch >= 1, patch <= 129, patch % 2 == 1, window >= 3, window <= 129, window % 2 == 1 else {
-                throw APIError("the non-local patch and window sides must be odd, patch 1…129 and window 3…129, got \(patch) and \(window)")
-            }
-            guard ae.noiseSigma != nil else {
-                throw APIError("a non-local stage needs the noise σ: this model is neither noise-adaptive nor an EM model")
-            }
-            ae.nonLocal = try NonLocalMeans(strength: strength, patchRadius: Int(patch / 2), searchRadius: Int(window / 2))
-        }
+        ae.nonLocal = strength == 0 ? nil : try NonLocalMeans(strength: strength, patchSide: Int(patch), windowSide: Int(window))
         model.model = ae
     }
 }

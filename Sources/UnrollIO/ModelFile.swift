@@ -74,8 +74,8 @@ public struct ModelFile: Sendable {
             }
             if let n = m.nonLocal {
                 meta["model.non_local"] = n.strength.description
-                meta["model.non_local_patch"] = String(2 * n.patchRadius + 1)
-                meta["model.non_local_window"] = String(2 * n.searchRadius + 1)
+                meta["model.non_local_patch"] = String(n.patchSide)
+                meta["model.non_local_window"] = String(n.windowSide)
             }
         case let .vsc(m):
             meta.merge(m.state.metadata) { _, new in new }
@@ -176,11 +176,8 @@ public struct ModelFile: Sendable {
             }
             if file.metadata["model.non_local"] != nil {
                 let patch = try r.int("model.non_local_patch", 1...129), window = try r.int("model.non_local_window", 3...129)
-                guard patch % 2 == 1, window % 2 == 1 else {
-                    throw UnrollIOError(.malformed, "metadata model.non_local_patch (\(patch)) and model.non_local_window (\(window)) must be odd")
-                }
                 m.nonLocal = try r.context("model.non_local") {
-                    try NonLocalMeans(strength: try r.float("model.non_local"), patchRadius: patch / 2, searchRadius: window / 2)
+                    try NonLocalMeans(strength: try r.float("model.non_local"), patchSide: patch, windowSide: window)
                 }
             }
             model = .conv2d(m)

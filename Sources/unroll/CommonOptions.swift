@@ -56,14 +56,10 @@ struct NonLocalOptions: ParsableArguments {
     var window: Int?
 
     func validate() throws {
-        for (name, side) in [("--non-local-patch", patch), ("--non-local-window", window)] {
-            if let side, side < 1 || side % 2 == 0 || side > 129 { throw ValidationError("\(name) must be odd, from 1 to 129, got \(side)") }
-        }
-        if window == 1 { throw ValidationError("--non-local-window must be ≥ 3, got 1") }
         if strength == 0, patch != nil || window != nil {
             throw ValidationError("--non-local 0 turns the stage off; --non-local-patch and --non-local-window do not apply")
         }
-        if let s = strength, s != 0 { _ = try NonLocalMeans(strength: s) }
+        _ = try NonLocalMeans(strength: strength == 0 ? 1 : strength ?? 1, patchSide: patch ?? 7, windowSide: window ?? 23)   // 0: off
     }
 
     /// The stage asked for, in place of `current` (the model's own): the options given on top of it.
@@ -73,8 +69,7 @@ struct NonLocalOptions: ParsableArguments {
             if patch != nil || window != nil { throw CLIError("--non-local-patch and --non-local-window need --non-local h/σ: the model has no non-local stage") }
             return nil
         }
-        return try NonLocalMeans(strength: base.strength, patchRadius: patch.map { $0 / 2 } ?? base.patchRadius,
-                                 searchRadius: window.map { $0 / 2 } ?? base.searchRadius)
+        return try NonLocalMeans(strength: base.strength, patchSide: patch ?? base.patchSide, windowSide: window ?? base.windowSide)
     }
 }
 

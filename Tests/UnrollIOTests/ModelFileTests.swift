@@ -190,7 +190,7 @@ import UnrollIO
         func nonLocal(_ strength: String, _ patch: String?, _ window: String?) -> (inout [String: String], inout [(name: String, tensor: Tensor)]) -> Void {
             { m, _ in (m["model.non_local"], m["model.non_local_patch"], m["model.non_local_window"]) = (strength, patch, window) }
         }
-        try expectError(nonLocal("0.1", "6", "23"), "model.non_local_patch (6) and model.non_local_window (23) must be odd")
+        try expectError(nonLocal("0.1", "6", "23"), "model.non_local: invalid argument: the non-local means' patch and window sides must be odd, the patch 1…129 and the window 3…129, got 6 and 23")
         try expectError(nonLocal("0.1", "7", nil), "model.non_local_window is missing")
         try expectError(nonLocal("0.1", "7", "1000001"), "model.non_local_window is '1000001', expected an integer in 3…129")
         try expectError(nonLocal("-0.1", "7", "23"), "model.non_local: invalid argument: the non-local means' strength h/σ must be finite and > 0, got -0.1")

@@ -366,7 +366,7 @@ import UnrollIO
         #expect(try output(["--non-local", "0.1"], "b.png") == shipped)
         #expect(try output(["--non-local", "0"], "c.png") != shipped)
         #expect(try output(["--non-local-window", "9"], "d.png") != shipped)
-        for (args, words) in [(["--non-local-patch", "6"], "--non-local-patch must be odd"),
+        for (args, words) in [(["--non-local-patch", "6"], "patch and window sides must be odd, the patch 1…129 and the window 3…129, got 6 and 23"),
                               (["--non-local", "0", "--non-local-window", "15"], "--non-local 0 turns the stage off"),
                               (["--non-local=-1"], "strength h/σ must be finite and > 0, got -1.0")] {
             let r = try Self.run(["denoise", "--input", "in.png", "--sigma", "25/255", "--output", "x.png"] + args, in: dir)

@@ -117,6 +117,10 @@ import UnrollCore
         for (strength, f, d) in [(Float(0), 3, 11), (-1, 3, 11), (.nan, 3, 11), (.infinity, 3, 11), (0.1, -1, 11), (0.1, 3, 0), (0.1, 65, 11)] {
             #expect(throws: UnrollError.self) { try NonLocalMeans(strength: strength, patchRadius: f, searchRadius: d) }
         }
+        for (patch, window) in [(6, 23), (7, 1), (7, 22), (131, 23), (7, 131), (-1, 23)] {
+            #expect(throws: UnrollError.self) { try NonLocalMeans(strength: 0.1, patchSide: patch, windowSide: window) }
+        }
+        #expect(try NonLocalMeans(strength: 0.1, patchSide: 5, windowSide: 15) == NonLocalMeans(strength: 0.1, patchRadius: 2, searchRadius: 7))
         let nlm = try NonLocalMeans(strength: 0.1)
         #expect(throws: UnrollError.self) { try nlm.apply(Tensor(zeros: [2, 3, 4]), sigma: 0.1) }
         #expect(throws: UnrollError.self) { try nlm.apply(Tensor(zeros: [3, 4]), sigma: 0) }

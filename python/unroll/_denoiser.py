@@ -103,9 +103,9 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
         if image.ndim == 3 and image.shape[2] == 3:
             return np.stack([self.denoise(image[:, :, k], sigma, non_local) for k in range(3)], axis=2)
         image = _images([image])[0]
-        own = self._model.non_local()
         if non_local is None:
             return self._model.denoise(image, sigma).astype(image.dtype, copy=False)
+        own = self._model.non_local()
         sides = own[1:] if own else (7, 23)
         self._model.set_non_local(None if non_local == 0 else (non_local, *sides))
         try:

@@ -37,10 +37,21 @@ public struct NonLocalMeans: Equatable, Sendable {
         self.searchRadius = searchRadius
     }
 
+    /// The same from the sides in pixels, as the model file, the CLI and the C API give them: odd, the
+    /// patch 1…129 and the window 3…129.
+    public init(strength: Float, patchSide: Int, windowSide: Int) throws {
+        guard patchSide % 2 == 1, windowSide % 2 == 1, (1...129).contains(patchSide), (3...129).contains(windowSide) else {
+            throw UnrollError.invalidArgument("the non-local means' patch and window sides must be odd, the patch 1…129 and the window 3…129, got \(patchSide) and \(windowSide)")
+        }
+        try self.init(strength: strength, patchRadius: patchSide / 2, searchRadius: windowSide / 2)
+    }
+
+    public var patchSide: Int { 2 * patchRadius + 1 }
+    public var windowSide: Int { 2 * searchRadius + 1 }
+
     /// "7×7 patches, 23×23 window, h = 0.1σ", for `unroll info` and the reports.
     public var description: String {
-        let p = 2 * patchRadius + 1, w = 2 * searchRadius + 1
-        return "\(p)×\(p) patches, \(w)×\(w) window, h = \(strength)σ"
+        "\(patchSide)×\(patchSide) patches, \(windowSide)×\(windowSide) window, h = \(strength)σ"
     }
 
     /// Rows per part: a band's buffers (about 2·(rows + f)·width floats) stay in a core's cache.
