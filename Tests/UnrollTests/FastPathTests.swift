@@ -156,6 +156,36 @@ import UnrollCore
         }
     }
 
+    /// The backward takes its sparse layers through A in runs too (`DenseUnrolledEngine.backward`): each
+    /// part's samples go layer by layer without waiting for the other parts, in the order one region per
+    /// layer takes them, so ∂W is the same bit for bit with runs and without, at one and two workers.
+    /// ISTA and FISTA at fig5's sizes, least squares (∂L/∂z_T from the codes) and a random ∂L/∂z_T.
+    @Test func sampleRunsEqualTheLayerByLayerBackward() throws {
+        let (w, x) = Self.data(m: 1000, p: 1500, batch: 50, s: 10, seed: 43)
+        let runs = try DenseDictionary(weights: w)
+        let layerByLayer = try Self.dense(w, DenseLayerPolicy(sampleRuns: false))
+        let bits = { (t: Tensor) in t.data.map(\.bitPattern) }
+        var rng = Random(seed: 7)
+        for workers in [1, 2] {
+            try Parallel.withWorkers(workers) {
+                for algorithm in UnrolledEncoder.Algorithm.allCases {
+                    let enc = UnrolledEncoder(layers: 40, algorithm: algorithm, lambda: .scalar(0.2), step: .fixed(0.2))
+                    let label = "\(algorithm), \(workers) workers"
+                    let (codes, t1) = try enc.forward(x, with: layerByLayer)
+                    let (_, t2) = try enc.forward(x, with: runs)
+                    for codeGradient in [codes, Tensor.normal(codes.shape, rng: &rng)] {
+                        let (g1, g2) = (enc.backward(t1, codeGradient: codeGradient), enc.backward(t2, codeGradient: codeGradient))
+                        let (r1, r2) = (try #require(t1.fastPath), try #require(t2.fastPath))
+                        #expect(r1.backwardLayersInRuns == 0, "\(label)")
+                        #expect(r2.backwardLayersInRuns >= 20, "\(label): \(r2.backwardLayersInRuns) layers in runs")
+                        #expect(r1.backwardWeightTerms == r2.backwardWeightTerms, "\(label)")
+                        #expect(bits(g1) == bits(g2), "\(label): ∂W differs by \(Self.relative(g1, g2))")
+                    }
+                }
+            }
+        }
+    }
+
     /// The fast path thresholds a vector at a time (`unroll_threshold_row`); the generic loop applies the
     /// scalar maps. With W = I and α = 1 the first layer's pre-activations are exactly X, so edge values —
     /// exactly ±b, one ulp either side, ±0, huge — reach both; their codes must agree bit for bit (19 atoms:

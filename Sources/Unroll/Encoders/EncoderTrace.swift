@@ -68,7 +68,8 @@ public struct EncoderTrace {
         guard case let .dense(engine, _) = backend else { return nil }
         return FastPathReport(form: engine.form.rawValue, forwardDense: engine.forwardDense,
                               forwardLayersInRuns: engine.forwardLayersInRuns,
-                              backwardDense: engine.backwardDense, backwardWeightTerms: engine.backwardWeightTerms)
+                              backwardDense: engine.backwardDense, backwardWeightTerms: engine.backwardWeightTerms,
+                              backwardLayersInRuns: engine.backwardLayersInRuns)
     }
 
     /// ∂L/∂W summed over the layers, given ∂L/∂z_T (tied encoders).

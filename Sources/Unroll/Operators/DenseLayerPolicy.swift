@@ -42,8 +42,9 @@ public struct DenseLayerPolicy: Equatable, Sendable {
     /// Samples per chunk when encoding without a trace (samples are independent there); nil: chosen
     /// from p so that one chunk's workspaces stay in the last-level cache.
     public var inferenceChunk: Int?
-    /// Whether sparse layers of the Gram form may run in runs: each part of the samples taken through
-    /// several layers in one parallel region instead of a fork-join per layer (same results bit for bit).
+    /// Whether sparse layers of the Gram form may run in runs, forward and backward: each part of the
+    /// samples taken through several layers in one parallel region instead of a fork-join per layer
+    /// (same results bit for bit).
     public var sampleRuns: Bool
 
     public init(fastPath: Bool = true, form: Form = .automatic, products: Products = .automatic,
@@ -76,4 +77,7 @@ public struct FastPathReport: Equatable, Sendable {
     public var backwardDense: [Bool]
     /// Per layer t = 1 … T: where the latest backward sent the weight term, "gram" or "direct".
     public var backwardWeightTerms: [String]
+    /// Layers of the latest backward that ran in runs: sparse layers through A, each part of the samples
+    /// taken through all of them in one parallel region.
+    public var backwardLayersInRuns: Int
 }

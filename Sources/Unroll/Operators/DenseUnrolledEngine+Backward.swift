@@ -168,6 +168,7 @@ extension DenseUnrolledEngine {
         let (plans, touched) = plan(history, fista, workers: workers)
         backwardDense = plans.map { $0.denseWeights || $0.denseInput }
         backwardWeightTerms = plans.map { $0.throughGram ? "gram" : "direct" }
+        backwardLayersInRuns = 0
         let gramParts = plans.filter(\.throughGram).map(\.parts).max() ?? 1
         let anyDense = plans.contains { $0.denseWeights || $0.denseInput }
         let anyDirect = plans.dropFirst().contains { !$0.throughGram } || !gram
@@ -203,164 +204,207 @@ extension DenseUnrolledEngine {
         // each: slot L % 3 holds layer L's sorted indices, row i at i·p.
         let decoded = (0..<3).map { _ in Buffer<Int32>(zeros: b * p) }
         var slotLayer = [0, 0, 0]
-        func decode(_ l: Int) {
-            guard l >= 1, slotLayer[l % 3] != l else { return }
-            let (layer, out) = (history.layers[l - 1], decoded[l % 3].base)
-            Parallel.forEachChunk(b, minPerPart: max(1, LayerCostModel.minWorkPerPart / max(1, 2 * words + layer.nonZeros / max(1, b)))) { range in
-                for i in range { _ = layer.support(row: i, words: words, into: out + i * p) }
+        /// The layers that layer t reads and the slots do not hold yet, now marked as held.
+        func toDecode(_ t: Int) -> [Int] {
+            var out: [Int] = []
+            for l in fista ? [t, t - 1, t - 2] : [t, t - 1] where l >= 1 && slotLayer[l % 3] != l {
+                slotLayer[l % 3] = l
+                out.append(l)
             }
-            slotLayer[l % 3] = l
+            return out
+        }
+        func decode(_ l: Int, rows: Range<Int>) {
+            let (layer, out) = (history.layers[l - 1], decoded[l % 3].base)
+            for i in rows { _ = layer.support(row: i, words: words, into: out + i * p) }
         }
 
-        for t in stride(from: history.count, through: 1, by: -1) {
-            let plan = plans[t - 1]
-            let layer = history.layers[t - 1]
-            let l1 = t >= 2 ? history.layers[t - 2] : nil
-            let l2 = fista && t >= 3 ? history.layers[t - 3] : nil
-            let mu = schedule.inputMomentum(layer: t)
-            decode(t)
-            decode(t - 1)
-            if fista { decode(t - 2) }
-            let (s0, s1, s2) = (decoded[t % 3].base, decoded[(t + 2) % 3].base, decoded[(t + 1) % 3].base)
+        /// Layer t's inputs: its trace, the two before it, FISTA's momentum, the decoded supports.
+        struct Step {
+            let t: Int, layer: LayerCodes, l1: LayerCodes?, l2: LayerCodes?, mu: Float
+            let s0: UnsafeMutablePointer<Int32>, s1: UnsafeMutablePointer<Int32>, s2: UnsafeMutablePointer<Int32>
+        }
+        func step(_ t: Int) -> Step {
+            Step(t: t, layer: history.layers[t - 1], l1: t >= 2 ? history.layers[t - 2] : nil,
+                 l2: fista && t >= 3 ? history.layers[t - 3] : nil, mu: schedule.inputMomentum(layer: t),
+                 s0: decoded[t % 3].base, s1: decoded[(t + 2) % 3].base, s2: decoded[(t + 1) % 3].base)
+        }
 
-            // Row i's g_t: its indices (into the decoded supports) and its values from a into gv.
-            @inline(__always)
-            func loadG(_ i: Int, _ gv: UnsafeMutablePointer<Float>) -> (UnsafePointer<Int32>, Int) {
-                let gi = s0 + i * p, n = layer.count(row: i)
-                let a = adj.base + i * p
-                for q in 0..<n { gv[q] = a[Int(gi[q])] }
-                return (UnsafePointer(gi), n)
-            }
+        // Row i's g_t: its indices (into the decoded supports) and its values from a into gv.
+        @inline(__always)
+        func loadG(_ s: Step, _ i: Int, _ gv: UnsafeMutablePointer<Float>) -> (UnsafePointer<Int32>, Int) {
+            let gi = s.s0 + i * p, n = s.layer.count(row: i)
+            let a = adj.base + i * p
+            for q in 0..<n { gv[q] = a[Int(gi[q])] }
+            return (UnsafePointer(gi), n)
+        }
 
-            // Row i's y_t (index/value lists over the union of supp z_{t−1} and supp z_{t−2}, formed as
-            // the forward formed it); for FISTA the flags mark membership (bit 1: supp z_{t−1}, bit 2:
-            // supp z_{t−2}). The same union is where dy_t is needed.
-            @inline(__always)
-            func loadY(_ i: Int, _ part: Int) -> (UnsafePointer<Int32>, UnsafePointer<Float>, Int) {
-                let a1 = s1 + i * p, n1 = l1!.count(row: i)
-                let v1 = l1!.values + l1!.rowStart[i]
-                if !fista { return (UnsafePointer(a1), UnsafePointer(v1), n1) }    // ISTA: y_t = z_{t−1}, straight from the trace
-                let (yi, yv, flags) = (yIndex.row(part, p), yValue.row(part, p), needFlags.row(part, p))
-                guard let l2 else {
-                    // FISTA's layer 2 (z_0 = 0)
-                    for q in 0..<n1 {
-                        yi[q] = a1[q]
-                        yv[q] = v1[q] + mu * (v1[q] - 0)
-                        flags[q] = 1
-                    }
-                    return (UnsafePointer(yi), UnsafePointer(yv), n1)
+        // Row i's y_t (index/value lists over the union of supp z_{t−1} and supp z_{t−2}, formed as
+        // the forward formed it); for FISTA the flags mark membership (bit 1: supp z_{t−1}, bit 2:
+        // supp z_{t−2}). The same union is where dy_t is needed.
+        @inline(__always)
+        func loadY(_ s: Step, _ i: Int, _ part: Int) -> (UnsafePointer<Int32>, UnsafePointer<Float>, Int) {
+            let (l1, mu) = (s.l1!, s.mu)
+            let a1 = s.s1 + i * p, n1 = l1.count(row: i)
+            let v1 = l1.values + l1.rowStart[i]
+            if !fista { return (UnsafePointer(a1), UnsafePointer(v1), n1) }    // ISTA: y_t = z_{t−1}, straight from the trace
+            let (yi, yv, flags) = (yIndex.row(part, p), yValue.row(part, p), needFlags.row(part, p))
+            guard let l2 = s.l2 else {
+                // FISTA's layer 2 (z_0 = 0)
+                for q in 0..<n1 {
+                    yi[q] = a1[q]
+                    yv[q] = v1[q] + mu * (v1[q] - 0)
+                    flags[q] = 1
                 }
-                let a2 = s2 + i * p, n2 = l2.count(row: i)
-                let v2 = l2.values + l2.rowStart[i]
-                let n = RowKernels.union(a1, n1, a2, n2, yi, flags)
-                var (q1, q2) = (0, 0)
-                for q in 0..<n {
-                    let f = flags[q]
-                    let z1: Float = f & 1 != 0 ? v1[q1] : 0
-                    let z2: Float = f & 2 != 0 ? v2[q2] : 0
-                    q1 += Int(f & 1)
-                    q2 += Int(f >> 1)
-                    yv[q] = z1 + mu * (z1 - z2)
-                }
-                return (UnsafePointer(yi), UnsafePointer(yv), n)
+                return (UnsafePointer(yi), UnsafePointer(yv), n1)
             }
+            let a2 = s.s2 + i * p, n2 = l2.count(row: i)
+            let v2 = l2.values + l2.rowStart[i]
+            let n = RowKernels.union(a1, n1, a2, n2, yi, flags)
+            var (q1, q2) = (0, 0)
+            for q in 0..<n {
+                let f = flags[q]
+                let z1: Float = f & 1 != 0 ? v1[q1] : 0
+                let z2: Float = f & 2 != 0 ? v2[q2] : 0
+                q1 += Int(f & 1)
+                q2 += Int(f >> 1)
+                yv[q] = z1 + mu * (z1 - z2)
+            }
+            return (UnsafePointer(yi), UnsafePointer(yv), n)
+        }
 
-            // dy_t = g − α g·DᵀD on the needed entries (loaded by loadG/loadY), then a_{t−1} and P.
-            let fromProduct = plan.denseInput || !gram
-            @inline(__always)
-            func inputGradient(_ i: Int, _ part: Int, _ gi: UnsafePointer<Int32>, _ ng: Int,
-                               _ need: UnsafePointer<Int32>, _ nn: Int) {
-                let gv = gValue.row(part, p), flags = needFlags.row(part, p)
-                let dy = dyValue.row(part, p), row = rowScratch.row(part, max(p, m))
-                if fromProduct {
-                    let pr = product!.base + i * p
-                    for q in 0..<nn { dy[q] = -alpha * pr[Int(need[q])] }
-                } else if LayerCostModel.prefersGather(terms: ng, needed: nn, width: p) {
-                    let g = self.gram!.base
-                    for q in 0..<nn { dy[q] = -alpha * RowKernels.gather(g + Int(need[q]) * p, gi, gv, ng) }
+        // dy_t = g − α g·DᵀD on the needed entries (loaded by loadG/loadY), then a_{t−1} and P;
+        // g·DᵀD from the sgemm's product (`fromProduct`) or from the rows of G.
+        @inline(__always)
+        func inputGradient(_ s: Step, _ fromProduct: Bool, _ i: Int, _ part: Int, _ gi: UnsafePointer<Int32>, _ ng: Int,
+                           _ need: UnsafePointer<Int32>, _ nn: Int) {
+            let gv = gValue.row(part, p), flags = needFlags.row(part, p)
+            let dy = dyValue.row(part, p), row = rowScratch.row(part, max(p, m))
+            if fromProduct {
+                let pr = product!.base + i * p
+                for q in 0..<nn { dy[q] = -alpha * pr[Int(need[q])] }
+            } else if LayerCostModel.prefersGather(terms: ng, needed: nn, width: p) {
+                let g = self.gram!.base
+                for q in 0..<nn { dy[q] = -alpha * RowKernels.gather(g + Int(need[q]) * p, gi, gv, ng) }
+            } else {
+                row.update(repeating: 0, count: p)
+                RowKernels.scatterRows(p, row, self.gram!.base, stride: p, gi, gv, ng)
+                for q in 0..<nn { dy[q] = -alpha * row[Int(need[q])] }
+            }
+            // + g on the needed entries (through a dense row: no branches)
+            let gr = gRow.row(part, p)
+            for q in 0..<ng { gr[Int(gi[q])] = gv[q] }
+            for q in 0..<nn { dy[q] += gr[Int(need[q])] }
+            for q in 0..<ng { gr[Int(gi[q])] = 0 }
+            let a = adj.base + i * p
+            if !fista {
+                for q in 0..<nn { a[Int(need[q])] = dy[q] }
+            } else {
+                let (c, mu) = (carry!.base + i * p, s.mu)
+                for q in 0..<nn {
+                    let j = Int(need[q]), f = flags[q]
+                    if f & 1 != 0 { a[j] = c[j] + (1 + mu) * dy[q] }
+                    if f & 2 != 0 { c[j] = -mu * dy[q] }
+                }
+            }
+        }
+
+        // Pass 1 for row i: the weight term of layer t on the non-zeros, or the dense copies for the
+        // sgemms; with `onePass` (no sgemm in the layer), the input gradient as well.
+        @inline(__always)
+        func passOne(_ s: Step, _ plan: LayerPlan, _ onePass: Bool, _ i: Int, _ part: Int) {
+            let gv = gValue.row(part, p)
+            let row = rowScratch.row(part, max(p, m))
+            let (gi, ng) = loadG(s, i, gv)
+            if s.t == 1 {
+                if gram {
+                    let c = codeSum!.base + i * p
+                    for q in 0..<ng { c[Int(gi[q])] += alpha * gv[q] }
                 } else {
-                    row.update(repeating: 0, count: p)
-                    RowKernels.scatterRows(p, row, self.gram!.base, stride: p, gi, gv, ng)
-                    for q in 0..<nn { dy[q] = -alpha * row[Int(need[q])] }
+                    // y_1 = 0: v = α X Wᵀ, so ∂W += α g_1ᵀ X.
+                    terms!.set(sample: i, g: gi, gv, ng, scale: alpha, y: gi, gv, 0)
                 }
-                // + g on the needed entries (through a dense row: no branches)
-                let gr = gRow.row(part, p)
+                return
+            }
+            let (yi, yv, ny) = loadY(s, i, part)
+            if plan.denseInput || plan.denseWeights {
+                let gr = gDense!.base + i * p
+                gr.update(repeating: 0, count: p)
                 for q in 0..<ng { gr[Int(gi[q])] = gv[q] }
-                for q in 0..<nn { dy[q] += gr[Int(need[q])] }
-                for q in 0..<ng { gr[Int(gi[q])] = 0 }
-                let a = adj.base + i * p
-                if !fista {
-                    for q in 0..<nn { a[Int(need[q])] = dy[q] }
+            }
+            if plan.denseWeights {
+                let yr = yDense!.base + i * p
+                yr.update(repeating: 0, count: p)
+                for q in 0..<ny { yr[Int(yi[q])] = yv[q] }
+            }
+            if plan.throughGram {
+                let c = codeSum!.base + i * p
+                for q in 0..<ng { c[Int(gi[q])] += alpha * gv[q] }
+            }
+            if plan.throughGram && !plan.denseWeights {
+                let a = gramAcc[part].base
+                if LayerCostModel.prefersGather(terms: ng, needed: ny, width: p) {
+                    // A[k, l] += α g_k y_l on supp g × supp y
+                    for q in 0..<ng {
+                        let ar = a + Int(gi[q]) * p, c = alpha * gv[q]
+                        for r in 0..<ny { ar[Int(yi[r])] += c * yv[r] }
+                    }
                 } else {
-                    let c = carry!.base + i * p
-                    for q in 0..<nn {
-                        let j = Int(need[q]), f = flags[q]
-                        if f & 1 != 0 { a[j] = c[j] + (1 + mu) * dy[q] }
-                        if f & 2 != 0 { c[j] = -mu * dy[q] }
+                    // A[k, :] += α g_k y (y spread into a dense row)
+                    row.update(repeating: 0, count: p)
+                    for r in 0..<ny { row[Int(yi[r])] = yv[r] }
+                    for q in 0..<ng { RowKernels.axpy(p, alpha * gv[q], row, a + Int(gi[q]) * p) }
+                }
+            } else if !plan.throughGram && !plan.denseWeights {
+                // gW_i = Σ g_k W[k, :];  r_i = y_i W − x_i;  the terms −α g_k r_i (k ∈ supp g) and
+                // −α y_l gW_i (l ∈ supp y) go to ∂W below, atom by atom.
+                let (xi, gw, r) = (x + i * m, codeProduct! + i * 2 * m, residual! + i * 2 * m)
+                gw.update(repeating: 0, count: m)
+                RowKernels.scatterRows(m, gw, w, stride: m, gi, gv, ng)
+                for k in 0..<m { r[k] = -xi[k] }
+                RowKernels.scatterRows(m, r, w, stride: m, yi, yv, ny)
+                terms!.set(sample: i, g: gi, gv, ng, scale: -alpha, y: yi, yv, ny)
+            }
+            if onePass { inputGradient(s, false, i, part, gi, ng, yi, ny) }
+        }
+
+        /// A sparse layer through A needs no product over the batch: its two halves are one pass per sample.
+        func isGramRow(_ plan: LayerPlan) -> Bool { plan.throughGram && !plan.denseWeights && !plan.denseInput }
+
+        var t = history.count
+        while t >= 1 {
+            let plan = plans[t - 1]
+            // Layers t down to `low`, all sparse and through A on the same parts, in one parallel region:
+            // a part takes its samples layer by layer without waiting for the others (samples are
+            // independent), in the order of one region per layer, so A's sums are the same.
+            var low = t
+            while sampleRuns && low > 2 && isGramRow(plan) && isGramRow(plans[low - 2]) && plans[low - 2].parts == plan.parts { low -= 1 }
+            if low < t {
+                let run = Array(stride(from: t, through: low, by: -1))
+                let decodes = run.map(toDecode)
+                Parallel.forEachPart(b, parts: plan.parts) { part, range in
+                    for (k, layer) in run.enumerated() {
+                        for l in decodes[k] { decode(l, rows: range) }
+                        let s = step(layer)
+                        for i in range { passOne(s, plan, true, i, part) }
                     }
                 }
+                backwardLayersInRuns += run.count
+                t = low - 1
+                continue
             }
+
+            for l in toDecode(t) {
+                let nonZeros = history.layers[l - 1].nonZeros
+                Parallel.forEachChunk(b, minPerPart: max(1, LayerCostModel.minWorkPerPart / max(1, 2 * words + nonZeros / max(1, b)))) {
+                    decode(l, rows: $0)
+                }
+            }
+            let s = step(t)
+            let fromProduct = plan.denseInput || !gram
             // Without sgemms in this layer, one pass per sample does both halves.
             let onePass = !fromProduct && !plan.denseWeights
-
-            // Pass 1: the weight term of layer t on the non-zeros, or the dense copies for the sgemms.
             Parallel.forEachPart(b, parts: plan.parts) { part, range in
-                let gv = gValue.row(part, p)
-                let row = rowScratch.row(part, max(p, m))
-                for i in range {
-                    let (gi, ng) = loadG(i, gv)
-                    let xi = x + i * m
-                    if t == 1 {
-                        if gram {
-                            let s = codeSum!.base + i * p
-                            for q in 0..<ng { s[Int(gi[q])] += alpha * gv[q] }
-                        } else {
-                            // y_1 = 0: v = α X Wᵀ, so ∂W += α g_1ᵀ X.
-                            terms!.set(sample: i, g: gi, gv, ng, scale: alpha, y: gi, gv, 0)
-                        }
-                        continue
-                    }
-                    let (yi, yv, ny) = loadY(i, part)
-                    if plan.denseInput || plan.denseWeights {
-                        let gr = gDense!.base + i * p
-                        gr.update(repeating: 0, count: p)
-                        for q in 0..<ng { gr[Int(gi[q])] = gv[q] }
-                    }
-                    if plan.denseWeights {
-                        let yr = yDense!.base + i * p
-                        yr.update(repeating: 0, count: p)
-                        for q in 0..<ny { yr[Int(yi[q])] = yv[q] }
-                    }
-                    if plan.throughGram {
-                        let s = codeSum!.base + i * p
-                        for q in 0..<ng { s[Int(gi[q])] += alpha * gv[q] }
-                    }
-                    if plan.throughGram && !plan.denseWeights {
-                        let a = gramAcc[part].base
-                        if LayerCostModel.prefersGather(terms: ng, needed: ny, width: p) {
-                            // A[k, l] += α g_k y_l on supp g × supp y
-                            for q in 0..<ng {
-                                let ar = a + Int(gi[q]) * p, c = alpha * gv[q]
-                                for r in 0..<ny { ar[Int(yi[r])] += c * yv[r] }
-                            }
-                        } else {
-                            // A[k, :] += α g_k y (y spread into a dense row)
-                            row.update(repeating: 0, count: p)
-                            for r in 0..<ny { row[Int(yi[r])] = yv[r] }
-                            for q in 0..<ng { RowKernels.axpy(p, alpha * gv[q], row, a + Int(gi[q]) * p) }
-                        }
-                    } else if !plan.throughGram && !plan.denseWeights {
-                        // gW_i = Σ g_k W[k, :];  r_i = y_i W − x_i;  the terms −α g_k r_i (k ∈ supp g) and
-                        // −α y_l gW_i (l ∈ supp y) go to ∂W below, atom by atom.
-                        let gw = codeProduct! + i * 2 * m, r = residual! + i * 2 * m
-                        gw.update(repeating: 0, count: m)
-                        RowKernels.scatterRows(m, gw, w, stride: m, gi, gv, ng)
-                        for k in 0..<m { r[k] = -xi[k] }
-                        RowKernels.scatterRows(m, r, w, stride: m, yi, yv, ny)
-                        terms!.set(sample: i, g: gi, gv, ng, scale: -alpha, y: yi, yv, ny)
-                    }
-                    if onePass { inputGradient(i, part, gi, ng, yi, ny) }
-                }
+                for i in range { passOne(s, plan, onePass, i, part) }
             }
             if !plan.throughGram && !plan.denseWeights {
                 // ∂W[k, :] += Σ c·(row i of R or gW; of X at t = 1) over the terms at atom k.
@@ -403,12 +447,13 @@ extension DenseUnrolledEngine {
                 Parallel.forEachPart(b, parts: plan.parts) { part, range in
                     let gv = gValue.row(part, p)
                     for i in range {
-                        let (gi, ng) = loadG(i, gv)
-                        let (need, _, nn) = loadY(i, part)
-                        inputGradient(i, part, gi, ng, need, nn)
+                        let (gi, ng) = loadG(s, i, gv)
+                        let (need, _, nn) = loadY(s, i, part)
+                        inputGradient(s, fromProduct, i, part, gi, ng, need, nn)
                     }
                 }
             }
+            t -= 1
         }
         // (The loops address these through raw pointers: keep them alive until here.)
         withExtendedLifetime((adj, carry, gDense, yDense, product, residualAndProduct, decoded)) {}

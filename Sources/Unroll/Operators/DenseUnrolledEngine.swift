@@ -37,6 +37,8 @@ final class DenseUnrolledEngine {
     static let rowsPerBlock = 16
     var backwardDense: [Bool] = []
     var backwardWeightTerms: [String] = []
+    /// Layers of the latest backward that ran in runs (sparse layers through A, one parallel region).
+    var backwardLayersInRuns = 0
 
     init(weights: Tensor, policy: DenseLayerPolicy, batch: Int, layers: Int, training: Bool) {
         self.weights = weights
