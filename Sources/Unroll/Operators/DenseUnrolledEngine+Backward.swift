@@ -368,7 +368,7 @@ extension DenseUnrolledEngine {
         }
 
         /// A sparse layer through A needs no product over the batch: its two halves are one pass per sample.
-        func isGramRow(_ plan: LayerPlan) -> Bool { plan.throughGram && !plan.denseWeights && !plan.denseInput }
+        func isSparseThroughGram(_ plan: LayerPlan) -> Bool { plan.throughGram && !plan.denseWeights && !plan.denseInput }
 
         var t = history.count
         while t >= 1 {
@@ -377,7 +377,9 @@ extension DenseUnrolledEngine {
             // a part takes its samples layer by layer without waiting for the others (samples are
             // independent), in the order of one region per layer, so A's sums are the same.
             var low = t
-            while sampleRuns && low > 2 && isGramRow(plan) && isGramRow(plans[low - 2]) && plans[low - 2].parts == plan.parts { low -= 1 }
+            if sampleRuns && isSparseThroughGram(plan) {
+                while low > 2 && isSparseThroughGram(plans[low - 2]) && plans[low - 2].parts == plan.parts { low -= 1 }
+            }
             if low < t {
                 let run = Array(stride(from: t, through: low, by: -1))
                 let decodes = run.map(toDecode)
