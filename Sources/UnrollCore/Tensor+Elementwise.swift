@@ -170,9 +170,12 @@ extension Tensor {
     public mutating func normalizeRows() {
         let c = cols, norms = rowNorms()
         data.withUnsafeMutableBufferPointer { p in
-            for i in 0..<norms.count where norms[i] > 0 {
-                let s = 1 / norms[i]
-                for j in 0..<c { p[i * c + j] *= s }
+            nonisolated(unsafe) let p = p
+            Parallel.forEachChunk(norms.count, minPerPart: Swift.max(1, Self.elementsPerPart / Swift.max(1, c))) { range in
+                for i in range where norms[i] > 0 {
+                    let s = 1 / norms[i]
+                    for j in 0..<c { p[i * c + j] *= s }
+                }
             }
         }
     }

@@ -478,13 +478,24 @@ extension DenseUnrolledEngine {
         }
         let rows = list(touched.rows), cols = list(touched.cols)
         let total = gramAcc[0].base
-        for k in 1..<gramAcc.count {
-            for i in rows { RowKernels.axpy(p, 1, gramAcc[k].base + i * p, total + i * p) }
+        // The parts' A summed into the first, and its non-zeros counted, a range of rows per worker (each
+        // entry adds the parts in the same order, whatever the split).
+        let reduceParts = LayerCostModel.parts(work: Double(rows.count) * Double(p) * Double(gramAcc.count))
+        let nonZeroCounts = Buffer<Int>(zeros: reduceParts)
+        rows.withUnsafeBufferPointer { rp in
+            cols.withUnsafeBufferPointer { cp in
+                Parallel.forEachPart(rp.count, parts: reduceParts) { part, range in
+                    var n = 0
+                    for r in range {
+                        let i = rp[r]
+                        for k in 1..<gramAcc.count { RowKernels.axpy(p, 1, gramAcc[k].base + i * p, total + i * p) }
+                        for k in cp { n += RowKernels.isNonZero(total[i * p + k]) }
+                    }
+                    nonZeroCounts.base[part] = n
+                }
+            }
         }
-        var nonZeros = 0
-        for i in rows {
-            for k in cols { nonZeros += RowKernels.isNonZero(total[i * p + k]) }
-        }
+        let nonZeros = (0..<reduceParts).reduce(0) { $0 + nonZeroCounts.base[$1] }
         if LayerCostModel.prefersDense(nonZeros: 2 * nonZeros, rows: p, inner: p) {
             let sym = Buffer<Float>(zeros: p * p)
             for i in 0..<p {
