@@ -335,8 +335,12 @@ enum PudleBenchmarks {
         // (as in the training cases), gives the peak to compare.
         var peakOfOneEncode: Double?
         if ResidentMemory.resetPeak() {
+            let before = ResidentMemory.current()
             _ = try FlushDenormals.with(true) { try enc.encode(data.signals, with: dictionary) }
             peakOfOneEncode = ResidentMemory.peak()
+            if let b = before, let p = peakOfOneEncode {
+                report.details["ours: RSS with the data built / peak of one T-layer encode (MB)"] = String(format: "%.0f / %.0f", b, p)
+            }
         }
         func timed(_ encode: @escaping () throws -> Void) -> () throws -> Double {
             {

@@ -191,3 +191,78 @@ def test_an_rgb_image_is_denoised_channel_by_channel():
     with pytest.raises(ValueError, match="2-D grayscale"):
         est.denoise(rgb[:, :, :2])
 
+
+
+def lattice_shifts(n, s):
+    """The model's n shifts on a lattice: (⌊k·s/n⌋, ⌊s·(a·k mod n)/n⌋), a the integer coprime to n nearest 0.382·n."""
+    from math import gcd
+    a = min((c for c in range(n + 1) if gcd(c, n) == 1), key=lambda c: (abs(c - 0.381966 * n), c))
+    return [(k * s // n, (a * k % n) * s // n) for k in range(n)]
+
+
+def reference_denoise(noisy, tensors, meta, sigma):
+    """The shipped network from its file's equations, in float64 NumPy, without the non-local stage:
+    each shifted copy reflect-padded (s + i rows above, s + j columns left, the bottom/right to the
+    smallest side ≥ n + 3s − 1 that fits the stride), FISTA z ← soft(y − α Eᵀ(D y − x), b·σ/σ₀) for T layers
+    (strided correlation with E, transposed convolution with D), decoded by the synthesis bank, and the
+    copies' windows averaged."""
+    d, e, syn = (tensors[k][:, 0].astype(np.float64) for k in ("dictionary", "analysis", "synthesis"))
+    c, k, _ = d.shape
+    s, layers, alpha = int(meta["operator.stride"]), int(meta["encoder.layers"]), float(meta["encoder.step"])
+    assert meta["encoder.algorithm"] == "fista" and meta["encoder.threshold"] == "soft" and meta["encoder.lambda_role"] == "threshold"
+    b = tensors["lambda"].astype(np.float64) * sigma / float(meta["model.adaptive_sigma"])
+    h, w = noisy.shape
+
+    def side(n):
+        p = n + 3 * s - 1
+        return p + (-(p - k)) % s
+
+    def reflect(i, n):
+        r = np.mod(i, 2 * (n - 1))
+        return np.where(r < n, r, 2 * (n - 1) - r)
+
+    shifts = lattice_shifts(int(meta["model.shift_lattice"]), s)
+    ph, pw = side(h), side(w)
+    x = np.stack([noisy[reflect(np.arange(ph) - s - i, h)][:, reflect(np.arange(pw) - s - j, w)] for i, j in shifts]).astype(np.float64)
+    ho, wo = (ph - k) // s + 1, (pw - k) // s + 1
+
+    def correlate(img, f):   # [B, P, Q] → [B, C, Ho, Wo]
+        win = np.lib.stride_tricks.sliding_window_view(img, (k, k), axis=(1, 2))[:, ::s, ::s]
+        return np.einsum("bxyuv,cuv->bcxy", win, f)
+
+    def transposed(z, f):    # [B, C, Ho, Wo] → [B, P, Q]
+        taps = np.einsum("bcxy,cuv->buvxy", z, f)
+        out = np.zeros((z.shape[0], ph, pw))
+        for u in range(k):
+            for v in range(k):
+                out[:, u:u + s * ho:s, v:v + s * wo:s] += taps[:, u, v]
+        return out
+
+    mu, t_k = [], 1.0
+    for _ in range(layers):
+        t_next = (1 + np.sqrt(1 + 4 * t_k * t_k)) / 2
+        mu.append((t_k - 1) / t_next)
+        t_k = t_next
+    z = z_before = np.zeros((len(shifts), c, ho, wo))
+    for t in range(1, layers + 1):
+        y = z + (mu[t - 2] if t >= 2 else 0) * (z - z_before)
+        v = y - alpha * correlate(transposed(y, d) - x, e)
+        z_before, z = z, np.sign(v) * np.maximum(np.abs(v) - b[None, :, None, None], 0)
+    decoded = transposed(z, syn)
+    return np.mean([decoded[n, s + i:s + i + h, s + j:s + j + w] for n, (i, j) in enumerate(shifts)], axis=0)
+
+
+def test_the_shipped_networks_equal_a_numpy_reference_written_from_their_files():
+    """Each shipped model's estimate (the network and its shift average, the non-local stage off) equals a
+    float64 NumPy reference of its equations, on an image whose sides do not fit the stride."""
+    from unroll._denoiser import _shipped
+    models = json.loads(_shipped("denoise-models.json").read_text())["models"]
+    yy, xx = np.mgrid[0:37, 0:45]
+    clean = (0.5 + 0.3 * np.sin(xx / 3 + yy / 5) * (yy > 12)).astype(np.float32)
+    for entry, sigma in zip(models, (15 / 255, 25 / 255, 50 / 255)):
+        noisy = (clean + np.random.default_rng(4).normal(0, sigma, clean.shape)).astype(np.float32)
+        tensors, meta = read_safetensors(_shipped(entry["file"]))
+        expected = reference_denoise(noisy, tensors, meta, sigma)
+        got = unroll.load(_shipped(entry["file"]), n_jobs=1).denoise(noisy, sigma=sigma, non_local=0)
+        assert np.max(np.abs(got - expected)) < 2e-5 * np.max(np.abs(expected)), entry
+        assert np.max(np.abs(expected - noisy)) > 0.05   # it denoised something
