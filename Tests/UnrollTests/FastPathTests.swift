@@ -186,6 +186,41 @@ import UnrollCore
         }
     }
 
+    /// Row blocks (`GramRowBlocks`) add the same terms to A as the samples one by one, so ∂W has the same
+    /// bits. Signals drawn apart from the dictionary keep the codes dense (about 12 % of 1500 non-zero), so
+    /// those samples add whole rows and the blocks fill (43 samples at p 1500) and flush several times per
+    /// part; every third signal is weaker, its codes sparser, and it gathers instead, flushing the block early.
+    @Test func rowBlocksEqualTheSampleBySampleBackward() throws {
+        var rng = Random(seed: 44)
+        var w = Tensor.normal([1500, 1000], rng: &rng)
+        w.normalizeRows()
+        var x = Tensor.normal([120, 1000], std: 0.15, rng: &rng)
+        for i in stride(from: 0, to: 120, by: 3) {   // every third signal weaker: sparser codes, which gather
+            for j in 0..<1000 { x[i, j] *= 0.5 }
+        }
+        // Every layer through A (the plan might send the weaker signals' sparse layers direct).
+        let blocks = try Self.dense(w, DenseLayerPolicy(weightTerms: .gram))
+        let sampleBySample = try Self.dense(w, DenseLayerPolicy(weightTerms: .gram, rowBlocks: false))
+        // Entries whose bits differ (a count, so that a failure does not print 1.5 M values).
+        let differing = { (a: Tensor, b: Tensor) in zip(a.data, b.data).filter { $0.bitPattern != $1.bitPattern }.count }
+        for workers in [1, 2] {
+            try Parallel.withWorkers(workers) {
+                for algorithm in UnrolledEncoder.Algorithm.allCases {
+                    let enc = UnrolledEncoder(layers: 12, algorithm: algorithm, lambda: .scalar(0.2), step: .fixed(0.2))
+                    let label = "\(algorithm), \(workers) workers"
+                    let (codes, t1) = try enc.forward(x, with: sampleBySample)
+                    let (_, t2) = try enc.forward(x, with: blocks)
+                    let g1 = enc.backward(t1, codeGradient: codes), g2 = enc.backward(t2, codeGradient: codes)
+                    let (r1, r2) = (try #require(t1.fastPath), try #require(t2.fastPath))
+                    #expect(r1.backwardTermsInRowBlocks == 0, "\(label)")
+                    #expect((5 * 120..<11 * 120).contains(r2.backwardTermsInRowBlocks), "\(label): \(r2.backwardTermsInRowBlocks) in blocks")
+                    #expect(differing(g1, g2) == 0, "\(label): ∂W differs by \(Self.relative(g1, g2))")
+                    #expect(g1.squaredNorm() > 0)
+                }
+            }
+        }
+    }
+
     /// The fast path thresholds a vector at a time (`unroll_threshold_row`); the generic loop applies the
     /// scalar maps. With W = I and α = 1 the first layer's pre-activations are exactly X, so edge values —
     /// exactly ±b, one ulp either side, ±0, huge — reach both; their codes must agree bit for bit (19 atoms:

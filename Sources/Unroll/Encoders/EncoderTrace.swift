@@ -69,7 +69,8 @@ public struct EncoderTrace {
         return FastPathReport(form: engine.form.rawValue, forwardDense: engine.forwardDense,
                               forwardLayersInRuns: engine.forwardLayersInRuns,
                               backwardDense: engine.backwardDense, backwardWeightTerms: engine.backwardWeightTerms,
-                              backwardLayersInRuns: engine.backwardLayersInRuns)
+                              backwardLayersInRuns: engine.backwardLayersInRuns,
+                              backwardTermsInRowBlocks: engine.backwardTermsInRowBlocks)
     }
 
     /// ∂L/∂W summed over the layers, given ∂L/∂z_T (tied encoders).

@@ -46,15 +46,20 @@ public struct DenseLayerPolicy: Equatable, Sendable {
     /// samples taken through several layers in one parallel region instead of a fork-join per layer
     /// (same results bit for bit).
     public var sampleRuns: Bool
+    /// Whether the backward's Gram route may add a block of samples' terms to A atom by atom when A's rows
+    /// are large (`GramRowBlocks`; same results bit for bit).
+    public var rowBlocks: Bool
 
     public init(fastPath: Bool = true, form: Form = .automatic, products: Products = .automatic,
-                weightTerms: WeightTerms = .automatic, inferenceChunk: Int? = nil, sampleRuns: Bool = true) {
+                weightTerms: WeightTerms = .automatic, inferenceChunk: Int? = nil, sampleRuns: Bool = true,
+                rowBlocks: Bool = true) {
         self.fastPath = fastPath
         self.form = form
         self.products = products
         self.weightTerms = weightTerms
         self.inferenceChunk = inferenceChunk
         self.sampleRuns = sampleRuns
+        self.rowBlocks = rowBlocks
     }
 
     /// Everything chosen by the cost model.
@@ -80,4 +85,6 @@ public struct FastPathReport: Equatable, Sendable {
     /// Layers of the latest backward that ran in runs: sparse layers through A, each part of the samples
     /// taken through all of them in one parallel region.
     public var backwardLayersInRuns: Int
+    /// Samples' layers whose terms of A went through `GramRowBlocks` in the latest backward.
+    public var backwardTermsInRowBlocks: Int
 }

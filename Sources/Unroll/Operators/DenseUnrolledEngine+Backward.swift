@@ -200,6 +200,8 @@ extension DenseUnrolledEngine {
         let needFlags = Buffer<UInt8>(zeros: workers * p)
         let dyValue = Buffer<Float>(zeros: workers * p)
         let rowScratch = Buffer<Float>(zeros: workers * max(p, m)), gRow = Buffer<Float>(zeros: workers * p)
+        // A's rows leave L2 when p is large: then the samples that add whole rows to A go through blocks.
+        let blocks = rowBlocks && gram && GramRowBlocks.pays(atoms: p) ? GramRowBlocks(atoms: p, parts: workers) : nil
         // The supports of the three layers a step reads (t, t − 1, t − 2), decoded from the masks once
         // each: slot L % 3 holds layer L's sorted indices, row i at i·p.
         let decoded = (0..<3).map { _ in Buffer<Int32>(zeros: b * p) }
@@ -343,11 +345,14 @@ extension DenseUnrolledEngine {
             if plan.throughGram && !plan.denseWeights {
                 let a = gramAcc[part].base
                 if LayerCostModel.prefersGather(terms: ng, needed: ny, width: p) {
+                    blocks?.flush(part, into: a)   // the earlier samples' terms first, as without blocks
                     // A[k, l] += α g_k y_l on supp g × supp y
                     for q in 0..<ng {
                         let ar = a + Int(gi[q]) * p, c = alpha * gv[q]
                         for r in 0..<ny { ar[Int(yi[r])] += c * yv[r] }
                     }
+                } else if let blocks {
+                    blocks.add(part, g: gi, gv, ng, scale: alpha, y: yi, yv, ny, flushingInto: a)
                 } else {
                     // A[k, :] += α g_k y (y spread into a dense row)
                     row.update(repeating: 0, count: p)
@@ -389,6 +394,7 @@ extension DenseUnrolledEngine {
                         let s = step(layer)
                         for i in range { passOne(s, plan, true, i, part) }
                     }
+                    blocks?.flush(part, into: gramAcc[part].base)
                 }
                 backwardLayersInRuns += run.count
                 t = low - 1
@@ -407,6 +413,7 @@ extension DenseUnrolledEngine {
             let onePass = !fromProduct && !plan.denseWeights
             Parallel.forEachPart(b, parts: plan.parts) { part, range in
                 for i in range { passOne(s, plan, onePass, i, part) }
+                if plan.throughGram { blocks?.flush(part, into: gramAcc[part].base) }
             }
             if !plan.throughGram && !plan.denseWeights {
                 // ∂W[k, :] += Σ c·(row i of R or gW; of X at t = 1) over the terms at atom k.
@@ -459,6 +466,7 @@ extension DenseUnrolledEngine {
         }
         // (The loops address these through raw pointers: keep them alive until here.)
         withExtendedLifetime((adj, carry, gDense, yDense, product, residualAndProduct, decoded)) {}
+        backwardTermsInRowBlocks = blocks?.added ?? 0
 
         // ∂W = Σ_parts (direct terms) − (A + Aᵀ)·W + Sᵀ·X
         if let d = directAcc { RowKernels.axpy(p * m, 1, d.base, out) }
@@ -571,6 +579,93 @@ extension DenseUnrolledEngine {
                 for j in atoms where si[j] != 0 { RowKernels.axpy(width, si[j], xi, out + j * width) }
             }
         }
+    }
+}
+
+/// The Gram route's A += α g_kᵀ y for samples whose y is spread into a dense row (`prefersGather` false),
+/// by blocks of samples. Sample by sample, each such sample re-reads and re-writes |supp g| rows of A, and
+/// with p large A (p² floats per part) lives in L3. A block keeps its samples' y rows and α g values
+/// (≤ 256 KB) and `flush` adds them atom by atom, so each touched row of A is read and written once while
+/// all of its samples' terms go in. An entry of A receives the same fused multiply-adds in the same order,
+/// samples in order (`RowKernels.scatterRows` rounds as one saxpy per term): the result has the same bits. A sample that gathers instead flushes
+/// the block first.
+final class GramRowBlocks {
+    let atoms: Int, capacity: Int
+    /// Per part: `capacity` y rows (all zeros outside a block), and per slot its atoms and α g values.
+    let yRows: Buffer<Float>, slotAtoms: Buffer<Int32>, slotCoefs: Buffer<Float>, slotCounts: Buffer<Int32>
+    let filled: Buffer<Int>
+    /// Per part: samples added since the start (for `FastPathReport`).
+    let addedPerPart: Buffer<Int>
+    var added: Int { (0..<addedPerPart.count).reduce(0) { $0 + addedPerPart.base[$1] } }
+    /// Per part, for `flush`: each atom's first term, and the terms by atom (slot, coefficient).
+    let atomStart: Buffer<Int32>, sortedSlot: Buffer<Int32>, sortedCoef: Buffer<Float>
+
+    /// Whether A's rows are large enough for blocks to pay: a part's A (p² floats) beyond the 1 MB of L2
+    /// (the same crossover as `LayerCostModel.gatherCost(width:)`).
+    static func pays(atoms p: Int) -> Bool { p > 512 }
+
+    init(atoms p: Int, parts: Int) {
+        atoms = p
+        capacity = max(1, (256 << 10) / (4 * p))
+        yRows = Buffer(zeros: parts * capacity * p)
+        slotAtoms = Buffer(zeros: parts * capacity * p)
+        slotCoefs = Buffer(zeros: parts * capacity * p)
+        slotCounts = Buffer(zeros: parts * capacity)
+        filled = Buffer(zeros: parts)
+        addedPerPart = Buffer(zeros: parts)
+        atomStart = Buffer(zeros: parts * (p + 1))
+        sortedSlot = Buffer(zeros: parts * capacity * p)
+        sortedCoef = Buffer(zeros: parts * capacity * p)
+    }
+
+    /// A sample's terms α g_k (k ∈ supp g) with its y; flushes into `a` when the block is full.
+    @inline(__always)
+    func add(_ part: Int, g gi: UnsafePointer<Int32>, _ gv: UnsafePointer<Float>, _ ng: Int, scale alpha: Float,
+             y yi: UnsafePointer<Int32>, _ yv: UnsafePointer<Float>, _ ny: Int, flushingInto a: UnsafeMutablePointer<Float>) {
+        let p = atoms, slot = filled.base[part], at = part * capacity + slot
+        let y = yRows.base + at * p, k = slotAtoms.base + at * p, c = slotCoefs.base + at * p
+        for r in 0..<ny { y[Int(yi[r])] = yv[r] }
+        for q in 0..<ng {
+            k[q] = gi[q]
+            c[q] = alpha * gv[q]
+        }
+        slotCounts.base[at] = Int32(ng)
+        filled.base[part] = slot + 1
+        addedPerPart.base[part] += 1
+        if slot + 1 == capacity { flush(part, into: a) }
+    }
+
+    /// Adds the block's terms into A (`a`, p × p) atom by atom, samples in order, and empties the block.
+    func flush(_ part: Int, into a: UnsafeMutablePointer<Float>) {
+        let (p, n) = (atoms, filled.base[part])
+        guard n > 0 else { return }
+        let first = part * capacity
+        let start = atomStart.base + part * (p + 1)
+        let (slots, coefs) = (sortedSlot.base + first * p, sortedCoef.base + first * p)
+        start.update(repeating: 0, count: p + 1)
+        for s in 0..<n {
+            let k = slotAtoms.base + (first + s) * p
+            for q in 0..<Int(slotCounts.base[first + s]) { start[Int(k[q]) + 1] += 1 }
+        }
+        for k in 0..<p { start[k + 1] += start[k] }
+        // Fill in slot order, start[k] as the cursor; afterwards start[k] is atom k's end.
+        for s in 0..<n {
+            let (k, c) = (slotAtoms.base + (first + s) * p, slotCoefs.base + (first + s) * p)
+            for q in 0..<Int(slotCounts.base[first + s]) {
+                let e = Int(start[Int(k[q])])
+                slots[e] = Int32(s)
+                coefs[e] = c[q]
+                start[Int(k[q])] = Int32(e + 1)
+            }
+        }
+        // Row k of A takes its terms in one pass, one FMA per term in slot order (as the saxpys would).
+        var e = 0
+        for k in 0..<p where Int(start[k]) > e {
+            RowKernels.scatterRows(p, a + k * p, yRows.base + first * p, stride: p, slots + e, coefs + e, Int(start[k]) - e)
+            e = Int(start[k])
+        }
+        (yRows.base + first * p).update(repeating: 0, count: n * p)
+        filled.base[part] = 0
     }
 }
 

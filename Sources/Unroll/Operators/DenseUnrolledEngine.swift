@@ -21,6 +21,7 @@ final class DenseUnrolledEngine {
     let products: DenseLayerPolicy.Products
     let weightTerms: DenseLayerPolicy.WeightTerms
     let sampleRuns: Bool
+    let rowBlocks: Bool
     /// W, `[p, m]`.
     let weights: Tensor
     let p: Int
@@ -39,6 +40,8 @@ final class DenseUnrolledEngine {
     var backwardWeightTerms: [String] = []
     /// Layers of the latest backward that ran in runs (sparse layers through A, one parallel region).
     var backwardLayersInRuns = 0
+    /// Samples' layers whose terms of A went through row blocks in the latest backward.
+    var backwardTermsInRowBlocks = 0
 
     init(weights: Tensor, policy: DenseLayerPolicy, batch: Int, layers: Int, training: Bool) {
         self.weights = weights
@@ -47,6 +50,7 @@ final class DenseUnrolledEngine {
         self.products = policy.products
         self.weightTerms = policy.weightTerms
         self.sampleRuns = policy.sampleRuns
+        self.rowBlocks = policy.rowBlocks
         switch policy.form {
         case .gram: form = .gram
         case .direct: form = .direct
