@@ -587,8 +587,8 @@ extension DenseUnrolledEngine {
 /// with p large A (p² floats per part) lives in L3. A block keeps its samples' y rows and α g values
 /// (≤ 256 KB) and `flush` adds them atom by atom, so each touched row of A is read and written once while
 /// all of its samples' terms go in. An entry of A receives the same fused multiply-adds in the same order,
-/// samples in order (`RowKernels.scatterRows` rounds as one saxpy per term): the result has the same bits. A sample that gathers instead flushes
-/// the block first.
+/// samples in order (`RowKernels.scatterRows` rounds as one saxpy per term): the result has the same bits.
+/// A sample that gathers instead flushes the block first.
 final class GramRowBlocks {
     let atoms: Int, capacity: Int
     /// Per part: `capacity` y rows (all zeros outside a block), and per slot its atoms and α g values.
