@@ -28,17 +28,17 @@ public struct BenchOptions: Sendable {
     public var switchingAt: [Float]
     public var panels: String?
     public var shifts: ShiftSet?
-    /// `denoise`: each model's non-local stage from its own (the CLI's --non-local options; identity: as the model has it).
-    public var nonLocal: @Sendable (NonLocalMeans?) throws -> NonLocalMeans?
+    /// `denoise`: each model's last stages set from its own (the CLI's --non-local and --collaborative options; default: as the model has them).
+    public var stages: @Sendable (inout UnrolledAutoencoder<Convolution2DDictionary>) throws -> Void
     /// Interleaved cases: one untimed unit on a side right before each of its timed ones, so that every
     /// timed unit finds that side's caches and threads as a loop of back-to-back steps would.
     public var warmEach: Bool
 
     public init(threads: Int = 2, repeats: Int = 5, size: Int? = nil, python: String = "python3", scriptDirectory: String? = nil,
                 mode: String? = nil, runPeer: Bool = true, images: [String: Tensor]? = nil, data: String? = nil, models: [String] = [], switchingAt: [Float] = [],
-                panels: String? = nil, shifts: ShiftSet? = nil, nonLocal: @escaping @Sendable (NonLocalMeans?) throws -> NonLocalMeans? = { $0 },
+                panels: String? = nil, shifts: ShiftSet? = nil, stages: @escaping @Sendable (inout UnrolledAutoencoder<Convolution2DDictionary>) throws -> Void = { _ in },
                 warmEach: Bool = false) {
-        self.nonLocal = nonLocal
+        self.stages = stages
         self.warmEach = warmEach
         self.threads = threads
         self.repeats = repeats

@@ -50,7 +50,7 @@ enum DenoiseBenchmark {
         let names = byName.keys.sorted(), images = names.map { byName[$0]! }
         let models = try o.models.map { path in
             guard case var .conv2d(model) = try ModelFile.read(path).model else { throw BenchError("--model \(path) does not hold a conv2d (image) model") }
-            model.nonLocal = try o.nonLocal(model.nonLocal)
+            try o.stages(&model)
             return model
         }
         var report = BenchReport(benchmark: "denoise", threads: o.threads, repeats: o.repeats)
@@ -168,6 +168,7 @@ enum DenoiseBenchmark {
                 + shifts
                 + (model.adaptiveSigma.map { String(format: ", noise-adaptive (thresholds set for each σ from σ %.3g/255)", $0 * 255) } ?? "")
                 + (model.nonLocal.map { ", then a non-local means (" + $0.description + ")" } ?? "")
+                + (model.collaborative.map { ", mixed with " + $0.description } ?? "")
                 + "; used at σ " + served.map(String.init).joined(separator: ", ")
         }
         report.details["noise"] = "N(0, σ²) per pixel from seed σ (one generator per σ, the images in order), added to the whole clean image"

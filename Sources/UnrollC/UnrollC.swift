@@ -685,6 +685,30 @@ public func unrollSetNonLocal(_ h: OpaquePointer?, _ strength: Float, _ patch: I
     }
 }
 
+/// The model's collaborative filter (`CollaborativeFilter`): its share a into `weight` and its threshold λ
+/// into `threshold`; both 0 for a model without one.
+@_cdecl("unroll_collaborative")
+public func unrollCollaborative(_ h: OpaquePointer?, _ weight: UnsafeMutablePointer<Float>?, _ threshold: UnsafeMutablePointer<Float>?) -> Int32 {
+    guarded {
+        guard let weight, let threshold else { throw APIError("weight and threshold must not be NULL") }
+        guard let ae = try convHandle(h).model else { throw APIError("the model is not fitted") }
+        weight.pointee = ae.collaborative?.weight ?? 0
+        threshold.pointee = ae.collaborative?.threshold ?? 0
+    }
+}
+
+/// Sets the model's collaborative filter: a share `weight` in (0, 1] with threshold λ ≥ 0 (the other settings
+/// the model's, else the defaults), or none when `weight` is 0 (denoising with one needs the noise σ).
+@_cdecl("unroll_set_collaborative")
+public func unrollSetCollaborative(_ h: OpaquePointer?, _ weight: Float, _ threshold: Float) -> Int32 {
+    guarded {
+        let model = try convHandle(h)
+        guard var ae = model.model else { throw APIError("the model is not fitted") }
+        ae.collaborative = weight == 0 ? nil : try (ae.collaborative ?? CollaborativeFilter(weight: weight)).with(weight: weight, threshold: threshold)
+        model.model = ae
+    }
+}
+
 /// A noise-adaptive model's reference σ (the noise its thresholds are set for, scaled for any other)
 /// into `sigma`; 0 for a model of one σ.
 @_cdecl("unroll_noise_reference")

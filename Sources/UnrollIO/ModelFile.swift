@@ -25,7 +25,9 @@ import UnrollCore
 /// (conv2d: n, averaging n shifts on a lattice; `ShiftSet`), neither: all,
 /// `model.adaptive_sigma` (a noise-adaptive model's reference σ, when it is one), `model.non_local` (conv2d: the
 /// non-local stage's h/σ, with `model.non_local_patch` and `model.non_local_window`, odd sides in pixels;
-/// `NonLocalMeans`). Keys under `training.` and `data.` are
+/// `NonLocalMeans`), `model.collaborative` (conv2d: the share a of BM3D's first step mixed in, with
+/// `model.collaborative_threshold` λ, `model.collaborative_group`, `model.collaborative_window` (odd) and
+/// `model.collaborative_step`; `CollaborativeFilter`). Keys under `training.` and `data.` are
 /// provenance (`info`), never read back into the model; they hold no machine paths in shipped models.
 ///
 /// VSC (`model.kind` vsc-linear, vsc-conv): the trainer's tensors and settings under their own names.
@@ -76,6 +78,13 @@ public struct ModelFile: Sendable {
                 meta["model.non_local"] = n.strength.description
                 meta["model.non_local_patch"] = String(n.patchSide)
                 meta["model.non_local_window"] = String(n.windowSide)
+            }
+            if let c = m.collaborative {
+                meta["model.collaborative"] = c.weight.description
+                meta["model.collaborative_threshold"] = c.threshold.description
+                meta["model.collaborative_group"] = String(c.groupSize)
+                meta["model.collaborative_window"] = String(2 * c.searchRadius + 1)
+                meta["model.collaborative_step"] = String(c.step)
             }
         case let .vsc(m):
             meta.merge(m.state.metadata) { _, new in new }
@@ -178,6 +187,15 @@ public struct ModelFile: Sendable {
                 let patch = try r.int("model.non_local_patch", 1...129), window = try r.int("model.non_local_window", 3...129)
                 m.nonLocal = try r.context("model.non_local") {
                     try NonLocalMeans(strength: try r.float("model.non_local"), patchSide: patch, windowSide: window)
+                }
+            }
+            if file.metadata["model.collaborative"] != nil {
+                let threshold = try r.float("model.collaborative_threshold"), group = try r.int("model.collaborative_group", 1...32)
+                let window = try r.int("model.collaborative_window", 3...129), step = try r.int("model.collaborative_step", 1...3)
+                guard window % 2 == 1 else { throw UnrollIOError(.malformed, "metadata model.collaborative_window is \(window), expected an odd side") }
+                m.collaborative = try r.context("model.collaborative") {
+                    try CollaborativeFilter(weight: try r.float("model.collaborative"), threshold: threshold, groupSize: group,
+                                            searchRadius: window / 2, step: step)
                 }
             }
             model = .conv2d(m)

@@ -46,6 +46,7 @@ struct Bench: ParsableCommand {
     var panels: String?
     @OptionGroup var shifts: ShiftOptions
     @OptionGroup var nonLocal: NonLocalOptions
+    @OptionGroup var collaborative: CollaborativeOptions
 
     @Flag(help: "Print one JSON object instead of tables.")
     var json = false
@@ -64,8 +65,8 @@ struct Bench: ParsableCommand {
     func run() throws {
         let shiftSet = try shifts.set()
         let givesNonLocal = nonLocal.strength != nil || nonLocal.patch != nil || nonLocal.window != nil
-        if (data != nil || model != nil || panels != nil || shiftSet != nil || givesNonLocal) && name != "denoise" {
-            throw CLIError("--data, --model, --panels, --shift-phases, --shift-lattice and the --non-local options apply to the denoise case only, not to '\(name)'")
+        if (data != nil || model != nil || panels != nil || shiftSet != nil || givesNonLocal || collaborative.given) && name != "denoise" {
+            throw CLIError("--data, --model, --panels, --shift-phases, --shift-lattice, the --non-local and --collaborative options apply to the denoise case only, not to '\(name)'")
         }
         // The denoise case's images, read by the CLI's one image-folder reader (under `all`, a missing
         // folder leaves the case to say what it needs).
@@ -79,7 +80,10 @@ struct Bench: ParsableCommand {
         let denoisers = try model.map { ([$0], [Float]()) } ?? (name == "denoise" || name == "all" ? ShippedDenoiser.files() : ([], []))
         let options = BenchOptions(threads: threading.threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
                                    mode: mode, runPeer: !noPeer, images: images, data: folder, models: denoisers.0, switchingAt: denoisers.1, panels: panels, shifts: shiftSet,
-                                   nonLocal: { [nonLocal] in try nonLocal.setting(replacing: $0) }, warmEach: warmEach)
+                                   stages: { [nonLocal, collaborative] in
+                                       $0.nonLocal = try nonLocal.setting(replacing: $0.nonLocal)
+                                       $0.collaborative = try collaborative.setting(replacing: $0.collaborative)
+                                   }, warmEach: warmEach)
         let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
         var reports: [BenchReport] = []
         for n in names {

@@ -73,6 +73,35 @@ struct NonLocalOptions: ParsableArguments {
     }
 }
 
+/// The collaborative filter mixed into a CRsAE model's denoising (`CollaborativeFilter`), on `denoise` and
+/// `bench denoise`.
+struct CollaborativeOptions: ParsableArguments {
+    @Option(name: .customLong("collaborative"), help: ArgumentHelp(
+        "CRsAE models: mix this share a of BM3D's first step of the noisy image into the estimate; 0: none (default: the model's own setting).",
+        valueName: "a"))
+    var weight: Float?
+    @Option(name: .customLong("collaborative-threshold"), help: ArgumentHelp(
+        "The collaborative filter's hard threshold λ, in units of σ (default: the model's, else 2.7).", valueName: "λ"))
+    var threshold: Float?
+
+    func validate() throws {
+        if weight == 0, threshold != nil { throw ValidationError("--collaborative 0 turns the filter off; --collaborative-threshold does not apply") }
+        _ = try CollaborativeFilter(weight: weight == 0 ? 1 : weight ?? 1, threshold: threshold ?? 2.7)
+    }
+
+    var given: Bool { weight != nil || threshold != nil }
+
+    /// The filter asked for, in place of `current` (the model's own): the options given on top of it.
+    func setting(replacing current: CollaborativeFilter?) throws -> CollaborativeFilter? {
+        if weight == 0 { return nil }
+        guard let base = try current ?? weight.map({ try CollaborativeFilter(weight: $0) }) else {
+            if threshold != nil { throw CLIError("--collaborative-threshold needs --collaborative a: the model has no collaborative filter") }
+            return nil
+        }
+        return try base.with(weight: weight ?? base.weight, threshold: threshold ?? base.threshold)
+    }
+}
+
 /// The long options the user typed (`--name` or `--name=value`), for refusing the ones that do not
 /// apply: ArgumentParser fills defaults in and cannot tell a default from a typed value.
 enum GivenOptions {

@@ -175,6 +175,7 @@ struct Demo: ParsableCommand {
             ?? "λ \(e.lambda.allValues.first.map { CSV.format($0) } ?? "?")"
         let averaged = (model.shiftAverage && d.stride > 1 ? ", averaged over " + model.shifts.describe(stride: d.stride) : "")
             + (model.nonLocal.map { ", then a non-local means (\($0.description))" } ?? "")
+            + (model.collaborative.map { ", mixed with \($0.description)" } ?? "")
         print("denoising: a \(clean.shape[1])×\(clean.shape[0]) crop of the camera test image with noise σ 25/255, through the shipped "
             + "convolutional model (\(d.atoms) filters \(d.kernel)×\(d.kernel), stride \(d.stride), \(model.isTied ? "tied" : "untied"), "
             + "unrolled \(e.algorithm.rawValue.uppercased()) T \(e.layers), \(thresholds)\(averaged); no test image among its training images):")

@@ -26,7 +26,9 @@ struct Denoise: ParsableCommand {
             --shift-lattice asks for; \
             --no-shift-average encodes the image once. A model may end with a non-local means of its \
             estimate (`model.non_local`; the shipped ones do, with h = 0.1σ): --non-local h/σ sets it, \
-            --non-local 0 leaves it out.
+            --non-local 0 leaves it out. Then a share a of BM3D's first step of the noisy image may be \
+            mixed in (`model.collaborative`; the shipped ones do, a = 0.5, 0.35 and 0.25 from the lowest \
+            σ up): --collaborative a sets it, --collaborative 0 leaves it out.
 
             A noise-adaptive model (the shipped ones, or `unroll train --family crsae --sigma-range …`) \
             sets its thresholds for the input's noise level: --sigma, else --add-noise's σ, else σ \
@@ -65,6 +67,7 @@ struct Denoise: ParsableCommand {
     var noShiftAverage = false
     @OptionGroup var shifts: ShiftOptions
     @OptionGroup var nonLocal: NonLocalOptions
+    @OptionGroup var collaborative: CollaborativeOptions
     @OptionGroup var threading: ThreadOptions
 
     func run() throws { try threading.run { try execute() } }
@@ -122,6 +125,7 @@ struct Denoise: ParsableCommand {
         let given = try (sigma ?? addNoise).map { try parseSigma($0, option: sigma != nil ? "--sigma" : "--add-noise") }
         var chosen = try Denoiser.model(choosingFrom: network.models, switchingAt: network.switchingAt, forNoise: given, of: plane)
         chosen.model.nonLocal = try nonLocal.setting(replacing: chosen.model.nonLocal)
+        chosen.model.collaborative = try collaborative.setting(replacing: chosen.model.collaborative)
         return chosen
     }
 

@@ -50,6 +50,7 @@ extension ModelFile {
                 lines.append("denoising: the mean of the encodings of " + m.shifts.describe(stride: m.dictionary.stride))
             }
             if let n = m.nonLocal { lines.append("denoising, last stage: a non-local means of the estimate, " + n.description) }
+            if let c = m.collaborative { lines.append("denoising, mixed in at the end: " + c.description) }
         case let .vsc(v):
             let meta = v.state.metadata
             lines = ["model: \(model.kind), " + ["vsc.family", "vsc.threshold", "vsc.latents", "vsc.pixels", "vsc.hidden", "vsc.samples"]

@@ -101,7 +101,7 @@ import UnrollIO
         let rows2 = try #require(((try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])?["reports"] as? [[String: Any]])?.first?["rows"] as? [[String: Any]])
         #expect(rows.filter { ($0["unit"] as? String) == "dB" }.map { $0["ours"] as? Double } == rows2.filter { ($0["unit"] as? String) == "dB" }.map { $0["ours"] as? Double })
         let wrong = try CLITests.run(["bench", "gemm", "--data", images.path], in: dir)
-        #expect(wrong.status != 0 && wrong.stderr.contains("--data, --model, --panels, --shift-phases, --shift-lattice and the --non-local options apply to the denoise case only"), "\(wrong.stderr)")
+        #expect(wrong.status != 0 && wrong.stderr.contains("--data, --model, --panels, --shift-phases, --shift-lattice, the --non-local and --collaborative options apply to the denoise case only"), "\(wrong.stderr)")
         let oneThread = try CLITests.run(["bench", "threads", "--threads", "1"], in: dir)
         #expect(oneThread.status != 0 && oneThread.stderr.contains("give --threads ≥ 2"), "\(oneThread.stderr)")
     }

@@ -64,6 +64,8 @@ for name, args, res in [
     ("unroll_noise_reference", [_p, _f32], ctypes.c_int),
     ("unroll_non_local", [_p, _f32, _pi64, _pi64], ctypes.c_int),
     ("unroll_set_non_local", [_p, ctypes.c_float, _i64, _i64], ctypes.c_int),
+    ("unroll_collaborative", [_p, _f32, _f32], ctypes.c_int),
+    ("unroll_set_collaborative", [_p, ctypes.c_float, ctypes.c_float], ctypes.c_int),
     ("unroll_weights_shape", [_p, _pi64, _pi64], ctypes.c_int),
     ("unroll_lambdas", [_p, _f32, _pi64], ctypes.c_int),
     ("unroll_conv1d_create", [ctypes.c_char_p, ctypes.POINTER(_p)], ctypes.c_int),
@@ -147,6 +149,16 @@ class Model:
     def set_non_local(self, stage):
         """Sets the non-local stage to (h/σ, patch side, window side), or removes it (None)."""
         check(lib.unroll_set_non_local(self.handle, *((0.0, 0, 0) if stage is None else (float(stage[0]), int(stage[1]), int(stage[2])))))
+
+    def collaborative(self):
+        """(share a, threshold λ) of the model's collaborative filter, or None."""
+        weight, threshold = ctypes.c_float(), ctypes.c_float()
+        check(lib.unroll_collaborative(self.handle, ctypes.byref(weight), ctypes.byref(threshold)))
+        return None if weight.value == 0 else (weight.value, threshold.value)
+
+    def set_collaborative(self, stage):
+        """Sets the collaborative filter to (share a, threshold λ), or removes it (None)."""
+        check(lib.unroll_set_collaborative(self.handle, *((0.0, 0.0) if stage is None else (float(stage[0]), float(stage[1])))))
 
     @classmethod
     def load(cls, path, settings=None):

@@ -8,16 +8,18 @@ public enum Denoiser {
     /// The reconstruction x̂ = D_dec·encoder(y) of a noisy `[H, W]` image (not clamped). With
     /// `shiftAverage` (default: the model's own setting) and stride > 1, the mean of the s² shifted reconstructions (see
     /// `ShiftAveraging.swift`; the shifts `shifts`, default the model's), encoded `chunk` copies at a
-    /// time; otherwise one pass over the image. Then the model's non-local stage, if it has one.
+    /// time; otherwise one pass over the image. Then the model's non-local stage and its collaborative filter,
+    /// if it has them.
     public static func denoise(_ noisy: Tensor, model: UnrolledAutoencoder<Convolution2DDictionary>,
                                shiftAverage: Bool? = nil, shifts: ShiftSet? = nil, chunk: Int = 5) throws -> Tensor {
         let (k, s) = (model.dictionary.kernel, model.dictionary.stride)
         try DenoisingImages.validate([noisy], what: "image", minimumSide: k)
         let (h, w) = (noisy.shape[0], noisy.shape[1])
         var sigma: Float?
-        if model.nonLocal != nil {
+        if model.nonLocal != nil || model.collaborative != nil {
             guard let noise = model.noiseSigma else {
-                throw UnrollError.invalidArgument("the non-local stage needs the noise σ: a noise-adaptive model set for it, or an EM model")
+                let stage = model.nonLocal != nil ? "the non-local stage" : "the collaborative filter"
+                throw UnrollError.invalidArgument("\(stage) needs the noise σ: a noise-adaptive model set for it, or an EM model")
             }
             sigma = noise
         }
@@ -29,8 +31,9 @@ public enum Denoiser {
         } else {
             estimate = try model.reconstruct(noisy.reshaped([1, h, w])).reconstruction.reshaped([h, w])
         }
-        guard let nonLocal = model.nonLocal, let sigma else { return estimate }
-        return try nonLocal.apply(estimate, sigma: sigma)
+        guard let sigma else { return estimate }
+        let smoothed = try model.nonLocal?.apply(estimate, sigma: sigma) ?? estimate
+        return try model.collaborative?.apply(smoothed, noisy: noisy, sigma: sigma) ?? smoothed
     }
 
     /// `denoise` with a tied model of these filters and this encoder (PUDLE's convolutional models).

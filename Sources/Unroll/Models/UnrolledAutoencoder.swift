@@ -36,12 +36,15 @@ public struct UnrolledAutoencoder<Op: DictionaryOperator>: Sendable {
     /// Denoising: a non-local means of the reconstruction as its last stage (`NonLocalMeans`, h ∝ the
     /// noise σ: `adaptiveSigma` once set for the image's noise, or the EM state's σ); nil: none.
     public var nonLocal: NonLocalMeans?
+    /// Denoising: a share of BM3D's first step of the noisy image mixed into the estimate, after the
+    /// non-local stage (`CollaborativeFilter`, thresholds ∝ the noise σ as for `nonLocal`); nil: none.
+    public var collaborative: CollaborativeFilter?
 
     /// Throws when the banks differ in shape, the encoder settings are invalid for D, or β or the
     /// adaptive σ is bad.
     public init(dictionary: Op, analysis: Op? = nil, synthesis: Op? = nil, encoder: UnrolledEncoder,
                 beta: Float = 1, em: EMLambda? = nil, shiftAverage: Bool = false, shifts: ShiftSet = .all, adaptiveSigma: Float? = nil,
-                nonLocal: NonLocalMeans? = nil) throws {
+                nonLocal: NonLocalMeans? = nil, collaborative: CollaborativeFilter? = nil) throws {
         for (name, bank) in [("analysis", analysis), ("synthesis", synthesis)] {
             if let bank, bank.weights.shape != dictionary.weights.shape {
                 throw UnrollError.shapeMismatch("the \(name) bank's weights \(bank.weights.shape) differ from the dictionary's \(dictionary.weights.shape)")
@@ -74,6 +77,7 @@ public struct UnrolledAutoencoder<Op: DictionaryOperator>: Sendable {
         self.shifts = shifts
         self.adaptiveSigma = adaptiveSigma
         self.nonLocal = nonLocal
+        self.collaborative = collaborative
     }
 
     /// The noise σ a denoising model is set for: a noise-adaptive model's current σ, or the EM state's.
