@@ -3,8 +3,9 @@
 // window (squared distance ≤ tau, at most `group`, a power of two of them, the reference first); their 2-D DCT,
 // a Walsh–Hadamard transform across the group, a hard threshold, the inverse transforms, and the filtered
 // patches added to the band's sums with weight 1/(non-zero coefficients) times a Kaiser window (β = 2).
-// Matching goes offset by offset over the band (the squared differences, their sums down 8 rows and across 8
-// columns), so that a reference's candidates come in scan order and ties keep the earlier one.
+// Matching goes offset by offset over the band (the squared differences summed down the rows as they come,
+// so that 8 rows are one subtraction, then across 8 columns by sums of 2, 4 and 8), so that a reference's
+// candidates come in scan order and ties keep the earlier one.
 #include <math.h>
 #include <string.h>
 #include "CUnrollSupport.h"
@@ -60,7 +61,7 @@ static inline __attribute__((always_inline)) void hadamard(float *g, int n) {
 }
 
 long unroll_collaborative_scratch(long rows, long cols, long width, int group) {
-    return (long)sizeof(float) * ((rows * 3 + K) * width + 3 * width + rows * cols * (group + 1) + (long)group * KK + KK)
+    return (long)sizeof(float) * ((rows * 4 + K + 1) * width + 3 * width + rows * cols * (group + 1) + (long)group * KK + KK)
          + (long)sizeof(int32_t) * (rows * cols * (group + 1));
 }
 
@@ -72,11 +73,11 @@ void unroll_collaborative_band(const float *image, long height, long width, cons
     tables(c, kaiser);
     for (int u = 0; u < K; u++)
         for (int x = 0; x < K; x++) ct[x][u] = c[u][x];
-    // Reference rows ref_rows[0 ..< rows], ascending and at most 3 apart, so their patches span at most
-    // span = ref_rows[rows − 1] − ref_rows[0] + 8 ≤ 3·rows + 5 image rows.
+    // Reference rows ref_rows[0 ..< rows], ascending and at most 4 apart, so their patches span at most
+    // span = ref_rows[rows − 1] − ref_rows[0] + 8 ≤ 4·rows + 4 image rows.
     const long first = ref_rows[0], span = ref_rows[rows - 1] - first + K;
-    float *restrict diff = scratch;                               // [span, width]: squared differences
-    float *restrict column = diff + (rows * 3 + K) * width;       // [width]: their sums down a patch
+    float *restrict sums = scratch;                               // [span + 1, width]: squared differences, summed down
+    float *restrict column = sums + (rows * 4 + K + 1) * width;   // [width]: their sums down a patch
     float *restrict distance = column + width;                    // [width]: the patches' distances
     float *restrict limit = distance + width;                     // [rows·cols]: see below
     float *restrict best = limit + rows * cols;                   // [rows·cols, group]: the distances kept
@@ -107,21 +108,26 @@ void unroll_collaborative_band(const float *image, long height, long width, cons
             while (q_lo < cols && ref_cols[q_lo] + dx < 0) q_lo++;
             while (q_hi > q_lo && ref_cols[q_hi - 1] + dx > lastCol) q_hi--;
             if (q_lo >= q_hi) continue;
+            // Row i of `sums` (i ≥ 1): the squared differences summed down image rows first + d0 ..< first + d0 + i,
+            // so that a patch's column sums are one subtraction.
             const long d0 = ref_rows[lo] - first, d1 = ref_rows[hi - 1] - first + K;
+            for (long j = c0; j < c1; j++) sums[j] = 0;
             for (long i = d0; i < d1; i++) {
                 const float *restrict a = image + (first + i) * width, *restrict b = a + (long)dy * width + dx;
-                float *restrict o = diff + i * width;
-                for (long j = c0; j < c1; j++) { const float e = a[j] - b[j]; o[j] = e * e; }
+                const float *restrict above = sums + (i - d0) * width;
+                float *restrict o = sums + (i - d0 + 1) * width;
+                for (long j = c0; j < c1; j++) { const float e = a[j] - b[j]; o[j] = above[j] + e * e; }
             }
             for (long rr = lo; rr < hi; rr++) {
-                const float *restrict s = diff + (ref_rows[rr] - first) * width;
-                for (long j = c0; j < c1; j++) column[j] = s[j];
-                for (int t = 1; t < K; t++)
-                    for (long j = c0; j < c1; j++) column[j] += s[t * width + j];
-                // patch[j] = Σ_{t < 8} column[j + t] for the patches inside both copies, j ∈ [c0, c1 − 8].
-                for (long j = c0; j + K <= c1; j++) distance[j] = column[j];
-                for (int t = 1; t < K; t++)
-                    for (long j = c0; j + K <= c1; j++) distance[j] += column[j + t];
+                const float *restrict top = sums + (ref_rows[rr] - first - d0) * width, *restrict bottom = top + K * width;
+                for (long j = c0; j < c1; j++) column[j] = bottom[j] - top[j];
+                // distance[j] = Σ_{t < 8} column[j + t] for the patches inside both copies, j ∈ [c0, c1 − 8], by
+                // sums of 2, 4 and 8 (pair and quad share `distance` and `column`'s storage as they go).
+                float *restrict pair = distance;
+                for (long j = c0; j + 1 < c1; j++) pair[j] = column[j] + column[j + 1];
+                float *restrict quad = column;
+                for (long j = c0; j + 3 < c1; j++) quad[j] = pair[j] + pair[j + 2];
+                for (long j = c0; j + 7 < c1; j++) distance[j] = quad[j] + quad[j + 4];
                 const long candRow = ref_rows[rr] + dy;
                 const float *restrict rowLimit = limit + rr * cols;
                 for (long q0 = q_lo; q0 < q_hi; q0 += 16) {

@@ -191,7 +191,7 @@ public struct ModelFile: Sendable {
             }
             if file.metadata["model.collaborative"] != nil {
                 let threshold = try r.float("model.collaborative_threshold"), group = try r.int("model.collaborative_group", 1...32)
-                let window = try r.int("model.collaborative_window", 3...129), step = try r.int("model.collaborative_step", 1...3)
+                let window = try r.int("model.collaborative_window", 3...129), step = try r.int("model.collaborative_step", 1...4)
                 guard window % 2 == 1 else { throw UnrollIOError(.malformed, "metadata model.collaborative_window is \(window), expected an odd side") }
                 m.collaborative = try r.context("model.collaborative") {
                     try CollaborativeFilter(weight: try r.float("model.collaborative"), threshold: threshold, groupSize: group,

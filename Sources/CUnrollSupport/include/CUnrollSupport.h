@@ -66,7 +66,7 @@ void unroll_nonlocal_means_rows(const float *padded, long width, int f, int d, f
 float unroll_nonlocal_exp(float x);
 
 /// BM3D's first step (see CollaborativeFilter.c) for the reference patches at rows ref_rows[0 ..< rows] (ascending,
-/// at most 3 apart) × columns ref_cols[0 ..< cols] of a height × width image: each filtered group adds its
+/// at most 4 apart) × columns ref_cols[0 ..< cols] of a height × width image: each filtered group adds its
 /// weighted patches to num and its weights to den, both [·, width] with row 0 at image row out_row0 (covering
 /// the rows the search window reaches). Squared distances over the 8×8 patch ≤ tau; coefficients below
 /// `threshold` are zeroed; `group` ≤ 32. `scratch` holds unroll_collaborative_scratch(rows, cols, width, group) bytes.

@@ -39,7 +39,7 @@ public struct CollaborativeFilter: Equatable, Sendable {
     }
 
     /// Throws unless 0 < weight ≤ 1, threshold ≥ 0 and finite, groupSize a power of two in 1…32, searchRadius in
-    /// 1…64, step in 1…3 (the C kernel relies on reference rows at most 3 apart).
+    /// 1…64, step in 1…4 (the C kernel relies on reference rows at most 4 apart).
     public init(weight: Float, threshold: Float = 2.7, groupSize: Int = 16, searchRadius: Int = 12, step: Int = 3) throws {
         guard weight.isFinite, weight > 0, weight <= 1 else {
             throw UnrollError.invalidArgument("the collaborative filter's weight must be in (0, 1], got \(weight)")
@@ -47,8 +47,8 @@ public struct CollaborativeFilter: Equatable, Sendable {
         guard threshold.isFinite, threshold >= 0 else {
             throw UnrollError.invalidArgument("the collaborative filter's threshold λ must be finite and ≥ 0, got \(threshold)")
         }
-        guard (1...32).contains(groupSize), groupSize & (groupSize - 1) == 0, (1...64).contains(searchRadius), (1...3).contains(step) else {
-            throw UnrollError.invalidArgument("the collaborative filter needs a group size that is a power of two ≤ 32, a search radius in 1...64 and a step in 1...3, got \(groupSize), \(searchRadius) and \(step)")
+        guard (1...32).contains(groupSize), groupSize & (groupSize - 1) == 0, (1...64).contains(searchRadius), (1...4).contains(step) else {
+            throw UnrollError.invalidArgument("the collaborative filter needs a group size that is a power of two ≤ 32, a search radius in 1...64 and a step in 1...4, got \(groupSize), \(searchRadius) and \(step)")
         }
         self.weight = weight
         self.threshold = threshold
