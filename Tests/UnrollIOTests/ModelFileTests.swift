@@ -33,8 +33,9 @@ import UnrollIO
             encoder: UnrolledEncoder(layers: 4, lambda: .scalar(0.05), step: .fixed(0.1)))
         let vsc = VSCModel(generator: .linear, state: TrainerCheckpoint(tensors: ["dictionary": normal([3, 4], seed: 8)],
                                                                        metadata: ["vsc.family": "gaussian"]))
-        let lattice = try net.autoencoder(height: 9, width: 11, adaptiveSigma: 0.1, shifts: .lattice(3),
+        var lattice = try net.autoencoder(height: 9, width: 11, adaptiveSigma: 0.1, shifts: .lattice(3),
                                           nonLocal: NonLocalMeans(strength: 0.125, patchRadius: 2, searchRadius: 7))
+        lattice.collaborative = try CollaborativeFilter(weight: 0.375, threshold: 2.5, groupSize: 8, searchRadius: 9, step: 2)
         return ["dense": .dense(dense), "dense-per-atom": .dense(perAtom), "conv1d": .conv1d(spikes),
                 "conv2d-untied": .conv2d(untied), "conv2d": .conv2d(pudle2d), "conv2d-lattice": .conv2d(lattice), "vsc": .vsc(vsc)]
     }
@@ -42,7 +43,7 @@ import UnrollIO
     static func same<Op: DictionaryOperator & Equatable>(_ a: UnrolledAutoencoder<Op>, _ b: UnrolledAutoencoder<Op>) -> Bool {
         a.dictionary == b.dictionary && a.analysis == b.analysis && a.synthesis == b.synthesis && a.encoder == b.encoder
             && a.beta == b.beta && a.em == b.em && a.shiftAverage == b.shiftAverage && a.shifts == b.shifts
-            && a.adaptiveSigma == b.adaptiveSigma && a.nonLocal == b.nonLocal
+            && a.adaptiveSigma == b.adaptiveSigma && a.nonLocal == b.nonLocal && a.collaborative == b.collaborative
     }
 
     static func same(_ a: UnrollModel, _ b: UnrollModel) -> Bool {
@@ -103,6 +104,8 @@ import UnrollIO
             assert meta["model.shift_lattice"] == "3" and "model.shift_phases" not in meta, meta
             assert (meta["model.non_local"], meta["model.non_local_patch"], meta["model.non_local_window"]) == ("0.125", "5", "15"), meta
             assert meta["model.adaptive_sigma"] == "0.1", meta
+            assert [meta["model.collaborative" + k] for k in ("", "_threshold", "_group", "_window", "_step")] == ["0.375", "2.5", "8", "19", "2"], meta
+            assert not any(k.startswith("model.collaborative") for k in load("untied.safetensors")[0]), meta
             meta, t = load("dense.safetensors")
             assert meta["model.kind"] == "dense" and sorted(t) == ["dictionary"] and np.array_equal(t["dictionary"], np.load("w.npy"))
             assert (meta["encoder.step"], meta["encoder.power_iterations"], meta["encoder.power_seed"]) == ("auto", "40", "5")
@@ -195,6 +198,17 @@ import UnrollIO
         try expectError(nonLocal("0.1", "7", "1000001"), "model.non_local_window is '1000001', expected an integer in 3…129")
         try expectError(nonLocal("-0.1", "7", "23"), "model.non_local: invalid argument: the non-local means' strength h/σ must be finite and > 0, got -0.1")
         try expectError(nonLocal("inf", "7", "23"), "model.non_local is 'inf', expected a finite number")
+        func collaborative(_ weight: String, _ group: String, _ window: String?, _ step: String) -> (inout [String: String], inout [(name: String, tensor: Tensor)]) -> Void {
+            { m, _ in
+                (m["model.collaborative"], m["model.collaborative_threshold"], m["model.collaborative_group"]) = (weight, "2.7", group)
+                (m["model.collaborative_window"], m["model.collaborative_step"]) = (window, step)
+            }
+        }
+        try expectError(collaborative("0.3", "12", "25", "3"), "model.collaborative: invalid argument: the collaborative filter needs a group size that is a power of two ≤ 32")
+        try expectError(collaborative("0.3", "16", "24", "3"), "model.collaborative_window is 24, expected an odd side")
+        try expectError(collaborative("0.3", "16", nil, "3"), "model.collaborative_window is missing")
+        try expectError(collaborative("0.3", "16", "25", "9"), "model.collaborative_step is '9', expected an integer in 1…4")
+        try expectError(collaborative("1.5", "16", "25", "3"), "model.collaborative: invalid argument: the collaborative filter's weight must be in (0, 1], got 1.5")
         try expectError({ m, _ in m["encoder.layers"] = "5" }, "tensor layer_gains is [6, 4], expected [5, 4]")
         try expectError({ _, t in t = t.map { $0.name == "layer_gains" ? ($0.name, Tensor(repeating: -1, shape: [6, 4])) : $0 } },
                         "tensor layer_gains must be finite and ≥ 0")
