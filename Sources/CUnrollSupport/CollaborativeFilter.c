@@ -74,8 +74,8 @@ void unroll_collaborative_band(const float *image, long height, long width, cons
     for (int u = 0; u < K; u++)
         for (int x = 0; x < K; x++) ct[x][u] = c[u][x];
     // Reference rows ref_rows[0 ..< rows], ascending and at most 4 apart, so their patches span at most
-    // span = ref_rows[rows − 1] − ref_rows[0] + 8 ≤ 4·rows + 4 image rows.
-    const long first = ref_rows[0], span = ref_rows[rows - 1] - first + K;
+    // ref_rows[rows − 1] − ref_rows[0] + 8 ≤ 4·rows + 4 image rows.
+    const long first = ref_rows[0];
     float *restrict sums = scratch;                               // [span + 1, width]: squared differences, summed down
     float *restrict column = sums + (rows * 4 + K + 1) * width;   // [width]: their sums down a patch
     float *restrict distance = column + width;                    // [width]: the patches' distances

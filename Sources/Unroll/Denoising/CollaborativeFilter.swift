@@ -86,6 +86,9 @@ public struct CollaborativeFilter: Equatable, Sendable {
         guard sigma.isFinite, sigma > 0 else { throw UnrollError.invalidArgument("noise σ must be finite and > 0, got \(sigma)") }
         if noisy.hasNonFinite { throw UnrollError.nonFinite("the image for the collaborative filter contains NaN or Inf") }
         let (h, w) = (noisy.shape[0], noisy.shape[1])
+        guard h * w <= Int(Int32.max) else {   // the kernel keeps patch positions as 32-bit offsets
+            throw UnrollError.shapeMismatch("the collaborative filter takes images of at most \(Int32.max) pixels, got \(h)×\(w)")
+        }
         func grid(_ n: Int) -> [Int32] {
             var g = Array(stride(from: 0, through: n - k, by: step))
             if g.last != n - k { g.append(n - k) }
