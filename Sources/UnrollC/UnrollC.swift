@@ -685,26 +685,31 @@ public func unrollSetNonLocal(_ h: OpaquePointer?, _ strength: Float, _ patch: I
     }
 }
 
-/// The model's collaborative filter (`CollaborativeFilter`): its share a into `weight` and its threshold λ
-/// into `threshold`; both 0 for a model without one.
+/// The model's collaborative filter (`CollaborativeFilter`): the share a of BM3D's first step into `weight`, its
+/// threshold λ into `threshold`, the share c of its second step into `wiener` and that step's μ into
+/// `wiener_threshold`; all 0 for a model without one.
 @_cdecl("unroll_collaborative")
-public func unrollCollaborative(_ h: OpaquePointer?, _ weight: UnsafeMutablePointer<Float>?, _ threshold: UnsafeMutablePointer<Float>?) -> Int32 {
+public func unrollCollaborative(_ h: OpaquePointer?, _ weight: UnsafeMutablePointer<Float>?, _ threshold: UnsafeMutablePointer<Float>?,
+                                _ wiener: UnsafeMutablePointer<Float>?, _ wienerThreshold: UnsafeMutablePointer<Float>?) -> Int32 {
     guarded {
-        guard let weight, let threshold else { throw APIError("weight and threshold must not be NULL") }
+        guard let weight, let threshold, let wiener, let wienerThreshold else { throw APIError("the outputs must not be NULL") }
         guard let ae = try convHandle(h).model else { throw APIError("the model is not fitted") }
-        weight.pointee = ae.collaborative?.weight ?? 0
-        threshold.pointee = ae.collaborative?.threshold ?? 0
+        let c = ae.collaborative
+        (weight.pointee, threshold.pointee) = (c?.weight ?? 0, c?.threshold ?? 0)
+        (wiener.pointee, wienerThreshold.pointee) = (c?.wienerWeight ?? 0, c?.wienerThreshold ?? 0)
     }
 }
 
-/// Sets the model's collaborative filter: a share `weight` in (0, 1] with threshold λ ≥ 0 (the other settings
-/// the model's, else the defaults), or none when `weight` is 0 (denoising with one needs the noise σ).
+/// Sets the model's collaborative filter: a share `weight` in (0, 1] of BM3D's first step with threshold λ ≥ 0,
+/// then a share `wiener` in [0, 1] of its second step with μ = `wiener_threshold` ≥ 0 (the other settings the
+/// model's, else the defaults), or none when `weight` is 0 (denoising with one needs the noise σ).
 @_cdecl("unroll_set_collaborative")
-public func unrollSetCollaborative(_ h: OpaquePointer?, _ weight: Float, _ threshold: Float) -> Int32 {
+public func unrollSetCollaborative(_ h: OpaquePointer?, _ weight: Float, _ threshold: Float, _ wiener: Float, _ wienerThreshold: Float) -> Int32 {
     guarded {
         let model = try convHandle(h)
         guard var ae = model.model else { throw APIError("the model is not fitted") }
-        ae.collaborative = weight == 0 ? nil : try (ae.collaborative ?? CollaborativeFilter(weight: weight)).with(weight: weight, threshold: threshold)
+        ae.collaborative = weight == 0 ? nil : try (ae.collaborative ?? CollaborativeFilter(weight: weight))
+            .with(weight: weight, threshold: threshold, wienerWeight: wiener, wienerThreshold: wienerThreshold)
         model.model = ae
     }
 }

@@ -27,7 +27,8 @@ import UnrollCore
 /// non-local stage's h/σ, with `model.non_local_patch` and `model.non_local_window`, odd sides in pixels;
 /// `NonLocalMeans`), `model.collaborative` (conv2d: the share a of BM3D's first step mixed in, with
 /// `model.collaborative_threshold` λ, `model.collaborative_group`, `model.collaborative_window` (odd) and
-/// `model.collaborative_step`; `CollaborativeFilter`). Keys under `training.` and `data.` are
+/// `model.collaborative_step`, and with its second step `model.collaborative_wiener` c and
+/// `model.collaborative_wiener_threshold` μ; `CollaborativeFilter`). Keys under `training.` and `data.` are
 /// provenance (`info`), never read back into the model; they hold no machine paths in shipped models.
 ///
 /// VSC (`model.kind` vsc-linear, vsc-conv): the trainer's tensors and settings under their own names.
@@ -85,6 +86,10 @@ public struct ModelFile: Sendable {
                 meta["model.collaborative_group"] = String(c.groupSize)
                 meta["model.collaborative_window"] = String(2 * c.searchRadius + 1)
                 meta["model.collaborative_step"] = String(c.step)
+                if c.wienerWeight > 0 {
+                    meta["model.collaborative_wiener"] = c.wienerWeight.description
+                    meta["model.collaborative_wiener_threshold"] = c.wienerThreshold.description
+                }
             }
         case let .vsc(m):
             meta.merge(m.state.metadata) { _, new in new }
@@ -193,9 +198,13 @@ public struct ModelFile: Sendable {
                 let threshold = try r.float("model.collaborative_threshold"), group = try r.int("model.collaborative_group", 1...32)
                 let window = try r.int("model.collaborative_window", 3...129), step = try r.int("model.collaborative_step", 1...4)
                 guard window % 2 == 1 else { throw UnrollIOError(.malformed, "metadata model.collaborative_window is \(window), expected an odd side") }
+                var wiener: (weight: Float, threshold: Float) = (0, CollaborativeFilter.defaultWienerThreshold)
+                if file.metadata["model.collaborative_wiener"] != nil {
+                    wiener = (try r.float("model.collaborative_wiener"), try r.float("model.collaborative_wiener_threshold"))
+                }
                 m.collaborative = try r.context("model.collaborative") {
-                    try CollaborativeFilter(weight: try r.float("model.collaborative"), threshold: threshold, groupSize: group,
-                                            searchRadius: window / 2, step: step)
+                    try CollaborativeFilter(weight: try r.float("model.collaborative"), threshold: threshold, wienerWeight: wiener.weight,
+                                            wienerThreshold: wiener.threshold, groupSize: group, searchRadius: window / 2, step: step)
                 }
             }
             model = .conv2d(m)

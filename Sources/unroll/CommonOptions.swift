@@ -23,7 +23,7 @@ struct ShiftOptions: ParsableArguments {
         "CRsAE models: average n² of the s² shifts, n evenly spaced phases per axis (default: the model's own, else all).", valueName: "n"))
     var phases: Int?
     @Option(name: .customLong("shift-lattice"), help: ArgumentHelp(
-        "CRsAE models: average n shifts on a lattice, each with its own phase on both axes when n ≤ s (the shipped models: 8 of 64).", valueName: "n"))
+        "CRsAE models: average n shifts on a lattice, each with its own phase on both axes when n ≤ s (the shipped models: 6 of 64).", valueName: "n"))
     var lattice: Int?
 
     func validate() throws { _ = try set() }
@@ -83,22 +83,35 @@ struct CollaborativeOptions: ParsableArguments {
     @Option(name: .customLong("collaborative-threshold"), help: ArgumentHelp(
         "The collaborative filter's hard threshold λ, in units of σ (default: the model's, else 2.7).", valueName: "λ"))
     var threshold: Float?
+    @Option(name: .customLong("wiener"), help: ArgumentHelp(
+        "CRsAE models: then mix this share c of BM3D's second step (on the same groups, with the estimate so far as its pilot) in; 0: none (default: the model's own setting).",
+        valueName: "c"))
+    var wiener: Float?
+    @Option(name: .customLong("wiener-threshold"), help: ArgumentHelp(
+        "The second step's μ: its factors are P²/(P² + μ²σ²) (default: the model's, else √0.4, BM3D's).", valueName: "μ"))
+    var wienerThreshold: Float?
 
     func validate() throws {
-        if weight == 0, threshold != nil { throw ValidationError("--collaborative 0 turns the filter off; --collaborative-threshold does not apply") }
-        _ = try CollaborativeFilter(weight: weight == 0 ? 1 : weight ?? 1, threshold: threshold ?? 2.7)
+        if weight == 0, threshold != nil || wiener != nil || wienerThreshold != nil {
+            throw ValidationError("--collaborative 0 turns the filter off; --collaborative-threshold, --wiener and --wiener-threshold do not apply")
+        }
+        _ = try CollaborativeFilter(weight: weight == 0 ? 1 : weight ?? 1, threshold: threshold ?? 2.7, wienerWeight: wiener ?? 0,
+                                    wienerThreshold: wienerThreshold ?? CollaborativeFilter.defaultWienerThreshold)
     }
 
-    var given: Bool { weight != nil || threshold != nil }
+    var given: Bool { weight != nil || threshold != nil || wiener != nil || wienerThreshold != nil }
 
     /// The filter asked for, in place of `current` (the model's own): the options given on top of it.
     func setting(replacing current: CollaborativeFilter?) throws -> CollaborativeFilter? {
         if weight == 0 { return nil }
         guard let base = try current ?? weight.map({ try CollaborativeFilter(weight: $0) }) else {
-            if threshold != nil { throw CLIError("--collaborative-threshold needs --collaborative a: the model has no collaborative filter") }
+            if threshold != nil || wiener != nil || wienerThreshold != nil {
+                throw CLIError("--collaborative-threshold, --wiener and --wiener-threshold need --collaborative a: the model has no collaborative filter")
+            }
             return nil
         }
-        return try base.with(weight: weight ?? base.weight, threshold: threshold ?? base.threshold)
+        return try base.with(weight: weight ?? base.weight, threshold: threshold ?? base.threshold, wienerWeight: wiener,
+                             wienerThreshold: wienerThreshold)
     }
 }
 

@@ -28,7 +28,9 @@ struct Denoise: ParsableCommand {
             estimate (`model.non_local`; the shipped ones do, with h = 0.1σ): --non-local h/σ sets it, \
             --non-local 0 leaves it out. Then a share a of BM3D's first step of the noisy image may be \
             mixed in (`model.collaborative`; the shipped ones do, a = 0.5, 0.35 and 0.25 from the lowest \
-            σ up): --collaborative a sets it, --collaborative 0 leaves it out.
+            σ up): --collaborative a sets it, --collaborative 0 leaves it out. Then a share c of BM3D's \
+            second step, on the same groups with that result as its pilot (`model.collaborative_wiener`; \
+            the shipped ones mix c = 0.5 with BM3D's μ² = 0.4): --wiener c sets it, --wiener 0 leaves it out.
 
             A noise-adaptive model (the shipped ones, or `unroll train --family crsae --sigma-range …`) \
             sets its thresholds for the input's noise level: --sigma, else --add-noise's σ, else σ \

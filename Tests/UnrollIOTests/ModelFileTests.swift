@@ -35,7 +35,8 @@ import UnrollIO
                                                                        metadata: ["vsc.family": "gaussian"]))
         var lattice = try net.autoencoder(height: 9, width: 11, adaptiveSigma: 0.1, shifts: .lattice(3),
                                           nonLocal: NonLocalMeans(strength: 0.125, patchRadius: 2, searchRadius: 7))
-        lattice.collaborative = try CollaborativeFilter(weight: 0.375, threshold: 2.5, groupSize: 8, searchRadius: 9, step: 2)
+        lattice.collaborative = try CollaborativeFilter(weight: 0.375, threshold: 2.5, wienerWeight: 0.625, wienerThreshold: 0.75, groupSize: 8,
+                                                        searchRadius: 9, step: 2)
         return ["dense": .dense(dense), "dense-per-atom": .dense(perAtom), "conv1d": .conv1d(spikes),
                 "conv2d-untied": .conv2d(untied), "conv2d": .conv2d(pudle2d), "conv2d-lattice": .conv2d(lattice), "vsc": .vsc(vsc)]
     }
@@ -104,7 +105,8 @@ import UnrollIO
             assert meta["model.shift_lattice"] == "3" and "model.shift_phases" not in meta, meta
             assert (meta["model.non_local"], meta["model.non_local_patch"], meta["model.non_local_window"]) == ("0.125", "5", "15"), meta
             assert meta["model.adaptive_sigma"] == "0.1", meta
-            assert [meta["model.collaborative" + k] for k in ("", "_threshold", "_group", "_window", "_step")] == ["0.375", "2.5", "8", "19", "2"], meta
+            keys = ("", "_threshold", "_group", "_window", "_step", "_wiener", "_wiener_threshold")
+            assert [meta["model.collaborative" + k] for k in keys] == ["0.375", "2.5", "8", "19", "2", "0.625", "0.75"], meta
             assert not any(k.startswith("model.collaborative") for k in load("untied.safetensors")[0]), meta
             meta, t = load("dense.safetensors")
             assert meta["model.kind"] == "dense" and sorted(t) == ["dictionary"] and np.array_equal(t["dictionary"], np.load("w.npy"))
@@ -209,6 +211,15 @@ import UnrollIO
         try expectError(collaborative("0.3", "16", nil, "3"), "model.collaborative_window is missing")
         try expectError(collaborative("0.3", "16", "25", "9"), "model.collaborative_step is '9', expected an integer in 1…4")
         try expectError(collaborative("1.5", "16", "25", "3"), "model.collaborative: invalid argument: the collaborative filter's weight must be in (0, 1], got 1.5")
+        func wiener(_ share: String, _ mu: String?) -> (inout [String: String], inout [(name: String, tensor: Tensor)]) -> Void {
+            { m, t in
+                collaborative("0.3", "16", "25", "3")(&m, &t)
+                (m["model.collaborative_wiener"], m["model.collaborative_wiener_threshold"]) = (share, mu)
+            }
+        }
+        try expectError(wiener("0.5", nil), "model.collaborative_wiener_threshold is missing")
+        try expectError(wiener("1.5", "0.6"), "model.collaborative: invalid argument: the collaborative filter's second-step share must be in [0, 1], got 1.5")
+        try expectError(wiener("0.5", "-1"), "model.collaborative: invalid argument: the collaborative filter's second-step μ must be finite and ≥ 0, got -1.0")
         try expectError({ m, _ in m["encoder.layers"] = "5" }, "tensor layer_gains is [6, 4], expected [5, 4]")
         try expectError({ _, t in t = t.map { $0.name == "layer_gains" ? ($0.name, Tensor(repeating: -1, shape: [6, 4])) : $0 } },
                         "tensor layer_gains must be finite and ≥ 0")

@@ -141,12 +141,15 @@ def test_the_shipped_models_end_with_a_non_local_means_numpy_agrees(tmp_path):
             staged.denoise(noisy, non_local=bad)
 
 
-def bm3d_first_step(y, sigma, lam, k=8, group=16, radius=12, step=3):
+def bm3d_step(y, sigma, lam, pilot=None, k=8, group=16, radius=12, step=3):
     """BM3D's first step (Dabov et al. 2007; Lebrun 2012) in float64, one reference patch at a time: the
     candidates within the window whose squared distance is ≤ τ, sorted (the reference first, ties in scan
     order), a power of two of them; orthonormal 8×8 DCT and Walsh–Hadamard across the group; coefficients
-    below λσ zeroed; patches summed with weight 1/(non-zeros) times a Kaiser window (β = 2)."""
+    below λσ zeroed; patches summed with weight 1/(non-zeros) times a Kaiser window (β = 2).
+    With a pilot, its second step on the same groups: the orthonormal Haar transform across the group, each
+    coefficient of the noisy group scaled by P²/(P² + λ²σ²) of the pilot's, weight 1/Σ factor²."""
     y = np.asarray(y, np.float64)
+    pilot = None if pilot is None else np.asarray(pilot, np.float64)
     rows, cols = y.shape
     tau = (2500 if sigma <= 40 / 255 else 5000) / 255 ** 2 * k * k
     c = np.array([[np.cos(np.pi * (2 * x + 1) * u / (2 * k)) for x in range(k)] for u in range(k)]) * np.sqrt(2 / k)
@@ -156,6 +159,14 @@ def bm3d_first_step(y, sigma, lam, k=8, group=16, radius=12, step=3):
     def grid(n):
         g = list(range(0, n - k + 1, step))
         return g if g[-1] == n - k else g + [n - k]
+
+    def across(n):   # the orthonormal transform across a group of n
+        h = np.array([[1.0]])
+        while h.shape[0] < n:
+            m = h.shape[0]
+            h = np.block([[h, h], [h, -h]]) if pilot is None else np.vstack([np.kron(h, [1, 1]), np.kron(np.eye(m), [1, -1])])
+            h /= np.sqrt(2)
+        return h
 
     num, den = np.zeros_like(y), np.zeros_like(y)
     for i in grid(rows):
@@ -172,24 +183,29 @@ def bm3d_first_step(y, sigma, lam, k=8, group=16, radius=12, step=3):
             n = 1
             while 2 * n <= min(len(found), group):
                 n *= 2
-            h = np.array([[1.0]])
-            while h.shape[0] < n:
-                h = np.block([[h, h], [h, -h]])
-            h /= np.sqrt(n)
+            h = across(n)
             members = [(a, b) for _, _, a, b in found[:n]]
             t = np.tensordot(h, np.stack([c @ y[a:a + k, b:b + k] @ c.T for a, b in members]), axes=1)
-            t[np.abs(t) < lam * sigma] = 0
-            w = 1 / max(np.count_nonzero(t), 1)
-            for (a, b), p in zip(members, np.tensordot(h, t, axes=1)):
+            if pilot is None:
+                t[np.abs(t) < lam * sigma] = 0
+                w = 1 / max(np.count_nonzero(t), 1)
+            else:
+                p2 = np.tensordot(h, np.stack([c @ pilot[a:a + k, b:b + k] @ c.T for a, b in members]), axes=1) ** 2
+                d = p2 + (lam * sigma) ** 2
+                f = np.divide(p2, d, out=np.zeros_like(p2), where=d > 0)
+                t *= f
+                w = 1 / np.sum(f ** 2) if np.any(f) else 1
+            for (a, b), p in zip(members, np.tensordot(h.T, t, axes=1)):
                 num[a:a + k, b:b + k] += w * window * (c.T @ p @ c)
                 den[a:a + k, b:b + k] += w * window
     return num / den
 
 
-def test_the_shipped_models_mix_in_bm3d_first_step_numpy_agrees():
-    """Each shipped model ends with a share a of BM3D's first step of the noisy image: with a = 1 its output
-    is that step, which equals a float64 NumPy version written from the definition (5e-5), and its own a mixes
-    it into the estimate without it."""
+def test_the_shipped_models_mix_in_bm3d_two_steps_numpy_agrees():
+    """Each shipped model ends with BM3D's two steps of the noisy image: a share a of the first step b, then a
+    share c of the second step with that mix as its pilot. With a = 1 and c = 0 its output is b, with a = 1 and
+    c = 1 the second step with b as the pilot; both equal a float64 NumPy version written from the definition
+    (5e-5), and the model's own a and c mix them into the estimate without them."""
     from unroll._denoiser import _shipped
     models = json.loads(_shipped("denoise-models.json").read_text())["models"]
     yy, xx = np.mgrid[0:34, 0:41]
@@ -197,18 +213,27 @@ def test_the_shipped_models_mix_in_bm3d_first_step_numpy_agrees():
     for entry, sigma in zip(models, (15 / 255, 25 / 255, 50 / 255)):
         noisy = (clean + np.random.default_rng(6).normal(0, sigma, clean.shape)).astype(np.float32)
         model = unroll.load(_shipped(entry["file"]), n_jobs=1)
-        a, lam = model.collaborative_
-        assert lam == 3.0 and 0 < a <= 0.5, entry
-        b = model.denoise(noisy, sigma=sigma, collaborative=1)
-        expected = bm3d_first_step(noisy, np.float32(sigma), lam)
-        assert np.max(np.abs(b - expected)) < 5e-5, entry
+        a, lam, c, mu = model.collaborative_
+        assert lam == 3.0 and 0 < a <= 0.5 and 0 <= c <= 1 and mu > 0, entry
+        b = model.denoise(noisy, sigma=sigma, collaborative=1, wiener=0)
+        assert np.max(np.abs(b - bm3d_step(noisy, np.float32(sigma), lam))) < 5e-5, entry
         assert np.max(np.abs(b - noisy)) > sigma   # it filtered
+        f = model.denoise(noisy, sigma=sigma, collaborative=1, wiener=1)
+        assert np.max(np.abs(f - bm3d_step(noisy, np.float32(sigma), np.float32(mu), pilot=b))) < 5e-5, entry
+        assert np.max(np.abs(f - b)) > sigma / 10   # the second step is not the first
         without = model.denoise(noisy, sigma=sigma, collaborative=0)
-        assert np.max(np.abs(model.denoise(noisy, sigma=sigma) - ((1 - np.float32(a)) * without + np.float32(a) * b))) < 1e-6
-        assert model._model.collaborative() == pytest.approx((a, lam))   # the model's own share is back
+        pilot = (1 - np.float32(a)) * without + np.float32(a) * b
+        own_f = model.denoise(noisy, sigma=sigma, wiener=1)   # the second step with the model's own mix as the pilot
+        assert np.max(np.abs(own_f - bm3d_step(noisy, np.float32(sigma), np.float32(mu), pilot=pilot))) < 5e-5, entry
+        expected = (1 - np.float32(c)) * pilot + np.float32(c) * own_f
+        assert np.max(np.abs(model.denoise(noisy, sigma=sigma) - expected)) < 1e-6, entry
+        assert model._model.collaborative() == pytest.approx((a, lam, c, mu))   # the model's own shares are back
     for bad in (-0.1, 1.5, float("nan")):
-        with pytest.raises(ValueError, match="collaborative"):
-            model.denoise(noisy, collaborative=bad)
+        for name in ("collaborative", "wiener"):
+            with pytest.raises(ValueError, match=name):
+                model.denoise(noisy, **{name: bad})
+    with pytest.raises(ValueError, match="first step"):
+        model.denoise(noisy, sigma=sigma, collaborative=0, wiener=0.5)
 
 
 def test_pretrained_picks_the_model_the_cli_picks_for_sigma(tmp_path):

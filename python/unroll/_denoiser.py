@@ -86,7 +86,7 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
         self._record()
         return self
 
-    def denoise(self, image, sigma=None, non_local=None, collaborative=None):
+    def denoise(self, image, sigma=None, non_local=None, collaborative=None, wiener=None):
         """The denoised image of a noisy one, [H, W] gray or [H, W, 3] RGB (denoised channel by
         channel, as `unroll denoise` does), in the image's dtype; values not clamped. `sigma` is the
         image's noise level (e.g. 25 / 255), for which a noise-adaptive model (such as `pretrained()`)
@@ -95,27 +95,32 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
         h/σ, patch and window sides; the pretrained models have (0.1, 7, 23)): None keeps the model's,
         0 leaves it out, a number h/σ sets it (with the model's sides, else 7 and 23), as `unroll
         denoise --non-local` does. `collaborative` is the share a of BM3D's first step of the noisy
-        image mixed into the estimate at the end (`collaborative_`: a and the threshold λ): None keeps
-        the model's, 0 leaves it out, a number sets a (with the model's λ, else 2.7), as `unroll denoise
-        --collaborative` does."""
+        image mixed into the estimate at the end (`collaborative_`: a, the threshold λ, then the share c
+        of BM3D's second step with that as its pilot and the step's μ): None keeps the model's, 0 leaves
+        it out, a number sets a (with the model's λ, c and μ, else 2.7, 0 and √0.4), as `unroll denoise
+        --collaborative` does. `wiener` sets c likewise (`--wiener`; it needs the first step)."""
         check_is_fitted(self, "filters_")
         if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
             raise ValueError(f"sigma must be a noise level > 0 (e.g. 25 / 255), got {sigma}")
         if non_local is not None and not (np.isfinite(non_local) and non_local >= 0):
             raise ValueError(f"non_local must be h/σ > 0, or 0 for none, got {non_local}")
-        if collaborative is not None and not (np.isfinite(collaborative) and 0 <= collaborative <= 1):
-            raise ValueError(f"collaborative must be a share in (0, 1], or 0 for none, got {collaborative}")
+        for name, share in (("collaborative", collaborative), ("wiener", wiener)):
+            if share is not None and not (np.isfinite(share) and 0 <= share <= 1):
+                raise ValueError(f"{name} must be a share in [0, 1], got {share}")
         image = np.asarray(image)
         if image.ndim == 3 and image.shape[2] == 3:
-            return np.stack([self.denoise(image[:, :, k], sigma, non_local, collaborative) for k in range(3)], axis=2)
+            return np.stack([self.denoise(image[:, :, k], sigma, non_local, collaborative, wiener) for k in range(3)], axis=2)
         image = _images([image])[0]
         own_non_local, own_collaborative = self._model.non_local(), self._model.collaborative()
         if non_local is not None:
             sides = own_non_local[1:] if own_non_local else (7, 23)
             self._model.set_non_local(None if non_local == 0 else (non_local, *sides))
-        if collaborative is not None:
-            threshold = own_collaborative[1] if own_collaborative else 2.7
-            self._model.set_collaborative(None if collaborative == 0 else (collaborative, threshold))
+        if collaborative is not None or wiener is not None:
+            a, lam, c, mu = own_collaborative or (collaborative, 2.7, 0.0, 0.4 ** 0.5)
+            a, c = (a if collaborative is None else collaborative), (c if wiener is None else wiener)
+            if a is None or (a == 0 and c != 0 and wiener is not None):
+                raise ValueError("wiener needs the first step: the model has no collaborative filter, give collaborative=a")
+            self._model.set_collaborative(None if a == 0 else (a, lam, c, mu))
         try:
             return self._model.denoise(image, sigma).astype(image.dtype, copy=False)
         finally:

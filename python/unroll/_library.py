@@ -64,8 +64,8 @@ for name, args, res in [
     ("unroll_noise_reference", [_p, _f32], ctypes.c_int),
     ("unroll_non_local", [_p, _f32, _pi64, _pi64], ctypes.c_int),
     ("unroll_set_non_local", [_p, ctypes.c_float, _i64, _i64], ctypes.c_int),
-    ("unroll_collaborative", [_p, _f32, _f32], ctypes.c_int),
-    ("unroll_set_collaborative", [_p, ctypes.c_float, ctypes.c_float], ctypes.c_int),
+    ("unroll_collaborative", [_p, _f32, _f32, _f32, _f32], ctypes.c_int),
+    ("unroll_set_collaborative", [_p, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float], ctypes.c_int),
     ("unroll_weights_shape", [_p, _pi64, _pi64], ctypes.c_int),
     ("unroll_lambdas", [_p, _f32, _pi64], ctypes.c_int),
     ("unroll_conv1d_create", [ctypes.c_char_p, ctypes.POINTER(_p)], ctypes.c_int),
@@ -151,14 +151,14 @@ class Model:
         check(lib.unroll_set_non_local(self.handle, *((0.0, 0, 0) if stage is None else (float(stage[0]), int(stage[1]), int(stage[2])))))
 
     def collaborative(self):
-        """(share a, threshold λ) of the model's collaborative filter, or None."""
-        weight, threshold = ctypes.c_float(), ctypes.c_float()
-        check(lib.unroll_collaborative(self.handle, ctypes.byref(weight), ctypes.byref(threshold)))
-        return None if weight.value == 0 else (weight.value, threshold.value)
+        """(share a, threshold λ, second-step share c, its μ) of the model's collaborative filter, or None."""
+        values = [ctypes.c_float() for _ in range(4)]
+        check(lib.unroll_collaborative(self.handle, *map(ctypes.byref, values)))
+        return None if values[0].value == 0 else tuple(v.value for v in values)
 
     def set_collaborative(self, stage):
-        """Sets the collaborative filter to (share a, threshold λ), or removes it (None)."""
-        check(lib.unroll_set_collaborative(self.handle, *((0.0, 0.0) if stage is None else (float(stage[0]), float(stage[1])))))
+        """Sets the collaborative filter to (share a, threshold λ, second-step share c, its μ), or removes it (None)."""
+        check(lib.unroll_set_collaborative(self.handle, *((0.0,) * 4 if stage is None else map(float, stage))))
 
     @classmethod
     def load(cls, path, settings=None):

@@ -60,8 +60,8 @@ int unroll_noise_reference(unroll_model *model, float *sigma);
  * strength 0 removes it; a stage needs a noise-adaptive (or EM) model, which knows σ. */
 int unroll_non_local(unroll_model *model, float *strength, int64_t *patch, int64_t *window);
 int unroll_set_non_local(unroll_model *model, float strength, int64_t patch, int64_t window);
-int unroll_collaborative(unroll_model *model, float *weight, float *threshold);
-int unroll_set_collaborative(unroll_model *model, float weight, float threshold);
+int unroll_collaborative(unroll_model *model, float *weight, float *threshold, float *wiener, float *wiener_threshold);
+int unroll_set_collaborative(unroll_model *model, float weight, float threshold, float wiener, float wiener_threshold);
 
 /* 1-D convolutional spike sorting (CRsAE). Settings: n_neurons, filter_length (null: 2.5 ms),
  * sampling_rate, n_layers, max_iter (epochs), batch_size, learning_rate, lr_decay, window,

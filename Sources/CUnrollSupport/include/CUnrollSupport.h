@@ -65,14 +65,20 @@ void unroll_nonlocal_means_rows(const float *padded, long width, int f, int d, f
 /// The exponential the weights use, for x ≤ 0 (tests).
 float unroll_nonlocal_exp(float x);
 
-/// BM3D's first step (see CollaborativeFilter.c) for the reference patches at rows ref_rows[0 ..< rows] (ascending,
-/// at most 4 apart) × columns ref_cols[0 ..< cols] of a height × width image: each filtered group adds its
-/// weighted patches to num and its weights to den, both [·, width] with row 0 at image row out_row0 (covering
-/// the rows the search window reaches). Squared distances over the 8×8 patch ≤ tau; coefficients below
-/// `threshold` are zeroed; `group` ≤ 32. `scratch` holds unroll_collaborative_scratch(rows, cols, width, group) bytes.
-void unroll_collaborative_band(const float *image, long height, long width, const int32_t *ref_rows, long rows,
-                               const int32_t *ref_cols, long cols, int radius, int group, float tau, float threshold,
-                               float *num, float *den, long out_row0, void *scratch);
+/// BM3D's groups (see CollaborativeFilter.c) for the reference patches at rows ref_rows[0 ..< rows] (ascending, at
+/// most 4 apart) × columns ref_cols[0 ..< cols] of a height × width noisy image: reference r = i·cols + j gets
+/// count[r] (a power of two) patches, at offsets (row·width + column) where[r·group ..< r·group + count[r]], the
+/// reference first; squared distances over the 8×8 patch ≤ tau; `group` ≤ 32. `scratch` holds
+/// unroll_collaborative_scratch(rows, cols, width, group) bytes.
+void unroll_collaborative_match(const float *image, long height, long width, const int32_t *ref_rows, long rows,
+                                const int32_t *ref_cols, long cols, int radius, int group, float tau, int32_t *where,
+                                int32_t *count, void *scratch);
+/// BM3D's first step (pilot NULL: coefficients below `threshold` zeroed) or second (the pilot's Wiener factors
+/// with noise `threshold`) on `references` groups from unroll_collaborative_match: each adds its weighted patches
+/// to num and its weights to den, both [·, width] with row 0 at image row out_row0.
+void unroll_collaborative_filter(const float *image, const float *pilot, long width, const int32_t *where,
+                                 const int32_t *count, long references, int group, float threshold, float *num,
+                                 float *den, long out_row0);
 long unroll_collaborative_scratch(long rows, long cols, long width, int group);
 
 /// One part of a parallel region.
