@@ -7,7 +7,11 @@
 # validation; it denoises by averaging 8 of its 64 shifts on a lattice (--shift-lattice 8: every phase of
 # each axis once), the speed/quality point chosen on the held-out images (docs/denoising.md), and ends with
 # a non-local means of its estimate (--non-local 0.1: h = 0.1σ, 7×7 patches, 23×23 window), also chosen
-# there. The shipped files were trained before that stage existed and got its three keys added after.
+# there. The shipped files were trained before that stage existed and got its three keys added after, and
+# later (docs/denoising.md, sessions 24 and 25) BM3D's two steps and 6 lattice shifts instead of 8, set
+# after training in the same way (no tensor changed). `unroll denoise --model OUT/best.safetensors
+# --shift-lattice 6 --collaborative a --collaborative-threshold 3 --wiener 0.5` denoises as the shipped
+# file does, with a = 0.5, 0.35 and 0.25 for the σ 5–55, σ 35 and σ 50 models.
 #
 #   scripts/train-denoiser.sh [OUTPUT_DIR] [more train options]   # default denoiser-run; 100 min when both models train at once on two cores
 #

@@ -341,13 +341,15 @@ import UnrollIO
     }()
     static var shippedModel: String { shippedModels[0].path }
 
-    /// `info` names the shifts the shipped model averages: 8 of its 64 on a lattice (as `bench denoise` times it).
+    /// `info` names the shifts the shipped model averages, 6 of its 64 on a lattice (as `bench denoise` times it),
+    /// and its last stages.
     @Test func infoNamesTheShiftsAModelAverages() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let r = try Self.ok(["info", Self.shippedModel], in: dir)
-        #expect(r.stdout.contains("denoising: the mean of the encodings of 8 of the 64 shifts (a lattice, 8 phases per axis)"), "\(r.stdout)")
+        #expect(r.stdout.contains("denoising: the mean of the encodings of 6 of the 64 shifts (a lattice, 6 phases per axis)"), "\(r.stdout)")
         #expect(r.stdout.contains("denoising, last stage: a non-local means of the estimate, 7×7 patches, 23×23 window, h = 0.1σ"), "\(r.stdout)")
+        #expect(r.stdout.contains("λ = 3.0), then a share 0.5 of its second step (μ = 0.6324555)"), "\(r.stdout)")
     }
 
     /// The shipped models end with their non-local means: --non-local 0.1 (their own) changes nothing,
