@@ -107,12 +107,11 @@ public struct CollaborativeFilter: Equatable, Sendable {
 
     /// BM3D's second step f of a noisy image with this pilot (same shape), on the first step's groups.
     public func finalEstimate(_ noisy: Tensor, pilot: Tensor, sigma: Float) throws -> Tensor {
-        let groups = try Groups(noisy, sigma: sigma, filter: self)
         guard pilot.shape == noisy.shape else {
             throw UnrollError.shapeMismatch("the pilot \(pilot.shape) and the noisy image \(noisy.shape) differ in shape")
         }
         if pilot.hasNonFinite { throw UnrollError.nonFinite("the pilot for the collaborative filter contains NaN or Inf") }
-        return groups.filter(noisy, pilot: pilot.data, threshold: wienerThreshold * sigma)
+        return try Groups(noisy, sigma: sigma, filter: self).filter(noisy, pilot: pilot.data, threshold: wienerThreshold * sigma)
     }
 
     static func mix(_ x: Tensor, _ y: Tensor, share: Float) -> Tensor {

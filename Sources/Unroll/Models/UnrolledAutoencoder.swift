@@ -36,8 +36,9 @@ public struct UnrolledAutoencoder<Op: DictionaryOperator>: Sendable {
     /// Denoising: a non-local means of the reconstruction as its last stage (`NonLocalMeans`, h ∝ the
     /// noise σ: `adaptiveSigma` once set for the image's noise, or the EM state's σ); nil: none.
     public var nonLocal: NonLocalMeans?
-    /// Denoising: a share of BM3D's first step of the noisy image mixed into the estimate, after the
-    /// non-local stage (`CollaborativeFilter`, thresholds ∝ the noise σ as for `nonLocal`); nil: none.
+    /// Denoising: a share of BM3D's first step of the noisy image mixed into the estimate after the
+    /// non-local stage, then a share of its second step (`CollaborativeFilter`, thresholds ∝ the noise σ as for
+    /// `nonLocal`); nil: none.
     public var collaborative: CollaborativeFilter?
 
     /// Throws when the banks differ in shape, the encoder settings are invalid for D, or β or the
