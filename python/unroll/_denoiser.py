@@ -118,7 +118,7 @@ class ConvolutionalDenoiser(PickledThroughModelFile, BaseEstimator):
         if collaborative is not None or wiener is not None:
             a, lam, c, mu = own_collaborative or (collaborative, 2.7, 0.0, 0.4 ** 0.5)
             a, c = (a if collaborative is None else collaborative), (c if wiener is None else wiener)
-            if a is None or (a == 0 and c != 0 and wiener is not None):
+            if a is None or (a == 0 and wiener):   # a second-step share asked for without the first step
                 raise ValueError("wiener needs the first step: the model has no collaborative filter, give collaborative=a")
             self._model.set_collaborative(None if a == 0 else (a, lam, c, mu))
         try:
