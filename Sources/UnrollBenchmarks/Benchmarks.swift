@@ -33,6 +33,8 @@ public struct BenchOptions: Sendable {
     /// Interleaved cases: one untimed unit on a side right before each of its timed ones, so that every
     /// timed unit finds that side's caches and threads as a loop of back-to-back steps would.
     public var warmEach: Bool
+    /// `pudle-*`, `scaling` and `encode`: how the dense dictionary runs its layers (default: the fast path).
+    public var denseLayers: DenseLayerPolicy = .automatic
 
     public init(threads: Int = 2, repeats: Int = 5, size: Int? = nil, python: String = "python3", scriptDirectory: String? = nil,
                 mode: String? = nil, runPeer: Bool = true, images: [String: Tensor]? = nil, data: String? = nil, models: [String] = [], switchingAt: [Float] = [],

@@ -137,7 +137,9 @@ enum PudleBenchmarks {
         let batchText = s.batch.map { "batch \($0)" } ?? "full batch \(s.data.exampleCount)"
         report.details["setting"] = "m \(s.data.signalSize), p \(s.data.atomCount), s \(s.data.sparsity), \(batchText), T \(layers), "
             + "λ = α = \(lambda), δ \(s.data.initNoise), Adam lr \(learningRate) ε \(s.adamEpsilon); one step = encode + loss + gradient + Adam + normalise"
-        report.details["ours: code density at layers 1 / 10 / 50 / 100, mean over the layers"] = try codeDensity(s, o)
+        let (density, path) = try codeDensity(s, o)
+        report.details["ours: code density at layers 1 / 10 / 50 / 100, mean over the layers"] = density
+        report.details["ours: dense layers"] = path
         var memory: [BenchRow] = []
         var peerVersion: String?
         for m in try selectedModes(o) {
@@ -154,7 +156,7 @@ enum PudleBenchmarks {
 
             let resettable = ResidentMemory.resetPeak()
             let baseline = ResidentMemory.current()
-            var trainer = try makeTrainer(s, mode: m.mode, steps: 1 + o.repeats * (o.warmEach ? 2 : 1))
+            var trainer = try makeTrainer(s, mode: m.mode, steps: 1 + o.repeats * (o.warmEach ? 2 : 1), layers: o.denseLayers)
             var loss = Double.nan
             let step: () throws -> Double = {
                 try FlushDenormals.with(true) {
@@ -221,15 +223,24 @@ enum PudleBenchmarks {
         return report
     }
 
+    static let straightforwardLayers = "straightforward (dense products in every layer)"
+
+    /// Records the straightforward path when the options ask for it (cases without a trace to show it).
+    static func noteLayers(_ o: BenchOptions, _ report: inout BenchReport) {
+        if !o.denseLayers.fastPath { report.details["ours: dense layers"] = straightforwardLayers }
+    }
+
     /// A trainer of `s` in `mode` on the data its first `steps` steps use (synthetic, seed 0).
-    static func makeTrainer(_ s: Setting, mode: GradientMode, steps: Int) throws -> DictionaryTrainer<DenseDictionary> {
+    static func makeTrainer(_ s: Setting, mode: GradientMode, steps: Int, layers policy: DenseLayerPolicy) throws -> DictionaryTrainer<DenseDictionary> {
         var config = s.data
         if let b = s.batch { config.exampleCount = b * steps }   // just the batches the steps use
         let data = try SyntheticDictionaryData(config, seed: 0)
         let trainerConfig = TrainerConfig(
             encoder: encoder, mode: mode, optimizer: .adam(learningRate: learningRate, epsilon: s.adamEpsilon),
             batchSize: s.batch, shuffle: false, seed: 0)
-        return try DictionaryTrainer(dictionary: try DenseDictionary(weights: data.initialDictionary), data: data.signals, config: trainerConfig)
+        var dictionary = try DenseDictionary(weights: data.initialDictionary)
+        dictionary.layerPolicy = policy
+        return try DictionaryTrainer(dictionary: dictionary, data: data.signals, config: trainerConfig)
     }
 
     // MARK: scaling
@@ -246,9 +257,10 @@ enum PudleBenchmarks {
         var report = BenchReport(benchmark: "scaling", threads: o.threads, repeats: o.repeats)
         report.details["setting"] = "fig5 (m 1000, p 1500, s 10, batch 50) with one of batch, p (m = 2p/3) or threads changed; g_ae-ls, T \(layers), "
             + "λ = α = \(lambda), Adam; \(o.threads) threads unless the row says; the ratio is the row's time over its group's first"
+        noteLayers(o, &report)
         func stepSeconds(_ s: Setting, threads: Int) throws -> Double {
             try Parallel.withWorkers(threads) {
-                var trainer = try makeTrainer(s, mode: .leastSquares, steps: 1 + o.repeats)
+                var trainer = try makeTrainer(s, mode: .leastSquares, steps: 1 + o.repeats, layers: o.denseLayers)
                 _ = try FlushDenormals.with(true) { try trainer.trainStep() }
                 let times = try (0..<o.repeats).map { _ in
                     try FlushDenormals.with(true) {
@@ -283,20 +295,21 @@ enum PudleBenchmarks {
     }
 
     /// The fraction of non-zero codes per layer of the encoder at the setting's initial dictionary, which decides
-    /// what working on the non-zeros can save: "d₁ / d₁₀ / d₅₀ / d₁₀₀, mean".
-    static func codeDensity(_ s: Setting, _ o: BenchOptions) throws -> String {
+    /// what working on the non-zeros can save: "d₁ / d₁₀ / d₅₀ / d₁₀₀, mean"; and which path ran the layers.
+    static func codeDensity(_ s: Setting, _ o: BenchOptions) throws -> (density: String, path: String) {
         var config = s.data
         if let b = s.batch { config.exampleCount = b * (1 + o.repeats) }
         let data = try SyntheticDictionaryData(config, seed: 0)
-        let trace = try FlushDenormals.with(true) {
-            try encoder.forward(data.signals, with: try DenseDictionary(weights: data.initialDictionary)).trace
-        }
+        var dictionary = try DenseDictionary(weights: data.initialDictionary)
+        dictionary.layerPolicy = o.denseLayers
+        let trace = try FlushDenormals.with(true) { try encoder.forward(data.signals, with: dictionary).trace }
         let density = (1...trace.layers).map { t in
             let z = trace.layerCodes(t)
             return Double(z.count - z.zeroCount()) / Double(z.count)
         }
         let picked = [1, 10, 50, 100].filter { $0 <= density.count }.map { String(format: "%.3f", density[$0 - 1]) }
-        return picked.joined(separator: " / ") + String(format: ", %.3f", density.reduce(0, +) / Double(density.count))
+        return (picked.joined(separator: " / ") + String(format: ", %.3f", density.reduce(0, +) / Double(density.count)),
+                trace.fastPath.map { "fast path (\($0.form) form)" } ?? straightforwardLayers)
     }
 
     // MARK: encode
@@ -321,7 +334,8 @@ enum PudleBenchmarks {
         var config = fig5.data
         config.exampleCount = n
         let data = try SyntheticDictionaryData(config, seed: 0)
-        let dictionary = try DenseDictionary(weights: data.initialDictionary)
+        var dictionary = try DenseDictionary(weights: data.initialDictionary)
+        dictionary.layerPolicy = o.denseLayers
         let enc = encoder
         // The lasso solved per sample: ISTA until each code changes by ≤ `encodeTolerance` (cap 10·T).
         var solver = encoder
@@ -382,6 +396,7 @@ enum PudleBenchmarks {
             String(format: "%.2e, ", (exactObjective - minimum) / minimum) + (homotopyReport.map {
                 "\($0.exact) / \($0.solvedByEncoder), " + String(format: "%.1f", Double($0.events) / Double(n)) } ?? "?")
         report.details["setting"] = "\(n) signals, m 1000, p 1500, s 10, δ 0.005 (codes from W₀), T \(layers), λ = α = \(lambda)"
+        noteLayers(o, &report)
         report.details["ours: seconds per encode"] = seconds(ours)
         report.details["ours: mean ½‖x − zW‖² + λ‖z‖₁, non-zeros per code"] =
             String(format: "%.5g, %.1f", objective, Double(codes.count - codes.zeroCount()) / Double(n))

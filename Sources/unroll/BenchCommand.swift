@@ -24,6 +24,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Gradient mode of the pudle-* cases: decoder, lasso or least-squares (default: all three).")
     var mode: String?
 
+    @Option(name: .customLong("dense-layers"), help: "pudle-*, scaling and encode: how the dense dictionary runs its layers: fast (the sparsity-aware engine, the default) or straightforward (dense products in every layer, the path the tests check the fast one against).")
+    var denseLayers: String = "fast"
+
     @Flag(name: .customLong("no-peer"), help: "Skip the Python peers; print our numbers only.")
     var noPeer = false
 
@@ -60,6 +63,12 @@ struct Bench: ParsableCommand {
         if let m = mode, !["decoder", "lasso", "least-squares"].contains(m) {
             throw ValidationError("--mode must be decoder, lasso or least-squares, got '\(m)'")
         }
+        guard ["fast", "straightforward"].contains(denseLayers) else {
+            throw ValidationError("--dense-layers must be fast or straightforward, got '\(denseLayers)'")
+        }
+        if denseLayers != "fast" && !(name.hasPrefix("pudle-") || ["scaling", "encode", "all"].contains(name)) {
+            throw ValidationError("--dense-layers applies to the pudle-*, scaling and encode cases, not to '\(name)'")
+        }
     }
 
     func run() throws {
@@ -78,12 +87,13 @@ struct Bench: ParsableCommand {
             images = (try? ImageFolder.load(folder, option: "--data")).map { Dictionary(uniqueKeysWithValues: $0.map { ($0.name, $0.image) }) }
         }
         let denoisers = try model.map { ([$0], [Float]()) } ?? (name == "denoise" || name == "all" ? ShippedDenoiser.files() : ([], []))
-        let options = BenchOptions(threads: threading.threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
+        var options = BenchOptions(threads: threading.threads, repeats: repeats, size: size, python: python, scriptDirectory: scripts,
                                    mode: mode, runPeer: !noPeer, images: images, data: folder, models: denoisers.0, switchingAt: denoisers.1, panels: panels, shifts: shiftSet,
                                    stages: { [nonLocal, collaborative] in
                                        $0.nonLocal = try nonLocal.setting(replacing: $0.nonLocal)
                                        $0.collaborative = try collaborative.setting(replacing: $0.collaborative)
                                    }, warmEach: warmEach)
+        options.denseLayers = denseLayers == "straightforward" ? .straightforward : .automatic
         let names = name == "all" ? Benchmarks.all.map(\.name) : [name]
         var reports: [BenchReport] = []
         for n in names {
